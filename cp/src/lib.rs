@@ -1,0 +1,1 @@
+//! rvs control plane library.

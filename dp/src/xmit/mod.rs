@@ -1,0 +1,1 @@
+//! Forwarding methods: NAT, DR, TUN.

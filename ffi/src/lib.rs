@@ -1,0 +1,1 @@
+//! Bindings to the system DPDK. Filled in by the data-plane work.
