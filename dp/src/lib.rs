@@ -2,6 +2,7 @@
 //! needs no DPDK; the poll-mode forwarder sits behind the `dpdk` feature.
 
 pub mod conn;
+pub mod ctl;
 pub mod sched;
 pub mod service;
 pub mod stats;
