@@ -1,8 +1,10 @@
 //! rvs data plane. The pure forwarding core (wire, sched, conn, xmit, core)
 //! needs no DPDK; the poll-mode forwarder sits behind the `dpdk` feature.
 
+pub mod config;
 pub mod conn;
 pub mod ctl;
+pub mod route;
 pub mod sched;
 pub mod service;
 pub mod stats;

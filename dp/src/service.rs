@@ -401,3 +401,132 @@ impl DestStats {
         }
     }
 }
+
+/// One virtual service in a snapshot.
+pub struct VirtualService {
+    pub key: ServiceKey,
+    pub sched_name: String,
+    pub sched_opts: crate::sched::SchedOptions,
+    pub persistence: Option<Persistence>,
+    pub dests: Vec<RealServer>,
+    /// Service-level traffic counters, shared across snapshots like `DestStats`.
+    pub stats: Arc<WorkerTraffic>,
+    /// The scheduler built for `dests`; each worker takes its own `clone_box`.
+    pub sched: Box<dyn crate::sched::Scheduler>,
+}
+
+impl fmt::Debug for VirtualService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VirtualService")
+            .field("key", &self.key)
+            .field("sched", &self.sched_name)
+            .field("persistence", &self.persistence)
+            .field("dests", &self.dests.len())
+            .finish()
+    }
+}
+
+impl VirtualService {
+    /// Index of the real server `rip:port`, if this service has it.
+    pub fn dest_index(&self, rip: Ipv4Addr, port: u16) -> Option<usize> {
+        self.dests.iter().position(|d| d.rip == rip && d.port == port)
+    }
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// An immutable set of virtual services: what the workers forward by. The
+/// control thread builds a new one for every change and publishes it whole.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    pub generation: u64,
+    services: Vec<VirtualService>,
+    /// Open-addressed index over (proto, vip, port); power-of-two length.
+    index: Vec<u32>,
+    /// Every VIP, sorted, for "is this address ours" (ARP, classification).
+    vips: Vec<Ipv4Addr>,
+}
+
+#[inline]
+fn service_hash(proto: Proto, vip: Ipv4Addr, port: u16) -> u64 {
+    let k = (u32::from(vip) as u64) << 24 | (port as u64) << 8 | proto as u64;
+    k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k >> 29)
+}
+
+impl ServiceTable {
+    pub fn new(generation: u64, services: Vec<VirtualService>) -> Self {
+        let slots = (services.len() * 2).next_power_of_two().max(8);
+        let mut index = vec![NO_SLOT; slots];
+        let mask = slots - 1;
+        for (i, s) in services.iter().enumerate() {
+            let mut h = service_hash(s.key.proto, s.key.vip, s.key.port) as usize & mask;
+            while index[h] != NO_SLOT {
+                h = (h + 1) & mask;
+            }
+            index[h] = i as u32;
+        }
+        let mut vips: Vec<Ipv4Addr> = services.iter().map(|s| s.key.vip).collect();
+        vips.sort();
+        vips.dedup();
+        ServiceTable {
+            generation,
+            services,
+            index,
+            vips,
+        }
+    }
+
+    #[inline]
+    fn find_exact(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<usize> {
+        if self.services.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let mut h = service_hash(proto, vip, port) as usize & mask;
+        loop {
+            let slot = *self.index.get(h)?;
+            if slot == NO_SLOT {
+                return None;
+            }
+            let s = self.services.get(slot as usize)?;
+            if s.key.port == port && s.key.vip == vip && s.key.proto == proto {
+                return Some(slot as usize);
+            }
+            h = (h + 1) & mask;
+        }
+    }
+
+    /// The service for a packet to `vip:port`. A port-0 service (persistent,
+    /// all ports, as `ipvsadm -A -t VIP:0 -p`) catches ports with no service of their own.
+    #[inline]
+    pub fn lookup(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<usize> {
+        self.find_exact(proto, vip, port)
+            .or_else(|| if port != 0 { self.find_exact(proto, vip, 0) } else { None })
+    }
+
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.binary_search(&ip).is_ok()
+    }
+
+    pub fn vips(&self) -> &[Ipv4Addr] {
+        &self.vips
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&VirtualService> {
+        self.services.get(i)
+    }
+
+    pub fn services(&self) -> &[VirtualService] {
+        &self.services
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}

@@ -1,0 +1,575 @@
+//! rvs.toml: one file for the data plane (`[dataplane]`, `[[port]]`, `[[route]]`,
+//! `[[neighbor]]`) and the virtual servers (`[[virtual_server]]`, keepalived's
+//! vocabulary), read by both rvs-dp and rvs-cp.
+//!
+//! Every error names the file, the key and the problem, because an operator
+//! at 3 a.m. should not have to guess which of forty lines is wrong.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::service::{ForwardMethod, Proto};
+
+pub const DEFAULT_CTL_PATH: &str = "/dev/shm/rvs.ctl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {err}")]
+    Io { file: String, err: std::io::Error },
+    #[error("{file}: {msg}")]
+    Parse { file: String, msg: String },
+    #[error("{file}: {key}: {problem}")]
+    Invalid { file: String, key: String, problem: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    #[serde(default)]
+    pub port: Vec<PortConfig>,
+    #[serde(default)]
+    pub route: Vec<RouteConfig>,
+    #[serde(default)]
+    pub neighbor: Vec<NeighborConfig>,
+    #[serde(default)]
+    pub virtual_server: Vec<VirtualServerConfig>,
+    /// rvs-cp's own settings (metrics address, histogram log); rvs-dp ignores them.
+    #[serde(default)]
+    pub control: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// EAL lcores that run workers, one worker each.
+    #[serde(default = "default_workers")]
+    pub workers: Vec<u32>,
+    /// Connection-table capacity per worker (a shard each).
+    #[serde(default = "default_capacity")]
+    pub conn_capacity: u32,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// The shared-memory control region (overridden by RVS_CTL and --ctl).
+    #[serde(default)]
+    pub ctl: Option<PathBuf>,
+    /// End a connection on its next packet when its real server was removed
+    /// (kernel IPVS's expire_nodest_conn).
+    #[serde(default)]
+    pub expire_nodest_conn: bool,
+    /// Answer a SYN that no real server can take with a RST instead of silence.
+    #[serde(default)]
+    pub tcp_rst_no_dest: bool,
+    /// Descriptors per RX/TX queue.
+    #[serde(default = "default_ring")]
+    pub ring_size: u16,
+    /// mbufs in the pool, per port (0 = sized from rings and workers).
+    #[serde(default)]
+    pub mbufs: u32,
+}
+
+fn default_workers() -> Vec<u32> {
+    vec![1]
+}
+fn default_capacity() -> u32 {
+    1 << 20
+}
+fn default_ring() -> u16 {
+    1024
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            workers: default_workers(),
+            conn_capacity: default_capacity(),
+            timeouts: TimeoutsConfig::default(),
+            ctl: None,
+            expire_nodest_conn: false,
+            tcp_rst_no_dest: false,
+            ring_size: default_ring(),
+            mbufs: 0,
+        }
+    }
+}
+
+/// As `ipvsadm --set tcp tcpfin udp`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    #[serde(default = "t_tcp")]
+    pub tcp: u32,
+    #[serde(default = "t_tcpfin")]
+    pub tcpfin: u32,
+    #[serde(default = "t_udp")]
+    pub udp: u32,
+}
+fn t_tcp() -> u32 {
+    900
+}
+fn t_tcpfin() -> u32 {
+    120
+}
+fn t_udp() -> u32 {
+    300
+}
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            tcp: t_tcp(),
+            tcpfin: t_tcpfin(),
+            udp: t_udp(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    /// A PCI address (bound with dpdk-devbind) or a vdev devargs string.
+    pub device: String,
+    /// "10.1.0.1/24": our address and the connected subnet.
+    pub address: String,
+    pub mac: Option<String>,
+    pub mtu: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub dst: String,
+    pub via: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub ip: Ipv4Addr,
+    pub mac: String,
+}
+
+/// keepalived's `virtual_server IP PORT { ... }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServerConfig {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    #[serde(default = "default_algo")]
+    pub lb_algo: String,
+    /// Default forward method of the real servers: NAT, DR or TUN.
+    #[serde(default = "default_kind")]
+    pub lb_kind: String,
+    /// Scheduler flags as ipvsadm -b: "sh-port,sh-fallback".
+    #[serde(default)]
+    pub sched_flags: Option<String>,
+    pub persistence_timeout: Option<u32>,
+    pub persistence_granularity: Option<Ipv4Addr>,
+    /// Minimum total weight of healthy real servers for the service to be up.
+    #[serde(default = "default_quorum")]
+    pub quorum: u32,
+    #[serde(default)]
+    pub hysteresis: u32,
+    /// "IP PORT" or "IP:PORT": used when the quorum is lost.
+    pub sorry_server: Option<String>,
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// Seconds between health checks (default for the real servers' checks).
+    #[serde(default = "default_delay")]
+    pub delay_loop: f64,
+    #[serde(default)]
+    pub real_server: Vec<RealServerConfig>,
+}
+
+fn default_protocol() -> String {
+    "TCP".into()
+}
+fn default_algo() -> String {
+    "wlc".into()
+}
+fn default_kind() -> String {
+    "NAT".into()
+}
+fn default_quorum() -> u32 {
+    1
+}
+fn default_delay() -> f64 {
+    60.0
+}
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerConfig {
+    pub address: Ipv4Addr,
+    pub port: Option<u16>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    pub lb_kind: Option<String>,
+    /// ipvsadm -x / -y.
+    #[serde(default)]
+    pub uthreshold: u32,
+    #[serde(default)]
+    pub lthreshold: u32,
+    #[serde(default)]
+    pub inhibit_on_failure: Option<bool>,
+    /// TCP_CHECK: connect.
+    pub tcp_check: Option<CheckConfig>,
+    /// HTTP_GET: GET a path, expect a status (and optionally a digest or regex).
+    pub http_get: Option<CheckConfig>,
+    /// MISC_CHECK: run a command; exit 0 is healthy.
+    pub misc_check: Option<CheckConfig>,
+}
+
+/// Health-check settings, shared by the three kinds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_port: Option<u16>,
+    pub connect_timeout: Option<f64>,
+    pub delay_loop: Option<f64>,
+    /// Failures in a row before a server is taken out (keepalived's `retry`/fall).
+    pub retry: Option<u32>,
+    pub fall: Option<u32>,
+    /// Successes in a row before it is put back.
+    pub rise: Option<u32>,
+    pub delay_before_retry: Option<f64>,
+    // HTTP_GET
+    pub path: Option<String>,
+    pub status_code: Option<Vec<u16>>,
+    pub digest: Option<String>,
+    pub regex: Option<String>,
+    // MISC_CHECK
+    pub misc_path: Option<String>,
+    pub misc_timeout: Option<f64>,
+}
+
+/// A port after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    pub device: String,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u16,
+}
+
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 10.1.0.1/24)"))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{a}' is not an IPv4 address"))?;
+    let len: u8 = p.parse().map_err(|_| format!("'{p}' is not a prefix length"))?;
+    if len > 32 {
+        return Err(format!("prefix length {len} is over 32"));
+    }
+    Ok((addr, len))
+}
+
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
+    }
+    Ok(m)
+}
+
+pub fn parse_proto(s: &str) -> Result<Proto, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "TCP" => Ok(Proto::Tcp),
+        "UDP" => Ok(Proto::Udp),
+        other => Err(format!("protocol '{other}' is not TCP or UDP")),
+    }
+}
+
+impl Config {
+    pub fn from_str_named(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            msg: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            file: file.clone(),
+            err,
+        })?;
+        Config::from_str_named(&text, &file)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |key: String, problem: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            problem,
+        };
+        let dp = &self.dataplane;
+        if dp.workers.is_empty() {
+            return Err(bad("dataplane.workers".into(), "at least one worker lcore is needed".into()));
+        }
+        if dp.workers.len() > 64 {
+            return Err(bad("dataplane.workers".into(), "at most 64 workers".into()));
+        }
+        let mut seen = dp.workers.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != dp.workers.len() {
+            return Err(bad("dataplane.workers".into(), "an lcore is listed twice".into()));
+        }
+        if dp.conn_capacity < 16 || dp.conn_capacity > (1 << 30) {
+            return Err(bad("dataplane.conn_capacity".into(), "must be between 16 and 2^30".into()));
+        }
+        if !dp.ring_size.is_power_of_two() || dp.ring_size < 64 {
+            return Err(bad("dataplane.ring_size".into(), "must be a power of two, at least 64".into()));
+        }
+        for (name, v) in [("tcp", dp.timeouts.tcp), ("tcpfin", dp.timeouts.tcpfin), ("udp", dp.timeouts.udp)] {
+            if v == 0 || v > 86400 * 30 {
+                return Err(bad(format!("dataplane.timeouts.{name}"), "must be 1..2592000 seconds".into()));
+            }
+        }
+        let ports = self.ports(file)?;
+        for (i, r) in self.route.iter().enumerate() {
+            parse_cidr(&r.dst).map_err(|p| bad(format!("route[{i}].dst"), p))?;
+            if !ports.iter().any(|p| same_subnet(p.addr, r.via, p.prefix_len)) {
+                return Err(bad(
+                    format!("route[{i}].via"),
+                    format!("gateway {} is not on any port's subnet", r.via),
+                ));
+            }
+        }
+        for (i, n) in self.neighbor.iter().enumerate() {
+            parse_mac(&n.mac).map_err(|p| bad(format!("neighbor[{i}].mac"), p))?;
+        }
+        for (i, vs) in self.virtual_server.iter().enumerate() {
+            let k = |f: &str| format!("virtual_server[{i}] ({}:{}).{f}", vs.address, vs.port);
+            parse_proto(&vs.protocol).map_err(|p| bad(k("protocol"), p))?;
+            if !crate::sched::SCHEDULER_NAMES.contains(&vs.lb_algo.as_str()) {
+                return Err(bad(k("lb_algo"), format!("unknown scheduler '{}'", vs.lb_algo)));
+            }
+            let kind: ForwardMethod = vs.lb_kind.parse().map_err(|p| bad(k("lb_kind"), p))?;
+            if let Some(f) = &vs.sched_flags {
+                crate::service::SchedFlags::parse(f).map_err(|p| bad(k("sched_flags"), p))?;
+            }
+            if vs.port == 0 && vs.persistence_timeout.is_none() {
+                return Err(bad(k("port"), "port 0 needs persistence_timeout".into()));
+            }
+            if vs.delay_loop <= 0.0 || !vs.delay_loop.is_finite() {
+                return Err(bad(k("delay_loop"), "must be a positive number of seconds".into()));
+            }
+            if let Some(s) = &vs.sorry_server {
+                parse_endpoint(s).map_err(|p| bad(k("sorry_server"), p))?;
+            }
+            let mut rs_seen = Vec::new();
+            for (j, rs) in vs.real_server.iter().enumerate() {
+                let rk = |f: &str| format!("virtual_server[{i}].real_server[{j}] ({}).{f}", rs.address);
+                if rs.weight > 65535 {
+                    return Err(bad(rk("weight"), "must be 0..65535".into()));
+                }
+                let m = match &rs.lb_kind {
+                    Some(s) => s.parse().map_err(|p| bad(rk("lb_kind"), p))?,
+                    None => kind,
+                };
+                let port = rs.port.unwrap_or(vs.port);
+                if m == ForwardMethod::Dr && port != vs.port {
+                    return Err(bad(rk("port"), "DR needs the real server port equal to the virtual port".into()));
+                }
+                if rs.lthreshold > rs.uthreshold && rs.uthreshold != 0 {
+                    return Err(bad(rk("lthreshold"), "is above uthreshold".into()));
+                }
+                if rs_seen.contains(&(rs.address, port)) {
+                    return Err(bad(rk("address"), "real server listed twice".into()));
+                }
+                rs_seen.push((rs.address, port));
+                let n = [&rs.tcp_check, &rs.http_get, &rs.misc_check].iter().filter(|c| c.is_some()).count();
+                if n > 1 {
+                    return Err(bad(rk("tcp_check"), "at most one health check per real server".into()));
+                }
+                if let Some(c) = &rs.misc_check {
+                    if c.misc_path.as_deref().unwrap_or("").is_empty() {
+                        return Err(bad(rk("misc_check.misc_path"), "is required".into()));
+                    }
+                }
+                if let Some(c) = &rs.http_get {
+                    if let Some(p) = &c.path {
+                        if !p.starts_with('/') {
+                            return Err(bad(rk("http_get.path"), "must start with '/'".into()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut keys: Vec<_> = self
+            .virtual_server
+            .iter()
+            .map(|v| (v.protocol.to_ascii_uppercase(), v.address, v.port))
+            .collect();
+        keys.sort();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(bad("virtual_server".into(), "a virtual server is defined twice".into()));
+        }
+        Ok(())
+    }
+
+    /// The ports, validated.
+    pub fn ports(&self, file: &str) -> Result<Vec<PortSpec>, ConfigError> {
+        let bad = |key: String, problem: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            problem,
+        };
+        let mut out: Vec<PortSpec> = Vec::new();
+        for (i, p) in self.port.iter().enumerate() {
+            let k = |f: &str| format!("port[{i}] ({}).{f}", p.name);
+            if p.name.is_empty() {
+                return Err(bad(format!("port[{i}].name"), "is empty".into()));
+            }
+            if out.iter().any(|o| o.name == p.name) {
+                return Err(bad(k("name"), "two ports have this name".into()));
+            }
+            if p.device.trim().is_empty() {
+                return Err(bad(k("device"), "is empty".into()));
+            }
+            let (addr, prefix_len) = parse_cidr(&p.address).map_err(|e| bad(k("address"), e))?;
+            let mac = p.mac.as_deref().map(parse_mac).transpose().map_err(|e| bad(k("mac"), e))?;
+            let mtu = p.mtu.unwrap_or(1500);
+            if !(576..=9600).contains(&mtu) {
+                return Err(bad(k("mtu"), "must be 576..9600".into()));
+            }
+            out.push(PortSpec {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                addr,
+                prefix_len,
+                mac,
+                mtu,
+            });
+        }
+        Ok(out)
+    }
+}
+
+pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
+    let m = if prefix_len == 0 { 0 } else { u32::MAX << (32 - prefix_len.min(32) as u32) };
+    u32::from(a) & m == u32::from(b) & m
+}
+
+/// "IP PORT" (keepalived) or "IP:PORT".
+pub fn parse_endpoint(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+    let s = s.trim();
+    let (ip, port) = match s.split_once([' ', ':']) {
+        Some((ip, port)) => (ip, Some(port.trim())),
+        None => (s, None),
+    };
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| format!("'{p}' is not a port")))
+        .transpose()?;
+    Ok((ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[dataplane]
+workers = [1]
+conn_capacity = 65536
+[dataplane.timeouts]
+tcp = 900
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=veth-d0"
+address = "10.1.0.1/24"
+mac = "02:00:00:00:01:01"
+
+[[port]]
+name = "servers"
+device = "0000:03:00.0"
+address = "10.2.0.1/24"
+
+[[route]]
+dst = "0.0.0.0/0"
+via = "10.1.0.254"
+
+[[neighbor]]
+ip = "10.2.0.11"
+mac = "02:00:00:00:02:11"
+
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+lb_algo = "wrr"
+lb_kind = "NAT"
+
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+weight = 3
+[virtual_server.real_server.http_get]
+path = "/health"
+status_code = [200]
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::from_str_named(GOOD, "rvs.toml").unwrap();
+        assert_eq!(c.port.len(), 2);
+        let ports = c.ports("rvs.toml").unwrap();
+        assert_eq!(ports[0].prefix_len, 24);
+        assert_eq!(ports[0].mac, Some([2, 0, 0, 0, 1, 1]));
+        assert_eq!(ports[1].mtu, 1500);
+        assert_eq!(c.dataplane.timeouts.tcpfin, 120);
+        assert_eq!(c.virtual_server[0].real_server[0].weight, 3);
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_str_named(text, "rvs.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = err(&GOOD.replace("10.1.0.1/24", "10.1.0.1"));
+        assert!(e.starts_with("rvs.toml: port[0] (client).address:"), "{e}");
+        let e = err(&GOOD.replace("\"wrr\"", "\"bogus\""));
+        assert!(e.contains("lb_algo") && e.contains("unknown scheduler 'bogus'"), "{e}");
+        let e = err(&GOOD.replace("weight = 3", "weight = 70000"));
+        assert!(e.contains("real_server[0] (10.2.0.11).weight"), "{e}");
+        let e = err(&GOOD.replace("via = \"10.1.0.254\"", "via = \"192.0.2.1\""));
+        assert!(e.contains("route[0].via"), "{e}");
+        let e = err(&GOOD.replace("conn_capacity", "conn_capacityy"));
+        assert!(e.starts_with("rvs.toml: ") && e.contains("conn_capacityy"), "unknown key named: {e}");
+        assert!(e.contains("line"), "parse errors carry the line: {e}");
+        let e = err(&GOOD.replace("02:00:00:00:01:01", "02:00:00:00:01"));
+        assert!(e.contains("port[0] (client).mac"), "{e}");
+        let e = err(&GOOD.replace("workers = [1]", "workers = []"));
+        assert!(e.contains("dataplane.workers"), "{e}");
+        let e = err(&GOOD.replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"").replace("weight = 3", "weight = 3\nport = 8080"));
+        assert!(e.contains("DR needs"), "{e}");
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse_endpoint("10.0.0.1 80"), Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80))));
+        assert_eq!(parse_endpoint("10.0.0.1:80"), Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80))));
+        assert_eq!(parse_endpoint("10.0.0.1"), Ok((Ipv4Addr::new(10, 0, 0, 1), None)));
+        assert!(parse_endpoint("x").is_err());
+    }
+}
