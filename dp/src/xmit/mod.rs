@@ -1,1 +1,160 @@
-//! Forwarding methods: NAT, DR, TUN.
+//! Forwarding methods, after the kernel's ip_vs_xmit.c: each turns a packet of
+//! a known connection into what goes on the wire.
+//!
+//! - `nat`: DNAT of client packets to the real server, SNAT of its replies.
+//! - `dr`: the IP packet untouched; only the Ethernet header is rewritten.
+//! - `tun`: IP-in-IP to the real server.
+//! - `icmp`: ICMP errors about NATed connections, translated inner header included;
+//!   and the messages the director itself sends (frag-needed, echo reply, RST).
+//!
+//! All of them work on raw IPv4 bytes whose header length the caller already
+//! validated, through the total accessors of `wire::bytes`, so no input panics.
+
+pub mod dr;
+pub mod icmp;
+pub mod nat;
+pub mod tun;
+
+use std::net::Ipv4Addr;
+
+use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
+use crate::wire::checksum;
+
+pub(crate) const IP_TTL: usize = 8;
+pub(crate) const IP_CSUM: usize = 10;
+pub(crate) const IP_SRC: usize = 12;
+pub(crate) const IP_DST: usize = 16;
+pub(crate) const TCP_CSUM: usize = 16;
+pub(crate) const UDP_CSUM: usize = 6;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Which endpoint of the packet a rewrite changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+/// Decrements the TTL with an incremental header-checksum update.
+/// Returns false (and changes nothing) when the TTL would reach 0.
+#[inline]
+pub(crate) fn decrement_ttl(ip: &mut [u8]) -> bool {
+    let ttl = get_u8(ip, IP_TTL);
+    if ttl <= 1 {
+        return false;
+    }
+    let old = get_u16(ip, IP_TTL);
+    let new = old.wrapping_sub(0x0100);
+    set_u8(ip, IP_TTL, ttl - 1);
+    let c = checksum::update16(get_u16(ip, IP_CSUM), old, new);
+    set_u16(ip, IP_CSUM, c);
+    true
+}
+
+/// Offset of the L4 checksum inside the L4 header, for protocols that have
+/// one covering the pseudo-header.
+#[inline]
+fn l4_csum_offset(proto: u8) -> Option<usize> {
+    match proto {
+        PROTO_TCP => Some(TCP_CSUM),
+        PROTO_UDP => Some(UDP_CSUM),
+        _ => None,
+    }
+}
+
+/// Rewrites one endpoint (address, and port when `l4` says the L4 header is
+/// present) of an IPv4 packet, updating the IP header checksum and the L4
+/// checksum incrementally (RFC 1624). `hl` is the validated IP header length.
+/// `l4` is false for non-first fragments, which carry no L4 header.
+#[inline]
+pub fn rewrite_endpoint(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: bool) {
+    let (addr_off, port_off) = match side {
+        Side::Src => (IP_SRC, 0),
+        Side::Dst => (IP_DST, 2),
+    };
+    let old_addr = get_u32(ip, addr_off);
+    let new_addr = u32::from(addr);
+    set_u32(ip, addr_off, new_addr);
+    let c = checksum::update32(get_u16(ip, IP_CSUM), old_addr, new_addr);
+    set_u16(ip, IP_CSUM, c);
+    if !l4 {
+        return;
+    }
+    let proto = get_u8(ip, 9);
+    let Some(csum_off) = l4_csum_offset(proto) else { return };
+    let Some(seg) = ip.get_mut(hl..) else { return };
+    let old_port = get_u16(seg, port_off);
+    set_u16(seg, port_off, port);
+    let old_csum = get_u16(seg, csum_off);
+    if proto == PROTO_UDP && old_csum == 0 {
+        return; // UDP without checksum stays without
+    }
+    let mut c = checksum::update32(old_csum, old_addr, new_addr);
+    c = checksum::update16(c, old_port, port);
+    if proto == PROTO_UDP && c == 0 {
+        c = 0xFFFF;
+    }
+    set_u16(seg, csum_off, c);
+}
+
+/// Recomputes the IPv4 header checksum from scratch (for headers we build).
+pub(crate) fn fill_ip_checksum(ip: &mut [u8], hl: usize) {
+    set_u16(ip, IP_CSUM, 0);
+    let c = checksum::finish(checksum::sum(ip.get(..hl).unwrap_or(&[])));
+    set_u16(ip, IP_CSUM, c);
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Packet builders for the transform tests (etherparse builds; we check with etherparse).
+    use etherparse::PacketBuilder;
+
+    pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
+    pub const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
+
+    pub fn tcp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(src, dst, 64);
+        let b = if syn {
+            b.tcp(sport, dport, 1000, 64240).syn()
+        } else {
+            b.tcp(sport, dport, 1000, 64240).ack(5000)
+        };
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    pub fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv4(src, dst, 64)
+            .udp(sport, dport);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Parses with etherparse and checks every checksum: the independent oracle.
+    pub fn assert_checksums_valid(frame: &[u8]) -> etherparse::SlicedPacket<'_> {
+        let p = etherparse::SlicedPacket::from_ethernet(frame).expect("etherparse parses our output");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!("not ipv4") };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP header checksum");
+        match &p.transport {
+            Some(etherparse::TransportSlice::Tcp(t)) => {
+                let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+                assert_eq!(t.checksum(), want, "TCP checksum");
+            }
+            Some(etherparse::TransportSlice::Udp(u)) => {
+                if u.checksum() != 0 {
+                    let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                    assert_eq!(u.checksum(), want, "UDP checksum");
+                }
+            }
+            _ => {}
+        }
+        p
+    }
+}

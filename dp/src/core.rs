@@ -1,0 +1,943 @@
+//! The per-packet path of one worker, after the kernel's ip_vs_core.c:
+//! classify, find or create the connection, transform, and say where the
+//! packet goes. Pure: the DPDK worker, the benchmarks and the fuzzer all drive
+//! this same code over their own packet buffers.
+//!
+//! Ownership: every connection belongs to exactly one worker, chosen from the
+//! client's address alone (`owner_of`). Both directions can compute it without
+//! any shared table: a client→VIP packet names the client as its source, a
+//! real server's NAT reply names it as its destination, and an ICMP error names
+//! it in the datagram it quotes. A packet that lands on another worker's queue
+//! is handed to the owner (`Verdict::Redirect`). Hashing on the client address
+//! only also keeps all of a client's connections and all fragments of its
+//! datagrams on one worker, so persistence templates and the fragment cache
+//! stay worker-local.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+
+use crate::conn::{client_net, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use crate::neigh::{Neigh, NeighTable};
+use crate::packet::PacketBuf;
+use crate::route::{NextHop, RouteTable};
+use crate::sched::{SchedKey, Scheduler};
+use crate::service::{ForwardMethod, Proto, ServiceTable};
+use crate::stats::{DropCounters, DropReason};
+use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+use crate::wire::bytes::{get_u16, get_u32, get_u8};
+use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::xmit::{self, dr, icmp, nat, tun};
+
+/// One of the director's ports, as the per-packet path needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// IP MTU.
+    pub mtu: u16,
+}
+
+impl PortInfo {
+    #[inline]
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        crate::config::same_subnet(self.addr, ip, self.prefix_len)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreOptions {
+    /// End connections whose real server was removed, on their next packet.
+    pub expire_nodest_conn: bool,
+    /// Answer a SYN that no real server can take with a RST.
+    pub tcp_rst_no_dest: bool,
+}
+
+/// Director-wide state the workers share. Everything here is either
+/// immutable, swapped whole (services, timeouts), or lock-free (neighbours).
+pub struct Shared {
+    pub services: ArcSwap<ServiceTable>,
+    pub timeouts: ArcSwap<Timeouts>,
+    pub neigh: NeighTable,
+    pub ports: Vec<PortInfo>,
+    pub routes: RouteTable,
+    pub workers: u16,
+    pub opts: CoreOptions,
+    /// The service generation each worker has switched to: the control
+    /// thread replies to a command once every worker has seen it.
+    pub seen_generation: Vec<CachePadded<AtomicU64>>,
+}
+
+impl Shared {
+    pub fn new(ports: Vec<PortInfo>, routes: RouteTable, workers: u16, opts: CoreOptions) -> Self {
+        let workers = workers.max(1);
+        Shared {
+            services: ArcSwap::from_pointee(ServiceTable::default()),
+            timeouts: ArcSwap::from_pointee(Timeouts::default()),
+            neigh: NeighTable::new(4096),
+            ports,
+            routes,
+            workers,
+            opts,
+            seen_generation: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+        }
+    }
+
+    /// True once every worker runs on generation `gen` or later.
+    pub fn all_workers_seen(&self, gen: u64) -> bool {
+        self.seen_generation.iter().all(|g| g.load(Ordering::Acquire) >= gen)
+    }
+}
+
+/// Where a packet goes after `Forwarder::process`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on `port`; the frame is complete, L2 header included.
+    Forward { port: u16 },
+    /// The next hop `via` on `port` has no MAC yet: hold the frame and ask ARP.
+    Resolve { port: u16, via: Ipv4Addr },
+    /// Another worker owns this packet's connection: hand it over.
+    Redirect { worker: u16 },
+    /// Consumed (an ARP reply); `learned` is an IP whose MAC is now known,
+    /// so frames waiting for it can go.
+    Consumed { learned: Option<Ipv4Addr> },
+    Drop(DropReason),
+}
+
+/// Per-worker counters besides drops. Plain integers: one writer.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerCounters {
+    pub rx_pkts: u64,
+    pub rx_bytes: u64,
+    pub conns_created: u64,
+    pub nat_in: u64,
+    pub nat_out: u64,
+    pub dr_out: u64,
+    pub tun_out: u64,
+    pub icmp_translated: u64,
+    pub local_replies: u64,
+    pub arp_replies: u64,
+    pub redirected_out: u64,
+    pub redirected_in: u64,
+    pub fragments_followed: u64,
+    pub templates_created: u64,
+}
+
+/// Which worker owns connections of client `cip`.
+#[inline]
+pub fn owner_of(cip: Ipv4Addr, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = u32::from(cip).wrapping_mul(0x9E37_79B1);
+    ((h as u64 * workers as u64) >> 32) as u16
+}
+
+/// Non-first fragments carry no ports. The first fragment's verdict is kept
+/// here, keyed by (src, dst, protocol, ident), so later fragments follow it.
+/// Fragments that arrive before their first one are dropped (counted).
+const FRAG_SLOTS: usize = 256;
+const FRAG_TTL_S: u32 = 5;
+
+#[derive(Clone, Copy, Default)]
+struct FragEntry {
+    src: u32,
+    dst: u32,
+    ident: u16,
+    proto: u8,
+    out: bool,
+    conn: u32,
+    expires: u32,
+}
+
+struct FragCache {
+    slots: Box<[FragEntry; FRAG_SLOTS]>,
+}
+
+impl FragCache {
+    fn slot(src: u32, dst: u32, ident: u16) -> usize {
+        (src ^ dst.rotate_left(7) ^ (ident as u32).wrapping_mul(0x9E37_79B1)) as usize % FRAG_SLOTS
+    }
+    fn remember(&mut self, src: u32, dst: u32, ident: u16, proto: u8, out: bool, conn: ConnId, now: u32) {
+        let s = &mut self.slots[Self::slot(src, dst, ident)];
+        *s = FragEntry {
+            src,
+            dst,
+            ident,
+            proto,
+            out,
+            conn: conn.index(),
+            expires: now.saturating_add(FRAG_TTL_S),
+        };
+    }
+    fn find(&self, src: u32, dst: u32, ident: u16, proto: u8, now: u32) -> Option<(bool, u32)> {
+        let s = &self.slots[Self::slot(src, dst, ident)];
+        (s.expires > now && s.src == src && s.dst == dst && s.ident == ident && s.proto == proto)
+            .then_some((s.out, s.conn))
+    }
+}
+
+/// What the per-packet path knows about an IPv4 packet once it is parsed.
+#[derive(Clone, Copy)]
+struct Ip {
+    l2: usize,
+    hl: usize,
+    total: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ident: u16,
+    frag: bool,
+    first_frag: bool,
+}
+
+/// The per-worker packet processor.
+pub struct Forwarder {
+    pub worker: u16,
+    shared: Arc<Shared>,
+    snap: Arc<ServiceTable>,
+    timeouts: Arc<Timeouts>,
+    scheds: Vec<Box<dyn Scheduler>>,
+    pub conns: ConnTable,
+    now: u32,
+    pub drops: DropCounters,
+    pub counters: WorkerCounters,
+    frags: FragCache,
+    /// Next hops whose entry went stale while still in use: the worker sends
+    /// them a fresh ARP request after the burst.
+    pub stale_hops: Vec<(u16, Ipv4Addr)>,
+}
+
+impl Forwarder {
+    pub fn new(worker: u16, shared: Arc<Shared>, conn_capacity: u32) -> Self {
+        let snap = shared.services.load_full();
+        let timeouts = shared.timeouts.load_full();
+        let scheds = snap.services().iter().map(|s| s.sched.clone_box()).collect();
+        let seed = 0x5eed_0000_0000_0000 ^ ((worker as u64) << 32) ^ std::process::id() as u64;
+        Forwarder {
+            worker,
+            shared,
+            snap,
+            timeouts,
+            scheds,
+            conns: ConnTable::with_seed(conn_capacity, seed),
+            now: 0,
+            drops: DropCounters::default(),
+            counters: WorkerCounters::default(),
+            frags: FragCache {
+                slots: Box::new([FragEntry::default(); FRAG_SLOTS]),
+            },
+            stale_hops: Vec::with_capacity(16),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn services(&self) -> &Arc<ServiceTable> {
+        &self.snap
+    }
+
+    /// Between bursts: picks up a new service snapshot and timeouts if the
+    /// control thread published one. Returns true when it switched.
+    pub fn refresh(&mut self) -> bool {
+        let mut switched = false;
+        {
+            let cur = self.shared.services.load();
+            if cur.generation != self.snap.generation || !Arc::ptr_eq(&cur, &self.snap) {
+                self.snap = arc_swap::Guard::into_inner(cur);
+                self.scheds = self.snap.services().iter().map(|s| s.sched.clone_box()).collect();
+                switched = true;
+            }
+        }
+        let t = self.shared.timeouts.load();
+        if !Arc::ptr_eq(&t, &self.timeouts) {
+            self.timeouts = arc_swap::Guard::into_inner(t);
+        }
+        if let Some(g) = self.shared.seen_generation.get(self.worker as usize) {
+            g.store(self.snap.generation, Ordering::Release);
+        }
+        switched
+    }
+
+    /// The coarse clock, in seconds; set by the worker once per burst.
+    #[inline]
+    pub fn set_now(&mut self, now_s: u32) {
+        self.now = now_s;
+    }
+
+    pub fn now(&self) -> u32 {
+        self.now
+    }
+
+    /// Incremental expiry: at most `budget` table slots examined.
+    pub fn housekeeping(&mut self, budget: usize) -> usize {
+        self.conns.expire(self.now, budget)
+    }
+
+    /// Processes one frame received on `in_port`. `redirected` is true when
+    /// another worker handed it over (so it is not redirected again).
+    #[inline]
+    pub fn process<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
+        if !redirected {
+            self.counters.rx_pkts += 1;
+            self.counters.rx_bytes += pkt.len() as u64;
+        } else {
+            self.counters.redirected_in += 1;
+        }
+        let v = self.classify(in_port, pkt, redirected);
+        if let Verdict::Drop(r) = v {
+            self.drops.count(r);
+        }
+        v
+    }
+
+    fn classify<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
+        let Some(port) = self.shared.ports.get(in_port as usize).copied() else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let (l2, ethertype) = {
+            let Ok(eth) = EthernetFrame::new_checked(pkt.data()) else {
+                return Verdict::Drop(DropReason::TruncatedL2);
+            };
+            let dst = eth.dst();
+            if dst != port.mac && !dst.is_broadcast() {
+                return Verdict::Drop(DropReason::NotOurMac);
+            }
+            (eth.header_len(), eth.ethertype())
+        };
+        if ethertype == EtherType::IPV4 {
+            self.ipv4(in_port, &port, pkt, l2, redirected)
+        } else if ethertype == EtherType::ARP {
+            self.arp(in_port, &port, pkt, l2)
+        } else {
+            Verdict::Drop(DropReason::UnknownEtherType)
+        }
+    }
+
+    fn arp<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize) -> Verdict {
+        let repr = {
+            let Some(payload) = pkt.data().get(l2..) else {
+                return Verdict::Drop(DropReason::ArpIgnored);
+            };
+            let Ok(a) = ArpPacket::new_checked(payload) else {
+                return Verdict::Drop(DropReason::ArpIgnored);
+            };
+            ArpRepr::parse(&a)
+        };
+        let target_is_ours = repr.target_ip == port.addr
+            || (self.snap.is_vip(repr.target_ip) && port.on_link(repr.target_ip));
+        // RFC 826: merge the sender if we know it or the packet is for us.
+        let sender_ok = port.on_link(repr.sender_ip) && repr.sender_mac.is_unicast();
+        let mut learned = None;
+        if sender_ok {
+            let known = if target_is_ours {
+                self.shared.neigh.learn(repr.sender_ip, repr.sender_mac, self.now)
+            } else {
+                self.shared.neigh.refresh(repr.sender_ip, repr.sender_mac, self.now)
+            };
+            if known {
+                learned = Some(repr.sender_ip);
+            }
+        }
+        if repr.op == ArpOperation::Request && target_is_ours {
+            let reply = ArpRepr {
+                op: ArpOperation::Reply,
+                sender_mac: port.mac,
+                sender_ip: repr.target_ip,
+                target_mac: repr.sender_mac,
+                target_ip: repr.sender_ip,
+            };
+            let d = pkt.data_mut();
+            dr::set_macs(d, repr.sender_mac, port.mac);
+            let Some(body) = d.get_mut(l2..) else {
+                return Verdict::Drop(DropReason::ArpIgnored);
+            };
+            if reply.emit(body).is_err() {
+                return Verdict::Drop(DropReason::ArpIgnored);
+            }
+            self.counters.arp_replies += 1;
+            return Verdict::Forward { port: in_port };
+        }
+        if learned.is_some() {
+            return Verdict::Consumed { learned };
+        }
+        Verdict::Drop(DropReason::ArpIgnored)
+    }
+
+    fn parse_ip(&self, data: &[u8], l2: usize) -> Result<Ip, DropReason> {
+        let bytes = data.get(l2..).ok_or(DropReason::MalformedIpv4)?;
+        let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::MalformedIpv4)?;
+        if !ip.verify_checksum() {
+            return Err(DropReason::BadIpChecksum);
+        }
+        Ok(Ip {
+            l2,
+            hl: ip.header_len(),
+            total: ip.total_len() as usize,
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            proto: ip.protocol(),
+            ident: ip.ident(),
+            frag: ip.is_fragment(),
+            first_frag: ip.is_first_fragment(),
+        })
+    }
+
+    fn is_martian(&self, ip: &Ip) -> bool {
+        let s = ip.src.octets();
+        let d = ip.dst.octets();
+        s[0] == 0
+            || s[0] == 127
+            || ip.src.is_multicast()
+            || ip.src.is_broadcast()
+            || d[0] == 0
+            || d[0] == 127
+            || self.shared.ports.iter().any(|p| p.addr == ip.src)
+    }
+
+    fn ipv4<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize, redirected: bool) -> Verdict {
+        let ip = match self.parse_ip(pkt.data(), l2) {
+            Ok(ip) => ip,
+            Err(r) => return Verdict::Drop(r),
+        };
+        if self.is_martian(&ip) {
+            return Verdict::Drop(DropReason::Martian);
+        }
+        if let Some(local) = self.shared.ports.iter().position(|p| p.addr == ip.dst) {
+            let _ = local;
+            return self.local(in_port, pkt, &ip);
+        }
+        match ip.proto {
+            xmit::PROTO_TCP => self.l4(in_port, port, pkt, &ip, Proto::Tcp, redirected),
+            xmit::PROTO_UDP => self.l4(in_port, port, pkt, &ip, Proto::Udp, redirected),
+            xmit::PROTO_ICMP => self.icmp(in_port, pkt, &ip, redirected),
+            _ if self.snap.is_vip(ip.dst) => Verdict::Drop(DropReason::UnknownProtocol),
+            _ => Verdict::Drop(DropReason::NotForUs),
+        }
+    }
+
+    /// Packets to one of the director's own addresses: only ping is answered.
+    fn local<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
+        if ip.proto == xmit::PROTO_ICMP && !ip.frag {
+            return self.echo(in_port, pkt, ip);
+        }
+        Verdict::Drop(DropReason::NotForUs)
+    }
+
+    fn echo<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
+        let d = pkt.data();
+        let Some(icmp_bytes) = d.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
+            return Verdict::Drop(DropReason::MalformedIcmp);
+        };
+        if icmp_bytes.len() < 8 {
+            return Verdict::Drop(DropReason::MalformedIcmp);
+        }
+        if get_u8(icmp_bytes, 0) != 8 {
+            return Verdict::Drop(DropReason::IcmpUnhandled);
+        }
+        if crate::wire::checksum::fold(crate::wire::checksum::sum(icmp_bytes)) != 0xFFFF {
+            return Verdict::Drop(DropReason::MalformedIcmp);
+        }
+        match icmp::echo_reply(pkt.data_mut(), ip.l2, ip.hl) {
+            Ok(()) => {
+                self.counters.local_replies += 1;
+                Verdict::Forward { port: in_port }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// The worker that must handle a packet whose client is `cip`, if not us.
+    #[inline]
+    fn foreign_owner(&mut self, cip: Ipv4Addr, redirected: bool) -> Option<u16> {
+        let n = self.shared.workers;
+        if n <= 1 || redirected {
+            return None;
+        }
+        let o = owner_of(cip, n);
+        if o == self.worker {
+            None
+        } else {
+            self.counters.redirected_out += 1;
+            Some(o)
+        }
+    }
+
+    fn l4<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        port: &PortInfo,
+        pkt: &mut B,
+        ip: &Ip,
+        proto: Proto,
+        redirected: bool,
+    ) -> Verdict {
+        let to_vip = self.snap.is_vip(ip.dst);
+        let cip = if to_vip { ip.src } else { ip.dst };
+        if let Some(worker) = self.foreign_owner(cip, redirected) {
+            return Verdict::Redirect { worker };
+        }
+        if ip.frag && !ip.first_frag {
+            return self.follow_fragment(in_port, pkt, ip);
+        }
+        // Ports and TCP flags, checked against what the packet holds.
+        let (sport, dport, flags) = {
+            let Some(seg) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
+                return Verdict::Drop(DropReason::MalformedL4);
+            };
+            match proto {
+                Proto::Tcp => {
+                    let doff = (get_u8(seg, 12) >> 4) as usize * 4;
+                    if seg.len() < 20 || doff < 20 || (!ip.frag && doff > seg.len()) {
+                        return Verdict::Drop(DropReason::MalformedL4);
+                    }
+                    (get_u16(seg, 0), get_u16(seg, 2), get_u8(seg, 13))
+                }
+                Proto::Udp => {
+                    let ulen = get_u16(seg, 4) as usize;
+                    if seg.len() < 8 || (!ip.frag && (ulen < 8 || ulen > seg.len())) {
+                        return Verdict::Drop(DropReason::MalformedL4);
+                    }
+                    (get_u16(seg, 0), get_u16(seg, 2), 0)
+                }
+            }
+        };
+        if to_vip {
+            let id = match self.conns.lookup_in(proto, ip.src, sport, ip.dst, dport, self.now) {
+                Some(id) => id,
+                None => match self.new_conn(in_port, pkt, ip, proto, sport, dport, flags) {
+                    Ok(id) => id,
+                    Err(v) => return v,
+                },
+            };
+            if ip.frag {
+                self.frags
+                    .remember(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, false, id, self.now);
+            }
+            self.xmit_in(in_port, pkt, ip, id, flags, true)
+        } else {
+            let Some(id) = self.conns.lookup_out(proto, ip.src, sport, ip.dst, dport, self.now) else {
+                let _ = port;
+                return Verdict::Drop(DropReason::NotForUs);
+            };
+            if ip.frag {
+                self.frags
+                    .remember(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, true, id, self.now);
+            }
+            self.xmit_out(pkt, ip, id, flags, true)
+        }
+    }
+
+    fn follow_fragment<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
+        let Some((out, idx)) = self.frags.find(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, self.now) else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        let id = ConnId(idx);
+        if self.conns.get(id).is_none() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        self.counters.fragments_followed += 1;
+        if out {
+            self.xmit_out(pkt, ip, id, 0, false)
+        } else {
+            self.xmit_in(in_port, pkt, ip, id, 0, false)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_conn<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        ip: &Ip,
+        proto: Proto,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    ) -> Result<ConnId, Verdict> {
+        let Some(si) = self.snap.lookup(proto, ip.dst, dport) else {
+            return Err(Verdict::Drop(DropReason::NoService));
+        };
+        if proto == Proto::Tcp && flags & 0x17 != 0x02 {
+            // Only a bare SYN opens a connection (no ACK, RST or FIN).
+            return Err(Verdict::Drop(DropReason::NoConnNotSyn));
+        }
+        let snap = &self.snap;
+        let Some(svc) = snap.get(si) else {
+            return Err(Verdict::Drop(DropReason::NoService));
+        };
+        let now = self.now;
+        let key = SchedKey {
+            cip: ip.src,
+            cport: sport,
+            vip: ip.dst,
+            vport: dport,
+        };
+        let mut template = None;
+        let mut chosen = None;
+        if let Some(p) = svc.persistence {
+            let net = client_net(ip.src, p.netmask);
+            if let Some(t) = self.conns.lookup_template(proto, net, ip.dst, svc.key.port, now) {
+                if let Some(tc) = self.conns.get(t) {
+                    // The kernel keeps using a template's server while it exists,
+                    // even quiesced (expire_quiescent_template off).
+                    match svc.dest_index(tc.rip(), tc.rport()) {
+                        Some(di) => {
+                            chosen = Some(di);
+                            template = Some(t);
+                        }
+                        None => {
+                            self.conns.remove(t);
+                        }
+                    }
+                }
+            }
+            if chosen.is_none() {
+                let Some(sched) = self.scheds.get_mut(si) else {
+                    return Err(Verdict::Drop(DropReason::NoService));
+                };
+                if let Some(di) = sched.schedule(&svc.dests, &key) {
+                    let d = &svc.dests[di];
+                    let t = self.conns.insert_template(
+                        NewTemplate {
+                            proto,
+                            client_net: net,
+                            vip: ip.dst,
+                            vport: svc.key.port,
+                            rip: d.rip,
+                            rport: d.port,
+                            method: d.method,
+                            dest: Some(d.stats.clone()),
+                        },
+                        p.timeout_s,
+                        now,
+                    );
+                    match t {
+                        Ok(t) => {
+                            self.counters.templates_created += 1;
+                            template = Some(t);
+                        }
+                        Err(_) => return Err(Verdict::Drop(DropReason::ConnTableFull)),
+                    }
+                    chosen = Some(di);
+                }
+            }
+        } else if let Some(sched) = self.scheds.get_mut(si) {
+            chosen = sched.schedule(&svc.dests, &key);
+        }
+        let Some(di) = chosen else {
+            if proto == Proto::Tcp && self.shared.opts.tcp_rst_no_dest {
+                self.drops.count(DropReason::NoRealServer);
+                return match icmp::tcp_rst_for_syn(pkt, ip.l2, ip.hl) {
+                    Ok(()) => {
+                        self.counters.local_replies += 1;
+                        Err(Verdict::Forward { port: in_port })
+                    }
+                    Err(r) => Err(Verdict::Drop(r)),
+                };
+            }
+            return Err(Verdict::Drop(DropReason::NoRealServer));
+        };
+        let Some(d) = svc.dests.get(di) else {
+            return Err(Verdict::Drop(DropReason::NoRealServer));
+        };
+        // Port-0 (all ports) services keep the client's port.
+        let rport = if d.port == 0 { dport } else { d.port };
+        let id = self
+            .conns
+            .insert(
+                NewConn {
+                    proto,
+                    cip: ip.src,
+                    cport: sport,
+                    vip: ip.dst,
+                    vport: dport,
+                    rip: d.rip,
+                    rport,
+                    method: d.method,
+                    dest: Some(d.stats.clone()),
+                    svc: Some(svc.stats.clone()),
+                    template,
+                },
+                now,
+            )
+            .map_err(|_| Verdict::Drop(DropReason::ConnTableFull))?;
+        let w = self.worker as usize;
+        d.stats.traffic.worker(w).add_conn();
+        svc.stats.worker(w).add_conn();
+        self.counters.conns_created += 1;
+        Ok(id)
+    }
+
+    /// Sends a finished packet toward `hop`: Ethernet addresses from the
+    /// neighbour table, or a `Resolve` verdict when the MAC is unknown.
+    #[inline]
+    fn send_via<B: PacketBuf>(&mut self, pkt: &mut B, hop: NextHop) -> Verdict {
+        let Some(port) = self.shared.ports.get(hop.port as usize) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let mac = match self.shared.neigh.lookup(hop.via, self.now) {
+            Neigh::Resolved(m) => m,
+            Neigh::Stale(m) => {
+                if self.stale_hops.len() < self.stale_hops.capacity() && !self.stale_hops.contains(&(hop.port, hop.via))
+                {
+                    self.stale_hops.push((hop.port, hop.via));
+                }
+                m
+            }
+            Neigh::Unknown => {
+                self.shared.neigh.want(hop.via);
+                return Verdict::Resolve {
+                    port: hop.port,
+                    via: hop.via,
+                };
+            }
+        };
+        dr::set_macs(pkt.data_mut(), mac, port.mac);
+        Verdict::Forward { port: hop.port }
+    }
+
+    /// Client → real server on connection `id`. `l4`: the packet has its L4
+    /// header (false for a non-first fragment).
+    fn xmit_in<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
+        let Some(c) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::NoConnNotSyn);
+        };
+        let (method, rip, rport) = (c.method(), c.rip(), c.rport());
+        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
+            self.conns.remove(id);
+            return Verdict::Drop(DropReason::DestRemoved);
+        }
+        if l4 {
+            self.conns.on_packet(id, Direction::Input, flags, self.now, &self.timeouts);
+        }
+        let len = pkt.len();
+        if let Some(c) = self.conns.get(id) {
+            let w = self.worker as usize;
+            if let Some(d) = c.dest() {
+                d.traffic.worker(w).add_in(len);
+            }
+            if let Some(s) = c.svc() {
+                s.worker(w).add_in(len);
+            }
+        }
+        let Some(hop) = self.shared.routes.lookup(rip) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        match method {
+            ForwardMethod::Nat => {
+                let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
+                    return Verdict::Drop(DropReason::MalformedIpv4);
+                };
+                if let Err(r) = nat::nat_in(ipb, ip.hl, rip, rport, l4) {
+                    return Verdict::Drop(r);
+                }
+                self.counters.nat_in += 1;
+                self.send_via(pkt, hop)
+            }
+            ForwardMethod::Dr => {
+                self.counters.dr_out += 1;
+                self.send_via(pkt, hop)
+            }
+            ForwardMethod::Tun => {
+                let Some(out_port) = self.shared.ports.get(hop.port as usize).copied() else {
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                match tun::encapsulate(pkt, ip.l2, out_port.addr, rip, out_port.mtu) {
+                    Ok(tun::TunOutcome::Encapsulated) => {
+                        self.counters.tun_out += 1;
+                        self.send_via(pkt, hop)
+                    }
+                    Ok(tun::TunOutcome::FragNeeded { mtu }) => {
+                        let from = self.shared.ports.get(in_port as usize).map_or(out_port.addr, |p| p.addr);
+                        match icmp::frag_needed(pkt, ip.l2, from, mtu) {
+                            Ok(()) => {
+                                self.counters.local_replies += 1;
+                                Verdict::Forward { port: in_port }
+                            }
+                            Err(r) => Verdict::Drop(r),
+                        }
+                    }
+                    Err(r) => Verdict::Drop(r),
+                }
+            }
+        }
+    }
+
+    /// Real server → client (LVS-NAT replies) on connection `id`.
+    fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
+        let Some(c) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::OutNoConn);
+        };
+        let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
+        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
+            self.conns.remove(id);
+            return Verdict::Drop(DropReason::DestRemoved);
+        }
+        if l4 {
+            self.conns.on_packet(id, Direction::Output, flags, self.now, &self.timeouts);
+        }
+        let len = pkt.len();
+        if let Some(c) = self.conns.get(id) {
+            let w = self.worker as usize;
+            if let Some(d) = c.dest() {
+                d.traffic.worker(w).add_out(len);
+            }
+            if let Some(s) = c.svc() {
+                s.worker(w).add_out(len);
+            }
+        }
+        let Some(hop) = self.shared.routes.lookup(cip) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
+            return Verdict::Drop(DropReason::MalformedIpv4);
+        };
+        if let Err(r) = nat::nat_out(ipb, ip.hl, vip, vport, l4) {
+            return Verdict::Drop(r);
+        }
+        self.counters.nat_out += 1;
+        self.send_via(pkt, hop)
+    }
+
+    fn icmp<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip, redirected: bool) -> Verdict {
+        if ip.frag {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let to_vip = self.snap.is_vip(ip.dst);
+        // The quoted datagram: IP header + ports.
+        let (icmp_type, inner_src, inner_dst, inner_proto, inner_sport, inner_dport) = {
+            let Some(m) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
+                return Verdict::Drop(DropReason::MalformedIcmp);
+            };
+            if m.len() < 8 {
+                return Verdict::Drop(DropReason::MalformedIcmp);
+            }
+            let t = get_u8(m, 0);
+            if t == 8 && to_vip {
+                return self.echo(in_port, pkt, ip);
+            }
+            if !matches!(t, 3 | 4 | 11 | 12) {
+                return Verdict::Drop(if to_vip { DropReason::IcmpUnhandled } else { DropReason::NotForUs });
+            }
+            let inner = m.get(8..).unwrap_or(&[]);
+            let ihl = (get_u8(inner, 0) & 0x0f) as usize * 4;
+            if inner.len() < ihl + 4 || ihl < 20 || get_u8(inner, 0) >> 4 != 4 {
+                return Verdict::Drop(DropReason::MalformedIcmp);
+            }
+            (
+                t,
+                Ipv4Addr::from(get_u32(inner, 12)),
+                Ipv4Addr::from(get_u32(inner, 16)),
+                get_u8(inner, 9),
+                get_u16(inner, ihl),
+                get_u16(inner, ihl + 2),
+            )
+        };
+        let _ = icmp_type;
+        let Some(proto) = Proto::from_ip_proto(inner_proto) else {
+            return Verdict::Drop(DropReason::IcmpUnhandled);
+        };
+        // The client is the quoted datagram's destination when the error is
+        // about our reply to it (headed for the VIP), else the outer destination.
+        let cip = if to_vip { inner_dst } else { ip.dst };
+        if let Some(worker) = self.foreign_owner(cip, redirected) {
+            return Verdict::Redirect { worker };
+        }
+        if to_vip {
+            // Quoted: VIP:vport -> CIP:cport.
+            let Some(id) = self.conns.lookup_in(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now) else {
+                return Verdict::Drop(DropReason::IcmpNoConn);
+            };
+            let Some(c) = self.conns.get(id) else {
+                return Verdict::Drop(DropReason::IcmpNoConn);
+            };
+            let (method, rip, rport) = (c.method(), c.rip(), c.rport());
+            let Some(hop) = self.shared.routes.lookup(rip) else {
+                return Verdict::Drop(DropReason::NoRoute);
+            };
+            self.counters.icmp_translated += 1;
+            match method {
+                ForwardMethod::Nat => {
+                    let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
+                        return Verdict::Drop(DropReason::MalformedIcmp);
+                    };
+                    if let Err(r) = icmp::translate_error_in(ipb, ip.hl, rip, rport) {
+                        return Verdict::Drop(r);
+                    }
+                    self.send_via(pkt, hop)
+                }
+                ForwardMethod::Dr => self.send_via(pkt, hop),
+                ForwardMethod::Tun => {
+                    let Some(out_port) = self.shared.ports.get(hop.port as usize).copied() else {
+                        return Verdict::Drop(DropReason::NoRoute);
+                    };
+                    match tun::encapsulate(pkt, ip.l2, out_port.addr, rip, out_port.mtu) {
+                        Ok(tun::TunOutcome::Encapsulated) => self.send_via(pkt, hop),
+                        Ok(tun::TunOutcome::FragNeeded { .. }) => Verdict::Drop(DropReason::TooBig),
+                        Err(r) => Verdict::Drop(r),
+                    }
+                }
+            }
+        } else {
+            // Quoted: CIP:cport -> RIP:rport, a packet we sent to a real server.
+            let Some(id) = self.conns.lookup_out(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now) else {
+                return Verdict::Drop(DropReason::NotForUs);
+            };
+            let Some(c) = self.conns.get(id) else {
+                return Verdict::Drop(DropReason::IcmpNoConn);
+            };
+            let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
+            let Some(hop) = self.shared.routes.lookup(cip) else {
+                return Verdict::Drop(DropReason::NoRoute);
+            };
+            let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
+                return Verdict::Drop(DropReason::MalformedIcmp);
+            };
+            if let Err(r) = icmp::translate_error_out(ipb, ip.hl, vip, vport) {
+                return Verdict::Drop(r);
+            }
+            self.counters.icmp_translated += 1;
+            self.send_via(pkt, hop)
+        }
+    }
+}
+
+/// Writes an ARP request for `target` from `port` into `buf` (at least 60
+/// bytes: the frame is padded to Ethernet's minimum). Returns its length.
+pub fn build_arp_request(buf: &mut [u8], port: &PortInfo, target: Ipv4Addr) -> usize {
+    build_arp(buf, port, ArpOperation::Request, port.addr, MacAddr::ZERO, target)
+}
+
+/// A gratuitous ARP announcing `ip` at `port`'s MAC (a request for itself,
+/// which every host and switch accepts).
+pub fn build_gratuitous_arp(buf: &mut [u8], port: &PortInfo, ip: Ipv4Addr) -> usize {
+    build_arp(buf, port, ArpOperation::Request, ip, MacAddr::ZERO, ip)
+}
+
+fn build_arp(buf: &mut [u8], port: &PortInfo, op: ArpOperation, sip: Ipv4Addr, tmac: MacAddr, tip: Ipv4Addr) -> usize {
+    const LEN: usize = 60;
+    let Some(frame) = buf.get_mut(..LEN) else { return 0 };
+    frame.fill(0);
+    if crate::wire::ethernet::write_header(frame, MacAddr::BROADCAST, port.mac, EtherType::ARP).is_err() {
+        return 0;
+    }
+    let repr = ArpRepr {
+        op,
+        sender_mac: port.mac,
+        sender_ip: sip,
+        target_mac: tmac,
+        target_ip: tip,
+    };
+    match frame.get_mut(14..) {
+        Some(body) if repr.emit(body).is_ok() => LEN,
+        _ => 0,
+    }
+}

@@ -1,0 +1,125 @@
+//! The packet buffer the per-packet path works on: an mbuf in the data plane,
+//! a `VecBuf` in tests, benchmarks and the fuzzer. Only what the transforms
+//! need: the bytes, and growing or shrinking at the front (encapsulation) and
+//! the back (replies built in place).
+
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grows the packet by `n` bytes at the front, from the headroom.
+    /// Returns false, changing nothing, when the headroom is too small.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the front. False when shorter than `n`.
+    fn adj(&mut self, n: usize) -> bool;
+    /// Cuts the packet to `len` bytes (no-op if already shorter).
+    fn truncate(&mut self, len: usize);
+    /// Grows the packet by `n` bytes at the back (tailroom). False if no room.
+    fn append(&mut self, n: usize) -> bool;
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A heap buffer with headroom, standing in for an mbuf.
+#[derive(Clone, Debug)]
+pub struct VecBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// As DPDK's RTE_PKTMBUF_HEADROOM.
+pub const DEFAULT_HEADROOM: usize = 128;
+
+impl VecBuf {
+    pub fn new(frame: &[u8]) -> Self {
+        Self::with_room(frame, DEFAULT_HEADROOM, 256)
+    }
+
+    pub fn with_room(frame: &[u8], headroom: usize, tailroom: usize) -> Self {
+        let mut buf = vec![0u8; headroom + frame.len() + tailroom];
+        buf[headroom..headroom + frame.len()].copy_from_slice(frame);
+        VecBuf {
+            buf,
+            start: headroom,
+            end: headroom + frame.len(),
+        }
+    }
+
+    /// Refills with `frame`, keeping the allocation (benchmarks reuse buffers).
+    pub fn reset(&mut self, frame: &[u8]) {
+        let head = DEFAULT_HEADROOM.min(self.buf.len());
+        let end = head + frame.len();
+        if end > self.buf.len() {
+            self.buf.resize(end + 256, 0);
+        }
+        self.buf[head..end].copy_from_slice(frame);
+        self.start = head;
+        self.end = end;
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+}
+
+impl PacketBuf for VecBuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        true
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.end - self.start {
+            return false;
+        }
+        self.start += n;
+        true
+    }
+    fn truncate(&mut self, len: usize) {
+        if len < self.end - self.start {
+            self.end = self.start + len;
+        }
+    }
+    fn append(&mut self, n: usize) -> bool {
+        if self.end + n > self.buf.len() {
+            return false;
+        }
+        self.end += n;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vecbuf_room_rules() {
+        let mut b = VecBuf::with_room(&[1, 2, 3], 2, 1);
+        assert!(!b.prepend(3));
+        assert!(b.prepend(2));
+        assert_eq!(b.data(), &[0, 0, 1, 2, 3]);
+        assert!(b.adj(2));
+        assert!(!b.adj(4));
+        assert!(b.append(1));
+        assert!(!b.append(1));
+        b.truncate(2);
+        assert_eq!(b.data(), &[1, 2]);
+        b.truncate(10);
+        assert_eq!(b.len(), 2);
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""A lab real server: HTTP on a TCP port and a UDP echo, both naming themselves.
+
+HTTP:  GET /            -> "NAME\n"
+       GET /blob?size=N -> N deterministic bytes (header X-Server: NAME)
+       GET /slow?secs=S -> streams one line per 0.2 s for S seconds
+       GET /health      -> 200 "ok" unless the file FAILFLAG exists (then 503)
+       POST /sink       -> sha256 of the body
+UDP:   any datagram     -> "NAME " + datagram
+"""
+import hashlib
+import http.server
+import os
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+
+NAME = sys.argv[1]
+HTTP_PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 80
+UDP_PORT = int(sys.argv[3]) if len(sys.argv) > 3 else 53
+FAILFLAG = sys.argv[4] if len(sys.argv) > 4 else f"/tmp/rvs-lab-{NAME}.fail"
+
+
+def blob(size):
+    # Deterministic, not compressible, cheap: a repeated 64 KiB sha-chain block.
+    block = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(2048))
+    out = bytearray()
+    while len(out) < size:
+        out += block
+    return bytes(out[:size])
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, code, body, extra=None):
+        self.send_response(code)
+        self.send_header("X-Server", NAME)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        u = urllib.parse.urlparse(self.path)
+        q = urllib.parse.parse_qs(u.query)
+        if u.path == "/":
+            self.reply(200, f"{NAME}\n".encode())
+        elif u.path == "/health":
+            if os.path.exists(FAILFLAG):
+                self.reply(503, b"failing\n")
+            else:
+                self.reply(200, b"ok\n")
+        elif u.path == "/blob":
+            size = min(int(q.get("size", ["1024"])[0]), 64 << 20)
+            self.reply(200, blob(size))
+        elif u.path == "/slow":
+            secs = min(float(q.get("secs", ["3"])[0]), 60.0)
+            lines = max(1, int(secs / 0.2))
+            self.send_response(200)
+            self.send_header("X-Server", NAME)
+            self.send_header("Content-Length", str(lines * (len(NAME) + 1)))
+            self.end_headers()
+            for _ in range(lines):
+                self.wfile.write(f"{NAME}\n".encode())
+                self.wfile.flush()
+                time.sleep(0.2)
+        else:
+            self.reply(404, b"not found\n")
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        h = hashlib.sha256()
+        while n > 0:
+            chunk = self.rfile.read(min(n, 1 << 16))
+            if not chunk:
+                break
+            h.update(chunk)
+            n -= len(chunk)
+        self.reply(200, (h.hexdigest() + "\n").encode())
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def udp_echo():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", UDP_PORT))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(NAME.encode() + b" " + data, peer)
+
+
+threading.Thread(target=udp_echo, daemon=True).start()
+Server(("0.0.0.0", HTTP_PORT), Handler).serve_forever()
