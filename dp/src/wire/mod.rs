@@ -22,7 +22,7 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 //TMP pub use icmp::IcmpPacket;
 //TMP pub use ipip::{IPIP_HEADER_LEN, PROTO_IPIP};
-//TMP pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
+pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
 //TMP pub use tcp::{TcpFlags, TcpPacket};
 //TMP pub use udp::UdpPacket;
 
