@@ -23,8 +23,8 @@ pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 //TMP pub use icmp::IcmpPacket;
 //TMP pub use ipip::{IPIP_HEADER_LEN, PROTO_IPIP};
 pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
-//TMP pub use tcp::{TcpFlags, TcpPacket};
-//TMP pub use udp::UdpPacket;
+pub use tcp::{TcpFlags, TcpPacket};
+pub use udp::UdpPacket;
 
 /// Why a buffer was refused by a view or a builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
