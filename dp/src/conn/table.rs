@@ -460,7 +460,9 @@ impl ConnTable {
     fn valid_template(&self, id: Option<ConnId>) -> u32 {
         match id {
             Some(ConnId(t)) => match self.slab.get(t as usize) {
-                Some(c) if c.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE | F_IN_HASHED => {
+                Some(c)
+                    if c.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE | F_IN_HASHED =>
+                {
                     t
                 }
                 _ => NIL,
@@ -725,6 +727,29 @@ impl ConnTable {
             freed += self.free_entry(i);
         }
         freed
+    }
+
+    /// Longest IN and OUT chains (tests of the hash spread).
+    #[cfg(test)]
+    pub(super) fn longest_chains(&self) -> (usize, usize) {
+        let walk = |heads: &[u32], next: fn(&Conn) -> u32| {
+            heads
+                .iter()
+                .map(|&h| {
+                    let (mut n, mut i) = (0, h);
+                    while let Some(c) = self.slab.get(i as usize) {
+                        n += 1;
+                        i = next(c);
+                    }
+                    n
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        (
+            walk(&self.in_heads, |c| c.in_next),
+            walk(&self.out_heads, |c| c.out_next),
+        )
     }
 
     /// Every entry in the slab, expired ones not yet collected included

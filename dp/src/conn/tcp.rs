@@ -71,7 +71,10 @@ impl TcpState {
     }
 
     pub fn from_name(s: &str) -> Option<TcpState> {
-        TcpState::ALL.iter().copied().find(|st| st.name().eq_ignore_ascii_case(s))
+        TcpState::ALL
+            .iter()
+            .copied()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
     }
 
     pub fn from_u8(v: u8) -> Option<TcpState> {
@@ -271,12 +274,30 @@ mod tests {
 
     #[test]
     fn input_only_differs_from_input_on_fin() {
-        assert_eq!(next_state(StateTable::Input, TcpState::Established, FIN), TcpState::CloseWait);
-        assert_eq!(next_state(StateTable::InputOnly, TcpState::Established, FIN), TcpState::FinWait);
-        assert_eq!(next_state(StateTable::InputOnly, TcpState::FinWait, ACK), TcpState::FinWait);
-        assert_eq!(next_state(StateTable::InputOnly, TcpState::FinWait, FIN), TcpState::FinWait);
-        assert_eq!(next_state(StateTable::InputOnly, TcpState::SynAck, RST), TcpState::Close);
-        assert_eq!(next_state(StateTable::Input, TcpState::SynAck, RST), TcpState::SynRecv);
+        assert_eq!(
+            next_state(StateTable::Input, TcpState::Established, FIN),
+            TcpState::CloseWait
+        );
+        assert_eq!(
+            next_state(StateTable::InputOnly, TcpState::Established, FIN),
+            TcpState::FinWait
+        );
+        assert_eq!(
+            next_state(StateTable::InputOnly, TcpState::FinWait, ACK),
+            TcpState::FinWait
+        );
+        assert_eq!(
+            next_state(StateTable::InputOnly, TcpState::FinWait, FIN),
+            TcpState::FinWait
+        );
+        assert_eq!(
+            next_state(StateTable::InputOnly, TcpState::SynAck, RST),
+            TcpState::Close
+        );
+        assert_eq!(
+            next_state(StateTable::Input, TcpState::SynAck, RST),
+            TcpState::SynRecv
+        );
     }
 
     #[test]
@@ -289,8 +310,14 @@ mod tests {
         }
         // Kernel quirks kept: RST on SYN_RECV from the client leaves it there,
         // a server RST in TIME_WAIT keeps TIME_WAIT.
-        assert_eq!(next_state(StateTable::Input, TcpState::SynRecv, RST), TcpState::SynRecv);
-        assert_eq!(next_state(StateTable::Output, TcpState::TimeWait, RST), TcpState::TimeWait);
+        assert_eq!(
+            next_state(StateTable::Input, TcpState::SynRecv, RST),
+            TcpState::SynRecv
+        );
+        assert_eq!(
+            next_state(StateTable::Output, TcpState::TimeWait, RST),
+            TcpState::TimeWait
+        );
     }
 
     #[test]

@@ -59,7 +59,11 @@ impl Timeouts {
 
     /// What `ipvsadm -L --timeout` prints: (tcp, tcpfin, udp).
     pub fn ipvsadm_values(&self) -> (u32, u32, u32) {
-        (self.tcp(TcpState::Established), self.tcp(TcpState::FinWait), self.udp)
+        (
+            self.tcp(TcpState::Established),
+            self.tcp(TcpState::FinWait),
+            self.udp,
+        )
     }
 }
 
