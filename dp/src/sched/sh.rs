@@ -3,9 +3,9 @@
 //! reaching the same real server without any per-client state.
 //!
 //! The table is filled as the kernel fills it: servers in list order, each
-//! taking `weight` consecutive buckets (a quiesced server still takes one, so
-//! that quiescing does not reshuffle everybody else), cycling until all 256
-//! are assigned. If the hashed server is unavailable the connection is
+//! taking `weight` consecutive buckets (a quiesced server still takes one,
+//! whose clients are then refused or fall back), cycling until all 256 are
+//! assigned. If the hashed server is unavailable the connection is
 //! refused, unless the `fallback` flag asks to walk on to the next bucket
 //! whose server is available.
 
