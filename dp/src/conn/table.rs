@@ -1,0 +1,764 @@
+//! The slab, its free list and the two hash indexes.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::tcp::{next_state, StateTable, TcpState};
+use super::timeout::Timeouts;
+use super::{ConnError, ConnId, Direction, NewConn, NewTemplate};
+use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
+
+/// End of a chain, empty bucket, or no template.
+const NIL: u32 = u32::MAX;
+
+const F_LIVE: u8 = 1 << 0;
+const F_TEMPLATE: u8 = 1 << 1;
+/// DR/TUN: replies bypass the director, so TCP runs the INPUT_ONLY table.
+const F_NOOUTPUT: u8 = 1 << 2;
+const F_SEEN_REPLY: u8 = 1 << 3;
+/// Counted in the real server's active (not inactive) connections.
+const F_ACTIVE: u8 = 1 << 4;
+const F_IN_HASHED: u8 = 1 << 5;
+const F_OUT_HASHED: u8 = 1 << 6;
+
+/// Seconds a new connection lives before its first `on_packet`, as the
+/// kernel's ip_vs_conn_new. The caller runs `on_packet` for the packet that
+/// created the connection, which sets the real timeout.
+pub const INITIAL_TIMEOUT: u32 = 3;
+
+/// Slots examined by `insert` on a full table, hoping to find expired
+/// entries that `expire` has not reached yet. Bounded to keep insert O(1).
+const FULL_RECLAIM_BUDGET: usize = 64;
+
+/// One connection, or one persistence template. One cache line: the keys and
+/// chain links a lookup touches are all in it.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Conn {
+    /// Next in the IN chain; for a free slot, next in the free list.
+    in_next: u32,
+    out_next: u32,
+    cip: Ipv4Addr,
+    vip: Ipv4Addr,
+    rip: Ipv4Addr,
+    cport: u16,
+    vport: u16,
+    rport: u16,
+    proto: Proto,
+    method: ForwardMethod,
+    state: TcpState,
+    flags: u8,
+    expires: u32,
+    /// A template's persistence timeout (seconds); 0 for connections.
+    timeout: u32,
+    /// The template this connection was scheduled by, or NIL.
+    template: u32,
+    /// For a template: connections linked to it (the kernel's n_control).
+    children: u32,
+    dest: Option<Arc<DestStats>>,
+    svc: Option<Arc<WorkerTraffic>>,
+}
+
+const _: () = assert!(std::mem::size_of::<Conn>() == 64);
+
+impl Conn {
+    const EMPTY: Conn = Conn {
+        in_next: NIL,
+        out_next: NIL,
+        cip: Ipv4Addr::UNSPECIFIED,
+        vip: Ipv4Addr::UNSPECIFIED,
+        rip: Ipv4Addr::UNSPECIFIED,
+        cport: 0,
+        vport: 0,
+        rport: 0,
+        proto: Proto::Tcp,
+        method: ForwardMethod::Dr,
+        state: TcpState::None,
+        flags: 0,
+        expires: 0,
+        timeout: 0,
+        template: NIL,
+        children: 0,
+        dest: None,
+        svc: None,
+    };
+
+    #[inline]
+    pub fn cip(&self) -> Ipv4Addr {
+        self.cip
+    }
+    #[inline]
+    pub fn cport(&self) -> u16 {
+        self.cport
+    }
+    #[inline]
+    pub fn vip(&self) -> Ipv4Addr {
+        self.vip
+    }
+    #[inline]
+    pub fn vport(&self) -> u16 {
+        self.vport
+    }
+    #[inline]
+    pub fn rip(&self) -> Ipv4Addr {
+        self.rip
+    }
+    #[inline]
+    pub fn rport(&self) -> u16 {
+        self.rport
+    }
+    #[inline]
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+    #[inline]
+    pub fn method(&self) -> ForwardMethod {
+        self.method
+    }
+    #[inline]
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+    /// The state word of `ipvsadm -Lc`: the TCP state, or "UDP".
+    pub fn state_name(&self) -> &'static str {
+        match self.proto {
+            Proto::Tcp => self.state.name(),
+            Proto::Udp => "UDP",
+        }
+    }
+    /// Coarse-clock second after which the entry is gone.
+    #[inline]
+    pub fn expires(&self) -> u32 {
+        self.expires
+    }
+    /// Seconds left, as the expire column of `ipvsadm -Lc` shows.
+    pub fn remaining(&self, now: u32) -> u32 {
+        self.expires.saturating_sub(now)
+    }
+    #[inline]
+    pub fn is_template(&self) -> bool {
+        self.flags & F_TEMPLATE != 0
+    }
+    /// Counted as active (ESTABLISHED) in its real server's counters.
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.flags & F_ACTIVE != 0
+    }
+    /// DR/TUN: replies do not pass through the director.
+    #[inline]
+    pub fn no_output(&self) -> bool {
+        self.flags & F_NOOUTPUT != 0
+    }
+    #[inline]
+    pub fn seen_reply(&self) -> bool {
+        self.flags & F_SEEN_REPLY != 0
+    }
+    pub fn set_seen_reply(&mut self) {
+        self.flags |= F_SEEN_REPLY;
+    }
+    /// The persistence template this connection belongs to.
+    #[inline]
+    pub fn template(&self) -> Option<ConnId> {
+        (self.template != NIL).then_some(ConnId(self.template))
+    }
+    /// For a template: how many connections it controls.
+    #[inline]
+    pub fn children(&self) -> u32 {
+        self.children
+    }
+    /// For a template: its persistence timeout in seconds.
+    #[inline]
+    pub fn persistence_timeout(&self) -> u32 {
+        self.timeout
+    }
+    #[inline]
+    pub fn dest(&self) -> Option<&Arc<DestStats>> {
+        self.dest.as_ref()
+    }
+    #[inline]
+    pub fn svc(&self) -> Option<&Arc<WorkerTraffic>> {
+        self.svc.as_ref()
+    }
+
+    /// A template that still controls connections never expires (the kernel
+    /// re-arms its timer); anything else lives until `expires`.
+    #[inline]
+    fn alive(&self, now: u32) -> bool {
+        now <= self.expires || (self.flags & F_TEMPLATE != 0 && self.children > 0)
+    }
+
+    /// Whether lookups already treat this entry as gone.
+    pub fn is_expired(&self, now: u32) -> bool {
+        !self.alive(now)
+    }
+}
+
+/// The per-worker connection table. See the module docs.
+pub struct ConnTable {
+    slab: Box<[Conn]>,
+    in_heads: Box<[u32]>,
+    out_heads: Box<[u32]>,
+    mask: u32,
+    free_head: u32,
+    len: u32,
+    templates: u32,
+    cursor: u32,
+    seed: [u64; 3],
+}
+
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+fn splitmix64(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl ConnTable {
+    /// A table of `capacity` entries (connections plus templates), with a
+    /// hash seed the table's users cannot guess, so clients cannot aim at one
+    /// bucket. Capacity is capped at 2^32 - 2.
+    pub fn new(capacity: u32) -> ConnTable {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(capacity);
+        ConnTable::with_seed(capacity, h.finish())
+    }
+
+    /// As `new`, with a fixed seed (tests, reproducible benchmarks).
+    pub fn with_seed(capacity: u32, seed: u64) -> ConnTable {
+        let cap = capacity.min(NIL - 1);
+        let buckets = (cap.max(1) as usize).next_power_of_two();
+        let slab: Box<[Conn]> = (0..cap)
+            .map(|i| Conn {
+                in_next: if i + 1 < cap { i + 1 } else { NIL },
+                ..Conn::EMPTY
+            })
+            .collect();
+        let mut s = seed;
+        ConnTable {
+            slab,
+            in_heads: vec![NIL; buckets].into_boxed_slice(),
+            out_heads: vec![NIL; buckets].into_boxed_slice(),
+            mask: (buckets - 1) as u32,
+            free_head: if cap > 0 { 0 } else { NIL },
+            len: 0,
+            templates: 0,
+            cursor: 0,
+            seed: [splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s) | 1],
+        }
+    }
+
+    /// Live entries: connections and templates, expired ones not yet collected included.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Of `len()`, how many are persistence templates.
+    #[inline]
+    pub fn templates(&self) -> usize {
+        self.templates as usize
+    }
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Memory per entry: the slab entry plus its share of both bucket arrays.
+    pub fn bytes_per_conn(&self) -> usize {
+        let buckets = (self.in_heads.len() + self.out_heads.len()) * std::mem::size_of::<u32>();
+        std::mem::size_of::<Conn>() + buckets.div_ceil(self.capacity().max(1))
+    }
+
+    /// Bucket of the tuple (a, ap, b, bp) for IN (a = CIP, b = VIP) or OUT
+    /// (a = RIP, b = CIP). Templates hash apart from connections.
+    #[inline]
+    fn bucket(&self, proto: Proto, a: Ipv4Addr, ap: u16, b: Ipv4Addr, bp: u16, template: bool) -> usize {
+        let x = (u64::from(u32::from(a)) << 32) | u64::from(u32::from(b));
+        let y = (u64::from(ap) << 32) | (u64::from(bp) << 16) | ((proto as u64) << 8) | template as u64;
+        let h = mum(x ^ self.seed[0], y ^ self.seed[1]);
+        let h = mum(h ^ self.seed[2], 0x9E37_79B9_7F4A_7C15);
+        (h as u32 & self.mask) as usize
+    }
+
+    #[inline]
+    fn in_bucket_of(&self, c: &Conn) -> usize {
+        self.bucket(c.proto, c.cip, c.cport, c.vip, c.vport, c.flags & F_TEMPLATE != 0)
+    }
+
+    #[inline]
+    fn out_bucket_of(&self, c: &Conn) -> usize {
+        self.bucket(c.proto, c.rip, c.rport, c.cip, c.cport, false)
+    }
+
+    /// The connection of a client → VIP packet.
+    #[inline]
+    pub fn lookup_in(
+        &self,
+        proto: Proto,
+        cip: Ipv4Addr,
+        cport: u16,
+        vip: Ipv4Addr,
+        vport: u16,
+        now: u32,
+    ) -> Option<ConnId> {
+        let mut i = self.in_heads[self.bucket(proto, cip, cport, vip, vport, false)];
+        while let Some(c) = self.slab.get(i as usize) {
+            if c.cport == cport
+                && c.cip == cip
+                && c.vport == vport
+                && c.vip == vip
+                && c.proto == proto
+                && c.flags & F_TEMPLATE == 0
+                && c.alive(now)
+            {
+                return Some(ConnId(i));
+            }
+            i = c.in_next;
+        }
+        None
+    }
+
+    /// The connection of a real server's reply (LVS-NAT only).
+    #[inline]
+    pub fn lookup_out(
+        &self,
+        proto: Proto,
+        rip: Ipv4Addr,
+        rport: u16,
+        cip: Ipv4Addr,
+        cport: u16,
+        now: u32,
+    ) -> Option<ConnId> {
+        let mut i = self.out_heads[self.bucket(proto, rip, rport, cip, cport, false)];
+        while let Some(c) = self.slab.get(i as usize) {
+            if c.cport == cport
+                && c.cip == cip
+                && c.rport == rport
+                && c.rip == rip
+                && c.proto == proto
+                && c.alive(now)
+            {
+                return Some(ConnId(i));
+            }
+            i = c.out_next;
+        }
+        None
+    }
+
+    /// The persistence template for a client network (CIP & netmask, see
+    /// `client_net`) on a virtual service.
+    #[inline]
+    pub fn lookup_template(
+        &self,
+        proto: Proto,
+        client_net: Ipv4Addr,
+        vip: Ipv4Addr,
+        vport: u16,
+        now: u32,
+    ) -> Option<ConnId> {
+        let mut i = self.in_heads[self.bucket(proto, client_net, 0, vip, vport, true)];
+        while let Some(c) = self.slab.get(i as usize) {
+            if c.cip == client_net
+                && c.vport == vport
+                && c.vip == vip
+                && c.proto == proto
+                && c.flags & F_TEMPLATE != 0
+                && c.alive(now)
+            {
+                return Some(ConnId(i));
+            }
+            i = c.in_next;
+        }
+        None
+    }
+
+    /// The entry in slot `id`, if the slot is in use (see the module docs on id validity).
+    #[inline]
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slab.get(id.0 as usize).filter(|c| c.flags & F_LIVE != 0)
+    }
+
+    /// As `get`. The keys and the state are not writable through it, so the
+    /// indexes and the real server's counters stay consistent.
+    #[inline]
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slab.get_mut(id.0 as usize).filter(|c| c.flags & F_LIVE != 0)
+    }
+
+    /// Takes a free slot, first trying to reclaim expired entries when there is none.
+    fn alloc(&mut self, now: u32) -> Result<u32, ConnError> {
+        if self.free_head == NIL {
+            self.expire(now, FULL_RECLAIM_BUDGET);
+        }
+        let idx = self.free_head;
+        let c = self.slab.get(idx as usize).ok_or(ConnError::TableFull)?;
+        self.free_head = c.in_next;
+        Ok(idx)
+    }
+
+    fn link_in(&mut self, idx: u32) {
+        let b = self.in_bucket_of(&self.slab[idx as usize]);
+        self.slab[idx as usize].in_next = self.in_heads[b];
+        self.in_heads[b] = idx;
+    }
+
+    fn link_out(&mut self, idx: u32) {
+        let b = self.out_bucket_of(&self.slab[idx as usize]);
+        self.slab[idx as usize].out_next = self.out_heads[b];
+        self.out_heads[b] = idx;
+    }
+
+    fn unlink_in(&mut self, idx: u32) {
+        let b = self.in_bucket_of(&self.slab[idx as usize]);
+        let next = self.slab[idx as usize].in_next;
+        if self.in_heads[b] == idx {
+            self.in_heads[b] = next;
+            return;
+        }
+        let mut p = self.in_heads[b];
+        while p != NIL {
+            let pn = self.slab[p as usize].in_next;
+            if pn == idx {
+                self.slab[p as usize].in_next = next;
+                return;
+            }
+            p = pn;
+        }
+    }
+
+    fn unlink_out(&mut self, idx: u32) {
+        let b = self.out_bucket_of(&self.slab[idx as usize]);
+        let next = self.slab[idx as usize].out_next;
+        if self.out_heads[b] == idx {
+            self.out_heads[b] = next;
+            return;
+        }
+        let mut p = self.out_heads[b];
+        while p != NIL {
+            let pn = self.slab[p as usize].out_next;
+            if pn == idx {
+                self.slab[p as usize].out_next = next;
+                return;
+            }
+            p = pn;
+        }
+    }
+
+    /// Slot of a live, still-hashed template, or NIL.
+    fn valid_template(&self, id: Option<ConnId>) -> u32 {
+        match id {
+            Some(ConnId(t)) => match self.slab.get(t as usize) {
+                Some(c)
+                    if c.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE | F_IN_HASHED =>
+                {
+                    t
+                }
+                _ => NIL,
+            },
+            None => NIL,
+        }
+    }
+
+    /// Adds a connection in state NONE with `INITIAL_TIMEOUT`; the caller then
+    /// runs `on_packet` for the packet that created it. The real server counts
+    /// it inactive (`DestStats::bind_conn`). Counting it in the service's and
+    /// real server's traffic (`conns`) is the caller's, who knows its worker slot.
+    ///
+    /// The caller looks the tuple up first: a second entry with the same IN key
+    /// would shadow the first until one of them ends.
+    pub fn insert(&mut self, p: NewConn, now: u32) -> Result<ConnId, ConnError> {
+        let idx = self.alloc(now)?;
+        let tmpl = self.valid_template(p.template);
+        let nat = p.method == ForwardMethod::Nat;
+        if let Some(d) = &p.dest {
+            d.bind_conn();
+        }
+        let c = &mut self.slab[idx as usize];
+        *c = Conn {
+            in_next: NIL,
+            out_next: NIL,
+            cip: p.cip,
+            vip: p.vip,
+            rip: p.rip,
+            cport: p.cport,
+            vport: p.vport,
+            rport: p.rport,
+            proto: p.proto,
+            method: p.method,
+            state: TcpState::None,
+            flags: F_LIVE | F_IN_HASHED | if nat { F_OUT_HASHED } else { F_NOOUTPUT },
+            expires: now.saturating_add(INITIAL_TIMEOUT),
+            timeout: 0,
+            template: NIL,
+            children: 0,
+            dest: p.dest,
+            svc: p.svc,
+        };
+        self.link_in(idx);
+        if nat {
+            self.link_out(idx);
+        }
+        self.len += 1;
+        if tmpl != NIL {
+            self.attach(idx, tmpl, now);
+        }
+        Ok(ConnId(idx))
+    }
+
+    fn attach(&mut self, idx: u32, tmpl: u32, now: u32) {
+        self.slab[idx as usize].template = tmpl;
+        let t = &mut self.slab[tmpl as usize];
+        t.children += 1;
+        t.expires = now.saturating_add(t.timeout);
+    }
+
+    /// Adds a persistence template pinning `t.client_net` to a real server
+    /// for `timeout` seconds after its last use. Counted in the real server's
+    /// persistent connections.
+    pub fn insert_template(&mut self, t: NewTemplate, timeout: u32, now: u32) -> Result<ConnId, ConnError> {
+        let idx = self.alloc(now)?;
+        if let Some(d) = &t.dest {
+            d.persistent_delta(true);
+        }
+        let nat = t.method == ForwardMethod::Nat;
+        self.slab[idx as usize] = Conn {
+            in_next: NIL,
+            out_next: NIL,
+            cip: t.client_net,
+            vip: t.vip,
+            rip: t.rip,
+            cport: 0,
+            vport: t.vport,
+            rport: t.rport,
+            proto: t.proto,
+            method: t.method,
+            state: TcpState::None,
+            flags: F_LIVE | F_TEMPLATE | F_IN_HASHED | if nat { 0 } else { F_NOOUTPUT },
+            expires: now.saturating_add(timeout),
+            timeout,
+            template: NIL,
+            children: 0,
+            dest: t.dest,
+            svc: None,
+        };
+        self.link_in(idx);
+        self.len += 1;
+        self.templates += 1;
+        Ok(ConnId(idx))
+    }
+
+    /// Puts connection `conn` under template `template` (children + 1) and
+    /// refreshes the template to `now` + its persistence timeout, as the kernel
+    /// does each time a template schedules a connection. False (and no change)
+    /// if either id is stale, `conn` already has a template, or `template` is
+    /// not a live template.
+    pub fn link_template(&mut self, conn: ConnId, template: ConnId, now: u32) -> bool {
+        let tmpl = self.valid_template(Some(template));
+        match self.slab.get(conn.0 as usize) {
+            Some(c) if tmpl != NIL && c.flags & (F_LIVE | F_TEMPLATE) == F_LIVE && c.template == NIL => {
+                self.attach(conn.0, tmpl, now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Refreshes a template's expiry to `now` + its persistence timeout.
+    pub fn touch_template(&mut self, template: ConnId, now: u32) -> bool {
+        match self.slab.get_mut(template.0 as usize) {
+            Some(t) if t.flags & (F_LIVE | F_TEMPLATE) == F_LIVE | F_TEMPLATE => {
+                t.expires = now.saturating_add(t.timeout);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs the state machine for one packet of connection `id` and re-arms
+    /// its timeout for the (new) state. TCP: the kernel's INPUT/OUTPUT tables,
+    /// or INPUT_ONLY while the connection is flagged no-output (DR/TUN; a
+    /// reply seen clears the flag, as in the kernel). Entering or leaving
+    /// ESTABLISHED moves the connection between the real server's active and
+    /// inactive counters. UDP only re-arms. Returns whether the state changed
+    /// (false also for a stale id or a template).
+    pub fn on_packet(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        now: u32,
+        timeouts: &Timeouts,
+    ) -> bool {
+        let Some(c) = self.slab.get_mut(id.0 as usize) else {
+            return false;
+        };
+        if c.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
+            return false;
+        }
+        if dir == Direction::Output {
+            c.flags |= F_SEEN_REPLY;
+        }
+        match c.proto {
+            Proto::Udp => {
+                c.expires = now.saturating_add(timeouts.udp);
+                false
+            }
+            Proto::Tcp => {
+                let table = match dir {
+                    Direction::Output => {
+                        c.flags &= !F_NOOUTPUT;
+                        StateTable::Output
+                    }
+                    Direction::Input if c.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
+                    Direction::Input => StateTable::Input,
+                };
+                let new = next_state(table, c.state, tcp_flags);
+                let changed = new != c.state;
+                if changed {
+                    let active = new.is_active();
+                    if active != (c.flags & F_ACTIVE != 0) {
+                        c.flags ^= F_ACTIVE;
+                        if let Some(d) = &c.dest {
+                            d.set_active(active);
+                        }
+                    }
+                    c.state = new;
+                }
+                c.expires = now.saturating_add(timeouts.tcp(new));
+                changed
+            }
+        }
+    }
+
+    /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A
+    /// template that still controls connections is only unhashed: no new
+    /// lookup finds it, and it is freed with its last connection. Returns
+    /// false if `id` names no live, still-visible entry.
+    pub fn remove(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.slab.get(id.0 as usize) else {
+            return false;
+        };
+        if c.flags & (F_LIVE | F_IN_HASHED) != F_LIVE | F_IN_HASHED {
+            return false;
+        }
+        if c.flags & F_TEMPLATE != 0 && c.children > 0 {
+            self.unlink_in(id.0);
+            self.slab[id.0 as usize].flags &= !F_IN_HASHED;
+        } else {
+            self.free_entry(id.0);
+        }
+        true
+    }
+
+    /// Unhashes and frees a live slot, settles the real server's counters and
+    /// the template's children; frees an unhashed template whose last
+    /// connection this was. Returns how many entries were freed.
+    fn free_entry(&mut self, idx: u32) -> usize {
+        let flags = self.slab[idx as usize].flags;
+        if flags & F_IN_HASHED != 0 {
+            self.unlink_in(idx);
+        }
+        if flags & F_OUT_HASHED != 0 {
+            self.unlink_out(idx);
+        }
+        let c = &mut self.slab[idx as usize];
+        let dest = c.dest.take();
+        c.svc = None;
+        let tmpl = c.template;
+        c.flags = 0;
+        c.template = NIL;
+        c.children = 0;
+        c.in_next = self.free_head;
+        c.out_next = NIL;
+        self.free_head = idx;
+        self.len -= 1;
+        if flags & F_TEMPLATE != 0 {
+            self.templates -= 1;
+            if let Some(d) = dest {
+                d.persistent_delta(false);
+            }
+        } else if let Some(d) = dest {
+            d.unbind_conn(flags & F_ACTIVE != 0);
+        }
+        let mut freed = 1;
+        if let Some(t) = self.slab.get_mut(tmpl as usize) {
+            t.children = t.children.saturating_sub(1);
+            if t.children == 0 && t.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE {
+                freed += self.free_entry(tmpl);
+            }
+        }
+        freed
+    }
+
+    /// Examines up to `budget` slots from a moving cursor and frees the
+    /// expired entries; a template that still controls connections is
+    /// re-armed for its persistence timeout instead (the kernel's n_control
+    /// check). Returns how many entries were freed. Call it between bursts
+    /// with a budget that sweeps the whole slab every second or so.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let cap = self.slab.len() as u32;
+        if cap == 0 {
+            return 0;
+        }
+        let mut freed = 0;
+        for _ in 0..budget.min(cap as usize) {
+            let i = self.cursor;
+            self.cursor = if i + 1 >= cap { 0 } else { i + 1 };
+            let c = &mut self.slab[i as usize];
+            if c.flags & F_LIVE == 0 || now <= c.expires {
+                continue;
+            }
+            if c.flags & F_TEMPLATE != 0 && c.children > 0 {
+                c.expires = now.saturating_add(c.timeout);
+                continue;
+            }
+            freed += self.free_entry(i);
+        }
+        freed
+    }
+
+    /// Longest IN and OUT chains (tests of the hash spread).
+    #[cfg(test)]
+    pub(super) fn longest_chains(&self) -> (usize, usize) {
+        let walk = |heads: &[u32], next: fn(&Conn) -> u32| {
+            heads
+                .iter()
+                .map(|&h| {
+                    let (mut n, mut i) = (0, h);
+                    while let Some(c) = self.slab.get(i as usize) {
+                        n += 1;
+                        i = next(c);
+                    }
+                    n
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        (
+            walk(&self.in_heads, |c| c.in_next),
+            walk(&self.out_heads, |c| c.out_next),
+        )
+    }
+
+    /// Every entry in the slab, expired ones not yet collected included
+    /// (`ipvsadm -Lc`; filter with `Conn::is_expired`). O(capacity): control path only.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.slab
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & F_LIVE != 0)
+            .map(|(i, c)| (ConnId(i as u32), c))
+    }
+}

@@ -1,0 +1,789 @@
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use proptest::prelude::*;
+
+use super::tcp::flags::{ACK, FIN, RST, SYN};
+use super::*;
+use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const RIP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+
+fn client(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a01_0000 + n)
+}
+
+fn dest() -> Arc<DestStats> {
+    Arc::new(DestStats::new(1))
+}
+
+fn counts(d: &DestStats) -> (u32, u32, u32) {
+    (
+        d.active(),
+        d.inactive(),
+        d.persistent.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+fn new_conn(proto: Proto, cip: Ipv4Addr, cport: u16, method: ForwardMethod, d: &Arc<DestStats>) -> NewConn {
+    NewConn {
+        proto,
+        cip,
+        cport,
+        vip: VIP,
+        vport: 80,
+        rip: RIP,
+        rport: 8080,
+        method,
+        dest: Some(d.clone()),
+        svc: Some(Arc::new(WorkerTraffic::new(1))),
+        template: None,
+    }
+}
+
+fn tcp_nat(cip: Ipv4Addr, cport: u16, d: &Arc<DestStats>) -> NewConn {
+    new_conn(Proto::Tcp, cip, cport, ForwardMethod::Nat, d)
+}
+
+#[test]
+fn nat_conn_found_in_both_directions() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 1);
+    let id = t.insert(tcp_nat(client(1), 40000, &d), 100).unwrap();
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, VIP, 80, 100), Some(id));
+    assert_eq!(
+        t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 40000, 100),
+        Some(id)
+    );
+    // Any field different: not found.
+    assert_eq!(t.lookup_in(Proto::Udp, client(1), 40000, VIP, 80, 100), None);
+    assert_eq!(t.lookup_in(Proto::Tcp, client(2), 40000, VIP, 80, 100), None);
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40001, VIP, 80, 100), None);
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, RIP, 80, 100), None);
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, VIP, 81, 100), None);
+    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8081, client(1), 40000, 100), None);
+    assert_eq!(t.lookup_out(Proto::Tcp, VIP, 8080, client(1), 40000, 100), None);
+    let c = t.get(id).unwrap();
+    assert_eq!(
+        (c.cip(), c.cport(), c.vip(), c.vport()),
+        (client(1), 40000, VIP, 80)
+    );
+    assert_eq!(
+        (c.rip(), c.rport(), c.method(), c.proto()),
+        (RIP, 8080, ForwardMethod::Nat, Proto::Tcp)
+    );
+    assert_eq!(c.state(), TcpState::None);
+    assert_eq!(c.expires(), 100 + INITIAL_TIMEOUT);
+    assert!(!c.no_output() && !c.is_template() && !c.is_active());
+    assert!(Arc::ptr_eq(c.dest().unwrap(), &d));
+    assert_eq!(counts(&d), (0, 1, 0), "a new conn counts inactive");
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn dr_and_tun_conns_are_not_in_the_out_index() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 2);
+    for (port, m) in [(1000, ForwardMethod::Dr), (1001, ForwardMethod::Tun)] {
+        let id = t.insert(new_conn(Proto::Tcp, client(1), port, m, &d), 0).unwrap();
+        assert_eq!(t.lookup_in(Proto::Tcp, client(1), port, VIP, 80, 0), Some(id));
+        assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), port, 0), None);
+        assert!(t.get(id).unwrap().no_output());
+    }
+}
+
+#[test]
+fn lazy_expiry_then_collection_frees_counters_and_slot() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(4, 3);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 100).unwrap();
+    let exp = 100 + INITIAL_TIMEOUT;
+    assert!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, exp).is_some());
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, exp + 1), None);
+    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 1, exp + 1), None);
+    assert!(t.get(id).unwrap().is_expired(exp + 1));
+    // Not collected yet: still counted.
+    assert_eq!((t.len(), counts(&d)), (1, (0, 1, 0)));
+    assert_eq!(t.expire(exp, 4), 0, "not yet expired at its expiry second");
+    assert_eq!(t.expire(exp + 1, 4), 1);
+    assert_eq!((t.len(), counts(&d)), (0, (0, 0, 0)));
+    assert!(t.get(id).is_none());
+    assert_eq!(
+        Arc::strong_count(&d),
+        1,
+        "the freed slot dropped its dest reference"
+    );
+    // The freed slot is the next one handed out.
+    let id2 = t.insert(tcp_nat(client(2), 2, &d), exp + 1).unwrap();
+    assert_eq!(id2, id);
+    assert_eq!(t.lookup_in(Proto::Tcp, client(2), 2, VIP, 80, exp + 1), Some(id2));
+}
+
+#[test]
+fn expire_examines_at_most_budget_slots() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 4);
+    for i in 0..10 {
+        t.insert(tcp_nat(client(i), 1, &d), 0).unwrap();
+    }
+    let late = 1000;
+    assert_eq!(t.expire(late, 4), 4);
+    assert_eq!(t.len(), 6);
+    assert_eq!(t.expire(late, 4), 4);
+    // Slots 8..12: two live ones.
+    assert_eq!(t.expire(late, 4), 2);
+    assert_eq!(t.expire(late, 4), 0);
+    assert_eq!((t.len(), counts(&d)), (0, (0, 0, 0)));
+    // A budget beyond the capacity examines each slot once.
+    for i in 0..16 {
+        t.insert(tcp_nat(client(i), 1, &d), 0).unwrap();
+    }
+    assert_eq!(t.expire(late, 1_000_000), 16);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn tcp_handshake_makes_conn_active_and_close_makes_it_inactive() {
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(16, 5);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    assert!(t.on_packet(id, Direction::Input, SYN, 0, &to));
+    assert_eq!(t.get(id).unwrap().state(), TcpState::SynRecv);
+    assert_eq!(t.get(id).unwrap().expires(), 60);
+    assert_eq!(counts(&d), (0, 1, 0));
+    assert!(
+        !t.on_packet(id, Direction::Output, SYN | ACK, 1, &to),
+        "SYN-ACK keeps SYN_RECV"
+    );
+    assert!(t.get(id).unwrap().seen_reply());
+    assert!(t.on_packet(id, Direction::Input, ACK, 1, &to));
+    let c = t.get(id).unwrap();
+    assert_eq!(
+        (c.state(), c.expires(), c.is_active()),
+        (TcpState::Established, 901, true)
+    );
+    assert_eq!(counts(&d), (1, 0, 0));
+    // Data both ways: no change, timer re-armed.
+    assert!(!t.on_packet(id, Direction::Output, ACK, 50, &to));
+    assert_eq!(t.get(id).unwrap().expires(), 950);
+    assert_eq!(counts(&d), (1, 0, 0));
+    // Client closes.
+    assert!(t.on_packet(id, Direction::Input, FIN | ACK, 60, &to));
+    assert_eq!(t.get(id).unwrap().state(), TcpState::CloseWait);
+    assert_eq!(counts(&d), (0, 1, 0));
+    assert!(t.on_packet(id, Direction::Output, FIN | ACK, 61, &to));
+    let c = t.get(id).unwrap();
+    assert_eq!(
+        (c.state(), c.expires(), c.is_active()),
+        (TcpState::TimeWait, 181, false)
+    );
+    assert!(!t.on_packet(id, Direction::Input, ACK, 61, &to));
+    assert_eq!(counts(&d), (0, 1, 0));
+    assert_eq!(t.expire(182, 16), 1);
+    assert_eq!(counts(&d), (0, 0, 0));
+}
+
+#[test]
+fn server_close_goes_fin_wait_then_time_wait() {
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(16, 6);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    for (dir, f) in [
+        (Direction::Input, SYN),
+        (Direction::Output, SYN | ACK),
+        (Direction::Input, ACK),
+    ] {
+        t.on_packet(id, dir, f, 0, &to);
+    }
+    assert_eq!(counts(&d), (1, 0, 0));
+    t.on_packet(id, Direction::Output, FIN | ACK, 0, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::FinWait);
+    assert_eq!(counts(&d), (0, 1, 0));
+    t.on_packet(id, Direction::Input, FIN | ACK, 0, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::TimeWait);
+    assert_eq!(counts(&d), (0, 1, 0));
+}
+
+#[test]
+fn rst_closes_an_established_conn() {
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(16, 7);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    t.on_packet(id, Direction::Input, SYN, 0, &to);
+    t.on_packet(id, Direction::Input, ACK, 0, &to);
+    assert_eq!(counts(&d), (1, 0, 0));
+    assert!(t.on_packet(id, Direction::Output, RST | ACK, 5, &to));
+    let c = t.get(id).unwrap();
+    assert_eq!((c.state(), c.expires()), (TcpState::Close, 15));
+    assert_eq!(counts(&d), (0, 1, 0));
+    // A flagless segment changes nothing but the timer.
+    assert!(!t.on_packet(id, Direction::Input, 0x08, 6, &to));
+    assert_eq!(t.get(id).unwrap().state(), TcpState::Close);
+    assert_eq!(t.get(id).unwrap().expires(), 16);
+}
+
+#[test]
+fn dr_conn_runs_the_input_only_table() {
+    let d = dest();
+    let mut to = Timeouts::default();
+    to.set_ipvsadm(0, 45, 0);
+    let mut t = ConnTable::with_seed(16, 8);
+    let id = t
+        .insert(new_conn(Proto::Tcp, client(1), 1, ForwardMethod::Dr, &d), 0)
+        .unwrap();
+    t.on_packet(id, Direction::Input, SYN, 0, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::SynRecv);
+    t.on_packet(id, Direction::Input, ACK, 0, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::Established);
+    assert_eq!(counts(&d), (1, 0, 0));
+    // INPUT would say CLOSE_WAIT; INPUT_ONLY says FIN_WAIT.
+    assert!(t.on_packet(id, Direction::Input, FIN | ACK, 10, &to));
+    let c = t.get(id).unwrap();
+    assert_eq!((c.state(), c.expires()), (TcpState::FinWait, 55));
+    assert_eq!(counts(&d), (0, 1, 0));
+    assert!(c.no_output());
+    t.on_packet(id, Direction::Input, RST, 11, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::Close);
+}
+
+#[test]
+fn timeouts_from_ipvsadm_set_apply_to_new_states() {
+    let d = dest();
+    let mut to = Timeouts::default();
+    to.set_ipvsadm(3600, 30, 45);
+    let mut t = ConnTable::with_seed(16, 9);
+    let tcp = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    t.on_packet(tcp, Direction::Input, SYN, 0, &to);
+    t.on_packet(tcp, Direction::Input, ACK, 10, &to);
+    assert_eq!(t.get(tcp).unwrap().expires(), 3610);
+    t.on_packet(tcp, Direction::Output, FIN, 20, &to);
+    assert_eq!(t.get(tcp).unwrap().expires(), 50);
+    let udp = t
+        .insert(new_conn(Proto::Udp, client(2), 53, ForwardMethod::Nat, &d), 0)
+        .unwrap();
+    assert!(!t.on_packet(udp, Direction::Input, 0, 100, &to));
+    let c = t.get(udp).unwrap();
+    assert_eq!((c.expires(), c.state_name(), c.is_active()), (145, "UDP", false));
+    assert!(!t.on_packet(udp, Direction::Output, 0, 120, &to));
+    assert_eq!(t.get(udp).unwrap().expires(), 165);
+    assert_eq!(t.lookup_out(Proto::Udp, RIP, 8080, client(2), 53, 165), Some(udp));
+    assert_eq!(counts(&d), (0, 2, 0), "UDP never counts active");
+}
+
+#[test]
+fn full_table_refuses_cleanly_and_recovers_after_expiry() {
+    const N: u32 = 64;
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(N, 10);
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(t.insert(tcp_nat(client(i), 1000, &d), 0).unwrap());
+    }
+    assert_eq!(
+        t.insert(tcp_nat(client(N), 1000, &d), 0).unwrap_err(),
+        ConnError::TableFull
+    );
+    assert_eq!(
+        t.insert_template(
+            NewTemplate {
+                proto: Proto::Tcp,
+                client_net: client(N),
+                vip: VIP,
+                vport: 80,
+                rip: RIP,
+                rport: 8080,
+                method: ForwardMethod::Nat,
+                dest: Some(d.clone()),
+            },
+            300,
+            0
+        )
+        .unwrap_err(),
+        ConnError::TableFull
+    );
+    assert_eq!(
+        (t.len(), counts(&d)),
+        (N as usize, (0, N, 0)),
+        "refusals counted nothing"
+    );
+    // Every earlier conn is intact and updatable; make the even ones established.
+    for (i, &id) in ids.iter().enumerate() {
+        let cip = client(i as u32);
+        assert_eq!(t.lookup_in(Proto::Tcp, cip, 1000, VIP, 80, 0), Some(id));
+        assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, cip, 1000, 0), Some(id));
+        if i % 2 == 0 {
+            t.on_packet(id, Direction::Input, SYN, 0, &to);
+            assert!(t.on_packet(id, Direction::Input, ACK, 0, &to));
+        }
+    }
+    assert_eq!(counts(&d), (N / 2, N / 2, 0));
+    // The odd ones expire; a new insert on the full table reclaims them itself.
+    let later = INITIAL_TIMEOUT + 1;
+    let new = t.insert(tcp_nat(client(N), 1000, &d), later).unwrap();
+    assert_eq!(t.len(), (N / 2 + 1) as usize);
+    assert_eq!(counts(&d), (N / 2, 1, 0));
+    assert_eq!(
+        t.lookup_in(Proto::Tcp, client(N), 1000, VIP, 80, later),
+        Some(new)
+    );
+    for i in 0..N / 2 - 1 {
+        t.insert(tcp_nat(client(1000 + i), 1, &d), later).unwrap();
+    }
+    assert_eq!(t.len(), N as usize);
+    assert_eq!(
+        t.insert(tcp_nat(client(5000), 1, &d), later).unwrap_err(),
+        ConnError::TableFull
+    );
+    for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        assert_eq!(
+            t.lookup_in(Proto::Tcp, client(i as u32), 1000, VIP, 80, later),
+            Some(id)
+        );
+    }
+}
+
+fn template(cip: Ipv4Addr, d: &Arc<DestStats>) -> NewTemplate {
+    NewTemplate {
+        proto: Proto::Tcp,
+        client_net: client_net(cip, Ipv4Addr::new(255, 255, 255, 0)),
+        vip: VIP,
+        vport: 80,
+        rip: RIP,
+        rport: 8080,
+        method: ForwardMethod::Dr,
+        dest: Some(d.clone()),
+    }
+}
+
+#[test]
+fn template_lookup_by_client_network() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 11);
+    let cip = Ipv4Addr::new(172, 16, 5, 77);
+    let tid = t.insert_template(template(cip, &d), 300, 0).unwrap();
+    assert_eq!(counts(&d), (0, 0, 1));
+    assert_eq!((t.len(), t.templates()), (1, 1));
+    let net = client_net(Ipv4Addr::new(172, 16, 5, 200), Ipv4Addr::new(255, 255, 255, 0));
+    assert_eq!(net, Ipv4Addr::new(172, 16, 5, 0));
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 300), Some(tid));
+    assert_eq!(
+        t.lookup_template(Proto::Tcp, Ipv4Addr::new(172, 16, 6, 0), VIP, 80, 0),
+        None
+    );
+    assert_eq!(t.lookup_template(Proto::Udp, net, VIP, 80, 0), None);
+    assert_eq!(
+        t.lookup_template(Proto::Tcp, net, VIP, 80, 301),
+        None,
+        "lazily expired"
+    );
+    // Neither index mistakes it for a connection, nor a conn for a template.
+    assert_eq!(t.lookup_in(Proto::Tcp, net, 0, VIP, 80, 0), None);
+    let c = t
+        .insert(new_conn(Proto::Tcp, net, 0, ForwardMethod::Dr, &d), 0)
+        .unwrap();
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 0), Some(tid));
+    assert_eq!(t.lookup_in(Proto::Tcp, net, 0, VIP, 80, 0), Some(c));
+    let tc = t.get(tid).unwrap();
+    assert!(tc.is_template());
+    assert_eq!(
+        (tc.cport(), tc.state_name(), tc.persistence_timeout()),
+        (0, "NONE", 300)
+    );
+    assert!(!t.on_packet(tid, Direction::Input, SYN, 0, &Timeouts::default()));
+}
+
+#[test]
+fn children_keep_the_template_alive_then_it_expires() {
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(16, 12);
+    let cip = Ipv4Addr::new(172, 16, 5, 77);
+    let net = client_net(cip, Ipv4Addr::new(255, 255, 255, 0));
+    let tid = t.insert_template(template(cip, &d), 300, 0).unwrap();
+    let mut p = new_conn(Proto::Tcp, cip, 5555, ForwardMethod::Dr, &d);
+    p.template = Some(tid);
+    let cid = t.insert(p, 10).unwrap();
+    assert_eq!(t.get(cid).unwrap().template(), Some(tid));
+    let tc = t.get(tid).unwrap();
+    assert_eq!(
+        (tc.children(), tc.expires()),
+        (1, 310),
+        "use refreshes the template"
+    );
+    t.on_packet(cid, Direction::Input, SYN, 10, &to);
+    t.on_packet(cid, Direction::Input, ACK, 10, &to); // ESTABLISHED until 910
+    assert_eq!(counts(&d), (1, 0, 1));
+    // Past the template's own expiry: kept, and re-armed by expire.
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 400), Some(tid));
+    assert_eq!(t.expire(400, 16), 0);
+    assert_eq!(t.get(tid).unwrap().expires(), 700);
+    // The conn ends; the template outlives it by its timeout.
+    assert_eq!(t.expire(911, 16), 1);
+    assert_eq!(counts(&d), (0, 0, 1));
+    let tc = t.get(tid).unwrap();
+    assert_eq!((tc.children(), tc.expires()), (0, 1211));
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 1211), Some(tid));
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 1212), None);
+    assert_eq!(t.expire(1212, 16), 1);
+    assert_eq!((t.len(), t.templates(), counts(&d)), (0, 0, (0, 0, 0)));
+}
+
+#[test]
+fn link_template_after_insert() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 13);
+    let cip = Ipv4Addr::new(172, 16, 5, 77);
+    let tid = t.insert_template(template(cip, &d), 60, 0).unwrap();
+    let cid = t
+        .insert(new_conn(Proto::Tcp, cip, 1, ForwardMethod::Dr, &d), 5)
+        .unwrap();
+    assert!(!t.link_template(tid, tid, 5), "a template is not its own child");
+    assert!(!t.link_template(cid, cid, 5), "a conn is not a template");
+    assert!(t.link_template(cid, tid, 5));
+    assert!(!t.link_template(cid, tid, 5), "already linked");
+    assert_eq!(t.get(tid).unwrap().children(), 1);
+    assert_eq!(t.get(tid).unwrap().expires(), 65);
+    assert!(t.touch_template(tid, 30));
+    assert_eq!(t.get(tid).unwrap().expires(), 90);
+    assert!(!t.touch_template(cid, 30));
+    assert!(t.remove(cid));
+    assert_eq!(t.get(tid).unwrap().children(), 0);
+}
+
+#[test]
+fn removing_a_template_with_children_unhashes_it_until_the_last_child_ends() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(16, 14);
+    let cip = Ipv4Addr::new(172, 16, 5, 77);
+    let net = client_net(cip, Ipv4Addr::new(255, 255, 255, 0));
+    let tid = t.insert_template(template(cip, &d), 300, 0).unwrap();
+    let mut ids = Vec::new();
+    for port in [1, 2] {
+        let mut p = new_conn(Proto::Tcp, cip, port, ForwardMethod::Dr, &d);
+        p.template = Some(tid);
+        ids.push(t.insert(p, 0).unwrap());
+    }
+    assert!(t.remove(tid));
+    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 0), None);
+    assert!(!t.remove(tid), "already gone from lookups");
+    assert!(t.get(tid).is_some(), "kept for its children");
+    // A new conn cannot join an unhashed template.
+    let mut p = new_conn(Proto::Tcp, cip, 3, ForwardMethod::Dr, &d);
+    p.template = Some(tid);
+    let orphan = t.insert(p, 0).unwrap();
+    assert_eq!(t.get(orphan).unwrap().template(), None);
+    assert!(t.remove(ids[0]));
+    assert!(t.get(tid).is_some());
+    assert_eq!(counts(&d), (0, 2, 1));
+    assert!(t.remove(ids[1]));
+    assert!(t.get(tid).is_none(), "freed with its last child");
+    assert_eq!((t.len(), t.templates(), counts(&d)), (1, 0, (0, 1, 0)));
+}
+
+#[test]
+fn remove_and_stale_ids_never_panic() {
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(4, 15);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    t.on_packet(id, Direction::Input, SYN, 0, &to);
+    t.on_packet(id, Direction::Input, ACK, 0, &to);
+    assert_eq!(counts(&d), (1, 0, 0));
+    assert!(t.remove(id));
+    assert_eq!(
+        counts(&d),
+        (0, 0, 0),
+        "removing an active conn settles the active counter"
+    );
+    assert!(!t.remove(id));
+    assert!(t.get(id).is_none());
+    assert!(t.get_mut(id).is_none());
+    assert!(!t.on_packet(id, Direction::Input, ACK, 0, &to));
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), None);
+    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 1, 0), None);
+    for bad in [ConnId(4), ConnId(u32::MAX), ConnId(u32::MAX - 1)] {
+        assert!(t.get(bad).is_none());
+        assert!(!t.remove(bad));
+        assert!(!t.on_packet(bad, Direction::Output, RST, 0, &to));
+        assert!(!t.link_template(bad, bad, 0));
+    }
+    let mut empty = ConnTable::with_seed(0, 0);
+    assert_eq!(
+        empty.insert(tcp_nat(client(1), 1, &d), 0).unwrap_err(),
+        ConnError::TableFull
+    );
+    assert_eq!(empty.expire(0, 10), 0);
+    assert_eq!(empty.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), None);
+}
+
+#[test]
+fn get_mut_sets_seen_reply_only() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(4, 16);
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    t.get_mut(id).unwrap().set_seen_reply();
+    assert!(t.get(id).unwrap().seen_reply());
+}
+
+#[test]
+fn iter_lists_live_entries() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(8, 17);
+    let a = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    let b = t.insert(tcp_nat(client(2), 1, &d), 0).unwrap();
+    let tid = t.insert_template(template(client(3), &d), 60, 0).unwrap();
+    t.remove(a);
+    let ids: Vec<_> = t.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [b, tid]);
+}
+
+#[test]
+fn conn_fits_a_cache_line_and_the_index_overhead_is_small() {
+    assert_eq!(std::mem::size_of::<Conn>(), 64);
+    assert_eq!(std::mem::align_of::<Conn>(), 64);
+    for cap in [1u32 << 20, (1 << 20) + 1, 1000] {
+        let t = ConnTable::with_seed(cap, 0);
+        let b = t.bytes_per_conn();
+        println!("capacity {cap}: {b} bytes per connection (entry 64 + buckets)");
+        assert!(b <= 96, "{b}");
+    }
+    assert_eq!(ConnTable::with_seed(1 << 20, 0).bytes_per_conn(), 72);
+}
+
+#[test]
+fn million_entry_table_constructs_quickly() {
+    let start = Instant::now();
+    let mut t = ConnTable::new(1_000_000);
+    let took = start.elapsed();
+    println!("ConnTable::new(1_000_000): {took:?}");
+    assert_eq!(t.capacity(), 1_000_000);
+    // Generous for a loaded debug build; per-entry allocation would be far slower.
+    assert!(took.as_secs() < 5, "{took:?}");
+    let d = dest();
+    let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
+    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), Some(id));
+}
+
+#[test]
+fn hash_spreads_sequential_clients_and_ports() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(4096, 18);
+    for i in 0..4096u32 {
+        // Worst case for a weak hash: one client network, sequential ports.
+        t.insert(tcp_nat(client(i / 64), 1024 + (i % 64) as u16, &d), 0)
+            .unwrap();
+    }
+    let (in_max, out_max) = t.longest_chains();
+    println!("longest chains at load 1.0: IN {in_max}, OUT {out_max}");
+    assert!(in_max <= 10 && out_max <= 10, "{in_max} {out_max}");
+}
+
+// ---- model check against a HashMap ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert {
+        c: u8,
+        port: u8,
+        vip: u8,
+        nat: bool,
+        udp: bool,
+    },
+    Packet {
+        c: u8,
+        port: u8,
+        vip: u8,
+        udp: bool,
+        out: bool,
+        flags: u8,
+    },
+    Remove {
+        c: u8,
+        port: u8,
+        vip: u8,
+        udp: bool,
+    },
+    Tick(u8),
+    Expire(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4u8, 0..3u8, 0..2u8, any::<bool>(), any::<bool>())
+            .prop_map(|(c, port, vip, nat, udp)| Op::Insert { c, port, vip, nat, udp }),
+        4 => (0..4u8, 0..3u8, 0..2u8, any::<bool>(), any::<bool>(), prop::sample::select(vec![SYN, SYN | ACK, ACK, FIN | ACK, RST, 0x08]))
+            .prop_map(|(c, port, vip, udp, out, flags)| Op::Packet { c, port, vip, udp, out, flags }),
+        1 => (0..4u8, 0..3u8, 0..2u8, any::<bool>()).prop_map(|(c, port, vip, udp)| Op::Remove { c, port, vip, udp }),
+        2 => (0..40u8).prop_map(Op::Tick),
+        1 => (1..12u8).prop_map(Op::Expire),
+    ]
+}
+
+type InKey = (Proto, Ipv4Addr, u16, Ipv4Addr);
+
+/// What the model knows of one table entry. Keyed by id: a key may have an
+/// expired, uncollected entry and a newer live one at the same time.
+#[derive(Clone, Debug)]
+struct Model {
+    key: InKey,
+    nat: bool,
+    expires: u32,
+    active: bool,
+    rip: Ipv4Addr,
+}
+
+type Models = HashMap<ConnId, Model>;
+
+fn key(c: u8, port: u8, vip: u8, udp: bool) -> InKey {
+    let proto = if udp { Proto::Udp } else { Proto::Tcp };
+    (
+        proto,
+        client(c as u32),
+        1000 + port as u16,
+        Ipv4Addr::new(10, 0, 0, vip),
+    )
+}
+
+fn alive_with_key(model: &Models, k: InKey, now: u32) -> Option<ConnId> {
+    let mut alive = model.iter().filter(|(_, m)| m.key == k && now <= m.expires);
+    let first = alive.next().map(|(id, _)| *id);
+    assert!(alive.next().is_none(), "two live entries for {k:?}");
+    first
+}
+
+/// Drops from the model what the table collected, which must have been expired.
+fn reconcile(t: &ConnTable, model: &mut Models, now: u32) {
+    model.retain(|id, m| {
+        // A collected slot may already hold a newer conn: match the key too.
+        if t.get(*id)
+            .is_some_and(|c| (c.proto(), c.cip(), c.cport(), c.vip()) == m.key)
+        {
+            return true;
+        }
+        assert!(now > m.expires, "{:?} lost while alive", m.key);
+        false
+    });
+}
+
+fn check(t: &ConnTable, model: &mut Models, dests: &[Arc<DestStats>; 2], now: u32) {
+    reconcile(t, model, now);
+    assert_eq!(t.len(), model.len(), "phantom entries in the table");
+    for (id, m) in model.iter() {
+        let k = m.key;
+        let c = t.get(*id).expect("model entry in table");
+        assert_eq!(c.expires(), m.expires);
+        assert_eq!(c.is_active(), m.active);
+        assert_eq!(
+            t.lookup_in(k.0, k.1, k.2, k.3, 80, now),
+            alive_with_key(model, k, now),
+            "lookup_in {k:?}"
+        );
+        // Two VIPs may share an OUT key; any live NAT owner of it is a right answer.
+        let owners: Vec<ConnId> = model
+            .iter()
+            .filter(|(_, o)| {
+                o.nat && now <= o.expires && o.rip == m.rip && (o.key.0, o.key.1, o.key.2) == (k.0, k.1, k.2)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        match t.lookup_out(k.0, m.rip, 8080, k.1, k.2, now) {
+            Some(found) => assert!(
+                owners.contains(&found),
+                "lookup_out {k:?}: {found:?} not in {owners:?}"
+            ),
+            None => assert!(owners.is_empty(), "lookup_out {k:?} missed {owners:?}"),
+        }
+    }
+    for (i, d) in dests.iter().enumerate() {
+        let of = |active: bool| {
+            model
+                .values()
+                .filter(|m| (m.rip.octets()[3] as usize) == i && m.active == active)
+                .count() as u32
+        };
+        assert_eq!(
+            (d.active(), d.inactive()),
+            (of(true), of(false)),
+            "dest {i} counters"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn table_matches_a_hashmap_model(ops in prop::collection::vec(op(), 1..120)) {
+        let dests = [dest(), dest()];
+        let to = Timeouts::default();
+        let mut t = ConnTable::with_seed(8, 99);
+        let mut model = Models::new();
+        let mut now = 0u32;
+        for op in ops {
+            match op {
+                Op::Insert { c, port, vip, nat, udp } => {
+                    let k = key(c, port, vip, udp);
+                    if alive_with_key(&model, k, now).is_some() {
+                        continue;
+                    }
+                    let di = (c as usize + port as usize) % 2;
+                    let rip = Ipv4Addr::new(192, 168, 1, di as u8);
+                    let p = NewConn {
+                        proto: k.0, cip: k.1, cport: k.2, vip: k.3, vport: 80, rip, rport: 8080,
+                        method: if nat { ForwardMethod::Nat } else { ForwardMethod::Dr },
+                        dest: Some(dests[di].clone()), svc: None, template: None,
+                    };
+                    match t.insert(p, now) {
+                        Ok(id) => {
+                            // Insert may have reclaimed expired entries, this slot among them.
+                            reconcile(&t, &mut model, now);
+                            model.insert(id, Model { key: k, nat, expires: now + INITIAL_TIMEOUT, active: false, rip });
+                        }
+                        Err(ConnError::TableFull) => {
+                            prop_assert_eq!(t.len(), t.capacity());
+                        }
+                    }
+                }
+                Op::Packet { c, port, vip, udp, out, flags } => {
+                    let k = key(c, port, vip, udp);
+                    if let Some(id) = alive_with_key(&model, k, now) {
+                        let dir = if out { Direction::Output } else { Direction::Input };
+                        t.on_packet(id, dir, flags, now, &to);
+                        let conn = t.get(id).unwrap();
+                        let m = model.get_mut(&id).unwrap();
+                        m.active = conn.state() == TcpState::Established;
+                        m.expires = now + match k.0 {
+                            Proto::Udp => to.udp,
+                            Proto::Tcp => to.tcp(conn.state()),
+                        };
+                    }
+                }
+                Op::Remove { c, port, vip, udp } => {
+                    if let Some(id) = alive_with_key(&model, key(c, port, vip, udp), now) {
+                        prop_assert!(t.remove(id));
+                        model.remove(&id);
+                    }
+                }
+                Op::Tick(s) => now += s as u32,
+                Op::Expire(b) => {
+                    t.expire(now, b as usize);
+                }
+            }
+            check(&t, &mut model, &dests, now);
+        }
+        // Everything collected eventually, all counters back to zero.
+        now += 10_000;
+        t.expire(now, t.capacity());
+        check(&t, &mut model, &dests, now);
+        prop_assert!(t.is_empty());
+        for d in &dests {
+            prop_assert_eq!((d.active(), d.inactive()), (0, 0));
+        }
+    }
+}
