@@ -21,7 +21,11 @@ pub enum ConfigError {
     #[error("{file}: {msg}")]
     Parse { file: String, msg: String },
     #[error("{file}: {key}: {problem}")]
-    Invalid { file: String, key: String, problem: String },
+    Invalid {
+        file: String,
+        key: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -322,7 +326,10 @@ impl Config {
         };
         let dp = &self.dataplane;
         if dp.workers.is_empty() {
-            return Err(bad("dataplane.workers".into(), "at least one worker lcore is needed".into()));
+            return Err(bad(
+                "dataplane.workers".into(),
+                "at least one worker lcore is needed".into(),
+            ));
         }
         if dp.workers.len() > 64 {
             return Err(bad("dataplane.workers".into(), "at most 64 workers".into()));
@@ -334,14 +341,27 @@ impl Config {
             return Err(bad("dataplane.workers".into(), "an lcore is listed twice".into()));
         }
         if dp.conn_capacity < 16 || dp.conn_capacity > (1 << 30) {
-            return Err(bad("dataplane.conn_capacity".into(), "must be between 16 and 2^30".into()));
+            return Err(bad(
+                "dataplane.conn_capacity".into(),
+                "must be between 16 and 2^30".into(),
+            ));
         }
         if !dp.ring_size.is_power_of_two() || dp.ring_size < 64 {
-            return Err(bad("dataplane.ring_size".into(), "must be a power of two, at least 64".into()));
+            return Err(bad(
+                "dataplane.ring_size".into(),
+                "must be a power of two, at least 64".into(),
+            ));
         }
-        for (name, v) in [("tcp", dp.timeouts.tcp), ("tcpfin", dp.timeouts.tcpfin), ("udp", dp.timeouts.udp)] {
+        for (name, v) in [
+            ("tcp", dp.timeouts.tcp),
+            ("tcpfin", dp.timeouts.tcpfin),
+            ("udp", dp.timeouts.udp),
+        ] {
             if v == 0 || v > 86400 * 30 {
-                return Err(bad(format!("dataplane.timeouts.{name}"), "must be 1..2592000 seconds".into()));
+                return Err(bad(
+                    format!("dataplane.timeouts.{name}"),
+                    "must be 1..2592000 seconds".into(),
+                ));
             }
         }
         let ports = self.ports(file)?;
@@ -371,7 +391,10 @@ impl Config {
                 return Err(bad(k("port"), "port 0 needs persistence_timeout".into()));
             }
             if vs.delay_loop <= 0.0 || !vs.delay_loop.is_finite() {
-                return Err(bad(k("delay_loop"), "must be a positive number of seconds".into()));
+                return Err(bad(
+                    k("delay_loop"),
+                    "must be a positive number of seconds".into(),
+                ));
             }
             if let Some(s) = &vs.sorry_server {
                 parse_endpoint(s).map_err(|p| bad(k("sorry_server"), p))?;
@@ -388,7 +411,10 @@ impl Config {
                 };
                 let port = rs.port.unwrap_or(vs.port);
                 if m == ForwardMethod::Dr && port != vs.port {
-                    return Err(bad(rk("port"), "DR needs the real server port equal to the virtual port".into()));
+                    return Err(bad(
+                        rk("port"),
+                        "DR needs the real server port equal to the virtual port".into(),
+                    ));
                 }
                 if rs.lthreshold > rs.uthreshold && rs.uthreshold != 0 {
                     return Err(bad(rk("lthreshold"), "is above uthreshold".into()));
@@ -397,9 +423,15 @@ impl Config {
                     return Err(bad(rk("address"), "real server listed twice".into()));
                 }
                 rs_seen.push((rs.address, port));
-                let n = [&rs.tcp_check, &rs.http_get, &rs.misc_check].iter().filter(|c| c.is_some()).count();
+                let n = [&rs.tcp_check, &rs.http_get, &rs.misc_check]
+                    .iter()
+                    .filter(|c| c.is_some())
+                    .count();
                 if n > 1 {
-                    return Err(bad(rk("tcp_check"), "at most one health check per real server".into()));
+                    return Err(bad(
+                        rk("tcp_check"),
+                        "at most one health check per real server".into(),
+                    ));
                 }
                 if let Some(c) = &rs.misc_check {
                     if c.misc_path.as_deref().unwrap_or("").is_empty() {
@@ -422,7 +454,10 @@ impl Config {
             .collect();
         keys.sort();
         if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(bad("virtual_server".into(), "a virtual server is defined twice".into()));
+            return Err(bad(
+                "virtual_server".into(),
+                "a virtual server is defined twice".into(),
+            ));
         }
         Ok(())
     }
@@ -447,7 +482,12 @@ impl Config {
                 return Err(bad(k("device"), "is empty".into()));
             }
             let (addr, prefix_len) = parse_cidr(&p.address).map_err(|e| bad(k("address"), e))?;
-            let mac = p.mac.as_deref().map(parse_mac).transpose().map_err(|e| bad(k("mac"), e))?;
+            let mac = p
+                .mac
+                .as_deref()
+                .map(parse_mac)
+                .transpose()
+                .map_err(|e| bad(k("mac"), e))?;
             let mtu = p.mtu.unwrap_or(1500);
             if !(576..=9600).contains(&mtu) {
                 return Err(bad(k("mtu"), "must be 576..9600".into()));
@@ -466,7 +506,11 @@ impl Config {
 }
 
 pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
-    let m = if prefix_len == 0 { 0 } else { u32::MAX << (32 - prefix_len.min(32) as u32) };
+    let m = if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix_len.min(32) as u32)
+    };
     u32::from(a) & m == u32::from(b) & m
 }
 
@@ -549,26 +593,40 @@ status_code = [200]
         let e = err(&GOOD.replace("10.1.0.1/24", "10.1.0.1"));
         assert!(e.starts_with("rvs.toml: port[0] (client).address:"), "{e}");
         let e = err(&GOOD.replace("\"wrr\"", "\"bogus\""));
-        assert!(e.contains("lb_algo") && e.contains("unknown scheduler 'bogus'"), "{e}");
+        assert!(
+            e.contains("lb_algo") && e.contains("unknown scheduler 'bogus'"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("weight = 3", "weight = 70000"));
         assert!(e.contains("real_server[0] (10.2.0.11).weight"), "{e}");
         let e = err(&GOOD.replace("via = \"10.1.0.254\"", "via = \"192.0.2.1\""));
         assert!(e.contains("route[0].via"), "{e}");
         let e = err(&GOOD.replace("conn_capacity", "conn_capacityy"));
-        assert!(e.starts_with("rvs.toml: ") && e.contains("conn_capacityy"), "unknown key named: {e}");
+        assert!(
+            e.starts_with("rvs.toml: ") && e.contains("conn_capacityy"),
+            "unknown key named: {e}"
+        );
         assert!(e.contains("line"), "parse errors carry the line: {e}");
         let e = err(&GOOD.replace("02:00:00:00:01:01", "02:00:00:00:01"));
         assert!(e.contains("port[0] (client).mac"), "{e}");
         let e = err(&GOOD.replace("workers = [1]", "workers = []"));
         assert!(e.contains("dataplane.workers"), "{e}");
-        let e = err(&GOOD.replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"").replace("weight = 3", "weight = 3\nport = 8080"));
+        let e = err(&GOOD
+            .replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"")
+            .replace("weight = 3", "weight = 3\nport = 8080"));
         assert!(e.contains("DR needs"), "{e}");
     }
 
     #[test]
     fn endpoints() {
-        assert_eq!(parse_endpoint("10.0.0.1 80"), Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80))));
-        assert_eq!(parse_endpoint("10.0.0.1:80"), Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80))));
+        assert_eq!(
+            parse_endpoint("10.0.0.1 80"),
+            Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80)))
+        );
+        assert_eq!(
+            parse_endpoint("10.0.0.1:80"),
+            Ok((Ipv4Addr::new(10, 0, 0, 1), Some(80)))
+        );
         assert_eq!(parse_endpoint("10.0.0.1"), Ok((Ipv4Addr::new(10, 0, 0, 1), None)));
         assert!(parse_endpoint("x").is_err());
     }

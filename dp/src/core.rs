@@ -84,13 +84,17 @@ impl Shared {
             routes,
             workers,
             opts,
-            seen_generation: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            seen_generation: (0..workers)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
         }
     }
 
     /// True once every worker runs on generation `gen` or later.
     pub fn all_workers_seen(&self, gen: u64) -> bool {
-        self.seen_generation.iter().all(|g| g.load(Ordering::Acquire) >= gen)
+        self.seen_generation
+            .iter()
+            .all(|g| g.load(Ordering::Acquire) >= gen)
     }
 }
 
@@ -98,14 +102,23 @@ impl Shared {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Transmit on `port`; the frame is complete, L2 header included.
-    Forward { port: u16 },
+    Forward {
+        port: u16,
+    },
     /// The next hop `via` on `port` has no MAC yet: hold the frame and ask ARP.
-    Resolve { port: u16, via: Ipv4Addr },
+    Resolve {
+        port: u16,
+        via: Ipv4Addr,
+    },
     /// Another worker owns this packet's connection: hand it over.
-    Redirect { worker: u16 },
+    Redirect {
+        worker: u16,
+    },
     /// Consumed (an ARP reply); `learned` is an IP whose MAC is now known,
     /// so frames waiting for it can go.
-    Consumed { learned: Option<Ipv4Addr> },
+    Consumed {
+        learned: Option<Ipv4Addr>,
+    },
     Drop(DropReason),
 }
 
@@ -163,7 +176,8 @@ impl FragCache {
     fn slot(src: u32, dst: u32, ident: u16) -> usize {
         (src ^ dst.rotate_left(7) ^ (ident as u32).wrapping_mul(0x9E37_79B1)) as usize % FRAG_SLOTS
     }
-    fn remember(&mut self, src: u32, dst: u32, ident: u16, proto: u8, out: bool, conn: ConnId, now: u32) {
+    fn remember(&mut self, ip: &Ip, out: bool, conn: ConnId, now: u32) {
+        let (src, dst, ident, proto) = (u32::from(ip.src), u32::from(ip.dst), ip.ident, ip.proto);
         let s = &mut self.slots[Self::slot(src, dst, ident)];
         *s = FragEntry {
             src,
@@ -278,6 +292,9 @@ impl Forwarder {
 
     /// Incremental expiry: at most `budget` table slots examined.
     pub fn housekeeping(&mut self, budget: usize) -> usize {
+        for s in self.scheds.iter_mut() {
+            s.tick(self.now as u64);
+        }
         self.conns.expire(self.now, budget)
     }
 
@@ -331,8 +348,8 @@ impl Forwarder {
             };
             ArpRepr::parse(&a)
         };
-        let target_is_ours = repr.target_ip == port.addr
-            || (self.snap.is_vip(repr.target_ip) && port.on_link(repr.target_ip));
+        let target_is_ours =
+            repr.target_ip == port.addr || (self.snap.is_vip(repr.target_ip) && port.on_link(repr.target_ip));
         // RFC 826: merge the sender if we know it or the packet is for us.
         let sender_ok = port.on_link(repr.sender_ip) && repr.sender_mac.is_unicast();
         let mut learned = None;
@@ -340,7 +357,9 @@ impl Forwarder {
             let known = if target_is_ours {
                 self.shared.neigh.learn(repr.sender_ip, repr.sender_mac, self.now)
             } else {
-                self.shared.neigh.refresh(repr.sender_ip, repr.sender_mac, self.now)
+                self.shared
+                    .neigh
+                    .refresh(repr.sender_ip, repr.sender_mac, self.now)
             };
             if known {
                 learned = Some(repr.sender_ip);
@@ -402,7 +421,14 @@ impl Forwarder {
             || self.shared.ports.iter().any(|p| p.addr == ip.src)
     }
 
-    fn ipv4<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize, redirected: bool) -> Verdict {
+    fn ipv4<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        port: &PortInfo,
+        pkt: &mut B,
+        l2: usize,
+        redirected: bool,
+    ) -> Verdict {
         let ip = match self.parse_ip(pkt.data(), l2) {
             Ok(ip) => ip,
             Err(r) => return Verdict::Drop(r),
@@ -510,7 +536,10 @@ impl Forwarder {
             }
         };
         if to_vip {
-            let id = match self.conns.lookup_in(proto, ip.src, sport, ip.dst, dport, self.now) {
+            let id = match self
+                .conns
+                .lookup_in(proto, ip.src, sport, ip.dst, dport, self.now)
+            {
                 Some(id) => id,
                 None => match self.new_conn(in_port, pkt, ip, proto, sport, dport, flags) {
                     Ok(id) => id,
@@ -518,25 +547,29 @@ impl Forwarder {
                 },
             };
             if ip.frag {
-                self.frags
-                    .remember(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, false, id, self.now);
+                self.frags.remember(ip, false, id, self.now);
             }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
-            let Some(id) = self.conns.lookup_out(proto, ip.src, sport, ip.dst, dport, self.now) else {
+            let Some(id) = self
+                .conns
+                .lookup_out(proto, ip.src, sport, ip.dst, dport, self.now)
+            else {
                 let _ = port;
                 return Verdict::Drop(DropReason::NotForUs);
             };
             if ip.frag {
-                self.frags
-                    .remember(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, true, id, self.now);
+                self.frags.remember(ip, true, id, self.now);
             }
             self.xmit_out(pkt, ip, id, flags, true)
         }
     }
 
     fn follow_fragment<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
-        let Some((out, idx)) = self.frags.find(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, self.now) else {
+        let Some((out, idx)) = self
+            .frags
+            .find(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, self.now)
+        else {
             return Verdict::Drop(DropReason::Fragment);
         };
         let id = ConnId(idx);
@@ -686,7 +719,8 @@ impl Forwarder {
         let mac = match self.shared.neigh.lookup(hop.via, self.now) {
             Neigh::Resolved(m) => m,
             Neigh::Stale(m) => {
-                if self.stale_hops.len() < self.stale_hops.capacity() && !self.stale_hops.contains(&(hop.port, hop.via))
+                if self.stale_hops.len() < self.stale_hops.capacity()
+                    && !self.stale_hops.contains(&(hop.port, hop.via))
                 {
                     self.stale_hops.push((hop.port, hop.via));
                 }
@@ -706,17 +740,27 @@ impl Forwarder {
 
     /// Client → real server on connection `id`. `l4`: the packet has its L4
     /// header (false for a non-first fragment).
-    fn xmit_in<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
+    fn xmit_in<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        ip: &Ip,
+        id: ConnId,
+        flags: u8,
+        l4: bool,
+    ) -> Verdict {
         let Some(c) = self.conns.get(id) else {
             return Verdict::Drop(DropReason::NoConnNotSyn);
         };
         let (method, rip, rport) = (c.method(), c.rip(), c.rport());
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
+        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
+        {
             self.conns.remove(id);
             return Verdict::Drop(DropReason::DestRemoved);
         }
         if l4 {
-            self.conns.on_packet(id, Direction::Input, flags, self.now, &self.timeouts);
+            self.conns
+                .on_packet(id, Direction::Input, flags, self.now, &self.timeouts);
         }
         let len = pkt.len();
         if let Some(c) = self.conns.get(id) {
@@ -756,7 +800,11 @@ impl Forwarder {
                         self.send_via(pkt, hop)
                     }
                     Ok(tun::TunOutcome::FragNeeded { mtu }) => {
-                        let from = self.shared.ports.get(in_port as usize).map_or(out_port.addr, |p| p.addr);
+                        let from = self
+                            .shared
+                            .ports
+                            .get(in_port as usize)
+                            .map_or(out_port.addr, |p| p.addr);
                         match icmp::frag_needed(pkt, ip.l2, from, mtu) {
                             Ok(()) => {
                                 self.counters.local_replies += 1;
@@ -777,12 +825,14 @@ impl Forwarder {
             return Verdict::Drop(DropReason::OutNoConn);
         };
         let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
+        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
+        {
             self.conns.remove(id);
             return Verdict::Drop(DropReason::DestRemoved);
         }
         if l4 {
-            self.conns.on_packet(id, Direction::Output, flags, self.now, &self.timeouts);
+            self.conns
+                .on_packet(id, Direction::Output, flags, self.now, &self.timeouts);
         }
         let len = pkt.len();
         if let Some(c) = self.conns.get(id) {
@@ -825,7 +875,11 @@ impl Forwarder {
                 return self.echo(in_port, pkt, ip);
             }
             if !matches!(t, 3 | 4 | 11 | 12) {
-                return Verdict::Drop(if to_vip { DropReason::IcmpUnhandled } else { DropReason::NotForUs });
+                return Verdict::Drop(if to_vip {
+                    DropReason::IcmpUnhandled
+                } else {
+                    DropReason::NotForUs
+                });
             }
             let inner = m.get(8..).unwrap_or(&[]);
             let ihl = (get_u8(inner, 0) & 0x0f) as usize * 4;
@@ -853,7 +907,10 @@ impl Forwarder {
         }
         if to_vip {
             // Quoted: VIP:vport -> CIP:cport.
-            let Some(id) = self.conns.lookup_in(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now) else {
+            let Some(id) =
+                self.conns
+                    .lookup_in(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
+            else {
                 return Verdict::Drop(DropReason::IcmpNoConn);
             };
             let Some(c) = self.conns.get(id) else {
@@ -888,7 +945,10 @@ impl Forwarder {
             }
         } else {
             // Quoted: CIP:cport -> RIP:rport, a packet we sent to a real server.
-            let Some(id) = self.conns.lookup_out(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now) else {
+            let Some(id) =
+                self.conns
+                    .lookup_out(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
+            else {
                 return Verdict::Drop(DropReason::NotForUs);
             };
             let Some(c) = self.conns.get(id) else {
@@ -922,7 +982,14 @@ pub fn build_gratuitous_arp(buf: &mut [u8], port: &PortInfo, ip: Ipv4Addr) -> us
     build_arp(buf, port, ArpOperation::Request, ip, MacAddr::ZERO, ip)
 }
 
-fn build_arp(buf: &mut [u8], port: &PortInfo, op: ArpOperation, sip: Ipv4Addr, tmac: MacAddr, tip: Ipv4Addr) -> usize {
+fn build_arp(
+    buf: &mut [u8],
+    port: &PortInfo,
+    op: ArpOperation,
+    sip: Ipv4Addr,
+    tmac: MacAddr,
+    tip: Ipv4Addr,
+) -> usize {
     const LEN: usize = 60;
     let Some(frame) = buf.get_mut(..LEN) else { return 0 };
     frame.fill(0);
@@ -936,8 +1003,8 @@ fn build_arp(buf: &mut [u8], port: &PortInfo, op: ArpOperation, sip: Ipv4Addr, t
         target_mac: tmac,
         target_ip: tip,
     };
-    match frame.get_mut(14..) {
-        Some(body) if repr.emit(body).is_ok() => LEN,
+    match frame.get_mut(14..).map(|body| repr.emit(body)) {
+        Some(Ok(())) => LEN,
         _ => 0,
     }
 }

@@ -3,7 +3,10 @@
 
 pub mod config;
 pub mod conn;
+pub mod core;
 pub mod ctl;
+pub mod neigh;
+pub mod packet;
 pub mod route;
 pub mod sched;
 pub mod service;

@@ -91,7 +91,10 @@ impl NeighTable {
         let mut h = ip_hash(tag) & self.mask;
         for _ in 0..=self.mask {
             let s = self.slots.get(h)?;
-            match s.ip.compare_exchange(EMPTY, tag, Ordering::AcqRel, Ordering::Acquire) {
+            match s
+                .ip
+                .compare_exchange(EMPTY, tag, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Some(s),
                 Err(v) if v == tag => return Some(s),
                 Err(_) => h = (h + 1) & self.mask,
@@ -162,8 +165,13 @@ impl NeighTable {
             .filter_map(|s| {
                 let tag = s.ip.load(Ordering::Acquire);
                 let w = s.word.load(Ordering::Acquire);
-                (tag != EMPTY && w != 0)
-                    .then(|| (Ipv4Addr::from(tag.wrapping_sub(1)), unpack(w), w >> 48 == STATIC_STAMP))
+                (tag != EMPTY && w != 0).then(|| {
+                    (
+                        Ipv4Addr::from(tag.wrapping_sub(1)),
+                        unpack(w),
+                        w >> 48 == STATIC_STAMP,
+                    )
+                })
             })
             .collect()
     }
@@ -214,7 +222,9 @@ impl<P> PendingQueue<P> {
     }
 
     pub fn is_waiting(&self, ip: Ipv4Addr) -> bool {
-        self.items.iter().any(|s| matches!(s, Some((hop, _, _)) if *hop == ip))
+        self.items
+            .iter()
+            .any(|s| matches!(s, Some((hop, _, _)) if *hop == ip))
     }
 
     pub fn len(&self) -> usize {
@@ -249,7 +259,11 @@ mod tests {
         let b = Ipv4Addr::new(10, 0, 0, 2);
         t.add_static(b, M1);
         t.learn(b, M2, 1);
-        assert_eq!(t.lookup(b, 100_000), Neigh::Resolved(M1), "static never ages or changes");
+        assert_eq!(
+            t.lookup(b, 100_000),
+            Neigh::Resolved(M1),
+            "static never ages or changes"
+        );
     }
 
     #[test]
@@ -271,7 +285,11 @@ mod tests {
                 let t = t.clone();
                 std::thread::spawn(move || {
                     for i in 0..200u32 {
-                        t.learn(Ipv4Addr::from(0x0a00_0000 + i), MacAddr([2, 0, 0, 0, w as u8, i as u8]), 1);
+                        t.learn(
+                            Ipv4Addr::from(0x0a00_0000 + i),
+                            MacAddr([2, 0, 0, 0, w as u8, i as u8]),
+                            1,
+                        );
                     }
                 })
             })

@@ -122,15 +122,38 @@ mod tests {
             t.add_static(Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(192, 0, 2, 1)),
             Err(RouteError::GatewayUnreachable(Ipv4Addr::new(192, 0, 2, 1)))
         );
-        t.add_static(Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(10, 1, 0, 254)).unwrap();
-        t.add_static(Ipv4Addr::new(172, 16, 0, 0), 16, Ipv4Addr::new(10, 2, 0, 254)).unwrap();
+        t.add_static(Ipv4Addr::UNSPECIFIED, 0, Ipv4Addr::new(10, 1, 0, 254))
+            .unwrap();
+        t.add_static(Ipv4Addr::new(172, 16, 0, 0), 16, Ipv4Addr::new(10, 2, 0, 254))
+            .unwrap();
         let hop = |a| t.lookup(a).unwrap();
-        assert_eq!(hop(Ipv4Addr::new(10, 2, 0, 7)), NextHop { port: 1, via: Ipv4Addr::new(10, 2, 0, 7) });
-        assert_eq!(hop(Ipv4Addr::new(172, 16, 3, 3)), NextHop { port: 1, via: Ipv4Addr::new(10, 2, 0, 254) });
-        assert_eq!(hop(Ipv4Addr::new(8, 8, 8, 8)), NextHop { port: 0, via: Ipv4Addr::new(10, 1, 0, 254) });
+        assert_eq!(
+            hop(Ipv4Addr::new(10, 2, 0, 7)),
+            NextHop {
+                port: 1,
+                via: Ipv4Addr::new(10, 2, 0, 7)
+            }
+        );
+        assert_eq!(
+            hop(Ipv4Addr::new(172, 16, 3, 3)),
+            NextHop {
+                port: 1,
+                via: Ipv4Addr::new(10, 2, 0, 254)
+            }
+        );
+        assert_eq!(
+            hop(Ipv4Addr::new(8, 8, 8, 8)),
+            NextHop {
+                port: 0,
+                via: Ipv4Addr::new(10, 1, 0, 254)
+            }
+        );
         let mut empty = RouteTable::new();
         assert_eq!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)), None);
-        assert_eq!(empty.add_connected(Ipv4Addr::new(1, 1, 1, 1), 33, 0), Err(RouteError::BadPrefix(33)));
+        assert_eq!(
+            empty.add_connected(Ipv4Addr::new(1, 1, 1, 1), 33, 0),
+            Err(RouteError::BadPrefix(33))
+        );
         empty.add_connected(Ipv4Addr::new(1, 1, 1, 1), 32, 0).unwrap();
         assert!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)).is_some());
         assert!(empty.lookup(Ipv4Addr::new(1, 1, 1, 2)).is_none());

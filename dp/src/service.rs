@@ -180,7 +180,13 @@ impl TrafficCounters {
         }
     }
     pub fn reset(&self) {
-        for c in [&self.conns, &self.inpkts, &self.outpkts, &self.inbytes, &self.outbytes] {
+        for c in [
+            &self.conns,
+            &self.inpkts,
+            &self.outpkts,
+            &self.inbytes,
+            &self.outbytes,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -375,7 +381,9 @@ impl DestStats {
         let c = if active { &self.active } else { &self.inactive };
         // Saturating: a reset counter (ipvsadm -Z does not touch these, but be safe)
         // must never wrap to 4 billion and make lc/wlc avoid the server forever.
-        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
         self.update_overload();
     }
 
@@ -386,7 +394,9 @@ impl DestStats {
         } else {
             (&self.active, &self.inactive)
         };
-        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
         to.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -397,7 +407,9 @@ impl DestStats {
         } else {
             let _ = self
                 .persistent
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
         }
     }
 }
@@ -500,8 +512,13 @@ impl ServiceTable {
     /// all ports, as `ipvsadm -A -t VIP:0 -p`) catches ports with no service of their own.
     #[inline]
     pub fn lookup(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<usize> {
-        self.find_exact(proto, vip, port)
-            .or_else(|| if port != 0 { self.find_exact(proto, vip, 0) } else { None })
+        self.find_exact(proto, vip, port).or_else(|| {
+            if port != 0 {
+                self.find_exact(proto, vip, 0)
+            } else {
+                None
+            }
+        })
     }
 
     #[inline]

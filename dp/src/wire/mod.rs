@@ -7,7 +7,7 @@
 //! quotes only the first 8 bytes of the original transport header, for example).
 //! Setters exist only when `T: AsMut<[u8]>`.
 
-mod bytes;
+pub(crate) mod bytes;
 
 pub mod arp;
 pub mod checksum;

@@ -28,8 +28,12 @@ pub fn translate_error_in(ip: &mut [u8], hl: usize, rip: Ipv4Addr, rport: u16) -
         return Err(DropReason::TtlExpired);
     }
     rewrite_endpoint(ip, hl, Side::Dst, rip, 0, false);
-    let Some(icmp) = ip.get_mut(hl..) else { return Err(DropReason::MalformedIcmp) };
-    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else { return Err(DropReason::MalformedIcmp) };
+    let Some(icmp) = ip.get_mut(hl..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
+    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
     let ihl = ((get_u8(inner, 0) & 0x0f) as usize) * 4;
     rewrite_endpoint(inner, ihl, Side::Src, rip, rport, true);
     refill_icmp_checksum(icmp);
@@ -44,8 +48,12 @@ pub fn translate_error_out(ip: &mut [u8], hl: usize, vip: Ipv4Addr, vport: u16) 
         return Err(DropReason::TtlExpired);
     }
     rewrite_endpoint(ip, hl, Side::Src, vip, 0, false);
-    let Some(icmp) = ip.get_mut(hl..) else { return Err(DropReason::MalformedIcmp) };
-    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else { return Err(DropReason::MalformedIcmp) };
+    let Some(icmp) = ip.get_mut(hl..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
+    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
     let ihl = ((get_u8(inner, 0) & 0x0f) as usize) * 4;
     rewrite_endpoint(inner, ihl, Side::Dst, vip, vport, true);
     refill_icmp_checksum(icmp);
@@ -65,7 +73,9 @@ pub(crate) fn swap_macs(frame: &mut [u8]) {
 /// Writes a fresh 20-byte IPv4 header (no options) at the start of `ip`.
 fn write_ip_header(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total_len: u16) {
     let Some(h) = ip.get_mut(..20) else { return };
-    h.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    h.copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
     set_u16(h, 2, total_len);
     set_u32(h, IP_SRC, u32::from(src));
     set_u32(h, IP_DST, u32::from(dst));
@@ -75,13 +85,22 @@ fn write_ip_header(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total
 /// Turns the packet into "fragmentation needed" (type 3 code 4) for its
 /// sender, from `our_ip`, carrying the next-hop `mtu` and the original IP
 /// header plus 8 bytes (RFC 792 / RFC 1191).
-pub fn frag_needed<B: PacketBuf>(pkt: &mut B, l2_len: usize, our_ip: Ipv4Addr, mtu: u16) -> Result<(), DropReason> {
+pub fn frag_needed<B: PacketBuf>(
+    pkt: &mut B,
+    l2_len: usize,
+    our_ip: Ipv4Addr,
+    mtu: u16,
+) -> Result<(), DropReason> {
     let d = pkt.data();
-    let Some(orig) = d.get(l2_len..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(orig) = d.get(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     let ohl = ((get_u8(orig, 0) & 0x0f) as usize) * 4;
     let quote_len = (ohl + 8).min(orig.len());
     let mut quote = [0u8; 68];
-    let Some(q) = orig.get(..quote_len) else { return Err(DropReason::MalformedIpv4) };
+    let Some(q) = orig.get(..quote_len) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     quote[..quote_len].copy_from_slice(q);
     let client = Ipv4Addr::from(get_u32(orig, IP_SRC));
     let icmp_len = ICMP_HEADER_LEN + quote_len;
@@ -92,9 +111,13 @@ pub fn frag_needed<B: PacketBuf>(pkt: &mut B, l2_len: usize, our_ip: Ipv4Addr, m
     pkt.truncate(l2_len + total);
     let d = pkt.data_mut();
     swap_macs(d);
-    let Some(ip) = d.get_mut(l2_len..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(ip) = d.get_mut(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     write_ip_header(ip, our_ip, client, PROTO_ICMP, total as u16);
-    let Some(icmp) = ip.get_mut(20..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(icmp) = ip.get_mut(20..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     icmp[..ICMP_HEADER_LEN].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
     set_u16(icmp, 6, mtu);
     if let Some(q) = icmp.get_mut(ICMP_HEADER_LEN..ICMP_HEADER_LEN + quote_len) {
@@ -107,7 +130,9 @@ pub fn frag_needed<B: PacketBuf>(pkt: &mut B, l2_len: usize, our_ip: Ipv4Addr, m
 /// Answers an echo request in place: addresses swapped, type 0, TTL 64.
 pub fn echo_reply(frame: &mut [u8], l2_len: usize, hl: usize) -> Result<(), DropReason> {
     swap_macs(frame);
-    let Some(ip) = frame.get_mut(l2_len..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(ip) = frame.get_mut(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     let src = get_u32(ip, IP_SRC);
     let dst = get_u32(ip, IP_DST);
     set_u32(ip, IP_SRC, dst);
@@ -115,7 +140,9 @@ pub fn echo_reply(frame: &mut [u8], l2_len: usize, hl: usize) -> Result<(), Drop
     set_u8(ip, 8, 64);
     fill_ip_checksum(ip, hl);
     let total = get_u16(ip, 2) as usize;
-    let Some(icmp) = ip.get_mut(hl..total) else { return Err(DropReason::MalformedIcmp) };
+    let Some(icmp) = ip.get_mut(hl..total) else {
+        return Err(DropReason::MalformedIcmp);
+    };
     let old = get_u16(icmp, 0);
     set_u8(icmp, 0, 0);
     let c = checksum::update16(get_u16(icmp, 2), old, get_u16(icmp, 0));
@@ -126,9 +153,16 @@ pub fn echo_reply(frame: &mut [u8], l2_len: usize, hl: usize) -> Result<(), Drop
 /// Answers a SYN with a RST+ACK in place (no real server can take it).
 pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> Result<(), DropReason> {
     let d = pkt.data();
-    let Some(ip) = d.get(l2_len..) else { return Err(DropReason::MalformedIpv4) };
-    let (src, dst) = (Ipv4Addr::from(get_u32(ip, IP_SRC)), Ipv4Addr::from(get_u32(ip, IP_DST)));
-    let Some(tcp) = ip.get(hl..) else { return Err(DropReason::MalformedL4) };
+    let Some(ip) = d.get(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
+    let (src, dst) = (
+        Ipv4Addr::from(get_u32(ip, IP_SRC)),
+        Ipv4Addr::from(get_u32(ip, IP_DST)),
+    );
+    let Some(tcp) = ip.get(hl..) else {
+        return Err(DropReason::MalformedL4);
+    };
     if tcp.len() < 20 {
         return Err(DropReason::MalformedL4);
     }
@@ -140,9 +174,13 @@ pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> R
     }
     let d = pkt.data_mut();
     swap_macs(d);
-    let Some(ip) = d.get_mut(l2_len..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(ip) = d.get_mut(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     write_ip_header(ip, dst, src, PROTO_TCP, 40);
-    let Some(t) = ip.get_mut(20..40) else { return Err(DropReason::MalformedL4) };
+    let Some(t) = ip.get_mut(20..40) else {
+        return Err(DropReason::MalformedL4);
+    };
     t.fill(0);
     set_u16(t, 0, dport);
     set_u16(t, 2, sport);
@@ -168,9 +206,11 @@ mod tests {
 
     /// An ICMP port-unreachable from `from` to `to`, quoting `quoted` (an IP packet).
     fn icmp_error(from: [u8; 4], to: [u8; 4], quoted: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(from, to, 64).icmpv4(
-            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
-        );
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv4(from, to, 64)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ));
         let mut out = Vec::new();
         b.write(&mut out, quoted).unwrap();
         out
@@ -181,7 +221,9 @@ mod tests {
         let icmp = &frame[34..14 + ip_total];
         assert_eq!(checksum::fold(checksum::sum(icmp)), 0xFFFF, "ICMP checksum");
         let p = SlicedPacket::from_ethernet(frame).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum());
     }
@@ -199,7 +241,9 @@ mod tests {
         let inner = &f[14 + 28..];
         assert_eq!(&inner[12..16], &RIP, "inner src is the real server");
         assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 5353);
-        let ih = etherparse::Ipv4HeaderSlice::from_slice(inner).unwrap().to_header();
+        let ih = etherparse::Ipv4HeaderSlice::from_slice(inner)
+            .unwrap()
+            .to_header();
         assert_eq!(ih.header_checksum, ih.calc_header_checksum(), "inner IP checksum");
     }
 
@@ -226,11 +270,13 @@ mod tests {
         assert_eq!(&out[..6], &CLIENT_MAC, "back to the sender");
         icmp_ok(out);
         let p = SlicedPacket::from_ethernet(out).unwrap();
-        let Some(TransportSlice::Icmpv4(i)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!()
+        };
         match i.icmp_type() {
-            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-                next_hop_mtu,
-            }) => assert_eq!(next_hop_mtu, 1480),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+            ) => assert_eq!(next_hop_mtu, 1480),
             t => panic!("{t:?}"),
         }
         assert_eq!(&out[42..62], &f[14..34], "quotes the original header");
@@ -246,7 +292,9 @@ mod tests {
         echo_reply(&mut f, 14, 20).unwrap();
         icmp_ok(&f);
         let p = SlicedPacket::from_ethernet(&f).unwrap();
-        let Some(TransportSlice::Icmpv4(i)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!()
+        };
         assert!(matches!(i.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 7 && e.seq == 9));
         assert_eq!(&f[14 + 12..14 + 16], &VIP);
 
@@ -254,7 +302,9 @@ mod tests {
         let mut b = VecBuf::new(&syn);
         tcp_rst_for_syn(&mut b, 14, 20).unwrap();
         let p = assert_checksums_valid(b.data());
-        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
         assert!(t.rst() && t.ack());
         assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
         assert_eq!(t.acknowledgment_number(), 1001);

@@ -84,7 +84,9 @@ pub fn rewrite_endpoint(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, po
         return;
     }
     let proto = get_u8(ip, 9);
-    let Some(csum_off) = l4_csum_offset(proto) else { return };
+    let Some(csum_off) = l4_csum_offset(proto) else {
+        return;
+    };
     let Some(seg) = ip.get_mut(hl..) else { return };
     let old_port = get_u16(seg, port_off);
     set_u16(seg, port_off, port);
@@ -115,7 +117,14 @@ pub(crate) mod testutil {
     pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
     pub const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd0];
 
-    pub fn tcp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, syn: bool, payload: &[u8]) -> Vec<u8> {
+    pub fn tcp_frame(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        syn: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(src, dst, 64);
         let b = if syn {
             b.tcp(sport, dport, 1000, 64240).syn()
@@ -139,7 +148,9 @@ pub(crate) mod testutil {
     /// Parses with etherparse and checks every checksum: the independent oracle.
     pub fn assert_checksums_valid(frame: &[u8]) -> etherparse::SlicedPacket<'_> {
         let p = etherparse::SlicedPacket::from_ethernet(frame).expect("etherparse parses our output");
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!("not ipv4") };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not ipv4")
+        };
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP header checksum");
         match &p.transport {
@@ -147,11 +158,9 @@ pub(crate) mod testutil {
                 let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
                 assert_eq!(t.checksum(), want, "TCP checksum");
             }
-            Some(etherparse::TransportSlice::Udp(u)) => {
-                if u.checksum() != 0 {
-                    let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
-                    assert_eq!(u.checksum(), want, "UDP checksum");
-                }
+            Some(etherparse::TransportSlice::Udp(u)) if u.checksum() != 0 => {
+                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
             }
             _ => {}
         }

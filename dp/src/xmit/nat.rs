@@ -45,11 +45,15 @@ mod tests {
         let orig = f.clone();
         nat_in(&mut f[14..], 20, Ipv4Addr::from(RIP), 8080, true).unwrap();
         let p = assert_checksums_valid(&f);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().destination(), RIP);
         assert_eq!(ip.header().source(), CIP);
         assert_eq!(ip.header().ttl(), 63);
-        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
         assert_eq!((t.source_port(), t.destination_port()), (40000, 8080));
         assert_eq!(t.payload(), b"GET / HTTP/1.0\r\n\r\n");
         // Exactly the dst address, TTL, the two checksums and the port changed.
@@ -65,10 +69,14 @@ mod tests {
         let mut r = tcp_frame(RIP, CIP, 8080, 40000, false, b"HTTP/1.0 200 OK\r\n\r\n");
         nat_out(&mut r[14..], 20, Ipv4Addr::from(VIP), 80, true).unwrap();
         let p = assert_checksums_valid(&r);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().source(), VIP);
         assert_eq!(ip.header().destination(), CIP);
-        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
         assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
     }
 
@@ -77,7 +85,9 @@ mod tests {
         let mut f = udp_frame(CIP, VIP, 5353, 53, b"query");
         nat_in(&mut f[14..], 20, Ipv4Addr::from(RIP), 53, true).unwrap();
         let p = assert_checksums_valid(&f);
-        let Some(TransportSlice::Udp(u)) = &p.transport else { panic!() };
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!()
+        };
         assert_ne!(u.checksum(), 0);
         // A datagram sent without checksum keeps none.
         let mut g = udp_frame(CIP, VIP, 5353, 53, b"query");
@@ -94,7 +104,10 @@ mod tests {
         let mut f = tcp_frame(CIP, VIP, 1, 80, true, b"");
         f[14 + 8] = 1;
         let before = f.clone();
-        assert_eq!(nat_in(&mut f[14..], 20, Ipv4Addr::from(RIP), 80, true), Err(DropReason::TtlExpired));
+        assert_eq!(
+            nat_in(&mut f[14..], 20, Ipv4Addr::from(RIP), 80, true),
+            Err(DropReason::TtlExpired)
+        );
         assert_eq!(f, before);
     }
 

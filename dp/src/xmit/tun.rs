@@ -14,7 +14,9 @@ pub enum TunOutcome {
     Encapsulated,
     /// Too big for the egress MTU with DF set: tell the client, with this
     /// next-hop MTU, what fits (the caller builds the ICMP error).
-    FragNeeded { mtu: u16 },
+    FragNeeded {
+        mtu: u16,
+    },
 }
 
 /// Prepends the outer header after the L2 header of `l2_len` bytes.
@@ -27,9 +29,13 @@ pub fn encapsulate<B: PacketBuf>(
     egress_mtu: u16,
 ) -> Result<TunOutcome, DropReason> {
     let inner_len = pkt.len().saturating_sub(l2_len);
-    let Some(ip) = pkt.data().get(l2_len..) else { return Err(DropReason::MalformedIpv4) };
+    let Some(ip) = pkt.data().get(l2_len..) else {
+        return Err(DropReason::MalformedIpv4);
+    };
     // The inner packet's total length (trailing Ethernet padding excluded).
-    let inner_total = ip.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let inner_total = ip
+        .get(2..4)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
     let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
     if inner_total < 20 || inner_total > inner_len {
         return Err(DropReason::MalformedIpv4);
@@ -66,14 +72,22 @@ mod tests {
     fn ipip_outer_header_and_untouched_inner() {
         let f = tcp_frame([10, 1, 0, 10], [10, 1, 0, 100], 1234, 80, false, &[7u8; 100]);
         let mut b = VecBuf::new(&f);
-        let r = encapsulate(&mut b, 14, Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 11), 1500);
+        let r = encapsulate(
+            &mut b,
+            14,
+            Ipv4Addr::new(10, 1, 0, 1),
+            Ipv4Addr::new(10, 1, 0, 11),
+            1500,
+        );
         assert_eq!(r, Ok(TunOutcome::Encapsulated));
         let out = b.data();
         assert_eq!(out.len(), f.len() + 20);
         assert_eq!(&out[..14], &f[..14], "L2 header moved to the front");
         assert_eq!(&out[34..], &f[14..], "inner packet byte-identical");
         let p = SlicedPacket::from_ethernet(out).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         let h = ip.header().to_header();
         assert_eq!(h.protocol, etherparse::IpNumber::IPV4);
         assert_eq!(h.source, [10, 1, 0, 1]);
@@ -89,20 +103,38 @@ mod tests {
     fn mtu_df_and_headroom() {
         let f = tcp_frame([10, 1, 0, 10], [10, 1, 0, 100], 1234, 80, false, &[7u8; 1460]);
         let mut b = VecBuf::new(&f);
-        let r = encapsulate(&mut b, 14, Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 11), 1500);
+        let r = encapsulate(
+            &mut b,
+            14,
+            Ipv4Addr::new(10, 1, 0, 1),
+            Ipv4Addr::new(10, 1, 0, 11),
+            1500,
+        );
         assert_eq!(r, Ok(TunOutcome::FragNeeded { mtu: 1480 }), "etherparse sets DF");
         assert_eq!(b.data(), &f[..], "unchanged when refused");
         let mut nodf = f.clone();
         nodf[14 + 6] &= !0x40;
         let mut b = VecBuf::new(&nodf);
         assert_eq!(
-            encapsulate(&mut b, 14, Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 11), 1500),
+            encapsulate(
+                &mut b,
+                14,
+                Ipv4Addr::new(10, 1, 0, 1),
+                Ipv4Addr::new(10, 1, 0, 11),
+                1500
+            ),
             Err(DropReason::TooBig)
         );
         let small = tcp_frame([10, 1, 0, 10], [10, 1, 0, 100], 1234, 80, false, b"x");
         let mut b = VecBuf::with_room(&small, 10, 0);
         assert_eq!(
-            encapsulate(&mut b, 14, Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 11), 1500),
+            encapsulate(
+                &mut b,
+                14,
+                Ipv4Addr::new(10, 1, 0, 1),
+                Ipv4Addr::new(10, 1, 0, 11),
+                1500
+            ),
             Err(DropReason::NoHeadroom)
         );
     }

@@ -1,0 +1,762 @@
+//! The whole per-packet path, pure: frames in, verdicts and frames out,
+//! checked with etherparse as an independent parser.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use rvs_dp::core::{owner_of, CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::packet::{PacketBuf, VecBuf};
+use rvs_dp::route::RouteTable;
+use rvs_dp::sched::{self, SchedOptions};
+use rvs_dp::service::{
+    ForwardMethod, Persistence, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
+};
+use rvs_dp::stats::DropReason;
+use rvs_dp::wire::ethernet::MacAddr;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
+const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
+const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
+const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+const DIP0: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const DIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+
+fn rs_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 2, 0, 10 + i)
+}
+fn rs_mac(i: u8) -> MacAddr {
+    MacAddr([2, 0, 0, 0, 2, i])
+}
+
+struct Lab {
+    shared: Arc<Shared>,
+    fwd: Forwarder,
+}
+
+fn shared(workers: u16, opts: CoreOptions, mtu: u16) -> Arc<Shared> {
+    let ports = vec![
+        PortInfo {
+            mac: P0_MAC,
+            addr: DIP0,
+            prefix_len: 24,
+            mtu,
+        },
+        PortInfo {
+            mac: P1_MAC,
+            addr: DIP1,
+            prefix_len: 24,
+            mtu,
+        },
+    ];
+    let mut routes = RouteTable::new();
+    routes.add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0).unwrap();
+    routes.add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1).unwrap();
+    let s = Arc::new(Shared::new(ports, routes, workers, opts));
+    s.neigh.add_static(CIP, MacAddr(CLIENT_MAC));
+    for i in 1..=3 {
+        s.neigh.add_static(rs_ip(i), rs_mac(i));
+    }
+    s
+}
+
+fn dests(method: ForwardMethod, weights: &[u32], workers: usize) -> Vec<RealServer> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            RealServer::new(
+                rs_ip(i as u8 + 1),
+                if method == ForwardMethod::Nat { 8080 } else { 80 },
+                w,
+                method,
+                workers,
+            )
+        })
+        .collect()
+}
+
+fn service(
+    proto: Proto,
+    port: u16,
+    sched_name: &str,
+    dests: Vec<RealServer>,
+    persistence: Option<Persistence>,
+) -> VirtualService {
+    let opts = SchedOptions::default();
+    let sched = sched::build(sched_name, &dests, &opts).unwrap();
+    VirtualService {
+        key: ServiceKey {
+            proto,
+            vip: VIP,
+            port,
+        },
+        sched_name: sched_name.into(),
+        sched_opts: opts,
+        persistence,
+        dests,
+        stats: Arc::new(WorkerTraffic::new(2)),
+        sched,
+    }
+}
+
+fn publish(s: &Shared, gen: u64, services: Vec<VirtualService>) {
+    s.services.store(Arc::new(ServiceTable::new(gen, services)));
+}
+
+impl Lab {
+    fn new(method: ForwardMethod, sched_name: &str, weights: &[u32]) -> Lab {
+        Self::with(
+            method,
+            sched_name,
+            weights,
+            CoreOptions::default(),
+            1500,
+            1024,
+            None,
+        )
+    }
+
+    fn with(
+        method: ForwardMethod,
+        sched_name: &str,
+        weights: &[u32],
+        opts: CoreOptions,
+        mtu: u16,
+        capacity: u32,
+        persistence: Option<Persistence>,
+    ) -> Lab {
+        let s = shared(1, opts, mtu);
+        publish(
+            &s,
+            1,
+            vec![
+                service(Proto::Tcp, 80, sched_name, dests(method, weights, 1), persistence),
+                service(Proto::Udp, 53, sched_name, dests(method, weights, 1), None),
+            ],
+        );
+        let mut fwd = Forwarder::new(0, s.clone(), capacity);
+        fwd.set_now(100);
+        fwd.refresh();
+        Lab { shared: s, fwd }
+    }
+
+    fn send(&mut self, port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut b = VecBuf::new(frame);
+        let v = self.fwd.process(port, &mut b, false);
+        (v, b.data().to_vec())
+    }
+}
+
+fn tcp(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    payload: &[u8],
+    dst_mac: MacAddr,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, dst_mac.0).ipv4(src.octets(), dst.octets(), 64);
+    let mut t = b.tcp(sport, dport, 1000, 64240);
+    for f in flags.chars() {
+        t = match f {
+            'S' => t.syn(),
+            'A' => t.ack(1),
+            'F' => t.fin(),
+            'R' => t.rst(),
+            _ => t,
+        };
+    }
+    let mut out = Vec::new();
+    t.write(&mut out, payload).unwrap();
+    out
+}
+
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8], dst_mac: MacAddr) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, dst_mac.0)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(sport, dport);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// Parses with etherparse, checks all checksums, returns (src, dst, sport, dport, dst mac).
+fn check(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16, [u8; 6]) {
+    let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+        panic!()
+    };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
+    let (sp, dp) = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            assert_eq!(
+                t.checksum(),
+                t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+                "TCP checksum"
+            );
+            (t.source_port(), t.destination_port())
+        }
+        Some(TransportSlice::Udp(u)) => {
+            assert_eq!(
+                u.checksum(),
+                u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+                "UDP checksum"
+            );
+            (u.source_port(), u.destination_port())
+        }
+        _ => (0, 0),
+    };
+    (
+        Ipv4Addr::from(h.source),
+        Ipv4Addr::from(h.destination),
+        sp,
+        dp,
+        eth.destination(),
+    )
+}
+
+#[test]
+fn arp_for_vip_and_port_address_answered() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    for target in [VIP, DIP0] {
+        let req = {
+            let mut f = vec![0u8; 42];
+            f[..6].copy_from_slice(&[0xff; 6]);
+            f[6..12].copy_from_slice(&CLIENT_MAC);
+            f[12..14].copy_from_slice(&[8, 6]);
+            f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+            f[22..28].copy_from_slice(&CLIENT_MAC);
+            f[28..32].copy_from_slice(&CIP.octets());
+            f[38..42].copy_from_slice(&target.octets());
+            f
+        };
+        let (v, out) = lab.send(0, &req);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        // etherparse 0.16 has no ARP parser: check the fields by offset.
+        assert_eq!(&out[12..14], &[8, 6]);
+        assert_eq!(&out[20..22], &[0, 2], "reply");
+        assert_eq!(&out[22..28], &P0_MAC.0, "sender MAC");
+        assert_eq!(&out[28..32], &target.octets(), "sender IP");
+        assert_eq!(&out[32..38], &CLIENT_MAC, "target MAC");
+        assert_eq!(&out[38..42], &CIP.octets(), "target IP");
+        assert_eq!(&out[..6], &CLIENT_MAC);
+    }
+    // Not ours: the VIP is not on port 1's subnet, nor is a stranger's address.
+    let mut req = vec![0u8; 42];
+    req[..6].copy_from_slice(&[0xff; 6]);
+    req[12..14].copy_from_slice(&[8, 6]);
+    req[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    req[38..42].copy_from_slice(&Ipv4Addr::new(10, 1, 0, 77).octets());
+    assert_eq!(lab.send(0, &req).0, Verdict::Drop(DropReason::ArpIgnored));
+}
+
+#[test]
+fn nat_full_tcp_exchange_and_counters() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let (s, d, sp, dp, mac) = check(&out);
+    assert_eq!((s, d, sp, dp, mac), (CIP, rs_ip(1), 40000, 8080, rs_mac(1).0));
+    assert_eq!(&out[6..12], &P1_MAC.0);
+
+    let (v, out) = lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    let (s, d, sp, dp, mac) = check(&out);
+    assert_eq!((s, d, sp, dp, mac), (VIP, CIP, 80, 40000, CLIENT_MAC));
+
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"hello", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let snap = lab.fwd.services().clone();
+    let d = &snap.get(0).unwrap().dests[0];
+    assert_eq!(d.active(), 1, "ESTABLISHED counts as active");
+    assert_eq!(d.inactive(), 0);
+    let t = d.stats.traffic.total();
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (1, 2, 1));
+    assert_eq!(lab.fwd.counters.nat_in, 2);
+    assert_eq!(lab.fwd.counters.nat_out, 1);
+    assert_eq!(lab.fwd.drops.total(), 0);
+
+    // A reply that matches nothing is dropped.
+    let (v, _) = lab.send(1, &tcp(rs_ip(2), CIP, 8080, 40000, "A", b"", P1_MAC));
+    assert_eq!(v, Verdict::Drop(DropReason::NotForUs));
+}
+
+#[test]
+fn rr_and_wrr_spread_exactly() {
+    for (name, weights, want) in [
+        ("rr", vec![1, 1, 1], vec![100, 100, 100]),
+        ("wrr", vec![3, 2, 1], vec![150, 100, 50]),
+    ] {
+        let mut lab = Lab::new(ForwardMethod::Nat, name, &weights);
+        let mut got = [0usize; 3];
+        for i in 0..300u16 {
+            let (v, out) = lab.send(0, &tcp(CIP, VIP, 10000 + i, 80, "S", b"", P0_MAC));
+            assert_eq!(v, Verdict::Forward { port: 1 });
+            let (_, d, ..) = check(&out);
+            got[(d.octets()[3] - 11) as usize] += 1;
+        }
+        assert_eq!(got.to_vec(), want, "{name}");
+        // UDP is balanced the same way.
+        let mut got = [0usize; 3];
+        for i in 0..300u16 {
+            let (v, out) = lab.send(0, &udp(CIP, VIP, 20000 + i, 53, b"q", P0_MAC));
+            assert_eq!(v, Verdict::Forward { port: 1 });
+            got[(check(&out).1.octets()[3] - 11) as usize] += 1;
+        }
+        assert_eq!(got.to_vec(), want, "{name} udp");
+    }
+}
+
+#[test]
+fn unknown_next_hop_asks_arp() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    // Replace the service with a server we have no MAC for.
+    let mut d = dests(ForwardMethod::Nat, &[1], 1);
+    d[0].rip = Ipv4Addr::new(10, 2, 0, 99);
+    publish(&lab.shared, 2, vec![service(Proto::Tcp, 80, "rr", d, None)]);
+    lab.fwd.refresh();
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(
+        v,
+        Verdict::Resolve {
+            port: 1,
+            via: Ipv4Addr::new(10, 2, 0, 99)
+        }
+    );
+    // Its ARP reply is learned (it was wanted) and releases the wait.
+    let mut rep = vec![0u8; 42];
+    rep[..6].copy_from_slice(&P1_MAC.0);
+    rep[6..12].copy_from_slice(&[2, 0, 0, 0, 2, 99]);
+    rep[12..14].copy_from_slice(&[8, 6]);
+    rep[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    rep[22..28].copy_from_slice(&[2, 0, 0, 0, 2, 99]);
+    rep[28..32].copy_from_slice(&[10, 2, 0, 99]);
+    rep[32..38].copy_from_slice(&P1_MAC.0);
+    rep[38..42].copy_from_slice(&DIP1.octets());
+    assert_eq!(
+        lab.send(1, &rep).0,
+        Verdict::Consumed {
+            learned: Some(Ipv4Addr::new(10, 2, 0, 99))
+        }
+    );
+    let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(&out[..6], &[2, 0, 0, 0, 2, 99]);
+}
+
+#[test]
+fn dr_rewrites_mac_only() {
+    let mut lab = Lab::new(ForwardMethod::Dr, "rr", &[1, 1]);
+    // For DR the servers sit on the client-side subnet in real life; here port 1 is fine.
+    let frame = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+    let (v, out) = lab.send(0, &frame);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(&out[..6], &rs_mac(1).0);
+    assert_eq!(&out[6..12], &P1_MAC.0);
+    assert_eq!(&out[12..], &frame[12..], "IP packet untouched, TTL included");
+    assert_eq!(lab.fwd.counters.dr_out, 1);
+    // Replies do not pass through a DR director: an OUT lookup finds nothing.
+    let (v, _) = lab.send(1, &tcp(rs_ip(1), CIP, 80, 40000, "SA", b"", P1_MAC));
+    assert_eq!(v, Verdict::Drop(DropReason::NotForUs));
+}
+
+#[test]
+fn tun_encapsulates_and_sends_frag_needed() {
+    let mut lab = Lab::with(
+        ForwardMethod::Tun,
+        "rr",
+        &[1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        None,
+    );
+    let frame = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+    let (v, out) = lab.send(0, &frame);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        (Ipv4Addr::from(h.source), Ipv4Addr::from(h.destination)),
+        (DIP1, rs_ip(1))
+    );
+    assert_eq!(h.protocol, etherparse::IpNumber::IPV4);
+    assert_eq!(&out[34..], &frame[14..], "inner packet untouched");
+
+    // Full-size with DF: does not fit with 20 more bytes.
+    let big = tcp(CIP, VIP, 40000, 80, "A", &[0u8; 1460], P0_MAC);
+    let (v, out) = lab.send(0, &big);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("{p:?}")
+    };
+    assert!(matches!(
+        i.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }
+        )
+    ));
+    assert_eq!(&out[..6], &CLIENT_MAC);
+}
+
+#[test]
+fn drops_are_named() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[0, 0]);
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (tcp(CIP, VIP, 1, 81, "S", b"", P0_MAC), DropReason::NoService),
+        (tcp(CIP, VIP, 1, 80, "A", b"", P0_MAC), DropReason::NoConnNotSyn),
+        (tcp(CIP, VIP, 1, 80, "S", b"", P0_MAC), DropReason::NoRealServer),
+        (
+            tcp(CIP, Ipv4Addr::new(10, 9, 9, 9), 1, 80, "S", b"", P0_MAC),
+            DropReason::NotForUs,
+        ),
+        (
+            tcp(CIP, VIP, 1, 80, "S", b"", MacAddr([2, 9, 9, 9, 9, 9])),
+            DropReason::NotOurMac,
+        ),
+        (
+            tcp(Ipv4Addr::new(127, 0, 0, 1), VIP, 1, 80, "S", b"", P0_MAC),
+            DropReason::Martian,
+        ),
+        (vec![1, 2, 3], DropReason::TruncatedL2),
+    ];
+    for (f, want) in cases {
+        assert_eq!(lab.send(0, &f).0, Verdict::Drop(want), "{want:?}");
+        assert!(lab.fwd.drops.get(want) >= 1);
+    }
+    let mut bad = tcp(CIP, VIP, 1, 80, "S", b"", P0_MAC);
+    bad[24] ^= 0xff; // IP checksum
+    assert_eq!(lab.send(0, &bad).0, Verdict::Drop(DropReason::BadIpChecksum));
+    let mut ipv6 = bad.clone();
+    ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(lab.send(0, &ipv6).0, Verdict::Drop(DropReason::UnknownEtherType));
+    let mut ttl1 = tcp(CIP, VIP, 1, 80, "S", b"", P0_MAC);
+    let mut lab2 = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    ttl1[22] = 1;
+    ttl1[24..26].copy_from_slice(&[0, 0]);
+    let c = etherparse::Ipv4HeaderSlice::from_slice(&ttl1[14..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    ttl1[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(lab2.send(0, &ttl1).0, Verdict::Drop(DropReason::TtlExpired));
+}
+
+#[test]
+fn rst_when_no_server_if_configured() {
+    let opts = CoreOptions {
+        tcp_rst_no_dest: true,
+        ..Default::default()
+    };
+    let mut lab = Lab::with(ForwardMethod::Nat, "wlc", &[0], opts, 1500, 1024, None);
+    let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
+    assert!(t.rst());
+    assert_eq!(lab.fwd.drops.get(DropReason::NoRealServer), 1, "still counted");
+}
+
+#[test]
+fn full_table_refuses_new_and_keeps_established() {
+    let mut lab = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1],
+        CoreOptions::default(),
+        1500,
+        16,
+        None,
+    );
+    for i in 0..16u16 {
+        assert_eq!(
+            lab.send(0, &tcp(CIP, VIP, 1000 + i, 80, "S", b"", P0_MAC)).0,
+            Verdict::Forward { port: 1 }
+        );
+    }
+    assert_eq!(
+        lab.send(0, &tcp(CIP, VIP, 2000, 80, "S", b"", P0_MAC)).0,
+        Verdict::Drop(DropReason::ConnTableFull)
+    );
+    for i in 0..16u16 {
+        assert_eq!(
+            lab.send(0, &tcp(CIP, VIP, 1000 + i, 80, "A", b"data", P0_MAC)).0,
+            Verdict::Forward { port: 1 },
+            "established flow {i} unaffected"
+        );
+        assert_eq!(
+            lab.send(1, &tcp(rs_ip(1), CIP, 8080, 1000 + i, "A", b"", P1_MAC))
+                .0,
+            Verdict::Forward { port: 0 }
+        );
+    }
+    assert_eq!(lab.fwd.drops.get(DropReason::ConnTableFull), 1);
+}
+
+#[test]
+fn ping_director_and_vip() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    for dst in [DIP0, VIP] {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, P0_MAC.0)
+            .ipv4(CIP.octets(), dst.octets(), 64)
+            .icmpv4_echo_request(1, 2);
+        let mut f = Vec::new();
+        b.write(&mut f, b"abc").unwrap();
+        let (v, out) = lab.send(0, &f);
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!()
+        };
+        assert!(matches!(i.icmp_type(), etherparse::Icmpv4Type::EchoReply(_)));
+        let (s, d, ..) = check(&out);
+        assert_eq!((s, d), (dst, CIP));
+    }
+}
+
+#[test]
+fn redirect_to_owner_with_two_workers() {
+    let s = shared(2, CoreOptions::default(), 1500);
+    publish(
+        &s,
+        1,
+        vec![service(
+            Proto::Tcp,
+            80,
+            "rr",
+            dests(ForwardMethod::Nat, &[1], 2),
+            None,
+        )],
+    );
+    let mut w = [
+        Forwarder::new(0, s.clone(), 1024),
+        Forwarder::new(1, s.clone(), 1024),
+    ];
+    for f in w.iter_mut() {
+        f.refresh();
+    }
+    let mut clients_per_owner = [0; 2];
+    for c in 1..=40u8 {
+        let cip = Ipv4Addr::new(10, 1, 0, 100 + c);
+        s.neigh.add_static(cip, MacAddr([2, 0, 0, 0, 1, c]));
+        let owner = owner_of(cip, 2) as usize;
+        clients_per_owner[owner] += 1;
+        // The SYN lands on worker 0 (say, RSS put it there).
+        let mut b = VecBuf::new(&tcp(cip, VIP, 5000, 80, "S", b"", P0_MAC));
+        let mut v = w[0].process(0, &mut b, false);
+        if owner == 1 {
+            assert_eq!(v, Verdict::Redirect { worker: 1 });
+            v = w[1].process(0, &mut b, true);
+        }
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        // The reply lands on worker 1.
+        let mut r = VecBuf::new(&tcp(rs_ip(1), cip, 8080, 5000, "SA", b"", P1_MAC));
+        let mut v = w[1].process(1, &mut r, false);
+        if owner == 0 {
+            assert_eq!(v, Verdict::Redirect { worker: 0 });
+            v = w[0].process(1, &mut r, true);
+        }
+        assert_eq!(v, Verdict::Forward { port: 0 }, "reply handled by the owner");
+    }
+    assert!(
+        clients_per_owner[0] > 5 && clients_per_owner[1] > 5,
+        "{clients_per_owner:?}"
+    );
+    for (i, f) in w.iter().enumerate() {
+        assert_eq!(f.conns.len(), clients_per_owner[i]);
+        assert_eq!(f.counters.nat_out as usize, clients_per_owner[i]);
+        assert_eq!(f.drops.total(), 0);
+    }
+    assert!(s.all_workers_seen(1));
+}
+
+#[test]
+fn fragments_follow_their_first() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    // A UDP datagram of 3000 bytes in two fragments (etherparse builds the whole; we split).
+    let whole = udp(CIP, VIP, 7000, 53, &[0x5a; 2000], P0_MAC);
+    let ip_payload = &whole[34..]; // UDP header + data
+    let first_len = 1480;
+    let mk = |offset: usize, data: &[u8], more: bool| -> Vec<u8> {
+        let mut h = etherparse::Ipv4Header::new(
+            data.len() as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            CIP.octets(),
+            VIP.octets(),
+        )
+        .unwrap();
+        h.identification = 0x4242;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut f = whole[..14].to_vec();
+        h.write(&mut f).unwrap();
+        f.extend_from_slice(data);
+        f
+    };
+    let f1 = mk(0, &ip_payload[..first_len], true);
+    let f2 = mk(first_len, &ip_payload[first_len..], false);
+    // A non-first fragment before its first: dropped, counted.
+    assert_eq!(lab.send(0, &f2).0, Verdict::Drop(DropReason::Fragment));
+    let (v, o1) = lab.send(0, &f1);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let (v, o2) = lab.send(0, &f2);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(lab.fwd.counters.fragments_followed, 1);
+    // Reassemble and check the UDP checksum over the whole datagram.
+    let mut data = o1[34..].to_vec();
+    data.extend_from_slice(&o2[34..]);
+    assert_eq!(&o1[30..34], &rs_ip(1).octets());
+    assert_eq!(&o2[30..34], &rs_ip(1).octets());
+    let uh = etherparse::UdpHeaderSlice::from_slice(&data).unwrap().to_header();
+    assert_eq!(uh.destination_port, 8080);
+    let want = uh
+        .calc_checksum_ipv4_raw(CIP.octets(), rs_ip(1).octets(), &data[8..])
+        .unwrap();
+    assert_eq!(
+        uh.checksum, want,
+        "L4 checksum valid over the reassembled datagram"
+    );
+}
+
+#[test]
+fn icmp_errors_translated_both_ways() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    lab.send(0, &udp(CIP, VIP, 7000, 53, b"q", P0_MAC));
+    // The real server says port unreachable about CIP:7000 -> RIP:8080.
+    let quoted = udp(CIP, rs_ip(1), 7000, 8080, b"q", P1_MAC);
+    let b = PacketBuilder::ethernet2(rs_mac(1).0, P1_MAC.0)
+        .ipv4(rs_ip(1).octets(), CIP.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut f = Vec::new();
+    b.write(&mut f, &quoted[14..14 + 28]).unwrap();
+    let (v, out) = lab.send(1, &f);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(&out[26..30], &VIP.octets(), "the client hears it from the VIP");
+    assert_eq!(
+        &out[42 + 16..42 + 20],
+        &VIP.octets(),
+        "about its packet to the VIP"
+    );
+    assert_eq!(u16::from_be_bytes([out[42 + 22], out[42 + 23]]), 53);
+    // The client says port unreachable about VIP:53 -> CIP:7000.
+    let quoted = udp(VIP, CIP, 53, 7000, b"a", P0_MAC);
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, P0_MAC.0)
+        .ipv4(CIP.octets(), VIP.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut f = Vec::new();
+    b.write(&mut f, &quoted[14..14 + 28]).unwrap();
+    let (v, out) = lab.send(0, &f);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(&out[30..34], &rs_ip(1).octets());
+    assert_eq!(&out[42 + 12..42 + 16], &rs_ip(1).octets());
+    assert_eq!(lab.fwd.counters.icmp_translated, 2);
+}
+
+#[test]
+fn persistence_pins_a_client() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    };
+    let mut lab = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1, 1, 1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        Some(p),
+    );
+    let mut first = None;
+    for i in 0..10u16 {
+        // Same /24, different hosts and ports: one real server.
+        let cip = Ipv4Addr::new(10, 1, 0, 20 + (i as u8 % 3));
+        let (v, out) = lab.send(0, &tcp(cip, VIP, 3000 + i, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let d = check(&out).1;
+        assert_eq!(*first.get_or_insert(d), d);
+    }
+    assert_eq!(lab.fwd.counters.templates_created, 1);
+    assert_eq!(lab.fwd.conns.templates(), 1);
+}
+
+#[test]
+fn quiesce_keeps_old_connections_and_removal_with_expire_nodest() {
+    let opts = CoreOptions {
+        expire_nodest_conn: true,
+        ..Default::default()
+    };
+    let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, None);
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 1, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    // Quiesce server 1: a new snapshot sharing its counters, weight 0.
+    let old = lab.fwd.services().clone();
+    let mut d: Vec<RealServer> = old.get(0).unwrap().dests.clone();
+    d[0].weight = 0;
+    publish(
+        &lab.shared,
+        2,
+        vec![service(Proto::Tcp, 80, "rr", d.clone(), None)],
+    );
+    lab.fwd.refresh();
+    for i in 2..12u16 {
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, i, 80, "S", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(2), "no new connections to a quiesced server");
+    }
+    let (v, out) = lab.send(0, &tcp(CIP, VIP, 1, 80, "A", b"more", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(check(&out).1, rs_ip(1), "its open connection goes on");
+    // Remove it: with expire_nodest_conn its connection ends on the next packet.
+    d[0].stats.removed.store(true, Ordering::Relaxed);
+    publish(
+        &lab.shared,
+        3,
+        vec![service(Proto::Tcp, 80, "rr", vec![d[1].clone()], None)],
+    );
+    lab.fwd.refresh();
+    assert_eq!(
+        lab.send(0, &tcp(CIP, VIP, 1, 80, "A", b"", P0_MAC)).0,
+        Verdict::Drop(DropReason::DestRemoved)
+    );
+    assert_eq!(d[0].active() + d[0].inactive(), 0, "its counters settled");
+}
+
+#[test]
+fn vlan_tagged_frames_are_forwarded_with_their_tag() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, P0_MAC.0)
+        .single_vlan(etherparse::VlanId::try_new(42).unwrap())
+        .ipv4(CIP.octets(), VIP.octets(), 64)
+        .tcp(4000, 80, 1, 1000)
+        .syn();
+    let mut f = Vec::new();
+    b.write(&mut f, b"").unwrap();
+    let (v, out) = lab.send(0, &f);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    assert!(p.vlan.is_some());
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(Ipv4Addr::from(ip.header().destination()), rs_ip(1));
+}
