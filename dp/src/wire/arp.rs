@@ -247,15 +247,25 @@ mod tests {
 
     #[test]
     fn refuses_other_kinds() {
-        assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            ArpPacket::new_checked(&REQUEST[..27]).unwrap_err(),
+            WireError::Truncated
+        );
         for (at, v) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut b = REQUEST;
             b[at] = v;
-            assert_eq!(ArpPacket::new_checked(&b[..]).unwrap_err(), WireError::Unsupported, "byte {at}");
+            assert_eq!(
+                ArpPacket::new_checked(&b[..]).unwrap_err(),
+                WireError::Unsupported,
+                "byte {at}"
+            );
         }
         let mut b = REQUEST;
         b[7] = 3; // RARP request: same layout, op we do not know
-        assert_eq!(ArpPacket::new_checked(&b[..]).unwrap().operation(), ArpOperation::Unknown(3));
+        assert_eq!(
+            ArpPacket::new_checked(&b[..]).unwrap().operation(),
+            ArpOperation::Unknown(3)
+        );
         assert_eq!(u16::from(ArpOperation::Unknown(3)), 3);
     }
 
@@ -268,7 +278,10 @@ mod tests {
         p.set_sender_ip(Ipv4Addr::new(10, 0, 0, 1));
         p.set_target_mac(MacAddr([7, 8, 9, 10, 11, 12]));
         p.set_target_ip(Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(&b[6..], &[0, 2, 1, 2, 3, 4, 5, 6, 10, 0, 0, 1, 7, 8, 9, 10, 11, 12, 10, 0, 0, 2]);
+        assert_eq!(
+            &b[6..],
+            &[0, 2, 1, 2, 3, 4, 5, 6, 10, 0, 0, 1, 7, 8, 9, 10, 11, 12, 10, 0, 0, 2]
+        );
     }
 
     proptest! {

@@ -52,7 +52,10 @@ pub(crate) fn set_u32(buf: &mut [u8], at: usize, v: u32) {
 
 #[inline(always)]
 pub(crate) fn set_array<const N: usize>(buf: &mut [u8], at: usize, v: [u8; N]) {
-    if let Some(dst) = buf.get_mut(at..at.wrapping_add(N)).and_then(|s| <&mut [u8; N]>::try_from(s).ok()) {
+    if let Some(dst) = buf
+        .get_mut(at..at.wrapping_add(N))
+        .and_then(|s| <&mut [u8; N]>::try_from(s).ok())
+    {
         *dst = v;
     }
 }

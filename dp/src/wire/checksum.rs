@@ -99,7 +99,11 @@ mod tests {
     fn naive(data: &[u8]) -> u16 {
         let mut s: u64 = 0;
         for (i, b) in data.iter().enumerate() {
-            s += if i % 2 == 0 { u64::from(*b) << 8 } else { u64::from(*b) };
+            s += if i % 2 == 0 {
+                u64::from(*b) << 8
+            } else {
+                u64::from(*b)
+            };
         }
         while s > 0xffff {
             s = (s & 0xffff) + (s >> 16);
@@ -110,7 +114,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 section 3: this sequence sums to ddf2.
-        assert_eq!(fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])), 0xddf2);
+        assert_eq!(
+            fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])),
+            0xddf2
+        );
     }
 
     #[test]

@@ -211,7 +211,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Set the payload EtherType (the inner one when tagged).
     #[inline]
     pub fn set_ethertype(&mut self, t: EtherType) {
-        let at = if self.tagged() { field::INNER_ETHERTYPE } else { field::ETHERTYPE };
+        let at = if self.tagged() {
+            field::INNER_ETHERTYPE
+        } else {
+            field::ETHERTYPE
+        };
         set_u16(self.buffer.as_mut(), at, t.0);
     }
 
@@ -224,7 +228,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 
 /// Write an untagged 14-byte Ethernet header at the start of `buf`.
 #[inline]
-pub fn write_header(buf: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: EtherType) -> Result<(), WireError> {
+pub fn write_header(
+    buf: &mut [u8],
+    dst: MacAddr,
+    src: MacAddr,
+    ethertype: EtherType,
+) -> Result<(), WireError> {
     let h = buf.get_mut(..HEADER_LEN).ok_or(WireError::Truncated)?;
     set_array(h, field::DST.start, dst.0);
     set_array(h, field::SRC.start, src.0);
@@ -247,7 +256,14 @@ mod tests {
         assert_eq!(m, MacAddr(B));
         assert_eq!(m.to_string(), "52:54:00:ab:cd:ef");
         assert_eq!("52-54-00-ab-cd-ef".parse::<MacAddr>().unwrap(), m);
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:00", "52:54:00:ab:cd:eg", "123:4:5:6:7:8", "1::2:3:4:5"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:00",
+            "52:54:00:ab:cd:eg",
+            "123:4:5:6:7:8",
+            "1::2:3:4:5",
+        ] {
             assert_eq!(bad.parse::<MacAddr>(), Err(WireError::BadAddress), "{bad}");
         }
     }
@@ -275,7 +291,10 @@ mod tests {
         assert_eq!(e.vlan_id(), None);
         assert_eq!(e.header_len(), 14);
         assert_eq!(e.payload().len(), 6);
-        assert_eq!(EthernetFrame::new_checked(&f[..13]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            EthernetFrame::new_checked(&f[..13]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
@@ -290,7 +309,10 @@ mod tests {
         assert_eq!(e.header_len(), 18);
         assert!(e.payload().is_empty());
         for n in 14..18 {
-            assert_eq!(EthernetFrame::new_checked(&f[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                EthernetFrame::new_checked(&f[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
     }
 
@@ -311,14 +333,24 @@ mod tests {
         let mut out = [0u8; 14];
         write_header(&mut out, MacAddr(A), MacAddr(B), EtherType::IPV4).unwrap();
         let e = EthernetFrame::new_checked(&out[..]).unwrap();
-        assert_eq!((e.dst(), e.src(), e.ethertype()), (MacAddr(A), MacAddr(B), EtherType::IPV4));
-        assert_eq!(write_header(&mut out[..13], MacAddr(A), MacAddr(B), EtherType::IPV4), Err(WireError::Truncated));
+        assert_eq!(
+            (e.dst(), e.src(), e.ethertype()),
+            (MacAddr(A), MacAddr(B), EtherType::IPV4)
+        );
+        assert_eq!(
+            write_header(&mut out[..13], MacAddr(A), MacAddr(B), EtherType::IPV4),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]
     fn etherparse_builds_we_parse() {
         let mut v = Vec::new();
-        PacketBuilder::ethernet2(A, B).ipv4([1, 2, 3, 4], [5, 6, 7, 8], 64).udp(1, 2).write(&mut v, &[9; 5]).unwrap();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([1, 2, 3, 4], [5, 6, 7, 8], 64)
+            .udp(1, 2)
+            .write(&mut v, &[9; 5])
+            .unwrap();
         let e = EthernetFrame::new_checked(&v[..]).unwrap();
         assert_eq!(e.src(), MacAddr(A));
         assert_eq!(e.dst(), MacAddr(B));

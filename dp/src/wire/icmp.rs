@@ -265,7 +265,13 @@ pub fn emit_error(out: &mut [u8], msg_type: u8, code: u8, rest: [u8; 4], origina
 /// path MTU discovery. See `emit_error` for the result and the quoted bytes.
 pub fn emit_frag_needed(out: &mut [u8], mtu: u16, original_ip_packet: &[u8]) -> usize {
     let [hi, lo] = mtu.to_be_bytes();
-    emit_error(out, IcmpType::DEST_UNREACHABLE, IcmpType::CODE_FRAG_NEEDED, [0, 0, hi, lo], original_ip_packet)
+    emit_error(
+        out,
+        IcmpType::DEST_UNREACHABLE,
+        IcmpType::CODE_FRAG_NEEDED,
+        [0, 0, hi, lo],
+        original_ip_packet,
+    )
 }
 
 #[cfg(test)]
@@ -307,7 +313,10 @@ mod tests {
         assert_eq!(p.data(), b"ping");
         assert_eq!(p.next_hop_mtu(), None);
         assert!(p.verify_checksum());
-        assert_eq!(IcmpPacket::new_checked(&v[..7]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            IcmpPacket::new_checked(&v[..7]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
@@ -316,9 +325,16 @@ mod tests {
         let mut p = IcmpPacket::new_checked(&mut v[..]).unwrap();
         p.emit_echo_reply().unwrap();
         assert!(p.verify_checksum());
-        assert_eq!(p.emit_echo_reply(), Err(WireError::Unsupported), "a reply is not turned again");
+        assert_eq!(
+            p.emit_echo_reply(),
+            Err(WireError::Unsupported),
+            "a reply is not turned again"
+        );
         let e = Icmpv4Slice::from_slice(&v).unwrap();
-        assert_eq!(e.icmp_type(), Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 1 }));
+        assert_eq!(
+            e.icmp_type(),
+            Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 1 })
+        );
         assert_eq!(e.checksum(), e.icmp_type().calc_checksum(e.payload()));
         assert_eq!(e.payload(), b"ping");
     }
@@ -332,7 +348,9 @@ mod tests {
         let e = Icmpv4Slice::from_slice(&out[..n]).unwrap();
         assert_eq!(
             e.icmp_type(),
-            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 })
+            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                next_hop_mtu: 1480
+            })
         );
         assert_eq!(e.checksum(), e.icmp_type().calc_checksum(e.payload()));
         assert_eq!(e.payload(), &orig[..28]);
@@ -344,16 +362,31 @@ mod tests {
         let q = Ipv4Packet::new_checked_embedded(p.inner()).unwrap();
         assert_eq!(q.protocol(), IpProtocol::TCP);
         let t = crate::wire::TcpPacket::new_unchecked(q.payload());
-        assert_eq!((t.src_port(), t.dst_port(), t.seq_number()), (40000, 80, 0x01020304));
-        assert_eq!(t.checksum(), 0, "only 8 bytes quoted: the checksum field reads as absent");
+        assert_eq!(
+            (t.src_port(), t.dst_port(), t.seq_number()),
+            (40000, 80, 0x01020304)
+        );
+        assert_eq!(
+            t.checksum(),
+            0,
+            "only 8 bytes quoted: the checksum field reads as absent"
+        );
     }
 
     #[test]
     fn frag_needed_edge_cases() {
         let orig = tcp_packet(&[]);
         let mut out = [0u8; 36];
-        assert_eq!(emit_frag_needed(&mut out[..35], 1400, &orig), 0, "output too small");
-        assert_eq!(emit_frag_needed(&mut out, 1400, &orig[..19]), 0, "not an IP packet");
+        assert_eq!(
+            emit_frag_needed(&mut out[..35], 1400, &orig),
+            0,
+            "output too small"
+        );
+        assert_eq!(
+            emit_frag_needed(&mut out, 1400, &orig[..19]),
+            0,
+            "not an IP packet"
+        );
         // A packet shorter than header + 8 is quoted whole, and padding is not quoted.
         let mut small = orig[..20].to_vec();
         small[2..4].copy_from_slice(&24u16.to_be_bytes());
@@ -366,7 +399,8 @@ mod tests {
         assert!(IcmpPacket::new_checked(&out[..n]).unwrap().verify_checksum());
         // IP options are quoted along with the header.
         let mut opt = Vec::new();
-        let mut h = etherparse::Ipv4Header::new(8, 9, etherparse::IpNumber::UDP, [1, 1, 1, 1], [2, 2, 2, 2]).unwrap();
+        let mut h =
+            etherparse::Ipv4Header::new(8, 9, etherparse::IpNumber::UDP, [1, 1, 1, 1], [2, 2, 2, 2]).unwrap();
         h.options = [1u8, 1, 1, 0].into();
         h.total_len = 32;
         h.header_checksum = h.calc_header_checksum();
@@ -380,12 +414,32 @@ mod tests {
     fn etherparse_errors_we_parse() {
         let orig = tcp_packet(b"data");
         for (t, ty, code, is_frag) in [
-            (Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1280 }), 3, 4, true),
-            (Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port), 3, 3, false),
-            (Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit), 11, 0, false),
+            (
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1280,
+                }),
+                3,
+                4,
+                true,
+            ),
+            (
+                Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port),
+                3,
+                3,
+                false,
+            ),
+            (
+                Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit),
+                11,
+                0,
+                false,
+            ),
         ] {
             let mut v = Vec::new();
-            PacketBuilder::ipv4([1, 1, 1, 1], [198, 51, 100, 10], 64).icmpv4(t).write(&mut v, &orig[..28]).unwrap();
+            PacketBuilder::ipv4([1, 1, 1, 1], [198, 51, 100, 10], 64)
+                .icmpv4(t)
+                .write(&mut v, &orig[..28])
+                .unwrap();
             let ip = Ipv4Packet::new_checked(&v[..]).unwrap();
             let p = IcmpPacket::new_checked(ip.payload()).unwrap();
             assert_eq!((p.msg_type(), p.code()), (ty, code));
@@ -458,8 +512,21 @@ mod tests {
     }
 
     fn exercise(mut p: IcmpPacket<&mut [u8]>, w: u16, x: u8) {
-        let _ = (p.msg_type(), p.code(), p.checksum(), p.echo_ident(), p.echo_seq_no(), p.is_error());
-        let _ = (p.is_echo_request(), p.next_hop_mtu(), p.inner(), p.data(), p.verify_checksum());
+        let _ = (
+            p.msg_type(),
+            p.code(),
+            p.checksum(),
+            p.echo_ident(),
+            p.echo_seq_no(),
+            p.is_error(),
+        );
+        let _ = (
+            p.is_echo_request(),
+            p.next_hop_mtu(),
+            p.inner(),
+            p.data(),
+            p.verify_checksum(),
+        );
         let _ = p.emit_echo_reply();
         p.set_msg_type(x);
         p.set_code(x);

@@ -124,16 +124,28 @@ mod tests {
     fn errors() {
         let inn = inner(true, 0, 0);
         let mut out = [0u8; 20];
-        assert_eq!(encap_header(&mut out[..19], DIP, RIP, &inn, 64), Err(WireError::Truncated));
-        assert_eq!(encap_header(&mut out, DIP, RIP, &inn[..10], 64), Err(WireError::Truncated));
+        assert_eq!(
+            encap_header(&mut out[..19], DIP, RIP, &inn, 64),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            encap_header(&mut out, DIP, RIP, &inn[..10], 64),
+            Err(WireError::Truncated)
+        );
         let mut bad = inn.clone();
         bad[0] = 0x65;
-        assert_eq!(encap_header(&mut out, DIP, RIP, &bad, 64), Err(WireError::BadVersion));
+        assert_eq!(
+            encap_header(&mut out, DIP, RIP, &bad, 64),
+            Err(WireError::BadVersion)
+        );
         // An inner datagram of 65516+ bytes cannot get 20 more.
         let mut huge = vec![0u8; 65_520];
         huge[..20].copy_from_slice(&inn[..20]);
         huge[2..4].copy_from_slice(&65_516u16.to_be_bytes());
-        assert_eq!(encap_header(&mut out, DIP, RIP, &huge, 64), Err(WireError::BadTotalLen));
+        assert_eq!(
+            encap_header(&mut out, DIP, RIP, &huge, 64),
+            Err(WireError::BadTotalLen)
+        );
         huge[2..4].copy_from_slice(&65_515u16.to_be_bytes());
         assert_eq!(encap_header(&mut out, DIP, RIP, &huge, 64), Ok(()));
         assert_eq!(Ipv4Packet::new_unchecked(&out[..]).total_len(), u16::MAX);

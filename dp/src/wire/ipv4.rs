@@ -380,13 +380,20 @@ impl Ipv4Repr {
     /// Write a 20-byte header with a valid checksum at the start of `buf`.
     #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<(), WireError> {
-        let total = self.payload_len.checked_add(HEADER_LEN as u16).ok_or(WireError::BadTotalLen)?;
+        let total = self
+            .payload_len
+            .checked_add(HEADER_LEN as u16)
+            .ok_or(WireError::BadTotalLen)?;
         let h = buf.get_mut(..HEADER_LEN).ok_or(WireError::Truncated)?;
         set_u16(h, field::VER_IHL, 0x4500 | u16::from(self.tos));
         set_u16(h, field::LENGTH, total);
         set_u16(h, field::IDENT, self.ident);
         set_u16(h, field::FLG_OFF, if self.dont_frag { FLAG_DF } else { 0 });
-        set_u16(h, field::TTL, (u16::from(self.ttl) << 8) | u16::from(self.protocol));
+        set_u16(
+            h,
+            field::TTL,
+            (u16::from(self.ttl) << 8) | u16::from(self.protocol),
+        );
         set_u32(h, field::SRC, u32::from(self.src));
         set_u32(h, field::DST, u32::from(self.dst));
         Ipv4Packet::new_unchecked(h).fill_checksum();
@@ -515,19 +522,37 @@ pub(crate) mod tests {
     #[test]
     fn check_errors() {
         let v = known_packet();
-        assert_eq!(Ipv4Packet::new_checked(&v[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..19]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut b = v.clone();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::BadVersion);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadVersion
+        );
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::BadHeaderLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadHeaderLen
+        );
         b[0] = 0x4f; // 60-byte header in a 40-byte buffer
-        assert_eq!(Ipv4Packet::new_checked(&b[..40]).unwrap_err(), WireError::BadHeaderLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..40]).unwrap_err(),
+            WireError::BadHeaderLen
+        );
         let mut b = v.clone();
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::BadTotalLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLen
+        );
         // total_len past the buffer: refused, except as an ICMP-quoted datagram.
-        assert_eq!(Ipv4Packet::new_checked(&v[..28]).unwrap_err(), WireError::BadTotalLen);
+        assert_eq!(
+            Ipv4Packet::new_checked(&v[..28]).unwrap_err(),
+            WireError::BadTotalLen
+        );
         let q = Ipv4Packet::new_checked_embedded(&v[..28]).unwrap();
         assert_eq!(q.payload().len(), 8);
         assert_eq!(q.total_len(), 0x73);
@@ -578,7 +603,10 @@ pub(crate) mod tests {
     #[test]
     fn etherparse_builds_we_parse() {
         let mut v = Vec::new();
-        PacketBuilder::ipv4([10, 1, 2, 3], [192, 0, 2, 80], 17).tcp(40000, 80, 7, 1024).write(&mut v, b"hello").unwrap();
+        PacketBuilder::ipv4([10, 1, 2, 3], [192, 0, 2, 80], 17)
+            .tcp(40000, 80, 7, 1024)
+            .write(&mut v, b"hello")
+            .unwrap();
         let p = Ipv4Packet::new_checked(&v[..]).unwrap();
         let e = Ipv4HeaderSlice::from_slice(&v).unwrap();
         assert_eq!(p.src_addr(), e.source_addr());
@@ -620,7 +648,10 @@ pub(crate) mod tests {
         assert_eq!(h.header_checksum, h.calc_header_checksum());
         assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_checked(&b[..]).unwrap()), r);
         assert_eq!(r.emit(&mut b[..19]), Err(WireError::Truncated));
-        let big = Ipv4Repr { payload_len: 65516, ..r };
+        let big = Ipv4Repr {
+            payload_len: 65516,
+            ..r
+        };
         assert_eq!(big.emit(&mut b), Err(WireError::BadTotalLen));
     }
 
@@ -663,7 +694,13 @@ pub(crate) mod tests {
     #[test]
     fn cidr() {
         let c: Ipv4Cidr = "10.1.0.1/24".parse().unwrap();
-        assert_eq!(c, Ipv4Cidr { addr: Ipv4Addr::new(10, 1, 0, 1), prefix_len: 24 });
+        assert_eq!(
+            c,
+            Ipv4Cidr {
+                addr: Ipv4Addr::new(10, 1, 0, 1),
+                prefix_len: 24
+            }
+        );
         assert_eq!(c.to_string(), "10.1.0.1/24");
         assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(c.network(), Ipv4Addr::new(10, 1, 0, 0));
@@ -676,11 +713,25 @@ pub(crate) mod tests {
         assert_eq!(host.prefix_len, 32);
         assert!(host.contains(Ipv4Addr::new(192, 0, 2, 1)));
         assert!(!host.contains(Ipv4Addr::new(192, 0, 2, 2)));
-        assert_eq!("10.0.0.0/9".parse::<Ipv4Cidr>().unwrap().netmask(), Ipv4Addr::new(255, 128, 0, 0));
-        for bad in ["10.0.0.0/33", "10.0.0/8", "10.0.0.0/", "10.0.0.0/+8", "x/8", "10.0.0.0/8/8", "10.0.0.0/008"] {
+        assert_eq!(
+            "10.0.0.0/9".parse::<Ipv4Cidr>().unwrap().netmask(),
+            Ipv4Addr::new(255, 128, 0, 0)
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "x/8",
+            "10.0.0.0/8/8",
+            "10.0.0.0/008",
+        ] {
             assert_eq!(bad.parse::<Ipv4Cidr>(), Err(WireError::BadAddress), "{bad}");
         }
-        let odd = Ipv4Cidr { addr: Ipv4Addr::new(1, 2, 3, 4), prefix_len: 200 };
+        let odd = Ipv4Cidr {
+            addr: Ipv4Addr::new(1, 2, 3, 4),
+            prefix_len: 200,
+        };
         assert_eq!(odd.netmask(), Ipv4Addr::BROADCAST);
         assert!(odd.contains(Ipv4Addr::new(1, 2, 3, 4)));
     }
@@ -811,9 +862,30 @@ pub(crate) mod tests {
     }
 
     fn exercise(mut p: Ipv4Packet<&mut [u8]>, a: u32, w: u16, x: u8) {
-        let _ = (p.version(), p.header_len(), p.dscp_ecn(), p.total_len(), p.ident(), p.dont_frag());
-        let _ = (p.more_frags(), p.frag_offset(), p.is_fragment(), p.is_first_fragment(), p.has_transport_header());
-        let _ = (p.ttl(), p.protocol(), p.checksum(), p.src_addr(), p.dst_addr(), p.options(), p.header());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.dscp_ecn(),
+            p.total_len(),
+            p.ident(),
+            p.dont_frag(),
+        );
+        let _ = (
+            p.more_frags(),
+            p.frag_offset(),
+            p.is_fragment(),
+            p.is_first_fragment(),
+            p.has_transport_header(),
+        );
+        let _ = (
+            p.ttl(),
+            p.protocol(),
+            p.checksum(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.options(),
+            p.header(),
+        );
         let _ = (p.payload(), p.packet(), p.verify_checksum(), Ipv4Repr::parse(&p));
         p.set_src_addr(Ipv4Addr::from(a));
         p.set_dst_addr(Ipv4Addr::from(a));

@@ -291,17 +291,29 @@ mod tests {
         assert!(!p.verify_checksum(CIP, RIP));
         // Independent check of our fill against etherparse's computation.
         let e = TcpSlice::from_slice(&v).unwrap();
-        assert_eq!(e.calc_checksum_ipv4(CIP.octets(), VIP.octets()).unwrap(), p.checksum());
+        assert_eq!(
+            e.calc_checksum_ipv4(CIP.octets(), VIP.octets()).unwrap(),
+            p.checksum()
+        );
     }
 
     #[test]
     fn check_errors() {
         let v = known_syn();
-        assert_eq!(TcpPacket::new_checked(&v[..19]).unwrap_err(), WireError::Truncated);
-        assert_eq!(TcpPacket::new_checked(&v[..20]).unwrap_err(), WireError::BadHeaderLen);
+        assert_eq!(
+            TcpPacket::new_checked(&v[..19]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&v[..20]).unwrap_err(),
+            WireError::BadHeaderLen
+        );
         let mut b = v.clone();
         b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), WireError::BadHeaderLen);
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::BadHeaderLen
+        );
         b[12] = 0x50;
         assert!(TcpPacket::new_checked(&b[..]).is_ok());
     }
@@ -332,7 +344,11 @@ mod tests {
     #[test]
     fn nat_rewrite_etherparse_agrees() {
         let mut v = Vec::new();
-        PacketBuilder::ipv4(CIP.octets(), VIP.octets(), 64).tcp(40000, 80, 1, 100).syn().write(&mut v, b"x").unwrap();
+        PacketBuilder::ipv4(CIP.octets(), VIP.octets(), 64)
+            .tcp(40000, 80, 1, 100)
+            .syn()
+            .write(&mut v, b"x")
+            .unwrap();
         {
             let mut ip = crate::wire::Ipv4Packet::new_checked(&mut v[..]).unwrap();
             ip.set_dst_addr(RIP);
@@ -342,10 +358,17 @@ mod tests {
             t.set_dst_port(8080);
         }
         let s = SlicedPacket::from_ip(&v).unwrap();
-        let Some(TransportSlice::Tcp(t)) = s.transport else { panic!("no tcp") };
+        let Some(TransportSlice::Tcp(t)) = s.transport else {
+            panic!("no tcp")
+        };
         assert_eq!(t.destination_port(), 8080);
-        assert_eq!(t.checksum(), t.calc_checksum_ipv4(CIP.octets(), RIP.octets()).unwrap());
-        let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else { panic!("no ip") };
+        assert_eq!(
+            t.checksum(),
+            t.calc_checksum_ipv4(CIP.octets(), RIP.octets()).unwrap()
+        );
+        let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else {
+            panic!("no ip")
+        };
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum());
         assert_eq!(h.destination, RIP.octets());
@@ -424,8 +447,25 @@ mod tests {
 
     fn exercise(mut p: TcpPacket<&mut [u8]>, a: u32, w: u16, x: u8) {
         let ip = Ipv4Addr::from(a);
-        let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.header_len(), p.flags());
-        let _ = (p.syn(), p.fin(), p.rst(), p.ack(), p.window(), p.checksum(), p.urgent(), p.options(), p.payload());
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.seq_number(),
+            p.ack_number(),
+            p.header_len(),
+            p.flags(),
+        );
+        let _ = (
+            p.syn(),
+            p.fin(),
+            p.rst(),
+            p.ack(),
+            p.window(),
+            p.checksum(),
+            p.urgent(),
+            p.options(),
+            p.payload(),
+        );
         let _ = p.verify_checksum(ip, ip);
         p.set_src_port(w);
         p.set_dst_port(w);

@@ -107,7 +107,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     #[inline]
     fn full_sum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
         checksum::fold(
-            checksum::pseudo_header_sum(src, dst, IpProtocol::UDP, self.len()) + checksum::sum(self.datagram()),
+            checksum::pseudo_header_sum(src, dst, IpProtocol::UDP, self.len())
+                + checksum::sum(self.datagram()),
         )
     }
 
@@ -194,7 +195,14 @@ mod tests {
 
     /// A DNS-ish query: 5353 -> 53, 3 payload bytes, checksum filled by etherparse.
     fn known() -> Vec<u8> {
-        let h = UdpHeader::with_ipv4_checksum(5353, 53, &etherparse::Ipv4Header::new(11, 64, etherparse::IpNumber::UDP, CIP.octets(), VIP.octets()).unwrap(), &[1, 2, 3]).unwrap();
+        let h = UdpHeader::with_ipv4_checksum(
+            5353,
+            53,
+            &etherparse::Ipv4Header::new(11, 64, etherparse::IpNumber::UDP, CIP.octets(), VIP.octets())
+                .unwrap(),
+            &[1, 2, 3],
+        )
+        .unwrap();
         let mut v = h.to_bytes().to_vec();
         v.extend_from_slice(&[1, 2, 3]);
         v
@@ -218,7 +226,10 @@ mod tests {
     fn check_errors() {
         let v = known();
         assert_eq!(UdpPacket::new_checked(&v[..7]).unwrap_err(), WireError::Truncated);
-        assert_eq!(UdpPacket::new_checked(&v[..10]).unwrap_err(), WireError::BadLength);
+        assert_eq!(
+            UdpPacket::new_checked(&v[..10]).unwrap_err(),
+            WireError::BadLength
+        );
         let mut b = v.clone();
         b[4..6].copy_from_slice(&7u16.to_be_bytes());
         assert_eq!(UdpPacket::new_checked(&b[..]).unwrap_err(), WireError::BadLength);
@@ -266,7 +277,10 @@ mod tests {
     #[test]
     fn etherparse_builds_we_parse_and_back() {
         let mut v = Vec::new();
-        PacketBuilder::ipv4(CIP.octets(), VIP.octets(), 64).udp(40001, 53).write(&mut v, b"hello").unwrap();
+        PacketBuilder::ipv4(CIP.octets(), VIP.octets(), 64)
+            .udp(40001, 53)
+            .write(&mut v, b"hello")
+            .unwrap();
         {
             let mut ip = crate::wire::Ipv4Packet::new_checked(&mut v[..]).unwrap();
             let u = UdpPacket::new_checked(ip.payload()).unwrap();
@@ -281,7 +295,11 @@ mod tests {
         let u = UdpSlice::from_slice(&v[20..]).unwrap();
         assert_eq!(u.destination_port(), 5300);
         let h = u.to_header();
-        assert_eq!(h.checksum, h.calc_checksum_ipv4_raw(CIP.octets(), RIP.octets(), u.payload()).unwrap());
+        assert_eq!(
+            h.checksum,
+            h.calc_checksum_ipv4_raw(CIP.octets(), RIP.octets(), u.payload())
+                .unwrap()
+        );
     }
 
     fn arb_datagram() -> impl Strategy<Value = Vec<u8>> {
@@ -349,7 +367,15 @@ mod tests {
 
     fn exercise(mut p: UdpPacket<&mut [u8]>, a: u32, w: u16) {
         let ip = Ipv4Addr::from(a);
-        let _ = (p.src_port(), p.dst_port(), p.len(), p.is_empty(), p.checksum(), p.payload(), p.verify_checksum(ip, ip));
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.len(),
+            p.is_empty(),
+            p.checksum(),
+            p.payload(),
+            p.verify_checksum(ip, ip),
+        );
         p.set_src_port(w);
         p.set_dst_port(w);
         p.set_len(w);
