@@ -22,24 +22,29 @@ fn fold64(mut s: u64) -> u32 {
 /// piece of a message may have odd length when summing it piecewise.
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
-    // Eight bytes per step, each split into two 32-bit halves: one add per half never
-    // overflows the u64 before ~16 GiB of input.
+    // 64-bit words with end-around carry: 2^64 is congruent to 1 modulo 0xFFFF, so the
+    // carry folds back in like a 16-bit one would, and no input length can overflow.
+    #[inline(always)]
+    fn add(acc: u64, x: u64) -> u64 {
+        let (s, carry) = acc.overflowing_add(x);
+        // With a carry, s < x <= u64::MAX, so adding 1 cannot overflow.
+        s + u64::from(carry)
+    }
     let (chunks, rest) = data.as_chunks::<8>();
     let mut acc: u64 = 0;
     for c in chunks {
-        let w = u64::from_be_bytes(*c);
-        acc += (w >> 32) + (w & 0xffff_ffff);
+        acc = add(acc, u64::from_be_bytes(*c));
     }
     let (quads, rest) = rest.as_chunks::<4>();
     for q in quads {
-        acc += u64::from(u32::from_be_bytes(*q));
+        acc = add(acc, u64::from(u32::from_be_bytes(*q)));
     }
     let (pairs, rest) = rest.as_chunks::<2>();
     for p in pairs {
-        acc += u64::from(u16::from_be_bytes(*p));
+        acc = add(acc, u64::from(u16::from_be_bytes(*p)));
     }
     if let Some(&last) = rest.first() {
-        acc += u64::from(last) << 8;
+        acc = add(acc, u64::from(last) << 8);
     }
     fold64(acc)
 }
@@ -138,6 +143,15 @@ mod tests {
         assert_eq!(sum(&[0xab]), 0xab00);
         assert_eq!(sum(&[0x12, 0x34, 0xab]), 0x1234 + 0xab00);
         assert_eq!(sum(&[]), 0);
+    }
+
+    #[test]
+    fn long_input_carries_wrap_around() {
+        // All-ones words make the 64-bit accumulator carry on nearly every add.
+        let mut v = vec![0xffu8; 100_003];
+        v[7] = 0x12;
+        v[50_000] = 0;
+        assert_eq!(fold(sum(&v)), naive(&v));
     }
 
     #[test]

@@ -153,13 +153,22 @@ mod tests {
 
     proptest! {
         #[test]
-        fn no_panic(inner in proptest::collection::vec(any::<u8>(), 0..80), outlen in 0usize..30, ttl in any::<u8>()) {
+        fn no_panic(mut inner in proptest::collection::vec(any::<u8>(), 0..80), fix in any::<bool>(), outlen in 0usize..30, ttl in any::<u8>()) {
+            // Half the cases get a plausible header so the success path runs too.
+            if fix && inner.len() >= 20 {
+                inner[0] = 0x45;
+                let l = (inner.len() as u16).min(u16::from_be_bytes([inner[2], inner[3]]).max(20));
+                inner[2..4].copy_from_slice(&l.to_be_bytes());
+            }
             let mut out = vec![0u8; outlen];
-            if encap_header(&mut out, DIP, RIP, &inner, ttl).is_ok() {
+            let r = encap_header(&mut out, DIP, RIP, &inner, ttl);
+            prop_assert_eq!(r.is_ok(), outlen >= 20 && Ipv4Packet::new_checked(&inner[..]).is_ok());
+            if r.is_ok() {
                 let o = Ipv4Packet::new_unchecked(&out[..]);
                 prop_assert!(o.verify_checksum());
                 prop_assert_eq!(o.protocol(), PROTO_IPIP);
                 prop_assert_eq!(o.ttl(), ttl);
+                prop_assert_eq!(usize::from(o.total_len()), 20 + usize::from(u16::from_be_bytes([inner[2], inner[3]])));
             }
         }
     }
