@@ -32,9 +32,14 @@ struct Bit64Flags;
 
 impl bindgen::callbacks::ParseCallbacks for Bit64Flags {
     fn int_macro(&self, name: &str, _value: i64) -> Option<bindgen::callbacks::IntKind> {
-        let is_flag64 = ["RTE_ETH_RSS_", "RTE_ETH_RX_OFFLOAD_", "RTE_ETH_TX_OFFLOAD_"]
-            .iter()
-            .any(|p| name.starts_with(p));
+        let is_flag64 = [
+            "RTE_ETH_RSS_",
+            "RTE_ETH_RX_OFFLOAD_",
+            "RTE_ETH_TX_OFFLOAD_",
+            "RTE_MBUF_F_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p));
         is_flag64.then_some(bindgen::callbacks::IntKind::U64)
     }
 }
@@ -82,7 +87,9 @@ fn main() {
         .allowlist_function(
             "rte_(lcore|get_next_lcore|get_main_lcore|socket_id|get_tsc_hz|strerror|version).*",
         )
-        .allowlist_function("rte_(dev_probe|dev_remove|vdev_init|vdev_uninit)")
+        // Not rte_vdev_init: it lives in librte_bus_vdev, which `pkg-config --libs`
+        // does not list (drivers are plugins). rte_dev_probe takes vdev strings too.
+        .allowlist_function("rte_(dev_probe|dev_remove)")
         .allowlist_function("rte_(mempool_free|mempool_lookup|mempool_avail_count|mempool_in_use_count)")
         .allowlist_function("rte_pktmbuf_(pool_create|free_bulk)")
         .allowlist_function("rte_ring_(create|free|lookup)")
@@ -93,7 +100,7 @@ fn main() {
         .allowlist_type("rte_eth_(conf|dev_info|stats|rxconf|txconf)")
         .allowlist_var("RTE_(MAX_LCORE|MAX_ETHPORTS|PKTMBUF_HEADROOM|MBUF_DEFAULT_.*|ETHER_.*)")
         .allowlist_var("RTE_ETH_(RSS_|RX_OFFLOAD_|TX_OFFLOAD_|MQ_|NAME_MAX).*")
-        .allowlist_var("RING_F_.*|SOCKET_ID_ANY|LCORE_ID_ANY|RTE_VER_.*")
+        .allowlist_var("RING_F_.*|SOCKET_ID_ANY|LCORE_ID_ANY|RTE_VER_.*|RTE_MBUF_F_.*")
         .allowlist_var("RVS_.*")
         .clang_macro_fallback()
         .blocklist_type("max_align_t")

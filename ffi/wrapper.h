@@ -8,7 +8,6 @@
 #include <rte_malloc.h>
 #include <rte_version.h>
 #include <rte_dev.h>
-#include <rte_bus_vdev.h>
 #include <rte_mempool.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>

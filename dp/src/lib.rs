@@ -3,6 +3,8 @@
 
 pub mod conn;
 pub mod ctl;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod sched;
 pub mod service;
 pub mod stats;
