@@ -5,6 +5,8 @@ pub mod config;
 pub mod conn;
 pub mod core;
 pub mod ctl;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod neigh;
 pub mod packet;
 pub mod route;

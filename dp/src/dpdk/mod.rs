@@ -1,0 +1,21 @@
+//! Thin safe layer over DPDK (crate `dpdk-sys`). Every `unsafe` block of the
+//! data plane lives under this module.
+//!
+//! Lifetimes: DPDK objects (mempools, rings, ports) live in EAL memory, which
+//! [`Eal`]'s drop releases. Keep the [`Eal`] value alive in `main` for as long
+//! as any [`Mbuf`], [`Mempool`], [`Port`] or ring half is in use.
+
+mod eal;
+mod error;
+mod mbuf;
+mod port;
+mod ring;
+
+pub use eal::{lcore_id, rdtsc, tsc_hz, Eal, Lcore};
+pub use error::DpdkError;
+pub use mbuf::{Drain, Mbuf, MbufBurst, Mempool, BURST};
+pub use port::{Configured, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use ring::{spsc_ring, RingConsumer, RingProducer};
+
+/// Raw bindings, for the rare field the safe layer does not cover.
+pub use dpdk_sys as sys;
