@@ -671,3 +671,149 @@ fn write_locked(ring: &Ring<'_>, id: u64, msg: &[u8], deadline_ns: u64) -> bool 
     ring.head().store(head.wrapping_add(count as u64), Ordering::Release);
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::region::Layout;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        dir.join(format!("rvs-unit-{}-{name}-{}.ctl", std::process::id(), monotonic_ns()))
+    }
+
+    fn layout() -> Layout {
+        Layout { cmd_slots: 8, reply_slots: 4, slot_bytes: 64, max_msg_bytes: 256, workers: 1 }
+    }
+
+    /// Publishes the first `publish` of a message's fragments, as a writer
+    /// that dies before finishing would, without moving `head`.
+    fn half_written(region: &Region, id: u64, msg: &[u8], publish: usize) {
+        let ring = Ring::of(region, Which::Cmd);
+        let head = ring.head().load(Ordering::Acquire);
+        let count = ring.frags(msg.len());
+        for (i, part) in msg.chunks(ring.slot_bytes).enumerate() {
+            let s = ring.slot(head + i as u64);
+            s.id.store(id, Ordering::Relaxed);
+            s.total_len.store(msg.len() as u32, Ordering::Relaxed);
+            s.frag_len.store(part.len() as u32, Ordering::Relaxed);
+            s.frag_idx.store(i as u32, Ordering::Relaxed);
+            s.frag_count.store(count as u32, Ordering::Relaxed);
+            write_payload(s.data, part);
+        }
+        for i in 0..publish as u64 {
+            ring.slot(head + i).seq.store(head + i + 1, Ordering::Release);
+        }
+    }
+
+    #[test]
+    fn a_writer_dying_mid_message_corrupts_nothing() {
+        let path = temp("deadwriter");
+        let mut server = CtlServer::create(&path, layout()).unwrap();
+        let mut client = CtlClient::open(&path).unwrap();
+        // Dead writer #1: published 2 of its 3 fragments, never moved head.
+        half_written(server.region(), 7, &[0xaa; 150], 2);
+        assert_eq!(server.poll_request(), None, "an incomplete message is not delivered");
+        // Dead writer #2 (later): wrote payload but published nothing.
+        let t = std::thread::spawn(move || {
+            let r = client.request(b"after the crash", Duration::from_secs(5));
+            (client, r)
+        });
+        let (id, msg) = loop {
+            if let Some(r) = server.poll_request() {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(msg, b"after the crash");
+        assert_ne!(id, 7);
+        assert_eq!(server.region().cmd_dropped(), 1, "the abandoned message is counted");
+        server.reply(id, b"ok").unwrap();
+        let (mut client, r) = t.join().unwrap();
+        assert_eq!(r.unwrap(), b"ok");
+
+        // Unpublished leftovers are simply overwritten.
+        half_written(server.region(), 8, &[0xbb; 100], 0);
+        let t = std::thread::spawn(move || client.request(b"again", Duration::from_secs(5)));
+        let (id, msg) = loop {
+            if let Some(r) = server.poll_request() {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(msg, b"again");
+        server.reply(id, b"ok2").unwrap();
+        assert_eq!(t.join().unwrap().unwrap(), b"ok2");
+        assert_eq!(server.region().cmd_dropped(), 1);
+        drop(server);
+    }
+
+    #[test]
+    fn malformed_fragments_are_dropped_and_counted() {
+        let path = temp("malformed");
+        let mut server = CtlServer::create(&path, layout()).unwrap();
+        let region = server.region().clone();
+        let ring = Ring::of(&region, Which::Cmd);
+        // Claims 1 MB in one 64-byte slot.
+        let s = ring.slot(0);
+        s.total_len.store(1 << 20, Ordering::Relaxed);
+        s.frag_len.store(1 << 20, Ordering::Relaxed);
+        s.frag_count.store(1, Ordering::Relaxed);
+        s.seq.store(1, Ordering::Release);
+        // A middle fragment with no first one.
+        let s = ring.slot(1);
+        s.total_len.store(100, Ordering::Relaxed);
+        s.frag_len.store(36, Ordering::Relaxed);
+        s.frag_idx.store(1, Ordering::Relaxed);
+        s.frag_count.store(2, Ordering::Relaxed);
+        s.seq.store(2, Ordering::Release);
+        ring.head().store(2, Ordering::Release);
+        assert_eq!(server.poll_request(), None);
+        assert_eq!(region.cmd_dropped(), 2);
+        // The ring still works afterwards: both slots were freed for the next lap.
+        assert_eq!(ring.slot(0).seq.load(Ordering::Relaxed), 8);
+        assert_eq!(ring.slot(1).seq.load(Ordering::Relaxed), 9);
+    }
+
+    #[test]
+    fn uncollected_replies_hold_the_ring_until_their_tool_gives_up() {
+        let path = temp("hold");
+        let mut server = CtlServer::create(&path, layout()).unwrap();
+        let region = server.region().clone();
+        let soon = monotonic_ns() + 200_000_000;
+        // Four one-slot replies nobody collects fill the 4-slot reply ring.
+        for id in 1..=4 {
+            server.remember_deadline(id, soon);
+            server.reply(id, b"unread").unwrap();
+        }
+        assert_eq!(server.pending_replies(), 0);
+        // The fifth must not overwrite them while their tools may still wait.
+        server.reply(5, b"queued").unwrap();
+        assert_eq!(server.pending_replies(), 1);
+        assert_eq!(server.poll_request(), None);
+        assert_eq!(region.replies_lost(), 0);
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(server.flush_replies());
+        assert_eq!(server.pending_replies(), 0);
+        assert_eq!(region.replies_lost(), 1);
+
+        // A taken reply frees its slot at once.
+        let ring = Ring::of(&region, Which::Reply);
+        let p = ring.head().load(Ordering::Acquire); // position 5 -> slot 1, holding reply 2
+        let s = ring.slot(p);
+        let old_pos = s.seq.load(Ordering::Relaxed) / 2 - 1;
+        s.taken.store(old_pos + 1, Ordering::Relaxed);
+        server.remember_deadline(6, u64::MAX);
+        server.reply(6, b"x").unwrap();
+        assert_eq!(server.pending_replies(), 0);
+        assert_eq!(region.replies_lost(), 1);
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_carry_the_pid() {
+        let ids: Vec<u64> = (0..1000).map(|_| next_request_id()).collect();
+        let set: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len());
+        assert!(ids.iter().all(|id| id >> 32 == std::process::id() as u64));
+    }
+}

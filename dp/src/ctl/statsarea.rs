@@ -266,6 +266,30 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_that_died_mid_publish_makes_reads_fail_not_tear() {
+        let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+        let path = dir.join(format!("rvs-unit-{}-stats-{}.ctl", std::process::id(), monotonic_ns()));
+        let server = crate::ctl::ring::CtlServer::create(&path, crate::ctl::region::Layout::with_workers(2)).unwrap();
+        let w = server.stats_writer(1).unwrap();
+        let r = StatsReader::new(server.region().clone());
+        let mut b = WorkerStatsBlock::new_boxed();
+        b.rx_pkts = 5;
+        w.publish(&b);
+        assert_eq!(r.read(1).map(|b| b.rx_pkts), Some(5));
+        // Crash in the middle of a publish: the sequence stays odd.
+        let s = slot(server.region(), 1).unwrap();
+        s.seq.fetch_add(1, Ordering::Relaxed);
+        assert!(r.read(1).is_none());
+        assert_eq!(r.read(0).map(|b| b.rx_pkts), Some(0), "other workers unaffected");
+        // Its successor (same slot) publishes normally again.
+        b.rx_pkts = 6;
+        w.publish(&b);
+        assert_eq!(r.read(1).map(|b| b.rx_pkts), Some(6));
+        assert!(r.read(2).is_none());
+        assert!(server.stats_writer(2).is_err());
+    }
+
+    #[test]
     fn traffic_block_round_trips_totals() {
         let t = TrafficTotals { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 };
         assert_eq!(TrafficTotals::from(TrafficBlock::from(t)), t);
