@@ -13,8 +13,15 @@ struct TempPath(PathBuf);
 
 impl TempPath {
     fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         TempPath(dir.join(format!("rvs-test-{}-{name}-{nanos}.ctl", std::process::id())))
     }
 }
@@ -69,7 +76,10 @@ fn create_then_open_agrees_on_everything() {
     drop(client);
     assert!(!p.0.exists());
     let msg = open_err(&p.0).to_string();
-    assert_eq!(msg, format!("rvs-dp is not running (no control region at {})", p.0.display()));
+    assert_eq!(
+        msg,
+        format!("rvs-dp is not running (no control region at {})", p.0.display())
+    );
 }
 
 #[test]
@@ -77,16 +87,25 @@ fn missing_file_says_not_running() {
     let p = TempPath::new("missing");
     let e = CtlClient::open(&p.0).err().unwrap();
     assert!(matches!(e, CtlError::NotRunning { .. }), "{e:?}");
-    assert_eq!(e.to_string(), format!("rvs-dp is not running (no control region at {})", p.0.display()));
+    assert_eq!(
+        e.to_string(),
+        format!("rvs-dp is not running (no control region at {})", p.0.display())
+    );
 }
 
 #[test]
 fn other_abi_version_is_refused_with_a_clear_message() {
     let p = TempPath::new("version");
     let _server = CtlServer::create(&p.0, Layout::default()).unwrap();
-    poke(&p.0, offset_of!(Header, abi_version), &(ABI_VERSION + 2).to_ne_bytes());
+    poke(
+        &p.0,
+        offset_of!(Header, abi_version),
+        &(ABI_VERSION + 2).to_ne_bytes(),
+    );
     let e = open_err(&p.0);
-    assert!(matches!(e, CtlError::Version { found, ours, .. } if found == ABI_VERSION + 2 && ours == ABI_VERSION));
+    assert!(
+        matches!(e, CtlError::Version { found, ours, .. } if found == ABI_VERSION + 2 && ours == ABI_VERSION)
+    );
     assert_eq!(
         e.to_string(),
         format!(
@@ -123,12 +142,20 @@ fn truncated_files_are_refused() {
     for len in [0, 7, 8, 12, hdr - 1, hdr, hdr + 64, full / 2, full - 1] {
         truncated_copy(&p.0, &q.0, len);
         let e = open_err(&q.0);
-        assert!(matches!(e, CtlError::Corrupt { .. } | CtlError::BadMagic { .. }), "len {len}: {e:?}");
+        assert!(
+            matches!(e, CtlError::Corrupt { .. } | CtlError::BadMagic { .. }),
+            "len {len}: {e:?}"
+        );
         assert!(e.to_string().contains(&q.0.display().to_string()), "{e}");
     }
     // A longer file than the header says is refused too.
     truncated_copy(&p.0, &q.0, full);
-    OpenOptions::new().write(true).open(&q.0).unwrap().set_len(full as u64 + 4096).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&q.0)
+        .unwrap()
+        .set_len(full as u64 + 4096)
+        .unwrap();
     assert!(matches!(open_err(&q.0), CtlError::Corrupt { .. }));
     // The unmodified copy is fine.
     truncated_copy(&p.0, &q.0, full);
@@ -170,7 +197,10 @@ fn corrupt_layout_fields_are_refused() {
     for (off, v) in u64s {
         truncated_copy(&p.0, &q.0, full);
         poke(&q.0, off, &v.to_ne_bytes());
-        assert!(matches!(open_err(&q.0), CtlError::Corrupt { .. }), "u64 at {off} = {v}");
+        assert!(
+            matches!(open_err(&q.0), CtlError::Corrupt { .. }),
+            "u64 at {off} = {v}"
+        );
     }
 }
 
@@ -200,7 +230,10 @@ fn random_header_garbage_never_panics() {
             refused += 1;
         }
     }
-    assert!(refused > 100, "most mutations must be caught, only {refused} were");
+    assert!(
+        refused > 100,
+        "most mutations must be caught, only {refused} were"
+    );
 }
 
 #[test]
@@ -246,7 +279,15 @@ fn not_ready_region_is_refused() {
 #[test]
 fn invalid_layout_is_refused_at_creation() {
     let p = TempPath::new("badlayout");
-    let e = CtlServer::create(&p.0, Layout { slot_bytes: 100, ..Layout::default() }).err().unwrap();
+    let e = CtlServer::create(
+        &p.0,
+        Layout {
+            slot_bytes: 100,
+            ..Layout::default()
+        },
+    )
+    .err()
+    .unwrap();
     assert!(matches!(e, CtlError::InvalidLayout(_)), "{e:?}");
     assert!(!p.0.exists());
 }

@@ -15,8 +15,15 @@ struct TempPath(PathBuf);
 
 impl TempPath {
     fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         TempPath(dir.join(format!("rvs-test-{}-{name}-{nanos}.ctl", std::process::id())))
     }
 }
@@ -53,7 +60,11 @@ impl Echo {
             }
             server
         });
-        Echo { stop, handle: Some(handle), ids }
+        Echo {
+            stop,
+            handle: Some(handle),
+            ids,
+        }
     }
 
     fn stop(mut self) -> (CtlServer, Vec<u64>) {
@@ -80,12 +91,20 @@ fn payload(tag: u64, i: u64, max: usize) -> Vec<u8> {
         5 => max,
         _ => (tag as usize * 977 + i as usize * 131) % max,
     };
-    (0..len).map(|k| (tag as usize * 31 + i as usize * 7 + k) as u8).collect()
+    (0..len)
+        .map(|k| (tag as usize * 31 + i as usize * 7 + k) as u8)
+        .collect()
 }
 
 /// Small slots, so that most messages span several of them and the rings wrap often.
 fn small_layout() -> Layout {
-    Layout { cmd_slots: 16, reply_slots: 64, slot_bytes: 512, max_msg_bytes: 4096, workers: 1 }
+    Layout {
+        cmd_slots: 16,
+        reply_slots: 64,
+        slot_bytes: 512,
+        max_msg_bytes: 4096,
+        workers: 1,
+    }
 }
 
 const PER_CLIENT: u64 = 200;
@@ -97,9 +116,14 @@ fn run_client(path: &Path, tag: u64) {
     let max = c.max_msg();
     for i in 0..PER_CLIENT {
         let req = payload(tag, i, max);
-        let mut rep = c.request(&req, Duration::from_secs(30)).unwrap_or_else(|e| panic!("client {tag} #{i}: {e}"));
+        let mut rep = c
+            .request(&req, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("client {tag} #{i}: {e}"));
         assert_eq!(rep.len(), req.len(), "client {tag} #{i}: length");
-        assert!(rep == req, "client {tag} #{i}: got someone else's or a corrupt reply");
+        assert!(
+            rep == req,
+            "client {tag} #{i}: got someone else's or a corrupt reply"
+        );
         rep.clear();
     }
 }
@@ -108,7 +132,9 @@ fn run_client(path: &Path, tag: u64) {
 /// does nothing when run as an ordinary test.
 #[test]
 fn child_client() {
-    let (Ok(path), Ok(tag)) = (std::env::var(CHILD_ENV), std::env::var(CHILD_TAG_ENV)) else { return };
+    let (Ok(path), Ok(tag)) = (std::env::var(CHILD_ENV), std::env::var(CHILD_TAG_ENV)) else {
+        return;
+    };
     run_client(Path::new(&path), tag.parse().unwrap());
 }
 
@@ -144,7 +170,11 @@ fn threads_and_processes_each_get_their_own_replies() {
         assert!(st.success(), "child client failed: {st}");
     }
     let (_server, ids) = echo.stop();
-    assert_eq!(ids.len(), 6 * PER_CLIENT as usize, "each request reached rvs-dp exactly once");
+    assert_eq!(
+        ids.len(),
+        6 * PER_CLIENT as usize,
+        "each request reached rvs-dp exactly once"
+    );
     let unique: HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "request ids are unique");
     assert_eq!(region.cmd_dropped(), 0);
@@ -163,11 +193,23 @@ fn round_trip_of_every_size_up_to_a_big_restore() {
         let want: Vec<u8> = req.iter().rev().copied().collect();
         assert!(rep == want, "len {len}");
     }
-    let e = c.request(&vec![0; c.max_msg() + 1], Duration::from_secs(1)).unwrap_err();
+    let e = c
+        .request(&vec![0; c.max_msg() + 1], Duration::from_secs(1))
+        .unwrap_err();
     assert!(matches!(e, CtlError::TooLarge { .. }), "{e:?}");
-    assert_eq!(e.to_string(), format!("message of {} bytes exceeds the control ring limit of {} bytes", c.max_msg() + 1, c.max_msg()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "message of {} bytes exceeds the control ring limit of {} bytes",
+            c.max_msg() + 1,
+            c.max_msg()
+        )
+    );
     let (mut server, _) = echo.stop();
-    assert!(matches!(server.reply(1, &vec![0; c.max_msg() + 1]), Err(CtlError::TooLarge { .. })));
+    assert!(matches!(
+        server.reply(1, &vec![0; c.max_msg() + 1]),
+        Err(CtlError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -185,11 +227,20 @@ fn silent_rvs_dp_times_out_with_a_clear_error() {
 #[test]
 fn full_command_ring_reports_busy() {
     let p = TempPath::new("busy");
-    let layout = Layout { cmd_slots: 2, reply_slots: 4, slot_bytes: 64, max_msg_bytes: 128, workers: 1 };
+    let layout = Layout {
+        cmd_slots: 2,
+        reply_slots: 4,
+        slot_bytes: 64,
+        max_msg_bytes: 128,
+        workers: 1,
+    };
     let _server = CtlServer::create(&p.0, layout).unwrap();
     let mut c = CtlClient::open(&p.0).unwrap();
     // Nobody consumes: the first request fills both slots, the next cannot get in.
-    assert!(matches!(c.request(&[1; 100], Duration::from_millis(50)), Err(CtlError::Timeout(_))));
+    assert!(matches!(
+        c.request(&[1; 100], Duration::from_millis(50)),
+        Err(CtlError::Timeout(_))
+    ));
     let e = c.request(b"x", Duration::from_millis(50)).unwrap_err();
     assert!(matches!(e, CtlError::Busy(_)), "{e:?}");
 }
@@ -213,7 +264,10 @@ fn restart_is_detected_and_the_client_reconnects() {
     let echo2 = Echo::start(s2, |_| b"two".to_vec());
 
     let e = c.request(b"?", Duration::from_secs(5)).unwrap_err();
-    assert!(matches!(e, CtlError::Restarted { old, new, sent: false } if old == g1 && new != g1), "{e:?}");
+    assert!(
+        matches!(e, CtlError::Restarted { old, new, sent: false } if old == g1 && new != g1),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("request was not sent"), "{e}");
     assert_ne!(c.generation(), g1);
     assert_eq!(c.region().layout().workers, 2);

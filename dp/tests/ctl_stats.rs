@@ -16,8 +16,16 @@ struct TempPath(PathBuf);
 
 impl TempPath {
     fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        TempPath(dir.join(format!("rvs-test-{}-{name}-{}.ctl", std::process::id(), monotonic_ns())))
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        TempPath(dir.join(format!(
+            "rvs-test-{}-{name}-{}.ctl",
+            std::process::id(),
+            monotonic_ns()
+        )))
     }
 }
 
@@ -76,27 +84,36 @@ fn readers_never_see_a_torn_block() {
     let mut changes = 0;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(1500) {
-        for worker in 0..2 {
+        for (worker, last) in last.iter_mut().enumerate() {
             if !reader.read_into(worker, &mut b) {
                 continue;
             }
             ok_reads += 1;
             let w = words(&b);
             let v = w[0];
-            assert!(w.iter().all(|x| *x == v), "worker {worker}: torn block (first word {v})");
+            assert!(
+                w.iter().all(|x| *x == v),
+                "worker {worker}: torn block (first word {v})"
+            );
             // 0 is the zeroed slot before the worker's first publish.
-            assert!(v == 0 || v % 2 == worker as u64 % 2, "worker {worker} read another worker's slot ({v})");
-            assert!(v >= last[worker], "worker {worker}: went back from {} to {v}", last[worker]);
-            if v != last[worker] {
+            assert!(
+                v == 0 || v % 2 == worker as u64 % 2,
+                "worker {worker} read another worker's slot ({v})"
+            );
+            assert!(v >= *last, "worker {worker}: went back from {} to {v}", *last);
+            if v != *last {
                 changes += 1;
             }
-            last[worker] = v;
+            *last = v;
         }
     }
     stop.store(true, Ordering::Relaxed);
     let published: Vec<u64> = hammer.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(published.iter().all(|n| *n > 10), "writers ran: {published:?}");
-    assert!(ok_reads > 10, "reader got consistent copies while writers ran: {ok_reads}");
+    assert!(
+        ok_reads > 10,
+        "reader got consistent copies while writers ran: {ok_reads}"
+    );
     assert!(changes > 2, "reader saw the values move: {changes}");
 
     // Once writers are quiet, a read returns exactly the last publish.

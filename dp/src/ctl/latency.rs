@@ -97,7 +97,12 @@ pub struct LatencyHist {
 
 impl Default for LatencyHist {
     fn default() -> Self {
-        LatencyHist { counts: [0; LATENCY_BUCKETS], total: 0, sum_ns: 0, max_ns: 0 }
+        LatencyHist {
+            counts: [0; LATENCY_BUCKETS],
+            total: 0,
+            sum_ns: 0,
+            max_ns: 0,
+        }
     }
 }
 
@@ -177,10 +182,14 @@ impl LatencyHist {
 
     /// Non-empty buckets as `(lo, hi, count)`, for export.
     pub fn nonzero_buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        self.counts.iter().enumerate().filter(|(_, c)| **c != 0).filter_map(|(i, c)| {
-            let (lo, hi) = bucket_bounds(i)?;
-            Some((lo, hi, *c))
-        })
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != 0)
+            .filter_map(|(i, c)| {
+                let (lo, hi) = bucket_bounds(i)?;
+                Some((lo, hi, *c))
+            })
     }
 }
 
@@ -250,7 +259,10 @@ mod tests {
             let exact = exact_quantile(&samples, q);
             let got = h.value_at_quantile(q).unwrap();
             assert!(got >= exact, "q={q}: {got} < exact {exact}");
-            assert!(got - exact <= exact / 16, "q={q}: got {got}, exact {exact}: beyond 1/16");
+            assert!(
+                got - exact <= exact / 16,
+                "q={q}: got {got}, exact {exact}: beyond 1/16"
+            );
         }
         assert_eq!(h.value_at_quantile(1.0), Some(*samples.last().unwrap()));
         assert_eq!(h.max_ns, *samples.last().unwrap());

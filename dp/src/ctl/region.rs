@@ -61,7 +61,9 @@ pub enum CtlError {
     NotReady { path: String, pid: u32 },
     #[error("another rvs-dp (pid {pid}) already owns the control region {path}")]
     AlreadyRunning { path: String, pid: u32 },
-    #[error("control region {path} has ABI version {found}, this tool speaks {ours}: rebuild or restart rvs-dp")]
+    #[error(
+        "control region {path} has ABI version {found}, this tool speaks {ours}: rebuild or restart rvs-dp"
+    )]
     Version { path: String, found: u32, ours: u32 },
     #[error("{path} is not an rvs control region (bad magic)")]
     BadMagic { path: String },
@@ -70,7 +72,11 @@ pub enum CtlError {
     #[error("invalid control region layout: {0}")]
     InvalidLayout(String),
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: String, source: io::Error },
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
     #[error("message of {len} bytes exceeds the control ring limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("rvs-dp did not answer within {0:?}")]
@@ -111,24 +117,41 @@ impl Default for Layout {
     /// 512 KiB of commands, 1 MiB of replies, messages up to 256 KiB (a
     /// restore of a large save file is ~100 KB).
     fn default() -> Self {
-        Layout { cmd_slots: 64, reply_slots: 128, slot_bytes: 8192, max_msg_bytes: 256 << 10, workers: 1 }
+        Layout {
+            cmd_slots: 64,
+            reply_slots: 128,
+            slot_bytes: 8192,
+            max_msg_bytes: 256 << 10,
+            workers: 1,
+        }
     }
 }
 
 impl Layout {
     pub fn with_workers(workers: u32) -> Self {
-        Layout { workers, ..Layout::default() }
+        Layout {
+            workers,
+            ..Layout::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let Layout { cmd_slots, reply_slots, slot_bytes, max_msg_bytes, workers } = *self;
+        let Layout {
+            cmd_slots,
+            reply_slots,
+            slot_bytes,
+            max_msg_bytes,
+            workers,
+        } = *self;
         for (name, n) in [("cmd_slots", cmd_slots), ("reply_slots", reply_slots)] {
             if n == 0 || n > MAX_SLOTS {
                 return Err(format!("{name} = {n}, must be 1..={MAX_SLOTS}"));
             }
         }
-        if slot_bytes < 64 || slot_bytes > MAX_SLOT_BYTES || slot_bytes % 8 != 0 {
-            return Err(format!("slot_bytes = {slot_bytes}, must be a multiple of 8 in 64..={MAX_SLOT_BYTES}"));
+        if !(64..=MAX_SLOT_BYTES).contains(&slot_bytes) || !slot_bytes.is_multiple_of(8) {
+            return Err(format!(
+                "slot_bytes = {slot_bytes}, must be a multiple of 8 in 64..={MAX_SLOT_BYTES}"
+            ));
         }
         let ring_min = cmd_slots.min(reply_slots) as u64 * slot_bytes as u64;
         if max_msg_bytes == 0 || max_msg_bytes > MAX_MSG_BYTES || max_msg_bytes as u64 > ring_min {
@@ -176,9 +199,21 @@ impl Geometry {
         let stats_len = layout.workers as u64 * STATS_SLOT_BYTES as u64;
         let file_size = align_up(stats_off + stats_len, 4096).ok_or_else(overflow)?;
         if file_size > MAX_FILE_BYTES {
-            return Err(format!("region would be {file_size} bytes, over the {MAX_FILE_BYTES} cap"));
+            return Err(format!(
+                "region would be {file_size} bytes, over the {MAX_FILE_BYTES} cap"
+            ));
         }
-        Ok(Geometry { layout, slot_stride, cmd_off, cmd_len, reply_off, reply_len, stats_off, stats_len, file_size })
+        Ok(Geometry {
+            layout,
+            slot_stride,
+            cmd_off,
+            cmd_len,
+            reply_off,
+            reply_len,
+            stats_off,
+            stats_len,
+            file_size,
+        })
     }
 }
 
@@ -236,11 +271,18 @@ fn pstr(p: &Path) -> String {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CtlError + 'a {
-    move |source| CtlError::Io { op, path: pstr(path), source }
+    move |source| CtlError::Io {
+        op,
+        path: pstr(path),
+        source,
+    }
 }
 
 fn unix_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Whether a process with this pid exists (EPERM means it exists, under another user).
@@ -269,7 +311,10 @@ impl Region {
         if let Ok(old) = Region::open(path) {
             let h = old.header();
             if h.dp_pid != my_pid && pid_alive(h.dp_pid) {
-                return Err(CtlError::AlreadyRunning { path: pstr(path), pid: h.dp_pid });
+                return Err(CtlError::AlreadyRunning {
+                    path: pstr(path),
+                    pid: h.dp_pid,
+                });
             }
             old_generation = old.generation();
         }
@@ -301,10 +346,20 @@ impl Region {
 
     fn init(file: File, tmp: &Path, geom: Geometry, old_generation: u64) -> Result<Region> {
         file.set_len(geom.file_size).map_err(io_err("size", tmp))?;
-        let map = MmapOptions::new().len(geom.file_size as usize).map_raw(&file).map_err(io_err("map", tmp))?;
+        let map = MmapOptions::new()
+            .len(geom.file_size as usize)
+            .map_raw(&file)
+            .map_err(io_err("map", tmp))?;
         let meta = file.metadata().map_err(io_err("stat", tmp))?;
-        let region =
-            Region { path: tmp.to_path_buf(), file, map, geom, dev: meta.dev(), ino: meta.ino(), owner: true };
+        let region = Region {
+            path: tmp.to_path_buf(),
+            file,
+            map,
+            geom,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            owner: true,
+        };
         let l = geom.layout;
         let mut generation = unix_ns();
         if generation <= old_generation {
@@ -354,21 +409,33 @@ impl Region {
     /// A tool's side: maps the region rvs-dp serves at `path`, after checking
     /// everything in its header against this build and the file's real size.
     pub fn open(path: &Path) -> Result<Region> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => CtlError::NotRunning { path: pstr(path) },
-            _ => io_err("open", path)(e),
-        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => CtlError::NotRunning { path: pstr(path) },
+                _ => io_err("open", path)(e),
+            })?;
         let meta = file.metadata().map_err(io_err("stat", path))?;
-        let corrupt = |why: String| CtlError::Corrupt { path: pstr(path), why };
+        let corrupt = |why: String| CtlError::Corrupt {
+            path: pstr(path),
+            why,
+        };
         let len = meta.len();
         let hdr_len = std::mem::size_of::<Header>() as u64;
         if len < hdr_len {
-            return Err(corrupt(format!("truncated to {len} bytes, the header alone needs {hdr_len}")));
+            return Err(corrupt(format!(
+                "truncated to {len} bytes, the header alone needs {hdr_len}"
+            )));
         }
         if len > MAX_FILE_BYTES {
             return Err(corrupt(format!("{len} bytes, over the {MAX_FILE_BYTES} cap")));
         }
-        let map = MmapOptions::new().len(len as usize).map_raw(&file).map_err(io_err("map", path))?;
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(&file)
+            .map_err(io_err("map", path))?;
         let mut region = Region {
             path: path.to_path_buf(),
             file,
@@ -384,10 +451,17 @@ impl Region {
             return Err(CtlError::BadMagic { path: pstr(path) });
         }
         if h.abi_version != ABI_VERSION {
-            return Err(CtlError::Version { path: pstr(path), found: h.abi_version, ours: ABI_VERSION });
+            return Err(CtlError::Version {
+                path: pstr(path),
+                found: h.abi_version,
+                ours: ABI_VERSION,
+            });
         }
         if h.header_bytes as u64 != hdr_len {
-            return Err(corrupt(format!("header is {} bytes, expected {hdr_len}", h.header_bytes)));
+            return Err(corrupt(format!(
+                "header is {} bytes, expected {hdr_len}",
+                h.header_bytes
+            )));
         }
         let ours = [
             ("stats slot bytes", h.stats_slot_bytes, STATS_SLOT_BYTES as u32),
@@ -429,9 +503,15 @@ impl Region {
         let pid = h.dp_pid;
         if h.ready.load(Ordering::Acquire) != 1 {
             if !pid_alive(pid) {
-                return Err(CtlError::Stale { path: pstr(path), pid });
+                return Err(CtlError::Stale {
+                    path: pstr(path),
+                    pid,
+                });
             }
-            return Err(CtlError::NotReady { path: pstr(path), pid });
+            return Err(CtlError::NotReady {
+                path: pstr(path),
+                pid,
+            });
         }
         region.geom = geom;
         Ok(region)
@@ -525,13 +605,28 @@ mod tests {
         let ok = Layout::default();
         for bad in [
             Layout { cmd_slots: 0, ..ok },
-            Layout { reply_slots: MAX_SLOTS + 1, ..ok },
-            Layout { slot_bytes: 100, ..ok },
+            Layout {
+                reply_slots: MAX_SLOTS + 1,
+                ..ok
+            },
+            Layout {
+                slot_bytes: 100,
+                ..ok
+            },
             Layout { slot_bytes: 8, ..ok },
-            Layout { max_msg_bytes: 0, ..ok },
-            Layout { max_msg_bytes: 64 * 8192 + 1, ..ok },
+            Layout {
+                max_msg_bytes: 0,
+                ..ok
+            },
+            Layout {
+                max_msg_bytes: 64 * 8192 + 1,
+                ..ok
+            },
             Layout { workers: 0, ..ok },
-            Layout { workers: MAX_WORKERS + 1, ..ok },
+            Layout {
+                workers: MAX_WORKERS + 1,
+                ..ok
+            },
         ] {
             assert!(Geometry::of(bad).is_err(), "{bad:?}");
         }

@@ -100,7 +100,13 @@ impl<'a> Ring<'a> {
             Which::Cmd => (g.cmd_off, g.layout.cmd_slots),
             Which::Reply => (g.reply_off, g.layout.reply_slots),
         };
-        Ring { region, off, slots: slots as u64, stride: g.slot_stride, slot_bytes: g.layout.slot_bytes as usize }
+        Ring {
+            region,
+            off,
+            slots: slots as u64,
+            stride: g.slot_stride,
+            slot_bytes: g.layout.slot_bytes as usize,
+        }
     }
 
     fn word(&self, off: u64) -> &'a AtomicU64 {
@@ -371,7 +377,12 @@ impl CtlServer {
             Some(d) => d.min(cap),
             None => now.saturating_add(DEFAULT_REPLY_HOLD.as_nanos() as u64),
         };
-        self.pending.push_back(PendingReply { id, msg: msg.to_vec(), hold_until_ns, next_frag: 0 });
+        self.pending.push_back(PendingReply {
+            id,
+            msg: msg.to_vec(),
+            hold_until_ns,
+            next_frag: 0,
+        });
         self.flush_replies();
         Ok(())
     }
@@ -392,7 +403,7 @@ impl CtlServer {
                 let p = self.reply_head;
                 let s = ring.slot(p);
                 let old = s.seq.load(Ordering::Relaxed);
-                if old != 0 && old % 2 == 0 {
+                if old != 0 && old.is_multiple_of(2) {
                     let old_pos = old / 2 - 1;
                     if s.taken.load(Ordering::Relaxed) != old_pos.wrapping_add(1) {
                         let t = *now.get_or_insert_with(monotonic_ns);
@@ -493,9 +504,15 @@ impl CtlClient {
         let region = Region::open(path)?;
         let pid = region.dp_pid();
         if !pid_alive(pid) {
-            return Err(CtlError::Stale { path: path.display().to_string(), pid });
+            return Err(CtlError::Stale {
+                path: path.display().to_string(),
+                pid,
+            });
         }
-        Ok(CtlClient { path: path.to_path_buf(), region: Arc::new(region) })
+        Ok(CtlClient {
+            path: path.to_path_buf(),
+            region: Arc::new(region),
+        })
     }
 
     pub fn generation(&self) -> u64 {
@@ -522,7 +539,10 @@ impl CtlClient {
         if self.region.is_current() && self.region.is_ready() {
             let pid = self.region.dp_pid();
             if !pid_alive(pid) {
-                return Err(CtlError::Stale { path: self.path.display().to_string(), pid });
+                return Err(CtlError::Stale {
+                    path: self.path.display().to_string(),
+                    pid,
+                });
             }
             return Ok(());
         }
@@ -589,7 +609,11 @@ impl CtlClient {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(if lost { CtlError::ReplyLost } else { CtlError::Timeout(timeout) });
+                return Err(if lost {
+                    CtlError::ReplyLost
+                } else {
+                    CtlError::Timeout(timeout)
+                });
             }
             if now >= next_check {
                 next_check = now + LIVENESS_EVERY;
@@ -668,7 +692,8 @@ fn write_locked(ring: &Ring<'_>, id: u64, msg: &[u8], deadline_ns: u64) -> bool 
         let p = head.wrapping_add(i);
         ring.slot(p).seq.store(p.wrapping_add(1), Ordering::Release);
     }
-    ring.head().store(head.wrapping_add(count as u64), Ordering::Release);
+    ring.head()
+        .store(head.wrapping_add(count as u64), Ordering::Release);
     true
 }
 
@@ -678,12 +703,26 @@ mod tests {
     use crate::ctl::region::Layout;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        dir.join(format!("rvs-unit-{}-{name}-{}.ctl", std::process::id(), monotonic_ns()))
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        dir.join(format!(
+            "rvs-unit-{}-{name}-{}.ctl",
+            std::process::id(),
+            monotonic_ns()
+        ))
     }
 
     fn layout() -> Layout {
-        Layout { cmd_slots: 8, reply_slots: 4, slot_bytes: 64, max_msg_bytes: 256, workers: 1 }
+        Layout {
+            cmd_slots: 8,
+            reply_slots: 4,
+            slot_bytes: 64,
+            max_msg_bytes: 256,
+            workers: 1,
+        }
     }
 
     /// Publishes the first `publish` of a message's fragments, as a writer
@@ -713,7 +752,11 @@ mod tests {
         let mut client = CtlClient::open(&path).unwrap();
         // Dead writer #1: published 2 of its 3 fragments, never moved head.
         half_written(server.region(), 7, &[0xaa; 150], 2);
-        assert_eq!(server.poll_request(), None, "an incomplete message is not delivered");
+        assert_eq!(
+            server.poll_request(),
+            None,
+            "an incomplete message is not delivered"
+        );
         // Dead writer #2 (later): wrote payload but published nothing.
         let t = std::thread::spawn(move || {
             let r = client.request(b"after the crash", Duration::from_secs(5));
@@ -727,7 +770,11 @@ mod tests {
         };
         assert_eq!(msg, b"after the crash");
         assert_ne!(id, 7);
-        assert_eq!(server.region().cmd_dropped(), 1, "the abandoned message is counted");
+        assert_eq!(
+            server.region().cmd_dropped(),
+            1,
+            "the abandoned message is counted"
+        );
         server.reply(id, b"ok").unwrap();
         let (mut client, r) = t.join().unwrap();
         assert_eq!(r.unwrap(), b"ok");

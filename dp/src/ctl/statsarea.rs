@@ -44,13 +44,25 @@ pub struct TrafficBlock {
 
 impl From<TrafficBlock> for TrafficTotals {
     fn from(b: TrafficBlock) -> Self {
-        TrafficTotals { conns: b.conns, inpkts: b.inpkts, outpkts: b.outpkts, inbytes: b.inbytes, outbytes: b.outbytes }
+        TrafficTotals {
+            conns: b.conns,
+            inpkts: b.inpkts,
+            outpkts: b.outpkts,
+            inbytes: b.inbytes,
+            outbytes: b.outbytes,
+        }
     }
 }
 
 impl From<TrafficTotals> for TrafficBlock {
     fn from(t: TrafficTotals) -> Self {
-        TrafficBlock { conns: t.conns, inpkts: t.inpkts, outpkts: t.outpkts, inbytes: t.inbytes, outbytes: t.outbytes }
+        TrafficBlock {
+            conns: t.conns,
+            inpkts: t.inpkts,
+            outpkts: t.outpkts,
+            inbytes: t.inbytes,
+            outbytes: t.outbytes,
+        }
     }
 }
 
@@ -83,7 +95,7 @@ pub struct WorkerStatsBlock {
 }
 
 const BLOCK_WORDS: usize = std::mem::size_of::<WorkerStatsBlock>() / 8;
-const _: () = assert!(std::mem::size_of::<WorkerStatsBlock>() % 8 == 0);
+const _: () = assert!(std::mem::size_of::<WorkerStatsBlock>().is_multiple_of(8));
 const _: () = assert!(std::mem::size_of::<TrafficBlock>() == 5 * 8);
 // No padding anywhere: the field sizes add up to the block size.
 const _: () = assert!(
@@ -96,7 +108,8 @@ const _: () = assert!(std::mem::size_of::<LatencyHist>() == 8 * (super::latency:
 
 /// Sequence word (own cache line) + block, rounded to a cache line.
 const SLOT_SEQ_BYTES: usize = 64;
-pub const STATS_SLOT_BYTES: usize = (SLOT_SEQ_BYTES + std::mem::size_of::<WorkerStatsBlock>()).div_ceil(64) * 64;
+pub const STATS_SLOT_BYTES: usize =
+    (SLOT_SEQ_BYTES + std::mem::size_of::<WorkerStatsBlock>()).div_ceil(64) * 64;
 
 /// How many times a reader retries a slot that is being written.
 const READ_TRIES: u32 = 10_000;
@@ -133,13 +146,18 @@ impl WorkerStatsBlock {
 
 /// CLOCK_MONOTONIC in ns, comparable between processes on one host.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we pass.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     if r != 0 {
         return 0;
     }
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The sequence word and the block words of one worker's slot.
@@ -188,7 +206,9 @@ impl StatsWriter {
     /// costs a ~55 KB copy, so call it once every N bursts, not per packet.
     pub fn publish(&self, block: &WorkerStatsBlock) {
         // `new` checked the index, so this cannot fail.
-        let Ok(s) = slot(&self.region, self.worker) else { return };
+        let Ok(s) = slot(&self.region, self.worker) else {
+            return;
+        };
         let seq = s.seq.load(Ordering::Relaxed);
         // Odd while writing; a sequence left odd by a crashed predecessor stays odd.
         let start = seq | 1;
@@ -225,7 +245,9 @@ impl StatsReader {
 
     /// As `read`, into a caller-provided block (avoids a 55 KB stack temporary).
     pub fn read_into(&self, worker: usize, out: &mut WorkerStatsBlock) -> bool {
-        let Ok(s) = slot(&self.region, worker) else { return false };
+        let Ok(s) = slot(&self.region, worker) else {
+            return false;
+        };
         let dst = out.words_mut();
         for attempt in 0..READ_TRIES {
             let before = s.seq.load(Ordering::Acquire);
@@ -267,9 +289,18 @@ mod tests {
 
     #[test]
     fn a_writer_that_died_mid_publish_makes_reads_fail_not_tear() {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
-        let path = dir.join(format!("rvs-unit-{}-stats-{}.ctl", std::process::id(), monotonic_ns()));
-        let server = crate::ctl::ring::CtlServer::create(&path, crate::ctl::region::Layout::with_workers(2)).unwrap();
+        let dir = if std::path::Path::new("/dev/shm").is_dir() {
+            "/dev/shm".into()
+        } else {
+            std::env::temp_dir()
+        };
+        let path = dir.join(format!(
+            "rvs-unit-{}-stats-{}.ctl",
+            std::process::id(),
+            monotonic_ns()
+        ));
+        let server =
+            crate::ctl::ring::CtlServer::create(&path, crate::ctl::region::Layout::with_workers(2)).unwrap();
         let w = server.stats_writer(1).unwrap();
         let r = StatsReader::new(server.region().clone());
         let mut b = WorkerStatsBlock::new_boxed();
@@ -291,7 +322,13 @@ mod tests {
 
     #[test]
     fn traffic_block_round_trips_totals() {
-        let t = TrafficTotals { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 };
+        let t = TrafficTotals {
+            conns: 1,
+            inpkts: 2,
+            outpkts: 3,
+            inbytes: 4,
+            outbytes: 5,
+        };
         assert_eq!(TrafficTotals::from(TrafficBlock::from(t)), t);
     }
 }
