@@ -1,1 +1,634 @@
-//! See mod.rs.
+//! The shared-memory control region: one file (default `/dev/shm/rvs.ctl`,
+//! mode 0600) that rvs-dp creates and rvsadm / rvs-cp map.
+//!
+//! ```text
+//! 0            Header (magic, ABI version, layout, generation, pid, ready)
+//! cmd_off      command ring   (tools -> rvs-dp), see ring.rs
+//! reply_off    reply ring     (rvs-dp -> tools), see ring.rs
+//! stats_off    one seqlocked stats slot per worker, see statsarea.rs
+//! ```
+//!
+//! Every section starts on a 64-byte boundary. A tool never trusts the header:
+//! it recomputes the whole geometry from the layout fields and refuses the
+//! file unless every offset, length and the file size agree.
+//!
+//! Restarts: rvs-dp builds the new region in a private temporary file and
+//! `rename`s it over the path, so a tool never maps a half-initialised file and
+//! never sees the file shrink under its mapping (which would raise SIGBUS). A
+//! tool still mapping the old region notices the restart because the path now
+//! names another inode (with another `generation`). The one thing we cannot
+//! defend against is a third party truncating the file in place.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::latency::LATENCY_BUCKETS;
+use super::statsarea::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
+use crate::stats::DropReason;
+
+pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
+/// Bump on any change of the header, ring or stats block layout.
+pub const ABI_VERSION: u32 = 1;
+pub const DEFAULT_PATH: &str = "/dev/shm/rvs.ctl";
+
+const ALIGN: u64 = 64;
+/// Ring control block: `head` and `tail` on separate cache lines.
+pub(crate) const RING_CTL_BYTES: u64 = 128;
+/// Per-slot header: sequence, taken mark, request id, lengths, fragment index.
+pub(crate) const SLOT_HDR_BYTES: u64 = 64;
+
+/// Sanity caps, so a corrupt header cannot make a tool map or loop over absurd sizes.
+pub const MAX_SLOTS: u32 = 1 << 16;
+pub const MAX_SLOT_BYTES: u32 = 1 << 20;
+pub const MAX_MSG_BYTES: u32 = 64 << 20;
+pub const MAX_WORKERS: u32 = 1024;
+const MAX_FILE_BYTES: u64 = 4 << 30;
+
+/// Errors of the control channel, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("rvs-dp is not running (no control region at {path})")]
+    NotRunning { path: String },
+    #[error("rvs-dp is not running (control region {path} was left by pid {pid}, which is gone)")]
+    Stale { path: String, pid: u32 },
+    #[error("rvs-dp (pid {pid}) is starting or stopping (control region {path} not ready)")]
+    NotReady { path: String, pid: u32 },
+    #[error("another rvs-dp (pid {pid}) already owns the control region {path}")]
+    AlreadyRunning { path: String, pid: u32 },
+    #[error(
+        "control region {path} has ABI version {found}, this tool speaks {ours}: rebuild or restart rvs-dp"
+    )]
+    Version { path: String, found: u32, ours: u32 },
+    #[error("{path} is not an rvs control region (bad magic)")]
+    BadMagic { path: String },
+    #[error("control region {path} is corrupt: {why}")]
+    Corrupt { path: String, why: String },
+    #[error("invalid control region layout: {0}")]
+    InvalidLayout(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error("message of {len} bytes exceeds the control ring limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("rvs-dp did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("rvs-dp did not take the request within {0:?} (command ring full or held by another tool)")]
+    Busy(Duration),
+    #[error(
+        "rvs-dp restarted (generation {old:#x} -> {new:#x}){}; reconnected to the new one, which starts without the old configuration",
+        if *.sent { ": the request may have been lost" } else { ": the request was not sent" }
+    )]
+    Restarted { old: u64, new: u64, sent: bool },
+    #[error("the reply was overwritten before it was read (reply ring overrun)")]
+    ReplyLost,
+    #[error("worker {worker} out of range (region has {workers} workers)")]
+    NoSuchWorker { worker: usize, workers: usize },
+}
+
+pub type Result<T, E = CtlError> = std::result::Result<T, E>;
+
+/// Sizes rvs-dp chooses when it creates the region. The per-worker stats slot
+/// size is not a field: it follows from the fixed `WorkerStatsBlock`
+/// (`STATS_SLOT_BYTES`), and the header records it for the tools to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Slots in the command ring (tools -> rvs-dp).
+    pub cmd_slots: u32,
+    /// Slots in the reply ring (rvs-dp -> tools).
+    pub reply_slots: u32,
+    /// Payload bytes per slot (a multiple of 8). Longer messages span several slots.
+    pub slot_bytes: u32,
+    /// Largest message either way; at most `slots * slot_bytes` of each ring.
+    pub max_msg_bytes: u32,
+    /// Workers publishing stats.
+    pub workers: u32,
+}
+
+impl Default for Layout {
+    /// 512 KiB of commands, 1 MiB of replies, messages up to 256 KiB (a
+    /// restore of a large save file is ~100 KB).
+    fn default() -> Self {
+        Layout {
+            cmd_slots: 64,
+            reply_slots: 128,
+            slot_bytes: 8192,
+            max_msg_bytes: 256 << 10,
+            workers: 1,
+        }
+    }
+}
+
+impl Layout {
+    pub fn with_workers(workers: u32) -> Self {
+        Layout {
+            workers,
+            ..Layout::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let Layout {
+            cmd_slots,
+            reply_slots,
+            slot_bytes,
+            max_msg_bytes,
+            workers,
+        } = *self;
+        for (name, n) in [("cmd_slots", cmd_slots), ("reply_slots", reply_slots)] {
+            if n == 0 || n > MAX_SLOTS {
+                return Err(format!("{name} = {n}, must be 1..={MAX_SLOTS}"));
+            }
+        }
+        if !(64..=MAX_SLOT_BYTES).contains(&slot_bytes) || !slot_bytes.is_multiple_of(8) {
+            return Err(format!(
+                "slot_bytes = {slot_bytes}, must be a multiple of 8 in 64..={MAX_SLOT_BYTES}"
+            ));
+        }
+        let ring_min = cmd_slots.min(reply_slots) as u64 * slot_bytes as u64;
+        if max_msg_bytes == 0 || max_msg_bytes > MAX_MSG_BYTES || max_msg_bytes as u64 > ring_min {
+            return Err(format!(
+                "max_msg_bytes = {max_msg_bytes}, must be 1..={} and fit in the smaller ring ({ring_min} bytes)",
+                MAX_MSG_BYTES
+            ));
+        }
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(format!("workers = {workers}, must be 1..={MAX_WORKERS}"));
+        }
+        Ok(())
+    }
+}
+
+fn align_up(v: u64, a: u64) -> Option<u64> {
+    v.checked_add(a - 1).map(|x| x / a * a)
+}
+
+/// Where everything lives, derived from a validated `Layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub layout: Layout,
+    pub slot_stride: u64,
+    pub cmd_off: u64,
+    pub cmd_len: u64,
+    pub reply_off: u64,
+    pub reply_len: u64,
+    pub stats_off: u64,
+    pub stats_len: u64,
+    pub file_size: u64,
+}
+
+impl Geometry {
+    pub fn of(layout: Layout) -> Result<Geometry, String> {
+        layout.validate()?;
+        let overflow = || "sizes overflow".to_string();
+        let slot_stride = SLOT_HDR_BYTES + align_up(layout.slot_bytes as u64, ALIGN).ok_or_else(overflow)?;
+        let ring_len = |slots: u32| RING_CTL_BYTES + slots as u64 * slot_stride;
+        let cmd_off = align_up(std::mem::size_of::<Header>() as u64, ALIGN).ok_or_else(overflow)?;
+        let cmd_len = ring_len(layout.cmd_slots);
+        let reply_off = cmd_off + cmd_len;
+        let reply_len = ring_len(layout.reply_slots);
+        let stats_off = reply_off + reply_len;
+        let stats_len = layout.workers as u64 * STATS_SLOT_BYTES as u64;
+        let file_size = align_up(stats_off + stats_len, 4096).ok_or_else(overflow)?;
+        if file_size > MAX_FILE_BYTES {
+            return Err(format!(
+                "region would be {file_size} bytes, over the {MAX_FILE_BYTES} cap"
+            ));
+        }
+        Ok(Geometry {
+            layout,
+            slot_stride,
+            cmd_off,
+            cmd_len,
+            reply_off,
+            reply_len,
+            stats_off,
+            stats_len,
+            file_size,
+        })
+    }
+}
+
+/// The region header. Every bit pattern is a valid `Header`, so a tool can view
+/// any mapped file of at least this size as one and then validate it.
+#[repr(C)]
+pub struct Header {
+    pub magic: [u8; 8],
+    pub abi_version: u32,
+    pub header_bytes: u32,
+    pub file_size: u64,
+    /// New on every creation by rvs-dp (wall-clock ns, never equal to the
+    /// previous region's), so tools tell a restarted rvs-dp from the old one.
+    pub generation: AtomicU64,
+    pub created_unix_ns: u64,
+    pub dp_pid: u32,
+    /// 1 while rvs-dp serves the region; 0 once it stops.
+    pub ready: AtomicU32,
+    pub cmd_slots: u32,
+    pub reply_slots: u32,
+    pub slot_bytes: u32,
+    pub max_msg_bytes: u32,
+    pub workers: u32,
+    pub stats_slot_bytes: u32,
+    pub stats_services: u32,
+    pub stats_reals: u32,
+    pub latency_buckets: u32,
+    pub drop_reasons: u32,
+    pub cmd_off: u64,
+    pub cmd_len: u64,
+    pub reply_off: u64,
+    pub reply_len: u64,
+    pub stats_off: u64,
+    pub stats_len: u64,
+    /// Command fragments rvs-dp discarded as malformed or left incomplete by a dead tool.
+    pub cmd_dropped: AtomicU64,
+    /// Reply fragments overwritten before the tool they were for took them.
+    pub replies_lost: AtomicU64,
+}
+
+/// A mapped control region, shared by `Arc` between the ring endpoints and
+/// the stats readers/writers that use it.
+pub struct Region {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    geom: Geometry,
+    dev: u64,
+    ino: u64,
+    owner: bool,
+}
+
+fn pstr(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CtlError + 'a {
+    move |source| CtlError::Io {
+        op,
+        path: pstr(path),
+        source,
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether a process with this pid exists (EPERM means it exists, under another user).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// (device, inode) of what `path` names now, if anything.
+pub(crate) fn path_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Region {
+    /// rvs-dp's side: builds a fresh region and atomically puts it at `path`.
+    /// Refuses if a live rvs-dp of another pid serves the current one.
+    pub fn create(path: &Path, layout: Layout) -> Result<Region> {
+        let geom = Geometry::of(layout).map_err(CtlError::InvalidLayout)?;
+        let my_pid = std::process::id();
+
+        let mut old_generation = 0;
+        if let Ok(old) = Region::open(path) {
+            let h = old.header();
+            if h.dp_pid != my_pid && pid_alive(h.dp_pid) {
+                return Err(CtlError::AlreadyRunning {
+                    path: pstr(path),
+                    pid: h.dp_pid,
+                });
+            }
+            old_generation = old.generation();
+        }
+
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{my_pid}.tmp"));
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let built = Region::init(file, &tmp, geom, old_generation);
+        let mut region = match built {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        // On failure, dropping `region` (still named after tmp) removes tmp.
+        std::fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+        region.path = path.to_path_buf();
+        Ok(region)
+    }
+
+    fn init(file: File, tmp: &Path, geom: Geometry, old_generation: u64) -> Result<Region> {
+        file.set_len(geom.file_size).map_err(io_err("size", tmp))?;
+        let map = MmapOptions::new()
+            .len(geom.file_size as usize)
+            .map_raw(&file)
+            .map_err(io_err("map", tmp))?;
+        let meta = file.metadata().map_err(io_err("stat", tmp))?;
+        let region = Region {
+            path: tmp.to_path_buf(),
+            file,
+            map,
+            geom,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            owner: true,
+        };
+        let l = geom.layout;
+        let mut generation = unix_ns();
+        if generation <= old_generation {
+            generation = old_generation.wrapping_add(1);
+        }
+        // SAFETY: the map is at least a header long, page aligned, and nobody
+        // else can see the file before the rename.
+        unsafe {
+            let h = region.base() as *mut Header;
+            std::ptr::write(
+                h,
+                Header {
+                    magic: MAGIC,
+                    abi_version: ABI_VERSION,
+                    header_bytes: std::mem::size_of::<Header>() as u32,
+                    file_size: geom.file_size,
+                    generation: AtomicU64::new(generation),
+                    created_unix_ns: unix_ns(),
+                    dp_pid: std::process::id(),
+                    ready: AtomicU32::new(0),
+                    cmd_slots: l.cmd_slots,
+                    reply_slots: l.reply_slots,
+                    slot_bytes: l.slot_bytes,
+                    max_msg_bytes: l.max_msg_bytes,
+                    workers: l.workers,
+                    stats_slot_bytes: STATS_SLOT_BYTES as u32,
+                    stats_services: STATS_SERVICES as u32,
+                    stats_reals: STATS_REALS as u32,
+                    latency_buckets: LATENCY_BUCKETS as u32,
+                    drop_reasons: DropReason::COUNT as u32,
+                    cmd_off: geom.cmd_off,
+                    cmd_len: geom.cmd_len,
+                    reply_off: geom.reply_off,
+                    reply_len: geom.reply_len,
+                    stats_off: geom.stats_off,
+                    stats_len: geom.stats_len,
+                    cmd_dropped: AtomicU64::new(0),
+                    replies_lost: AtomicU64::new(0),
+                },
+            );
+        }
+        super::ring::init_rings(&region);
+        region.header().ready.store(1, Ordering::Release);
+        Ok(region)
+    }
+
+    /// A tool's side: maps the region rvs-dp serves at `path`, after checking
+    /// everything in its header against this build and the file's real size.
+    pub fn open(path: &Path) -> Result<Region> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => CtlError::NotRunning { path: pstr(path) },
+                _ => io_err("open", path)(e),
+            })?;
+        let meta = file.metadata().map_err(io_err("stat", path))?;
+        let corrupt = |why: String| CtlError::Corrupt {
+            path: pstr(path),
+            why,
+        };
+        let len = meta.len();
+        let hdr_len = std::mem::size_of::<Header>() as u64;
+        if len < hdr_len {
+            return Err(corrupt(format!(
+                "truncated to {len} bytes, the header alone needs {hdr_len}"
+            )));
+        }
+        if len > MAX_FILE_BYTES {
+            return Err(corrupt(format!("{len} bytes, over the {MAX_FILE_BYTES} cap")));
+        }
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(&file)
+            .map_err(io_err("map", path))?;
+        let mut region = Region {
+            path: path.to_path_buf(),
+            file,
+            map,
+            // Placeholder until the header is validated; never used before.
+            geom: Geometry::of(Layout::default()).map_err(CtlError::InvalidLayout)?,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            owner: false,
+        };
+        let h = region.header();
+        if h.magic != MAGIC {
+            return Err(CtlError::BadMagic { path: pstr(path) });
+        }
+        if h.abi_version != ABI_VERSION {
+            return Err(CtlError::Version {
+                path: pstr(path),
+                found: h.abi_version,
+                ours: ABI_VERSION,
+            });
+        }
+        if h.header_bytes as u64 != hdr_len {
+            return Err(corrupt(format!(
+                "header is {} bytes, expected {hdr_len}",
+                h.header_bytes
+            )));
+        }
+        let ours = [
+            ("stats slot bytes", h.stats_slot_bytes, STATS_SLOT_BYTES as u32),
+            ("stats services", h.stats_services, STATS_SERVICES as u32),
+            ("stats real servers", h.stats_reals, STATS_REALS as u32),
+            ("latency buckets", h.latency_buckets, LATENCY_BUCKETS as u32),
+            ("drop reasons", h.drop_reasons, DropReason::COUNT as u32),
+        ];
+        for (what, theirs, mine) in ours {
+            if theirs != mine {
+                return Err(corrupt(format!(
+                    "{what} is {theirs}, this tool expects {mine} (same ABI version, different build: rebuild)"
+                )));
+            }
+        }
+        let layout = Layout {
+            cmd_slots: h.cmd_slots,
+            reply_slots: h.reply_slots,
+            slot_bytes: h.slot_bytes,
+            max_msg_bytes: h.max_msg_bytes,
+            workers: h.workers,
+        };
+        let geom = Geometry::of(layout).map_err(|e| corrupt(format!("bad layout: {e}")))?;
+        let claimed = [
+            ("cmd_off", h.cmd_off, geom.cmd_off),
+            ("cmd_len", h.cmd_len, geom.cmd_len),
+            ("reply_off", h.reply_off, geom.reply_off),
+            ("reply_len", h.reply_len, geom.reply_len),
+            ("stats_off", h.stats_off, geom.stats_off),
+            ("stats_len", h.stats_len, geom.stats_len),
+            ("file_size", h.file_size, geom.file_size),
+            ("file length", len, geom.file_size),
+        ];
+        for (what, got, want) in claimed {
+            if got != want {
+                return Err(corrupt(format!("{what} is {got}, the layout implies {want}")));
+            }
+        }
+        let pid = h.dp_pid;
+        if h.ready.load(Ordering::Acquire) != 1 {
+            if !pid_alive(pid) {
+                return Err(CtlError::Stale {
+                    path: pstr(path),
+                    pid,
+                });
+            }
+            return Err(CtlError::NotReady {
+                path: pstr(path),
+                pid,
+            });
+        }
+        region.geom = geom;
+        Ok(region)
+    }
+
+    #[inline]
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: the map is page aligned and at least a header long (checked
+        // in open, sized in create); every bit pattern is a valid Header.
+        unsafe { &*(self.base() as *const Header) }
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geom
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.geom.layout
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Ordering::Acquire)
+    }
+
+    pub fn dp_pid(&self) -> u32 {
+        self.header().dp_pid
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.header().ready.load(Ordering::Acquire) == 1
+    }
+
+    /// Whether `path` still names this region's file (false after a restart or removal).
+    pub fn is_current(&self) -> bool {
+        path_identity(&self.path) == Some((self.dev, self.ino))
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Fragments rvs-dp dropped as malformed or incomplete (diagnostics).
+    pub fn cmd_dropped(&self) -> u64 {
+        self.header().cmd_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Reply fragments overwritten before their tool read them (diagnostics).
+    pub fn replies_lost(&self) -> u64 {
+        self.header().replies_lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Region {
+    /// rvs-dp going away marks the region not ready and removes it, unless a
+    /// newer rvs-dp has already put its own region at the path.
+    fn drop(&mut self) {
+        if self.owner {
+            self.header().ready.store(0, Ordering::Release);
+            if self.is_current() {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layout_is_valid_and_sections_are_aligned() {
+        let g = Geometry::of(Layout::with_workers(8)).unwrap();
+        for off in [g.cmd_off, g.reply_off, g.stats_off] {
+            assert_eq!(off % ALIGN, 0);
+        }
+        assert!(g.cmd_off >= std::mem::size_of::<Header>() as u64);
+        assert_eq!(g.file_size % 4096, 0);
+        assert!(g.file_size >= g.stats_off + g.stats_len);
+    }
+
+    #[test]
+    fn bad_layouts_are_refused() {
+        let ok = Layout::default();
+        for bad in [
+            Layout { cmd_slots: 0, ..ok },
+            Layout {
+                reply_slots: MAX_SLOTS + 1,
+                ..ok
+            },
+            Layout {
+                slot_bytes: 100,
+                ..ok
+            },
+            Layout { slot_bytes: 8, ..ok },
+            Layout {
+                max_msg_bytes: 0,
+                ..ok
+            },
+            Layout {
+                max_msg_bytes: 64 * 8192 + 1,
+                ..ok
+            },
+            Layout { workers: 0, ..ok },
+            Layout {
+                workers: MAX_WORKERS + 1,
+                ..ok
+            },
+        ] {
+            assert!(Geometry::of(bad).is_err(), "{bad:?}");
+        }
+    }
+}
