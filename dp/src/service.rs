@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 /// Transport protocol of a virtual service. The discriminant is the IP protocol number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Proto {
     Tcp = 6,
@@ -47,7 +47,7 @@ impl fmt::Display for Proto {
 }
 
 /// How packets reach a real server (ipvsadm `-m`, `-g`, `-i`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum ForwardMethod {
     /// LVS-NAT ("Masq"): DNAT in, SNAT of the replies.
@@ -93,7 +93,7 @@ impl FromStr for ForwardMethod {
 }
 
 /// The identity of a virtual service: (protocol, VIP, port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ServiceKey {
     pub proto: Proto,
     pub vip: Ipv4Addr,
@@ -107,7 +107,7 @@ impl fmt::Display for ServiceKey {
 }
 
 /// Scheduler flags (ipvsadm `-b`), as the kernel names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct SchedFlags {
     /// sh-fallback / mh-fallback: if the hashed server is unavailable, try the next.
     pub fallback: bool,
@@ -180,7 +180,13 @@ impl TrafficCounters {
         }
     }
     pub fn reset(&self) {
-        for c in [&self.conns, &self.inpkts, &self.outpkts, &self.inbytes, &self.outbytes] {
+        for c in [
+            &self.conns,
+            &self.inpkts,
+            &self.outpkts,
+            &self.inbytes,
+            &self.outbytes,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -375,7 +381,9 @@ impl DestStats {
         let c = if active { &self.active } else { &self.inactive };
         // Saturating: a reset counter (ipvsadm -Z does not touch these, but be safe)
         // must never wrap to 4 billion and make lc/wlc avoid the server forever.
-        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
         self.update_overload();
     }
 
@@ -386,7 +394,9 @@ impl DestStats {
         } else {
             (&self.active, &self.inactive)
         };
-        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
         to.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -397,7 +407,9 @@ impl DestStats {
         } else {
             let _ = self
                 .persistent
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
         }
     }
 }
