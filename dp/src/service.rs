@@ -180,13 +180,7 @@ impl TrafficCounters {
         }
     }
     pub fn reset(&self) {
-        for c in [
-            &self.conns,
-            &self.inpkts,
-            &self.outpkts,
-            &self.inbytes,
-            &self.outbytes,
-        ] {
+        for c in [&self.conns, &self.inpkts, &self.outpkts, &self.inbytes, &self.outbytes] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -381,9 +375,7 @@ impl DestStats {
         let c = if active { &self.active } else { &self.inactive };
         // Saturating: a reset counter (ipvsadm -Z does not touch these, but be safe)
         // must never wrap to 4 billion and make lc/wlc avoid the server forever.
-        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(1))
-        });
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
         self.update_overload();
     }
 
@@ -394,9 +386,7 @@ impl DestStats {
         } else {
             (&self.active, &self.inactive)
         };
-        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(1))
-        });
+        let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
         to.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -407,9 +397,7 @@ impl DestStats {
         } else {
             let _ = self
                 .persistent
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(1))
-                });
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
         }
     }
 }

@@ -17,11 +17,7 @@ pub enum SchedError {
 }
 
 /// Builds scheduler `name` for `dests`.
-pub fn build(
-    name: &str,
-    dests: &[RealServer],
-    opts: &SchedOptions,
-) -> Result<Box<dyn Scheduler>, SchedError> {
+pub fn build(name: &str, dests: &[RealServer], opts: &SchedOptions) -> Result<Box<dyn Scheduler>, SchedError> {
     let _ = (dests, opts);
     Err(SchedError::Unknown(name.to_string()))
 }
