@@ -25,8 +25,7 @@ pub const IPVS_VERSION: &str = "1.2.1";
 pub fn sort_services(services: &mut [ServiceInfo]) {
     services.sort_by(|a, b| service_order(&a.spec, &b.spec));
     for s in services.iter_mut() {
-        s.dests
-            .sort_by(|a, b| (a.spec.rip, a.spec.port).cmp(&(b.spec.rip, b.spec.port)));
+        s.dests.sort_by_key(|d| (d.spec.rip, d.spec.port));
     }
 }
 
@@ -155,7 +154,7 @@ pub fn service_entry(s: &ServiceInfo, o: &ListOpts) -> String {
 
     let mut dests: Vec<&DestInfo> = s.dests.iter().collect();
     if !o.nosort {
-        dests.sort_by(|a, b| (a.spec.rip, a.spec.port).cmp(&(b.spec.rip, b.spec.port)));
+        dests.sort_by_key(|d| (d.spec.rip, d.spec.port));
     }
     for d in dests {
         let dn = dest_name(d);
@@ -268,7 +267,7 @@ pub fn save(services: &[ServiceInfo]) -> String {
         }
         out.push('\n');
         let mut dests: Vec<&DestInfo> = s.dests.iter().collect();
-        dests.sort_by(|a, b| (a.spec.rip, a.spec.port).cmp(&(b.spec.rip, b.spec.port)));
+        dests.sort_by_key(|d| (d.spec.rip, d.spec.port));
         for d in dests {
             let _ = write!(
                 out,
@@ -300,14 +299,14 @@ pub fn conns(conns: &[ConnInfo], persistent_conn: bool) -> String {
     if persistent_conn {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-            "state", "source", "virtual", "destination", "pe name", "pe_data"
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
         );
     } else {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {}",
-            "state", "source", "virtual", "destination"
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
         );
     }
     for c in conns {

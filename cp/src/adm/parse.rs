@@ -369,8 +369,11 @@ static OPTIONS: &[OptSpec] = &[
     ),
 ];
 
-/// Splits the words into (option, value, spelling) events and positional words.
-fn scan(args: &[String]) -> Result<(Vec<(Id, Option<String>, String)>, Vec<String>), ParseError> {
+/// One option as written: what it is, its value, and how it was spelled.
+type Event = (Id, Option<String>, String);
+
+/// Splits the words into option events and positional words.
+fn scan(args: &[String]) -> Result<(Vec<Event>, Vec<String>), ParseError> {
     let mut events = Vec::new();
     let mut positional = Vec::new();
     let mut i = 0;
