@@ -1,1 +1,3 @@
 //! rvs control plane library.
+
+pub mod adm;

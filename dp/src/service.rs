@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 /// Transport protocol of a virtual service. The discriminant is the IP protocol number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Proto {
     Tcp = 6,
@@ -47,7 +47,7 @@ impl fmt::Display for Proto {
 }
 
 /// How packets reach a real server (ipvsadm `-m`, `-g`, `-i`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum ForwardMethod {
     /// LVS-NAT ("Masq"): DNAT in, SNAT of the replies.
@@ -93,7 +93,7 @@ impl FromStr for ForwardMethod {
 }
 
 /// The identity of a virtual service: (protocol, VIP, port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ServiceKey {
     pub proto: Proto,
     pub vip: Ipv4Addr,
@@ -107,7 +107,7 @@ impl fmt::Display for ServiceKey {
 }
 
 /// Scheduler flags (ipvsadm `-b`), as the kernel names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct SchedFlags {
     /// sh-fallback / mh-fallback: if the hashed server is unavailable, try the next.
     pub fallback: bool,

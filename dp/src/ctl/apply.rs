@@ -1,1 +1,739 @@
-//! See mod.rs.
+//! The virtual-server configuration as a pure model: what `ipvsadm -A/-E/-D/
+//! -a/-e/-d/-C/--set/-R` change, with every check made before anything moves.
+//!
+//! `apply` either changes the model as the command says, or returns the error
+//! and leaves the model exactly as it was. `Restore` runs its commands against
+//! a copy and keeps the copy only if all of them succeed.
+//!
+//! Order: services and, within a service, real servers are kept in insertion
+//! order. The kernel hands them out in hash-table order (services) and in
+//! reverse insertion order (real servers, `list_add` at the head), neither of
+//! which means anything to a user; ipvsadm sorts both unless `--nosort`, so the
+//! stored order only shows with `--nosort`, and insertion order is the one a
+//! reader can predict.
+
+use std::net::Ipv4Addr;
+
+use crate::sched::SCHEDULER_NAMES;
+use crate::service::TrafficTotals;
+use crate::service::{ForwardMethod, ServiceKey};
+
+use super::command::{
+    Command, CtlError, DestInfo, DestSpec, Rates, ServiceInfo, ServiceSpec, Timeouts, MAX_THRESHOLD,
+    MAX_TIMEOUT_S, MAX_WEIGHT,
+};
+
+/// A virtual service and its real servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualService {
+    pub spec: ServiceSpec,
+    pub dests: Vec<DestSpec>,
+}
+
+impl VirtualService {
+    pub fn dest(&self, rip: Ipv4Addr, port: u16) -> Option<&DestSpec> {
+        self.dests.iter().find(|d| d.rip == rip && d.port == port)
+    }
+}
+
+/// Table sizes past which the model answers "Memory allocation problem",
+/// as the kernel does when it cannot allocate a service or destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_services: usize,
+    pub max_dests_per_service: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_services: 65536,
+            max_dests_per_service: 65536,
+        }
+    }
+}
+
+/// The whole configuration: services in insertion order, and the timeouts.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IpvsConfig {
+    services: Vec<VirtualService>,
+    timeouts: Timeouts,
+    limits: Limits,
+}
+
+impl IpvsConfig {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_limits(limits: Limits) -> Self {
+        IpvsConfig {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    pub fn services(&self) -> &[VirtualService] {
+        &self.services
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<&VirtualService> {
+        self.services.iter().find(|s| s.spec.key() == *key)
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The `List` reply skeleton: every service and real server with zero
+    /// counters. The data plane fills in counters, rates and connection counts.
+    pub fn list(&self) -> Vec<ServiceInfo> {
+        self.services
+            .iter()
+            .map(|s| ServiceInfo {
+                spec: s.spec.clone(),
+                stats: TrafficTotals::default(),
+                rates: Rates::default(),
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|d| DestInfo {
+                        spec: d.clone(),
+                        active: 0,
+                        inactive: 0,
+                        persistent: 0,
+                        stats: TrafficTotals::default(),
+                        rates: Rates::default(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The commands that rebuild this configuration from an empty one (the
+    /// timeouts only when they differ from the defaults).
+    pub fn to_commands(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.timeouts != Timeouts::default() {
+            let t = self.timeouts;
+            out.push(Command::SetTimeouts {
+                tcp: t.tcp,
+                tcpfin: t.tcpfin,
+                udp: t.udp,
+            });
+        }
+        for s in &self.services {
+            out.push(Command::AddService(s.spec.clone()));
+            for d in &s.dests {
+                out.push(Command::AddDest(s.spec.key(), d.clone()));
+            }
+        }
+        out
+    }
+
+    /// Applies one configuration command. On error nothing has changed.
+    /// Queries (`Command::is_query`) are not configuration changes and are
+    /// refused; the data plane answers them from its live state.
+    pub fn apply(&mut self, cmd: &Command) -> Result<(), CtlError> {
+        match cmd {
+            Command::Restore(cmds) => {
+                let mut next = self.clone();
+                for (index, c) in cmds.iter().enumerate() {
+                    if matches!(c, Command::Restore(_)) {
+                        return Err(CtlError::Restore {
+                            index,
+                            error: Box::new(CtlError::Unsupported("restore inside a restore".into())),
+                        });
+                    }
+                    next.apply(c).map_err(|error| CtlError::Restore {
+                        index,
+                        error: Box::new(error),
+                    })?;
+                }
+                *self = next;
+                Ok(())
+            }
+            Command::AddService(spec) => {
+                check_service(spec)?;
+                if self.find(&spec.key()).is_some() {
+                    return Err(CtlError::ServiceExists);
+                }
+                if self.services.len() >= self.limits.max_services {
+                    return Err(CtlError::NoMemory);
+                }
+                self.services.push(VirtualService {
+                    spec: spec.clone(),
+                    dests: Vec::new(),
+                });
+                Ok(())
+            }
+            Command::EditService(spec) => {
+                check_service(spec)?;
+                let i = self.find(&spec.key()).ok_or(CtlError::NoSuchService)?;
+                self.services[i].spec = spec.clone();
+                Ok(())
+            }
+            Command::DelService(key) => {
+                let i = self.find(key).ok_or(CtlError::NoSuchService)?;
+                self.services.remove(i);
+                Ok(())
+            }
+            Command::Clear => {
+                self.services.clear();
+                Ok(())
+            }
+            Command::Zero(key) => {
+                // Counters live in the data plane; the model only checks the target.
+                if let Some(key) = key {
+                    self.find(key).ok_or(CtlError::NoSuchService)?;
+                }
+                Ok(())
+            }
+            Command::AddDest(key, dest) => {
+                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                check_dest(key, dest)?;
+                let svc = &mut self.services[i];
+                if svc.dest(dest.rip, dest.port).is_some() {
+                    return Err(CtlError::DestExists);
+                }
+                if svc.dests.len() >= self.limits.max_dests_per_service {
+                    return Err(CtlError::NoMemory);
+                }
+                svc.dests.push(dest.clone());
+                Ok(())
+            }
+            Command::EditDest(key, dest) => {
+                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                check_dest(key, dest)?;
+                let svc = &mut self.services[i];
+                let d = svc
+                    .dests
+                    .iter_mut()
+                    .find(|d| d.rip == dest.rip && d.port == dest.port)
+                    .ok_or(CtlError::NoSuchDest)?;
+                *d = dest.clone();
+                Ok(())
+            }
+            Command::DelDest(key, rip, port) => {
+                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                let svc = &mut self.services[i];
+                let j = svc
+                    .dests
+                    .iter()
+                    .position(|d| d.rip == *rip && d.port == *port)
+                    .ok_or(CtlError::NoSuchDest)?;
+                svc.dests.remove(j);
+                Ok(())
+            }
+            Command::SetTimeouts { tcp, tcpfin, udp } => {
+                for t in [*tcp, *tcpfin, *udp] {
+                    if t > MAX_TIMEOUT_S {
+                        return Err(CtlError::BadTimeout(t));
+                    }
+                }
+                let keep = |new: u32, old: u32| if new == 0 { old } else { new };
+                let old = self.timeouts;
+                self.timeouts = Timeouts {
+                    tcp: keep(*tcp, old.tcp),
+                    tcpfin: keep(*tcpfin, old.tcpfin),
+                    udp: keep(*udp, old.udp),
+                };
+                Ok(())
+            }
+            Command::List
+            | Command::ListConns
+            | Command::GetTimeouts
+            | Command::Latency
+            | Command::GetInfo => Err(CtlError::Unsupported(format!(
+                "{cmd:?} is a query, not a configuration change"
+            ))),
+        }
+    }
+
+    fn find(&self, key: &ServiceKey) -> Option<usize> {
+        self.services.iter().position(|s| s.spec.key() == *key)
+    }
+}
+
+fn is_unicast(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_broadcast() || a.is_multicast())
+}
+
+fn check_service(spec: &ServiceSpec) -> Result<(), CtlError> {
+    if !is_unicast(spec.vip) {
+        return Err(CtlError::AddressNotUnicast(spec.vip));
+    }
+    if !SCHEDULER_NAMES.contains(&spec.scheduler.as_str()) {
+        return Err(CtlError::SchedulerNotFound(spec.scheduler.clone()));
+    }
+    match spec.persistence {
+        Some(t) if t == 0 || t > MAX_TIMEOUT_S => return Err(CtlError::BadTimeout(t)),
+        None if spec.port == 0 => return Err(CtlError::ZeroPortNotPersistent),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), CtlError> {
+    if !is_unicast(dest.rip) {
+        return Err(CtlError::AddressNotUnicast(dest.rip));
+    }
+    if dest.weight > MAX_WEIGHT {
+        return Err(CtlError::BadWeight(dest.weight));
+    }
+    if dest.u_threshold > MAX_THRESHOLD {
+        return Err(CtlError::BadUThreshold(dest.u_threshold));
+    }
+    if dest.l_threshold > MAX_THRESHOLD {
+        return Err(CtlError::BadLThreshold(dest.l_threshold));
+    }
+    // The kernel's own test: with no upper threshold (0) a lower one is refused too.
+    if dest.l_threshold > dest.u_threshold {
+        return Err(CtlError::ThresholdOrder {
+            lower: dest.l_threshold,
+            upper: dest.u_threshold,
+        });
+    }
+    // DR rewrites only the MAC and TUN only wraps the packet: the real server
+    // sees the VIP's port, so a different one would be a lie in the listing.
+    if matches!(dest.method, ForwardMethod::Dr | ForwardMethod::Tun) && dest.port != key.port {
+        return Err(CtlError::PortMismatch {
+            vport: key.port,
+            rport: dest.port,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Proto;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn key(p: u16) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: ip("192.168.1.100"),
+            port: p,
+        }
+    }
+
+    fn svc(p: u16) -> ServiceSpec {
+        let mut s = ServiceSpec::new(Proto::Tcp, ip("192.168.1.100"), p);
+        s.scheduler = "wrr".into();
+        s
+    }
+
+    fn nat(rip: &str, port: u16, w: u32) -> DestSpec {
+        let mut d = DestSpec::new(ip(rip), port, ForwardMethod::Nat);
+        d.weight = w;
+        d
+    }
+
+    fn base() -> IpvsConfig {
+        let mut c = IpvsConfig::new();
+        c.apply(&Command::AddService(svc(80))).unwrap();
+        c.apply(&Command::AddDest(key(80), nat("10.0.1.1", 80, 3)))
+            .unwrap();
+        c.apply(&Command::AddDest(key(80), nat("10.0.1.2", 8080, 1)))
+            .unwrap();
+        c
+    }
+
+    /// Applies `cmd`, expects `err`, and checks the model did not move.
+    fn refused(c: &mut IpvsConfig, cmd: Command, err: CtlError) {
+        let before = c.clone();
+        assert_eq!(c.apply(&cmd), Err(err), "{cmd:?}");
+        assert_eq!(*c, before, "a refused {cmd:?} changed the model");
+    }
+
+    #[test]
+    fn add_edit_delete_service_and_dests() {
+        let mut c = base();
+        assert_eq!(c.services().len(), 1);
+        assert_eq!(c.services()[0].dests.len(), 2);
+
+        let mut e = svc(80);
+        e.scheduler = "lc".into();
+        e.persistence = Some(600);
+        c.apply(&Command::EditService(e.clone())).unwrap();
+        assert_eq!(c.service(&key(80)).unwrap().spec, e);
+        assert_eq!(
+            c.service(&key(80)).unwrap().dests.len(),
+            2,
+            "edit keeps the real servers"
+        );
+
+        c.apply(&Command::EditDest(key(80), nat("10.0.1.1", 80, 7)))
+            .unwrap();
+        assert_eq!(
+            c.service(&key(80))
+                .unwrap()
+                .dest(ip("10.0.1.1"), 80)
+                .unwrap()
+                .weight,
+            7
+        );
+
+        c.apply(&Command::DelDest(key(80), ip("10.0.1.1"), 80)).unwrap();
+        assert!(c.service(&key(80)).unwrap().dest(ip("10.0.1.1"), 80).is_none());
+
+        c.apply(&Command::DelService(key(80))).unwrap();
+        assert!(c.services().is_empty());
+    }
+
+    #[test]
+    fn insertion_order_is_kept() {
+        let mut c = IpvsConfig::new();
+        for p in [443, 80, 8080] {
+            c.apply(&Command::AddService(svc(p))).unwrap();
+        }
+        let ports: Vec<u16> = c.services().iter().map(|s| s.spec.port).collect();
+        assert_eq!(ports, [443, 80, 8080]);
+    }
+
+    #[test]
+    fn every_refusal_leaves_the_model_unchanged() {
+        let mut c = base();
+        refused(&mut c, Command::AddService(svc(80)), CtlError::ServiceExists);
+        refused(&mut c, Command::EditService(svc(81)), CtlError::NoSuchService);
+        refused(&mut c, Command::DelService(key(81)), CtlError::NoSuchService);
+        refused(&mut c, Command::Zero(Some(key(81))), CtlError::NoSuchService);
+        refused(
+            &mut c,
+            Command::AddDest(key(81), nat("10.0.1.1", 80, 1)),
+            CtlError::ServiceNotDefined,
+        );
+        refused(
+            &mut c,
+            Command::EditDest(key(81), nat("10.0.1.1", 80, 1)),
+            CtlError::ServiceNotDefined,
+        );
+        refused(
+            &mut c,
+            Command::DelDest(key(81), ip("10.0.1.1"), 80),
+            CtlError::ServiceNotDefined,
+        );
+        refused(
+            &mut c,
+            Command::AddDest(key(80), nat("10.0.1.1", 80, 1)),
+            CtlError::DestExists,
+        );
+        refused(
+            &mut c,
+            Command::EditDest(key(80), nat("10.0.1.9", 80, 1)),
+            CtlError::NoSuchDest,
+        );
+        refused(
+            &mut c,
+            Command::DelDest(key(80), ip("10.0.1.1"), 81),
+            CtlError::NoSuchDest,
+        );
+
+        let mut s = svc(90);
+        s.scheduler = "nope".into();
+        refused(
+            &mut c,
+            Command::AddService(s.clone()),
+            CtlError::SchedulerNotFound("nope".into()),
+        );
+        s.port = 80;
+        refused(
+            &mut c,
+            Command::EditService(s),
+            CtlError::SchedulerNotFound("nope".into()),
+        );
+
+        refused(
+            &mut c,
+            Command::AddService(svc(0)),
+            CtlError::ZeroPortNotPersistent,
+        );
+        let mut s = svc(0);
+        s.persistence = Some(0);
+        refused(&mut c, Command::AddService(s.clone()), CtlError::BadTimeout(0));
+        s.persistence = Some(MAX_TIMEOUT_S + 1);
+        refused(
+            &mut c,
+            Command::AddService(s),
+            CtlError::BadTimeout(MAX_TIMEOUT_S + 1),
+        );
+        let mut zero = svc(0);
+        zero.persistence = Some(300);
+        c.apply(&Command::AddService(zero.clone())).unwrap();
+        zero.persistence = None;
+        refused(
+            &mut c,
+            Command::EditService(zero),
+            CtlError::ZeroPortNotPersistent,
+        );
+
+        let mut s = svc(99);
+        s.vip = ip("224.0.0.1");
+        refused(
+            &mut c,
+            Command::AddService(s),
+            CtlError::AddressNotUnicast(ip("224.0.0.1")),
+        );
+        refused(
+            &mut c,
+            Command::AddDest(key(80), nat("0.0.0.0", 80, 1)),
+            CtlError::AddressNotUnicast(ip("0.0.0.0")),
+        );
+        refused(
+            &mut c,
+            Command::AddDest(key(80), nat("10.0.1.5", 80, 65536)),
+            CtlError::BadWeight(65536),
+        );
+        let mut d = nat("10.0.1.5", 80, 1);
+        d.l_threshold = 5;
+        refused(
+            &mut c,
+            Command::AddDest(key(80), d.clone()),
+            CtlError::ThresholdOrder { lower: 5, upper: 0 },
+        );
+        d.u_threshold = MAX_THRESHOLD + 1;
+        refused(
+            &mut c,
+            Command::AddDest(key(80), d),
+            CtlError::BadUThreshold(MAX_THRESHOLD + 1),
+        );
+        // A bad edit of an existing real server does not half-apply.
+        refused(
+            &mut c,
+            Command::EditDest(key(80), nat("10.0.1.1", 80, 70000)),
+            CtlError::BadWeight(70000),
+        );
+        refused(
+            &mut c,
+            Command::AddDest(key(80), DestSpec::new(ip("10.0.1.5"), 8080, ForwardMethod::Dr)),
+            CtlError::PortMismatch {
+                vport: 80,
+                rport: 8080,
+            },
+        );
+        refused(
+            &mut c,
+            Command::AddDest(key(80), DestSpec::new(ip("10.0.1.5"), 81, ForwardMethod::Tun)),
+            CtlError::PortMismatch { vport: 80, rport: 81 },
+        );
+        refused(
+            &mut c,
+            Command::SetTimeouts {
+                tcp: 1,
+                tcpfin: MAX_TIMEOUT_S + 1,
+                udp: 1,
+            },
+            CtlError::BadTimeout(MAX_TIMEOUT_S + 1),
+        );
+        let before = c.clone();
+        assert!(matches!(c.apply(&Command::List), Err(CtlError::Unsupported(_))));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn dr_and_tun_accept_the_service_port() {
+        let mut c = base();
+        c.apply(&Command::AddDest(
+            key(80),
+            DestSpec::new(ip("10.0.1.5"), 80, ForwardMethod::Dr),
+        ))
+        .unwrap();
+        c.apply(&Command::AddDest(
+            key(80),
+            DestSpec::new(ip("10.0.1.6"), 80, ForwardMethod::Tun),
+        ))
+        .unwrap();
+        assert_eq!(c.service(&key(80)).unwrap().dests.len(), 4);
+    }
+
+    #[test]
+    fn set_timeouts_zero_keeps_the_old_value() {
+        let mut c = IpvsConfig::new();
+        assert_eq!(c.timeouts(), Timeouts::default());
+        c.apply(&Command::SetTimeouts {
+            tcp: 7200,
+            tcpfin: 0,
+            udp: 60,
+        })
+        .unwrap();
+        assert_eq!(
+            c.timeouts(),
+            Timeouts {
+                tcp: 7200,
+                tcpfin: 120,
+                udp: 60
+            }
+        );
+    }
+
+    #[test]
+    fn clear_and_zero() {
+        let mut c = base();
+        c.apply(&Command::Zero(None)).unwrap();
+        c.apply(&Command::Zero(Some(key(80)))).unwrap();
+        assert_eq!(c.services().len(), 1);
+        c.apply(&Command::Clear).unwrap();
+        assert!(c.services().is_empty());
+    }
+
+    #[test]
+    fn restore_is_all_or_nothing() {
+        let mut c = base();
+        let before = c.clone();
+        let bad = Command::Restore(vec![
+            Command::Clear,
+            Command::AddService(svc(443)),
+            Command::AddDest(key(443), nat("10.0.1.1", 443, 1)),
+            Command::AddDest(key(443), nat("10.0.1.1", 443, 1)),
+        ]);
+        assert_eq!(
+            c.apply(&bad),
+            Err(CtlError::Restore {
+                index: 3,
+                error: Box::new(CtlError::DestExists)
+            })
+        );
+        assert_eq!(
+            c, before,
+            "the Clear and the Add before the failure were rolled back"
+        );
+
+        let good = Command::Restore(vec![
+            Command::Clear,
+            Command::AddService(svc(443)),
+            Command::AddDest(key(443), nat("10.0.1.1", 443, 1)),
+        ]);
+        c.apply(&good).unwrap();
+        assert_eq!(c.services().len(), 1);
+        assert_eq!(c.services()[0].spec.port, 443);
+
+        let nested = Command::Restore(vec![Command::Clear, Command::Restore(vec![])]);
+        let before = c.clone();
+        assert!(matches!(
+            c.apply(&nested),
+            Err(CtlError::Restore { index: 1, .. })
+        ));
+        assert_eq!(c, before);
+        assert!(matches!(
+            c.apply(&Command::Restore(vec![Command::List])),
+            Err(CtlError::Restore { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn limits_answer_memory_allocation_problem() {
+        let mut c = IpvsConfig::with_limits(Limits {
+            max_services: 1,
+            max_dests_per_service: 1,
+        });
+        c.apply(&Command::AddService(svc(80))).unwrap();
+        refused(&mut c, Command::AddService(svc(81)), CtlError::NoMemory);
+        c.apply(&Command::AddDest(key(80), nat("10.0.1.1", 80, 1)))
+            .unwrap();
+        refused(
+            &mut c,
+            Command::AddDest(key(80), nat("10.0.1.2", 80, 1)),
+            CtlError::NoMemory,
+        );
+    }
+
+    #[test]
+    fn to_commands_rebuilds_the_same_model() {
+        let mut c = base();
+        c.apply(&Command::SetTimeouts {
+            tcp: 100,
+            tcpfin: 0,
+            udp: 0,
+        })
+        .unwrap();
+        let mut d = IpvsConfig::new();
+        d.apply(&Command::Restore(c.to_commands())).unwrap();
+        assert_eq!(c, d);
+        let l = c.list();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].dests.len(), 2);
+        assert_eq!(l[0].dests[1].spec.port, 8080);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_cmd() -> impl Strategy<Value = Command> {
+            let port = prop_oneof![Just(0u16), Just(80), Just(443)];
+            let rip = (1u8..4).prop_map(|i| Ipv4Addr::new(10, 0, 0, i));
+            let method = prop_oneof![
+                Just(ForwardMethod::Nat),
+                Just(ForwardMethod::Dr),
+                Just(ForwardMethod::Tun)
+            ];
+            let sched = prop_oneof![Just("wrr".to_string()), Just("bogus".to_string())];
+            let spec = (port.clone(), sched, proptest::option::of(0u32..3)).prop_map(|(p, s, pers)| {
+                let mut sp = ServiceSpec::new(Proto::Tcp, Ipv4Addr::new(192, 168, 1, 1), p);
+                sp.scheduler = s;
+                sp.persistence = pers;
+                sp
+            });
+            let k = port.clone().prop_map(|p| ServiceKey {
+                proto: Proto::Tcp,
+                vip: Ipv4Addr::new(192, 168, 1, 1),
+                port: p,
+            });
+            let dest =
+                (rip.clone(), port, method, 0u32..70000, 0u32..3, 0u32..3).prop_map(|(r, p, m, w, u, l)| {
+                    DestSpec {
+                        rip: r,
+                        port: p,
+                        method: m,
+                        weight: w,
+                        u_threshold: u,
+                        l_threshold: l,
+                    }
+                });
+            prop_oneof![
+                spec.clone().prop_map(Command::AddService),
+                spec.prop_map(Command::EditService),
+                k.clone().prop_map(Command::DelService),
+                (k.clone(), dest.clone()).prop_map(|(k, d)| Command::AddDest(k, d)),
+                (k.clone(), dest).prop_map(|(k, d)| Command::EditDest(k, d)),
+                (k, rip).prop_map(|(k, r)| Command::DelDest(k, r, 80)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn failed_commands_change_nothing(cmds in proptest::collection::vec(arb_cmd(), 1..40)) {
+                let mut c = IpvsConfig::new();
+                for cmd in &cmds {
+                    let before = c.clone();
+                    if c.apply(cmd).is_err() {
+                        prop_assert_eq!(&c, &before);
+                    }
+                }
+                // The model's invariants hold whatever got through.
+                for s in c.services() {
+                    prop_assert!(s.spec.port != 0 || s.spec.persistence.is_some());
+                    for (i, d) in s.dests.iter().enumerate() {
+                        prop_assert!(d.weight <= MAX_WEIGHT);
+                        prop_assert!(d.method == ForwardMethod::Nat || d.port == s.spec.port);
+                        prop_assert!(s.dests[..i].iter().all(|e| (e.rip, e.port) != (d.rip, d.port)));
+                    }
+                }
+                // A restore of the same sequence is all-or-nothing.
+                let mut r = IpvsConfig::new();
+                let all_ok = {
+                    let mut t = IpvsConfig::new();
+                    cmds.iter().all(|c| t.apply(c).is_ok())
+                };
+                let res = r.apply(&Command::Restore(cmds.clone()));
+                prop_assert_eq!(res.is_ok(), all_ok);
+                if all_ok { prop_assert_eq!(&r, &c); } else { prop_assert_eq!(&r, &IpvsConfig::new()); }
+            }
+        }
+    }
+}

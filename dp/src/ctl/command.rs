@@ -1,1 +1,400 @@
-//! See mod.rs.
+//! The requests the tools send to the data plane, and its replies: ipvsadm's
+//! operations, one enum each way, carried as serde_json bytes over the
+//! shared-memory ring.
+//!
+//! Error texts are ipvsadm's own (its libipvs `ipvs_strerror` table and the
+//! checks ipvsadm.c makes before calling the kernel), so scripts that match on
+//! them keep working.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::TrafficTotals;
+use crate::service::{ForwardMethod, Proto, SchedFlags, ServiceKey};
+
+/// ipvsadm's upper bound for every timeout it accepts: 31 days, in seconds.
+pub const MAX_TIMEOUT_S: u32 = 86400 * 31;
+/// `-p` without a value.
+pub const DEFAULT_PERSISTENT_TIMEOUT_S: u32 = 300;
+/// `-s` not given.
+pub const DEFAULT_SCHEDULER: &str = "wlc";
+/// Highest weight ipvsadm accepts (`-w`).
+pub const MAX_WEIGHT: u32 = 65535;
+/// Highest connection threshold ipvsadm accepts (`-x`, `-y`): C's INT_MAX.
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// A virtual service as `-A` / `-E` describe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub proto: Proto,
+    pub vip: Ipv4Addr,
+    /// 0 only for a persistent service (it then matches every port).
+    pub port: u16,
+    /// One of `crate::sched::SCHEDULER_NAMES`.
+    pub scheduler: String,
+    /// `-b`: ipvsadm prints them as sh-*/mh-* for sh/mh, as flag-1/flag-2 otherwise.
+    pub flags: SchedFlags,
+    /// `-p [timeout]`: the persistence timeout in seconds.
+    pub persistence: Option<u32>,
+    /// `-M`: the persistence granularity; 255.255.255.255 when not given.
+    pub netmask: Ipv4Addr,
+}
+
+impl ServiceSpec {
+    /// A non-persistent service with ipvsadm's defaults (wlc, no flags, /32 mask).
+    pub fn new(proto: Proto, vip: Ipv4Addr, port: u16) -> Self {
+        ServiceSpec {
+            proto,
+            vip,
+            port,
+            scheduler: DEFAULT_SCHEDULER.to_string(),
+            flags: SchedFlags::default(),
+            persistence: None,
+            netmask: Ipv4Addr::BROADCAST,
+        }
+    }
+
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            proto: self.proto,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
+}
+
+/// A real server as `-a` / `-e` describe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestSpec {
+    pub rip: Ipv4Addr,
+    pub port: u16,
+    pub method: ForwardMethod,
+    /// 0..=65535; 0 quiesces the real server.
+    pub weight: u32,
+    /// `-x`: 0 = no upper connection threshold.
+    pub u_threshold: u32,
+    /// `-y`: 0 = no lower threshold (the data plane then uses 3/4 of the upper).
+    pub l_threshold: u32,
+}
+
+impl DestSpec {
+    /// A real server with ipvsadm's defaults: weight 1, no thresholds.
+    pub fn new(rip: Ipv4Addr, port: u16, method: ForwardMethod) -> Self {
+        DestSpec {
+            rip,
+            port,
+            method,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+}
+
+/// Connection timeouts in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// The kernel's defaults: 15 minutes established, 2 minutes FIN_WAIT, 5 minutes UDP.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// One request to the data plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// `-A`
+    AddService(ServiceSpec),
+    /// `-E`: replaces every attribute of the service (as the kernel does).
+    EditService(ServiceSpec),
+    /// `-D`
+    DelService(ServiceKey),
+    /// `-C`: remove every virtual service.
+    Clear,
+    /// `-Z [service]`: zero the traffic counters of one service or all.
+    Zero(Option<ServiceKey>),
+    /// `-a`
+    AddDest(ServiceKey, DestSpec),
+    /// `-e`: the real server is found by (RIP, port) and takes the new attributes.
+    EditDest(ServiceKey, DestSpec),
+    /// `-d`
+    DelDest(ServiceKey, Ipv4Addr, u16),
+    /// `--set tcp tcpfin udp`; 0 leaves that timeout unchanged (as the kernel does).
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// `-L`: services with their real servers, counters and rates.
+    List,
+    /// `-L -c`
+    ListConns,
+    /// `-L --timeout`
+    GetTimeouts,
+    /// `--latency` (rvs only): per-worker packet latency percentiles.
+    Latency,
+    /// The connection table size, for the `-L` header line.
+    GetInfo,
+    /// `-R`: the commands are applied as one transaction, all or nothing.
+    Restore(Vec<Command>),
+}
+
+impl Command {
+    /// True for the commands that only read (lists, timeouts, latency, info).
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            Command::List | Command::ListConns | Command::GetTimeouts | Command::Latency | Command::GetInfo
+        )
+    }
+}
+
+/// Rates over the estimator's window, as `ipvsadm --rate` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// A real server in a `List` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestInfo {
+    pub spec: DestSpec,
+    pub active: u32,
+    pub inactive: u32,
+    /// Persistence templates bound to this real server.
+    pub persistent: u32,
+    pub stats: TrafficTotals,
+    pub rates: Rates,
+}
+
+/// A virtual service in a `List` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub spec: ServiceSpec,
+    pub stats: TrafficTotals,
+    pub rates: Rates,
+    pub dests: Vec<DestInfo>,
+}
+
+/// One connection (or persistence template) in a `ListConns` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    pub proto: Proto,
+    /// The kernel's state name: ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT,
+    /// CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK, NONE (templates), UDP.
+    pub state: String,
+    /// Seconds until the entry expires.
+    pub expires_s: u32,
+    pub cip: Ipv4Addr,
+    pub cport: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub rip: Ipv4Addr,
+    pub rport: u16,
+}
+
+/// Packet latency percentiles of one worker, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLatency {
+    pub worker: u32,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    /// Samples behind the percentiles.
+    pub count: u64,
+}
+
+/// The data plane's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Ok,
+    Error(CtlError),
+    Services(Vec<ServiceInfo>),
+    Conns(Vec<ConnInfo>),
+    Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    Latency(Vec<WorkerLatency>),
+    Info { conn_tab_size: u32 },
+}
+
+/// Why a command was refused. The `Display` texts are ipvsadm's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtlError {
+    /// `-A` of a service that exists.
+    ServiceExists,
+    /// `-E`, `-D`, `-Z` or `-L` of a service that does not exist.
+    NoSuchService,
+    /// `-a`, `-e`, `-d` on a service that does not exist.
+    ServiceNotDefined,
+    /// `-a` of a real server that exists.
+    DestExists,
+    /// `-e`, `-d` of a real server that does not exist.
+    NoSuchDest,
+    /// A scheduler name not in `SCHEDULER_NAMES`.
+    SchedulerNotFound(String),
+    /// Weight above 65535.
+    BadWeight(u32),
+    /// `-x` above INT_MAX.
+    BadUThreshold(u32),
+    /// `-y` above INT_MAX.
+    BadLThreshold(u32),
+    /// Lower threshold above the upper one (the kernel answers ERANGE).
+    ThresholdOrder { lower: u32, upper: u32 },
+    /// Port 0 on a service without persistence.
+    ZeroPortNotPersistent,
+    /// A timeout outside 1..=31 days (persistence) or 0..=31 days (`--set`).
+    BadTimeout(u32),
+    /// DR and TUN cannot change the port: the real server receives the VIP's port.
+    PortMismatch { vport: u16, rport: u16 },
+    /// VIP or RIP 0.0.0.0, broadcast or multicast (the kernel answers EINVAL).
+    AddressNotUnicast(Ipv4Addr),
+    /// A table limit of the data plane was reached.
+    NoMemory,
+    /// A query or a nested restore inside `Restore`, or an operation rvs lacks.
+    Unsupported(String),
+    /// Command `index` (0-based) of a `Restore` failed; nothing was applied.
+    Restore { index: usize, error: Box<CtlError> },
+}
+
+impl fmt::Display for CtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CtlError::ServiceExists => f.write_str("Service already exists"),
+            CtlError::NoSuchService => f.write_str("No such service"),
+            CtlError::ServiceNotDefined => f.write_str("Service not defined"),
+            CtlError::DestExists => f.write_str("Destination already exists"),
+            CtlError::NoSuchDest => f.write_str("No such destination"),
+            // ipvsadm cannot tell a missing scheduler from a missing persistence
+            // engine (both ENOENT), hence its combined wording.
+            CtlError::SchedulerNotFound(_) => f.write_str("Scheduler or persistence engine not found"),
+            CtlError::BadWeight(_) => f.write_str("illegal weight specified"),
+            CtlError::BadUThreshold(_) => f.write_str("illegal u_threshold specified"),
+            CtlError::BadLThreshold(_) => f.write_str("illegal l_threshold specified"),
+            CtlError::ThresholdOrder { .. } => f.write_str("Numerical result out of range"),
+            CtlError::ZeroPortNotPersistent => f.write_str("Zero port specified for non-persistent service"),
+            CtlError::BadTimeout(t) => write!(f, "invalid timeout value `{t}' specified"),
+            CtlError::PortMismatch { vport, rport } => write!(
+                f,
+                "Real server port {rport} differs from virtual service port {vport}: \
+                 gatewaying (DR) and ipip (TUN) keep the port, only masquerading (NAT) can change it"
+            ),
+            CtlError::AddressNotUnicast(_) => {
+                f.write_str("Invalid operation.  Possibly wrong module version, address not unicast, ...")
+            }
+            CtlError::NoMemory => f.write_str("Memory allocation problem"),
+            CtlError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
+            CtlError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
+        }
+    }
+}
+
+impl std::error::Error for CtlError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_through_json() {
+        let key = ServiceKey {
+            proto: Proto::Udp,
+            vip: Ipv4Addr::new(192, 168, 1, 53),
+            port: 53,
+        };
+        let mut spec = ServiceSpec::new(Proto::Tcp, Ipv4Addr::new(10, 0, 0, 1), 80);
+        spec.persistence = Some(300);
+        spec.netmask = Ipv4Addr::new(255, 255, 255, 0);
+        spec.flags.fallback = true;
+        let cmds = vec![
+            Command::AddService(spec.clone()),
+            Command::EditService(spec),
+            Command::DelService(key),
+            Command::Clear,
+            Command::Zero(None),
+            Command::Zero(Some(key)),
+            Command::AddDest(
+                key,
+                DestSpec::new(Ipv4Addr::new(10, 0, 1, 1), 53, ForwardMethod::Nat),
+            ),
+            Command::EditDest(
+                key,
+                DestSpec::new(Ipv4Addr::new(10, 0, 1, 1), 53, ForwardMethod::Tun),
+            ),
+            Command::DelDest(key, Ipv4Addr::new(10, 0, 1, 1), 53),
+            Command::SetTimeouts {
+                tcp: 1,
+                tcpfin: 2,
+                udp: 3,
+            },
+            Command::List,
+            Command::ListConns,
+            Command::GetTimeouts,
+            Command::Latency,
+            Command::GetInfo,
+        ];
+        let all = Command::Restore(cmds);
+        let bytes = serde_json::to_vec(&all).unwrap();
+        let back: Command = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, all);
+    }
+
+    #[test]
+    fn replies_round_trip_through_json() {
+        let replies = vec![
+            Reply::Ok,
+            Reply::Error(CtlError::Restore {
+                index: 3,
+                error: Box::new(CtlError::SchedulerNotFound("xx".into())),
+            }),
+            Reply::Timeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300,
+            },
+            Reply::Latency(vec![WorkerLatency {
+                worker: 1,
+                p50: 10,
+                p90: 20,
+                p99: 30,
+                p999: 40,
+                max: 50,
+                count: 6,
+            }]),
+            Reply::Info { conn_tab_size: 4096 },
+        ];
+        for r in replies {
+            let s = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Reply>(&s).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn error_texts_are_ipvsadms() {
+        assert_eq!(CtlError::ServiceExists.to_string(), "Service already exists");
+        assert_eq!(CtlError::ServiceNotDefined.to_string(), "Service not defined");
+        assert_eq!(CtlError::NoSuchDest.to_string(), "No such destination");
+        assert_eq!(CtlError::DestExists.to_string(), "Destination already exists");
+        assert_eq!(CtlError::NoMemory.to_string(), "Memory allocation problem");
+        assert_eq!(
+            CtlError::Restore {
+                index: 0,
+                error: Box::new(CtlError::NoSuchService)
+            }
+            .to_string(),
+            "restore command 1: No such service"
+        );
+    }
+}
