@@ -40,13 +40,27 @@ mkveth() {  # mkveth NS_A DEV_A NS_B DEV_B MTU
   done
 }
 
+# Starts rvs-dp in the director namespace. `ip netns exec` execs, so $! is
+# rvs-dp's own pid (a shell function in the background would be a subshell).
+start_dp() {
+  RVS_CTL="$CTL" ip netns exec "$NS_D" "$RVS_DP" -l "$1" --no-huge -m 1024 --no-pci \
+    --file-prefix rvs-lab --log-level=lib.eal:error -- --config "$state/rvs.toml" \
+    >>"$state/dp.log" 2>&1 </dev/null &
+  echo $! > "$state/dp.pid"
+  echo "$1" > "$state/lcores"
+}
+
+stop_dp() {
+  [ -f "$state/dp.pid" ] || return 0
+  local pid; pid=$(cat "$state/dp.pid")
+  kill -INT "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$state/dp.pid"
+}
+
 down() {
-  if [ -f "$state/dp.pid" ]; then
-    local pid; pid=$(cat "$state/dp.pid")
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_dp
   for ns in "$NS_C" "$NS_D" "$NS_SW" "${SERVERS[@]/#/rvs-}"; do
     if ip netns pids "$ns" >/dev/null 2>&1; then
       for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
@@ -54,6 +68,8 @@ down() {
     fi
   done
   rm -f "$CTL" /tmp/rvs-lab-s*.fail
+  # Keep the director's log (its final counters) for whoever inspects the run.
+  if [ -f "$state/dp.log" ]; then cp "$state/dp.log" /tmp/rvs-lab-last-dp.log; fi
   rm -rf "$state"
 }
 
@@ -145,10 +161,8 @@ up() {
       printf '[[port]]\nname = "lan"\ndevice = "net_af_packet0,iface=d0%s"\naddress = "10.1.0.1/24"\nmtu = %s\n' "$qp" "$MTU"
     fi
   } > "$state/rvs.toml"
-  nsx "$NS_D" env RVS_CTL="$CTL" nohup "$RVS_DP" -l "$lcores" --no-huge -m 1024 --no-pci \
-    --file-prefix rvs-lab --log-level=lib.eal:error -- --config "$state/rvs.toml" \
-    >"$state/dp.log" 2>&1 &
-  echo $! > "$state/dp.pid"
+  start_dp "$lcores"
+
   for _ in $(seq 100); do
     if RVS_CTL=$CTL "$RVSADM" -Ln >/dev/null 2>&1; then break; fi
     if ! kill -0 "$(cat "$state/dp.pid")" 2>/dev/null; then
@@ -169,6 +183,8 @@ up() {
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
+  restart-dp)   # restart rvs-dp with the lab's (possibly edited) config
+    stop_dp; start_dp "$(cat "$state/lcores")"; sleep 1 ;;
   exec)
     node=${2:?node}; shift 2
     case $node in c) ns=$NS_C ;; d) ns=$NS_D ;; s[123]) ns=rvs-$node ;; *) echo "node: c d s1 s2 s3" >&2; exit 2 ;; esac

@@ -70,9 +70,13 @@ pub struct Dataplane {
     /// Descriptors per RX/TX queue.
     #[serde(default = "default_ring")]
     pub ring_size: u16,
-    /// mbufs in the pool, per port (0 = sized from rings and workers).
+    /// mbufs in the pool (0 = sized from rings and workers).
     #[serde(default)]
     pub mbufs: u32,
+    /// Sleep this long when a worker's queues stay empty (0 = pure busy
+    /// polling, the default; a lab on shared cores wants a few microseconds).
+    #[serde(default)]
+    pub idle_sleep_us: u32,
 }
 
 fn default_workers() -> Vec<u32> {
@@ -96,6 +100,7 @@ impl Default for Dataplane {
             tcp_rst_no_dest: false,
             ring_size: default_ring(),
             mbufs: 0,
+            idle_sleep_us: 0,
         }
     }
 }
@@ -254,6 +259,36 @@ pub struct CheckConfig {
     // MISC_CHECK
     pub misc_path: Option<String>,
     pub misc_timeout: Option<f64>,
+}
+
+impl VirtualServerConfig {
+    /// The ipvsadm service this block describes (validated config only).
+    pub fn service_spec(&self) -> Result<crate::ctl::command::ServiceSpec, String> {
+        let mut s =
+            crate::ctl::command::ServiceSpec::new(parse_proto(&self.protocol)?, self.address, self.port);
+        s.scheduler = self.lb_algo.clone();
+        if let Some(f) = &self.sched_flags {
+            s.flags = crate::service::SchedFlags::parse(f)?;
+        }
+        s.persistence = self.persistence_timeout;
+        if let Some(m) = self.persistence_granularity {
+            s.netmask = m;
+        }
+        Ok(s)
+    }
+
+    /// The ipvsadm real server for `rs`, with this block's defaults.
+    pub fn dest_spec(&self, rs: &RealServerConfig) -> Result<crate::ctl::command::DestSpec, String> {
+        let method: ForwardMethod = match &rs.lb_kind {
+            Some(k) => k.parse()?,
+            None => self.lb_kind.parse()?,
+        };
+        let mut d = crate::ctl::command::DestSpec::new(rs.address, rs.port.unwrap_or(self.port), method);
+        d.weight = rs.weight;
+        d.u_threshold = rs.uthreshold;
+        d.l_threshold = rs.lthreshold;
+        Ok(d)
+    }
 }
 
 /// A port after validation.

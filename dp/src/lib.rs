@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod core;
 pub mod ctl;
 #[cfg(feature = "dpdk")]
@@ -14,4 +15,6 @@ pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod wire;
+#[cfg(feature = "dpdk")]
+pub mod worker;
 pub mod xmit;

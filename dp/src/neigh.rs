@@ -221,6 +221,21 @@ impl<P> PendingQueue<P> {
         }
     }
 
+    /// Takes every packet whose next hop `resolved` says is now known.
+    pub fn take_resolved(
+        &mut self,
+        mut resolved: impl FnMut(Ipv4Addr) -> bool,
+        mut f: impl FnMut(Ipv4Addr, P),
+    ) {
+        for slot in self.items.iter_mut() {
+            if matches!(slot, Some((hop, _, _)) if resolved(*hop)) {
+                if let Some((hop, _, p)) = slot.take() {
+                    f(hop, p);
+                }
+            }
+        }
+    }
+
     pub fn is_waiting(&self, ip: Ipv4Addr) -> bool {
         self.items
             .iter()

@@ -1,0 +1,422 @@
+//! The data plane's control thread, after the kernel's ip_vs_ctl.c: it applies
+//! ipvsadm commands as transactions and answers queries from live counters.
+//!
+//! A change is validated against a copy of the configuration model
+//! (`IpvsConfig::apply`), turned into a new immutable `ServiceTable`
+//! (schedulers built here, off the packet path), and published whole; the
+//! workers switch between bursts. Counters survive every change because the
+//! builder hands each real server and service the same `Arc`ed counters for
+//! as long as it exists.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::conn::Timeouts as ConnTimeouts;
+use crate::core::Shared;
+use crate::ctl::apply::IpvsConfig;
+use crate::ctl::command::{Command, ConnInfo, CtlError, DestInfo, Rates, Reply, WorkerLatency};
+use crate::sched::{self, SchedOptions};
+use crate::service::{
+    DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
+    WorkerTraffic,
+};
+
+type DestKey = (ServiceKey, Ipv4Addr, u16);
+
+/// Rate estimation, as the kernel's ip_vs_est.c: totals sampled every couple
+/// of seconds, rates over the last window.
+#[derive(Clone, Copy, Default)]
+struct Estimator {
+    last: TrafficTotals,
+    last_at: Option<Instant>,
+    rates: Rates,
+}
+
+impl Estimator {
+    fn sample(&mut self, now: Instant, t: TrafficTotals) {
+        if let Some(at) = self.last_at {
+            let dt = now.duration_since(at).as_secs_f64();
+            if dt < 1.0 {
+                return;
+            }
+            let r = |a: u64, b: u64| ((a.saturating_sub(b)) as f64 / dt).round() as u64;
+            self.rates = Rates {
+                cps: r(t.conns, self.last.conns),
+                inpps: r(t.inpkts, self.last.inpkts),
+                outpps: r(t.outpkts, self.last.outpkts),
+                inbps: r(t.inbytes, self.last.inbytes),
+                outbps: r(t.outbytes, self.last.outbytes),
+            };
+        }
+        self.last = t;
+        self.last_at = Some(now);
+    }
+}
+
+fn minus(a: TrafficTotals, b: TrafficTotals) -> TrafficTotals {
+    TrafficTotals {
+        conns: a.conns.saturating_sub(b.conns),
+        inpkts: a.inpkts.saturating_sub(b.inpkts),
+        outpkts: a.outpkts.saturating_sub(b.outpkts),
+        inbytes: a.inbytes.saturating_sub(b.inbytes),
+        outbytes: a.outbytes.saturating_sub(b.outbytes),
+    }
+}
+
+pub struct ControlPlane {
+    config: IpvsConfig,
+    shared: Arc<Shared>,
+    generation: u64,
+    dest_stats: HashMap<DestKey, Arc<DestStats>>,
+    svc_stats: HashMap<ServiceKey, Arc<WorkerTraffic>>,
+    /// `ipvsadm -Z` subtracts these rather than writing into counters that
+    /// workers own.
+    svc_zero: HashMap<ServiceKey, TrafficTotals>,
+    dest_zero: HashMap<DestKey, TrafficTotals>,
+    svc_est: HashMap<ServiceKey, Estimator>,
+    dest_est: HashMap<DestKey, Estimator>,
+    pub conn_capacity_total: u32,
+}
+
+impl ControlPlane {
+    pub fn new(shared: Arc<Shared>, conn_capacity_total: u32) -> Self {
+        ControlPlane {
+            config: IpvsConfig::new(),
+            shared,
+            generation: 0,
+            dest_stats: HashMap::new(),
+            svc_stats: HashMap::new(),
+            svc_zero: HashMap::new(),
+            dest_zero: HashMap::new(),
+            svc_est: HashMap::new(),
+            dest_est: HashMap::new(),
+            conn_capacity_total,
+        }
+    }
+
+    pub fn config(&self) -> &IpvsConfig {
+        &self.config
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Applies a configuration command as one transaction. Returns the new
+    /// generation the workers must reach before the reply goes out.
+    pub fn apply(&mut self, cmd: &Command) -> Result<u64, CtlError> {
+        let mut next = self.config.clone();
+        next.apply(cmd)?;
+        let table = self.build(&next)?;
+        // Nothing can fail from here on.
+        self.note_zero(cmd);
+        self.mark_removed(&next);
+        let t = next.timeouts();
+        let mut ct = ConnTimeouts::default();
+        ct.set_ipvsadm(t.tcp, t.tcpfin, t.udp);
+        self.shared.timeouts.store(Arc::new(ct));
+        self.config = next;
+        self.shared.services.store(Arc::new(table));
+        Ok(self.generation)
+    }
+
+    /// Builds the snapshot for `cfg`, reusing the counters of every service
+    /// and real server that already exists.
+    fn build(&mut self, cfg: &IpvsConfig) -> Result<ServiceTable, CtlError> {
+        let workers = self.shared.workers as usize;
+        let mut services = Vec::with_capacity(cfg.services().len());
+        for vs in cfg.services() {
+            let key = vs.spec.key();
+            let dests: Vec<RealServer> = vs
+                .dests
+                .iter()
+                .map(|d| {
+                    let stats = self
+                        .dest_stats
+                        .entry((key, d.rip, d.port))
+                        .or_insert_with(|| Arc::new(DestStats::new(workers)))
+                        .clone();
+                    stats.u_threshold.store(d.u_threshold, Ordering::Relaxed);
+                    stats.l_threshold.store(d.l_threshold, Ordering::Relaxed);
+                    stats.removed.store(false, Ordering::Relaxed);
+                    stats.update_overload();
+                    RealServer {
+                        rip: d.rip,
+                        port: d.port,
+                        weight: d.weight,
+                        method: d.method,
+                        stats,
+                    }
+                })
+                .collect();
+            let opts = SchedOptions {
+                flags: vs.spec.flags,
+                ..SchedOptions::default()
+            };
+            let sched = sched::build(&vs.spec.scheduler, &dests, &opts)
+                .map_err(|_| CtlError::SchedulerNotFound(vs.spec.scheduler.clone()))?;
+            let stats = self
+                .svc_stats
+                .entry(key)
+                .or_insert_with(|| Arc::new(WorkerTraffic::new(workers)))
+                .clone();
+            services.push(VirtualService {
+                key,
+                sched_name: vs.spec.scheduler.clone(),
+                sched_opts: opts,
+                persistence: vs.spec.persistence.map(|timeout_s| Persistence {
+                    timeout_s,
+                    netmask: vs.spec.netmask,
+                }),
+                dests,
+                stats,
+                sched,
+            });
+        }
+        self.generation += 1;
+        Ok(ServiceTable::new(self.generation, services))
+    }
+
+    /// Real servers that left the configuration: flag them (expire_nodest_conn
+    /// ends their connections), and forget their counters once idle.
+    fn mark_removed(&mut self, next: &IpvsConfig) {
+        let live = |k: &DestKey| next.service(&k.0).is_some_and(|s| s.dest(k.1, k.2).is_some());
+        for (k, s) in self.dest_stats.iter() {
+            if !live(k) {
+                s.removed.store(true, Ordering::Relaxed);
+            }
+        }
+        self.dest_stats.retain(|k, _| live(k));
+        self.dest_zero.retain(|k, _| live(k));
+        self.dest_est.retain(|k, _| live(k));
+        self.svc_stats.retain(|k, _| next.service(k).is_some());
+        self.svc_zero.retain(|k, _| next.service(k).is_some());
+        self.svc_est.retain(|k, _| next.service(k).is_some());
+    }
+
+    fn note_zero(&mut self, cmd: &Command) {
+        match cmd {
+            Command::Zero(which) => {
+                let keys: Vec<ServiceKey> = match which {
+                    Some(k) => vec![*k],
+                    None => self.svc_stats.keys().copied().collect(),
+                };
+                for k in keys {
+                    if let Some(s) = self.svc_stats.get(&k) {
+                        self.svc_zero.insert(k, s.total());
+                    }
+                    for (dk, d) in self.dest_stats.iter() {
+                        if dk.0 == k {
+                            self.dest_zero.insert(*dk, d.traffic.total());
+                        }
+                    }
+                }
+            }
+            Command::Restore(cmds) => {
+                for c in cmds {
+                    self.note_zero(c);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Samples the rate estimators (call every second or two).
+    pub fn estimate(&mut self) {
+        let now = Instant::now();
+        for (k, s) in &self.svc_stats {
+            let z = self.svc_zero.get(k).copied().unwrap_or_default();
+            self.svc_est
+                .entry(*k)
+                .or_default()
+                .sample(now, minus(s.total(), z));
+        }
+        for (k, d) in &self.dest_stats {
+            let z = self.dest_zero.get(k).copied().unwrap_or_default();
+            self.dest_est
+                .entry(*k)
+                .or_default()
+                .sample(now, minus(d.traffic.total(), z));
+        }
+    }
+
+    /// `List`: the configuration with live counters.
+    pub fn list(&self) -> Reply {
+        let mut out = self.config.list();
+        for s in out.iter_mut() {
+            let key = s.spec.key();
+            if let Some(st) = self.svc_stats.get(&key) {
+                s.stats = minus(st.total(), self.svc_zero.get(&key).copied().unwrap_or_default());
+            }
+            s.rates = self.svc_est.get(&key).map(|e| e.rates).unwrap_or_default();
+            for d in s.dests.iter_mut() {
+                fill_dest(d, key, &self.dest_stats, &self.dest_zero, &self.dest_est);
+            }
+        }
+        Reply::Services(out)
+    }
+
+    /// Answers a command. Configuration changes return the generation to wait
+    /// for; queries answer at once. `conns` and `latency` gather what only
+    /// the workers know.
+    pub fn handle(
+        &mut self,
+        cmd: &Command,
+        conns: impl FnOnce() -> Vec<ConnInfo>,
+        latency: impl FnOnce() -> Vec<WorkerLatency>,
+    ) -> (Reply, Option<u64>) {
+        match cmd {
+            Command::List => (self.list(), None),
+            Command::ListConns => (Reply::Conns(conns()), None),
+            Command::GetTimeouts => {
+                let t = self.config.timeouts();
+                (
+                    Reply::Timeouts {
+                        tcp: t.tcp,
+                        tcpfin: t.tcpfin,
+                        udp: t.udp,
+                    },
+                    None,
+                )
+            }
+            Command::Latency => (Reply::Latency(latency()), None),
+            Command::GetInfo => (
+                Reply::Info {
+                    conn_tab_size: self.conn_capacity_total,
+                },
+                None,
+            ),
+            _ => match self.apply(cmd) {
+                Ok(gen) => (Reply::Ok, Some(gen)),
+                Err(e) => (Reply::Error(e), None),
+            },
+        }
+    }
+}
+
+fn fill_dest(
+    d: &mut DestInfo,
+    key: ServiceKey,
+    stats: &HashMap<DestKey, Arc<DestStats>>,
+    zero: &HashMap<DestKey, TrafficTotals>,
+    est: &HashMap<DestKey, Estimator>,
+) {
+    let k = (key, d.spec.rip, d.spec.port);
+    if let Some(s) = stats.get(&k) {
+        d.active = s.active();
+        d.inactive = s.inactive();
+        d.persistent = s.persistent.load(Ordering::Relaxed);
+        d.stats = minus(s.traffic.total(), zero.get(&k).copied().unwrap_or_default());
+    }
+    d.rates = est.get(&k).map(|e| e.rates).unwrap_or_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{CoreOptions, Forwarder};
+    use crate::ctl::command::{DestSpec, ServiceSpec};
+    use crate::route::RouteTable;
+    use crate::service::{ForwardMethod, Proto};
+
+    fn cp() -> (ControlPlane, Arc<Shared>) {
+        let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));
+        (ControlPlane::new(shared.clone(), 1024), shared)
+    }
+
+    fn svc() -> ServiceSpec {
+        let mut s = ServiceSpec::new(Proto::Tcp, Ipv4Addr::new(10, 1, 0, 100), 80);
+        s.scheduler = "wrr".into();
+        s
+    }
+
+    fn dest(last: u8, w: u32) -> DestSpec {
+        let mut d = DestSpec::new(Ipv4Addr::new(10, 2, 0, last), 80, ForwardMethod::Nat);
+        d.weight = w;
+        d
+    }
+
+    #[test]
+    fn transaction_publishes_and_counters_survive_edits() {
+        let (mut cp, shared) = cp();
+        let mut fwd = Forwarder::new(0, shared.clone(), 64);
+        assert_eq!(cp.apply(&Command::AddService(svc())), Ok(1));
+        cp.apply(&Command::AddDest(svc().key(), dest(11, 1))).unwrap();
+        let gen = cp.apply(&Command::AddDest(svc().key(), dest(12, 1))).unwrap();
+        assert!(!shared.all_workers_seen(gen));
+        fwd.refresh();
+        assert!(shared.all_workers_seen(gen), "the reply waits for this");
+        let before = fwd.services().get(0).unwrap().dests[0].stats.clone();
+        before.active.store(7, Ordering::Relaxed);
+        cp.apply(&Command::EditDest(svc().key(), dest(11, 5))).unwrap();
+        fwd.refresh();
+        let after = &fwd.services().get(0).unwrap().dests[0];
+        assert_eq!(after.weight, 5);
+        assert!(
+            Arc::ptr_eq(&before, &after.stats),
+            "the same counters across snapshots"
+        );
+        let Reply::Services(list) = cp.list() else {
+            panic!()
+        };
+        assert_eq!(list[0].dests[0].active, 7);
+    }
+
+    #[test]
+    fn bad_command_changes_nothing() {
+        let (mut cp, shared) = cp();
+        cp.apply(&Command::AddService(svc())).unwrap();
+        let gen = cp.generation();
+        let snap = shared.services.load_full();
+        assert!(cp.apply(&Command::AddService(svc())).is_err());
+        let mut bad = svc();
+        bad.scheduler = "nope".into();
+        bad.vip = Ipv4Addr::new(10, 1, 0, 101);
+        assert!(cp.apply(&Command::AddService(bad)).is_err());
+        assert_eq!(cp.generation(), gen);
+        assert!(Arc::ptr_eq(&snap, &shared.services.load_full()));
+        let (r, g) = cp.handle(
+            &Command::DelDest(svc().key(), Ipv4Addr::new(1, 1, 1, 1), 80),
+            Vec::new,
+            Vec::new,
+        );
+        assert!(matches!(r, Reply::Error(_)) && g.is_none());
+    }
+
+    #[test]
+    fn removal_flags_and_zero_and_timeouts() {
+        let (mut cp, shared) = cp();
+        cp.apply(&Command::AddService(svc())).unwrap();
+        cp.apply(&Command::AddDest(svc().key(), dest(11, 1))).unwrap();
+        let s = shared.services.load_full().get(0).unwrap().dests[0].stats.clone();
+        s.traffic.worker(0).add_in(100);
+        let Reply::Services(l) = cp.list() else { panic!() };
+        assert_eq!(l[0].dests[0].stats.inbytes, 100);
+        cp.apply(&Command::Zero(None)).unwrap();
+        let Reply::Services(l) = cp.list() else { panic!() };
+        assert_eq!(l[0].dests[0].stats.inbytes, 0, "-Z zeroes what -L shows");
+        cp.apply(&Command::DelDest(svc().key(), Ipv4Addr::new(10, 2, 0, 11), 80))
+            .unwrap();
+        assert!(s.removed.load(Ordering::Relaxed));
+        cp.apply(&Command::SetTimeouts {
+            tcp: 100,
+            tcpfin: 0,
+            udp: 7,
+        })
+        .unwrap();
+        let t = shared.timeouts.load();
+        assert_eq!(t.ipvsadm_values(), (100, 120, 7));
+        let (r, _) = cp.handle(&Command::GetTimeouts, Vec::new, Vec::new);
+        assert_eq!(
+            r,
+            Reply::Timeouts {
+                tcp: 100,
+                tcpfin: 120,
+                udp: 7
+            }
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! The poll-mode worker: one per lcore. It owns one RX and one TX queue per
+//! port, its shard of the connection table (inside its `Forwarder`), and the
+//! consumer ends of the redirect rings from every other worker.
+//!
+//! Per burst: RX → `Forwarder::process` → TX, redirect or hold for ARP, then
+//! bulk frees. Between bursts (every `HOUSEKEEPING_EVERY` loops): the clock,
+//! a new service snapshot, incremental expiry, packets whose next hop got
+//! resolved, stats publishing. No locks, allocation, syscalls or logging per
+//! packet.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::core::{build_arp_request, build_gratuitous_arp, Forwarder, PortInfo, Verdict};
+use crate::ctl::command::ConnInfo;
+use crate::ctl::latency::{CyclesToNs, LatencyHist};
+use crate::ctl::statsarea::{monotonic_ns, StatsWriter, WorkerStatsBlock};
+use crate::dpdk::{rdtsc, tsc_hz};
+use crate::dpdk::{Mbuf, MbufBurst, Mempool};
+use crate::dpdk::{RingConsumer, RingProducer};
+use crate::dpdk::{RxQueue, TxQueue};
+use crate::neigh::{Neigh, PendingQueue};
+use crate::packet::PacketBuf;
+use crate::stats::DropReason;
+use crate::wire::ethernet::MacAddr;
+use crate::xmit::dr::set_macs;
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        Mbuf::prepend(self, n).is_some()
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        Mbuf::adj(self, n).is_some()
+    }
+    fn truncate(&mut self, len: usize) {
+        let cur = Mbuf::len(self);
+        if len < cur {
+            self.trim(cur - len);
+        }
+    }
+    fn append(&mut self, n: usize) -> bool {
+        Mbuf::append(self, n).is_some()
+    }
+}
+
+const HOUSEKEEPING_EVERY: u32 = 64;
+const EXPIRE_BUDGET: usize = 512;
+const PENDING_SLOTS: usize = 64;
+const ARP_RETRY_S: u32 = 1;
+const PENDING_MAX_WAIT_S: u32 = 3;
+const TXB: usize = 64;
+
+/// Connection listings (`ipvsadm -Lc`): the control thread bumps `request`,
+/// each worker answers in its slot between bursts.
+pub struct ConnDump {
+    pub request: AtomicU64,
+    pub slots: Vec<(AtomicU64, Mutex<Vec<ConnInfo>>)>,
+}
+
+impl ConnDump {
+    pub fn new(workers: usize) -> Self {
+        ConnDump {
+            request: AtomicU64::new(0),
+            slots: (0..workers)
+                .map(|_| (AtomicU64::new(0), Mutex::new(Vec::new())))
+                .collect(),
+        }
+    }
+}
+
+pub struct Worker {
+    pub id: u16,
+    pub fwd: Forwarder,
+    pub ports: Vec<PortInfo>,
+    /// Index: our port index. The queue of this worker on that port.
+    pub rx: Vec<RxQueue>,
+    pub tx: Vec<TxQueue>,
+    /// DPDK port id → our port index, for redirected mbufs.
+    pub port_index: Vec<u16>,
+    pub redirect_in: Vec<RingConsumer>,
+    /// Index: destination worker; None for ourselves.
+    pub redirect_out: Vec<Option<RingProducer>>,
+    pub pool: Mempool,
+    pub stats: Option<StatsWriter>,
+    pub stop: Arc<AtomicBool>,
+    pub idle_sleep_us: u32,
+    pub dump: Arc<ConnDump>,
+    pub tx_pkts: u64,
+    pub tx_bytes: u64,
+}
+
+struct Io {
+    tx_bufs: Vec<MbufBurst<TXB>>,
+    redir_bufs: Vec<MbufBurst<TXB>>,
+    pending: PendingQueue<(u16, Mbuf)>,
+    arp_sent: [(Ipv4Addr, u32); 16],
+    hist: LatencyHist,
+    conv: CyclesToNs,
+    tx_drops: u64,
+    redirect_drops: u64,
+    neigh_drops: u64,
+    nombuf: u64,
+}
+
+impl Worker {
+    fn flush_tx(&mut self, io: &mut Io) {
+        for (p, buf) in io.tx_bufs.iter_mut().enumerate() {
+            if buf.is_empty() {
+                continue;
+            }
+            let bytes: usize = buf.as_slice().iter().map(|m| m.len()).sum();
+            let before = buf.len();
+            let Some(q) = self.tx.get_mut(p) else {
+                buf.free_all();
+                continue;
+            };
+            let sent = q.tx_burst(buf);
+            self.tx_pkts += sent as u64;
+            if sent == before {
+                self.tx_bytes += bytes as u64;
+            } else {
+                let left: usize = buf.as_slice().iter().map(|m| m.len()).sum();
+                self.tx_bytes += (bytes - left) as u64;
+                io.tx_drops += buf.len() as u64;
+                buf.free_all();
+            }
+        }
+        for (w, buf) in io.redir_bufs.iter_mut().enumerate() {
+            if buf.is_empty() {
+                continue;
+            }
+            match self.redirect_out.get_mut(w) {
+                Some(Some(r)) => {
+                    r.enqueue_burst(buf);
+                    io.redirect_drops += buf.len() as u64;
+                    buf.free_all();
+                }
+                _ => buf.free_all(),
+            }
+        }
+    }
+
+    fn queue_tx(&mut self, io: &mut Io, port: u16, m: Mbuf) {
+        let p = port as usize;
+        if io.tx_bufs.get(p).is_some_and(|b| b.is_full()) {
+            self.flush_tx(io);
+        }
+        match io.tx_bufs.get_mut(p) {
+            Some(b) => {
+                if let Err(m) = b.push(m) {
+                    drop(m);
+                    io.tx_drops += 1;
+                }
+            }
+            None => drop(m),
+        }
+    }
+
+    fn send_arp_request(&mut self, io: &mut Io, port: u16, via: Ipv4Addr, force: bool) {
+        let now = self.fwd.now();
+        if !force
+            && io
+                .arp_sent
+                .iter()
+                .any(|&(ip, t)| ip == via && now.wrapping_sub(t) < ARP_RETRY_S)
+        {
+            return;
+        }
+        let slot = io
+            .arp_sent
+            .iter()
+            .position(|&(ip, _)| ip == via)
+            .unwrap_or_else(|| (via.octets()[3] as usize) % io.arp_sent.len());
+        io.arp_sent[slot] = (via, now);
+        let Some(info) = self.ports.get(port as usize).copied() else {
+            return;
+        };
+        let Some(mut m) = self.pool.alloc() else {
+            io.nombuf += 1;
+            return;
+        };
+        if m.append(60).is_none() {
+            return;
+        }
+        let n = build_arp_request(m.data_mut(), &info, via);
+        if n == 0 {
+            return;
+        }
+        self.queue_tx(io, port, m);
+    }
+
+    /// Gratuitous ARP for `ip` on every port whose subnet holds it.
+    fn announce(&mut self, io: &mut Io, ip: Ipv4Addr) {
+        for p in 0..self.ports.len() {
+            let info = self.ports[p];
+            if !info.on_link(ip) {
+                continue;
+            }
+            let Some(mut m) = self.pool.alloc() else {
+                io.nombuf += 1;
+                return;
+            };
+            if m.append(60).is_none() {
+                continue;
+            }
+            if build_gratuitous_arp(m.data_mut(), &info, ip) > 0 {
+                self.queue_tx(io, p as u16, m);
+            }
+        }
+    }
+
+    #[inline]
+    fn dispatch(&mut self, io: &mut Io, m: Mbuf, v: Verdict) {
+        match v {
+            Verdict::Forward { port } => self.queue_tx(io, port, m),
+            Verdict::Drop(_) => drop(m),
+            Verdict::Redirect { worker } => {
+                let w = worker as usize;
+                if io.redir_bufs.get(w).is_some_and(|b| b.is_full()) {
+                    self.flush_tx(io);
+                }
+                match io.redir_bufs.get_mut(w) {
+                    Some(b) => {
+                        if b.push(m).is_err() {
+                            io.redirect_drops += 1;
+                        }
+                    }
+                    None => drop(m),
+                }
+            }
+            Verdict::Resolve { port, via } => {
+                if let Some((_, old)) = io.pending.push(via, self.fwd.now(), (port, m)) {
+                    drop(old);
+                    io.neigh_drops += 1;
+                }
+                self.send_arp_request(io, port, via, false);
+            }
+            Verdict::Consumed { learned } => {
+                drop(m);
+                if let Some(ip) = learned {
+                    self.release_pending(io, Some(ip));
+                }
+            }
+        }
+    }
+
+    /// Sends held packets whose next hop is now resolved (`only`: just that one).
+    fn release_pending(&mut self, io: &mut Io, only: Option<Ipv4Addr>) {
+        let now = self.fwd.now();
+        let shared = self.fwd.shared().clone();
+        // The queue holds at most PENDING_SLOTS packets, so one pass takes all.
+        let mut ready: [Option<(u16, Mbuf, MacAddr)>; PENDING_SLOTS] = std::array::from_fn(|_| None);
+        let mut k = 0;
+        io.pending.take_resolved(
+            |ip| only.is_none_or(|o| o == ip) && !matches!(shared.neigh.lookup(ip, now), Neigh::Unknown),
+            |ip, (port, m)| {
+                if let Neigh::Resolved(mac) | Neigh::Stale(mac) = shared.neigh.lookup(ip, now) {
+                    if let Some(slot) = ready.get_mut(k) {
+                        *slot = Some((port, m, mac));
+                        k += 1;
+                    }
+                }
+            },
+        );
+        for slot in ready.iter_mut().take(k) {
+            if let Some((port, mut m, mac)) = slot.take() {
+                let src = self.ports.get(port as usize).map_or(MacAddr::ZERO, |p| p.mac);
+                set_macs(m.data_mut(), mac, src);
+                self.queue_tx(io, port, m);
+            }
+        }
+        let mut expired = 0u64;
+        io.pending.take_expired(now, PENDING_MAX_WAIT_S, |_| expired += 1);
+        io.neigh_drops += expired;
+    }
+
+    fn publish(&mut self, io: &Io, block: &mut WorkerStatsBlock) {
+        let Some(w) = &self.stats else { return };
+        let c = &self.fwd.counters;
+        block.timestamp_ns = monotonic_ns();
+        block.rx_pkts = c.rx_pkts;
+        block.rx_bytes = c.rx_bytes;
+        block.tx_pkts = self.tx_pkts;
+        block.tx_bytes = self.tx_bytes;
+        block.drops.copy_from_slice(&self.fwd.drops.by_reason);
+        block.drops[DropReason::TxFull as usize] += io.tx_drops;
+        block.drops[DropReason::RedirectFull as usize] += io.redirect_drops;
+        block.drops[DropReason::NeighQueueFull as usize] += io.neigh_drops;
+        block.drops[DropReason::NoMbuf as usize] += io.nombuf;
+        block.redirects_sent = c.redirected_out;
+        block.redirects_received = c.redirected_in;
+        block.conns_created = c.conns_created;
+        block.conn_table_used = self.fwd.conns.len() as u64;
+        block.conn_table_size = self.fwd.conns.capacity() as u64;
+        block.latency = io.hist;
+        let snap = self.fwd.services().clone();
+        let wid = self.id as usize;
+        let mut real = 0;
+        for (i, s) in snap.services().iter().enumerate() {
+            if let Some(b) = block.services.get_mut(i) {
+                *b = s.stats.worker(wid).snapshot().into();
+            }
+            for d in &s.dests {
+                if let Some(b) = block.reals.get_mut(real) {
+                    *b = d.stats.traffic.worker(wid).snapshot().into();
+                }
+                real += 1;
+            }
+        }
+        w.publish(block);
+    }
+
+    fn answer_dump(&mut self) {
+        let Some((seen, slot)) = self.dump.slots.get(self.id as usize) else {
+            return;
+        };
+        let req = self.dump.request.load(Ordering::Acquire);
+        if seen.load(Ordering::Relaxed) == req {
+            return;
+        }
+        let now = self.fwd.now();
+        let list: Vec<ConnInfo> = self
+            .fwd
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.is_expired(now))
+            .map(|(_, c)| ConnInfo {
+                proto: c.proto(),
+                state: c.state_name().to_string(),
+                expires_s: c.remaining(now),
+                cip: c.cip(),
+                cport: c.cport(),
+                vip: c.vip(),
+                vport: c.vport(),
+                rip: c.rip(),
+                rport: c.rport(),
+            })
+            .collect();
+        if let Ok(mut g) = slot.lock() {
+            *g = list;
+        }
+        seen.store(req, Ordering::Release);
+    }
+
+    /// The poll loop; returns when `stop` is set.
+    pub fn run(mut self) {
+        let hz = tsc_hz().max(1);
+        let start = rdtsc();
+        let nports = self.ports.len();
+        let nworkers = self.redirect_out.len();
+        let mut io = Io {
+            tx_bufs: (0..nports).map(|_| MbufBurst::new()).collect(),
+            redir_bufs: (0..nworkers).map(|_| MbufBurst::new()).collect(),
+            pending: PendingQueue::new(PENDING_SLOTS),
+            arp_sent: [(Ipv4Addr::UNSPECIFIED, 0); 16],
+            hist: LatencyHist::default(),
+            conv: CyclesToNs::new(hz),
+            tx_drops: 0,
+            redirect_drops: 0,
+            neigh_drops: 0,
+            nombuf: 0,
+        };
+        let mut block = WorkerStatsBlock::new_boxed();
+        let mut rx: MbufBurst<32> = MbufBurst::new();
+        let mut loops: u32 = 0;
+        let mut last_publish = 0u64;
+        let mut vips: Vec<Ipv4Addr> = Vec::new();
+        let mut idle_loops = 0u32;
+        self.fwd.set_now(0);
+        self.fwd.refresh();
+        if self.id == 0 {
+            let addrs: Vec<Ipv4Addr> = self.ports.iter().map(|p| p.addr).collect();
+            for a in addrs {
+                self.announce(&mut io, a);
+            }
+        }
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut got = 0usize;
+            for p in 0..nports {
+                let n = match self.rx.get_mut(p) {
+                    Some(q) => q.rx_burst(&mut rx),
+                    None => 0,
+                };
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                let t_rx = rdtsc();
+                for mut m in rx.drain() {
+                    let v = self.fwd.process(p as u16, &mut m, false);
+                    self.dispatch(&mut io, m, v);
+                }
+                self.flush_tx(&mut io);
+                let dt = rdtsc().wrapping_sub(t_rx);
+                for _ in 0..n {
+                    io.hist.record_cycles(dt, &io.conv);
+                }
+            }
+            for r in 0..self.redirect_in.len() {
+                let n = self.redirect_in[r].dequeue_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                let t_rx = rdtsc();
+                for mut m in rx.drain() {
+                    let port = self.port_index.get(m.port() as usize).copied().unwrap_or(0);
+                    let v = self.fwd.process(port, &mut m, true);
+                    self.dispatch(&mut io, m, v);
+                }
+                self.flush_tx(&mut io);
+                let dt = rdtsc().wrapping_sub(t_rx);
+                for _ in 0..n {
+                    io.hist.record_cycles(dt, &io.conv);
+                }
+            }
+            loops = loops.wrapping_add(1);
+            if loops.is_multiple_of(HOUSEKEEPING_EVERY) {
+                let tsc = rdtsc();
+                let now_s = (tsc.wrapping_sub(start) / hz) as u32;
+                self.fwd.set_now(now_s);
+                if self.fwd.refresh() && self.id == 0 {
+                    // Announce VIPs that are new in this snapshot.
+                    let snap = self.fwd.services().clone();
+                    for v in snap.vips() {
+                        if !vips.contains(v) {
+                            self.announce(&mut io, *v);
+                        }
+                    }
+                    vips = snap.vips().to_vec();
+                }
+                self.fwd.housekeeping(EXPIRE_BUDGET);
+                self.release_pending(&mut io, None);
+                let stale: Vec<(u16, Ipv4Addr)> = std::mem::take(&mut self.fwd.stale_hops);
+                for (port, via) in &stale {
+                    self.send_arp_request(&mut io, *port, *via, false);
+                }
+                self.fwd.stale_hops = stale;
+                self.fwd.stale_hops.clear();
+                self.answer_dump();
+                self.flush_tx(&mut io);
+                let ns = tsc.wrapping_sub(start) / (hz / 1_000_000).max(1) * 1000;
+                if ns.wrapping_sub(last_publish) > 100_000_000 {
+                    last_publish = ns;
+                    self.publish(&io, &mut block);
+                }
+            }
+            if got == 0 {
+                idle_loops = idle_loops.saturating_add(1);
+                if self.idle_sleep_us > 0 && idle_loops > 256 {
+                    std::thread::sleep(std::time::Duration::from_micros(self.idle_sleep_us as u64));
+                }
+            } else {
+                idle_loops = 0;
+            }
+        }
+        self.flush_tx(&mut io);
+        self.publish(&io, &mut block);
+        let c = &self.fwd.counters;
+        let mut line = format!(
+            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {}",
+            self.id,
+            c.rx_pkts,
+            self.tx_pkts,
+            c.conns_created,
+            c.nat_in,
+            c.nat_out,
+            c.dr_out,
+            c.tun_out,
+            c.redirected_out,
+            c.redirected_in,
+            c.local_replies,
+            c.arp_replies
+        );
+        for (i, n) in block.drops.iter().enumerate() {
+            if *n > 0 {
+                line.push_str(&format!(" drop.{} {}", DropReason::ALL[i].name(), n));
+            }
+        }
+        println!("{line}");
+        // Mbufs still held are freed when `io` drops.
+    }
+}
