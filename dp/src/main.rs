@@ -226,15 +226,15 @@ fn main() {
         .map(|_| (0..nworkers).map(|_| None).collect())
         .collect();
     let mut consumers: Vec<Vec<RingConsumer>> = (0..nworkers).map(|_| Vec::new()).collect();
-    for from in 0..nworkers {
-        for to in 0..nworkers {
+    for (from, outs) in producers.iter_mut().enumerate() {
+        for (to, ins) in consumers.iter_mut().enumerate() {
             if from == to {
                 continue;
             }
             let (p, c) = spsc_ring(&format!("rvs_r{from}_{to}"), 4096)
                 .unwrap_or_else(|e| fail(format!("redirect ring: {e}")));
-            producers[from][to] = Some(p);
-            consumers[to].push(c);
+            outs[to] = Some(p);
+            ins.push(c);
         }
     }
 
