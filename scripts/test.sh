@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on Debian 12, as root:
+#   scripts/test.sh
+# 1. installs what is missing; 2. format and lint; 3. the pure core's unit,
+# property and integration tests; 4. the DPDK layer on virtual devices;
+# 5. end-to-end scenarios in network namespaces (NAT, DR, TUN, 2 workers,
+# virtio), with real kernel TCP/UDP clients and servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { printf '\n######## %s (t+%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "unit, property and integration tests (no DPDK needed)"
+cargo test --workspace
+
+step "DPDK layer on virtual devices"
+cargo test -p rvs-dp --features dpdk --test dpdk_port
+
+step "release build"
+cargo build --release -p rvs-dp --features dpdk -p rvs-cp
+
+failed=()
+run() {
+  local name=$1; shift
+  step "e2e: $name"
+  if "$@"; then echo "PASS $name"; else echo "FAIL $name"; failed+=("$name"); fi
+}
+run "nat" tests/e2e/forwarding.sh nat
+run "dr" tests/e2e/forwarding.sh dr
+run "tun" tests/e2e/forwarding.sh tun
+run "nat, 2 workers" tests/e2e/nat_two_workers.sh
+for t in tests/e2e/control_*.sh; do
+  [ -e "$t" ] && run "$(basename "$t" .sh)" "$t"
+done
+[ -x tests/virtio/run.sh ] && run "virtio" tests/virtio/run.sh
+
+step "done"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all tests passed in $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,61 @@
+# Shared helpers for the end-to-end scenarios. Sourced, not run.
+set -euo pipefail
+E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LAB="$E2E_ROOT/scripts/lab.sh"
+export RVS_DP=${RVS_DP:-$E2E_ROOT/target/release/rvs-dp}
+export RVSADM=${RVSADM:-$E2E_ROOT/target/release/rvsadm}
+export RVS_CTL=/dev/shm/rvs-lab.ctl
+VIP=10.1.0.100
+FAILS=0
+STEP=""
+
+say()  { printf '\n== %s\n' "$*"; STEP="$*"; }
+ok()   { printf '   ok: %s\n' "$*"; }
+fail() { printf '   FAIL: %s\n' "$*" >&2; FAILS=$((FAILS + 1)); }
+die()  { printf 'FATAL (%s): %s\n' "$STEP" "$*" >&2; exit 1; }
+expect_eq() { if [ "$1" = "$2" ]; then ok "$3 ($1)"; else fail "$3: got '$1', want '$2'"; fi; }
+
+adm() { "$RVSADM" "$@"; }
+client() { ip netns exec rvs-c "$@"; }
+
+# rs_addr N: the address of real server N in this lab mode.
+rs_addr() {
+  if [ "$MODE" = nat ]; then echo "10.2.0.1$1"; else echo "10.1.0.1$1"; fi
+}
+fwd_flag() { case $MODE in nat) echo -m ;; dr) echo -g ;; tun) echo -i ;; esac; }
+
+# http_spread N: N requests to the VIP, one connection each; prints
+# "s1=A s2=B s3=C failed=F".
+http_spread() {
+  local n=$1 out
+  out=$(client bash -c "for i in \$(seq $n); do curl -s -m 3 http://$VIP/ || echo FAILED; done" | sort | uniq -c)
+  local s1 s2 s3 f
+  s1=$(awk '$2=="s1"{print $1}' <<<"$out"); s2=$(awk '$2=="s2"{print $1}' <<<"$out")
+  s3=$(awk '$2=="s3"{print $1}' <<<"$out"); f=$(awk '$2=="FAILED"{print $1}' <<<"$out")
+  echo "s1=${s1:-0} s2=${s2:-0} s3=${s3:-0} failed=${f:-0}"
+}
+
+udp_spread() {
+  local n=$1 out
+  out=$(client bash -c "for i in \$(seq $n); do echo ping\$i | socat -t 1 -T 2 - UDP4:$VIP:53 || echo FAILED; done" \
+    | awk '{print $1}' | sort | uniq -c)
+  local s1 s2 s3 f
+  s1=$(awk '$2=="s1"{print $1}' <<<"$out"); s2=$(awk '$2=="s2"{print $1}' <<<"$out")
+  s3=$(awk '$2=="s3"{print $1}' <<<"$out"); f=$(awk '$2=="FAILED"{print $1}' <<<"$out")
+  echo "s1=${s1:-0} s2=${s2:-0} s3=${s3:-0} failed=${f:-0}"
+}
+
+blob_sha() {  # the sha256 rs_server.py's /blob?size=N serves
+  python3 - "$1" <<'PY'
+import hashlib, sys
+n = int(sys.argv[1])
+block = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(2048))
+out = bytearray()
+while len(out) < n:
+    out += block
+print(hashlib.sha256(bytes(out[:n])).hexdigest())
+PY
+}
+
+lab_up() { "$LAB" up "$@" >/dev/null || die "lab up $*"; }
+lab_down() { "$LAB" down >/dev/null 2>&1 || true; }
