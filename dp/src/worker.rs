@@ -374,6 +374,7 @@ impl Worker {
         let mut loops: u32 = 0;
         let mut last_publish = 0u64;
         let mut vips: Vec<Ipv4Addr> = Vec::new();
+        let mut announced_gen = u64::MAX;
         let mut idle_loops = 0u32;
         self.fwd.set_now(0);
         self.fwd.refresh();
@@ -428,9 +429,11 @@ impl Worker {
                 let tsc = rdtsc();
                 let now_s = (tsc.wrapping_sub(start) / hz) as u32;
                 self.fwd.set_now(now_s);
-                if self.fwd.refresh() && self.id == 0 {
-                    // Announce VIPs that are new in this snapshot.
+                self.fwd.refresh();
+                if self.id == 0 && self.fwd.services().generation != announced_gen {
+                    // Gratuitous ARP for VIPs that are new since the last announcement.
                     let snap = self.fwd.services().clone();
+                    announced_gen = snap.generation;
                     for v in snap.vips() {
                         if !vips.contains(v) {
                             self.announce(&mut io, *v);
