@@ -1,15 +1,24 @@
 //! rvsadm: ipvsadm's command line for the rvs data plane.
+//!
+//! Besides ipvsadm's options it takes `--ctl PATH`, the control region of the
+//! rvs-dp to talk to (else `$RVS_CTL`, else `/dev/shm/rvs.ctl`).
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
-use rvs_cp::adm::{run, LocalTransport};
+use rvs_cp::adm::run;
+use rvs_cp::transport::{resolve_ctl_path, take_ctl_arg, ShmTransport};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // Until the shared-memory transport lands, rvsadm talks to an in-process
-    // model: every invocation starts from an empty table.
-    let mut transport = LocalTransport::default();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let ctl = match take_ctl_arg(&mut args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut transport = ShmTransport::new(resolve_ctl_path(ctl.as_deref(), None));
     let code = run(
         &args,
         &mut transport,

@@ -1,0 +1,461 @@
+//! rvs-cp's main loop: health results in, quorum decided, rvs-dp's table
+//! reconciled by difference; reloads on SIGHUP; the metrics endpoint and the
+//! stats thread on the side.
+//!
+//! When rvs-cp stops (SIGINT / SIGTERM) it leaves rvs-dp's table as it is,
+//! so traffic keeps flowing while rvs-cp restarts (as keepalived does with
+//! `--dont-release-ipvs`); the next rvs-cp compares and fixes only what
+//! differs. To empty the table, use `rvsadm -C`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rvs_dp::ctl::command::{Command, Reply};
+use rvs_dp::service::ServiceKey;
+use tracing::{error, info, warn};
+
+use crate::check::{self, CheckEvent, CheckHandle, Health};
+use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
+use crate::metrics::{MetricsServer, MetricsState, RealStatus};
+use crate::reconcile::{alive_weight, desired_service, plan, quorum_next, Table};
+use crate::stats::StatsThread;
+use crate::transport::{resolve_ctl_path, ShmTransport};
+
+/// Pause before retrying a reconcile that failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How rvs-cp was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    /// `--ctl`: wins over `$RVS_CTL` and `dataplane.ctl`.
+    pub ctl: Option<PathBuf>,
+}
+
+struct RealState {
+    def: RealDef,
+    health: Health,
+    check: Option<CheckHandle>,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    cfg: CpConfig,
+    transport: ShmTransport,
+    reals: BTreeMap<RealId, RealState>,
+    quorum: BTreeMap<ServiceKey, bool>,
+    /// Services removed from the file but maybe still in rvs-dp.
+    retired: BTreeSet<ServiceKey>,
+    tx: Sender<CheckEvent>,
+    rx: Receiver<CheckEvent>,
+    next_epoch: u64,
+    dirty: bool,
+    retry_at: Option<Instant>,
+    last_sync: Option<Instant>,
+    generation: Option<u64>,
+    dp_error: Option<String>,
+    metrics_state: Arc<MetricsState>,
+    metrics: Option<MetricsServer>,
+    settings: Arc<Mutex<ControlSettings>>,
+    _stats: Option<StatsThread>,
+}
+
+fn rid((k, ip, port): &RealId) -> String {
+    format!("real server {ip}:{port} of {k}")
+}
+
+/// A short description of a command for the log.
+pub fn describe(c: &Command) -> String {
+    match c {
+        Command::AddService(s) => format!("add service {} ({})", s.key(), s.scheduler),
+        Command::EditService(s) => format!("edit service {} ({})", s.key(), s.scheduler),
+        Command::DelService(k) => format!("delete service {k}"),
+        Command::AddDest(k, d) => format!("add {}:{} to {k} (weight {})", d.rip, d.port, d.weight),
+        Command::EditDest(k, d) => format!("edit {}:{} of {k} (weight {})", d.rip, d.port, d.weight),
+        Command::DelDest(k, ip, port) => format!("remove {ip}:{port} from {k}"),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Daemon {
+    /// Reads the config, starts the checks, the metrics endpoint and the
+    /// stats thread. rvs-dp need not be running yet.
+    pub fn start(opts: &Options) -> anyhow::Result<Daemon> {
+        let cfg = CpConfig::load(&opts.config)?;
+        let path = resolve_ctl_path(opts.ctl.as_deref(), cfg.ctl.as_deref());
+        let metrics_state = Arc::new(MetricsState::default());
+        let metrics = match cfg.control.metrics_listen {
+            Some(a) => Some(
+                MetricsServer::start(a, metrics_state.clone())
+                    .map_err(|e| anyhow::anyhow!("control.metrics_listen {a}: {e}"))?,
+            ),
+            None => None,
+        };
+        if let Some(m) = &metrics {
+            info!("serving /metrics on http://{}/metrics", m.local_addr());
+        }
+        let settings = Arc::new(Mutex::new(cfg.control.clone()));
+        let stats = StatsThread::start(ShmTransport::new(&path), settings.clone(), metrics_state.clone())?;
+        let (tx, rx) = channel();
+        let mut d = Daemon {
+            config_path: opts.config.clone(),
+            transport: ShmTransport::new(&path),
+            reals: BTreeMap::new(),
+            quorum: cfg.services.iter().map(|s| (s.key(), true)).collect(),
+            retired: BTreeSet::new(),
+            cfg,
+            tx,
+            rx,
+            next_epoch: 0,
+            dirty: true,
+            retry_at: None,
+            last_sync: None,
+            generation: None,
+            dp_error: None,
+            metrics_state,
+            metrics,
+            settings,
+            _stats: Some(stats),
+        };
+        let reals: Vec<(RealId, RealDef)> = d.cfg.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        for (id, def) in reals {
+            let st = d.new_real(id, def);
+            d.reals.insert(id, st);
+        }
+        info!(
+            "rvs-cp started: {} virtual services, {} real servers from {}; control region {}",
+            d.cfg.services.len(),
+            d.reals.len(),
+            d.config_path.display(),
+            path.display()
+        );
+        d.publish_health();
+        Ok(d)
+    }
+
+    fn new_real(&mut self, id: RealId, def: RealDef) -> RealState {
+        let health = Health::new(def.check.is_some());
+        let check = def.check.clone().and_then(|c| {
+            self.next_epoch += 1;
+            match check::spawn(id, self.next_epoch, c, self.tx.clone()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    error!("{}: cannot start its check thread: {e}", rid(&id));
+                    None
+                }
+            }
+        });
+        RealState { def, health, check }
+    }
+
+    pub fn config(&self) -> &CpConfig {
+        &self.cfg
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// The health verdict of a configured real server.
+    pub fn is_up(&self, id: &RealId) -> Option<bool> {
+        self.reals.get(id).map(|r| r.health.up)
+    }
+
+    pub fn quorum_up(&self, key: &ServiceKey) -> Option<bool> {
+        self.quorum.get(key).copied()
+    }
+
+    /// The table rvs-cp wants rvs-dp to hold now.
+    pub fn desired(&self) -> Table {
+        let up = |id: &RealId| self.reals.get(id).is_some_and(|r| r.health.up);
+        self.cfg
+            .services
+            .iter()
+            .map(|s| {
+                let q = self.quorum.get(&s.key()).copied().unwrap_or(true);
+                (s.key(), desired_service(s, &up, q))
+            })
+            .collect()
+    }
+
+    fn on_event(&mut self, ev: CheckEvent) {
+        let Some(st) = self.reals.get_mut(&ev.id) else { return };
+        let Some(def) = &st.def.check else { return };
+        if st.check.as_ref().map(|c| c.epoch) != Some(ev.epoch) {
+            return; // a result of a check that was restarted since
+        }
+        let (fall, rise) = (def.fall, def.rise);
+        if let Some(now_up) = st.health.observe(ev.outcome.ok, fall, rise) {
+            let h = st.health;
+            if now_up {
+                info!("{} UP: {} (rise {}/{})", rid(&ev.id), ev.outcome.detail, h.successes.min(rise), rise);
+            } else {
+                warn!("{} DOWN: {} (fall {}/{})", rid(&ev.id), ev.outcome.detail, h.failures.min(fall), fall);
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn update_quorum(&mut self) {
+        for s in &self.cfg.services {
+            let key = s.key();
+            let reals = &self.reals;
+            let settled = s
+                .reals
+                .iter()
+                .all(|r| reals.get(&(key, r.dest.rip, r.dest.port)).is_some_and(|st| st.health.checked));
+            if !settled {
+                continue; // first verdicts pending: judging now would flap the sorry server
+            }
+            let up = |id: &RealId| reals.get(id).is_some_and(|r| r.health.up);
+            let alive = alive_weight(s, &up);
+            let was = self.quorum.get(&key).copied().unwrap_or(true);
+            let now = quorum_next(s, alive, was);
+            if now != was {
+                let sorry = match (&s.sorry, now) {
+                    (Some(d), false) => format!("; sorry server {}:{} put in", d.rip, d.port),
+                    (Some(d), true) => format!("; sorry server {}:{} taken out", d.rip, d.port),
+                    (None, _) => String::new(),
+                };
+                if now {
+                    info!(
+                        "{key} regained quorum: alive weight {alive} >= quorum {} + hysteresis {}{sorry}",
+                        s.quorum, s.hysteresis
+                    );
+                } else {
+                    warn!(
+                        "{key} lost quorum: alive weight {alive} < quorum {} - hysteresis {}{sorry}",
+                        s.quorum, s.hysteresis
+                    );
+                }
+                self.quorum.insert(key, now);
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn check_dp(&mut self) {
+        match self.transport.check() {
+            Ok(g) => {
+                if self.dp_error.take().is_some() || self.generation.is_none() {
+                    info!("connected to rvs-dp at {}", self.transport.path().display());
+                }
+                match self.generation {
+                    Some(old) if old != g => {
+                        warn!("rvs-dp restarted (generation {old:#x} -> {g:#x}): re-applying the whole configuration");
+                        self.dirty = true;
+                    }
+                    None => self.dirty = true,
+                    _ => {}
+                }
+                self.generation = Some(g);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.dp_error.as_ref() != Some(&msg) {
+                    warn!("{msg}; will apply the configuration when it is back");
+                    self.dp_error = Some(msg);
+                }
+            }
+        }
+    }
+
+    /// Compares rvs-dp's table with the wanted one and sends the difference.
+    /// Returns the number of commands sent.
+    pub fn reconcile(&mut self) -> Result<usize, String> {
+        let current = match self.transport.send(&Command::List).map_err(|e| e.to_string())? {
+            Reply::Services(s) => s,
+            Reply::Error(e) => return Err(format!("list: {e}")),
+            other => return Err(format!("list: unexpected reply {other:?}")),
+        };
+        let desired = self.desired();
+        let cmds = plan(&desired, &current, &self.retired);
+        let mut failed = 0;
+        for c in &cmds {
+            match self.transport.send(c) {
+                Ok(Reply::Ok) => info!("applied: {}", describe(c)),
+                Ok(Reply::Error(e)) => {
+                    // Most likely another tool changed the same service just now;
+                    // the retry compares again.
+                    warn!("rvs-dp refused to {}: {e}", describe(c));
+                    failed += 1;
+                }
+                Ok(other) => {
+                    warn!("{}: unexpected reply {other:?}", describe(c));
+                    failed += 1;
+                }
+                Err(e) => return Err(format!("{}: {e}", describe(c))),
+            }
+        }
+        let listed: BTreeSet<ServiceKey> = current.iter().map(|s| s.spec.key()).collect();
+        let dels: BTreeSet<ServiceKey> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::DelService(k) => Some(*k),
+                _ => None,
+            })
+            .collect();
+        // Forget retired services that are gone (or were not there).
+        self.retired.retain(|k| listed.contains(k) && !dels.contains(k));
+        if failed > 0 {
+            return Err(format!("{failed} of {} commands refused", cmds.len()));
+        }
+        Ok(cmds.len())
+    }
+
+    fn maybe_reconcile(&mut self) {
+        if self.generation.is_none() || self.dp_error.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let resync = self.settings.lock().map(|s| s.resync_interval).unwrap_or_default();
+        let due = self.dirty
+            || self.retry_at.is_some_and(|t| now >= t)
+            || (!resync.is_zero() && self.last_sync.is_none_or(|t| now.duration_since(t) >= resync));
+        if !due {
+            return;
+        }
+        self.dirty = false;
+        match self.reconcile() {
+            Ok(_) => {
+                self.retry_at = None;
+                self.last_sync = Some(now);
+            }
+            Err(e) => {
+                warn!("reconcile incomplete, retrying in {RETRY_AFTER:?}: {e}");
+                self.retry_at = Some(now + RETRY_AFTER);
+            }
+        }
+    }
+
+    fn publish_health(&self) {
+        let h = self.reals.iter().map(|(id, r)| RealStatus { id: *id, up: r.health.up }).collect();
+        self.metrics_state.set_health(h);
+    }
+
+    /// One turn of the loop: waits up to `max_wait` for check results, then
+    /// decides quorum, notices an rvs-dp restart and reconciles if needed.
+    pub fn step(&mut self, max_wait: Duration) {
+        if let Ok(ev) = self.rx.recv_timeout(max_wait.min(Duration::from_millis(100))) {
+            self.on_event(ev);
+            while let Ok(ev) = self.rx.try_recv() {
+                self.on_event(ev);
+            }
+        }
+        self.update_quorum();
+        self.check_dp();
+        self.maybe_reconcile();
+        self.publish_health();
+    }
+
+    /// Steps until `done` holds or `timeout` passes; true if it held.
+    pub fn run_until(&mut self, timeout: Duration, mut done: impl FnMut(&Daemon) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            self.step(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs until `stop` is set, reloading whenever `reload` is set.
+    pub fn run(&mut self, stop: &AtomicBool, reload: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if reload.swap(false, Ordering::Relaxed) {
+                let _ = self.reload();
+            }
+            self.step(Duration::from_millis(100));
+        }
+        info!("rvs-cp stopping; rvs-dp keeps its table as it is");
+    }
+
+    /// Re-reads the config file. An invalid file changes nothing (the error,
+    /// naming file, key and line, is logged and returned). A valid one is
+    /// applied by difference: checks restart only for real servers whose
+    /// check changed; health of the others carries over.
+    pub fn reload(&mut self) -> Result<(), String> {
+        self.reload_from(&self.config_path.clone())
+    }
+
+    pub fn reload_from(&mut self, path: &Path) -> Result<(), String> {
+        let new = match CpConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload refused, keeping the running configuration: {e}");
+                return Err(e.to_string());
+            }
+        };
+        let old_keys: BTreeSet<ServiceKey> = self.cfg.services.iter().map(|s| s.key()).collect();
+        let new_keys: BTreeSet<ServiceKey> = new.services.iter().map(|s| s.key()).collect();
+        let added = new_keys.difference(&old_keys).count();
+        let removed: Vec<ServiceKey> = old_keys.difference(&new_keys).copied().collect();
+        let changed = new
+            .services
+            .iter()
+            .filter(|s| self.cfg.service(&s.key()).is_some_and(|o| o != *s))
+            .count();
+        for k in &removed {
+            self.retired.insert(*k);
+            self.quorum.remove(k);
+        }
+        for k in &new_keys {
+            self.retired.remove(k);
+            self.quorum.entry(*k).or_insert(true);
+        }
+
+        let wanted: BTreeMap<RealId, RealDef> = new.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        self.reals.retain(|id, _| wanted.contains_key(id));
+        let mut restarted = 0;
+        for (id, def) in wanted {
+            match self.reals.get_mut(&id) {
+                Some(st) if st.def.check == def.check => st.def = def,
+                Some(_) => {
+                    restarted += 1;
+                    let st = self.new_real(id, def);
+                    self.reals.insert(id, st);
+                }
+                None => {
+                    let st = self.new_real(id, def);
+                    self.reals.insert(id, st);
+                }
+            }
+        }
+
+        if new.control.metrics_listen != self.cfg.control.metrics_listen {
+            self.metrics = None;
+            if let Some(a) = new.control.metrics_listen {
+                match MetricsServer::start(a, self.metrics_state.clone()) {
+                    Ok(m) => {
+                        info!("serving /metrics on http://{}/metrics", m.local_addr());
+                        self.metrics = Some(m);
+                    }
+                    Err(e) => error!("control.metrics_listen {a}: {e}; /metrics is off"),
+                }
+            }
+        }
+        if let Ok(mut s) = self.settings.lock() {
+            *s = new.control.clone();
+        }
+        if new.ctl != self.cfg.ctl {
+            warn!("dataplane.ctl changed: restart rvs-cp to use the new control region");
+        }
+        self.cfg = new;
+        self.dirty = true;
+        info!(
+            "reloaded {}: {added} services added, {} removed, {changed} changed; {restarted} checks restarted",
+            path.display(),
+            removed.len()
+        );
+        self.publish_health();
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! `/metrics`: OpenMetrics text built with prometheus-client from the latest
+//! stats `Snapshot` and the real servers' health, served by a one-thread
+//! std::net HTTP server (GET /metrics answers 200, anything else 404).
+//!
+//! Series (prefix `rvs_`):
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `service_connections`, `service_in_packets`, `service_out_packets`, `service_in_bytes`, `service_out_bytes` | counter | proto, vip, port |
+//! | `real_server_connections`, `real_server_in_packets`, `real_server_out_packets`, `real_server_in_bytes`, `real_server_out_bytes` | counter | proto, vip, port, rip, rport |
+//! | `real_server_active_connections`, `real_server_inactive_connections`, `real_server_weight` | gauge | proto, vip, port, rip, rport |
+//! | `real_server_up` | gauge | proto, vip, port, rip, rport (every configured real server, 1 healthy / 0 not) |
+//! | `drops` | counter | reason (`DropReason::name`), summed over workers |
+//! | `worker_rx_packets`, `worker_tx_packets`, `worker_redirects_sent`, `worker_redirects_received` | counter | worker |
+//! | `worker_rx_pps`, `worker_tx_pps`, `worker_conn_table_used` | gauge | worker |
+//! | `packet_latency_seconds` | histogram | (none): buckets at every power of two from 16 ns to 2^32 ns |
+//! | `packet_latency_quantile_seconds` | gauge | quantile (0.5, 0.9, 0.99, 0.999, 1) |
+//!
+//! Counters get the `_total` suffix in the text, as OpenMetrics wants.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use rvs_dp::ctl::latency::{bucket_bounds, LatencyHist, LATENCY_BUCKETS};
+use rvs_dp::service::TrafficTotals;
+use rvs_dp::stats::DropReason;
+
+use crate::config::RealId;
+use crate::stats::Snapshot;
+
+/// The health of one configured real server, as the daemon last decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealStatus {
+    pub id: RealId,
+    pub up: bool,
+}
+
+/// What the HTTP thread renders; written by the daemon and the stats thread.
+#[derive(Default)]
+pub struct MetricsState {
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+    health: Mutex<Vec<RealStatus>>,
+}
+
+impl MetricsState {
+    pub fn set_snapshot(&self, s: Snapshot) {
+        if let Ok(mut g) = self.snapshot.lock() {
+            *g = Some(Arc::new(s));
+        }
+    }
+
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn set_health(&self, h: Vec<RealStatus>) {
+        if let Ok(mut g) = self.health.lock() {
+            *g = h;
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let health = self.health.lock().map(|g| g.clone()).unwrap_or_default();
+        render(self.snapshot().as_deref(), &health)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SvcLabels {
+    proto: String,
+    vip: String,
+    port: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RealLabels {
+    proto: String,
+    vip: String,
+    port: String,
+    rip: String,
+    rport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabels {
+    quantile: String,
+}
+
+/// A histogram whose buckets are already counted (prometheus-client's own
+/// Histogram only takes one observation at a time).
+#[derive(Debug)]
+struct FixedHistogram {
+    sum: f64,
+    count: u64,
+    /// (upper bound, count in this bucket only); the last bound is +Inf.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for FixedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<()>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The latency buckets folded at powers of two (16 ns .. 2^32 ns), which are
+/// bucket edges of the log-linear histogram, so the counts are exact.
+fn latency_histogram(h: &LatencyHist) -> FixedHistogram {
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    let mut acc = 0u64;
+    for i in 0..LATENCY_BUCKETS {
+        let Some((_, hi)) = bucket_bounds(i) else { break };
+        acc = acc.saturating_add(h.counts[i]);
+        if hi.is_power_of_two() && hi >= 16 {
+            buckets.push((hi as f64 * 1e-9, acc));
+            acc = 0;
+        }
+    }
+    buckets.push((f64::MAX, acc));
+    FixedHistogram {
+        sum: h.sum_ns as f64 * 1e-9,
+        count: buckets.iter().map(|b| b.1).sum(),
+        buckets,
+    }
+}
+
+type Counters<L> = Family<L, Counter<u64>>;
+type Gauges<L> = Family<L, Gauge<i64>>;
+type FGauges<L> = Family<L, Gauge<f64, AtomicU64>>;
+
+fn counter<L: Clone + std::hash::Hash + Eq>(f: &Counters<L>, l: &L, v: u64) {
+    f.get_or_create(l).inc_by(v);
+}
+
+/// The whole exposition for one scrape.
+pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
+    let mut reg = Registry::with_prefix("rvs");
+    let traffic = |what: &str| -> [(String, String); 5] {
+        [
+            (format!("{what}_connections"), format!("Connections scheduled to the {what}")),
+            (format!("{what}_in_packets"), format!("Packets from clients to the {what}")),
+            (format!("{what}_out_packets"), format!("Packets from the {what} to clients")),
+            (format!("{what}_in_bytes"), format!("Bytes from clients to the {what}")),
+            (format!("{what}_out_bytes"), format!("Bytes from the {what} to clients")),
+        ]
+    };
+    let values = |t: &TrafficTotals| [t.conns, t.inpkts, t.outpkts, t.inbytes, t.outbytes];
+
+    let svc: [Counters<SvcLabels>; 5] = Default::default();
+    let real: [Counters<RealLabels>; 5] = Default::default();
+    for (f, (name, help)) in svc.iter().zip(traffic("service")) {
+        reg.register(name, help, f.clone());
+    }
+    for (f, (name, help)) in real.iter().zip(traffic("real_server")) {
+        reg.register(name, help, f.clone());
+    }
+    let active = Gauges::<RealLabels>::default();
+    let inactive = Gauges::<RealLabels>::default();
+    let weight = Gauges::<RealLabels>::default();
+    let up = Gauges::<RealLabels>::default();
+    reg.register("real_server_active_connections", "Active (established) connections", active.clone());
+    reg.register("real_server_inactive_connections", "Inactive connections", inactive.clone());
+    reg.register("real_server_weight", "Weight in rvs-dp's table", weight.clone());
+    reg.register("real_server_up", "Health check verdict: 1 up, 0 down", up.clone());
+    let drops = Counters::<ReasonLabels>::default();
+    reg.register("drops", "Packets dropped, by reason, all workers", drops.clone());
+    let rx = Counters::<WorkerLabels>::default();
+    let tx = Counters::<WorkerLabels>::default();
+    let redir_sent = Counters::<WorkerLabels>::default();
+    let redir_recv = Counters::<WorkerLabels>::default();
+    let rx_pps = FGauges::<WorkerLabels>::default();
+    let tx_pps = FGauges::<WorkerLabels>::default();
+    let conns_used = Gauges::<WorkerLabels>::default();
+    reg.register("worker_rx_packets", "Packets received by the worker", rx.clone());
+    reg.register("worker_tx_packets", "Packets sent by the worker", tx.clone());
+    reg.register("worker_redirects_sent", "Packets handed to the worker owning their connection", redir_sent.clone());
+    reg.register("worker_redirects_received", "Packets other workers handed to this one", redir_recv.clone());
+    reg.register("worker_rx_pps", "Received packets per second over the last stats interval", rx_pps.clone());
+    reg.register("worker_tx_pps", "Sent packets per second over the last stats interval", tx_pps.clone());
+    reg.register("worker_conn_table_used", "Entries in use in the worker's connection table", conns_used.clone());
+    let quantiles = FGauges::<QuantileLabels>::default();
+    reg.register(
+        "packet_latency_quantile_seconds",
+        "Per-packet processing time quantiles since rvs-dp started",
+        quantiles.clone(),
+    );
+
+    for r in health {
+        let (k, rip, rport) = r.id;
+        let l = RealLabels {
+            proto: k.proto.to_string(),
+            vip: k.vip.to_string(),
+            port: k.port.to_string(),
+            rip: rip.to_string(),
+            rport: rport.to_string(),
+        };
+        up.get_or_create(&l).set(r.up as i64);
+    }
+
+    if let Some(s) = snap {
+        for si in &s.services {
+            let k = si.spec.key();
+            let l = SvcLabels {
+                proto: k.proto.to_string(),
+                vip: k.vip.to_string(),
+                port: k.port.to_string(),
+            };
+            for (f, v) in svc.iter().zip(values(&si.stats)) {
+                counter(f, &l, v);
+            }
+            for d in &si.dests {
+                let l = RealLabels {
+                    proto: l.proto.clone(),
+                    vip: l.vip.clone(),
+                    port: l.port.clone(),
+                    rip: d.spec.rip.to_string(),
+                    rport: d.spec.port.to_string(),
+                };
+                for (f, v) in real.iter().zip(values(&d.stats)) {
+                    counter(f, &l, v);
+                }
+                active.get_or_create(&l).set(d.active as i64);
+                inactive.get_or_create(&l).set(d.inactive as i64);
+                weight.get_or_create(&l).set(d.spec.weight as i64);
+            }
+        }
+        for r in DropReason::ALL {
+            let total: u64 = s.workers.iter().map(|w| w.drops[r as usize]).fold(0, u64::wrapping_add);
+            counter(&drops, &ReasonLabels { reason: r.name().into() }, total);
+        }
+        for w in &s.workers {
+            let l = WorkerLabels {
+                worker: w.worker.to_string(),
+            };
+            counter(&rx, &l, w.rx_pkts);
+            counter(&tx, &l, w.tx_pkts);
+            counter(&redir_sent, &l, w.redirects_sent);
+            counter(&redir_recv, &l, w.redirects_received);
+            rx_pps.get_or_create(&l).set(w.rx_pps);
+            tx_pps.get_or_create(&l).set(w.tx_pps);
+            conns_used.get_or_create(&l).set(w.conn_table_used as i64);
+        }
+        if !s.latency_hdr.is_empty() {
+            for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+                let v = s.latency_hdr.value_at_quantile(q) as f64 * 1e-9;
+                quantiles.get_or_create(&QuantileLabels { quantile: q.to_string() }).set(v);
+            }
+        }
+        reg.register(
+            "packet_latency_seconds",
+            "Per-packet processing time in rvs-dp since it started",
+            latency_histogram(&s.latency),
+        );
+    }
+
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
+        out = "# EOF\n".into();
+    }
+    out
+}
+
+/// The `/metrics` HTTP server: one thread, one request per connection.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn serve_one(mut s: TcpStream, state: &MetricsState) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 16 << 10 {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = if method == "GET" && path == "/metrics" {
+        ("200 OK", CONTENT_TYPE, state.render())
+    } else {
+        ("404 Not Found", "text/plain; charset=utf-8", "not found: try GET /metrics\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body.as_bytes());
+}
+
+impl MetricsServer {
+    pub fn start(addr: SocketAddr, state: Arc<MetricsState>) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        // Non-blocking accept, so the thread notices `stop` without a wake-up connection.
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => serve_one(s, &state),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_histogram_folds_exactly_at_powers_of_two() {
+        let mut h = LatencyHist::default();
+        for v in [5u64, 20, 31, 32, 1000, 1 << 40] {
+            h.record(v);
+        }
+        let f = latency_histogram(&h);
+        assert_eq!(f.count, 6);
+        let le = |ns: f64| f.buckets.iter().find(|b| (b.0 - ns * 1e-9).abs() < 1e-15).map(|b| b.1);
+        assert_eq!(le(16.0), Some(1), "5 ns");
+        assert_eq!(le(32.0), Some(2), "20 and 31 ns");
+        assert_eq!(le(64.0), Some(1), "32 ns");
+        assert_eq!(le(1024.0), Some(1));
+        assert_eq!(f.buckets.last().map(|b| b.1), Some(0), "clamped into the last bucket, below 2^32");
+        assert_eq!(le(4294967296.0), Some(1));
+    }
+
+    #[test]
+    fn health_is_rendered_without_stats() {
+        let id = (
+            rvs_dp::service::ServiceKey {
+                proto: rvs_dp::service::Proto::Tcp,
+                vip: "10.1.0.100".parse().unwrap(),
+                port: 80,
+            },
+            "10.2.0.11".parse().unwrap(),
+            8080,
+        );
+        let text = render(None, &[RealStatus { id, up: true }]);
+        assert!(
+            text.contains(
+                "rvs_real_server_up{proto=\"TCP\",vip=\"10.1.0.100\",port=\"80\",rip=\"10.2.0.11\",rport=\"8080\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

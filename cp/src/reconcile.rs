@@ -1,0 +1,192 @@
+//! From configuration and health to the commands rvs-dp needs, by difference.
+//!
+//! `desired_service` says what one virtual service should look like now;
+//! `plan` compares the wanted table with rvs-dp's (`Command::List`) and emits
+//! only the commands that close the gap. Nothing that already matches is
+//! touched, so connections to unchanged real servers live through reloads,
+//! health changes and rvs-cp restarts. A restarted rvs-dp lists nothing, so
+//! the same comparison re-applies everything.
+//!
+//! rvs-cp owns the services of its file: it adds, edits and deletes them and
+//! their real servers (an extra real server added by hand to such a service is
+//! removed at the next compare). Services not in the file are never touched,
+//! except those it removed from the file (`retired`), which it deletes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rvs_dp::ctl::apply::VirtualService;
+use rvs_dp::ctl::command::{Command, ServiceInfo};
+use rvs_dp::service::ServiceKey;
+
+use crate::config::{RealId, ServiceDef};
+
+pub type Table = BTreeMap<ServiceKey, VirtualService>;
+
+/// Sum of the weights of the real servers that are UP.
+pub fn alive_weight(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool) -> u64 {
+    let key = def.key();
+    def.reals
+        .iter()
+        .filter(|r| up(&(key, r.dest.rip, r.dest.port)))
+        .map(|r| r.dest.weight as u64)
+        .sum()
+}
+
+/// keepalived's quorum with hysteresis: an up service goes down when the
+/// alive weight is 0 or below `quorum - hysteresis`; a down one comes back at
+/// `quorum + hysteresis`.
+pub fn quorum_next(def: &ServiceDef, alive: u64, was_up: bool) -> bool {
+    let q = def.quorum as u64;
+    let h = def.hysteresis as u64;
+    if was_up {
+        !(alive == 0 || alive < q.saturating_sub(h))
+    } else {
+        alive > 0 && alive >= q + h
+    }
+}
+
+/// What the service should hold now. An UP real server is in with its
+/// weight; a DOWN one is out, or in at weight 0 with inhibit_on_failure.
+/// While the quorum is lost and there is a sorry server, the sorry server
+/// replaces the real servers (keepalived removes the alive ones then).
+pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up: bool) -> VirtualService {
+    let key = def.key();
+    let sorry_active = !quorum_up && def.sorry.is_some();
+    let mut dests = Vec::new();
+    if let (true, Some(s)) = (sorry_active, &def.sorry) {
+        dests.push(s.clone());
+    }
+    for r in &def.reals {
+        let is_up = up(&(key, r.dest.rip, r.dest.port));
+        if is_up && !sorry_active {
+            dests.push(r.dest.clone());
+        } else if r.inhibit_on_failure {
+            let mut d = r.dest.clone();
+            d.weight = 0;
+            dests.push(d);
+        }
+    }
+    VirtualService {
+        spec: def.spec.clone(),
+        dests,
+    }
+}
+
+/// The commands that turn `current` into `desired` for the services rvs-cp
+/// owns, and delete the `retired` ones. Order: services first, then real
+/// servers added, edited, removed (adding before removing, so a swap to the
+/// sorry server never leaves the service empty), then retired services.
+pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<ServiceKey>) -> Vec<Command> {
+    let now: BTreeMap<ServiceKey, &ServiceInfo> = current.iter().map(|s| (s.spec.key(), s)).collect();
+    let (mut svc, mut add, mut edit, mut del, mut gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, want) in desired {
+        match now.get(key) {
+            None => {
+                svc.push(Command::AddService(want.spec.clone()));
+                add.extend(want.dests.iter().map(|d| Command::AddDest(*key, d.clone())));
+            }
+            Some(have) => {
+                if have.spec != want.spec {
+                    svc.push(Command::EditService(want.spec.clone()));
+                }
+                for d in &want.dests {
+                    match have.dests.iter().find(|h| h.spec.rip == d.rip && h.spec.port == d.port) {
+                        None => add.push(Command::AddDest(*key, d.clone())),
+                        Some(h) if h.spec != *d => edit.push(Command::EditDest(*key, d.clone())),
+                        Some(_) => {}
+                    }
+                }
+                for h in &have.dests {
+                    if want.dest(h.spec.rip, h.spec.port).is_none() {
+                        del.push(Command::DelDest(*key, h.spec.rip, h.spec.port));
+                    }
+                }
+            }
+        }
+    }
+    for key in retired {
+        if !desired.contains_key(key) && now.contains_key(key) {
+            gone.push(Command::DelService(*key));
+        }
+    }
+    svc.into_iter().chain(add).chain(edit).chain(del).chain(gone).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CpConfig;
+    use rvs_dp::ctl::apply::IpvsConfig;
+
+    const CFG: &str = r#"
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+lb_algo = "wrr"
+quorum = 4
+hysteresis = 1
+sorry_server = "10.2.0.99"
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+weight = 3
+[[virtual_server.real_server]]
+address = "10.2.0.12"
+weight = 2
+inhibit_on_failure = true
+"#;
+
+    fn model_of(cmds: &[Command], m: &mut IpvsConfig) {
+        for c in cmds {
+            m.apply(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn quorum_has_hysteresis() {
+        let c = CpConfig::from_str_named(CFG, "t").unwrap();
+        let d = &c.services[0];
+        // quorum 4, hysteresis 1: lost below 3, regained at 5.
+        assert!(quorum_next(d, 3, true));
+        assert!(!quorum_next(d, 2, true));
+        assert!(!quorum_next(d, 4, false));
+        assert!(quorum_next(d, 5, false));
+        assert!(!quorum_next(d, 0, true));
+    }
+
+    #[test]
+    fn plan_reaches_the_desired_state_and_then_is_empty() {
+        let c = CpConfig::from_str_named(CFG, "t").unwrap();
+        let d = &c.services[0];
+        let key = d.key();
+        let all_up = |_: &RealId| true;
+        let mut m = IpvsConfig::new();
+        let mut want = Table::new();
+        want.insert(key, desired_service(d, &all_up, true));
+        let cmds = plan(&want, &m.list(), &BTreeSet::new());
+        assert_eq!(cmds.len(), 3);
+        model_of(&cmds, &mut m);
+        assert!(plan(&want, &m.list(), &BTreeSet::new()).is_empty());
+
+        // .11 fails: removed. .12 fails: weight 0 (inhibit). Quorum lost: sorry in.
+        let none_up = |_: &RealId| false;
+        want.insert(key, desired_service(d, &none_up, false));
+        let cmds = plan(&want, &m.list(), &BTreeSet::new());
+        model_of(&cmds, &mut m);
+        let s = m.service(&key).unwrap();
+        let w: Vec<_> = s.dests.iter().map(|d| (d.rip.to_string(), d.weight)).collect();
+        assert_eq!(w, vec![("10.2.0.12".into(), 0), ("10.2.0.99".into(), 1)]);
+        assert!(matches!(cmds[0], Command::AddDest(..)), "sorry added before removals: {cmds:?}");
+
+        // Scheduler change: one EditService, nothing else.
+        want.get_mut(&key).unwrap().spec.scheduler = "rr".into();
+        let cmds = plan(&want, &m.list(), &BTreeSet::new());
+        assert!(matches!(&cmds[..], [Command::EditService(s)] if s.scheduler == "rr"), "{cmds:?}");
+        model_of(&cmds, &mut m);
+
+        // Retired: deleted. Unknown services: untouched.
+        let other = rvs_dp::ctl::command::ServiceSpec::new(rvs_dp::service::Proto::Udp, "10.9.9.9".parse().unwrap(), 53);
+        m.apply(&Command::AddService(other)).unwrap();
+        let cmds = plan(&Table::new(), &m.list(), &BTreeSet::from([key]));
+        assert_eq!(cmds, vec![Command::DelService(key)]);
+    }
+}

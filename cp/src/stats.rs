@@ -1,0 +1,210 @@
+//! Reads rvs-dp's counters every `stats_interval`: the `List` reply (per
+//! service and real server counters) and each worker's stats block (packets,
+//! drops by reason, redirects, latency), computes rates, and hands a
+//! `Snapshot` to the metrics endpoint and the latency log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use rvs_dp::ctl::command::{Command, Reply, ServiceInfo};
+use rvs_dp::ctl::latency::LatencyHist;
+use rvs_dp::ctl::statsarea::WorkerStatsBlock;
+use rvs_dp::stats::DropReason;
+
+use crate::config::ControlSettings;
+use crate::hlog::{self, HlogWriter};
+use crate::metrics::MetricsState;
+use crate::transport::ShmTransport;
+
+/// One worker's counters at one read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSnap {
+    pub worker: usize,
+    pub rx_pkts: u64,
+    pub rx_bytes: u64,
+    pub tx_pkts: u64,
+    pub tx_bytes: u64,
+    /// Packets per second since the previous read (0 on the first).
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub redirects_sent: u64,
+    pub redirects_received: u64,
+    pub conns_created: u64,
+    pub conn_table_used: u64,
+    pub conn_table_size: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+/// Everything one stats read saw.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub taken: SystemTime,
+    pub services: Vec<ServiceInfo>,
+    /// Workers whose block could be read (a worker caught mid-write is skipped).
+    pub workers: Vec<WorkerSnap>,
+    /// All workers' latency since they started.
+    pub latency: LatencyHist,
+    /// The same as an HdrHistogram (bucket midpoints).
+    pub latency_hdr: Histogram<u64>,
+    /// What the latency gained since the previous read.
+    pub interval: Histogram<u64>,
+}
+
+/// Keeps what rates and deltas need between reads.
+#[derive(Default)]
+pub struct Collector {
+    /// Per worker: (block timestamp ns, rx_pkts, tx_pkts).
+    prev: Vec<Option<(u64, u64, u64)>>,
+    prev_latency: Option<Box<LatencyHist>>,
+}
+
+fn rate(now: (u64, u64), before: Option<(u64, u64)>) -> f64 {
+    match before {
+        Some((t0, v0)) if now.0 > t0 && now.1 >= v0 => (now.1 - v0) as f64 * 1e9 / (now.0 - t0) as f64,
+        _ => 0.0,
+    }
+}
+
+impl Collector {
+    pub fn collect(&mut self, t: &mut ShmTransport) -> Result<Snapshot, String> {
+        let services = match t.send(&Command::List).map_err(|e| e.to_string())? {
+            Reply::Services(s) => s,
+            Reply::Error(e) => return Err(e.to_string()),
+            other => return Err(format!("unexpected reply to List: {other:?}")),
+        };
+        let reader = t.stats().map_err(|e| e.to_string())?;
+        let n = reader.workers();
+        self.prev.resize(n, None);
+        let mut block = WorkerStatsBlock::new_boxed();
+        let mut latency = LatencyHist::default();
+        let mut workers = Vec::with_capacity(n);
+        for w in 0..n {
+            if !reader.read_into(w, &mut block) {
+                continue;
+            }
+            let prev = self.prev[w];
+            workers.push(WorkerSnap {
+                worker: w,
+                rx_pkts: block.rx_pkts,
+                rx_bytes: block.rx_bytes,
+                tx_pkts: block.tx_pkts,
+                tx_bytes: block.tx_bytes,
+                rx_pps: rate((block.timestamp_ns, block.rx_pkts), prev.map(|p| (p.0, p.1))),
+                tx_pps: rate((block.timestamp_ns, block.tx_pkts), prev.map(|p| (p.0, p.2))),
+                redirects_sent: block.redirects_sent,
+                redirects_received: block.redirects_received,
+                conns_created: block.conns_created,
+                conn_table_used: block.conn_table_used,
+                conn_table_size: block.conn_table_size,
+                drops: block.drops,
+            });
+            // Only move the baseline when the worker published anew, so a
+            // read between two publishes does not show a rate of zero.
+            if prev.is_none_or(|p| p.0 != block.timestamp_ns) {
+                self.prev[w] = Some((block.timestamp_ns, block.rx_pkts, block.tx_pkts));
+            }
+            latency.merge(&block.latency);
+        }
+        let gained = match &self.prev_latency {
+            Some(p) => hlog::delta(&latency, p),
+            None => latency,
+        };
+        self.prev_latency = Some(Box::new(latency));
+        let mut latency_hdr = hlog::new_histogram();
+        hlog::record_into(&latency, &mut latency_hdr);
+        let mut interval = hlog::new_histogram();
+        hlog::record_into(&gained, &mut interval);
+        Ok(Snapshot {
+            taken: SystemTime::now(),
+            services,
+            workers,
+            latency,
+            latency_hdr,
+            interval,
+        })
+    }
+}
+
+/// The thread that reads stats every `stats_interval` (re-read from the
+/// shared settings each time, so a reload takes effect at the next tick).
+pub struct StatsThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StatsThread {
+    pub fn start(
+        mut transport: ShmTransport,
+        settings: Arc<Mutex<ControlSettings>>,
+        state: Arc<MetricsState>,
+    ) -> std::io::Result<StatsThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("stats".into()).spawn(move || {
+            let mut collector = Collector::default();
+            let mut log: Option<HlogWriter> = None;
+            let mut log_failed: Option<std::path::PathBuf> = None;
+            let mut last_error: Option<String> = None;
+            let mut since = SystemTime::now();
+            while !flag.load(Ordering::Relaxed) {
+                let s = settings.lock().map(|s| s.clone()).unwrap_or_default();
+                let end = Instant::now() + s.stats_interval;
+                while !flag.load(Ordering::Relaxed) && Instant::now() < end {
+                    std::thread::sleep(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
+                }
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                match collector.collect(&mut transport) {
+                    Ok(snap) => {
+                        last_error = None;
+                        if log.as_ref().map(|l| l.path()) != s.histogram_log.as_deref() {
+                            log = None;
+                            if let Some(p) = &s.histogram_log {
+                                match HlogWriter::open(p) {
+                                    Ok(w) => log = Some(w),
+                                    Err(e) if log_failed.as_ref() != Some(p) => {
+                                        tracing::error!("histogram_log {}: {e}", p.display());
+                                        log_failed = Some(p.clone());
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
+                        }
+                        if let Some(w) = log.as_mut() {
+                            let dur = snap.taken.duration_since(since).unwrap_or_default();
+                            if let Err(e) = w.append(&snap.interval, since, dur) {
+                                tracing::error!("histogram_log {}: {e}", w.path().display());
+                                log = None;
+                            }
+                        }
+                        since = snap.taken;
+                        state.set_snapshot(snap);
+                    }
+                    Err(e) => {
+                        if last_error.as_ref() != Some(&e) {
+                            tracing::debug!("stats not read: {e}");
+                            last_error = Some(e);
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(StatsThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StatsThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
