@@ -13,11 +13,13 @@ import http.server
 import os
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
 import urllib.parse
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; older Pythons lack the name
 NAME = sys.argv[1]
 HTTP_PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 80
 UDP_PORT = int(sys.argv[3]) if len(sys.argv) > 3 else 53
@@ -94,12 +96,25 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def udp_echo():
+    # Answer from the address the datagram was sent to (the VIP, for DR and
+    # TUN), as a real UDP service on an LVS real server must: a socket bound to
+    # 0.0.0.0 would otherwise answer from the interface address.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     s.bind(("0.0.0.0", UDP_PORT))
     while True:
-        data, peer = s.recvfrom(65535)
-        s.sendto(NAME.encode() + b" " + data, peer)
+        data, anc, _flags, peer = s.recvmsg(65535, socket.CMSG_SPACE(12))
+        reply = NAME.encode() + b" " + data
+        pktinfo = [c for c in anc if c[0] == socket.IPPROTO_IP and c[1] == IP_PKTINFO]
+        if pktinfo:
+            # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }:
+            # send from addr (the destination it arrived for), any interface.
+            info = pktinfo[0][2]
+            out = struct.pack("=I4s4s", 0, info[8:12], b"\0\0\0\0")
+            s.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, out)], 0, peer)
+        else:
+            s.sendto(reply, peer)
 
 
 threading.Thread(target=udp_echo, daemon=True).start()

@@ -131,9 +131,23 @@ fn main() {
             mtu: spec.mtu.ne(&1500).then_some(spec.mtu),
             rss: nworkers > 1,
         };
-        let c = port
-            .configure(&conf, pool)
-            .unwrap_or_else(|e| fail(format!("{}: cannot configure: {e}", key("device"))));
+        let c = match port.configure(&conf, pool) {
+            Ok(c) => c,
+            // Some PMDs (af_packet) cap the frame size below a jumbo-ish MTU
+            // such as 1520 for a TUN lab, yet transmit such frames fine: keep
+            // the device default and use the configured MTU for our own
+            // path-MTU decisions.
+            Err(e) if conf.mtu.is_some() => {
+                eprintln!(
+                    "rvs-dp: {}: device refused mtu {}: {e}; keeping its default",
+                    key("mtu"),
+                    spec.mtu
+                );
+                port.configure(&PortConfig { mtu: None, ..conf }, pool)
+                    .unwrap_or_else(|e| fail(format!("{}: cannot configure: {e}", key("device"))))
+            }
+            Err(e) => fail(format!("{}: cannot configure: {e}", key("device"))),
+        };
         let mac = match spec.mac {
             Some(m) => MacAddr(m),
             None => MacAddr(port.mac_addr().unwrap_or_else(|e| fail(e))),
