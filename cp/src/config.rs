@@ -219,7 +219,10 @@ impl CpConfig {
                         "needs an uthreshold at least as high (the kernel refuses it otherwise)".into(),
                     ));
                 }
-                if sorry.as_ref().is_some_and(|s| s.rip == dest.rip && s.port == dest.port) {
+                if sorry
+                    .as_ref()
+                    .is_some_and(|s| s.rip == dest.rip && s.port == dest.port)
+                {
                     return Err(bad(rk("address"), "is also the sorry_server".into()));
                 }
                 let checks = [
@@ -271,10 +274,18 @@ impl CpConfig {
     }
 }
 
-fn seconds(v: Option<f64>, default: f64, key: &str, bad: &dyn Fn(String, String) -> ConfigError) -> Result<Duration, ConfigError> {
+fn seconds(
+    v: Option<f64>,
+    default: f64,
+    key: &str,
+    bad: &dyn Fn(String, String) -> ConfigError,
+) -> Result<Duration, ConfigError> {
     let s = v.unwrap_or(default);
     if !s.is_finite() || s <= 0.0 || s > 86400.0 {
-        return Err(bad(key.to_string(), "must be a number of seconds in (0, 86400]".into()));
+        return Err(bad(
+            key.to_string(),
+            "must be a number of seconds in (0, 86400]".into(),
+        ));
     }
     Ok(Duration::from_secs_f64(s))
 }
@@ -292,10 +303,18 @@ fn check_def(
         Some(d) => seconds(Some(d), 0.0, &key("delay_before_retry"), bad)?,
         None => delay,
     };
-    let connect_timeout = seconds(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT, &key("connect_timeout"), bad)?;
+    let connect_timeout = seconds(
+        c.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT,
+        &key("connect_timeout"),
+        bad,
+    )?;
     let fall = c.fall.or(c.retry).unwrap_or(1);
     if fall == 0 {
-        return Err(bad(key(if c.fall.is_some() { "fall" } else { "retry" }), "must be at least 1".into()));
+        return Err(bad(
+            key(if c.fall.is_some() { "fall" } else { "retry" }),
+            "must be at least 1".into(),
+        ));
     }
     let rise = c.rise.unwrap_or(1);
     if rise == 0 {
@@ -317,7 +336,10 @@ fn check_def(
                 Some(d) => {
                     let d = d.trim().to_ascii_lowercase();
                     if d.len() != 32 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(bad(key("digest"), "must be an MD5 in hex (32 digits, as genhash prints)".into()));
+                        return Err(bad(
+                            key("digest"),
+                            "must be an MD5 in hex (32 digits, as genhash prints)".into(),
+                        ));
                     }
                     Some(d)
                 }
@@ -327,7 +349,10 @@ fn check_def(
             }
             let status_codes = c.status_code.clone().unwrap_or_else(|| vec![200]);
             if status_codes.is_empty() || status_codes.iter().any(|s| !(100..=599).contains(s)) {
-                return Err(bad(key("status_code"), "must list HTTP status codes (100..599)".into()));
+                return Err(bad(
+                    key("status_code"),
+                    "must list HTTP status codes (100..599)".into(),
+                ));
             }
             CheckKind::Http {
                 path: c.path.clone().unwrap_or_else(|| "/".into()),
@@ -481,14 +506,24 @@ rise = 3
         assert_eq!(s.spec.netmask, Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(s.quorum, 2);
         let sorry = s.sorry.as_ref().unwrap();
-        assert_eq!((sorry.rip, sorry.port, sorry.weight), (Ipv4Addr::new(10, 2, 0, 99), 80, 1));
+        assert_eq!(
+            (sorry.rip, sorry.port, sorry.weight),
+            (Ipv4Addr::new(10, 2, 0, 99), 80, 1)
+        );
         let r0 = &s.reals[0];
         assert_eq!(r0.dest.method, ForwardMethod::Dr);
-        assert_eq!((r0.dest.weight, r0.dest.u_threshold, r0.dest.l_threshold), (3, 100, 50));
+        assert_eq!(
+            (r0.dest.weight, r0.dest.u_threshold, r0.dest.l_threshold),
+            (3, 100, 50)
+        );
         assert!(!r0.inhibit_on_failure);
         let ch = r0.check.as_ref().unwrap();
         assert_eq!(ch.fall, 3, "retry is HTTP_GET's fall");
-        assert_eq!(ch.delay, Duration::from_secs(2), "delay_loop from the virtual server");
+        assert_eq!(
+            ch.delay,
+            Duration::from_secs(2),
+            "delay_loop from the virtual server"
+        );
         assert_eq!(ch.connect_timeout, Duration::from_secs(5));
         assert_eq!(ch.target, "10.2.0.11:80".parse().unwrap());
         match &ch.kind {
@@ -514,13 +549,18 @@ rise = 3
     }
 
     fn err(text: &str) -> String {
-        CpConfig::from_str_named(text, "rvs.toml").unwrap_err().to_string()
+        CpConfig::from_str_named(text, "rvs.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn bad_values_are_named() {
         let e = err(&CFG.replace("\"127.0.0.1:0\"", "\"0.0.0.0:9280\""));
-        assert!(e.contains("control.metrics_listen") && e.contains("loopback"), "{e}");
+        assert!(
+            e.contains("control.metrics_listen") && e.contains("loopback"),
+            "{e}"
+        );
         let ok = CFG.replace("\"127.0.0.1:0\"", "\"0.0.0.0:9280\"\nmetrics_allow_remote = true");
         assert!(CpConfig::from_str_named(&ok, "rvs.toml").is_ok());
         let e = err(&CFG.replace("stats_interval = 0.5", "stats_intervall = 0.5"));

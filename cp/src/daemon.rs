@@ -184,7 +184,9 @@ impl Daemon {
     }
 
     fn on_event(&mut self, ev: CheckEvent) {
-        let Some(st) = self.reals.get_mut(&ev.id) else { return };
+        let Some(st) = self.reals.get_mut(&ev.id) else {
+            return;
+        };
         let Some(def) = &st.def.check else { return };
         if st.check.as_ref().map(|c| c.epoch) != Some(ev.epoch) {
             return; // a result of a check that was restarted since
@@ -193,9 +195,21 @@ impl Daemon {
         if let Some(now_up) = st.health.observe(ev.outcome.ok, fall, rise) {
             let h = st.health;
             if now_up {
-                info!("{} UP: {} (rise {}/{})", rid(&ev.id), ev.outcome.detail, h.successes.min(rise), rise);
+                info!(
+                    "{} UP: {} (rise {}/{})",
+                    rid(&ev.id),
+                    ev.outcome.detail,
+                    h.successes.min(rise),
+                    rise
+                );
             } else {
-                warn!("{} DOWN: {} (fall {}/{})", rid(&ev.id), ev.outcome.detail, h.failures.min(fall), fall);
+                warn!(
+                    "{} DOWN: {} (fall {}/{})",
+                    rid(&ev.id),
+                    ev.outcome.detail,
+                    h.failures.min(fall),
+                    fall
+                );
             }
             self.dirty = true;
         }
@@ -205,10 +219,11 @@ impl Daemon {
         for s in &self.cfg.services {
             let key = s.key();
             let reals = &self.reals;
-            let settled = s
-                .reals
-                .iter()
-                .all(|r| reals.get(&(key, r.dest.rip, r.dest.port)).is_some_and(|st| st.health.checked));
+            let settled = s.reals.iter().all(|r| {
+                reals
+                    .get(&(key, r.dest.rip, r.dest.port))
+                    .is_some_and(|st| st.health.checked)
+            });
             if !settled {
                 continue; // first verdicts pending: judging now would flap the sorry server
             }
@@ -313,7 +328,11 @@ impl Daemon {
             return;
         }
         let now = Instant::now();
-        let resync = self.settings.lock().map(|s| s.resync_interval).unwrap_or_default();
+        let resync = self
+            .settings
+            .lock()
+            .map(|s| s.resync_interval)
+            .unwrap_or_default();
         let due = self.dirty
             || self.retry_at.is_some_and(|t| now >= t)
             || (!resync.is_zero() && self.last_sync.is_none_or(|t| now.duration_since(t) >= resync));
@@ -334,7 +353,14 @@ impl Daemon {
     }
 
     fn publish_health(&self) {
-        let h = self.reals.iter().map(|(id, r)| RealStatus { id: *id, up: r.health.up }).collect();
+        let h = self
+            .reals
+            .iter()
+            .map(|(id, r)| RealStatus {
+                id: *id,
+                up: r.health.up,
+            })
+            .collect();
         self.metrics_state.set_health(h);
     }
 
@@ -412,7 +438,8 @@ impl Daemon {
             self.quorum.entry(*k).or_insert(true);
         }
 
-        let wanted: BTreeMap<RealId, RealDef> = new.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        let wanted: BTreeMap<RealId, RealDef> =
+            new.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
         self.reals.retain(|id, _| wanted.contains_key(id));
         let mut restarted = 0;
         for (id, def) in wanted {

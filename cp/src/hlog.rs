@@ -24,7 +24,8 @@ pub fn new_histogram() -> Histogram<u64> {
     // Constant bounds that meet the constructor's rules (low >= 1, high >=
     // 2 * low, sigfig <= 5): this cannot fail.
     #[allow(clippy::expect_used)]
-    Histogram::new_with_bounds(1, LATENCY_MAX_TRACKED_NS.saturating_mul(2), 3).expect("constant histogram bounds")
+    Histogram::new_with_bounds(1, LATENCY_MAX_TRACKED_NS.saturating_mul(2), 3)
+        .expect("constant histogram bounds")
 }
 
 /// Records every bucket of `h` at its midpoint.
@@ -138,14 +139,16 @@ mod tests {
         assert_eq!(h.len(), 8);
         let mut w = HlogWriter::open(&path).unwrap();
         w.append(&h, SystemTime::now(), Duration::from_secs(1)).unwrap();
-        w.append(&new_histogram(), SystemTime::now(), Duration::from_secs(1)).unwrap();
+        w.append(&new_histogram(), SystemTime::now(), Duration::from_secs(1))
+            .unwrap();
         drop(w);
         let bytes = std::fs::read(&path).unwrap();
         let mut de = Deserializer::new();
         let mut counts = Vec::new();
         for e in IntervalLogIterator::new(&bytes) {
             if let LogEntry::Interval(i) = e.unwrap() {
-                let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, i.encoded_histogram());
+                let raw =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, i.encoded_histogram());
                 let raw = raw.unwrap();
                 let back: Histogram<u64> = de.deserialize(&mut raw.as_slice()).unwrap();
                 let mid = bucket_mid(rvs_dp::ctl::latency::bucket_index(900)).unwrap();

@@ -160,11 +160,26 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
     let mut reg = Registry::with_prefix("rvs");
     let traffic = |what: &str| -> [(String, String); 5] {
         [
-            (format!("{what}_connections"), format!("Connections scheduled to the {what}")),
-            (format!("{what}_in_packets"), format!("Packets from clients to the {what}")),
-            (format!("{what}_out_packets"), format!("Packets from the {what} to clients")),
-            (format!("{what}_in_bytes"), format!("Bytes from clients to the {what}")),
-            (format!("{what}_out_bytes"), format!("Bytes from the {what} to clients")),
+            (
+                format!("{what}_connections"),
+                format!("Connections scheduled to the {what}"),
+            ),
+            (
+                format!("{what}_in_packets"),
+                format!("Packets from clients to the {what}"),
+            ),
+            (
+                format!("{what}_out_packets"),
+                format!("Packets from the {what} to clients"),
+            ),
+            (
+                format!("{what}_in_bytes"),
+                format!("Bytes from clients to the {what}"),
+            ),
+            (
+                format!("{what}_out_bytes"),
+                format!("Bytes from the {what} to clients"),
+            ),
         ]
     };
     let values = |t: &TrafficTotals| [t.conns, t.inpkts, t.outpkts, t.inbytes, t.outbytes];
@@ -181,8 +196,16 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
     let inactive = Gauges::<RealLabels>::default();
     let weight = Gauges::<RealLabels>::default();
     let up = Gauges::<RealLabels>::default();
-    reg.register("real_server_active_connections", "Active (established) connections", active.clone());
-    reg.register("real_server_inactive_connections", "Inactive connections", inactive.clone());
+    reg.register(
+        "real_server_active_connections",
+        "Active (established) connections",
+        active.clone(),
+    );
+    reg.register(
+        "real_server_inactive_connections",
+        "Inactive connections",
+        inactive.clone(),
+    );
     reg.register("real_server_weight", "Weight in rvs-dp's table", weight.clone());
     reg.register("real_server_up", "Health check verdict: 1 up, 0 down", up.clone());
     let drops = Counters::<ReasonLabels>::default();
@@ -196,11 +219,31 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
     let conns_used = Gauges::<WorkerLabels>::default();
     reg.register("worker_rx_packets", "Packets received by the worker", rx.clone());
     reg.register("worker_tx_packets", "Packets sent by the worker", tx.clone());
-    reg.register("worker_redirects_sent", "Packets handed to the worker owning their connection", redir_sent.clone());
-    reg.register("worker_redirects_received", "Packets other workers handed to this one", redir_recv.clone());
-    reg.register("worker_rx_pps", "Received packets per second over the last stats interval", rx_pps.clone());
-    reg.register("worker_tx_pps", "Sent packets per second over the last stats interval", tx_pps.clone());
-    reg.register("worker_conn_table_used", "Entries in use in the worker's connection table", conns_used.clone());
+    reg.register(
+        "worker_redirects_sent",
+        "Packets handed to the worker owning their connection",
+        redir_sent.clone(),
+    );
+    reg.register(
+        "worker_redirects_received",
+        "Packets other workers handed to this one",
+        redir_recv.clone(),
+    );
+    reg.register(
+        "worker_rx_pps",
+        "Received packets per second over the last stats interval",
+        rx_pps.clone(),
+    );
+    reg.register(
+        "worker_tx_pps",
+        "Sent packets per second over the last stats interval",
+        tx_pps.clone(),
+    );
+    reg.register(
+        "worker_conn_table_used",
+        "Entries in use in the worker's connection table",
+        conns_used.clone(),
+    );
     let quantiles = FGauges::<QuantileLabels>::default();
     reg.register(
         "packet_latency_quantile_seconds",
@@ -248,8 +291,18 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
             }
         }
         for r in DropReason::ALL {
-            let total: u64 = s.workers.iter().map(|w| w.drops[r as usize]).fold(0, u64::wrapping_add);
-            counter(&drops, &ReasonLabels { reason: r.name().into() }, total);
+            let total: u64 = s
+                .workers
+                .iter()
+                .map(|w| w.drops[r as usize])
+                .fold(0, u64::wrapping_add);
+            counter(
+                &drops,
+                &ReasonLabels {
+                    reason: r.name().into(),
+                },
+                total,
+            );
         }
         for w in &s.workers {
             let l = WorkerLabels {
@@ -266,7 +319,11 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         if !s.latency_hdr.is_empty() {
             for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
                 let v = s.latency_hdr.value_at_quantile(q) as f64 * 1e-9;
-                quantiles.get_or_create(&QuantileLabels { quantile: q.to_string() }).set(v);
+                quantiles
+                    .get_or_create(&QuantileLabels {
+                        quantile: q.to_string(),
+                    })
+                    .set(v);
             }
         }
         reg.register(
@@ -314,7 +371,11 @@ fn serve_one(mut s: TcpStream, state: &MetricsState) {
     let (status, ctype, body) = if method == "GET" && path == "/metrics" {
         ("200 OK", CONTENT_TYPE, state.render())
     } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "not found: try GET /metrics\n".to_string())
+        (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try GET /metrics\n".to_string(),
+        )
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -332,17 +393,19 @@ impl MetricsServer {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => serve_one(s, &state),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => serve_one(s, &state),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
-            }
-        })?;
+            })?;
         Ok(MetricsServer {
             addr,
             stop,
@@ -377,12 +440,21 @@ mod tests {
         }
         let f = latency_histogram(&h);
         assert_eq!(f.count, 6);
-        let le = |ns: f64| f.buckets.iter().find(|b| (b.0 - ns * 1e-9).abs() < 1e-15).map(|b| b.1);
+        let le = |ns: f64| {
+            f.buckets
+                .iter()
+                .find(|b| (b.0 - ns * 1e-9).abs() < 1e-15)
+                .map(|b| b.1)
+        };
         assert_eq!(le(16.0), Some(1), "5 ns");
         assert_eq!(le(32.0), Some(2), "20 and 31 ns");
         assert_eq!(le(64.0), Some(1), "32 ns");
         assert_eq!(le(1024.0), Some(1));
-        assert_eq!(f.buckets.last().map(|b| b.1), Some(0), "clamped into the last bucket, below 2^32");
+        assert_eq!(
+            f.buckets.last().map(|b| b.1),
+            Some(0),
+            "clamped into the last bucket, below 2^32"
+        );
         assert_eq!(le(4294967296.0), Some(1));
     }
 

@@ -78,7 +78,8 @@ pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up
 /// sorry server never leaves the service empty), then retired services.
 pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<ServiceKey>) -> Vec<Command> {
     let now: BTreeMap<ServiceKey, &ServiceInfo> = current.iter().map(|s| (s.spec.key(), s)).collect();
-    let (mut svc, mut add, mut edit, mut del, mut gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut svc, mut add, mut edit, mut del, mut gone) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (key, want) in desired {
         match now.get(key) {
             None => {
@@ -90,7 +91,11 @@ pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<Service
                     svc.push(Command::EditService(want.spec.clone()));
                 }
                 for d in &want.dests {
-                    match have.dests.iter().find(|h| h.spec.rip == d.rip && h.spec.port == d.port) {
+                    match have
+                        .dests
+                        .iter()
+                        .find(|h| h.spec.rip == d.rip && h.spec.port == d.port)
+                    {
                         None => add.push(Command::AddDest(*key, d.clone())),
                         Some(h) if h.spec != *d => edit.push(Command::EditDest(*key, d.clone())),
                         Some(_) => {}
@@ -109,7 +114,12 @@ pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<Service
             gone.push(Command::DelService(*key));
         }
     }
-    svc.into_iter().chain(add).chain(edit).chain(del).chain(gone).collect()
+    svc.into_iter()
+        .chain(add)
+        .chain(edit)
+        .chain(del)
+        .chain(gone)
+        .collect()
 }
 
 #[cfg(test)]
@@ -175,16 +185,26 @@ inhibit_on_failure = true
         let s = m.service(&key).unwrap();
         let w: Vec<_> = s.dests.iter().map(|d| (d.rip.to_string(), d.weight)).collect();
         assert_eq!(w, vec![("10.2.0.12".into(), 0), ("10.2.0.99".into(), 1)]);
-        assert!(matches!(cmds[0], Command::AddDest(..)), "sorry added before removals: {cmds:?}");
+        assert!(
+            matches!(cmds[0], Command::AddDest(..)),
+            "sorry added before removals: {cmds:?}"
+        );
 
         // Scheduler change: one EditService, nothing else.
         want.get_mut(&key).unwrap().spec.scheduler = "rr".into();
         let cmds = plan(&want, &m.list(), &BTreeSet::new());
-        assert!(matches!(&cmds[..], [Command::EditService(s)] if s.scheduler == "rr"), "{cmds:?}");
+        assert!(
+            matches!(&cmds[..], [Command::EditService(s)] if s.scheduler == "rr"),
+            "{cmds:?}"
+        );
         model_of(&cmds, &mut m);
 
         // Retired: deleted. Unknown services: untouched.
-        let other = rvs_dp::ctl::command::ServiceSpec::new(rvs_dp::service::Proto::Udp, "10.9.9.9".parse().unwrap(), 53);
+        let other = rvs_dp::ctl::command::ServiceSpec::new(
+            rvs_dp::service::Proto::Udp,
+            "10.9.9.9".parse().unwrap(),
+            53,
+        );
         m.apply(&Command::AddService(other)).unwrap();
         let cmds = plan(&Table::new(), &m.list(), &BTreeSet::from([key]));
         assert_eq!(cmds, vec![Command::DelService(key)]);

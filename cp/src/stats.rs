@@ -153,7 +153,10 @@ impl StatsThread {
                 let s = settings.lock().map(|s| s.clone()).unwrap_or_default();
                 let end = Instant::now() + s.stats_interval;
                 while !flag.load(Ordering::Relaxed) && Instant::now() < end {
-                    std::thread::sleep(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
+                    std::thread::sleep(
+                        end.saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(20)),
+                    );
                 }
                 if flag.load(Ordering::Relaxed) {
                     break;

@@ -117,9 +117,8 @@ impl ShmTransport {
             Err(RingError::Restarted { sent: false, .. }) => self.client()?.request(msg, timeout),
             other => other,
         };
-        if let Err(
-            RingError::Stale { .. } | RingError::NotReady { .. } | RingError::NotRunning { .. },
-        ) = &result
+        if let Err(RingError::Stale { .. } | RingError::NotReady { .. } | RingError::NotRunning { .. }) =
+            &result
         {
             // Reopen on the next request: a new rvs-dp may be there by then.
             self.client = None;

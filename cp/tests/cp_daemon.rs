@@ -85,7 +85,10 @@ rise = 2
     assert!(d.run_until(Duration::from_secs(3), |_| weight(&dp, &k, port).is_none()));
     let took = t0.elapsed();
     // 3 failures 0.2 s apart, the first at most 0.2 s after the close.
-    assert!(took >= Duration::from_millis(350), "removed after {took:?}: before fall 3");
+    assert!(
+        took >= Duration::from_millis(350),
+        "removed after {took:?}: before fall 3"
+    );
     assert!(took <= Duration::from_millis(600 + 700), "removed after {took:?}");
     assert_eq!(d.is_up(&(k, LOCAL, port)), Some(false));
     assert!(dp.service(&k).is_some(), "the service stays");
@@ -94,7 +97,10 @@ rise = 2
     let _again = TcpUp::start(port);
     assert!(d.run_until(Duration::from_secs(3), |_| weight(&dp, &k, port) == Some(3)));
     let took = t0.elapsed();
-    assert!(took <= Duration::from_millis(400 + 700), "restored after {took:?}");
+    assert!(
+        took <= Duration::from_millis(400 + 700),
+        "restored after {took:?}"
+    );
 }
 
 #[test]
@@ -131,7 +137,11 @@ retry = 2
     srv.status.store(503, Ordering::Relaxed);
     let t0 = Instant::now();
     assert!(d.run_until(Duration::from_secs(3), |_| weight(&dp, &k, srv.port) == Some(0)));
-    assert!(t0.elapsed() <= Duration::from_millis(400 + 700), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= Duration::from_millis(400 + 700),
+        "{:?}",
+        t0.elapsed()
+    );
     srv.status.store(200, Ordering::Relaxed);
     assert!(d.run_until(Duration::from_secs(3), |_| weight(&dp, &k, srv.port) == Some(2)));
     let edits = dp
@@ -172,12 +182,18 @@ misc_timeout = 2.0
     let mut d = start(&dir, &dp, &cfg);
     let k = key("10.1.0.100", 80);
     let ports = |dp: &FakeDp| -> Vec<u16> {
-        let mut v: Vec<u16> = dp.service(&k).map(|s| s.dests.iter().map(|d| d.port).collect()).unwrap_or_default();
+        let mut v: Vec<u16> = dp
+            .service(&k)
+            .map(|s| s.dests.iter().map(|d| d.port).collect())
+            .unwrap_or_default();
         v.sort();
         v
     };
     assert!(d.run_until(Duration::from_secs(3), |_| ports(&dp) == vec![1001, 1002]));
-    assert!(dp.take_log().iter().all(|c| !format!("{c:?}").contains("9999")), "no sorry server while settling");
+    assert!(
+        dp.take_log().iter().all(|c| !format!("{c:?}").contains("9999")),
+        "no sorry server while settling"
+    );
 
     // The script fails: alive weight 1 < quorum 2. The sorry server replaces
     // the alive real servers (keepalived's behaviour).
@@ -232,7 +248,8 @@ fn reload_applies_only_the_difference_and_refuses_a_bad_file() {
     let v1 = format!("{HEAD}{}", V1.replace("PORT_A", &a.port.to_string()));
     let mut d = start(&dir, &dp, &v1);
     let (k1, k2, k3) = (key("10.1.0.1", 80), key("10.1.0.2", 80), key("10.1.0.3", 80));
-    let all_in = |dp: &FakeDp| dp.service(&k1).is_some_and(|s| s.dests.len() == 3) && dp.service(&k2).is_some();
+    let all_in =
+        |dp: &FakeDp| dp.service(&k1).is_some_and(|s| s.dests.len() == 3) && dp.service(&k2).is_some();
     assert!(d.run_until(Duration::from_secs(3), |_| all_in(&dp)));
     dp.take_log();
 
@@ -245,31 +262,65 @@ fn reload_applies_only_the_difference_and_refuses_a_bad_file() {
         .replace("10.1.0.2", "10.1.0.3");
     std::fs::write(dir.path("rvs.toml"), &v2).unwrap();
     d.reload().unwrap();
-    assert_eq!(d.is_up(&(k1, LOCAL, 2001)), Some(true), "unchanged check keeps its verdict");
-    assert_eq!(d.is_up(&(k1, LOCAL, 2003)), Some(false), "changed check starts over");
+    assert_eq!(
+        d.is_up(&(k1, LOCAL, 2001)),
+        Some(true),
+        "unchanged check keeps its verdict"
+    );
+    assert_eq!(
+        d.is_up(&(k1, LOCAL, 2003)),
+        Some(false),
+        "changed check starts over"
+    );
     let settled = |dp: &FakeDp| {
-        dp.service(&k1).is_some_and(|s| s.spec.scheduler == "wlc" && s.dests.len() == 3)
+        dp.service(&k1)
+            .is_some_and(|s| s.spec.scheduler == "wlc" && s.dests.len() == 3)
             && dp.service(&k2).is_none()
             && dp.service(&k3).is_some_and(|s| s.dests.len() == 1)
     };
     assert!(d.run_until(Duration::from_secs(3), |_| settled(&dp)));
     let log = dp.take_log();
     let text: Vec<String> = log.iter().map(|c| format!("{c:?}")).collect();
-    assert!(log.iter().any(|c| matches!(c, Command::EditService(s) if s.scheduler == "wlc")), "{text:?}");
-    assert!(log.iter().any(|c| matches!(c, Command::EditDest(_, dd) if dd.port == 2002 && dd.weight == 5)), "{text:?}");
+    assert!(
+        log.iter()
+            .any(|c| matches!(c, Command::EditService(s) if s.scheduler == "wlc")),
+        "{text:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|c| matches!(c, Command::EditDest(_, dd) if dd.port == 2002 && dd.weight == 5)),
+        "{text:?}"
+    );
     assert!(log.contains(&Command::DelService(k2)), "{text:?}");
-    assert!(log.iter().any(|c| matches!(c, Command::AddService(s) if s.key() == k3)), "{text:?}");
-    assert!(!text.iter().any(|t| t.contains("port: 2001")), "2001 untouched: {text:?}");
-    assert!(!log.contains(&Command::Clear) && !log.contains(&Command::DelService(k1)), "{text:?}");
+    assert!(
+        log.iter()
+            .any(|c| matches!(c, Command::AddService(s) if s.key() == k3)),
+        "{text:?}"
+    );
+    assert!(
+        !text.iter().any(|t| t.contains("port: 2001")),
+        "2001 untouched: {text:?}"
+    );
+    assert!(
+        !log.contains(&Command::Clear) && !log.contains(&Command::DelService(k1)),
+        "{text:?}"
+    );
 
     // An invalid file: refused, with file and key named; nothing changes.
     let bad = v2.replace("weight = 5", "weight = 70000");
     std::fs::write(dir.path("rvs.toml"), &bad).unwrap();
     let before = d.config().clone();
     let e = d.reload().unwrap_err();
-    assert!(e.contains("rvs.toml") && e.contains("real_server[1] (127.0.0.1).weight"), "{e}");
+    assert!(
+        e.contains("rvs.toml") && e.contains("real_server[1] (127.0.0.1).weight"),
+        "{e}"
+    );
     let e = {
-        std::fs::write(dir.path("rvs.toml"), v2.replace("lb_algo = \"wlc\"", "lb_algo = \"wlc\"\nbogus = 1")).unwrap();
+        std::fs::write(
+            dir.path("rvs.toml"),
+            v2.replace("lb_algo = \"wlc\"", "lb_algo = \"wlc\"\nbogus = 1"),
+        )
+        .unwrap();
         d.reload().unwrap_err()
     };
     assert!(e.contains("bogus") && e.contains("line"), "{e}");
@@ -349,9 +400,18 @@ misc_path = "if [ -f '{f}' ]; then rm -f '{f}'; else touch '{f}'; exit 1; fi"
                             failures.push(format!("{line}: {code} {}", String::from_utf8_lossy(&e)));
                         }
                     }
-                    let args: Vec<String> = format!("-D -u {vs}").split_whitespace().map(String::from).collect();
+                    let args: Vec<String> = format!("-D -u {vs}")
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect();
                     if round < 14 {
-                        let code = run(&args, &mut t, &mut "".as_bytes(), &mut Vec::new(), &mut Vec::new());
+                        let code = run(
+                            &args,
+                            &mut t,
+                            &mut "".as_bytes(),
+                            &mut Vec::new(),
+                            &mut Vec::new(),
+                        );
                         assert_eq!(code, 0);
                     }
                 }
@@ -371,7 +431,8 @@ misc_path = "if [ -f '{f}' ]; then rm -f '{f}'; else touch '{f}'; exit 1; fi"
     assert!(d.run_until(Duration::from_secs(3), |d| {
         let want = d.desired();
         let w = &want[&k];
-        dp.service(&k).is_some_and(|s| s.spec == w.spec && s.dests == w.dests)
+        dp.service(&k)
+            .is_some_and(|s| s.spec == w.spec && s.dests == w.dests)
     }));
     let others: BTreeSet<(Ipv4Addr, Vec<(Ipv4Addr, u32)>)> = dp
         .services()
@@ -380,14 +441,22 @@ misc_path = "if [ -f '{f}' ]; then rm -f '{f}'; else touch '{f}'; exit 1; fi"
         .map(|s| (s.spec.vip, s.dests.iter().map(|d| (d.rip, d.weight)).collect()))
         .collect();
     let want: BTreeSet<_> = (0..4u8)
-        .map(|i| (Ipv4Addr::new(10, 9, 0, i + 1), vec![(Ipv4Addr::new(10, 8, i, 7), 7)]))
+        .map(|i| {
+            (
+                Ipv4Addr::new(10, 9, 0, i + 1),
+                vec![(Ipv4Addr::new(10, 8, i, 7), 7)],
+            )
+        })
         .collect();
     assert_eq!(others, want);
 }
 
 fn metric(text: &str, series: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).map(String::from))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|r| r.strip_prefix(' '))
+            .map(String::from)
+    })
 }
 
 #[test]
@@ -429,7 +498,17 @@ weight = 4
                 outbytes: 128000,
             },
         );
-        c.dests.insert((k, LOCAL, 4001), (3, 2, rvs_dp::service::TrafficTotals { conns: 5, ..Default::default() }));
+        c.dests.insert(
+            (k, LOCAL, 4001),
+            (
+                3,
+                2,
+                rvs_dp::service::TrafficTotals {
+                    conns: 5,
+                    ..Default::default()
+                },
+            ),
+        );
     }
     let mut published = LatencyHist::default();
     let mut b = WorkerStatsBlock::new_boxed();
@@ -454,7 +533,8 @@ weight = 4
     let addr = d.metrics_addr().unwrap();
     assert!(d.run_until(Duration::from_secs(3), |_| weight(&dp, &k, 4001) == Some(4)));
     let scrape = || http_get(addr, "/metrics").1;
-    assert!(wait_for(Duration::from_secs(3), || scrape().contains("rvs_worker_rx_packets_total{worker=\"0\"} 1000")));
+    assert!(wait_for(Duration::from_secs(3), || scrape()
+        .contains("rvs_worker_rx_packets_total{worker=\"0\"} 1000")));
 
     // A second publish, one second (of block time) later: 1000 pps.
     b.timestamp_ns += 1_000_000_000;
@@ -473,22 +553,69 @@ weight = 4
     d.step(Duration::from_millis(10));
     let text = scrape();
     let svc = "{proto=\"TCP\",vip=\"10.1.0.100\",port=\"80\"}";
-    assert_eq!(metric(&text, &format!("rvs_service_connections_total{svc}")).as_deref(), Some("7"), "{text}");
-    assert_eq!(metric(&text, &format!("rvs_service_out_bytes_total{svc}")).as_deref(), Some("128000"));
-    assert_eq!(metric(&text, &format!("rvs_real_server_connections_total{real}")).as_deref(), Some("5"));
-    assert_eq!(metric(&text, &format!("rvs_real_server_active_connections{real}")).as_deref(), Some("3"));
-    assert_eq!(metric(&text, &format!("rvs_real_server_inactive_connections{real}")).as_deref(), Some("2"));
-    assert_eq!(metric(&text, &format!("rvs_real_server_weight{real}")).as_deref(), Some("4"));
-    assert_eq!(metric(&text, &format!("rvs_real_server_up{real}")).as_deref(), Some("1"));
-    assert_eq!(metric(&text, "rvs_drops_total{reason=\"no_service\"}").as_deref(), Some("5"));
-    assert_eq!(metric(&text, "rvs_drops_total{reason=\"ttl_expired\"}").as_deref(), Some("0"));
-    assert_eq!(metric(&text, "rvs_worker_rx_pps{worker=\"0\"}").as_deref(), Some("1000.0"));
-    assert_eq!(metric(&text, "rvs_worker_redirects_sent_total{worker=\"0\"}").as_deref(), Some("9"));
-    assert_eq!(metric(&text, "rvs_packet_latency_seconds_count").as_deref(), Some("10"));
+    assert_eq!(
+        metric(&text, &format!("rvs_service_connections_total{svc}")).as_deref(),
+        Some("7"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_service_out_bytes_total{svc}")).as_deref(),
+        Some("128000")
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_real_server_connections_total{real}")).as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_real_server_active_connections{real}")).as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_real_server_inactive_connections{real}")).as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_real_server_weight{real}")).as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        metric(&text, &format!("rvs_real_server_up{real}")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(&text, "rvs_drops_total{reason=\"no_service\"}").as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        metric(&text, "rvs_drops_total{reason=\"ttl_expired\"}").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        metric(&text, "rvs_worker_rx_pps{worker=\"0\"}").as_deref(),
+        Some("1000.0")
+    );
+    assert_eq!(
+        metric(&text, "rvs_worker_redirects_sent_total{worker=\"0\"}").as_deref(),
+        Some("9")
+    );
+    assert_eq!(
+        metric(&text, "rvs_packet_latency_seconds_count").as_deref(),
+        Some("10")
+    );
     // 100 ns x5 below 128 ns; 2000 ns x4 below 2048 ns; 40 us x1 below 65536 ns.
-    assert_eq!(metric(&text, "rvs_packet_latency_seconds_bucket{le=\"1.28e-7\"}").as_deref(), Some("5"), "{text}");
-    assert_eq!(metric(&text, "rvs_packet_latency_seconds_bucket{le=\"0.000002048\"}").as_deref(), Some("9"));
-    assert_eq!(metric(&text, "rvs_packet_latency_seconds_bucket{le=\"+Inf\"}").as_deref(), Some("10"));
+    assert_eq!(
+        metric(&text, "rvs_packet_latency_seconds_bucket{le=\"1.28e-7\"}").as_deref(),
+        Some("5"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "rvs_packet_latency_seconds_bucket{le=\"0.000002048\"}").as_deref(),
+        Some("9")
+    );
+    assert_eq!(
+        metric(&text, "rvs_packet_latency_seconds_bucket{le=\"+Inf\"}").as_deref(),
+        Some("10")
+    );
     assert!(metric(&text, "rvs_packet_latency_quantile_seconds{quantile=\"0.5\"}").is_some());
     assert!(text.contains("# TYPE rvs_packet_latency_seconds histogram"));
     assert!(text.ends_with("# EOF\n"));
@@ -502,7 +629,9 @@ weight = 4
     let mut intervals = 0;
     for e in IntervalLogIterator::new(&bytes) {
         if let LogEntry::Interval(i) = e.unwrap() {
-            let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, i.encoded_histogram()).unwrap();
+            let raw =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, i.encoded_histogram())
+                    .unwrap();
             let h: Histogram<u64> = de.deserialize(&mut raw.as_slice()).unwrap();
             sum.add(&h).unwrap();
             intervals += 1;

@@ -42,8 +42,14 @@ fn add_list_errors_and_exit_codes() {
     let dp = FakeDp::start("adm");
     let mut t = ShmTransport::new(&dp.path);
     assert_eq!(rvsadm(&mut t, "-A -t 10.1.0.100:80 -s wrr").code, 0);
-    assert_eq!(rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.11:8080 -m -w 3").code, 0);
-    assert_eq!(rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.12:8080 -m -w 1").code, 0);
+    assert_eq!(
+        rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.11:8080 -m -w 3").code,
+        0
+    );
+    assert_eq!(
+        rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.12:8080 -m -w 1").code,
+        0
+    );
     let s = dp.service(&key("10.1.0.100", 80)).unwrap();
     assert_eq!(s.spec.scheduler, "wrr");
     assert_eq!(s.dests.len(), 2);
@@ -112,11 +118,23 @@ fn the_binary_takes_ctl_and_env() {
     let dp = FakeDp::start("bin");
     let exe = env!("CARGO_BIN_EXE_rvsadm");
     let st = Proc::new(exe)
-        .args(["--ctl", dp.path.to_str().unwrap(), "-A", "-t", "10.1.0.5:443", "-s", "rr"])
+        .args([
+            "--ctl",
+            dp.path.to_str().unwrap(),
+            "-A",
+            "-t",
+            "10.1.0.5:443",
+            "-s",
+            "rr",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Proc::new(exe).args(["-S", "-n"]).env("RVS_CTL", &dp.path).output().unwrap();
+    let out = Proc::new(exe)
+        .args(["-S", "-n"])
+        .env("RVS_CTL", &dp.path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "-A -t 10.1.0.5:443 -s rr\n");
     let out = Proc::new(exe)
@@ -124,7 +142,8 @@ fn the_binary_takes_ctl_and_env() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rvs-dp is not running (no control region at /nonexistent/rvs.ctl)"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("rvs-dp is not running (no control region at /nonexistent/rvs.ctl)"));
 }
 
 #[test]
@@ -151,7 +170,10 @@ fn four_concurrent_writers_never_corrupt_the_table() {
                     }
                 }
                 assert_eq!(rvsadm(&mut t, &format!("-A -u {vs} -s wrr")).code, 0);
-                assert_eq!(rvsadm(&mut t, &format!("-a -u {vs} -r 10.8.{i}.7:53 -w 7")).code, 0);
+                assert_eq!(
+                    rvsadm(&mut t, &format!("-a -u {vs} -r 10.8.{i}.7:53 -w 7")).code,
+                    0
+                );
             })
         })
         .collect();
@@ -165,7 +187,12 @@ fn four_concurrent_writers_never_corrupt_the_table() {
         .collect();
     got.sort();
     let want: Vec<_> = (0..4u8)
-        .map(|i| (Ipv4Addr::new(10, 9, 0, i + 1), vec![(Ipv4Addr::new(10, 8, i, 7), 7)]))
+        .map(|i| {
+            (
+                Ipv4Addr::new(10, 9, 0, i + 1),
+                vec![(Ipv4Addr::new(10, 8, i, 7), 7)],
+            )
+        })
         .collect();
     assert_eq!(got, want);
 }

@@ -30,7 +30,10 @@ fn exchange(target: SocketAddrV4, path: &str, timeout: Duration) -> Result<Vec<u
     let end = Instant::now() + timeout;
     let mut s = TcpStream::connect_timeout(&SocketAddr::V4(target), timeout)
         .map_err(|e| format!("connect to {target}: {e}"))?;
-    let left = |end: Instant| end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = |end: Instant| {
+        end.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     s.set_write_timeout(Some(left(end))).map_err(|e| e.to_string())?;
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rvs-cp\r\nConnection: close\r\n\r\n",
@@ -136,7 +139,11 @@ mod tests {
     fn verdicts() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n";
         assert!(hc(None, None).judge(ok).ok);
-        assert!(hc(Some("b1946ac92492d2347c6235b4d2611184"), Some("^hel+o")).judge(ok).ok);
+        assert!(
+            hc(Some("b1946ac92492d2347c6235b4d2611184"), Some("^hel+o"))
+                .judge(ok)
+                .ok
+        );
         let o = hc(Some("d41d8cd98f00b204e9800998ecf8427e"), None).judge(ok);
         assert!(!o.ok && o.detail.contains("digest"), "{o:?}");
         let o = hc(None, Some("world")).judge(ok);

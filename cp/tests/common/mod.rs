@@ -146,7 +146,9 @@ impl FakeDp {
 
     fn serve(&mut self) {
         let mut server = CtlServer::create(&self.path, Layout::with_workers(self.workers)).unwrap();
-        self.writers = (0..self.workers as usize).map(|w| server.stats_writer(w).unwrap()).collect();
+        self.writers = (0..self.workers as usize)
+            .map(|w| server.stats_writer(w).unwrap())
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         self.stop = stop.clone();
         let shared = self.shared.clone();
@@ -183,7 +185,9 @@ impl FakeDp {
     }
 
     pub fn generation(&self) -> u64 {
-        rvs_dp::ctl::ring::CtlClient::open(&self.path).unwrap().generation()
+        rvs_dp::ctl::ring::CtlClient::open(&self.path)
+            .unwrap()
+            .generation()
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<VirtualService> {
@@ -349,6 +353,9 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }
