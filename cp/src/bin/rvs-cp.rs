@@ -16,6 +16,7 @@
 //! rvs-dp's table as it is. Exit status: 0 after a signal stop, 1 when the
 //! configuration cannot be used at start, 2 for a bad command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     if check {

@@ -1,0 +1,361 @@
+//! Test support: an in-process fake rvs-dp built on the real control-region
+//! code (`CtlServer`), applying commands to the same `IpvsConfig` model the
+//! data plane uses, and small local servers for health checks.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rvs_dp::ctl::apply::{IpvsConfig, VirtualService};
+use rvs_dp::ctl::command::{Command, CtlError, Reply};
+use rvs_dp::ctl::region::Layout;
+use rvs_dp::ctl::ring::CtlServer;
+use rvs_dp::ctl::statsarea::{StatsWriter, WorkerStatsBlock};
+use rvs_dp::service::{ServiceKey, TrafficTotals};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique name for this process and call.
+pub fn unique(name: &str) -> String {
+    format!(
+        "rvs-test-{}-{name}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A directory removed with everything in it when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub services: HashMap<ServiceKey, TrafficTotals>,
+    /// (service, rip, rport) -> (active, inactive, traffic)
+    pub dests: HashMap<(ServiceKey, Ipv4Addr, u16), (u32, u32, TrafficTotals)>,
+}
+
+struct Shared {
+    model: Mutex<IpvsConfig>,
+    counters: Mutex<Counters>,
+    log: Mutex<Vec<Command>>,
+}
+
+/// The fake data plane.
+pub struct FakeDp {
+    pub path: PathBuf,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    writers: Vec<StatsWriter>,
+    pub workers: u32,
+}
+
+fn handle(shared: &Shared, msg: &[u8]) -> Reply {
+    let cmd: Command = match serde_json::from_slice(msg) {
+        Ok(c) => c,
+        Err(e) => return Reply::Error(CtlError::Unsupported(format!("bad request: {e}"))),
+    };
+    let mut model = shared.model.lock().unwrap();
+    match &cmd {
+        Command::List => {
+            let c = shared.counters.lock().unwrap();
+            let mut v = model.list();
+            for s in v.iter_mut() {
+                let k = s.spec.key();
+                if let Some(t) = c.services.get(&k) {
+                    s.stats = *t;
+                }
+                for d in s.dests.iter_mut() {
+                    if let Some((a, i, t)) = c.dests.get(&(k, d.spec.rip, d.spec.port)) {
+                        d.active = *a;
+                        d.inactive = *i;
+                        d.stats = *t;
+                    }
+                }
+            }
+            Reply::Services(v)
+        }
+        Command::GetInfo => Reply::Info { conn_tab_size: 4096 },
+        Command::GetTimeouts => {
+            let t = model.timeouts();
+            Reply::Timeouts {
+                tcp: t.tcp,
+                tcpfin: t.tcpfin,
+                udp: t.udp,
+            }
+        }
+        Command::Latency => Reply::Latency(Vec::new()),
+        Command::ListConns => Reply::Conns(Vec::new()),
+        change => match model.apply(change) {
+            Ok(()) => {
+                shared.log.lock().unwrap().push(change.clone());
+                Reply::Ok
+            }
+            Err(e) => Reply::Error(e),
+        },
+    }
+}
+
+impl FakeDp {
+    pub fn start(name: &str) -> FakeDp {
+        let dir = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let shared = Arc::new(Shared {
+            model: Mutex::new(IpvsConfig::new()),
+            counters: Mutex::new(Counters::default()),
+            log: Mutex::new(Vec::new()),
+        });
+        let mut dp = FakeDp {
+            path: dir.join(format!("{}.ctl", unique(name))),
+            shared,
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            writers: Vec::new(),
+            workers: 2,
+        };
+        dp.serve();
+        dp
+    }
+
+    fn serve(&mut self) {
+        let mut server = CtlServer::create(&self.path, Layout::with_workers(self.workers)).unwrap();
+        self.writers = (0..self.workers as usize)
+            .map(|w| server.stats_writer(w).unwrap())
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        self.stop = stop.clone();
+        let shared = self.shared.clone();
+        self.thread = Some(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match server.poll_request() {
+                    Some((id, msg)) => {
+                        let reply = handle(&shared, &msg);
+                        server.reply(id, &serde_json::to_vec(&reply).unwrap()).unwrap();
+                    }
+                    None => {
+                        server.flush_replies();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            }
+            drop(server);
+        }));
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.writers.clear();
+    }
+
+    /// rvs-dp restarted: a new region (new generation) and an empty table.
+    pub fn restart(&mut self) {
+        self.halt();
+        *self.shared.model.lock().unwrap() = IpvsConfig::new();
+        self.serve();
+    }
+
+    pub fn generation(&self) -> u64 {
+        rvs_dp::ctl::ring::CtlClient::open(&self.path)
+            .unwrap()
+            .generation()
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Option<VirtualService> {
+        self.shared.model.lock().unwrap().service(key).cloned()
+    }
+
+    pub fn services(&self) -> Vec<VirtualService> {
+        self.shared.model.lock().unwrap().services().to_vec()
+    }
+
+    /// The change commands applied since the last call.
+    pub fn take_log(&self) -> Vec<Command> {
+        std::mem::take(&mut *self.shared.log.lock().unwrap())
+    }
+
+    pub fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.shared.counters.lock().unwrap()
+    }
+
+    pub fn publish(&self, worker: usize, block: &WorkerStatsBlock) {
+        self.writers[worker].publish(block);
+    }
+}
+
+impl Drop for FakeDp {
+    fn drop(&mut self) {
+        self.halt();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Polls `cond` every 10 ms for up to `timeout`.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A TCP port that accepts (and drops) connections until closed.
+pub struct TcpUp {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpUp {
+    pub fn start(port: u16) -> TcpUp {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => drop(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TcpUp {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn close(mut self) -> u16 {
+        self.halt();
+        self.port
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for TcpUp {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// An HTTP server answering every request with the current status and body.
+pub struct HttpUp {
+    pub port: u16,
+    pub status: Arc<AtomicU16>,
+    pub hits: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpUp {
+    pub fn start(body: &'static str) -> HttpUp {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (flag, st, h) = (stop.clone(), status.clone(), hits.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                        let mut buf = [0u8; 2048];
+                        let mut got = Vec::new();
+                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        h.fetch_add(1, Ordering::Relaxed);
+                        let code = st.load(Ordering::Relaxed);
+                        let _ = write!(
+                            s,
+                            "HTTP/1.0 {code} X\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HttpUp {
+            port,
+            status,
+            hits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HttpUp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// GET `path` from a local HTTP server; (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

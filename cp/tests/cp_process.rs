@@ -1,0 +1,160 @@
+//! The rvs-cp binary as a process: a real SIGHUP reloads (a bad file is
+//! refused and the running state kept), SIGTERM stops it cleanly and leaves
+//! rvs-dp's table in place; transitions are logged with their reason.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{wait_for, FakeDp, TcpUp, TempDir};
+use rvs_dp::service::{Proto, ServiceKey};
+
+fn key(vip: &str) -> ServiceKey {
+    ServiceKey {
+        proto: Proto::Tcp,
+        vip: vip.parse().unwrap(),
+        port: 80,
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on the child we spawned.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
+
+#[test]
+fn sighup_reloads_and_sigterm_stops() {
+    let dir = TempDir::new("proc");
+    let dp = FakeDp::start("proc");
+    let up = TcpUp::start(0);
+    let port = up.port;
+    let cfg = dir.path("rvs.toml");
+    let v1 = format!(
+        r#"
+[control]
+metrics_listen = "off"
+[[virtual_server]]
+address = "10.1.0.1"
+port = 80
+delay_loop = 0.2
+[[virtual_server.real_server]]
+address = "127.0.0.1"
+port = {port}
+[virtual_server.real_server.tcp_check]
+"#
+    );
+    std::fs::write(&cfg, &v1).unwrap();
+    let log = dir.path("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rvs-cp"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ctl",
+            dp.path.to_str().unwrap(),
+        ])
+        .env("RVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let has_real = |dp: &FakeDp| dp.service(&key("10.1.0.1")).is_some_and(|s| s.dests.len() == 1);
+    let ok = wait_for(Duration::from_secs(5), || has_real(&dp));
+    if !ok {
+        let _ = child.kill();
+        panic!("rvs-cp did not apply its config: {}", stderr());
+    }
+
+    // The real server fails: logged with its reason and count.
+    up.close();
+    assert!(
+        wait_for(Duration::from_secs(3), || !has_real(&dp)),
+        "{}",
+        stderr()
+    );
+    let want = format!(
+        "real server 127.0.0.1:{port} of TCP 10.1.0.1:80 DOWN: TCP_CHECK connect to 127.0.0.1:{port}:"
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || stderr().contains(&want)),
+        "{}",
+        stderr()
+    );
+    assert!(stderr().contains("(fall 1/1)"), "{}", stderr());
+
+    // SIGHUP with a new service.
+    let v2 = format!("{v1}\n[[virtual_server]]\naddress = \"10.1.0.2\"\nport = 80\n");
+    std::fs::write(&cfg, &v2).unwrap();
+    dp.take_log();
+    signal(pid, libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(3), || dp.service(&key("10.1.0.2")).is_some()),
+        "{}",
+        stderr()
+    );
+    assert!(
+        wait_for(Duration::from_secs(2), || stderr().contains("reloaded")),
+        "{}",
+        stderr()
+    );
+    assert_eq!(dp.take_log().len(), 1, "only the new service was sent");
+
+    // SIGHUP with a broken file: refused, state kept.
+    std::fs::write(&cfg, v2.replace("delay_loop = 0.2", "delay_loop = \"often\"")).unwrap();
+    signal(pid, libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(3), || stderr().contains("reload refused")),
+        "{}",
+        stderr()
+    );
+    assert!(
+        stderr().contains(cfg.to_str().unwrap()),
+        "the error names the file: {}",
+        stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(dp.service(&key("10.1.0.1")).is_some() && dp.service(&key("10.1.0.2")).is_some());
+    assert!(dp.take_log().is_empty());
+
+    // SIGTERM: clean exit, rvs-dp's table left as it is.
+    signal(pid, libc::SIGTERM);
+    let mut status = None;
+    assert!(wait_for(Duration::from_secs(5), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert!(status.unwrap().success(), "{}", stderr());
+    assert_eq!(dp.services().len(), 2);
+    assert!(stderr().contains("rvs-dp keeps its table"));
+}
+
+#[test]
+fn bad_start_and_check_mode() {
+    let dir = TempDir::new("proc-bad");
+    let cfg = dir.path("rvs.toml");
+    std::fs::write(&cfg, "[control]\nstats_interval = 0\n").unwrap();
+    let exe = env!("CARGO_BIN_EXE_rvs-cp");
+    let out = Command::new(exe)
+        .args(["--config", cfg.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control.stats_interval"));
+    let out = Command::new(exe)
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a bad file at start is fatal");
+    std::fs::write(&cfg, "[[virtual_server]]\naddress = \"10.1.0.1\"\nport = 80\n").unwrap();
+    let out = Command::new(exe)
+        .args(["-f", cfg.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK, 1 virtual services, 0 real servers"));
+    let out = Command::new(exe).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,198 @@
+//! rvsadm over the shared-memory transport against a fake rvs-dp that runs
+//! the real ring code: commands, listings, errors, exit codes, restarts,
+//! and concurrent writers.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::Command as Proc;
+
+use common::FakeDp;
+use rvs_cp::adm::run;
+use rvs_cp::transport::ShmTransport;
+use rvs_dp::service::{Proto, ServiceKey};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn rvsadm(t: &mut ShmTransport, line: &str) -> Out {
+    let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let code = run(&args, t, &mut "".as_bytes(), &mut o, &mut e);
+    Out {
+        code,
+        stdout: String::from_utf8(o).unwrap(),
+        stderr: String::from_utf8(e).unwrap(),
+    }
+}
+
+fn key(vip: &str, port: u16) -> ServiceKey {
+    ServiceKey {
+        proto: Proto::Tcp,
+        vip: vip.parse().unwrap(),
+        port,
+    }
+}
+
+#[test]
+fn add_list_errors_and_exit_codes() {
+    let dp = FakeDp::start("adm");
+    let mut t = ShmTransport::new(&dp.path);
+    assert_eq!(rvsadm(&mut t, "-A -t 10.1.0.100:80 -s wrr").code, 0);
+    assert_eq!(
+        rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.11:8080 -m -w 3").code,
+        0
+    );
+    assert_eq!(
+        rvsadm(&mut t, "-a -t 10.1.0.100:80 -r 10.2.0.12:8080 -m -w 1").code,
+        0
+    );
+    let s = dp.service(&key("10.1.0.100", 80)).unwrap();
+    assert_eq!(s.spec.scheduler, "wrr");
+    assert_eq!(s.dests.len(), 2);
+
+    let o = rvsadm(&mut t, "-Ln");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
+                Prot LocalAddress:Port Scheduler Flags\n  \
+                -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+                TCP  10.1.0.100:80 wrr\n  \
+                -> 10.2.0.11:8080               Masq    3      0          0         \n  \
+                -> 10.2.0.12:8080               Masq    1      0          0         \n";
+    assert_eq!(o.stdout, want);
+
+    // The data plane refuses: ipvsadm's message, exit 255.
+    let o = rvsadm(&mut t, "-A -t 10.1.0.100:80");
+    assert_eq!((o.code, o.stderr.as_str()), (255, "Service already exists\n"));
+    let o = rvsadm(&mut t, "-d -t 10.1.0.100:80 -r 10.2.0.99:8080");
+    assert_eq!((o.code, o.stderr.as_str()), (255, "No such destination\n"));
+    // A command line ipvsadm refuses never reaches it: exit 2 (option
+    // misuse), 255 (popt's own errors), as ipvsadm.
+    let o = rvsadm(&mut t, "-A -t 10.1.0.100:81 -w 1");
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let o = rvsadm(&mut t, "-A -t 10.1.0.100:81 -s wrr -w");
+    assert_eq!((o.code, o.stderr.as_str()), (255, "-w: missing argument\n"));
+    assert!(dp.service(&key("10.1.0.100", 81)).is_none());
+    // Listing one missing service: exit 1.
+    assert_eq!(rvsadm(&mut t, "-L -n -t 10.9.9.9:1").code, 1);
+
+    assert_eq!(rvsadm(&mut t, "-D -t 10.1.0.100:80").code, 0);
+    assert!(dp.services().is_empty());
+}
+
+#[test]
+fn no_data_plane_and_restart() {
+    let mut dp = FakeDp::start("restart");
+    let path = dp.path.clone();
+    let mut t = ShmTransport::new(&path);
+    assert_eq!(rvsadm(&mut t, "-A -t 10.1.0.1:80").code, 0);
+    let g1 = dp.generation();
+
+    // rvs-dp restarts: the client notices before sending and retries once.
+    dp.restart();
+    assert_ne!(dp.generation(), g1);
+    let o = rvsadm(&mut t, "-A -t 10.1.0.2:80");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(t.generation(), Some(dp.generation()));
+    let keys: Vec<_> = dp.services().iter().map(|s| s.spec.key()).collect();
+    assert_eq!(keys, vec![key("10.1.0.2", 80)], "the new rvs-dp starts empty");
+
+    // rvs-dp gone: a clear message, exit 2.
+    drop(dp);
+    let o = rvsadm(&mut t, "-Ln");
+    assert_eq!(o.code, 2);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "rvsadm: cannot reach the data plane: rvs-dp is not running (no control region at {})\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn the_binary_takes_ctl_and_env() {
+    let dp = FakeDp::start("bin");
+    let exe = env!("CARGO_BIN_EXE_rvsadm");
+    let st = Proc::new(exe)
+        .args([
+            "--ctl",
+            dp.path.to_str().unwrap(),
+            "-A",
+            "-t",
+            "10.1.0.5:443",
+            "-s",
+            "rr",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Proc::new(exe)
+        .args(["-S", "-n"])
+        .env("RVS_CTL", &dp.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "-A -t 10.1.0.5:443 -s rr\n");
+    let out = Proc::new(exe)
+        .args(["-Ln", "--ctl", "/nonexistent/rvs.ctl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("rvs-dp is not running (no control region at /nonexistent/rvs.ctl)"));
+}
+
+#[test]
+fn four_concurrent_writers_never_corrupt_the_table() {
+    let dp = FakeDp::start("conc");
+    let path = dp.path.clone();
+    let threads: Vec<_> = (0..4u8)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut t = ShmTransport::new(&path);
+                let vs = format!("10.9.0.{}:53", i + 1);
+                for round in 0..20 {
+                    for line in [
+                        format!("-A -u {vs} -s rr"),
+                        format!("-a -u {vs} -r 10.8.{i}.1:53 -w 2"),
+                        format!("-a -u {vs} -r 10.8.{i}.2:53 -w 3"),
+                        format!("-e -u {vs} -r 10.8.{i}.1:53 -w {}", round + 1),
+                        format!("-d -u {vs} -r 10.8.{i}.2:53"),
+                        format!("-D -u {vs}"),
+                    ] {
+                        let o = rvsadm(&mut t, &line);
+                        assert_eq!((o.code, o.stderr.as_str()), (0, ""), "thread {i}: {line}");
+                    }
+                }
+                assert_eq!(rvsadm(&mut t, &format!("-A -u {vs} -s wrr")).code, 0);
+                assert_eq!(
+                    rvsadm(&mut t, &format!("-a -u {vs} -r 10.8.{i}.7:53 -w 7")).code,
+                    0
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut got: Vec<(Ipv4Addr, Vec<(Ipv4Addr, u32)>)> = dp
+        .services()
+        .iter()
+        .map(|s| (s.spec.vip, s.dests.iter().map(|d| (d.rip, d.weight)).collect()))
+        .collect();
+    got.sort();
+    let want: Vec<_> = (0..4u8)
+        .map(|i| {
+            (
+                Ipv4Addr::new(10, 9, 0, i + 1),
+                vec![(Ipv4Addr::new(10, 8, i, 7), 7)],
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
