@@ -13,6 +13,8 @@
 # tun: as dr, but the director sends IP-in-IP; the servers decapsulate with XDP
 #      (this kernel has no ipip module) and hold the VIP on lo. MTU 1520 inside.
 # The director's kernel holds no addresses: rvs-dp owns d0/d1 through af_packet.
+# nat also gives the director's kernel a management address, 10.2.0.2 on m0,
+# on the servers' bridge, for rvs-cp's health checks.
 # Only addresses inside these namespaces are used.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -106,6 +108,11 @@ up() {
     nsx "$NS_C" ip route add default via 10.1.0.1
     mkveth "$NS_D" d1 "$NS_SW" bd1
     nsx "$NS_SW" ip link set bd1 master br0
+    # A management interface for the director's kernel (health checks by
+    # rvs-cp), as a real director keeps one beside its DPDK ports.
+    mkveth "$NS_D" m0 "$NS_SW" bm0
+    nsx "$NS_SW" ip link set bm0 master br0
+    nsx "$NS_D" ip addr add 10.2.0.2/24 dev m0
     for s in "${SERVERS[@]}"; do
       i=$((i + 1))
       mkveth "rvs-$s" eth0 "$NS_SW" "b$s"
