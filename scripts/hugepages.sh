@@ -74,6 +74,12 @@ setup() {
   [ -d "$SYSFS" ] || die "this kernel has no ${PAGE_KB} kB hugepages ($SYSFS missing)"
   [ -w "$SYSFS/nr_hugepages" ] || die "cannot write $SYSFS/nr_hugepages (need root, and a writable /sys)"
 
+  local avail_kb
+  avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+  # Growing the pool takes memory from everyone else on the machine at once.
+  [ $((need * PAGE_KB)) -le $((avail_kb / 2)) ] ||
+    die "$need pages of ${PAGE_KB} kB are over half of the $((avail_kb / 1024)) MB available; refusing"
+
   local before free
   before=$(nr)
   free=$(free_pages)

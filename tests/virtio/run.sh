@@ -14,7 +14,8 @@
 #
 # testpmd's flowgen engine (DPDK 22.11) sends UDP 10.254.0.0:1000 ->
 # 10.253.0.<flow>:1001 to the fixed MAC 00:01:02:03:04:01 on both of its ports;
-# it ignores --eth-peer and --tx-ip, so rvs-dp's client port takes that MAC and
+# it ignores --eth-peer and --tx-ip (the script still passes that MAC as
+# --eth-peer, for a flowgen that honours it), so rvs-dp's client port takes it and
 # the VIPs are 10.253.0.0-3. VIP i (UDP 1001, NAT) has one real server,
 # 10.2.0.(11+i):(5300+i), so every output packet's rewrite is known exactly.
 # flowgen also receives (and counts) on both ports: what rvs-dp forwards shows
@@ -22,7 +23,7 @@
 # a MAC that is not rvs-dp's port-1 MAC, so rvs-dp drops them as not_our_mac.
 #
 # Phase 1 (headers): the same config, but rvs-dp's port 1 is a net_pcap TX
-#   capture; python checks every captured frame byte for byte.
+#   capture; python checks every captured frame, field by field.
 # Phase 2 (counts): both ports virtio for VT_SECONDS. testpmd is driven
 #   through a FIFO (-i): flowgen, then rxonly to drain what rvs-dp still
 #   sends, then rvs-dp is stopped, so the two sides' counters must agree
@@ -67,6 +68,7 @@ stop_pid() { # stop_pid PID SIGNAL: signal, wait up to 5 s, then KILL
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e # every step below must run, whatever the one before it did
   [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
   stop_pid "$DP_PID" INT
   if [ -n "$FIFO_OPEN" ]; then exec 3>&-; fi # EOF on its stdin makes testpmd quit
@@ -104,7 +106,14 @@ command -v python3 >/dev/null || fail "python3 not found"
 [ -x "$RVS_DP" ] || fail "no rvs-dp at $RVS_DP (cargo build --release --features dpdk -p rvs-dp)"
 [ "$(nproc)" -ge 2 ] || fail "needs 2 CPUs: testpmd forwards on lcore 1, rvs-dp polls on lcore 0"
 
-( sleep "$DEADLINE"; echo "virtio: deadline of ${DEADLINE}s reached" >&2; kill -TERM $$ ) 2>/dev/null &
+(
+  trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+  sleep "$DEADLINE" &
+  sp=$!
+  wait "$sp"
+  echo "virtio: deadline of ${DEADLINE}s reached" >&2
+  kill -TERM $$ 2>/dev/null
+) &
 WATCHDOG=$!
 
 "$root/scripts/hugepages.sh" setup "$PAGES" | sed 's/^/virtio: /' ||
@@ -145,7 +154,8 @@ stdbuf -o0 -e0 "$TESTPMD" -l 0-1 --file-prefix "$TAG-tp" --huge-dir "$W/huge" --
   --vdev "net_vhost0,iface=$W/vhost0.sock,client=0,queues=1" \
   --vdev "net_vhost1,iface=$W/vhost1.sock,client=0,queues=1" \
   -- -i --nb-cores=1 --total-num-mbufs=8192 --forward-mode=flowgen \
-  --flowgen-flows=$NVIP --disable-link-check <"$W/tp.fifo" >"$W/tp.log" 2>&1 &
+  --flowgen-flows=$NVIP --eth-peer=0,$CLIENT_MAC --eth-peer=1,$CLIENT_MAC \
+  --disable-link-check <"$W/tp.fifo" >"$W/tp.log" 2>&1 &
 TP_PID=$!
 exec 3>"$W/tp.fifo"
 FIFO_OPEN=1
@@ -201,7 +211,7 @@ stop_dp() { # stop_dp PHASE: SIGINT, then rvs-dp prints its counters and exits
 # --- phase 1: capture what rvs-dp sends toward the real servers -------------
 start_dp 1 "$W/rvs-pcap.toml"
 tp start
-sleep 0.5
+sleep 0.3
 tp stop
 stop_dp 1
 log "phase 1: $(stat -c %s "$W/out.pcap") bytes captured"
