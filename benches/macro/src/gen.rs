@@ -166,7 +166,11 @@ pub fn build_frame(buf: &mut Vec<u8>, f: &Frame, dst_mac: [u8; 6], src_mac: [u8;
     if f.proto == PROTO_UDP && csum == 0 {
         csum = 0xffff;
     }
-    let at = if f.proto == PROTO_TCP { l4_off + 16 } else { l4_off + 6 };
+    let at = if f.proto == PROTO_TCP {
+        l4_off + 16
+    } else {
+        l4_off + 6
+    };
     buf[at..at + 2].copy_from_slice(&csum.to_be_bytes());
     // Ethernet padding up to the minimum frame.
     buf.resize(buf.len().max(len), 0);

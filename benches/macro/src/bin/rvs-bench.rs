@@ -41,6 +41,8 @@ struct Opts {
     syn_flows: u32,
     only: Option<Vec<String>>,
     ctl: PathBuf,
+    /// Runs of each pair, interleaved; the best window of each counts.
+    reps: u32,
 }
 
 impl Opts {
@@ -120,7 +122,11 @@ fn rvs_config(pcaps: &[PathBuf], workers: &[u32], capacity: u32, mbufs: u32, m: 
         "[[port]]\nname = \"servers\"\ndevice = \"net_null1,no-rx=1\"\naddress = \"10.2.0.1/24\"\nmac = \"{PORT1_MAC}\"\n"
     );
     for (i, rs) in RS.iter().enumerate() {
-        let _ = writeln!(s, "[[neighbor]]\nip = \"{rs}\"\nmac = \"02:00:00:00:02:{:02x}\"\n", 0x11 + i);
+        let _ = writeln!(
+            s,
+            "[[neighbor]]\nip = \"{rs}\"\nmac = \"02:00:00:00:02:{:02x}\"\n",
+            0x11 + i
+        );
     }
     for (proto, port) in [("UDP", 53), ("TCP", 80)] {
         let _ = writeln!(
@@ -129,7 +135,10 @@ fn rvs_config(pcaps: &[PathBuf], workers: &[u32], capacity: u32, mbufs: u32, m: 
             m.kind()
         );
         for rs in RS {
-            let _ = writeln!(s, "[[virtual_server.real_server]]\naddress = \"{rs}\"\nport = {port}\n");
+            let _ = writeln!(
+                s,
+                "[[virtual_server.real_server]]\naddress = \"{rs}\"\nport = {port}\n"
+            );
         }
     }
     s
@@ -297,10 +306,17 @@ fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
             fail(format!("[{}] rvs-dp exited early; see {}", r.name, log.display()));
         }
         if t0.elapsed() > Duration::from_secs(120) {
-            fail(format!("[{}] rvs-dp did not come up; see {}", r.name, log.display()));
+            fail(format!(
+                "[{}] rvs-dp did not come up; see {}",
+                r.name,
+                log.display()
+            ));
         }
         if let Ok(c) = CtlClient::open(&o.ctl) {
-            if c.region().dp_pid() as i32 == p.pid() && sample(&c, r.workers).is_some() {
+            // The region exists before the workers have built their tables:
+            // wait for every worker's first publish.
+            let published = sample(&c, r.workers).is_some_and(|s| s.iter().all(|b| b.timestamp_ns > 0));
+            if c.region().dp_pid() as i32 == p.pid() && published {
                 break c;
             }
         }
@@ -385,7 +401,9 @@ fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
             *c += y.latency.counts[i].saturating_sub(x.latency.counts[i]);
         }
         h.total += y.latency.total.saturating_sub(x.latency.total);
-        h.sum_ns = h.sum_ns.wrapping_add(y.latency.sum_ns.wrapping_sub(x.latency.sum_ns));
+        h.sum_ns = h
+            .sum_ns
+            .wrapping_add(y.latency.sum_ns.wrapping_sub(x.latency.sum_ns));
         res.max_ns = res.max_ns.max(y.latency.max_ns);
     }
     h.max_ns = res.max_ns;
@@ -411,7 +429,12 @@ fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32) -> TpR
     let mut cmd = Command::new("stdbuf");
     cmd.args(["-oL", &o.testpmd, "-l", "0,1"]);
     cmd.args(o.mem_args(mbufs));
-    cmd.args(["--no-pci", "--file-prefix", "rvsbench-tp", "--log-level=lib.eal:error"]);
+    cmd.args([
+        "--no-pci",
+        "--file-prefix",
+        "rvsbench-tp",
+        "--log-level=lib.eal:error",
+    ]);
     cmd.arg("--vdev")
         .arg(format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display()));
     cmd.args(["--vdev", "net_null1,no-rx=1", "--"]);
@@ -441,19 +464,29 @@ fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32) -> TpR
         if let Some(rest) = t.strip_prefix("######################## NIC statistics for port") {
             port = rest.split_whitespace().next().and_then(|x| x.parse().ok());
         } else if let Some(rest) = t.strip_prefix("Rx-pps:") {
-            let v: f64 = rest.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+            let v: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0.0);
             if port == Some(0) {
                 cur.0 = v;
             }
         } else if let Some(rest) = t.strip_prefix("Tx-pps:") {
-            let v: f64 = rest.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+            let v: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0.0);
             if port == Some(1) {
                 cur.1 = v;
                 // Port 1's Tx-pps closes a report.
                 if !flowing && cur.1 > 0.0 {
                     flowing = true;
                     flowing_at = Some(at);
-                } else if flowing && flowing_at.is_some_and(|f| at.duration_since(f).as_secs_f64() >= o.warmup) {
+                } else if flowing
+                    && flowing_at.is_some_and(|f| at.duration_since(f).as_secs_f64() >= o.warmup)
+                {
                     reports.push(cur);
                     if reports.len() as f64 >= o.window {
                         break;
@@ -521,10 +554,15 @@ fn main() {
         syn_flows: 1 << 20,
         only: None,
         ctl: PathBuf::from("/dev/shm/rvs-bench.ctl"),
+        reps: 2,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().unwrap_or_else(|| fail(format!("{a} needs a value")));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| fail(format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--rvs-dp" => o.rvs_dp = val().into(),
             "--testpmd" => o.testpmd = val(),
@@ -537,6 +575,7 @@ fn main() {
             "--syn-flows" => o.syn_flows = val().parse().unwrap_or_else(|_| fail("--syn-flows: N")),
             "--only" => o.only = Some(val().split(',').map(String::from).collect()),
             "--ctl" => o.ctl = val().into(),
+            "--reps" => o.reps = val().parse::<u32>().unwrap_or_else(|_| fail("--reps: N")).max(1),
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -562,13 +601,66 @@ fn main() {
     let rvs1 = |pcaps: &[PathBuf], cap: u32, mbufs: u32, m: Method| rvs_config(pcaps, &[1], cap, mbufs, m);
 
     let (p1k, _) = pcap(&o, "udp-1k-64", &udp1k);
-    let mut tp_ref = None;
-    if o.wants("ref") || o.wants("nat") || o.wants("dr") || o.wants("tun") {
+    // The ratio scenarios run as interleaved rounds (testpmd, NAT, DR, TUN,
+    // testpmd, ...): on a shared VM, noise only ever lowers a window, so
+    // each keeps its best round, and slow drifts hit every scenario alike.
+    let run1k = |name: &str, m: Method| {
+        run_rvs(
+            &o,
+            &RvsRun {
+                name,
+                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, m),
+                lcores: "1",
+                workers: 1,
+                mbufs: small_mbufs,
+                ramp_to: None,
+                idle: false,
+            },
+        )
+    };
+    let want_ref = o.wants("ref") || o.wants("nat") || o.wants("dr") || o.wants("tun");
+    let mut tp_best: Option<TpResult> = None;
+    let mut tp5_best: Option<TpResult> = None;
+    let mut best: [Option<RvsResult>; 3] = [None, None, None];
+    let mut spread: [Vec<f64>; 4] = Default::default();
+    let methods = [("nat", Method::Nat), ("dr", Method::Dr), ("tun", Method::Tun)];
+    for _ in 0..o.reps {
+        if !want_ref {
+            break;
+        }
         let tp = run_testpmd(&o, "testpmd-macswap-1k", "macswap", &p1k, small_mbufs);
-        let tp5 = run_testpmd(&o, "testpmd-5tswap-1k", "5tswap", &p1k, small_mbufs);
+        spread[0].push(tp.tx_pps);
+        if tp_best.as_ref().is_none_or(|b| tp.tx_pps > b.tx_pps) {
+            tp_best = Some(tp);
+        }
+        if tp5_best.is_none() {
+            tp5_best = Some(run_testpmd(&o, "testpmd-5tswap-1k", "5tswap", &p1k, small_mbufs));
+        }
+        for (i, (key, m)) in methods.iter().enumerate() {
+            if !o.wants(key) {
+                continue;
+            }
+            let r = run1k(&format!("rvs-{key}-1k"), *m);
+            spread[i + 1].push(r.tx_pps);
+            if best[i].as_ref().is_none_or(|b| r.tx_pps > b.tx_pps) {
+                best[i] = Some(r);
+            }
+        }
+    }
+    let runs = |v: &Vec<f64>| {
+        let s: Vec<String> = v.iter().map(|x| mpps(*x)).collect();
+        format!("rounds: {}", s.join(", "))
+    };
+    if let (Some(tp), Some(tp5)) = (&tp_best, &tp5_best) {
         row(
             "testpmd macswap, 1K flows, 64 B (reference)",
-            format!("{} Mpps (rx {}; {} reports)", mpps(tp.tx_pps), mpps(tp.rx_pps), tp.reports),
+            format!(
+                "{} Mpps (rx {}, {} reports; {})",
+                mpps(tp.tx_pps),
+                mpps(tp.rx_pps),
+                tp.reports,
+                runs(&spread[0])
+            ),
             "-",
             "-".into(),
         );
@@ -578,62 +670,51 @@ fn main() {
             "-",
             format!("{:.2}x macswap", tp5.tx_pps / tp.tx_pps.max(1.0)),
         );
-        tp_ref = Some(tp.tx_pps);
     }
-    let reference = tp_ref.unwrap_or(0.0).max(1.0);
+    let reference = tp_best.as_ref().map_or(0.0, |t| t.tx_pps).max(1.0);
+    let reference5 = tp5_best.as_ref().map_or(0.0, |t| t.tx_pps).max(1.0);
     let mut nat1k = None;
-    if o.wants("nat") {
-        let r = run_rvs(
-            &o,
-            &RvsRun {
-                name: "rvs-nat-1k",
-                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, Method::Nat),
-                lcores: "1",
-                workers: 1,
-                mbufs: small_mbufs,
-                ramp_to: None,
-                idle: false,
-            },
-        );
+    for (i, (target, label)) in [(0.8, "NAT"), (0.9, "DR"), (0.75, "TUN")].iter().enumerate() {
+        let Some(r) = &best[i] else { continue };
         let ratio = r.tx_pps / reference;
         row(
-            "NAT established, 1 worker, 1K flows, 64 B",
-            format!("{} Mpps (rx {}; drops {})", mpps(r.tx_pps), mpps(r.rx_pps), drops(&r)),
-            "≥ 0.8x macswap",
-            format!("{ratio:.2}x, {}", verdict(ratio >= 0.8)),
-        );
-        let p99 = r.latency.as_ref().and_then(|h| h.summary()).map(|s| s.p99).unwrap_or(u64::MAX);
-        row(
-            "Latency in the worker (NAT 1K run, window histogram)",
-            lat(&r.latency),
-            "p99 ≤ 1 µs",
-            verdict(p99 <= 1000).into(),
-        );
-        nat1k = Some(r.tx_pps);
-    }
-    for (key, m, target) in [("dr", Method::Dr, 0.9), ("tun", Method::Tun, 0.75)] {
-        if !o.wants(key) {
-            continue;
-        }
-        let r = run_rvs(
-            &o,
-            &RvsRun {
-                name: &format!("rvs-{key}-1k"),
-                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, m),
-                lcores: "1",
-                workers: 1,
-                mbufs: small_mbufs,
-                ramp_to: None,
-                idle: false,
-            },
-        );
-        let ratio = r.tx_pps / reference;
-        row(
-            &format!("{} established, 1 worker, 1K flows, 64 B", m.kind()),
-            format!("{} Mpps (drops {})", mpps(r.tx_pps), drops(&r)),
+            &format!("{label} established, 1 worker, 1K flows, 64 B"),
+            format!(
+                "{} Mpps (rx {}; {}; drops {})",
+                mpps(r.tx_pps),
+                mpps(r.rx_pps),
+                runs(&spread[i + 1]),
+                drops(r)
+            ),
             &format!("≥ {target}x macswap"),
-            format!("{ratio:.2}x, {}", verdict(ratio >= target)),
+            format!(
+                "{ratio:.2}x, {} ({:.2}x 5tswap)",
+                verdict(ratio >= *target),
+                r.tx_pps / reference5
+            ),
         );
+        if i == 0 {
+            nat1k = Some(r.tx_pps);
+            let p99 = r
+                .latency
+                .as_ref()
+                .and_then(|h| h.summary())
+                .map(|s| s.p99)
+                .unwrap_or(u64::MAX);
+            row(
+                "Latency in the worker (best NAT 1K window's histogram)",
+                lat(&r.latency),
+                "p99 ≤ 1 µs",
+                verdict(p99 <= 1000).into(),
+            );
+            notes.push(format!(
+                "Latency: rvs-dp records, for every packet of a burst, the time from the end of \
+                 rx_burst to the end of that burst's tx flush; with 32-packet bursts that is the \
+                 whole burst's processing time. Per packet, the same window spent {:.0} ns \
+                 (1 / forwarded rate).",
+                1e9 / r.tx_pps.max(1.0)
+            ));
+        }
     }
     if o.wants("imix") {
         let (pi, avg) = pcap(
@@ -692,12 +773,12 @@ fn main() {
                 lcores: "1",
                 workers: 1,
                 mbufs,
-                ramp_to: None,
+                // The window starts after the first pass has created every connection.
+                ramp_to: Some(n as u64),
                 idle: false,
             },
         );
-        let base1k = nat1k.unwrap_or(0.0).max(1.0);
-        let ratio = r.tx_pps / base1k;
+        let ratio = nat1k.map_or(f64::NAN, |b| r.tx_pps / b.max(1.0));
         row(
             &format!("NAT established, 1 worker, {} flows, 64 B", n),
             format!(
@@ -828,8 +909,7 @@ fn main() {
                 idle: false,
             },
         );
-        let one = nat1k.unwrap_or(0.0).max(1.0);
-        let eff = r.tx_pps / (2.0 * one);
+        let eff = nat1k.map_or(f64::NAN, |one| r.tx_pps / (2.0 * one.max(1.0)));
         let per: Vec<String> = r.per_worker_tx_pps.iter().map(|x| mpps(*x)).collect();
         row(
             "NAT established, 2 workers (1K flows each, queue per worker)",
@@ -870,7 +950,11 @@ fn main() {
             let per = (kb.saturating_sub(base_kb)) as f64 * 1024.0 / (cap - 1024) as f64;
             row(
                 &format!("Memory per connection, table of {cap}"),
-                format!("{per:.1} B/conn (RSS {} MB vs {} MB at 1K)", kb / 1024, base_kb / 1024),
+                format!(
+                    "{per:.1} B/conn (RSS {} MB vs {} MB at 1K)",
+                    kb / 1024,
+                    base_kb / 1024
+                ),
                 "≤ 96 B",
                 verdict(per <= 96.0).into(),
             );

@@ -21,8 +21,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().unwrap_or_else(|| fail(&format!("{a} needs a value")));
-        let num = |v: String| v.parse::<u32>().unwrap_or_else(|_| fail(&format!("{a}: not a number: {v}")));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| fail(&format!("{a} needs a value")))
+        };
+        let num = |v: String| {
+            v.parse::<u32>()
+                .unwrap_or_else(|_| fail(&format!("{a}: not a number: {v}")))
+        };
         match a.as_str() {
             "--out" => out = Some(val()),
             "--flows" => spec.flows = num(val()),
@@ -50,7 +57,11 @@ fn main() {
             "--src-mac" => spec.src_mac = parse_mac(&val()).unwrap_or_else(|| fail("--src-mac: bad MAC")),
             "--vip" => spec.vip = val().parse().unwrap_or_else(|_| fail("--vip: bad address")),
             "--vport" => spec.vport = num(val()) as u16,
-            "--client-base" => spec.client_base = val().parse().unwrap_or_else(|_| fail("--client-base: bad address")),
+            "--client-base" => {
+                spec.client_base = val()
+                    .parse()
+                    .unwrap_or_else(|_| fail("--client-base: bad address"))
+            }
             "--owner" => {
                 let v = val();
                 let (k, w) = v.split_once('/').unwrap_or_else(|| fail("--owner: K/W"));
@@ -71,6 +82,10 @@ fn main() {
     }
     let out = out.unwrap_or_else(|| fail("--out FILE is needed"));
     let f = File::create(&out).unwrap_or_else(|e| fail(&format!("{out}: {e}")));
-    let s = generate(&spec, BufWriter::with_capacity(1 << 20, f)).unwrap_or_else(|e| fail(&format!("{out}: {e}")));
-    println!("{out}: {} frames, average {:.1} B on the wire", s.frames, s.avg_wire_len);
+    let s = generate(&spec, BufWriter::with_capacity(1 << 20, f))
+        .unwrap_or_else(|e| fail(&format!("{out}: {e}")));
+    println!(
+        "{out}: {} frames, average {:.1} B on the wire",
+        s.frames, s.avg_wire_len
+    );
 }
