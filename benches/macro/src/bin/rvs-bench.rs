@@ -1,0 +1,983 @@
+//! The DPDK macro-benchmark driver: runs rvs-dp and dpdk-testpmd one after
+//! the other on the same virtual devices (net_pcap replaying a generated file
+//! with infinite_rx → net_null sink), in the same memory mode, and prints one
+//! markdown table. rvs-dp's numbers come from its own stats area (forwarded =
+//! transformed and sent, `tx_pkts`); testpmd's from its periodic port stats.
+//!
+//!     rvs-bench --rvs-dp PATH [--huge | --no-huge] [--work DIR] [--warmup S]
+//!               [--window S] [--big-flows N] [--syn-flows N] [--only a,b,...]
+//!
+//! Scenarios (names for --only): ref, nat, dr, tun, imix, big, syn, flood,
+//! scale, mem.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rvs_dp::ctl::latency::LatencyHist;
+use rvs_dp::ctl::ring::CtlClient;
+use rvs_dp::ctl::statsarea::WorkerStatsBlock;
+use rvs_dp::stats::DropReason;
+use rvs_macro::gen::{generate, Kind, Size, Spec};
+
+const PORT0_MAC: &str = "02:00:00:00:00:01";
+const PORT1_MAC: &str = "02:00:00:00:00:02";
+const VIP: &str = "10.1.0.100";
+const RS: [&str; 4] = ["10.2.0.11", "10.2.0.12", "10.2.0.13", "10.2.0.14"];
+
+struct Opts {
+    rvs_dp: PathBuf,
+    testpmd: String,
+    work: PathBuf,
+    huge: bool,
+    warmup: f64,
+    window: f64,
+    big_flows: u32,
+    syn_flows: u32,
+    only: Option<Vec<String>>,
+    ctl: PathBuf,
+    /// Runs of each pair, interleaved; the best window of each counts.
+    reps: u32,
+}
+
+impl Opts {
+    fn wants(&self, s: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
+    }
+
+    /// EAL memory arguments; the pool needs `mbufs` × ~2.3 KB.
+    fn mem_args(&self, mbufs: u32) -> Vec<String> {
+        if self.huge {
+            vec!["--huge-unlink".into()]
+        } else {
+            let mb = (mbufs as u64 * 2400 / (1 << 20)) + 512;
+            vec!["--no-huge".into(), "-m".into(), mb.to_string()]
+        }
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("rvs-bench: {msg}");
+    std::process::exit(1)
+}
+
+fn sleep_s(s: f64) {
+    std::thread::sleep(Duration::from_secs_f64(s));
+}
+
+/// Generates `name.pcap` in the work dir (once per run of the driver).
+fn pcap(o: &Opts, name: &str, spec: &Spec) -> (PathBuf, f64) {
+    let path = o.work.join(format!("{name}.pcap"));
+    let f = File::create(&path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    let s = generate(spec, BufWriter::with_capacity(1 << 20, f))
+        .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    (path, s.avg_wire_len)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Method {
+    fn kind(self) -> &'static str {
+        match self {
+            Method::Nat => "NAT",
+            Method::Dr => "DR",
+            Method::Tun => "TUN",
+        }
+    }
+}
+
+/// rvs.toml: port 0 = the pcap vdev (clients, VIP side; one rx_pcap per
+/// worker queue), port 1 = net_null (real servers); a UDP:53 and a TCP:80
+/// service on the VIP, four real servers with static neighbours.
+fn rvs_config(pcaps: &[PathBuf], workers: &[u32], capacity: u32, mbufs: u32, m: Method) -> String {
+    let mut s = String::new();
+    let w: Vec<String> = workers.iter().map(|w| w.to_string()).collect();
+    let _ = writeln!(
+        s,
+        "[dataplane]\nworkers = [{}]\nconn_capacity = {capacity}\nmbufs = {mbufs}\n",
+        w.join(", ")
+    );
+    let dev = if pcaps.is_empty() {
+        "net_null0,no-rx=1".to_string()
+    } else {
+        let rx: Vec<String> = pcaps.iter().map(|p| format!("rx_pcap={}", p.display())).collect();
+        format!("net_pcap0,{},infinite_rx=1", rx.join(","))
+    };
+    let _ = writeln!(
+        s,
+        "[[port]]\nname = \"clients\"\ndevice = \"{dev}\"\naddress = \"10.1.0.1/24\"\nmac = \"{PORT0_MAC}\"\n"
+    );
+    let _ = writeln!(
+        s,
+        "[[port]]\nname = \"servers\"\ndevice = \"net_null1,no-rx=1\"\naddress = \"10.2.0.1/24\"\nmac = \"{PORT1_MAC}\"\n"
+    );
+    for (i, rs) in RS.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "[[neighbor]]\nip = \"{rs}\"\nmac = \"02:00:00:00:02:{:02x}\"\n",
+            0x11 + i
+        );
+    }
+    for (proto, port) in [("UDP", 53), ("TCP", 80)] {
+        let _ = writeln!(
+            s,
+            "[[virtual_server]]\naddress = \"{VIP}\"\nport = {port}\nprotocol = \"{proto}\"\nlb_algo = \"rr\"\nlb_kind = \"{}\"\n",
+            m.kind()
+        );
+        for rs in RS {
+            let _ = writeln!(
+                s,
+                "[[virtual_server.real_server]]\naddress = \"{rs}\"\nport = {port}\n"
+            );
+        }
+    }
+    s
+}
+
+/// A child process that is stopped with SIGINT (then SIGKILL) when dropped.
+struct Proc {
+    child: Child,
+    out: Option<mpsc::Receiver<(Instant, String)>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Proc {
+        let err = File::create(log).unwrap_or_else(|e| fail(format!("{}: {e}", log.display())));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+        let mut child = cmd.spawn().unwrap_or_else(|e| fail(format!("{cmd:?}: {e}")));
+        let (tx, rx) = mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(out);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if tx.send((Instant::now(), line.trim_end().to_string())).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Proc { child, out: Some(rx) }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGINT, wait up to 15 s, then SIGKILL; returns what it printed on stdout.
+    fn stop(mut self) -> Vec<String> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), libc::SIGINT) };
+        let t0 = Instant::now();
+        while self.alive() && t0.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.alive() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let mut lines = Vec::new();
+        if let Some(rx) = self.out.take() {
+            while let Ok((_, l)) = rx.recv_timeout(Duration::from_secs(2)) {
+                lines.push(l);
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.alive() {
+            // SAFETY: as in `stop`.
+            unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn proc_status_kb(pid: i32, key: &str) -> u64 {
+    let mut s = String::new();
+    if File::open(format!("/proc/{pid}/status"))
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .is_err()
+    {
+        return 0;
+    }
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every worker's block, read at one moment.
+type Sample = Vec<WorkerStatsBlock>;
+
+fn sample(c: &CtlClient, workers: usize) -> Option<Sample> {
+    let r = c.stats();
+    (0..workers).map(|w| r.read(w)).collect()
+}
+
+fn sum(s: &Sample, f: impl Fn(&WorkerStatsBlock) -> u64) -> u64 {
+    s.iter().map(f).sum()
+}
+
+/// Seconds between two samples, from the workers' own publish stamps.
+fn dt(a: &Sample, b: &Sample) -> f64 {
+    let mut d = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        d = d.max(y.timestamp_ns.saturating_sub(x.timestamp_ns) as f64 / 1e9);
+    }
+    d
+}
+
+/// Rates over a measurement window, and what rvs-dp printed at exit.
+#[derive(Default)]
+struct RvsResult {
+    rx_pps: f64,
+    tx_pps: f64,
+    per_worker_tx_pps: Vec<f64>,
+    drops: BTreeMap<&'static str, f64>,
+    conns_created: u64,
+    table_used: u64,
+    svc_inpkts_pps: Vec<f64>,
+    latency: Option<LatencyHist>,
+    max_ns: u64,
+    rss_kb: u64,
+    new_conn_rate: Option<(f64, usize)>,
+    final_lines: Vec<String>,
+}
+
+struct RvsRun<'a> {
+    name: &'a str,
+    config: String,
+    lcores: &'a str,
+    workers: usize,
+    mbufs: u32,
+    /// Measure the first pass's connection rate until this many exist.
+    ramp_to: Option<u64>,
+    /// Only start, read the memory, stop.
+    idle: bool,
+}
+
+fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
+    let cfg = o.work.join(format!("{}.toml", r.name));
+    std::fs::write(&cfg, &r.config).unwrap_or_else(|e| fail(format!("{}: {e}", cfg.display())));
+    let _ = std::fs::remove_file(&o.ctl);
+    let mut cmd = Command::new(&o.rvs_dp);
+    cmd.arg("-l").arg(r.lcores);
+    cmd.args(o.mem_args(r.mbufs));
+    cmd.args([
+        "--no-pci",
+        "--file-prefix",
+        "rvsbench",
+        "--log-level=lib.eal:error",
+        "--",
+        "--config",
+    ]);
+    cmd.arg(&cfg).arg("--ctl").arg(&o.ctl);
+    eprintln!("rvs-bench: [{}] {:?}", r.name, cmd);
+    let log = o.work.join(format!("{}.log", r.name));
+    let mut p = Proc::spawn(cmd, &log);
+    let t0 = Instant::now();
+    let client = loop {
+        if !p.alive() {
+            fail(format!("[{}] rvs-dp exited early; see {}", r.name, log.display()));
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            fail(format!(
+                "[{}] rvs-dp did not come up; see {}",
+                r.name,
+                log.display()
+            ));
+        }
+        if let Ok(c) = CtlClient::open(&o.ctl) {
+            // The region exists before the workers have built their tables:
+            // wait for every worker's first publish.
+            let published = sample(&c, r.workers).is_some_and(|s| s.iter().all(|b| b.timestamp_ns > 0));
+            if c.region().dp_pid() as i32 == p.pid() && published {
+                break c;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut res = RvsResult::default();
+    if r.idle {
+        sleep_s(0.5);
+        res.rss_kb = proc_status_kb(p.pid(), "VmRSS:");
+        res.final_lines = p.stop();
+        return res;
+    }
+    // Traffic flows once the pcap vdev has preloaded its file.
+    let mut ramp: Vec<(u64, u64)> = Vec::new();
+    let mut last_ts = 0;
+    loop {
+        let s = sample(&client, r.workers).unwrap_or_else(|| fail("stats unreadable"));
+        if let Some(n) = r.ramp_to {
+            let ts = s[0].timestamp_ns;
+            if ts != last_ts {
+                last_ts = ts;
+                ramp.push((ts, sum(&s, |b| b.conns_created)));
+            }
+            if sum(&s, |b| b.conns_created) >= n {
+                break;
+            }
+        } else if sum(&s, |b| b.rx_pkts) > 0 {
+            break;
+        }
+        if !p.alive() || t0.elapsed() > Duration::from_secs(120) {
+            fail(format!("[{}] no traffic; see {}", r.name, log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(n) = r.ramp_to {
+        // Only publishes strictly inside the first pass: each is a complete
+        // 100 ms of connection creation, with no start-up or idle time in it.
+        let inside: Vec<&(u64, u64)> = ramp.iter().filter(|(_, c)| *c > 0 && *c < n).collect();
+        if let (Some(a), Some(b)) = (inside.first(), inside.last()) {
+            if b.0 > a.0 {
+                res.new_conn_rate = Some(((b.1 - a.1) as f64 / ((b.0 - a.0) as f64 / 1e9), inside.len()));
+            }
+        }
+        if res.new_conn_rate.is_none() {
+            // Too fast for two publishes: a lower bound over the whole pass.
+            let before = ramp.iter().rev().find(|(_, c)| *c == 0).map(|x| x.0);
+            let after = ramp.last().map(|x| x.0);
+            if let (Some(a), Some(b)) = (before, after) {
+                res.new_conn_rate = Some((n as f64 / ((b - a) as f64 / 1e9), 0));
+            }
+        }
+    }
+    sleep_s(o.warmup);
+    let a = sample(&client, r.workers).unwrap_or_else(|| fail("stats unreadable"));
+    sleep_s(o.window);
+    let b = sample(&client, r.workers).unwrap_or_else(|| fail("stats unreadable"));
+    res.rss_kb = proc_status_kb(p.pid(), "VmRSS:");
+    let d = dt(&a, &b).max(1e-9);
+    res.rx_pps = (sum(&b, |x| x.rx_pkts) - sum(&a, |x| x.rx_pkts)) as f64 / d;
+    res.tx_pps = (sum(&b, |x| x.tx_pkts) - sum(&a, |x| x.tx_pkts)) as f64 / d;
+    res.per_worker_tx_pps = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (y.tx_pkts - x.tx_pkts) as f64 / d)
+        .collect();
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
+        let n = sum(&b, |x| x.drops[i]) - sum(&a, |x| x.drops[i]);
+        if n > 0 {
+            res.drops.insert(reason.name(), n as f64 / d);
+        }
+    }
+    for svc in 0..2 {
+        let n = sum(&b, |x| x.services[svc].inpkts) - sum(&a, |x| x.services[svc].inpkts);
+        res.svc_inpkts_pps.push(n as f64 / d);
+    }
+    res.conns_created = sum(&b, |x| x.conns_created);
+    res.table_used = sum(&b, |x| x.conn_table_used);
+    // The window's own histogram: later counts minus earlier ones.
+    let mut h = LatencyHist::default();
+    for (x, y) in a.iter().zip(&b) {
+        for (i, c) in h.counts.iter_mut().enumerate() {
+            *c += y.latency.counts[i].saturating_sub(x.latency.counts[i]);
+        }
+        h.total += y.latency.total.saturating_sub(x.latency.total);
+        h.sum_ns = h
+            .sum_ns
+            .wrapping_add(y.latency.sum_ns.wrapping_sub(x.latency.sum_ns));
+        res.max_ns = res.max_ns.max(y.latency.max_ns);
+    }
+    h.max_ns = res.max_ns;
+    res.latency = Some(h);
+    res.final_lines = p.stop();
+    for l in &res.final_lines {
+        eprintln!("rvs-bench: [{}]   {l}", r.name);
+    }
+    res
+}
+
+#[derive(Default)]
+struct TpResult {
+    rx_pps: f64,
+    tx_pps: f64,
+    reports: usize,
+}
+
+/// testpmd with one forwarding core (lcore 1; lcore 0 only prints stats).
+/// Its per-second "Rx-pps/Tx-pps" are averaged over the reports that follow
+/// the warm-up.
+fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32) -> TpResult {
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", &o.testpmd, "-l", "0,1"]);
+    cmd.args(o.mem_args(mbufs));
+    cmd.args([
+        "--no-pci",
+        "--file-prefix",
+        "rvsbench-tp",
+        "--log-level=lib.eal:error",
+    ]);
+    cmd.arg("--vdev")
+        .arg(format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display()));
+    cmd.args(["--vdev", "net_null1,no-rx=1", "--"]);
+    cmd.arg(format!("--forward-mode={mode}"));
+    cmd.args(["--stats-period", "1", "--nb-cores=1"]);
+    cmd.arg(format!("--total-num-mbufs={mbufs}"));
+    eprintln!("rvs-bench: [{name}] {cmd:?}");
+    let log = o.work.join(format!("{name}.log"));
+    let mut p = Proc::spawn(cmd, &log);
+    let rx = p.out.take().unwrap_or_else(|| fail("no stdout"));
+    let t0 = Instant::now();
+    let mut port: Option<u32> = None;
+    let mut cur = (0.0f64, 0.0f64);
+    let mut reports: Vec<(f64, f64)> = Vec::new();
+    let mut flowing = false;
+    let mut flowing_at = None;
+    let mut log_lines = Vec::new();
+    while t0.elapsed() < Duration::from_secs(120) {
+        let Ok((at, line)) = rx.recv_timeout(Duration::from_millis(200)) else {
+            if !p.alive() {
+                break;
+            }
+            continue;
+        };
+        log_lines.push(line.clone());
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("######################## NIC statistics for port") {
+            port = rest.split_whitespace().next().and_then(|x| x.parse().ok());
+        } else if let Some(rest) = t.strip_prefix("Rx-pps:") {
+            let v: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0.0);
+            if port == Some(0) {
+                cur.0 = v;
+            }
+        } else if let Some(rest) = t.strip_prefix("Tx-pps:") {
+            let v: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0.0);
+            if port == Some(1) {
+                cur.1 = v;
+                // Port 1's Tx-pps closes a report.
+                if !flowing && cur.1 > 0.0 {
+                    flowing = true;
+                    flowing_at = Some(at);
+                } else if flowing
+                    && flowing_at.is_some_and(|f| at.duration_since(f).as_secs_f64() >= o.warmup)
+                {
+                    reports.push(cur);
+                    if reports.len() as f64 >= o.window {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = p.stop();
+    let _ = std::fs::write(&log, log_lines.join("\n"));
+    if reports.is_empty() {
+        fail(format!("[{name}] testpmd gave no stats; see {}", log.display()));
+    }
+    let n = reports.len() as f64;
+    TpResult {
+        rx_pps: reports.iter().map(|r| r.0).sum::<f64>() / n,
+        tx_pps: reports.iter().map(|r| r.1).sum::<f64>() / n,
+        reports: reports.len(),
+    }
+}
+
+fn mpps(x: f64) -> String {
+    format!("{:.2}", x / 1e6)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn lat(h: &Option<LatencyHist>) -> String {
+    match h.as_ref().and_then(|h| h.summary()) {
+        Some(s) => format!(
+            "p50 {} / p90 {} / p99 {} / p99.9 {} ns (max since start {} ns)",
+            s.p50, s.p90, s.p99, s.p999, s.max
+        ),
+        None => "-".into(),
+    }
+}
+
+fn drops(r: &RvsResult) -> String {
+    if r.drops.is_empty() {
+        return "none".into();
+    }
+    r.drops
+        .iter()
+        .map(|(k, v)| format!("{k} {} Mpps", mpps(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Opts {
+        rvs_dp: PathBuf::from("target/release/rvs-dp"),
+        testpmd: "dpdk-testpmd".into(),
+        work: PathBuf::from("/tmp/rvs-bench"),
+        huge: false,
+        warmup: 1.0,
+        window: 3.0,
+        big_flows: 1 << 20,
+        syn_flows: 1 << 20,
+        only: None,
+        ctl: PathBuf::from("/dev/shm/rvs-bench.ctl"),
+        reps: 2,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| fail(format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--rvs-dp" => o.rvs_dp = val().into(),
+            "--testpmd" => o.testpmd = val(),
+            "--work" => o.work = val().into(),
+            "--huge" => o.huge = true,
+            "--no-huge" => o.huge = false,
+            "--warmup" => o.warmup = val().parse().unwrap_or_else(|_| fail("--warmup: seconds")),
+            "--window" => o.window = val().parse().unwrap_or_else(|_| fail("--window: seconds")),
+            "--big-flows" => o.big_flows = val().parse().unwrap_or_else(|_| fail("--big-flows: N")),
+            "--syn-flows" => o.syn_flows = val().parse().unwrap_or_else(|_| fail("--syn-flows: N")),
+            "--only" => o.only = Some(val().split(',').map(String::from).collect()),
+            "--ctl" => o.ctl = val().into(),
+            "--reps" => o.reps = val().parse::<u32>().unwrap_or_else(|_| fail("--reps: N")).max(1),
+            other => fail(format!("unknown argument {other}")),
+        }
+    }
+    std::fs::create_dir_all(&o.work).unwrap_or_else(|e| fail(format!("{}: {e}", o.work.display())));
+    let started = Instant::now();
+    let mac0 = rvs_macro::gen::parse_mac(PORT0_MAC).unwrap_or_default();
+    let base = Spec {
+        dst_mac: mac0,
+        vip: VIP.parse().unwrap_or_else(|_| fail("VIP")),
+        ..Spec::default()
+    };
+    // Small files: a 1K-flow file is 1K frames, so the vdev's replay ring stays in cache.
+    let udp1k = Spec {
+        kind: Kind::Udp,
+        flows: 1024,
+        vport: 53,
+        ..base.clone()
+    };
+    let small_mbufs = 65535;
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut row = |s: &str, v: String, t: &str, r: String| rows.push([s.into(), v, t.into(), r]);
+    let rvs1 = |pcaps: &[PathBuf], cap: u32, mbufs: u32, m: Method| rvs_config(pcaps, &[1], cap, mbufs, m);
+
+    let (p1k, _) = pcap(&o, "udp-1k-64", &udp1k);
+    // The ratio scenarios run as interleaved rounds (testpmd, NAT, DR, TUN,
+    // testpmd, ...): on a shared VM, noise only ever lowers a window, so
+    // each keeps its best round, and slow drifts hit every scenario alike.
+    let run1k = |name: &str, m: Method| {
+        run_rvs(
+            &o,
+            &RvsRun {
+                name,
+                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, m),
+                lcores: "1",
+                workers: 1,
+                mbufs: small_mbufs,
+                ramp_to: None,
+                idle: false,
+            },
+        )
+    };
+    let want_ref = o.wants("ref") || o.wants("nat") || o.wants("dr") || o.wants("tun");
+    let mut tp_best: Option<TpResult> = None;
+    let mut tp5_best: Option<TpResult> = None;
+    let mut best: [Option<RvsResult>; 3] = [None, None, None];
+    let mut spread: [Vec<f64>; 4] = Default::default();
+    let methods = [("nat", Method::Nat), ("dr", Method::Dr), ("tun", Method::Tun)];
+    for _ in 0..o.reps {
+        if !want_ref {
+            break;
+        }
+        let tp = run_testpmd(&o, "testpmd-macswap-1k", "macswap", &p1k, small_mbufs);
+        spread[0].push(tp.tx_pps);
+        if tp_best.as_ref().is_none_or(|b| tp.tx_pps > b.tx_pps) {
+            tp_best = Some(tp);
+        }
+        if tp5_best.is_none() {
+            tp5_best = Some(run_testpmd(&o, "testpmd-5tswap-1k", "5tswap", &p1k, small_mbufs));
+        }
+        for (i, (key, m)) in methods.iter().enumerate() {
+            if !o.wants(key) {
+                continue;
+            }
+            let r = run1k(&format!("rvs-{key}-1k"), *m);
+            spread[i + 1].push(r.tx_pps);
+            if best[i].as_ref().is_none_or(|b| r.tx_pps > b.tx_pps) {
+                best[i] = Some(r);
+            }
+        }
+    }
+    let runs = |v: &Vec<f64>| {
+        let s: Vec<String> = v.iter().map(|x| mpps(*x)).collect();
+        format!("rounds: {}", s.join(", "))
+    };
+    if let (Some(tp), Some(tp5)) = (&tp_best, &tp5_best) {
+        row(
+            "testpmd macswap, 1K flows, 64 B (reference)",
+            format!(
+                "{} Mpps (rx {}, {} reports; {})",
+                mpps(tp.tx_pps),
+                mpps(tp.rx_pps),
+                tp.reports,
+                runs(&spread[0])
+            ),
+            "-",
+            "-".into(),
+        );
+        row(
+            "testpmd 5tswap, 1K flows, 64 B",
+            format!("{} Mpps", mpps(tp5.tx_pps)),
+            "-",
+            format!("{:.2}x macswap", tp5.tx_pps / tp.tx_pps.max(1.0)),
+        );
+    }
+    let reference = tp_best.as_ref().map_or(0.0, |t| t.tx_pps).max(1.0);
+    let reference5 = tp5_best.as_ref().map_or(0.0, |t| t.tx_pps).max(1.0);
+    let mut nat1k = None;
+    for (i, (target, label)) in [(0.8, "NAT"), (0.9, "DR"), (0.75, "TUN")].iter().enumerate() {
+        let Some(r) = &best[i] else { continue };
+        let ratio = r.tx_pps / reference;
+        row(
+            &format!("{label} established, 1 worker, 1K flows, 64 B"),
+            format!(
+                "{} Mpps (rx {}; {}; drops {})",
+                mpps(r.tx_pps),
+                mpps(r.rx_pps),
+                runs(&spread[i + 1]),
+                drops(r)
+            ),
+            &format!("≥ {target}x macswap"),
+            format!(
+                "{ratio:.2}x, {} ({:.2}x 5tswap)",
+                verdict(ratio >= *target),
+                r.tx_pps / reference5
+            ),
+        );
+        if i == 0 {
+            nat1k = Some(r.tx_pps);
+            let p99 = r
+                .latency
+                .as_ref()
+                .and_then(|h| h.summary())
+                .map(|s| s.p99)
+                .unwrap_or(u64::MAX);
+            row(
+                "Latency in the worker (best NAT 1K window's histogram)",
+                lat(&r.latency),
+                "p99 ≤ 1 µs",
+                verdict(p99 <= 1000).into(),
+            );
+            notes.push(format!(
+                "Latency: rvs-dp records, for every packet of a burst, the time from the end of \
+                 rx_burst to the end of that burst's tx flush; with 32-packet bursts that is the \
+                 whole burst's processing time. Per packet, the same window spent {:.0} ns \
+                 (1 / forwarded rate).",
+                1e9 / r.tx_pps.max(1.0)
+            ));
+        }
+    }
+    if o.wants("imix") {
+        let (pi, avg) = pcap(
+            &o,
+            "udp-1k-imix",
+            &Spec {
+                size: Size::Imix,
+                packets: 1024 * 12,
+                ..udp1k.clone()
+            },
+        );
+        let tp = run_testpmd(&o, "testpmd-macswap-imix", "macswap", &pi, small_mbufs);
+        let r = run_rvs(
+            &o,
+            &RvsRun {
+                name: "rvs-nat-imix",
+                config: rvs1(std::slice::from_ref(&pi), 65536, small_mbufs, Method::Nat),
+                lcores: "1",
+                workers: 1,
+                mbufs: small_mbufs,
+                ramp_to: None,
+                idle: false,
+            },
+        );
+        let gbps = |pps: f64| pps * avg * 8.0 / 1e9;
+        row(
+            "NAT established, 1K flows, IMIX (7:4:1 of 64/594/1518 B)",
+            format!(
+                "{} Mpps = {:.1} Gbit/s; testpmd macswap {} Mpps = {:.1} Gbit/s",
+                mpps(r.tx_pps),
+                gbps(r.tx_pps),
+                mpps(tp.tx_pps),
+                gbps(tp.tx_pps)
+            ),
+            "-",
+            format!("{:.2}x macswap", r.tx_pps / tp.tx_pps.max(1.0)),
+        );
+    }
+    if o.wants("big") {
+        let n = o.big_flows;
+        let (pb, _) = pcap(
+            &o,
+            "udp-big-64",
+            &Spec {
+                flows: n,
+                ..udp1k.clone()
+            },
+        );
+        let mbufs = n + 65536;
+        let tp = run_testpmd(&o, "testpmd-macswap-big", "macswap", &pb, mbufs);
+        let r = run_rvs(
+            &o,
+            &RvsRun {
+                name: "rvs-nat-big",
+                config: rvs1(std::slice::from_ref(&pb), n + 65536, mbufs, Method::Nat),
+                lcores: "1",
+                workers: 1,
+                mbufs,
+                // The window starts after the first pass has created every connection.
+                ramp_to: Some(n as u64),
+                idle: false,
+            },
+        );
+        let ratio = nat1k.map_or(f64::NAN, |b| r.tx_pps / b.max(1.0));
+        row(
+            &format!("NAT established, 1 worker, {} flows, 64 B", n),
+            format!(
+                "{} Mpps ({} conns in table; drops {}); testpmd macswap on the same file {} Mpps",
+                mpps(r.tx_pps),
+                r.table_used,
+                drops(&r),
+                mpps(tp.tx_pps)
+            ),
+            "≥ 0.6x the 1K case",
+            format!(
+                "{ratio:.2}x, {} ({:.2}x macswap on this file)",
+                verdict(ratio >= 0.6),
+                r.tx_pps / tp.tx_pps.max(1.0)
+            ),
+        );
+    }
+    if o.wants("syn") {
+        let n = o.syn_flows;
+        let (ps, _) = pcap(
+            &o,
+            "syn-unique",
+            &Spec {
+                kind: Kind::Syn,
+                flows: n,
+                vport: 80,
+                ..base.clone()
+            },
+        );
+        let mbufs = n + 65536;
+        let r = run_rvs(
+            &o,
+            &RvsRun {
+                name: "rvs-syn-new",
+                config: rvs1(std::slice::from_ref(&ps), n + 65536, mbufs, Method::Nat),
+                lcores: "1",
+                workers: 1,
+                mbufs,
+                ramp_to: Some(n as u64),
+                idle: false,
+            },
+        );
+        let (rate, pubs) = r.new_conn_rate.unwrap_or((0.0, 0));
+        let how = if pubs >= 2 {
+            format!("over {pubs} publishes inside the first pass")
+        } else {
+            "lower bound: whole first pass".into()
+        };
+        row(
+            &format!("New connections: {n} unique SYNs, 1 worker"),
+            format!(
+                "{:.2} M conns/s ({how}); conns created over all passes: {} (repeats create none)",
+                rate / 1e6,
+                r.conns_created
+            ),
+            "≥ 2M conns/s per worker",
+            verdict(rate >= 2e6).into(),
+        );
+    }
+    if o.wants("flood") {
+        let cap = 65536;
+        let (pf, _) = pcap(
+            &o,
+            "flood",
+            &Spec {
+                kind: Kind::Udp,
+                flows: 1024,
+                vport: 53,
+                flood_syns: 8 * cap,
+                flood_vport: 80,
+                ..base.clone()
+            },
+        );
+        let mbufs = 16 * cap + 65536;
+        let r = run_rvs(
+            &o,
+            &RvsRun {
+                name: "rvs-syn-flood",
+                config: rvs1(std::slice::from_ref(&pf), cap, mbufs, Method::Nat),
+                lcores: "1",
+                workers: 1,
+                mbufs,
+                ramp_to: None,
+                idle: false,
+            },
+        );
+        // Half the frames belong to the 1K established UDP flows (service 0).
+        let est = r.svc_inpkts_pps.first().copied().unwrap_or(0.0);
+        let share = est / (r.rx_pps / 2.0).max(1.0);
+        let full = r.drops.get("conn_table_full").copied().unwrap_or(0.0);
+        row(
+            &format!("SYN flood ({} unique SYNs, table {cap}) + 1K established flows", 8 * cap),
+            format!(
+                "established forwarded {} Mpps = {:.1}% of their offered packets; SYNs dropped (conn_table_full) {} Mpps; table {}/{cap}; total rx {} Mpps",
+                mpps(est),
+                share * 100.0,
+                mpps(full),
+                r.table_used,
+                mpps(r.rx_pps)
+            ),
+            "established keep flowing, drops counted",
+            verdict(share > 0.99 && full > 0.0).into(),
+        );
+    }
+    if o.wants("scale") {
+        let q: Vec<PathBuf> = (0..2u16)
+            .map(|k| {
+                pcap(
+                    &o,
+                    &format!("udp-1k-64-w{k}of2"),
+                    &Spec {
+                        owner: Some((k, 2)),
+                        ..udp1k.clone()
+                    },
+                )
+                .0
+            })
+            .collect();
+        let r = run_rvs(
+            &o,
+            &RvsRun {
+                name: "rvs-nat-2w",
+                config: rvs_config(&q, &[0, 1], 65536, 2 * small_mbufs, Method::Nat),
+                lcores: "0,1",
+                workers: 2,
+                mbufs: 2 * small_mbufs,
+                ramp_to: None,
+                idle: false,
+            },
+        );
+        let eff = nat1k.map_or(f64::NAN, |one| r.tx_pps / (2.0 * one.max(1.0)));
+        let per: Vec<String> = r.per_worker_tx_pps.iter().map(|x| mpps(*x)).collect();
+        row(
+            "NAT established, 2 workers (1K flows each, queue per worker)",
+            format!(
+                "{} Mpps (per worker {}; redirects {})",
+                mpps(r.tx_pps),
+                per.join(" + "),
+                drops(&r)
+            ),
+            "scaling ≥ 0.9",
+            format!("{eff:.2}, {}", verdict(eff >= 0.9)),
+        );
+        notes.push(
+            "2 workers: both cores of the machine forward (lcores 0 and 1); the control thread, \
+             the driver and other processes on the box share them."
+                .into(),
+        );
+    }
+    if o.wants("mem") {
+        let mut rss = Vec::new();
+        for cap in [1024u32, 1 << 20, 10_000_000] {
+            let r = run_rvs(
+                &o,
+                &RvsRun {
+                    name: &format!("rvs-mem-{cap}"),
+                    config: rvs1(&[], cap, small_mbufs, Method::Nat),
+                    lcores: "1",
+                    workers: 1,
+                    mbufs: small_mbufs,
+                    ramp_to: None,
+                    idle: true,
+                },
+            );
+            rss.push((cap, r.rss_kb));
+        }
+        let base_kb = rss[0].1;
+        for &(cap, kb) in &rss[1..] {
+            let per = (kb.saturating_sub(base_kb)) as f64 * 1024.0 / (cap - 1024) as f64;
+            row(
+                &format!("Memory per connection, table of {cap}"),
+                format!(
+                    "{per:.1} B/conn (RSS {} MB vs {} MB at 1K)",
+                    kb / 1024,
+                    base_kb / 1024
+                ),
+                "≤ 96 B",
+                verdict(per <= 96.0).into(),
+            );
+        }
+    }
+
+    let mode = if o.huge {
+        "hugepages (2 MB, --huge-unlink)"
+    } else {
+        "--no-huge (anonymous memory)"
+    };
+    println!(
+        "Memory mode: {mode}. Window {:.0} s after {:.0} s warm-up. Total {:.0} s.\n",
+        o.window,
+        o.warmup,
+        started.elapsed().as_secs_f64()
+    );
+    println!("| scenario | result | target | ratio / verdict |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
+    }
+    for n in notes {
+        println!("\n{n}");
+    }
+}
