@@ -141,6 +141,12 @@ pub struct WorkerCounters {
     pub templates_created: u64,
 }
 
+/// Below this many connections the table stays in cache and warming a burst
+/// would only cost time.
+const WARM_MIN_CONNS: usize = 32 * 1024;
+/// At most this many packets of a burst are warmed.
+const WARM_BURST: usize = 64;
+
 /// Which worker owns connections of client `cip`.
 #[inline]
 pub fn owner_of(cip: Ipv4Addr, workers: u16) -> u16 {
@@ -315,6 +321,55 @@ impl Forwarder {
         v
     }
 
+    /// Processes a burst received on `in_port`, `verdicts[i]` for `pkts[i]`.
+    /// With a large table it first walks the burst once to load each packet's
+    /// bucket head, then each chain's first entry, so the cache misses of the
+    /// whole burst overlap instead of stalling packet after packet.
+    pub fn process_burst<B: PacketBuf>(&mut self, in_port: u16, pkts: &mut [B], verdicts: &mut [Verdict]) {
+        let n = pkts.len().min(verdicts.len());
+        if self.conns.len() >= WARM_MIN_CONNS {
+            let mut heads = [u32::MAX; WARM_BURST];
+            for (h, p) in heads.iter_mut().zip(pkts.iter()) {
+                *h = self.warm_bucket(p.data());
+            }
+            let mut acc = 0u32;
+            for &h in heads.iter().take(n) {
+                acc ^= self.conns.warm_slot(h);
+            }
+            std::hint::black_box(acc);
+        }
+        for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n) {
+            *v = self.process(in_port, p, false);
+        }
+    }
+
+    /// The bucket head `lookup_in`/`lookup_out` will read for this frame (a
+    /// cheap, partial parse; anything unusual just gets no warm-up).
+    #[inline]
+    fn warm_bucket(&self, d: &[u8]) -> u32 {
+        let (mut l2, mut et) = (14, get_u16(d, 12));
+        if et == 0x8100 {
+            (l2, et) = (18, get_u16(d, 16));
+        }
+        let ip = d.get(l2..).unwrap_or(&[]);
+        if et != 0x0800 || get_u16(ip, 6) & 0x1fff != 0 {
+            return u32::MAX;
+        }
+        let proto = match Proto::from_ip_proto(get_u8(ip, 9)) {
+            Some(p) => p,
+            None => return u32::MAX,
+        };
+        let hl = (get_u8(ip, 0) & 0x0f) as usize * 4;
+        let (src, dst) = (Ipv4Addr::from(get_u32(ip, 12)), Ipv4Addr::from(get_u32(ip, 16)));
+        let (sport, dport) = (get_u16(ip, hl), get_u16(ip, hl + 2));
+        if self.snap.is_vip(dst) {
+            self.conns.warm_in(proto, src, sport, dst, dport)
+        } else {
+            self.conns.warm_out(proto, src, sport, dst, dport)
+        }
+    }
+
+    #[inline]
     fn classify<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
         let Some(port) = self.shared.ports.get(in_port as usize).copied() else {
             return Verdict::Drop(DropReason::NotForUs);
@@ -390,6 +445,7 @@ impl Forwarder {
         Verdict::Drop(DropReason::ArpIgnored)
     }
 
+    #[inline(always)]
     fn parse_ip(&self, data: &[u8], l2: usize) -> Result<Ip, DropReason> {
         let bytes = data.get(l2..).ok_or(DropReason::MalformedIpv4)?;
         let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::MalformedIpv4)?;
@@ -421,6 +477,7 @@ impl Forwarder {
             || self.shared.ports.iter().any(|p| p.addr == ip.src)
     }
 
+    #[inline]
     fn ipv4<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -496,6 +553,7 @@ impl Forwarder {
         }
     }
 
+    #[inline]
     fn l4<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -740,6 +798,7 @@ impl Forwarder {
 
     /// Client → real server on connection `id`. `l4`: the packet has its L4
     /// header (false for a non-first fragment).
+    #[inline]
     fn xmit_in<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -820,6 +879,7 @@ impl Forwarder {
     }
 
     /// Real server → client (LVS-NAT replies) on connection `id`.
+    #[inline]
     fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
         let Some(c) = self.conns.get(id) else {
             return Verdict::Drop(DropReason::OutNoConn);

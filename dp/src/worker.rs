@@ -396,8 +396,9 @@ impl Worker {
                 }
                 got += n;
                 let t_rx = rdtsc();
-                for mut m in rx.drain() {
-                    let v = self.fwd.process(p as u16, &mut m, false);
+                let mut verdicts = [Verdict::Consumed { learned: None }; 32];
+                self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
+                for (m, v) in rx.drain().zip(verdicts) {
                     self.dispatch(&mut io, m, v);
                 }
                 self.flush_tx(&mut io);

@@ -760,3 +760,67 @@ fn vlan_tagged_frames_are_forwarded_with_their_tag() {
     };
     assert_eq!(Ipv4Addr::from(ip.header().destination()), rs_ip(1));
 }
+
+#[test]
+fn burst_processing_with_a_warm_up_matches_packet_by_packet() {
+    // Above the warm-up threshold (32K connections), process_burst first
+    // touches every packet's bucket and entry; the verdicts and bytes must be
+    // exactly those of one-by-one processing.
+    let mut a = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1, 1, 1],
+        CoreOptions::default(),
+        1500,
+        40_000,
+        None,
+    );
+    let mut b = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1, 1, 1],
+        CoreOptions::default(),
+        1500,
+        40_000,
+        None,
+    );
+    for i in 0..33_000u32 {
+        let cip = Ipv4Addr::from(0x0a01_0000 + (i / 60_000) + 20);
+        let f = tcp(cip, VIP, (i % 60_000) as u16 + 1, 80, "S", b"", P0_MAC);
+        assert_eq!(a.send(0, &f).0, Verdict::Forward { port: 1 });
+        assert_eq!(b.send(0, &f).0, Verdict::Forward { port: 1 });
+    }
+    let frames: Vec<Vec<u8>> = (0..32u32)
+        .map(|i| {
+            let mut f = tcp(
+                Ipv4Addr::from(0x0a01_0000 + 20),
+                VIP,
+                (i * 997 % 33_000) as u16 + 1,
+                80,
+                "A",
+                b"x",
+                P0_MAC,
+            );
+            if i == 7 {
+                f[14 + 9] = 99; // one oddball in the burst
+                f[24..26].copy_from_slice(&[0, 0]);
+                let c = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+                    .unwrap()
+                    .to_header()
+                    .calc_header_checksum();
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+            }
+            f
+        })
+        .collect();
+    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+    let mut verdicts = [Verdict::Consumed { learned: None }; 32];
+    a.fwd.process_burst(0, &mut bufs, &mut verdicts);
+    for (i, f) in frames.iter().enumerate() {
+        let (v, out) = b.send(0, f);
+        assert_eq!(verdicts[i], v, "packet {i}");
+        assert_eq!(bufs[i].data(), &out[..], "packet {i} bytes");
+    }
+    assert_eq!(verdicts[7], Verdict::Drop(DropReason::UnknownProtocol));
+    assert_eq!(verdicts[0], Verdict::Forward { port: 1 });
+}

@@ -205,6 +205,9 @@ pub struct ConnTable {
     len: u32,
     templates: u32,
     cursor: u32,
+    /// The second of the last reclaim scan that found nothing: a full table
+    /// under a SYN flood must not pay a scan for every refused SYN.
+    reclaim_failed_at: Option<u32>,
     seed: [u64; 3],
 }
 
@@ -252,6 +255,7 @@ impl ConnTable {
             len: 0,
             templates: 0,
             cursor: 0,
+            reclaim_failed_at: None,
             seed: [splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s) | 1],
         }
     }
@@ -279,6 +283,35 @@ impl ConnTable {
     pub fn bytes_per_conn(&self) -> usize {
         let buckets = (self.in_heads.len() + self.out_heads.len()) * std::mem::size_of::<u32>();
         std::mem::size_of::<Conn>() + buckets.div_ceil(self.capacity().max(1))
+    }
+
+    /// Loads what `lookup_in` for this key will read first, and returns the
+    /// chain's first slot. The per-packet path calls this for a whole burst
+    /// before processing it, so the cache misses of many packets overlap
+    /// instead of stalling one after another.
+    #[inline]
+    pub fn warm_in(&self, proto: Proto, cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> u32 {
+        self.in_heads
+            .get(self.bucket(proto, cip, cport, vip, vport, false))
+            .copied()
+            .unwrap_or(NIL)
+    }
+
+    /// As `warm_in`, for `lookup_out`.
+    #[inline]
+    pub fn warm_out(&self, proto: Proto, rip: Ipv4Addr, rport: u16, cip: Ipv4Addr, cport: u16) -> u32 {
+        self.out_heads
+            .get(self.bucket(proto, rip, rport, cip, cport, false))
+            .copied()
+            .unwrap_or(NIL)
+    }
+
+    /// Loads the first cache line of slot `idx` (from `warm_in`/`warm_out`).
+    #[inline]
+    pub fn warm_slot(&self, idx: u32) -> u32 {
+        self.slab
+            .get(idx as usize)
+            .map_or(0, |c| u32::from(c.cip) ^ c.expires)
     }
 
     /// Bucket of the tuple (a, ap, b, bp) for IN (a = CIP, b = VIP) or OUT
@@ -399,8 +432,12 @@ impl ConnTable {
 
     /// Takes a free slot, first trying to reclaim expired entries when there is none.
     fn alloc(&mut self, now: u32) -> Result<u32, ConnError> {
-        if self.free_head == NIL {
-            self.expire(now, FULL_RECLAIM_BUDGET);
+        if self.free_head == NIL && self.reclaim_failed_at != Some(now) {
+            if self.expire(now, FULL_RECLAIM_BUDGET) == 0 {
+                self.reclaim_failed_at = Some(now);
+            } else {
+                self.reclaim_failed_at = None;
+            }
         }
         let idx = self.free_head;
         let c = self.slab.get(idx as usize).ok_or(ConnError::TableFull)?;
