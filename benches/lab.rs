@@ -1,0 +1,317 @@
+//! Shared setup of the core benchmarks and the profiling driver: a director
+//! with two ports, one VIP carrying a NAT, a DR and a TUN service (rr over three
+//! real servers), clients behind a router, and a worker's table filled with
+//! ESTABLISHED flows.
+
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rvs_dp::conn::TcpState;
+use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::packet::{PacketBuf, VecBuf};
+use rvs_dp::route::RouteTable;
+use rvs_dp::sched::{self, SchedOptions};
+use rvs_dp::service::{
+    ForwardMethod, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
+};
+use rvs_dp::wire::ethernet::MacAddr;
+
+pub const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
+pub const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
+pub const GW_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0x99, 0x99]);
+pub const DIP0: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub const DIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+/// Clients sit behind a router, so a million of them need one neighbour entry.
+pub const CLIENT_GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 254);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+pub const NAT_PORT: u16 = 80;
+pub const DR_PORT: u16 = 81;
+pub const TUN_PORT: u16 = 82;
+pub const RS_NAT_PORT: u16 = 8080;
+/// Head room above N for the new-connection bench: SYNs go in batches of
+/// this size, and the batch is removed again outside the timed section.
+pub const SLACK: u32 = 1024;
+pub const NOW: u32 = 100;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+
+pub fn rs_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 2, 0, 10 + i)
+}
+
+/// Flow `i`'s client: 16 ports per address in 172.16.0.0/12 (established
+/// flows from 172.16/13, the new-connection SYNs from 172.24/13).
+pub fn client(i: u32, syn_range: bool) -> (Ipv4Addr, u16) {
+    let base = if syn_range { 0xAC18_0000u32 } else { 0xAC10_0000u32 };
+    (Ipv4Addr::from(base + (i >> 4) + 1), 10_000 + (i & 15) as u16)
+}
+
+pub fn shared() -> Arc<Shared> {
+    let port = |mac, addr| PortInfo {
+        mac,
+        addr,
+        prefix_len: 24,
+        mtu: 1500,
+    };
+    let mut routes = RouteTable::new();
+    routes.add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0).unwrap();
+    routes.add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1).unwrap();
+    routes
+        .add_static(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)
+        .unwrap();
+    let s = Arc::new(Shared::new(
+        vec![port(P0_MAC, DIP0), port(P1_MAC, DIP1)],
+        routes,
+        1,
+        CoreOptions::default(),
+    ));
+    s.neigh.add_static(CLIENT_GW, GW_MAC);
+    for i in 1..=3 {
+        s.neigh.add_static(rs_ip(i), MacAddr([2, 0, 0, 0, 2, i]));
+    }
+    let svc = |port: u16, method: ForwardMethod| {
+        let rport = if method == ForwardMethod::Nat {
+            RS_NAT_PORT
+        } else {
+            port
+        };
+        let dests: Vec<RealServer> = (1..=3)
+            .map(|i| RealServer::new(rs_ip(i), rport, 1, method, 1))
+            .collect();
+        let opts = SchedOptions::default();
+        VirtualService {
+            key: ServiceKey {
+                proto: Proto::Tcp,
+                vip: VIP,
+                port,
+            },
+            sched_name: "rr".into(),
+            sched: sched::build("rr", &dests, &opts).unwrap(),
+            sched_opts: opts,
+            persistence: None,
+            dests,
+            stats: Arc::new(WorkerTraffic::new(1)),
+        }
+    };
+    s.services.store(Arc::new(ServiceTable::new(
+        1,
+        vec![
+            svc(NAT_PORT, ForwardMethod::Nat),
+            svc(DR_PORT, ForwardMethod::Dr),
+            svc(TUN_PORT, ForwardMethod::Tun),
+        ],
+    )));
+    s
+}
+
+pub fn forwarder(s: &Arc<Shared>, n: u32) -> Forwarder {
+    let mut f = Forwarder::new(0, s.clone(), n + SLACK);
+    f.set_now(NOW);
+    f.refresh();
+    f
+}
+
+/// Ethernet + IPv4 + TCP, no payload, padded to Ethernet's 60-byte minimum.
+pub const FRAME_LEN: usize = 60;
+
+pub fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+pub fn sum16(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+pub fn tcp_frame(
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    out: &mut [u8],
+) {
+    let f = &mut out[..FRAME_LEN];
+    f.fill(0);
+    f[..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x77, 0x77]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[6] = 0x40; // DF
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = fold(sum16(ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let tcp = &mut f[34..54];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&(u32::from(flags & ACK != 0)).to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + 6 + 20;
+    let c = fold(pseudo + sum16(tcp));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Frames at a fixed stride in one allocation, walked round-robin.
+pub struct Frames {
+    data: Vec<u8>,
+    pub n: usize,
+}
+
+impl Frames {
+    pub fn with_capacity(n: usize) -> Frames {
+        Frames {
+            data: Vec::with_capacity(n * 64),
+            n: 0,
+        }
+    }
+    pub fn push(&mut self, build: impl FnOnce(&mut [u8])) {
+        let at = self.data.len();
+        self.data.resize(at + 64, 0);
+        build(&mut self.data[at..at + 64]);
+        self.n += 1;
+    }
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.data[i * 64..i * 64 + FRAME_LEN]
+    }
+}
+
+/// Deterministic shuffle (xorshift Fisher-Yates): no extra dependency.
+pub fn shuffled(n: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+pub fn send(f: &mut Forwarder, port: u16, frame: &[u8], buf: &mut VecBuf) -> Verdict {
+    buf.reset(frame);
+    f.process(port, buf, false)
+}
+
+/// Opens `n` connections to `vport` (SYN, the SYN-ACK for NAT, then ACK, so
+/// each ends ESTABLISHED). Returns each flow's real server.
+pub fn open_flows(f: &mut Forwarder, n: u32, vport: u16) -> Vec<(Ipv4Addr, u16)> {
+    let nat = vport == NAT_PORT;
+    let mut buf = VecBuf::new(&[0u8; FRAME_LEN]);
+    let mut fr = [0u8; 64];
+    let mut rs = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let (cip, cport) = client(i, false);
+        tcp_frame(P0_MAC, cip, VIP, cport, vport, SYN, &mut fr);
+        assert_eq!(send(f, 0, &fr, &mut buf), Verdict::Forward { port: 1 });
+        let c = f
+            .conns
+            .lookup_in(Proto::Tcp, cip, cport, VIP, vport, NOW)
+            .and_then(|id| f.conns.get(id))
+            .expect("the SYN made a connection");
+        let (rip, rport) = (c.rip(), c.rport());
+        rs.push((rip, rport));
+        if nat {
+            tcp_frame(P1_MAC, rip, cip, rport, cport, SYN | ACK, &mut fr);
+            assert_eq!(send(f, 1, &fr, &mut buf), Verdict::Forward { port: 0 });
+        }
+        tcp_frame(P0_MAC, cip, VIP, cport, vport, ACK, &mut fr);
+        assert_eq!(send(f, 0, &fr, &mut buf), Verdict::Forward { port: 1 });
+    }
+    assert_eq!(f.conns.len(), n as usize);
+    let established = f
+        .conns
+        .iter()
+        .filter(|(_, c)| c.state() == TcpState::Established)
+        .count();
+    assert_eq!(established, n as usize, "every flow ESTABLISHED");
+    rs
+}
+
+/// One more ACK per flow opened by `open_flows`, in a shuffled order: client
+/// → VIP, and, given the real servers, the NAT replies.
+pub fn flow_frames(n: u32, vport: u16, replies_from: Option<&[(Ipv4Addr, u16)]>) -> (Frames, Option<Frames>) {
+    let order = shuffled(n);
+    let mut ins = Frames::with_capacity(n as usize);
+    let mut outs = replies_from.map(|_| Frames::with_capacity(n as usize));
+    for &i in &order {
+        let (cip, cport) = client(i, false);
+        ins.push(|b| tcp_frame(P0_MAC, cip, VIP, cport, vport, ACK, b));
+        if let (Some(o), Some(rs)) = (outs.as_mut(), replies_from) {
+            let (rip, rport) = rs[i as usize];
+            o.push(|b| tcp_frame(P1_MAC, rip, cip, rport, cport, ACK, b));
+        }
+    }
+    (ins, outs)
+}
+
+/// Times `iters` packets from `frames`, continuing where the last call stopped.
+pub fn run(f: &mut Forwarder, port: u16, frames: &Frames, cursor: &mut usize, iters: u64) -> Duration {
+    let mut buf = VecBuf::new(frames.get(0));
+    let mut i = *cursor;
+    let start = Instant::now();
+    for _ in 0..iters {
+        buf.reset(frames.get(i));
+        black_box(f.process(port, &mut buf, false));
+        i += 1;
+        if i == frames.n {
+            i = 0;
+        }
+    }
+    let t = start.elapsed();
+    *cursor = i;
+    t
+}
+
+/// The same loop without `process`: the cost of refilling the buffer.
+pub fn run_reset_only(frames: &Frames, cursor: &mut usize, iters: u64) -> Duration {
+    let mut buf = VecBuf::new(frames.get(0));
+    let mut i = *cursor;
+    let start = Instant::now();
+    for _ in 0..iters {
+        buf.reset(frames.get(i));
+        black_box(buf.data_mut());
+        i += 1;
+        if i == frames.n {
+            i = 0;
+        }
+    }
+    let t = start.elapsed();
+    *cursor = i;
+    t
+}
+
+/// Every frame once, untimed: checks the verdict and warms the path.
+pub fn check_all(f: &mut Forwarder, port: u16, frames: &Frames, want: Verdict) {
+    let mut buf = VecBuf::new(frames.get(0));
+    for i in 0..frames.n {
+        assert_eq!(send(f, port, frames.get(i), &mut buf), want, "frame {i}");
+    }
+}
+
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

@@ -1,0 +1,545 @@
+//! A director to fuzz: two workers, two ports, NAT, DR and TUN services (one
+//! with persistence, port-0 services, one with no usable real server), small
+//! connection tables so that "table full" is reached, and both options that
+//! add paths (expire_nodest_conn, tcp_rst_no_dest).
+//!
+//! Input format: a sequence of records `[ctl, len_hi, len_lo, frame...]`; a
+//! record whose length runs past the end takes what is left. `ctl` bits:
+//!
+//! - 0: receiving port (0 or 1); 1: receiving worker (0 or 1);
+//! - 2-3: advance the clock by 0, 1, 10 or 400 seconds first;
+//! - 4: run both workers' housekeeping first;
+//! - 5: publish the other service table (real server 3 removed from, or
+//!   restored to, the NAT service), as the control plane would;
+//! - 6: give the frame only 8 bytes of headroom and none at the back, so
+//!   encapsulation and in-place replies hit "no room";
+//! - 7: deliver the frame twice (a retransmission).
+//!
+//! Besides "never panics", every verdict is checked for what the callers rely
+//! on: ports and workers in range, a redirected frame never redirected again,
+//! a forwarded frame no shorter than an Ethernet header.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use etherparse::PacketBuilder;
+use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::packet::{PacketBuf, VecBuf};
+use rvs_dp::route::RouteTable;
+use rvs_dp::sched::{self, SchedOptions};
+use rvs_dp::service::{
+    ForwardMethod, Persistence, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
+};
+use rvs_dp::wire::ethernet::MacAddr;
+
+pub const WORKERS: u16 = 2;
+/// Per worker: small, so a few dozen SYNs fill it.
+pub const CONN_CAPACITY: u32 = 48;
+
+pub const P0_MAC: [u8; 6] = [2, 0, 0, 0, 0xd0, 0];
+pub const P1_MAC: [u8; 6] = [2, 0, 0, 0, 0xd0, 1];
+pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
+pub const DIP0: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub const DIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+pub const CLIENT_GW: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 254);
+/// On-link client.
+pub const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+/// Client behind the router.
+pub const CIP_FAR: Ipv4Addr = Ipv4Addr::new(172, 16, 5, 5);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+pub const VIP2: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 101);
+
+pub fn rs_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 2, 0, 10 + i)
+}
+pub fn rs_mac(i: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 2, i]
+}
+/// A real server whose MAC nobody has told us: its packets wait for ARP.
+pub const RS_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 99);
+
+/// How many frames ended in each kind of verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub forwarded: u64,
+    pub resolve: u64,
+    pub redirected: u64,
+    pub consumed: u64,
+    pub dropped: u64,
+}
+
+pub struct FuzzLab {
+    pub shared: Arc<Shared>,
+    pub workers: Vec<Forwarder>,
+    tables: [Arc<ServiceTable>; 2],
+    /// The removed real server of table 1 (its `removed` flag is toggled).
+    rs3: RealServer,
+    current: usize,
+    now: u32,
+    pub tally: Tally,
+}
+
+fn svc(
+    proto: Proto,
+    vip: Ipv4Addr,
+    port: u16,
+    sched_name: &str,
+    dests: Vec<RealServer>,
+    persistence: Option<Persistence>,
+) -> VirtualService {
+    let opts = SchedOptions::default();
+    let sched = sched::build(sched_name, &dests, &opts).expect("known scheduler");
+    VirtualService {
+        key: ServiceKey { proto, vip, port },
+        sched_name: sched_name.into(),
+        sched_opts: opts,
+        persistence,
+        dests,
+        stats: Arc::new(WorkerTraffic::new(WORKERS as usize)),
+        sched,
+    }
+}
+
+fn rs(i: u8, port: u16, weight: u32, method: ForwardMethod) -> RealServer {
+    RealServer::new(rs_ip(i), port, weight, method, WORKERS as usize)
+}
+
+impl Default for FuzzLab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FuzzLab {
+    pub fn new() -> FuzzLab {
+        let ports = vec![
+            PortInfo {
+                mac: MacAddr(P0_MAC),
+                addr: DIP0,
+                prefix_len: 24,
+                mtu: 1500,
+            },
+            // A smaller MTU toward the real servers: TUN's "fragmentation
+            // needed" is reached by frames the fuzzer can afford.
+            PortInfo {
+                mac: MacAddr(P1_MAC),
+                addr: DIP1,
+                prefix_len: 24,
+                mtu: 600,
+            },
+        ];
+        let mut routes = RouteTable::new();
+        routes
+            .add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0)
+            .expect("route");
+        routes
+            .add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1)
+            .expect("route");
+        routes
+            .add_static(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)
+            .expect("route");
+        let opts = CoreOptions {
+            expire_nodest_conn: true,
+            tcp_rst_no_dest: true,
+        };
+        let shared = Arc::new(Shared::new(ports, routes, WORKERS, opts));
+        shared
+            .neigh
+            .add_static(CLIENT_GW, MacAddr([2, 0, 0, 0, 0x99, 0x99]));
+        shared.neigh.add_static(CIP, MacAddr(CLIENT_MAC));
+        for i in 1..=3 {
+            shared.neigh.add_static(rs_ip(i), MacAddr(rs_mac(i)));
+        }
+
+        use ForwardMethod::{Dr, Nat, Tun};
+        let nat80 = vec![rs(1, 8080, 1, Nat), rs(2, 8080, 1, Nat), rs(3, 8080, 1, Nat)];
+        let rs3 = nat80[2].clone();
+        let p = |timeout_s, mask: [u8; 4]| {
+            Some(Persistence {
+                timeout_s,
+                netmask: Ipv4Addr::from(mask),
+            })
+        };
+        let others = |nat80: Vec<RealServer>| {
+            let unresolved = RealServer::new(RS_UNRESOLVED, 0, 1, Nat, WORKERS as usize);
+            vec![
+                svc(Proto::Tcp, VIP, 80, "rr", nat80, None),
+                svc(
+                    Proto::Udp,
+                    VIP,
+                    53,
+                    "wlc",
+                    vec![rs(1, 5353, 1, Nat), rs(2, 5353, 2, Nat)],
+                    None,
+                ),
+                svc(
+                    Proto::Tcp,
+                    VIP,
+                    81,
+                    "wrr",
+                    vec![rs(1, 81, 3, Dr), rs(2, 81, 1, Dr)],
+                    None,
+                ),
+                svc(
+                    Proto::Tcp,
+                    VIP,
+                    82,
+                    "sh",
+                    vec![rs(1, 82, 1, Tun), rs(2, 82, 1, Tun), rs(3, 82, 1, Tun)],
+                    p(300, [255, 255, 255, 0]),
+                ),
+                svc(
+                    Proto::Udp,
+                    VIP2,
+                    0,
+                    "mh",
+                    vec![rs(1, 0, 1, Tun), rs(2, 0, 1, Tun)],
+                    p(30, [255, 255, 255, 255]),
+                ),
+                svc(
+                    Proto::Tcp,
+                    VIP2,
+                    0,
+                    "rr",
+                    vec![rs(3, 0, 1, Nat), unresolved],
+                    None,
+                ),
+                // Every real server quiesced: SYNs get a RST.
+                svc(Proto::Tcp, VIP2, 443, "wlc", vec![rs(1, 443, 0, Dr)], None),
+            ]
+        };
+        let full = Arc::new(ServiceTable::new(1, others(nat80.clone())));
+        let reduced = Arc::new(ServiceTable::new(2, others(nat80[..2].to_vec())));
+        shared.services.store(full.clone());
+        let workers = (0..WORKERS)
+            .map(|w| {
+                let mut f = Forwarder::new(w, shared.clone(), CONN_CAPACITY);
+                f.set_now(100);
+                f.refresh();
+                f
+            })
+            .collect();
+        FuzzLab {
+            shared,
+            workers,
+            tables: [full, reduced],
+            rs3,
+            current: 0,
+            now: 100,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Feeds one fuzz input (see the module docs for its format).
+    pub fn run(&mut self, mut data: &[u8]) {
+        while let Some((&ctl, rest)) = data.split_first() {
+            let (len, rest) = match rest {
+                [hi, lo, rest @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), rest),
+                _ => (rest.len(), &[][..]),
+            };
+            let (frame, rest) = rest.split_at(len.min(rest.len()));
+            data = rest;
+            self.record(ctl, frame);
+        }
+    }
+
+    fn record(&mut self, ctl: u8, frame: &[u8]) {
+        let port = u16::from(ctl & 1);
+        let worker = usize::from((ctl >> 1) & 1);
+        let step = [0, 1, 10, 400][usize::from((ctl >> 2) & 3)];
+        if step > 0 {
+            self.now = self.now.saturating_add(step);
+            for w in self.workers.iter_mut() {
+                w.set_now(self.now);
+            }
+        }
+        if ctl & 0x10 != 0 {
+            for w in self.workers.iter_mut() {
+                w.housekeeping(8);
+            }
+        }
+        if ctl & 0x20 != 0 {
+            self.current ^= 1;
+            // Table 1 lacks real server 3: it was deleted.
+            self.rs3.stats.removed.store(self.current == 1, Ordering::Relaxed);
+            self.shared.services.store(self.tables[self.current].clone());
+        }
+        for w in self.workers.iter_mut() {
+            w.refresh();
+            // The DPDK worker drains these after each burst.
+            w.stale_hops.clear();
+        }
+        let times = if ctl & 0x80 != 0 { 2 } else { 1 };
+        for _ in 0..times {
+            let mut buf = if ctl & 0x40 != 0 {
+                VecBuf::with_room(frame, 8, 0)
+            } else {
+                VecBuf::new(frame)
+            };
+            self.deliver(worker, port, &mut buf);
+        }
+    }
+
+    fn deliver(&mut self, worker: usize, port: u16, buf: &mut VecBuf) {
+        let mut v = self.workers[worker].process(port, buf, false);
+        if let Verdict::Redirect { worker: to } = v {
+            assert!(
+                usize::from(to) < self.workers.len() && usize::from(to) != worker,
+                "{v:?}"
+            );
+            self.tally.redirected += 1;
+            v = self.workers[usize::from(to)].process(port, buf, true);
+            assert!(!matches!(v, Verdict::Redirect { .. }), "redirected twice: {v:?}");
+        }
+        match v {
+            Verdict::Forward { port } => {
+                assert!(port < 2, "{v:?}");
+                assert!(buf.len() >= 14, "forwarded a {}-byte frame", buf.len());
+                self.tally.forwarded += 1;
+            }
+            Verdict::Resolve { port, .. } => {
+                assert!(port < 2, "{v:?}");
+                self.tally.resolve += 1;
+            }
+            Verdict::Consumed { .. } => self.tally.consumed += 1,
+            Verdict::Drop(_) => self.tally.dropped += 1,
+            Verdict::Redirect { .. } => unreachable!("handled above"),
+        }
+    }
+}
+
+/// Wraps frames as records. `ctl` per frame as in the module docs.
+pub fn records(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (ctl, f) in frames {
+        out.push(*ctl);
+        out.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// A TCP frame; `flags` letters S, A, F, R, P.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .tcp(sport, dport, 1000, 64240);
+    for f in flags.chars() {
+        t = match f {
+            'S' => t.syn(),
+            'A' => t.ack(1),
+            'F' => t.fin(),
+            'R' => t.rst(),
+            'P' => t.psh(),
+            _ => t,
+        };
+    }
+    let mut out = Vec::new();
+    let _ = t.write(&mut out, payload);
+    out
+}
+
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(sport, dport);
+    let mut out = Vec::new();
+    let _ = b.write(&mut out, payload);
+    out
+}
+
+fn echo_request(dst_mac: [u8; 6], dst: Ipv4Addr) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, dst_mac)
+        .ipv4(CIP.octets(), dst.octets(), 64)
+        .icmpv4_echo_request(7, 1);
+    let mut out = Vec::new();
+    let _ = b.write(&mut out, b"ping");
+    out
+}
+
+/// A port-unreachable from `src` to `dst` quoting the first 28 bytes of the
+/// IP packet in `quoted` (an Ethernet frame).
+fn port_unreachable(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut out = Vec::new();
+    let q = quoted.get(14..42).unwrap_or(&[]);
+    let _ = b.write(&mut out, q);
+    out
+}
+
+fn arp(op: u16, sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&sender_mac);
+    f[12..14].copy_from_slice(&[8, 6]);
+    f[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+    f[20..22].copy_from_slice(&op.to_be_bytes());
+    f[22..28].copy_from_slice(&sender_mac);
+    f[28..32].copy_from_slice(&sender.octets());
+    f[38..42].copy_from_slice(&target.octets());
+    f
+}
+
+/// The two fragments of a UDP datagram from `CIP` to `VIP:53`.
+fn udp_fragments() -> (Vec<u8>, Vec<u8>) {
+    let whole = udp(CLIENT_MAC, P0_MAC, CIP, VIP, 7000, 53, &[0x5a; 600]);
+    let payload = &whole[34..];
+    let mk = |offset: usize, data: &[u8], more: bool| -> Vec<u8> {
+        let Ok(mut h) = etherparse::Ipv4Header::new(
+            data.len() as u16,
+            64,
+            etherparse::IpNumber::UDP,
+            CIP.octets(),
+            VIP.octets(),
+        ) else {
+            return Vec::new();
+        };
+        h.identification = 0x4242;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap_or_default();
+        h.header_checksum = h.calc_header_checksum();
+        let mut f = whole[..14].to_vec();
+        let _ = h.write(&mut f);
+        f.extend_from_slice(data);
+        f
+    };
+    (mk(0, &payload[..400], true), mk(400, &payload[400..], false))
+}
+
+/// Valid conversations, one per path: the seed corpus of the fuzzer and the
+/// starting points of the mutation tests. Control bytes pick port and worker
+/// (records are redirected to the owner when they land on the wrong one).
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let c = CLIENT_MAC;
+    let (p0, p1) = (P0_MAC, P1_MAC);
+    let nat_tcp = records(&[
+        (0, tcp(c, p0, CIP, VIP, 40000, 80, "S", b"")),
+        (1, tcp(rs_mac(1), p1, rs_ip(1), CIP, 8080, 40000, "SA", b"")),
+        (0, tcp(c, p0, CIP, VIP, 40000, 80, "A", b"GET / HTTP/1.0\r\n\r\n")),
+        (
+            1,
+            tcp(
+                rs_mac(1),
+                p1,
+                rs_ip(1),
+                CIP,
+                8080,
+                40000,
+                "AP",
+                b"HTTP/1.0 200 OK\r\n",
+            ),
+        ),
+        (0, tcp(c, p0, CIP, VIP, 40000, 80, "AF", b"")),
+        (1, tcp(rs_mac(1), p1, rs_ip(1), CIP, 8080, 40000, "AF", b"")),
+        (4, tcp(c, p0, CIP, VIP, 40000, 80, "A", b"")),
+    ]);
+    let far = records(&[
+        (2, tcp(c, p0, CIP_FAR, VIP, 41000, 80, "S", b"")),
+        (3, tcp(rs_mac(1), p1, rs_ip(1), CIP_FAR, 8080, 41000, "SA", b"")),
+        (0x80, tcp(c, p0, CIP_FAR, VIP, 41000, 80, "R", b"")),
+    ]);
+    let query = udp(c, p0, CIP, VIP, 7000, 53, b"query");
+    let udp_nat = records(&[
+        (0, query.clone()),
+        (1, udp(rs_mac(1), p1, rs_ip(1), CIP, 5353, 7000, b"answer")),
+        (1, udp(rs_mac(2), p1, rs_ip(2), CIP, 5353, 7000, b"answer")),
+    ]);
+    let dr = records(&[
+        (0, tcp(c, p0, CIP, VIP, 40001, 81, "S", b"")),
+        (0, tcp(c, p0, CIP, VIP, 40001, 81, "A", b"data")),
+    ]);
+    let tun = records(&[
+        (0, tcp(c, p0, CIP, VIP, 40002, 82, "S", b"")),
+        (0, tcp(c, p0, CIP, VIP, 40002, 82, "A", &[0x33; 560])),
+        (0x40, tcp(c, p0, CIP, VIP, 40002, 82, "A", b"x")),
+        (0, tcp(c, p0, CIP, VIP, 40003, 82, "S", b"")),
+    ]);
+    let port0 = records(&[
+        (0, udp(c, p0, CIP, VIP2, 5000, 9999, b"any port")),
+        (0, tcp(c, p0, CIP, VIP2, 5001, 8443, "S", b"")),
+        (0, tcp(c, p0, CIP, VIP2, 5002, 443, "S", b"")),
+        (0x20, tcp(c, p0, CIP, VIP, 40000, 80, "S", b"")),
+    ]);
+    let icmp_echo = records(&[
+        (0, echo_request(p0, VIP)),
+        (0, echo_request(p0, DIP0)),
+        (1, echo_request(p1, DIP1)),
+    ]);
+    // The real server says port unreachable about CIP:7000 -> RIP:5353; the
+    // client says the same about VIP:53 -> CIP:7000.
+    let from_rs = udp(c, p1, CIP, rs_ip(1), 7000, 5353, b"q");
+    let from_vip = udp(c, p0, VIP, CIP, 53, 7000, b"a");
+    let icmp_err = records(&[
+        (0, query),
+        (1, port_unreachable(rs_mac(1), p1, rs_ip(1), CIP, &from_rs)),
+        (0, port_unreachable(c, p0, CIP, VIP, &from_vip)),
+    ]);
+    let arp_frames = records(&[
+        (0, arp(1, c, CIP, VIP, [0xff; 6])),
+        (0, arp(1, c, CIP, DIP0, [0xff; 6])),
+        (1, arp(2, [2, 0, 0, 0, 2, 99], RS_UNRESOLVED, DIP1, p1)),
+    ]);
+    let (f1, f2) = udp_fragments();
+    let frags = records(&[(0, f2.clone()), (0, f1), (0, f2)]);
+    let vlan = {
+        let b = PacketBuilder::ethernet2(c, p0)
+            .single_vlan(etherparse::VlanId::try_new(42).unwrap_or_default())
+            .ipv4(CIP.octets(), VIP.octets(), 64)
+            .tcp(4000, 80, 1, 1000)
+            .syn();
+        let mut f = Vec::new();
+        let _ = b.write(&mut f, b"");
+        records(&[(0, f)])
+    };
+    let flood = records(
+        &(0..60u16)
+            .map(|i| {
+                let ctl = if i % 7 == 0 { 0x14 } else { 0 };
+                (ctl, tcp(c, p0, CIP, VIP, 20000 + i, 80 + i % 3, "S", b""))
+            })
+            .collect::<Vec<_>>(),
+    );
+    vec![
+        ("nat_tcp", nat_tcp),
+        ("far_client", far),
+        ("udp_nat", udp_nat),
+        ("dr", dr),
+        ("tun", tun),
+        ("port0", port0),
+        ("icmp_echo", icmp_echo),
+        ("icmp_error", icmp_err),
+        ("arp", arp_frames),
+        ("fragments", frags),
+        ("vlan", vlan),
+        ("flood", flood),
+    ]
+}
