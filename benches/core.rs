@@ -75,6 +75,10 @@ fn bench_size(c: &mut Criterion, n: u32) {
         b.iter_custom(|iters| run(&mut nat, 0, &ins, &mut cur, iters))
     });
     let mut cur = 0;
+    g.bench_function("nat_in_established_burst", |b| {
+        b.iter_custom(|iters| run_burst(&mut nat, 0, &ins, &mut cur, iters))
+    });
+    let mut cur = 0;
     g.bench_function("nat_out_established", |b| {
         b.iter_custom(|iters| run(&mut nat, 1, &outs, &mut cur, iters))
     });

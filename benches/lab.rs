@@ -282,6 +282,33 @@ pub fn run(f: &mut Forwarder, port: u16, frames: &Frames, cursor: &mut usize, it
     t
 }
 
+/// As `run`, through `Forwarder::process_burst` in bursts of 32, as the
+/// DPDK worker calls it (with the table's burst warm-up above 32K conns).
+pub fn run_burst(f: &mut Forwarder, port: u16, frames: &Frames, cursor: &mut usize, iters: u64) -> Duration {
+    const B: usize = 32;
+    let mut bufs: Vec<VecBuf> = (0..B).map(|_| VecBuf::new(frames.get(0))).collect();
+    let mut verdicts = [Verdict::Consumed { learned: None }; B];
+    let mut i = *cursor;
+    let mut done = 0u64;
+    let start = Instant::now();
+    while done < iters {
+        let k = (iters - done).min(B as u64) as usize;
+        for b in bufs.iter_mut().take(k) {
+            b.reset(frames.get(i));
+            i += 1;
+            if i == frames.n {
+                i = 0;
+            }
+        }
+        f.process_burst(port, &mut bufs[..k], &mut verdicts[..k]);
+        black_box(&verdicts);
+        done += k as u64;
+    }
+    let t = start.elapsed();
+    *cursor = i;
+    t
+}
+
 /// The same loop without `process`: the cost of refilling the buffer.
 pub fn run_reset_only(frames: &Frames, cursor: &mut usize, iters: u64) -> Duration {
     let mut buf = VecBuf::new(frames.get(0));
