@@ -403,9 +403,7 @@ impl Worker {
                 }
                 self.flush_tx(&mut io);
                 let dt = rdtsc().wrapping_sub(t_rx);
-                for _ in 0..n {
-                    io.hist.record_cycles(dt, &io.conv);
-                }
+                io.hist.record_cycles_n(dt, n as u64, &io.conv);
             }
             for r in 0..self.redirect_in.len() {
                 let n = self.redirect_in[r].dequeue_burst(&mut rx);
@@ -421,9 +419,7 @@ impl Worker {
                 }
                 self.flush_tx(&mut io);
                 let dt = rdtsc().wrapping_sub(t_rx);
-                for _ in 0..n {
-                    io.hist.record_cycles(dt, &io.conv);
-                }
+                io.hist.record_cycles_n(dt, n as u64, &io.conv);
             }
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(HOUSEKEEPING_EVERY) {
