@@ -796,6 +796,49 @@ impl Forwarder {
         Verdict::Forward { port: hop.port }
     }
 
+    /// What every packet of a known connection goes through, both ways:
+    /// expire_nodest_conn, the TCP state machine (packets with an L4 header),
+    /// and the real server's and service's traffic counters.
+    #[inline]
+    fn track(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        flags: u8,
+        l4: bool,
+        len: usize,
+    ) -> Result<(), DropReason> {
+        // The option first: without it, no need to reach the real server's counters.
+        let removed = self.shared.opts.expire_nodest_conn
+            && self
+                .conns
+                .get(id)
+                .and_then(|c| c.dest())
+                .is_some_and(|d| d.removed.load(Ordering::Relaxed));
+        if removed {
+            self.conns.remove(id);
+            return Err(DropReason::DestRemoved);
+        }
+        if l4 {
+            self.conns.on_packet(id, dir, flags, self.now, &self.timeouts);
+        }
+        if let Some(c) = self.conns.get(id) {
+            let w = self.worker as usize;
+            let (d, s) = (c.dest(), c.svc());
+            match dir {
+                Direction::Input => {
+                    d.inspect(|d| d.traffic.worker(w).add_in(len));
+                    s.inspect(|s| s.worker(w).add_in(len));
+                }
+                Direction::Output => {
+                    d.inspect(|d| d.traffic.worker(w).add_out(len));
+                    s.inspect(|s| s.worker(w).add_out(len));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Client → real server on connection `id`. `l4`: the packet has its L4
     /// header (false for a non-first fragment).
     #[inline]
@@ -812,24 +855,8 @@ impl Forwarder {
             return Verdict::Drop(DropReason::NoConnNotSyn);
         };
         let (method, rip, rport) = (c.method(), c.rip(), c.rport());
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
-        {
-            self.conns.remove(id);
-            return Verdict::Drop(DropReason::DestRemoved);
-        }
-        if l4 {
-            self.conns
-                .on_packet(id, Direction::Input, flags, self.now, &self.timeouts);
-        }
-        let len = pkt.len();
-        if let Some(c) = self.conns.get(id) {
-            let w = self.worker as usize;
-            if let Some(d) = c.dest() {
-                d.traffic.worker(w).add_in(len);
-            }
-            if let Some(s) = c.svc() {
-                s.worker(w).add_in(len);
-            }
+        if let Err(r) = self.track(id, Direction::Input, flags, l4, pkt.len()) {
+            return Verdict::Drop(r);
         }
         let Some(hop) = self.shared.routes.lookup(rip) else {
             return Verdict::Drop(DropReason::NoRoute);
@@ -885,24 +912,8 @@ impl Forwarder {
             return Verdict::Drop(DropReason::OutNoConn);
         };
         let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
-        {
-            self.conns.remove(id);
-            return Verdict::Drop(DropReason::DestRemoved);
-        }
-        if l4 {
-            self.conns
-                .on_packet(id, Direction::Output, flags, self.now, &self.timeouts);
-        }
-        let len = pkt.len();
-        if let Some(c) = self.conns.get(id) {
-            let w = self.worker as usize;
-            if let Some(d) = c.dest() {
-                d.traffic.worker(w).add_out(len);
-            }
-            if let Some(s) = c.svc() {
-                s.worker(w).add_out(len);
-            }
+        if let Err(r) = self.track(id, Direction::Output, flags, l4, pkt.len()) {
+            return Verdict::Drop(r);
         }
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);

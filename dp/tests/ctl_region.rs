@@ -3,34 +3,13 @@
 use std::fs::OpenOptions;
 use std::mem::offset_of;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rvs_dp::ctl::region::{CtlError, Header, Layout, Region, ABI_VERSION};
 use rvs_dp::ctl::ring::{CtlClient, CtlServer};
 
-/// A unique region path under /dev/shm (or the temp dir), removed on drop.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempPath(dir.join(format!("rvs-test-{}-{name}-{nanos}.ctl", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 fn poke(path: &Path, off: usize, bytes: &[u8]) {
     let f = OpenOptions::new().write(true).open(path).unwrap();

@@ -1,7 +1,7 @@
 //! Requests and replies through the control rings, from threads and processes.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,28 +11,8 @@ use std::time::Duration;
 use rvs_dp::ctl::region::{CtlError, Layout};
 use rvs_dp::ctl::ring::{CtlClient, CtlServer};
 
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempPath(dir.join(format!("rvs-test-{}-{name}-{nanos}.ctl", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 /// A server thread that answers every request with `f(request)`, and records
 /// every request id it saw, until stopped.

@@ -1,6 +1,5 @@
 //! Workers publish stats through the seqlock while tools read them: no torn reads.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,28 +11,8 @@ use rvs_dp::ctl::ring::{CtlClient, CtlServer};
 use rvs_dp::ctl::statsarea::{monotonic_ns, WorkerStatsBlock, STATS_REALS, STATS_SERVICES};
 use rvs_dp::stats::DropReason;
 
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(name: &str) -> TempPath {
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        TempPath(dir.join(format!(
-            "rvs-test-{}-{name}-{}.ctl",
-            std::process::id(),
-            monotonic_ns()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::TempPath;
 
 const WORDS: usize = std::mem::size_of::<WorkerStatsBlock>() / 8;
 
