@@ -32,7 +32,7 @@ done
 echo
 echo "== counters (ipvsadm -Ln --stats format)"
 run $ADM -Ln --stats
-echo "== per-worker packet latency inside rvs-dp (rvsadm --latency)"
+echo "== per-worker packet latency inside rvs-dp (rvsadm --latency; in this lab af_packet TX is a system call per burst)"
 sleep 0.3
 run $ADM --latency || true
 echo "== connections (ipvsadm -Lnc format), first lines"
