@@ -552,3 +552,27 @@ fn conn_table_size_comes_from_the_data_plane() {
     t.conn_tab_size = 1 << 20;
     assert!(ok(&mut t, "-Ln").starts_with("IP Virtual Server version 1.2.1 (size=1048576)\n"));
 }
+
+#[test]
+fn big_connection_listing_comes_in_pages_and_is_complete() {
+    // More connections than one reply may carry: rvsadm reads every page.
+    let mut t = LocalTransport::default();
+    t.conns = (0..1234u32)
+        .map(|i| ConnInfo {
+            proto: Proto::Tcp,
+            state: "ESTABLISHED".into(),
+            expires_s: 899,
+            cip: Ipv4Addr::from(0x0a01_0000 + i),
+            cport: 40000,
+            vip: Ipv4Addr::new(10, 1, 0, 100),
+            vport: 80,
+            rip: Ipv4Addr::new(10, 2, 0, 11),
+            rport: 80,
+        })
+        .collect();
+    let out = ok(&mut t, "-Lnc");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("TCP ")).collect();
+    assert_eq!(lines.len(), 1234);
+    assert!(lines[0].contains("10.1.0.0:40000"));
+    assert!(lines[1233].contains(&format!("{}:40000", Ipv4Addr::from(0x0a01_0000u32 + 1233))));
+}

@@ -79,7 +79,14 @@ pub struct ControlPlane {
     svc_est: HashMap<ServiceKey, Estimator>,
     dest_est: HashMap<DestKey, Estimator>,
     pub conn_capacity_total: u32,
+    /// The last connection listing, served a page at a time.
+    conn_listing: Option<(u64, Vec<ConnInfo>)>,
+    next_listing: u64,
 }
+
+/// Connections per `ListConnsPage` reply: at most about 170 bytes each in JSON, so a
+/// page stays well inside the ring's message size.
+pub const CONNS_PAGE: u32 = 500;
 
 impl ControlPlane {
     pub fn new(shared: Arc<Shared>, conn_capacity_total: u32) -> Self {
@@ -94,6 +101,8 @@ impl ControlPlane {
             svc_est: HashMap::new(),
             dest_est: HashMap::new(),
             conn_capacity_total,
+            conn_listing: None,
+            next_listing: 1,
         }
     }
 
@@ -271,6 +280,11 @@ impl ControlPlane {
         match cmd {
             Command::List => (self.list(), None),
             Command::ListConns => (Reply::Conns(conns()), None),
+            Command::ListConnsPage {
+                listing,
+                offset,
+                limit,
+            } => (self.conns_page(*listing, *offset, *limit, conns), None),
             Command::GetTimeouts => {
                 let t = self.config.timeouts();
                 (
@@ -293,6 +307,37 @@ impl ControlPlane {
                 Ok(gen) => (Reply::Ok, Some(gen)),
                 Err(e) => (Reply::Error(e), None),
             },
+        }
+    }
+}
+
+impl ControlPlane {
+    fn conns_page(
+        &mut self,
+        listing: u64,
+        offset: u32,
+        limit: u32,
+        conns: impl FnOnce() -> Vec<ConnInfo>,
+    ) -> Reply {
+        if listing == 0 {
+            self.conn_listing = Some((self.next_listing, conns()));
+            self.next_listing += 1;
+        }
+        match &self.conn_listing {
+            Some((id, all)) if listing == 0 || listing == *id => {
+                let start = (offset as usize).min(all.len());
+                let end = start
+                    .saturating_add(limit.min(CONNS_PAGE) as usize)
+                    .min(all.len());
+                Reply::ConnsPage {
+                    listing: *id,
+                    total: all.len() as u32,
+                    conns: all[start..end].to_vec(),
+                }
+            }
+            _ => Reply::Error(CtlError::Unsupported(
+                "the connection listing changed while it was read; list again".into(),
+            )),
         }
     }
 }
@@ -384,6 +429,91 @@ mod tests {
             Vec::new,
         );
         assert!(matches!(r, Reply::Error(_)) && g.is_none());
+    }
+
+    #[test]
+    fn connection_listing_in_pages() {
+        let (mut cp, _) = cp();
+        let conn = |i: u32| ConnInfo {
+            proto: Proto::Tcp,
+            state: "ESTABLISHED".into(),
+            expires_s: 900,
+            cip: Ipv4Addr::from(0x0a00_0000 + i),
+            cport: 1000,
+            vip: Ipv4Addr::new(10, 1, 0, 100),
+            vport: 80,
+            rip: Ipv4Addr::new(10, 2, 0, 11),
+            rport: 80,
+        };
+        let all: Vec<ConnInfo> = (0..2500).map(conn).collect();
+        let first = cp.handle(
+            &Command::ListConnsPage {
+                listing: 0,
+                offset: 0,
+                limit: 5000,
+            },
+            || all.clone(),
+            Vec::new,
+        );
+        let (
+            Reply::ConnsPage {
+                listing,
+                total,
+                conns,
+            },
+            None,
+        ) = first
+        else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            (total, conns.len()),
+            (2500, CONNS_PAGE as usize),
+            "a page is capped"
+        );
+        let mut got = conns;
+        while got.len() < total as usize {
+            let (r, _) = cp.handle(
+                &Command::ListConnsPage {
+                    listing,
+                    offset: got.len() as u32,
+                    limit: CONNS_PAGE,
+                },
+                || panic!("later pages reuse the listing"),
+                Vec::new,
+            );
+            let Reply::ConnsPage { conns, .. } = r else {
+                panic!("{r:?}")
+            };
+            assert!(!conns.is_empty());
+            got.extend(conns);
+        }
+        assert_eq!(got, all);
+        // The reply of a full page fits the ring's message size with room to spare.
+        let (r, _) = cp.handle(
+            &Command::ListConnsPage {
+                listing,
+                offset: 0,
+                limit: CONNS_PAGE,
+            },
+            Vec::new,
+            Vec::new,
+        );
+        let bytes = serde_json::to_vec(&r).unwrap().len();
+        assert!(bytes < (256 << 10) / 2, "{bytes} bytes");
+        let (r, _) = cp.handle(
+            &Command::ListConnsPage {
+                listing: 999,
+                offset: 0,
+                limit: 1,
+            },
+            Vec::new,
+            Vec::new,
+        );
+        assert!(
+            matches!(r, Reply::Error(_)),
+            "an old listing is refused, not mixed"
+        );
     }
 
     #[test]

@@ -69,7 +69,12 @@ fi
 
 say "listings"
 adm -Ln --stats
-adm -Lnc | head -5
+adm -Lnc > /tmp/rvs-e2e-conns.txt
+head -5 /tmp/rvs-e2e-conns.txt
+# Over 600 connections are still listed (TIME_WAIT lasts 120 s): more than one
+# reply page, so this also proves the paged listing.
+n=$(grep -cE '^(TCP|UDP) ' /tmp/rvs-e2e-conns.txt || true)
+[ "$n" -ge 600 ] && ok "-Lnc lists $n connections" || fail "-Lnc listed only $n connections"
 
 lab_down
 if [ "$FAILS" -gt 0 ]; then echo "e2e $MODE: $FAILS check(s) failed"; exit 1; fi

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
+use rvs_dp::control::CONNS_PAGE;
 use rvs_dp::ctl::apply::IpvsConfig;
 use rvs_dp::ctl::command::{Command, ConnInfo, CtlError, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_dp::service::{ServiceKey, TrafficTotals};
@@ -120,6 +121,15 @@ impl CtlTransport for LocalTransport {
         Ok(match cmd {
             Command::List => Reply::Services(self.list()),
             Command::ListConns => Reply::Conns(self.conns.clone()),
+            Command::ListConnsPage { offset, limit, .. } => {
+                let start = (*offset as usize).min(self.conns.len());
+                let end = start.saturating_add(*limit as usize).min(self.conns.len());
+                Reply::ConnsPage {
+                    listing: 1,
+                    total: self.conns.len() as u32,
+                    conns: self.conns[start..end].to_vec(),
+                }
+            }
             Command::GetTimeouts => {
                 let t = self.config.timeouts();
                 Reply::Timeouts {
@@ -322,7 +332,11 @@ pub fn run(
         Action::List(what, opts) => {
             let cmd = match what {
                 ListWhat::All | ListWhat::Service(_) => Command::List,
-                ListWhat::Conns => Command::ListConns,
+                ListWhat::Conns => Command::ListConnsPage {
+                    listing: 0,
+                    offset: 0,
+                    limit: CONNS_PAGE,
+                },
                 ListWhat::Timeouts => Command::GetTimeouts,
                 ListWhat::Latency => Command::Latency,
             };
@@ -331,6 +345,32 @@ pub fn run(
                 Some(Reply::Error(e)) => {
                     out(stderr, &format!("{e}\n"));
                     return 1;
+                }
+                // A big table comes a page at a time: gather the rest of the listing.
+                Some(Reply::ConnsPage {
+                    listing,
+                    total,
+                    mut conns,
+                }) => {
+                    while conns.len() < total as usize {
+                        let next = Command::ListConnsPage {
+                            listing,
+                            offset: conns.len() as u32,
+                            limit: CONNS_PAGE,
+                        };
+                        match ask(&next, stderr) {
+                            None => return 2,
+                            Some(Reply::ConnsPage { conns: more, .. }) if !more.is_empty() => {
+                                conns.extend(more)
+                            }
+                            Some(Reply::Error(e)) => {
+                                out(stderr, &format!("{e}\n"));
+                                return 1;
+                            }
+                            Some(r) => return unexpected(stderr, &r),
+                        }
+                    }
+                    Reply::Conns(conns)
                 }
                 Some(r) => r,
             };

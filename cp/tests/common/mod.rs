@@ -110,6 +110,11 @@ fn handle(shared: &Shared, msg: &[u8]) -> Reply {
         }
         Command::Latency => Reply::Latency(Vec::new()),
         Command::ListConns => Reply::Conns(Vec::new()),
+        Command::ListConnsPage { .. } => Reply::ConnsPage {
+            listing: 1,
+            total: 0,
+            conns: Vec::new(),
+        },
         change => match model.apply(change) {
             Ok(()) => {
                 shared.log.lock().unwrap().push(change.clone());

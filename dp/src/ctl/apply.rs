@@ -242,6 +242,7 @@ impl IpvsConfig {
             }
             Command::List
             | Command::ListConns
+            | Command::ListConnsPage { .. }
             | Command::GetTimeouts
             | Command::Latency
             | Command::GetInfo => Err(CtlError::Unsupported(format!(

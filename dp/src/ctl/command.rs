@@ -135,8 +135,12 @@ pub enum Command {
     SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
     /// `-L`: services with their real servers, counters and rates.
     List,
-    /// `-L -c`
+    /// `-L -c`, whole (fine for small tables; one reply must fit the ring).
     ListConns,
+    /// `-L -c` one page at a time: `listing` 0 takes a fresh listing of every
+    /// worker's table; later pages name the listing the first reply gave, so
+    /// a big table is listed consistently in replies that fit the ring.
+    ListConnsPage { listing: u64, offset: u32, limit: u32 },
     /// `-L --timeout`
     GetTimeouts,
     /// `--latency` (rvs only): per-worker packet latency percentiles.
@@ -152,7 +156,12 @@ impl Command {
     pub fn is_query(&self) -> bool {
         matches!(
             self,
-            Command::List | Command::ListConns | Command::GetTimeouts | Command::Latency | Command::GetInfo
+            Command::List
+                | Command::ListConns
+                | Command::ListConnsPage { .. }
+                | Command::GetTimeouts
+                | Command::Latency
+                | Command::GetInfo
         )
     }
 }
@@ -225,9 +234,21 @@ pub enum Reply {
     Error(CtlError),
     Services(Vec<ServiceInfo>),
     Conns(Vec<ConnInfo>),
-    Timeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// A page of a connection listing: `total` entries in listing `listing`.
+    ConnsPage {
+        listing: u64,
+        total: u32,
+        conns: Vec<ConnInfo>,
+    },
+    Timeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
     Latency(Vec<WorkerLatency>),
-    Info { conn_tab_size: u32 },
+    Info {
+        conn_tab_size: u32,
+    },
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
