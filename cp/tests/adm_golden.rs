@@ -556,20 +556,21 @@ fn conn_table_size_comes_from_the_data_plane() {
 #[test]
 fn big_connection_listing_comes_in_pages_and_is_complete() {
     // More connections than one reply may carry: rvsadm reads every page.
-    let mut t = LocalTransport::default();
-    t.conns = (0..1234u32)
-        .map(|i| ConnInfo {
-            proto: Proto::Tcp,
-            state: "ESTABLISHED".into(),
-            expires_s: 899,
-            cip: Ipv4Addr::from(0x0a01_0000 + i),
-            cport: 40000,
-            vip: Ipv4Addr::new(10, 1, 0, 100),
-            vport: 80,
-            rip: Ipv4Addr::new(10, 2, 0, 11),
-            rport: 80,
-        })
-        .collect();
+    let mut t = LocalTransport {
+        conns: Vec::new(),
+        ..LocalTransport::default()
+    };
+    t.conns.extend((0..1234u32).map(|i| ConnInfo {
+        proto: Proto::Tcp,
+        state: "ESTABLISHED".into(),
+        expires_s: 899,
+        cip: Ipv4Addr::from(0x0a01_0000 + i),
+        cport: 40000,
+        vip: Ipv4Addr::new(10, 1, 0, 100),
+        vport: 80,
+        rip: Ipv4Addr::new(10, 2, 0, 11),
+        rport: 80,
+    }));
     let out = ok(&mut t, "-Lnc");
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("TCP ")).collect();
     assert_eq!(lines.len(), 1234);
