@@ -70,6 +70,15 @@ adm -S -n > "$work/save2.txt"
 cmp -s "$work/save.txt" "$work/save2.txt" && ok "-S | -R | -S round trip unchanged" || { fail "save differs after restore"; diff "$work/save.txt" "$work/save2.txt"; }
 expect_eq "$(http_spread 9)" "s1=3 s2=3 s3=3 failed=0" "restored service forwards"
 
+say "a big configuration: 2000 real servers in one restore and one listing"
+{
+  echo "-A -t $VIP:9000 -s wlc"
+  for k in $(seq 0 1999); do echo "-a -t $VIP:9000 -r 10.3.$((k / 250)).$((k % 250 + 1)):9000 -m -w 1"; done
+} > "$work/big.rules"
+adm -R < "$work/big.rules" && ok "restore of $(wc -c < "$work/big.rules") bytes" || fail "big restore"
+expect_eq "$(adm -Ln | grep -c '  -> 10\.3\.')" 2000 "real servers listed"
+adm -D -t $VIP:9000
+
 say "rvs-dp restarts: tools reconnect, rvs-cp re-applies"
 printf '[control]\nmetrics_listen = "off"\n[[virtual_server]]\naddress = "%s"\nport = 8080\nlb_algo = "rr"\n[[virtual_server.real_server]]\naddress = "10.2.0.11"\nport = 80\n' "$VIP" > "$work/cp.toml"
 ip netns exec rvs-d "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &

@@ -114,14 +114,17 @@ pub struct Layout {
 }
 
 impl Default for Layout {
-    /// 512 KiB of commands, 1 MiB of replies, messages up to 256 KiB (a
-    /// restore of a large save file is ~100 KB).
+    /// 2 MiB of commands, 4 MiB of replies, messages up to 2 MiB: a `-L`
+    /// reply costs about 300 bytes per real server, so a director with a few
+    /// thousand real servers still lists in one reply, and a restore of a
+    /// save file of that size fits one command. (Connection listings come in
+    /// pages, whatever the table size.)
     fn default() -> Self {
         Layout {
-            cmd_slots: 64,
-            reply_slots: 128,
+            cmd_slots: 256,
+            reply_slots: 512,
             slot_bytes: 8192,
-            max_msg_bytes: 256 << 10,
+            max_msg_bytes: 2 << 20,
             workers: 1,
         }
     }
@@ -619,7 +622,7 @@ mod tests {
                 ..ok
             },
             Layout {
-                max_msg_bytes: 64 * 8192 + 1,
+                max_msg_bytes: ok.cmd_slots * ok.slot_bytes + 1,
                 ..ok
             },
             Layout { workers: 0, ..ok },
