@@ -9,10 +9,13 @@ use std::net::Ipv4Addr;
 /// Fold a 64-bit accumulator to a partial sum (<= 0xFFFF). 2^32 and 2^16 are both
 /// congruent to 1 modulo 0xFFFF, so each step keeps the ones-complement value.
 #[inline(always)]
-fn fold64(mut s: u64) -> u32 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
+fn fold64(s: u64) -> u32 {
+    // Branch-free (the per-packet header check calls this): after the first
+    // step s < 2^33, then < 2^18, then <= 0x10002, then <= 0xFFFF.
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
     s as u32
 }
 
