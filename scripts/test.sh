@@ -23,7 +23,7 @@ step "unit, property and integration tests (no DPDK needed)"
 cargo test --workspace
 
 step "DPDK layer on virtual devices"
-cargo test -p rvs-dp --features dpdk --test dpdk_port
+cargo test -p rvs-dp --features dpdk --test dpdk_port --test dp_binary
 
 step "release build"
 cargo build --release -p rvs-dp --features dpdk -p rvs-cp

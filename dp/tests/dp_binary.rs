@@ -1,0 +1,126 @@
+//! The rvs-dp binary's start-up: a bad config or command line stops it with a
+//! message naming the file, the key and the problem, before EAL starts.
+#![cfg(feature = "dpdk")]
+
+use std::process::Command;
+
+fn rvs_dp(config_text: Option<&str>, extra: &[&str]) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("rvs-dp-binary-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("rvs.toml");
+    if let Some(t) = config_text {
+        std::fs::write(&cfg, t).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_rvs-dp"))
+        .args(["--no-huge", "-m", "64", "--no-pci", "--no-shconf", "--"])
+        .arg("--config")
+        .arg(&cfg)
+        .args(extra)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+const PORT: &str = "[[port]]\nname = \"p0\"\ndevice = \"net_null0\"\naddress = \"10.9.0.1/24\"\n";
+
+#[test]
+fn startup_errors_name_file_key_and_problem() {
+    let (code, err) = rvs_dp(None, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("rvs.toml: cannot read"), "{err}");
+
+    let (code, err) = rvs_dp(
+        Some("[dataplane]\nworkers = [1]\nconn_capacity = \"many\"\n"),
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("rvs.toml") && err.contains("conn_capacity") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let bad_addr = PORT.replace("10.9.0.1/24", "10.9.0.1");
+    let (code, err) = rvs_dp(Some(&bad_addr), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("port[0] (p0).address") && err.contains("ADDRESS/PREFIX"),
+        "{err}"
+    );
+
+    let (code, err) = rvs_dp(Some("[dataplane]\nworkers = [1]\n"), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("at least one [[port]]"), "{err}");
+
+    let bad_vs =
+        format!("{PORT}[[virtual_server]]\naddress = \"10.9.0.100\"\nport = 80\nlb_algo = \"fastest\"\n");
+    let (code, err) = rvs_dp(Some(&bad_vs), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("lb_algo") && err.contains("unknown scheduler 'fastest'"),
+        "{err}"
+    );
+
+    let (code, err) = rvs_dp(Some(PORT), &["--bogus"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown argument '--bogus'") && err.contains("usage"),
+        "{err}"
+    );
+}
+
+/// Runs rvs-dp with EAL on lcore 0 only (EAL starts: these errors come after it).
+fn rvs_dp_eal(cfg: &str) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!("rvs-dp-dev-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rvs.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rvs-dp"))
+        .args([
+            "-l",
+            "0",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--no-shconf",
+            "--log-level=lib.eal:error",
+            "--",
+        ])
+        .arg("--config")
+        .arg(&path)
+        .arg("--ctl")
+        .arg(dir.join("ctl"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn eal_time_errors_are_named() {
+    let (code, err) = rvs_dp_eal(&format!("[dataplane]\nworkers = [7]\n{PORT}"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("dataplane.workers: lcore 7 is not enabled in EAL"),
+        "{err}"
+    );
+
+    let nodev = "[dataplane]\nworkers = [0]\n[[port]]\nname = \"p0\"\ndevice = \"net_nosuchdriver0\"\naddress = \"10.9.0.1/24\"\n";
+    let (code, err) = rvs_dp_eal(nodev);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("port[0] (p0).device"), "{err}");
+}
