@@ -34,6 +34,17 @@ has "$out" "10.2.0.11:80 +100 +50" "--thresholds"
 adm -d -t $VIP:80 -r 10.2.0.13:80
 [ "$(adm -Ln | grep -c '10.2.0.13:80')" = 0 ] && ok "-d removed the real server" || fail "-d"
 
+say "a new VIP is announced with gratuitous ARP"
+client timeout 5 tcpdump -l -n -c 1 -i eth0 'arp and arp[6:2] == 1 and arp[24:4] == 0x0a010065' \
+  > "$work/garp.txt" 2>/dev/null &
+tcpd=$!
+sleep 1
+adm -A -t 10.1.0.101:80 -s rr
+wait $tcpd || true
+grep -q 'Request who-has 10.1.0.101 tell 10.1.0.101' "$work/garp.txt" \
+  && ok "gratuitous ARP seen by the client: $(cut -c1-90 "$work/garp.txt")" || fail "no gratuitous ARP for 10.1.0.101: $(cat "$work/garp.txt")"
+adm -D -t 10.1.0.101:80
+
 say "errors read like ipvsadm's"
 refused "Service not defined" -a -t 10.1.0.99:80 -r 10.2.0.11:80 -m
 refused "Destination already exists" -a -t $VIP:80 -r 10.2.0.11:80 -m
