@@ -465,16 +465,21 @@ impl Forwarder {
         })
     }
 
-    fn is_martian(&self, ip: &Ip) -> bool {
-        let s = ip.src.octets();
-        let d = ip.dst.octets();
-        s[0] == 0
-            || s[0] == 127
-            || ip.src.is_multicast()
-            || ip.src.is_broadcast()
-            || d[0] == 0
-            || d[0] == 127
-            || self.shared.ports.iter().any(|p| p.addr == ip.src)
+    /// Martian addresses, and whether the packet is for one of our ports:
+    /// one pass over the ports for both.
+    #[inline]
+    fn martian_or_local(&self, ip: &Ip) -> (bool, bool) {
+        let (s, d) = (u32::from(ip.src), u32::from(ip.dst));
+        let (s0, d0) = (s >> 24, d >> 24);
+        // 0/8, 127/8, multicast and broadcast sources; 0/8 and 127/8 destinations.
+        let mut martian = s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127;
+        let mut local = false;
+        for p in self.shared.ports.iter() {
+            let a = u32::from(p.addr);
+            martian |= a == s;
+            local |= a == d;
+        }
+        (martian, local)
     }
 
     #[inline]
@@ -490,11 +495,11 @@ impl Forwarder {
             Ok(ip) => ip,
             Err(r) => return Verdict::Drop(r),
         };
-        if self.is_martian(&ip) {
+        let (martian, local) = self.martian_or_local(&ip);
+        if martian {
             return Verdict::Drop(DropReason::Martian);
         }
-        if let Some(local) = self.shared.ports.iter().position(|p| p.addr == ip.dst) {
-            let _ = local;
+        if local {
             return self.local(in_port, pkt, &ip);
         }
         match ip.proto {
