@@ -772,6 +772,19 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
+        fn verify_accepts_valid_and_catches_any_byte_flip(mut v in arb_header(), at in any::<usize>(), x in 1u8..=255) {
+            // Both paths: the 20-byte fast path and the general one (options).
+            let hl = Ipv4Packet::new_checked(&v[..]).unwrap().header_len();
+            prop_assert!(Ipv4Packet::new_checked(&v[..]).unwrap().verify_checksum());
+            let at = at % hl;
+            if at != 0 && at != 2 && at != 3 {
+                // (version/IHL and total length would change what is checked)
+                v[at] ^= x;
+                prop_assert!(!Ipv4Packet::new_unchecked(&v[..]).verify_checksum(), "flip at {} of {}", at, hl);
+            }
+        }
+
+        #[test]
         fn incremental_equals_full(mut v in arb_header(), src in any::<u32>(), dst in any::<u32>(), ttl in any::<u8>(), id in any::<u16>(), df in any::<bool>(), tos in any::<u8>()) {
             let mut p = Ipv4Packet::new_checked(&mut v[..]).unwrap();
             prop_assert!(p.verify_checksum());
