@@ -385,7 +385,7 @@ impl Forwarder {
             (eth.header_len(), eth.ethertype())
         };
         if ethertype == EtherType::IPV4 {
-            self.ipv4(in_port, &port, pkt, l2, redirected)
+            self.ipv4(in_port, pkt, l2, redirected)
         } else if ethertype == EtherType::ARP {
             self.arp(in_port, &port, pkt, l2)
         } else {
@@ -483,14 +483,7 @@ impl Forwarder {
     }
 
     #[inline]
-    fn ipv4<B: PacketBuf>(
-        &mut self,
-        in_port: u16,
-        port: &PortInfo,
-        pkt: &mut B,
-        l2: usize,
-        redirected: bool,
-    ) -> Verdict {
+    fn ipv4<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, redirected: bool) -> Verdict {
         let ip = match self.parse_ip(pkt.data(), l2) {
             Ok(ip) => ip,
             Err(r) => return Verdict::Drop(r),
@@ -503,8 +496,8 @@ impl Forwarder {
             return self.local(in_port, pkt, &ip);
         }
         match ip.proto {
-            xmit::PROTO_TCP => self.l4(in_port, port, pkt, &ip, Proto::Tcp, redirected),
-            xmit::PROTO_UDP => self.l4(in_port, port, pkt, &ip, Proto::Udp, redirected),
+            xmit::PROTO_TCP => self.l4(in_port, pkt, &ip, Proto::Tcp, redirected),
+            xmit::PROTO_UDP => self.l4(in_port, pkt, &ip, Proto::Udp, redirected),
             xmit::PROTO_ICMP => self.icmp(in_port, pkt, &ip, redirected),
             _ if self.snap.is_vip(ip.dst) => Verdict::Drop(DropReason::UnknownProtocol),
             _ => Verdict::Drop(DropReason::NotForUs),
@@ -562,7 +555,6 @@ impl Forwarder {
     fn l4<B: PacketBuf>(
         &mut self,
         in_port: u16,
-        port: &PortInfo,
         pkt: &mut B,
         ip: &Ip,
         proto: Proto,
@@ -618,7 +610,6 @@ impl Forwarder {
                 .conns
                 .lookup_out(proto, ip.src, sport, ip.dst, dport, self.now)
             else {
-                let _ = port;
                 return Verdict::Drop(DropReason::NotForUs);
             };
             if ip.frag {
@@ -881,33 +872,44 @@ impl Forwarder {
                 self.counters.dr_out += 1;
                 self.send_via(pkt, hop)
             }
-            ForwardMethod::Tun => {
-                let Some(out_port) = self.shared.ports.get(hop.port as usize).copied() else {
-                    return Verdict::Drop(DropReason::NoRoute);
-                };
-                match tun::encapsulate(pkt, ip.l2, out_port.addr, rip, out_port.mtu) {
-                    Ok(tun::TunOutcome::Encapsulated) => {
-                        self.counters.tun_out += 1;
-                        self.send_via(pkt, hop)
-                    }
-                    Ok(tun::TunOutcome::FragNeeded { mtu }) => {
-                        let from = self
-                            .shared
-                            .ports
-                            .get(in_port as usize)
-                            .map_or(out_port.addr, |p| p.addr);
-                        match icmp::frag_needed(pkt, ip.l2, from, mtu) {
-                            Ok(()) => {
-                                self.counters.local_replies += 1;
-                                Verdict::Forward { port: in_port }
-                            }
-                            Err(r) => Verdict::Drop(r),
-                        }
-                    }
-                    Err(r) => Verdict::Drop(r),
+            ForwardMethod::Tun => match self.encapsulate_to(pkt, ip.l2, rip, hop) {
+                Ok(tun::TunOutcome::Encapsulated) => {
+                    self.counters.tun_out += 1;
+                    self.send_via(pkt, hop)
                 }
-            }
+                Ok(tun::TunOutcome::FragNeeded { mtu }) => {
+                    let Some(from) = self.shared.ports.get(in_port as usize).map(|p| p.addr) else {
+                        return Verdict::Drop(DropReason::NoRoute);
+                    };
+                    match icmp::frag_needed(pkt, ip.l2, from, mtu) {
+                        Ok(()) => {
+                            self.counters.local_replies += 1;
+                            Verdict::Forward { port: in_port }
+                        }
+                        Err(r) => Verdict::Drop(r),
+                    }
+                }
+                Err(r) => Verdict::Drop(r),
+            },
         }
+    }
+
+    /// IP-in-IP toward `rip` from the address of the port `hop` leaves by,
+    /// within that port's MTU.
+    #[inline]
+    fn encapsulate_to<B: PacketBuf>(
+        &self,
+        pkt: &mut B,
+        l2: usize,
+        rip: Ipv4Addr,
+        hop: NextHop,
+    ) -> Result<tun::TunOutcome, DropReason> {
+        let out = self
+            .shared
+            .ports
+            .get(hop.port as usize)
+            .ok_or(DropReason::NoRoute)?;
+        tun::encapsulate(pkt, l2, out.addr, rip, out.mtu)
     }
 
     /// Real server → client (LVS-NAT replies) on connection `id`.
@@ -939,7 +941,7 @@ impl Forwarder {
         }
         let to_vip = self.snap.is_vip(ip.dst);
         // The quoted datagram: IP header + ports.
-        let (icmp_type, inner_src, inner_dst, inner_proto, inner_sport, inner_dport) = {
+        let (inner_src, inner_dst, inner_proto, inner_sport, inner_dport) = {
             let Some(m) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
@@ -963,7 +965,6 @@ impl Forwarder {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             }
             (
-                t,
                 Ipv4Addr::from(get_u32(inner, 12)),
                 Ipv4Addr::from(get_u32(inner, 16)),
                 get_u8(inner, 9),
@@ -971,7 +972,6 @@ impl Forwarder {
                 get_u16(inner, ihl + 2),
             )
         };
-        let _ = icmp_type;
         let Some(proto) = Proto::from_ip_proto(inner_proto) else {
             return Verdict::Drop(DropReason::IcmpUnhandled);
         };
@@ -1008,16 +1008,11 @@ impl Forwarder {
                     self.send_via(pkt, hop)
                 }
                 ForwardMethod::Dr => self.send_via(pkt, hop),
-                ForwardMethod::Tun => {
-                    let Some(out_port) = self.shared.ports.get(hop.port as usize).copied() else {
-                        return Verdict::Drop(DropReason::NoRoute);
-                    };
-                    match tun::encapsulate(pkt, ip.l2, out_port.addr, rip, out_port.mtu) {
-                        Ok(tun::TunOutcome::Encapsulated) => self.send_via(pkt, hop),
-                        Ok(tun::TunOutcome::FragNeeded { .. }) => Verdict::Drop(DropReason::TooBig),
-                        Err(r) => Verdict::Drop(r),
-                    }
-                }
+                ForwardMethod::Tun => match self.encapsulate_to(pkt, ip.l2, rip, hop) {
+                    Ok(tun::TunOutcome::Encapsulated) => self.send_via(pkt, hop),
+                    Ok(tun::TunOutcome::FragNeeded { .. }) => Verdict::Drop(DropReason::TooBig),
+                    Err(r) => Verdict::Drop(r),
+                },
             }
         } else {
             // Quoted: CIP:cport -> RIP:rport, a packet we sent to a real server.

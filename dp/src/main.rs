@@ -178,16 +178,9 @@ fn main() {
     // Routes and shared state.
     let mut routes = RouteTable::new();
     for (i, p) in infos.iter().enumerate() {
-        let net = std::net::Ipv4Addr::from(
-            u32::from(p.addr)
-                & if p.prefix_len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - p.prefix_len as u32)
-                },
-        );
+        // Route::matches masks both sides, so the port address names its subnet.
         routes
-            .add_connected(net, p.prefix_len, i as u16)
+            .add_connected(p.addr, p.prefix_len, i as u16)
             .unwrap_or_else(|e| fail(e));
     }
     for (i, r) in cfg.route.iter().enumerate() {

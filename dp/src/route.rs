@@ -148,6 +148,15 @@ mod tests {
                 via: Ipv4Addr::new(10, 1, 0, 254)
             }
         );
+        // A port's own address names its connected subnet as well as the network does.
+        t.add_connected(Ipv4Addr::new(10, 3, 0, 7), 24, 2).unwrap();
+        assert_eq!(
+            t.lookup(Ipv4Addr::new(10, 3, 0, 99)),
+            Some(NextHop {
+                port: 2,
+                via: Ipv4Addr::new(10, 3, 0, 99)
+            })
+        );
         let mut empty = RouteTable::new();
         assert_eq!(empty.lookup(Ipv4Addr::new(1, 1, 1, 1)), None);
         assert_eq!(

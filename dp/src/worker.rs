@@ -440,12 +440,13 @@ impl Worker {
                 }
                 self.fwd.housekeeping(EXPIRE_BUDGET);
                 self.release_pending(&mut io, None);
-                let stale: Vec<(u16, Ipv4Addr)> = std::mem::take(&mut self.fwd.stale_hops);
-                for (port, via) in &stale {
-                    self.send_arp_request(&mut io, *port, *via, false);
+                // Taken out and put back empty, so its capacity is kept.
+                let mut stale = std::mem::take(&mut self.fwd.stale_hops);
+                for &(port, via) in &stale {
+                    self.send_arp_request(&mut io, port, via, false);
                 }
+                stale.clear();
                 self.fwd.stale_hops = stale;
-                self.fwd.stale_hops.clear();
                 self.answer_dump();
                 self.flush_tx(&mut io);
                 let ns = tsc.wrapping_sub(start) / (hz / 1_000_000).max(1) * 1000;

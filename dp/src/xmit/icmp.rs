@@ -24,30 +24,30 @@ fn refill_icmp_checksum(icmp: &mut [u8]) {
 /// destination VIP → RIP, embedded source VIP:vport → RIP:rport.
 /// `ip` is the whole outer IPv4 packet (total length), `hl` its header length.
 pub fn translate_error_in(ip: &mut [u8], hl: usize, rip: Ipv4Addr, rport: u16) -> Result<(), DropReason> {
-    if !decrement_ttl(ip) {
-        return Err(DropReason::TtlExpired);
-    }
-    rewrite_endpoint(ip, hl, Side::Dst, rip, 0, false);
-    let Some(icmp) = ip.get_mut(hl..) else {
-        return Err(DropReason::MalformedIcmp);
-    };
-    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else {
-        return Err(DropReason::MalformedIcmp);
-    };
-    let ihl = ((get_u8(inner, 0) & 0x0f) as usize) * 4;
-    rewrite_endpoint(inner, ihl, Side::Src, rip, rport, true);
-    refill_icmp_checksum(icmp);
-    Ok(())
+    translate_error(ip, hl, Side::Dst, rip, rport)
 }
 
 /// An ICMP error from the real-server side about a packet we sent to a real
 /// server (embedded CIP:cport → RIP:rport), headed for the client: outer source
 /// → VIP, embedded destination RIP:rport → VIP:vport.
 pub fn translate_error_out(ip: &mut [u8], hl: usize, vip: Ipv4Addr, vport: u16) -> Result<(), DropReason> {
+    translate_error(ip, hl, Side::Src, vip, vport)
+}
+
+/// Both directions: the outer header's `outer` address becomes `addr`, and
+/// the quoted datagram's opposite endpoint becomes `addr:port` (it travelled
+/// the other way); then the ICMP checksum is recomputed over the message.
+fn translate_error(
+    ip: &mut [u8],
+    hl: usize,
+    outer: Side,
+    addr: Ipv4Addr,
+    port: u16,
+) -> Result<(), DropReason> {
     if !decrement_ttl(ip) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, Side::Src, vip, 0, false);
+    rewrite_endpoint(ip, hl, outer, addr, 0, false);
     let Some(icmp) = ip.get_mut(hl..) else {
         return Err(DropReason::MalformedIcmp);
     };
@@ -55,7 +55,11 @@ pub fn translate_error_out(ip: &mut [u8], hl: usize, vip: Ipv4Addr, vport: u16) 
         return Err(DropReason::MalformedIcmp);
     };
     let ihl = ((get_u8(inner, 0) & 0x0f) as usize) * 4;
-    rewrite_endpoint(inner, ihl, Side::Dst, vip, vport, true);
+    let quoted = match outer {
+        Side::Dst => Side::Src,
+        Side::Src => Side::Dst,
+    };
+    rewrite_endpoint(inner, ihl, quoted, addr, port, true);
     refill_icmp_checksum(icmp);
     Ok(())
 }
