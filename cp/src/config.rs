@@ -30,9 +30,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_dp::config::{parse_endpoint, parse_proto, CheckConfig, Config, ConfigError};
+use rvs_dp::config::{parse_endpoint, CheckConfig, Config, ConfigError};
 use rvs_dp::ctl::command::{DestSpec, ServiceSpec};
-use rvs_dp::service::{ForwardMethod, SchedFlags, ServiceKey};
+use rvs_dp::service::{ForwardMethod, ServiceKey};
 
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9280";
 const DEFAULT_CONNECT_TIMEOUT: f64 = 5.0;
@@ -160,21 +160,14 @@ impl CpConfig {
         let mut services = Vec::new();
         for (i, vs) in cfg.virtual_server.iter().enumerate() {
             let k = |f: &str| format!("virtual_server[{i}] ({}:{}).{f}", vs.address, vs.port);
-            let proto = parse_proto(&vs.protocol).map_err(|p| bad(k("protocol"), p))?;
+            // Protocol, lb_kind and sched_flags were validated by Config::load;
+            // the spec is built the same way rvs-dp builds it at start.
             let kind: ForwardMethod = vs.lb_kind.parse().map_err(|p| bad(k("lb_kind"), p))?;
-            let mut spec = ServiceSpec::new(proto, vs.address, vs.port);
-            spec.scheduler = vs.lb_algo.clone();
-            if let Some(f) = &vs.sched_flags {
-                spec.flags = SchedFlags::parse(f).map_err(|p| bad(k("sched_flags"), p))?;
-            }
-            spec.persistence = vs.persistence_timeout;
+            let spec = vs.service_spec().map_err(|p| bad(k("protocol"), p))?;
             if let Some(t) = vs.persistence_timeout {
                 if t == 0 || t > rvs_dp::ctl::command::MAX_TIMEOUT_S {
                     return Err(bad(k("persistence_timeout"), "must be 1..2678400 seconds".into()));
                 }
-            }
-            if let Some(m) = vs.persistence_granularity {
-                spec.netmask = m;
             }
             let check_dest = |d: &DestSpec, what: String| -> Result<(), ConfigError> {
                 if matches!(d.method, ForwardMethod::Dr | ForwardMethod::Tun) && d.port != vs.port {
@@ -200,18 +193,7 @@ impl CpConfig {
             let mut reals = Vec::new();
             for (j, rs) in vs.real_server.iter().enumerate() {
                 let rk = |f: &str| format!("virtual_server[{i}].real_server[{j}] ({}).{f}", rs.address);
-                let method = match &rs.lb_kind {
-                    Some(s) => s.parse().map_err(|p| bad(rk("lb_kind"), p))?,
-                    None => kind,
-                };
-                let dest = DestSpec {
-                    rip: rs.address,
-                    port: rs.port.unwrap_or(vs.port),
-                    method,
-                    weight: rs.weight,
-                    u_threshold: rs.uthreshold,
-                    l_threshold: rs.lthreshold,
-                };
+                let dest = vs.dest_spec(rs).map_err(|p| bad(rk("lb_kind"), p))?;
                 check_dest(&dest, rk("port"))?;
                 if dest.l_threshold > dest.u_threshold {
                     return Err(bad(
