@@ -5,10 +5,7 @@
 # scrapes /metrics and checks the latency histogram log.
 source "$(dirname "$0")/lib.sh"
 MODE=nat
-RVSCP=${RVSCP:-$E2E_ROOT/target/release/rvs-cp}
-work=$(mktemp -d /tmp/rvs-e2e-cp.XXXXXX)
-cleanup() { [ -n "${cp_pid:-}" ] && kill "$cp_pid" 2>/dev/null; lab_down; rm -rf "$work"; }
-trap cleanup EXIT
+use_workdir cp
 lab_down
 say "lab up (nat) and rvs-cp with HTTP_GET checks (delay_loop 0.5 s, fall 2, rise 1)"
 lab_up nat
@@ -84,6 +81,6 @@ grep -q '^rvs_worker_rx_packets' <<<"$m" && ok "per-worker rx packets exported" 
 grep -q '^rvs_packet_latency_seconds_bucket' <<<"$m" && ok "latency histogram exported" || fail "latency series missing"
 [ -s "$work/latency.hlog" ] && ok "histogram log written ($(grep -vc '^#' "$work/latency.hlog") intervals)" || fail "no histogram log"
 
-kill "$cp_pid"; wait "$cp_pid" 2>/dev/null || true; cp_pid=""
+stop_cp
 if [ "$FAILS" -gt 0 ]; then echo "e2e control health: $FAILS check(s) failed"; cat "$work/cp.log"; exit 1; fi
 echo "e2e control health: all checks passed"

@@ -6,10 +6,7 @@
 # table exactly as the last good file and the writers left it.
 source "$(dirname "$0")/lib.sh"
 MODE=nat
-RVSCP=${RVSCP:-$E2E_ROOT/target/release/rvs-cp}
-work=$(mktemp -d /tmp/rvs-e2e-reload.XXXXXX)
-cleanup() { [ -n "${cp_pid:-}" ] && kill "$cp_pid" 2>/dev/null; lab_down; rm -rf "$work"; }
-trap cleanup EXIT
+use_workdir reload
 lab_down
 say "lab up (nat), rvs-cp running"
 lab_up nat
@@ -81,6 +78,6 @@ grep -q '10.2.0.13:80 *Masq *2 ' "$work/final.txt" && ok "s3 weight 2" || fail "
 grep -q "TCP  $VIP:8080 wlc" "$work/final.txt" && ok ":8080 service present" || fail ":8080 service missing"
 grep -q '10.2.0.11:53 *Masq *31 ' "$work/final.txt" && grep -q '10.2.0.12:53 *Masq *31 ' "$work/final.txt" \
   && ok "writers' UDP service intact (weights 31)" || fail "writers' UDP service wrong"
-kill "$cp_pid"; wait "$cp_pid" 2>/dev/null || true; cp_pid=""
+stop_cp
 if [ "$FAILS" -gt 0 ]; then echo "e2e control reload: $FAILS check(s) failed"; tail -20 "$work/cp.log"; exit 1; fi
 echo "e2e control reload: all checks passed"

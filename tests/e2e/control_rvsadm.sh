@@ -4,10 +4,7 @@
 # generation and re-applies its configuration.
 source "$(dirname "$0")/lib.sh"
 MODE=nat
-RVSCP=${RVSCP:-$E2E_ROOT/target/release/rvs-cp}
-work=$(mktemp -d /tmp/rvs-e2e-adm.XXXXXX)
-cleanup() { [ -n "${cp_pid:-}" ] && kill "$cp_pid" 2>/dev/null; lab_down; rm -rf "$work"; }
-trap cleanup EXIT
+use_workdir adm
 lab_down
 lab_up nat
 has() { if grep -qE -- "$2" <<<"$1"; then ok "$3"; else fail "$3: no /$2/ in:"; echo "$1" | head -20; fi; }
@@ -100,6 +97,6 @@ for _ in $(seq 100); do adm -Ln 2>/dev/null | grep -q ":8080" && break; sleep 0.
 adm -Ln | grep -q "TCP  $VIP:8080 rr" && ok "rvs-cp re-applied its service to the new rvs-dp" || { fail "service not re-applied"; cat "$work/cp.log"; }
 expect_eq "$(adm -Ln | grep -c "TCP  $VIP:80 ")" 0 "the new rvs-dp started empty (rvsadm's services are gone)"
 out=$(client curl -s -m 3 http://$VIP:8080/); expect_eq "$out" "s1" "traffic through the re-applied service"
-kill "$cp_pid"; wait "$cp_pid" 2>/dev/null || true; cp_pid=""
+stop_cp
 if [ "$FAILS" -gt 0 ]; then echo "e2e rvsadm: $FAILS check(s) failed"; exit 1; fi
 echo "e2e rvsadm: all checks passed"

@@ -59,3 +59,17 @@ PY
 
 lab_up() { "$LAB" up "$@" >/dev/null || die "lab up $*"; }
 lab_down() { "$LAB" down >/dev/null 2>&1 || true; }
+
+# For the scenarios that run rvs-cp beside the lab's rvs-dp.
+RVSCP=${RVSCP:-$E2E_ROOT/target/release/rvs-cp}
+cp_pid=""
+stop_cp() {
+  if [ -n "$cp_pid" ]; then kill "$cp_pid" 2>/dev/null || true; wait "$cp_pid" 2>/dev/null || true; fi
+  cp_pid=""
+}
+# use_workdir NAME: a scratch directory in $work, and an EXIT trap that stops
+# rvs-cp, takes the lab down and removes the directory, whatever happened.
+use_workdir() {
+  work=$(mktemp -d "/tmp/rvs-e2e-$1.XXXXXX")
+  trap 'stop_cp; lab_down; rm -rf "$work"' EXIT
+}
