@@ -216,6 +216,17 @@ struct Ip {
     first_frag: bool,
 }
 
+/// A connection's addresses and forward method, copied out of its entry.
+#[derive(Clone, Copy)]
+struct Endpoints {
+    method: ForwardMethod,
+    cip: Ipv4Addr,
+    vip: Ipv4Addr,
+    vport: u16,
+    rip: Ipv4Addr,
+    rport: u16,
+}
+
 /// The per-worker packet processor.
 pub struct Forwarder {
     pub worker: u16,
@@ -551,7 +562,7 @@ impl Forwarder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn l4<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -765,7 +776,7 @@ impl Forwarder {
 
     /// Sends a finished packet toward `hop`: Ethernet addresses from the
     /// neighbour table, or a `Resolve` verdict when the MAC is unknown.
-    #[inline]
+    #[inline(always)]
     fn send_via<B: PacketBuf>(&mut self, pkt: &mut B, hop: NextHop) -> Verdict {
         let Some(port) = self.shared.ports.get(hop.port as usize) else {
             return Verdict::Drop(DropReason::NoRoute);
@@ -794,8 +805,9 @@ impl Forwarder {
 
     /// What every packet of a known connection goes through, both ways:
     /// expire_nodest_conn, the TCP state machine (packets with an L4 header),
-    /// and the real server's and service's traffic counters.
-    #[inline]
+    /// and the real server's and service's traffic counters. Returns the
+    /// connection's endpoints, read from the one access to its entry.
+    #[inline(always)]
     fn track(
         &mut self,
         id: ConnId,
@@ -803,41 +815,48 @@ impl Forwarder {
         flags: u8,
         l4: bool,
         len: usize,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Endpoints, DropReason> {
+        let missing = match dir {
+            Direction::Input => DropReason::NoConnNotSyn,
+            Direction::Output => DropReason::OutNoConn,
+        };
         // The option first: without it, no need to reach the real server's counters.
-        let removed = self.shared.opts.expire_nodest_conn
-            && self
-                .conns
-                .get(id)
-                .and_then(|c| c.dest())
-                .is_some_and(|d| d.removed.load(Ordering::Relaxed));
-        if removed {
-            self.conns.remove(id);
-            return Err(DropReason::DestRemoved);
-        }
-        if l4 {
-            self.conns.on_packet(id, dir, flags, self.now, &self.timeouts);
-        }
-        if let Some(c) = self.conns.get(id) {
-            let w = self.worker as usize;
-            let (d, s) = (c.dest(), c.svc());
-            match dir {
-                Direction::Input => {
-                    d.inspect(|d| d.traffic.worker(w).add_in(len));
-                    s.inspect(|s| s.worker(w).add_in(len));
-                }
-                Direction::Output => {
-                    d.inspect(|d| d.traffic.worker(w).add_out(len));
-                    s.inspect(|s| s.worker(w).add_out(len));
-                }
+        if self.shared.opts.expire_nodest_conn {
+            let c = self.conns.get(id).ok_or(missing)?;
+            if c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
+                self.conns.remove(id);
+                return Err(DropReason::DestRemoved);
             }
         }
-        Ok(())
+        let c = self
+            .conns
+            .touch(id, dir, flags, l4, self.now, &self.timeouts)
+            .ok_or(missing)?;
+        let w = self.worker as usize;
+        let (d, s) = (c.dest(), c.svc());
+        match dir {
+            Direction::Input => {
+                d.inspect(|d| d.traffic.worker(w).add_in(len));
+                s.inspect(|s| s.worker(w).add_in(len));
+            }
+            Direction::Output => {
+                d.inspect(|d| d.traffic.worker(w).add_out(len));
+                s.inspect(|s| s.worker(w).add_out(len));
+            }
+        }
+        Ok(Endpoints {
+            method: c.method(),
+            cip: c.cip(),
+            vip: c.vip(),
+            vport: c.vport(),
+            rip: c.rip(),
+            rport: c.rport(),
+        })
     }
 
     /// Client → real server on connection `id`. `l4`: the packet has its L4
     /// header (false for a non-first fragment).
-    #[inline]
+    #[inline(always)]
     fn xmit_in<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -847,13 +866,10 @@ impl Forwarder {
         flags: u8,
         l4: bool,
     ) -> Verdict {
-        let Some(c) = self.conns.get(id) else {
-            return Verdict::Drop(DropReason::NoConnNotSyn);
+        let (method, rip, rport) = match self.track(id, Direction::Input, flags, l4, pkt.len()) {
+            Ok(e) => (e.method, e.rip, e.rport),
+            Err(r) => return Verdict::Drop(r),
         };
-        let (method, rip, rport) = (c.method(), c.rip(), c.rport());
-        if let Err(r) = self.track(id, Direction::Input, flags, l4, pkt.len()) {
-            return Verdict::Drop(r);
-        }
         let Some(hop) = self.shared.routes.lookup(rip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
@@ -913,15 +929,12 @@ impl Forwarder {
     }
 
     /// Real server → client (LVS-NAT replies) on connection `id`.
-    #[inline]
+    #[inline(always)]
     fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
-        let Some(c) = self.conns.get(id) else {
-            return Verdict::Drop(DropReason::OutNoConn);
+        let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
+            Ok(e) => (e.vip, e.vport, e.cip),
+            Err(r) => return Verdict::Drop(r),
         };
-        let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
-        if let Err(r) = self.track(id, Direction::Output, flags, l4, pkt.len()) {
-            return Verdict::Drop(r);
-        }
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };

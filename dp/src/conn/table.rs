@@ -182,6 +182,46 @@ impl Conn {
         self.svc.as_ref()
     }
 
+    /// One packet of this connection seen: the TCP state machine (the
+    /// kernel's set_tcp_state) and the idle timer. Returns whether the TCP
+    /// state changed.
+    #[inline]
+    fn step(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
+        if dir == Direction::Output {
+            self.flags |= F_SEEN_REPLY;
+        }
+        match self.proto {
+            Proto::Udp => {
+                self.expires = now.saturating_add(timeouts.udp);
+                false
+            }
+            Proto::Tcp => {
+                let table = match dir {
+                    Direction::Output => {
+                        self.flags &= !F_NOOUTPUT;
+                        StateTable::Output
+                    }
+                    Direction::Input if self.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
+                    Direction::Input => StateTable::Input,
+                };
+                let new = next_state(table, self.state, tcp_flags);
+                let changed = new != self.state;
+                if changed {
+                    let active = new.is_active();
+                    if active != (self.flags & F_ACTIVE != 0) {
+                        self.flags ^= F_ACTIVE;
+                        if let Some(d) = &self.dest {
+                            d.set_active(active);
+                        }
+                    }
+                    self.state = new;
+                }
+                self.expires = now.saturating_add(timeouts.tcp(new));
+                changed
+            }
+        }
+    }
+
     /// A template that still controls connections never expires (the kernel
     /// re-arms its timer); anything else lives until `expires`.
     #[inline]
@@ -638,45 +678,33 @@ impl ConnTable {
         now: u32,
         timeouts: &Timeouts,
     ) -> bool {
-        let Some(c) = self.slab.get_mut(id.0 as usize) else {
-            return false;
-        };
+        match self.slab.get_mut(id.0 as usize) {
+            Some(c) if c.flags & (F_LIVE | F_TEMPLATE) == F_LIVE => c.step(dir, tcp_flags, now, timeouts),
+            _ => false,
+        }
+    }
+
+    /// The per-packet path's `on_packet`: steps connection `id` when `l4`
+    /// (the packet has its L4 header), and hands back the entry, so the
+    /// caller reads it once. None for a free slot or a template.
+    #[inline]
+    pub fn touch(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        l4: bool,
+        now: u32,
+        timeouts: &Timeouts,
+    ) -> Option<&Conn> {
+        let c = self.slab.get_mut(id.0 as usize)?;
         if c.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
-            return false;
+            return None;
         }
-        if dir == Direction::Output {
-            c.flags |= F_SEEN_REPLY;
+        if l4 {
+            c.step(dir, tcp_flags, now, timeouts);
         }
-        match c.proto {
-            Proto::Udp => {
-                c.expires = now.saturating_add(timeouts.udp);
-                false
-            }
-            Proto::Tcp => {
-                let table = match dir {
-                    Direction::Output => {
-                        c.flags &= !F_NOOUTPUT;
-                        StateTable::Output
-                    }
-                    Direction::Input if c.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
-                    Direction::Input => StateTable::Input,
-                };
-                let new = next_state(table, c.state, tcp_flags);
-                let changed = new != c.state;
-                if changed {
-                    let active = new.is_active();
-                    if active != (c.flags & F_ACTIVE != 0) {
-                        c.flags ^= F_ACTIVE;
-                        if let Some(d) = &c.dest {
-                            d.set_active(active);
-                        }
-                    }
-                    c.state = new;
-                }
-                c.expires = now.saturating_add(timeouts.tcp(new));
-                changed
-            }
-        }
+        Some(c)
     }
 
     /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A
