@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
-use crate::conn::{client_net, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use crate::conn::{client_net, Bucket, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
 use crate::neigh::{Neigh, NeighTable};
 use crate::packet::PacketBuf;
 use crate::route::{NextHop, RouteTable};
@@ -333,51 +333,49 @@ impl Forwarder {
     }
 
     /// Processes a burst received on `in_port`, `verdicts[i]` for `pkts[i]`.
-    /// With a large table it first walks the burst once to load each packet's
+    /// With a large table it first walks the burst to request each packet's
     /// bucket head, then each chain's first entry, so the cache misses of the
     /// whole burst overlap instead of stalling packet after packet.
     pub fn process_burst<B: PacketBuf>(&mut self, in_port: u16, pkts: &mut [B], verdicts: &mut [Verdict]) {
         let n = pkts.len().min(verdicts.len());
         if self.conns.len() >= WARM_MIN_CONNS {
-            let mut heads = [u32::MAX; WARM_BURST];
-            for (h, p) in heads.iter_mut().zip(pkts.iter()) {
-                *h = self.warm_bucket(p.data());
+            let mut buckets = [None; WARM_BURST];
+            for (b, p) in buckets.iter_mut().zip(pkts.iter()) {
+                *b = self.prefetch_bucket(p.data());
             }
-            let mut acc = 0u32;
-            for &h in heads.iter().take(n) {
-                acc ^= self.conns.warm_slot(h);
+            for b in buckets.iter().take(n).flatten() {
+                self.conns.prefetch_chain(*b);
             }
-            std::hint::black_box(acc);
+            for b in buckets.iter().take(n).flatten() {
+                self.conns.prefetch_chain_next(*b);
+            }
         }
         for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n) {
             *v = self.process(in_port, p, false);
         }
     }
 
-    /// The bucket head `lookup_in`/`lookup_out` will read for this frame (a
-    /// cheap, partial parse; anything unusual just gets no warm-up).
+    /// Requests the bucket head `lookup_in`/`lookup_out` will read for this
+    /// frame (a cheap, partial parse; anything unusual is just not prefetched).
     #[inline]
-    fn warm_bucket(&self, d: &[u8]) -> u32 {
+    fn prefetch_bucket(&self, d: &[u8]) -> Option<Bucket> {
         let (mut l2, mut et) = (14, get_u16(d, 12));
         if et == 0x8100 {
             (l2, et) = (18, get_u16(d, 16));
         }
         let ip = d.get(l2..).unwrap_or(&[]);
         if et != 0x0800 || get_u16(ip, 6) & 0x1fff != 0 {
-            return u32::MAX;
+            return None;
         }
-        let proto = match Proto::from_ip_proto(get_u8(ip, 9)) {
-            Some(p) => p,
-            None => return u32::MAX,
-        };
+        let proto = Proto::from_ip_proto(get_u8(ip, 9))?;
         let hl = (get_u8(ip, 0) & 0x0f) as usize * 4;
         let (src, dst) = (Ipv4Addr::from(get_u32(ip, 12)), Ipv4Addr::from(get_u32(ip, 16)));
         let (sport, dport) = (get_u16(ip, hl), get_u16(ip, hl + 2));
-        if self.snap.is_vip(dst) {
-            self.conns.warm_in(proto, src, sport, dst, dport)
+        Some(if self.snap.is_vip(dst) {
+            self.conns.prefetch_in(proto, src, sport, dst, dport)
         } else {
-            self.conns.warm_out(proto, src, sport, dst, dport)
-        }
+            self.conns.prefetch_out(proto, src, sport, dst, dport)
+        })
     }
 
     #[inline]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
 
+mod mem;
 mod table;
 pub mod tcp;
 pub mod timeout;
@@ -35,7 +36,7 @@ pub mod timeout;
 #[cfg(test)]
 mod tests;
 
-pub use table::{Conn, ConnTable, INITIAL_TIMEOUT};
+pub use table::{Bucket, Conn, ConnTable, INITIAL_TIMEOUT};
 pub use tcp::{next_state, StateTable, TcpEvent, TcpState};
 pub use timeout::Timeouts;
 

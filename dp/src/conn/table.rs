@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use super::mem::{boxed_table, prefetch};
 use super::tcp::{next_state, StateTable, TcpState};
 use super::timeout::Timeouts;
 use super::{ConnError, ConnId, Direction, NewConn, NewTemplate};
@@ -251,6 +252,13 @@ pub struct ConnTable {
     seed: [u64; 3],
 }
 
+/// A hash bucket picked by `prefetch_in`/`prefetch_out`.
+#[derive(Clone, Copy, Debug)]
+pub struct Bucket {
+    idx: u32,
+    out: bool,
+}
+
 #[inline]
 fn mum(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
@@ -279,17 +287,15 @@ impl ConnTable {
     pub fn with_seed(capacity: u32, seed: u64) -> ConnTable {
         let cap = capacity.min(NIL - 1);
         let buckets = (cap.max(1) as usize).next_power_of_two();
-        let slab: Box<[Conn]> = (0..cap)
-            .map(|i| Conn {
-                in_next: if i + 1 < cap { i + 1 } else { NIL },
-                ..Conn::EMPTY
-            })
-            .collect();
+        let slab: Box<[Conn]> = boxed_table(cap as usize, |i| Conn {
+            in_next: if i + 1 < cap as usize { i as u32 + 1 } else { NIL },
+            ..Conn::EMPTY
+        });
         let mut s = seed;
         ConnTable {
             slab,
-            in_heads: vec![NIL; buckets].into_boxed_slice(),
-            out_heads: vec![NIL; buckets].into_boxed_slice(),
+            in_heads: boxed_table(buckets, |_| NIL),
+            out_heads: boxed_table(buckets, |_| NIL),
             mask: (buckets - 1) as u32,
             free_head: if cap > 0 { 0 } else { NIL },
             len: 0,
@@ -325,33 +331,56 @@ impl ConnTable {
         std::mem::size_of::<Conn>() + buckets.div_ceil(self.capacity().max(1))
     }
 
-    /// Loads what `lookup_in` for this key will read first, and returns the
-    /// chain's first slot. The per-packet path calls this for a whole burst
-    /// before processing it, so the cache misses of many packets overlap
-    /// instead of stalling one after another.
+    /// The IN bucket `lookup_in` will read for this tuple, with its head's
+    /// cache line requested (a prefetch: nothing waits for it).
     #[inline]
-    pub fn warm_in(&self, proto: Proto, cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> u32 {
-        self.in_heads
-            .get(self.bucket(proto, cip, cport, vip, vport, false))
-            .copied()
-            .unwrap_or(NIL)
+    pub fn prefetch_in(&self, proto: Proto, cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> Bucket {
+        let b = self.bucket(proto, cip, cport, vip, vport, false);
+        if let Some(h) = self.in_heads.get(b) {
+            prefetch(h);
+        }
+        Bucket {
+            idx: b as u32,
+            out: false,
+        }
     }
 
-    /// As `warm_in`, for `lookup_out`.
+    /// As `prefetch_in`, for `lookup_out`.
     #[inline]
-    pub fn warm_out(&self, proto: Proto, rip: Ipv4Addr, rport: u16, cip: Ipv4Addr, cport: u16) -> u32 {
-        self.out_heads
-            .get(self.bucket(proto, rip, rport, cip, cport, false))
-            .copied()
-            .unwrap_or(NIL)
+    pub fn prefetch_out(&self, proto: Proto, rip: Ipv4Addr, rport: u16, cip: Ipv4Addr, cport: u16) -> Bucket {
+        let b = self.bucket(proto, rip, rport, cip, cport, false);
+        if let Some(h) = self.out_heads.get(b) {
+            prefetch(h);
+        }
+        Bucket {
+            idx: b as u32,
+            out: true,
+        }
     }
 
-    /// Loads the first cache line of slot `idx` (from `warm_in`/`warm_out`).
+    /// Reads the head of `b` (requested by `prefetch_in`/`prefetch_out`, so
+    /// by now usually in cache) and requests the chain's first entry.
     #[inline]
-    pub fn warm_slot(&self, idx: u32) -> u32 {
-        self.slab
-            .get(idx as usize)
-            .map_or(0, |c| u32::from(c.cip) ^ c.expires)
+    pub fn prefetch_chain(&self, b: Bucket) {
+        let heads = if b.out { &self.out_heads } else { &self.in_heads };
+        if let Some(c) = heads.get(b.idx as usize).and_then(|&i| self.slab.get(i as usize)) {
+            prefetch(c);
+        }
+    }
+
+    /// Requests the second entry of `b`'s chain (its head entry requested
+    /// by `prefetch_chain` a while ago): with half as many entries as
+    /// buckets, one lookup in four goes past the head.
+    #[inline]
+    pub fn prefetch_chain_next(&self, b: Bucket) {
+        let heads = if b.out { &self.out_heads } else { &self.in_heads };
+        let next = heads
+            .get(b.idx as usize)
+            .and_then(|&i| self.slab.get(i as usize))
+            .map(|c| if b.out { c.out_next } else { c.in_next });
+        if let Some(c) = next.and_then(|i| self.slab.get(i as usize)) {
+            prefetch(c);
+        }
     }
 
     /// Bucket of the tuple (a, ap, b, bp) for IN (a = CIP, b = VIP) or OUT
