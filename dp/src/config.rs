@@ -77,6 +77,11 @@ pub struct Dataplane {
     /// polling, the default; a lab on shared cores wants a few microseconds).
     #[serde(default)]
     pub idle_sleep_us: u32,
+    /// Most packets a worker takes from a queue per poll (1..=32). Every
+    /// packet of a burst waits for the whole burst to be processed, so a
+    /// smaller burst trades some throughput for latency.
+    #[serde(default = "default_rx_burst")]
+    pub rx_burst: u16,
 }
 
 fn default_workers() -> Vec<u32> {
@@ -87,6 +92,11 @@ fn default_capacity() -> u32 {
 }
 fn default_ring() -> u16 {
     1024
+}
+/// The most a worker's burst arrays hold.
+pub const MAX_RX_BURST: u16 = 32;
+fn default_rx_burst() -> u16 {
+    MAX_RX_BURST
 }
 
 impl Default for Dataplane {
@@ -101,6 +111,7 @@ impl Default for Dataplane {
             ring_size: default_ring(),
             mbufs: 0,
             idle_sleep_us: 0,
+            rx_burst: default_rx_burst(),
         }
     }
 }
@@ -387,6 +398,12 @@ impl Config {
                 "must be a power of two, at least 64".into(),
             ));
         }
+        if dp.rx_burst == 0 || dp.rx_burst > MAX_RX_BURST {
+            return Err(bad(
+                "dataplane.rx_burst".into(),
+                format!("must be 1..={MAX_RX_BURST}"),
+            ));
+        }
         for (name, v) in [
             ("tcp", dp.timeouts.tcp),
             ("tcpfin", dp.timeouts.tcpfin),
@@ -617,6 +634,18 @@ status_code = [200]
         assert_eq!(ports[1].mtu, 1500);
         assert_eq!(c.dataplane.timeouts.tcpfin, 120);
         assert_eq!(c.virtual_server[0].real_server[0].weight, 3);
+        assert_eq!(c.dataplane.rx_burst, 32);
+    }
+
+    #[test]
+    fn rx_burst_is_bounded() {
+        let with = |v: &str| GOOD.replace("workers = [1]", &format!("workers = [1]\nrx_burst = {v}"));
+        let c = Config::from_str_named(&with("8"), "rvs.toml").unwrap();
+        assert_eq!(c.dataplane.rx_burst, 8);
+        for bad in ["0", "33"] {
+            let e = err(&with(bad));
+            assert!(e.contains("dataplane.rx_burst") && e.contains("1..=32"), "{e}");
+        }
     }
 
     fn err(text: &str) -> String {

@@ -282,6 +282,7 @@ fn main() {
             stats: server.stats_writer(w).ok(),
             stop: stop.clone(),
             idle_sleep_us: cfg.dataplane.idle_sleep_us,
+            rx_burst: cfg.dataplane.rx_burst as usize,
             dump: dump.clone(),
             tx_pkts: 0,
             tx_bytes: 0,

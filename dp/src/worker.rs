@@ -93,6 +93,8 @@ pub struct Worker {
     pub stats: Option<StatsWriter>,
     pub stop: Arc<AtomicBool>,
     pub idle_sleep_us: u32,
+    /// Most packets taken from a queue per poll (`[dataplane] rx_burst`).
+    pub rx_burst: usize,
     pub dump: Arc<ConnDump>,
     pub tx_pkts: u64,
     pub tx_bytes: u64,
@@ -101,6 +103,9 @@ pub struct Worker {
 struct Io {
     tx_bufs: Vec<MbufBurst<TXB>>,
     redir_bufs: Vec<MbufBurst<TXB>>,
+    /// Dropped packets, freed together once per burst (a SYN flood drops
+    /// millions a second; one rte_pktmbuf_free_bulk beats 32 single frees).
+    dropped: MbufBurst<TXB>,
     pending: PendingQueue<(u16, Mbuf)>,
     arp_sent: [(Ipv4Addr, u32); 16],
     hist: LatencyHist,
@@ -147,6 +152,7 @@ impl Worker {
                 _ => buf.free_all(),
             }
         }
+        io.dropped.free_all();
     }
 
     fn queue_tx(&mut self, io: &mut Io, port: u16, m: Mbuf) {
@@ -222,7 +228,7 @@ impl Worker {
     fn dispatch(&mut self, io: &mut Io, m: Mbuf, v: Verdict) {
         match v {
             Verdict::Forward { port } => self.queue_tx(io, port, m),
-            Verdict::Drop(_) => drop(m),
+            Verdict::Drop(_) => io.dropped.push_for_free(m),
             Verdict::Redirect { worker } => {
                 let w = worker as usize;
                 if io.redir_bufs.get(w).is_some_and(|b| b.is_full()) {
@@ -360,6 +366,7 @@ impl Worker {
         let mut io = Io {
             tx_bufs: (0..nports).map(|_| MbufBurst::new()).collect(),
             redir_bufs: (0..nworkers).map(|_| MbufBurst::new()).collect(),
+            dropped: MbufBurst::new(),
             pending: PendingQueue::new(PENDING_SLOTS),
             arp_sent: [(Ipv4Addr::UNSPECIFIED, 0); 16],
             hist: LatencyHist::default(),
@@ -388,7 +395,7 @@ impl Worker {
             let mut got = 0usize;
             for p in 0..nports {
                 let n = match self.rx.get_mut(p) {
-                    Some(q) => q.rx_burst(&mut rx),
+                    Some(q) => q.rx_burst_upto(&mut rx, self.rx_burst),
                     None => 0,
                 };
                 if n == 0 {

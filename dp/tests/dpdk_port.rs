@@ -173,6 +173,13 @@ fn check_rx_and_mbuf_ops(pool: &Mempool, frames: &[Vec<u8>], tx_pcap: &Path) {
     tx_port.start().unwrap();
 
     let mut burst: MbufBurst = MbufBurst::new();
+    // `[dataplane] rx_burst`: a poll takes no more than asked for.
+    let first = rxc.rx[0].rx_burst_upto(&mut burst, 2);
+    assert_eq!(
+        (first, burst.len()),
+        (2, 2),
+        "rx_burst_upto(2) takes two of five frames"
+    );
     assert_eq!(rx_until(&mut rxc.rx[0], &mut burst, frames.len()), frames.len());
     // The file is exhausted: nothing more arrives.
     assert_eq!(rxc.rx[0].rx_burst(&mut burst), 0);

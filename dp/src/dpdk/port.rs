@@ -339,7 +339,12 @@ impl RxQueue {
     /// Receives into the free slots of `burst`; returns how many arrived.
     #[inline]
     pub fn rx_burst<const N: usize>(&mut self, burst: &mut MbufBurst<N>) -> usize {
-        let room = burst_room(N - burst.len);
+        self.rx_burst_upto(burst, N)
+    }
+
+    /// As `rx_burst`, taking at most `max` packets.
+    pub fn rx_burst_upto<const N: usize>(&mut self, burst: &mut MbufBurst<N>, max: usize) -> usize {
+        let room = burst_room((N - burst.len).min(max));
         // SAFETY: the `room` slots after len are in bounds; the PMD writes
         // that many valid mbufs at most, which the burst then owns.
         let n = unsafe {
