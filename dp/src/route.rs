@@ -41,6 +41,9 @@ impl Route {
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// (network, mask) of `routes[i]`, precomputed: every forwarded packet
+    /// runs a lookup.
+    keys: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,11 +97,21 @@ impl RouteTable {
         // Longest prefix first; connected before static at equal length.
         self.routes
             .sort_by_key(|r| (std::cmp::Reverse(r.prefix_len), r.gateway.is_some()));
+        self.keys = self
+            .routes
+            .iter()
+            .map(|r| {
+                let m = mask(r.prefix_len);
+                (u32::from(r.dst) & m, m)
+            })
+            .collect();
     }
 
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<NextHop> {
-        self.routes.iter().find(|r| r.matches(ip)).map(|r| NextHop {
+        let a = u32::from(ip);
+        let i = self.keys.iter().position(|&(net, m)| a & m == net)?;
+        self.routes.get(i).map(|r| NextHop {
             port: r.port,
             via: r.gateway.unwrap_or(ip),
         })

@@ -98,6 +98,27 @@ pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
     !fold(s)
 }
 
+/// The change of a 16-bit word from `old` to `new`, as a partial sum to add
+/// to a checksum's complement (RFC 1624 eqn. 3 split in two, so several
+/// changes to one checksum fold once: see `apply`).
+#[inline(always)]
+pub fn delta16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
+}
+
+/// As `delta16` for a 32-bit value (an IPv4 address).
+#[inline(always)]
+pub fn delta32(old: u32, new: u32) -> u32 {
+    u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
+}
+
+/// The checksum after changes whose `delta16`/`delta32` sum to `delta` (at
+/// most a few of them, so the u32 cannot overflow).
+#[inline(always)]
+pub fn apply(csum: u16, delta: u32) -> u16 {
+    !fold(u32::from(!csum) + delta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +227,27 @@ mod tests {
             let old = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
             data[at..at + 4].copy_from_slice(&new.to_be_bytes());
             prop_assert_eq!(update32(csum, old, new), finish(sum(&data)));
+        }
+
+        /// Several changes folded once (`delta16`/`delta32` + `apply`) give
+        /// the checksum a full recomputation gives.
+        #[test]
+        fn deltas_applied_at_once_match_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 12..64),
+            w16 in 0usize..30, n16 in any::<u16>(), w32 in 0usize..30, n32 in any::<u32>(),
+        ) {
+            data[0] |= 1;
+            let csum = finish(sum(&data));
+            // A 16-bit word in the first half, a 32-bit one in the second.
+            let half = (data.len() / 2) & !1;
+            let at16 = 2 + 2 * (w16 % ((half - 2) / 2));
+            let at32 = half + 2 * (w32 % ((data.len() - half - 2) / 2));
+            let o16 = u16::from_be_bytes([data[at16], data[at16 + 1]]);
+            data[at16..at16 + 2].copy_from_slice(&n16.to_be_bytes());
+            let o32 = u32::from_be_bytes([data[at32], data[at32 + 1], data[at32 + 2], data[at32 + 3]]);
+            data[at32..at32 + 4].copy_from_slice(&n32.to_be_bytes());
+            let got = apply(csum, delta16(o16, n16) + delta32(o32, n32));
+            prop_assert_eq!(got, finish(sum(&data)));
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{decrement_ttl, fill_ip_checksum, rewrite_endpoint, Side, IP_DST, IP_SRC, PROTO_ICMP, PROTO_TCP};
+use super::{
+    fill_ip_checksum, forward_rewrite, rewrite_endpoint, Side, IP_DST, IP_SRC, PROTO_ICMP, PROTO_TCP,
+};
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
 use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
@@ -44,10 +46,9 @@ fn translate_error(
     addr: Ipv4Addr,
     port: u16,
 ) -> Result<(), DropReason> {
-    if !decrement_ttl(ip) {
+    if !forward_rewrite(ip, hl, outer, addr, 0, false) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, outer, addr, 0, false);
     let Some(icmp) = ip.get_mut(hl..) else {
         return Err(DropReason::MalformedIcmp);
     };

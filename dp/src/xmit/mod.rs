@@ -38,22 +38,6 @@ pub enum Side {
     Dst,
 }
 
-/// Decrements the TTL with an incremental header-checksum update.
-/// Returns false (and changes nothing) when the TTL would reach 0.
-#[inline]
-pub(crate) fn decrement_ttl(ip: &mut [u8]) -> bool {
-    let ttl = get_u8(ip, IP_TTL);
-    if ttl <= 1 {
-        return false;
-    }
-    let old = get_u16(ip, IP_TTL);
-    let new = old.wrapping_sub(0x0100);
-    set_u8(ip, IP_TTL, ttl - 1);
-    let c = checksum::update16(get_u16(ip, IP_CSUM), old, new);
-    set_u16(ip, IP_CSUM, c);
-    true
-}
-
 /// Offset of the L4 checksum inside the L4 header, for protocols that have
 /// one covering the pseudo-header.
 #[inline]
@@ -71,6 +55,36 @@ fn l4_csum_offset(proto: u8) -> Option<usize> {
 /// `l4` is false for non-first fragments, which carry no L4 header.
 #[inline]
 pub fn rewrite_endpoint(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: bool) {
+    rewrite(ip, hl, side, addr, port, l4, 0);
+}
+
+/// What a forwarded packet gets: the TTL decremented and one endpoint
+/// rewritten (as `rewrite_endpoint`), each checksum updated once for all of
+/// it. Returns false (and changes nothing) when the TTL would reach 0.
+#[inline]
+pub(crate) fn forward_rewrite(
+    ip: &mut [u8],
+    hl: usize,
+    side: Side,
+    addr: Ipv4Addr,
+    port: u16,
+    l4: bool,
+) -> bool {
+    let ttl = get_u8(ip, IP_TTL);
+    if ttl <= 1 {
+        return false;
+    }
+    let old = get_u16(ip, IP_TTL);
+    let new = old.wrapping_sub(0x0100);
+    set_u8(ip, IP_TTL, ttl - 1);
+    rewrite(ip, hl, side, addr, port, l4, checksum::delta16(old, new));
+    true
+}
+
+/// The endpoint rewrite, with `ip_delta`: header changes already made whose
+/// checksum update is still to do.
+#[inline(always)]
+fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: bool, ip_delta: u32) {
     let (addr_off, port_off) = match side {
         Side::Src => (IP_SRC, 0),
         Side::Dst => (IP_DST, 2),
@@ -78,7 +92,8 @@ pub fn rewrite_endpoint(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, po
     let old_addr = get_u32(ip, addr_off);
     let new_addr = u32::from(addr);
     set_u32(ip, addr_off, new_addr);
-    let c = checksum::update32(get_u16(ip, IP_CSUM), old_addr, new_addr);
+    let addr_delta = checksum::delta32(old_addr, new_addr);
+    let c = checksum::apply(get_u16(ip, IP_CSUM), ip_delta + addr_delta);
     set_u16(ip, IP_CSUM, c);
     if !l4 {
         return;
@@ -94,8 +109,7 @@ pub fn rewrite_endpoint(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, po
     if proto == PROTO_UDP && old_csum == 0 {
         return; // UDP without checksum stays without
     }
-    let mut c = checksum::update32(old_csum, old_addr, new_addr);
-    c = checksum::update16(c, old_port, port);
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
     if proto == PROTO_UDP && c == 0 {
         c = 0xFFFF;
     }

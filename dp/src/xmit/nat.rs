@@ -5,27 +5,25 @@
 
 use std::net::Ipv4Addr;
 
-use super::{decrement_ttl, rewrite_endpoint, Side};
+use super::{forward_rewrite, Side};
 use crate::stats::DropReason;
 
 /// Client → real server. `l4`: the packet carries the L4 header (not a
 /// non-first fragment).
 #[inline]
 pub fn nat_in(ip: &mut [u8], hl: usize, rip: Ipv4Addr, rport: u16, l4: bool) -> Result<(), DropReason> {
-    if !decrement_ttl(ip) {
+    if !forward_rewrite(ip, hl, Side::Dst, rip, rport, l4) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, Side::Dst, rip, rport, l4);
     Ok(())
 }
 
 /// Real server → client.
 #[inline]
 pub fn nat_out(ip: &mut [u8], hl: usize, vip: Ipv4Addr, vport: u16, l4: bool) -> Result<(), DropReason> {
-    if !decrement_ttl(ip) {
+    if !forward_rewrite(ip, hl, Side::Src, vip, vport, l4) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, Side::Src, vip, vport, l4);
     Ok(())
 }
 
