@@ -475,7 +475,7 @@ impl Worker {
         self.publish(&io, &mut block);
         let c = &self.fwd.counters;
         let mut line = format!(
-            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {}",
+            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {} fast_path {}",
             self.id,
             c.rx_pkts,
             self.tx_pkts,
@@ -487,7 +487,8 @@ impl Worker {
             c.redirected_out,
             c.redirected_in,
             c.local_replies,
-            c.arp_replies
+            c.arp_replies,
+            c.fast_path
         );
         for (i, n) in block.drops.iter().enumerate() {
             if *n > 0 {

@@ -78,6 +78,8 @@ pub struct FuzzLab {
     current: usize,
     now: u32,
     pub tally: Tally,
+    /// When set, every delivered frame's final verdict and bytes.
+    pub log: Option<Vec<(Verdict, Vec<u8>)>>,
 }
 
 fn svc(
@@ -113,6 +115,13 @@ impl Default for FuzzLab {
 
 impl FuzzLab {
     pub fn new() -> FuzzLab {
+        Self::with_options(CoreOptions {
+            expire_nodest_conn: true,
+            tcp_rst_no_dest: true,
+        })
+    }
+
+    pub fn with_options(opts: CoreOptions) -> FuzzLab {
         let ports = vec![
             PortInfo {
                 mac: MacAddr(P0_MAC),
@@ -139,10 +148,6 @@ impl FuzzLab {
         routes
             .add_static(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)
             .expect("route");
-        let opts = CoreOptions {
-            expire_nodest_conn: true,
-            tcp_rst_no_dest: true,
-        };
         let shared = Arc::new(Shared::new(ports, routes, WORKERS, opts));
         shared
             .neigh
@@ -228,7 +233,32 @@ impl FuzzLab {
             current: 0,
             now: 100,
             tally: Tally::default(),
+            log: None,
         }
+    }
+
+    /// Every service's and real server's traffic counters and connection
+    /// counts, in both service tables, one line each.
+    pub fn traffic_report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (t, table) in self.tables.iter().enumerate() {
+            for s in table.services() {
+                out.push(format!("table {t} {:?}: {:?}", s.key, s.stats.total()));
+                for d in &s.dests {
+                    out.push(format!(
+                        "table {t} {:?} {}:{}: {:?} active {} inactive {} persistent {}",
+                        s.key,
+                        d.rip,
+                        d.port,
+                        d.stats.traffic.total(),
+                        d.stats.active.load(Ordering::Relaxed),
+                        d.stats.inactive.load(Ordering::Relaxed),
+                        d.stats.persistent.load(Ordering::Relaxed)
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Feeds one fuzz input (see the module docs for its format).
@@ -291,6 +321,9 @@ impl FuzzLab {
             self.tally.redirected += 1;
             v = self.workers[usize::from(to)].process(port, buf, true);
             assert!(!matches!(v, Verdict::Redirect { .. }), "redirected twice: {v:?}");
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.push((v, buf.data().to_vec()));
         }
         match v {
             Verdict::Forward { port } => {

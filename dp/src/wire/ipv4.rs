@@ -232,19 +232,24 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn verify_checksum(&self) -> bool {
         let h = self.header();
-        // The usual 20-byte header: five 32-bit words, no loop (this runs for
-        // every packet).
         if let Ok(w) = <&[u8; 20]>::try_from(h) {
-            let word = |i: usize| u64::from(u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
-            let s = word(0) + word(4) + word(8) + word(12) + word(16);
-            let s = (s & 0xffff_ffff) + (s >> 32);
-            let s = (s & 0xffff) + (s >> 16);
-            let s = (s & 0xffff) + (s >> 16);
-            let s = (s & 0xffff) + (s >> 16);
-            return s as u16 == 0xffff;
+            return header_checksum_ok(w);
         }
         !h.is_empty() && checksum::finish(checksum::sum(h)) == 0
     }
+}
+
+/// The header check of the usual 20-byte header: five 32-bit words, no loop
+/// (every packet runs it).
+#[inline(always)]
+pub fn header_checksum_ok(w: &[u8; 20]) -> bool {
+    let word = |i: usize| u64::from(u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
+    let s = word(0) + word(4) + word(8) + word(12) + word(16);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16 == 0xffff
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {

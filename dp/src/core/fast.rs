@@ -1,0 +1,198 @@
+//! The established-connection fast path: the packet nearly every frame is.
+//!
+//! An untagged IPv4 frame to our MAC, a 20-byte header, no fragment, TTL
+//! above 1, TCP or UDP, of a connection this worker owns and already has,
+//! forwarded by NAT (either way), DR, or TUN within the MTU, to a resolved
+//! next hop. Such a frame
+//! is checked and rewritten here in one pass over fixed-size header arrays,
+//! so the offsets are known at compile time and cost no bounds checks.
+//!
+//! Anything else, and anything that would drop, returns `None` before any
+//! state changes, and the general path (`Forwarder::classify`) handles the
+//! frame from the start: it stays the one definition of behaviour. The fast
+//! path only skips its layers, never decides differently; the
+//! `fast_path_matches_general_path` property test in `dp/tests/forwarding.rs`
+//! holds it to that, frame by frame, counters and connection states included.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+use super::{Forwarder, Verdict};
+use crate::conn::Direction;
+use crate::neigh::Neigh;
+use crate::packet::PacketBuf;
+use crate::service::{ForwardMethod, Proto};
+use crate::stats::DropReason;
+use crate::wire::ipip::IPIP_HEADER_LEN;
+use crate::wire::ipv4;
+use crate::xmit::{dr, nat, tun, PROTO_TCP, PROTO_UDP};
+
+const ETH_LEN: usize = 14;
+const TCP_SYN: u8 = 0x02;
+const IP_LEN: usize = 20;
+/// Ethernet, IPv4 and the first 8 bytes of L4: ports, and UDP's length.
+const HEAD_LEN: usize = ETH_LEN + IP_LEN + 8;
+
+impl Forwarder {
+    /// Forwards a frame of a known connection completely, or returns `None`
+    /// having changed nothing.
+    #[inline(always)]
+    pub(super) fn fast<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        redirected: bool,
+    ) -> Option<Verdict> {
+        let len = pkt.len();
+        let d = pkt.data();
+        let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
+        let port = self.shared.ports.get(in_port as usize)?;
+        if head[..6] != port.mac.0 || head[12..14] != [0x08, 0x00] {
+            return None;
+        }
+        let ip: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        // Version 4 with no options; no fragment (MF clear, offset 0); a TTL
+        // that survives the decrement; a total length inside the frame.
+        if ip[0] != 0x45
+            || ip[6] & 0x3f != 0
+            || ip[7] != 0
+            || ip[8] <= 1
+            || total > len - ETH_LEN
+            || !ipv4::header_checksum_ok(ip)
+        {
+            return None;
+        }
+        let src = Ipv4Addr::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
+        let dst = Ipv4Addr::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
+        let (martian, local) = self.martian_or_local(src, dst);
+        if martian || local {
+            return None;
+        }
+        let l4 = &head[ETH_LEN + IP_LEN..];
+        let seg_len = total.checked_sub(IP_LEN)?;
+        let (proto, flags) = match ip[9] {
+            PROTO_TCP => {
+                let tcp = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
+                let doff = usize::from(*tcp.get(12)? >> 4) * 4;
+                if seg_len < 20 || doff < 20 || doff > seg_len {
+                    return None;
+                }
+                let flags = *tcp.get(13)?;
+                // A SYN is nearly always a new connection: spare it a lookup
+                // here before the general path's.
+                if flags & TCP_SYN != 0 {
+                    return None;
+                }
+                (Proto::Tcp, flags)
+            }
+            PROTO_UDP => {
+                let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+                if seg_len < 8 || ulen < 8 || ulen > seg_len {
+                    return None;
+                }
+                (Proto::Udp, 0)
+            }
+            _ => return None,
+        };
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+
+        let to_vip = self.snap.is_vip(dst);
+        let cip = if to_vip { src } else { dst };
+        if !redirected && self.shared.workers > 1 && super::owner_of(cip, self.shared.workers) != self.worker
+        {
+            return None;
+        }
+        let (id, dir) = if to_vip {
+            let id = self.conns.lookup_in(proto, src, sport, dst, dport, self.now)?;
+            (id, Direction::Input)
+        } else {
+            let id = self.conns.lookup_out(proto, src, sport, dst, dport, self.now)?;
+            (id, Direction::Output)
+        };
+        let c = self.conns.get(id)?;
+        // expire_nodest_conn ends the connection: the general path's job.
+        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
+        {
+            return None;
+        }
+        // Where the packet goes and what it becomes.
+        let (method, toward, addr, l4port) = match (dir, c.method()) {
+            (Direction::Input, m @ (ForwardMethod::Nat | ForwardMethod::Dr | ForwardMethod::Tun)) => {
+                (m, c.rip(), c.rip(), c.rport())
+            }
+            (Direction::Output, ForwardMethod::Nat) => (ForwardMethod::Nat, c.cip(), c.vip(), c.vport()),
+            _ => return None,
+        };
+        let hop = self.shared.routes.lookup(toward)?;
+        let out = self.shared.ports.get(hop.port as usize)?;
+        let (out_mac, out_addr, out_mtu) = (out.mac, out.addr, out.mtu);
+        // A TUN packet the outer header would push past the MTU gets an ICMP
+        // "fragmentation needed" or a drop: the general path's business.
+        if method == ForwardMethod::Tun && total + IPIP_HEADER_LEN > usize::from(out_mtu) {
+            return None;
+        }
+        let Neigh::Resolved(next_mac) = self.shared.neigh.lookup(hop.via, self.now) else {
+            return None;
+        };
+
+        // Ours from here on. The checks above leave nothing below to fail;
+        // were it to, the frame is a counted drop, never a second pass.
+        if redirected {
+            self.counters.redirected_in += 1;
+        } else {
+            self.counters.rx_pkts += 1;
+            self.counters.rx_bytes += len as u64;
+        }
+        let done = match self.track(id, dir, flags, true, len) {
+            Ok(_) if method == ForwardMethod::Tun => {
+                match tun::encapsulate(pkt, ETH_LEN, out_addr, addr, out_mtu) {
+                    Ok(tun::TunOutcome::Encapsulated) => Ok(()),
+                    Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
+                    Err(r) => Err(r),
+                }
+            }
+            Ok(_) => rewrite(pkt.data_mut(), total, method, dir, addr, l4port),
+            Err(r) => Err(r),
+        };
+        Some(match done {
+            Ok(()) => {
+                let c = match (method, dir) {
+                    (ForwardMethod::Nat, Direction::Input) => &mut self.counters.nat_in,
+                    (ForwardMethod::Nat, Direction::Output) => &mut self.counters.nat_out,
+                    (ForwardMethod::Tun, _) => &mut self.counters.tun_out,
+                    _ => &mut self.counters.dr_out,
+                };
+                *c += 1;
+                self.counters.fast_path += 1;
+                dr::set_macs(pkt.data_mut(), next_mac, out_mac);
+                Verdict::Forward { port: hop.port }
+            }
+            Err(r) => {
+                self.drops.count(r);
+                Verdict::Drop(r)
+            }
+        })
+    }
+}
+
+/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is).
+#[inline(always)]
+fn rewrite(
+    frame: &mut [u8],
+    total: usize,
+    method: ForwardMethod,
+    dir: Direction,
+    addr: Ipv4Addr,
+    l4port: u16,
+) -> Result<(), DropReason> {
+    let ipb = frame
+        .get_mut(ETH_LEN..ETH_LEN + total)
+        .ok_or(DropReason::MalformedIpv4)?;
+    match (method, dir) {
+        (ForwardMethod::Nat, Direction::Input) => nat::nat_in(ipb, IP_LEN, addr, l4port, true),
+        (ForwardMethod::Nat, Direction::Output) => nat::nat_out(ipb, IP_LEN, addr, l4port, true),
+        _ => Ok(()),
+    }
+}
