@@ -250,34 +250,19 @@ fn fast_path_takes_the_seeds_established_traffic() {
         assert!(hits >= 10, "fast path took only {hits} frames");
         // The TUN seed's packets all end in "fragmentation needed" or a
         // drop; a plain exchange stands in for it.
-        let tun = records(&[
-            (
-                0,
-                lab::tcp(
-                    lab::CLIENT_MAC,
-                    lab::P0_MAC,
-                    lab::CIP,
-                    lab::VIP,
-                    40002,
-                    82,
-                    "S",
-                    b"",
-                ),
-            ),
-            (
-                0,
-                lab::tcp(
-                    lab::CLIENT_MAC,
-                    lab::P0_MAC,
-                    lab::CIP,
-                    lab::VIP,
-                    40002,
-                    82,
-                    "A",
-                    b"x",
-                ),
-            ),
-        ]);
+        let tun_frame = |flags, payload: &[u8]| {
+            lab::tcp(
+                lab::CLIENT_MAC,
+                lab::P0_MAC,
+                lab::CIP,
+                lab::VIP,
+                40002,
+                82,
+                flags,
+                payload,
+            )
+        };
+        let tun = records(&[(0, tun_frame("S", b"")), (0, tun_frame("A", b"x"))]);
         for (name, input) in [
             ("nat_tcp", seed("nat_tcp")),
             ("udp_nat", seed("udp_nat")),

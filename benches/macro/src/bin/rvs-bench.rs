@@ -522,6 +522,11 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// The histogram's p99, or "infinitely slow" when there is none.
+fn p99_ns(h: &Option<LatencyHist>) -> u64 {
+    h.as_ref().and_then(|h| h.summary()).map_or(u64::MAX, |s| s.p99)
+}
+
 fn lat(h: &Option<LatencyHist>) -> String {
     match h.as_ref().and_then(|h| h.summary()) {
         Some(s) => format!(
@@ -697,12 +702,7 @@ fn main() {
         );
         if i == 0 {
             nat1k = Some(r.tx_pps);
-            let p99 = r
-                .latency
-                .as_ref()
-                .and_then(|h| h.summary())
-                .map(|s| s.p99)
-                .unwrap_or(u64::MAX);
+            let p99 = p99_ns(&r.latency);
             row(
                 "Latency in the worker, rx_burst 32 (best NAT 1K window's histogram)",
                 lat(&r.latency),
@@ -739,12 +739,7 @@ fn main() {
                 idle: false,
             },
         );
-        let p99 = r
-            .latency
-            .as_ref()
-            .and_then(|h| h.summary())
-            .map(|s| s.p99)
-            .unwrap_or(u64::MAX);
+        let p99 = p99_ns(&r.latency);
         let of_32 = nat1k.map_or(String::new(), |x| {
             format!(", {:.2}x the rx_burst 32 rate", r.tx_pps / x)
         });
