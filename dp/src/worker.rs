@@ -406,6 +406,18 @@ impl Worker {
                 let mut verdicts = [Verdict::Consumed { learned: None }; 32];
                 self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
                 for (m, v) in rx.drain().zip(verdicts) {
+                    // Nearly every verdict: queue for TX, which holds a whole
+                    // burst, so no flush or drop can be needed here.
+                    let m = match v {
+                        Verdict::Forward { port } => match io.tx_bufs.get_mut(usize::from(port)) {
+                            Some(b) => match b.push(m) {
+                                Ok(()) => continue,
+                                Err(m) => m,
+                            },
+                            None => m,
+                        },
+                        _ => m,
+                    };
                     self.dispatch(&mut io, m, v);
                 }
                 self.flush_tx(&mut io);

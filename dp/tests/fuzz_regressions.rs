@@ -300,6 +300,10 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
         }
         v.push((0, tcp(C, P0, cip, VIP, 41000, 80, "A", b"GET /")));
         v.push((0, udp(C, P0, cip, VIP, 41001, 53, b"query")));
+        // UDP may go without a checksum (0): it must stay without.
+        let mut bare = udp(C, P0, cip, VIP, 41001, 53, b"no checksum");
+        bare[40..42].copy_from_slice(&[0, 0]);
+        v.push((0, bare));
         for i in 1..=2 {
             v.push((1, udp(rs_mac(i), P1, rs_ip(i), cip, 5353, 41001, b"answer")));
         }

@@ -23,9 +23,10 @@ use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
 use crate::stats::DropReason;
+use crate::wire::checksum;
 use crate::wire::ipip::IPIP_HEADER_LEN;
 use crate::wire::ipv4;
-use crate::xmit::{dr, nat, tun, PROTO_TCP, PROTO_UDP};
+use crate::xmit::{dr, tun, PROTO_TCP, PROTO_UDP};
 
 const ETH_LEN: usize = 14;
 const TCP_SYN: u8 = 0x02;
@@ -153,7 +154,7 @@ impl Forwarder {
                     Err(r) => Err(r),
                 }
             }
-            Ok(_) => rewrite(pkt.data_mut(), total, method, dir, addr, l4port),
+            Ok(_) => rewrite(pkt.data_mut(), proto, method, dir, addr, l4port),
             Err(r) => Err(r),
         };
         Some(match done {
@@ -181,18 +182,79 @@ impl Forwarder {
 #[inline(always)]
 fn rewrite(
     frame: &mut [u8],
-    total: usize,
+    proto: Proto,
     method: ForwardMethod,
     dir: Direction,
     addr: Ipv4Addr,
     l4port: u16,
 ) -> Result<(), DropReason> {
-    let ipb = frame
-        .get_mut(ETH_LEN..ETH_LEN + total)
-        .ok_or(DropReason::MalformedIpv4)?;
-    match (method, dir) {
-        (ForwardMethod::Nat, Direction::Input) => nat::nat_in(ipb, IP_LEN, addr, l4port, true),
-        (ForwardMethod::Nat, Direction::Output) => nat::nat_out(ipb, IP_LEN, addr, l4port, true),
-        _ => Ok(()),
+    if method != ForwardMethod::Nat {
+        return Ok(());
     }
+    // `fast` checked the frame holds the whole L4 header: 20 bytes of TCP
+    // (total length >= 40), or UDP's 8 (HEAD_LEN).
+    match proto {
+        Proto::Tcp => {
+            let h: &mut [u8; ETH_LEN + IP_LEN + 20] = frame
+                .get_mut(..ETH_LEN + IP_LEN + 20)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(DropReason::MalformedL4)?;
+            nat_fixed(h, dir, addr, l4port, ETH_LEN + IP_LEN + 16, false)
+        }
+        Proto::Udp => {
+            let h: &mut [u8; HEAD_LEN] = frame
+                .get_mut(..HEAD_LEN)
+                .and_then(|h| h.try_into().ok())
+                .ok_or(DropReason::MalformedL4)?;
+            nat_fixed(h, dir, addr, l4port, ETH_LEN + IP_LEN + 6, true)
+        }
+    }
+}
+
+/// NAT at the fixed offsets of an untagged frame with a 20-byte IPv4 header:
+/// the TTL, and the destination (client → real server) or source (replies)
+/// address and port, each checksum updated once. The same arithmetic as
+/// `xmit::forward_rewrite`, whose general form also serves IP options,
+/// fragments and ICMP errors; here every offset is a constant.
+#[inline(always)]
+fn nat_fixed<const N: usize>(
+    h: &mut [u8; N],
+    dir: Direction,
+    addr: Ipv4Addr,
+    port: u16,
+    l4_csum_at: usize,
+    udp: bool,
+) -> Result<(), DropReason> {
+    const TTL: usize = ETH_LEN + 8;
+    const IP_CSUM: usize = ETH_LEN + 10;
+    let (addr_at, port_at) = match dir {
+        Direction::Input => (ETH_LEN + 16, ETH_LEN + IP_LEN + 2),
+        Direction::Output => (ETH_LEN + 12, ETH_LEN + IP_LEN),
+    };
+    let get16 = |h: &[u8; N], at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let ttl = h[TTL];
+    if ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    let old_ttl_word = get16(h, TTL);
+    h[TTL] = ttl - 1;
+    let old_addr = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+    let new_addr = u32::from(addr);
+    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_be_bytes());
+    let addr_delta = checksum::delta32(old_addr, new_addr);
+    let ip_delta = checksum::delta16(old_ttl_word, old_ttl_word - 0x0100) + addr_delta;
+    let c = checksum::apply(get16(h, IP_CSUM), ip_delta);
+    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    let old_port = get16(h, port_at);
+    h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let old_csum = get16(h, l4_csum_at);
+    if udp && old_csum == 0 {
+        return Ok(()); // UDP without checksum stays without
+    }
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
+    if udp && c == 0 {
+        c = 0xFFFF;
+    }
+    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
 }
