@@ -6,14 +6,14 @@
 #   scripts/bench.sh [rvs-bench options...]     e.g. --only nat,dr --reps 3
 #
 # Hugepages are used when they can be set up (RVS_BENCH_HUGEPAGES pages of
-# 2 MB, default 1600); otherwise everything runs with --no-huge. The table
+# 2 MB, default 3600: the 10M-flow scenario holds 10M mbufs); otherwise everything runs with --no-huge. The table
 # says which. RVS_BENCH_NO_HUGE=1 forces --no-huge. Needs root (EAL, hugepages).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 work=${RVS_BENCH_DIR:-/tmp/rvs-bench}
-pages=${RVS_BENCH_HUGEPAGES:-1600}
+pages=${RVS_BENCH_HUGEPAGES:-3600}
 
 command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd not found (apt-get install dpdk)" >&2; exit 1; }
 echo "bench.sh: building (release)..." >&2

@@ -82,6 +82,12 @@ pub struct Dataplane {
     /// smaller burst trades some throughput for latency.
     #[serde(default = "default_rx_burst")]
     pub rx_burst: u16,
+    /// Bytes of packet data per mbuf (256..=16384; default 2048, which holds
+    /// a 1500-byte-MTU frame). Smaller pools fit more mbufs in the same
+    /// hugepages when only small frames arrive; a frame larger than this is
+    /// dropped by the port.
+    #[serde(default = "default_mbuf_data_room")]
+    pub mbuf_data_room: u16,
 }
 
 fn default_workers() -> Vec<u32> {
@@ -98,6 +104,9 @@ pub const MAX_RX_BURST: u16 = 32;
 fn default_rx_burst() -> u16 {
     MAX_RX_BURST
 }
+fn default_mbuf_data_room() -> u16 {
+    2048
+}
 
 impl Default for Dataplane {
     fn default() -> Self {
@@ -112,6 +121,7 @@ impl Default for Dataplane {
             mbufs: 0,
             idle_sleep_us: 0,
             rx_burst: default_rx_burst(),
+            mbuf_data_room: default_mbuf_data_room(),
         }
     }
 }
@@ -404,6 +414,12 @@ impl Config {
                 format!("must be 1..={MAX_RX_BURST}"),
             ));
         }
+        if !(256..=16384).contains(&dp.mbuf_data_room) {
+            return Err(bad(
+                "dataplane.mbuf_data_room".into(),
+                "must be 256..=16384 bytes".into(),
+            ));
+        }
         for (name, v) in [
             ("tcp", dp.timeouts.tcp),
             ("tcpfin", dp.timeouts.tcpfin),
@@ -635,6 +651,27 @@ status_code = [200]
         assert_eq!(c.dataplane.timeouts.tcpfin, 120);
         assert_eq!(c.virtual_server[0].real_server[0].weight, 3);
         assert_eq!(c.dataplane.rx_burst, 32);
+    }
+
+    #[test]
+    fn mbuf_data_room_is_bounded() {
+        let with = |v: &str| GOOD.replace("workers = [1]", &format!("workers = [1]\nmbuf_data_room = {v}"));
+        assert_eq!(
+            Config::from_str_named(GOOD, "rvs.toml")
+                .unwrap()
+                .dataplane
+                .mbuf_data_room,
+            2048
+        );
+        let c = Config::from_str_named(&with("256"), "rvs.toml").unwrap();
+        assert_eq!(c.dataplane.mbuf_data_room, 256);
+        for bad in ["255", "16385"] {
+            let e = err(&with(bad));
+            assert!(
+                e.contains("dataplane.mbuf_data_room") && e.contains("256..=16384"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -112,7 +112,8 @@ fn main() {
         let per = (nports * nworkers * (2 * ring as usize + 256)) + nworkers * (4 * 1024 + 512);
         (per as u32 + 4096).next_power_of_two() - 1
     };
-    let pool = Mempool::create("rvs_pool", mbufs, 256, 2048 + 128)
+    // Data room plus DPDK's 128-byte headroom (TUN prepends its header there).
+    let pool = Mempool::create("rvs_pool", mbufs, 256, cfg.dataplane.mbuf_data_room + 128)
         .unwrap_or_else(|e| fail(format!("cannot create a pool of {mbufs} mbufs: {e}")));
 
     // Ports: probe, configure one RX/TX queue per worker, start.

@@ -5,10 +5,11 @@
 //! transformed and sent, `tx_pkts`); testpmd's from its periodic port stats.
 //!
 //!     rvs-bench --rvs-dp PATH [--huge | --no-huge] [--work DIR] [--warmup S]
-//!               [--window S] [--big-flows N] [--syn-flows N] [--only a,b,...]
+//!               [--window S] [--big-flows N] [--huge-flows N] [--syn-flows N]
+//!               [--only a,b,...]
 //!
-//! Scenarios (names for --only): ref, nat, dr, tun, latency, imix, big, syn,
-//! flood, scale, mem.
+//! Scenarios (names for --only): ref, nat, dr, tun, latency, imix, big (1M
+//! flows), huge (10M flows), syn, flood, scale, mem.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +29,11 @@ use rvs_macro::gen::{generate, Kind, Size, Spec};
 const PORT0_MAC: &str = "02:00:00:00:00:01";
 const PORT1_MAC: &str = "02:00:00:00:00:02";
 const VIP: &str = "10.1.0.100";
+/// rvs-dp's default mbuf data room; the 10M-flow scenario uses a smaller one.
+const DATA_ROOM: u32 = 2048;
+/// The 10M-flow scenario's mbuf data room: its 64-byte frames fit, and 10M
+/// mbufs take about 6 GB instead of 23.
+const SMALL_DATA_ROOM: u32 = 256;
 /// The smaller burst of the latency scenario.
 const LATENCY_RX_BURST: u16 = 8;
 const RS: [&str; 4] = ["10.2.0.11", "10.2.0.12", "10.2.0.13", "10.2.0.14"];
@@ -40,6 +46,7 @@ struct Opts {
     warmup: f64,
     window: f64,
     big_flows: u32,
+    huge_flows: u32,
     syn_flows: u32,
     only: Option<Vec<String>>,
     ctl: PathBuf,
@@ -52,12 +59,13 @@ impl Opts {
         self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
     }
 
-    /// EAL memory arguments; the pool needs `mbufs` × ~2.3 KB.
-    fn mem_args(&self, mbufs: u32) -> Vec<String> {
+    /// EAL memory arguments; the pool needs `mbufs` × (the data room plus
+    /// about 350 bytes of mbuf header, headroom and pool overhead).
+    fn mem_args(&self, mbufs: u32, data_room: u32) -> Vec<String> {
         if self.huge {
             vec!["--huge-unlink".into()]
         } else {
-            let mb = (mbufs as u64 * 2400 / (1 << 20)) + 512;
+            let mb = (mbufs as u64 * (u64::from(data_room) + 350) / (1 << 20)) + 512;
             vec!["--no-huge".into(), "-m".into(), mb.to_string()]
         }
     }
@@ -281,6 +289,8 @@ struct RvsRun<'a> {
     ramp_to: Option<u64>,
     /// Only start, read the memory, stop.
     idle: bool,
+    /// Packet bytes per mbuf (`[dataplane] mbuf_data_room`).
+    data_room: u32,
 }
 
 fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
@@ -289,7 +299,7 @@ fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
     let _ = std::fs::remove_file(&o.ctl);
     let mut cmd = Command::new(&o.rvs_dp);
     cmd.arg("-l").arg(r.lcores);
-    cmd.args(o.mem_args(r.mbufs));
+    cmd.args(o.mem_args(r.mbufs, r.data_room));
     cmd.args([
         "--no-pci",
         "--file-prefix",
@@ -427,10 +437,10 @@ struct TpResult {
 /// testpmd with one forwarding core (lcore 1; lcore 0 only prints stats).
 /// Its per-second "Rx-pps/Tx-pps" are averaged over the reports that follow
 /// the warm-up.
-fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32) -> TpResult {
+fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32, data_room: u32) -> TpResult {
     let mut cmd = Command::new("stdbuf");
     cmd.args(["-oL", &o.testpmd, "-l", "0,1"]);
-    cmd.args(o.mem_args(mbufs));
+    cmd.args(o.mem_args(mbufs, data_room));
     cmd.args([
         "--no-pci",
         "--file-prefix",
@@ -443,6 +453,8 @@ fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32) -> TpR
     cmd.arg(format!("--forward-mode={mode}"));
     cmd.args(["--stats-period", "1", "--nb-cores=1"]);
     cmd.arg(format!("--total-num-mbufs={mbufs}"));
+    // testpmd's mbuf size counts the 128-byte headroom.
+    cmd.arg(format!("--mbuf-size={}", data_room + 128));
     eprintln!("rvs-bench: [{name}] {cmd:?}");
     let log = o.work.join(format!("{name}.log"));
     let mut p = Proc::spawn(cmd, &log);
@@ -558,6 +570,7 @@ fn main() {
         warmup: 1.0,
         window: 3.0,
         big_flows: 1 << 20,
+        huge_flows: 10_000_000,
         syn_flows: 1 << 20,
         only: None,
         ctl: PathBuf::from("/dev/shm/rvs-bench.ctl"),
@@ -579,6 +592,7 @@ fn main() {
             "--warmup" => o.warmup = val().parse().unwrap_or_else(|_| fail("--warmup: seconds")),
             "--window" => o.window = val().parse().unwrap_or_else(|_| fail("--window: seconds")),
             "--big-flows" => o.big_flows = val().parse().unwrap_or_else(|_| fail("--big-flows: N")),
+            "--huge-flows" => o.huge_flows = val().parse().unwrap_or_else(|_| fail("--huge-flows: N")),
             "--syn-flows" => o.syn_flows = val().parse().unwrap_or_else(|_| fail("--syn-flows: N")),
             "--only" => o.only = Some(val().split(',').map(String::from).collect()),
             "--ctl" => o.ctl = val().into(),
@@ -622,6 +636,7 @@ fn main() {
                 mbufs: small_mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: DATA_ROOM,
             },
         )
     };
@@ -635,13 +650,20 @@ fn main() {
         if !want_ref {
             break;
         }
-        let tp = run_testpmd(&o, "testpmd-macswap-1k", "macswap", &p1k, small_mbufs);
+        let tp = run_testpmd(&o, "testpmd-macswap-1k", "macswap", &p1k, small_mbufs, DATA_ROOM);
         spread[0].push(tp.tx_pps);
         if tp_best.as_ref().is_none_or(|b| tp.tx_pps > b.tx_pps) {
             tp_best = Some(tp);
         }
         if tp5_best.is_none() {
-            tp5_best = Some(run_testpmd(&o, "testpmd-5tswap-1k", "5tswap", &p1k, small_mbufs));
+            tp5_best = Some(run_testpmd(
+                &o,
+                "testpmd-5tswap-1k",
+                "5tswap",
+                &p1k,
+                small_mbufs,
+                DATA_ROOM,
+            ));
         }
         for (i, (key, m)) in methods.iter().enumerate() {
             if !o.wants(key) {
@@ -737,6 +759,7 @@ fn main() {
                 mbufs: small_mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: DATA_ROOM,
             },
         );
         let p99 = p99_ns(&r.latency);
@@ -760,7 +783,7 @@ fn main() {
                 ..udp1k.clone()
             },
         );
-        let tp = run_testpmd(&o, "testpmd-macswap-imix", "macswap", &pi, small_mbufs);
+        let tp = run_testpmd(&o, "testpmd-macswap-imix", "macswap", &pi, small_mbufs, DATA_ROOM);
         let r = run_rvs(
             &o,
             &RvsRun {
@@ -771,6 +794,7 @@ fn main() {
                 mbufs: small_mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: DATA_ROOM,
             },
         );
         let gbps = |pps: f64| pps * avg * 8.0 / 1e9;
@@ -787,37 +811,57 @@ fn main() {
             format!("{:.2}x macswap", r.tx_pps / tp.tx_pps.max(1.0)),
         );
     }
-    if o.wants("big") {
-        let n = o.big_flows;
+    // 1M flows with rvs-dp's usual mbufs; 10M with 256-byte data rooms, so
+    // that the pcap PMD's copy of every frame (one mbuf each) fits in memory.
+    for (key, n, room) in [
+        ("big", o.big_flows, DATA_ROOM),
+        ("huge", o.huge_flows, SMALL_DATA_ROOM),
+    ] {
+        if !o.wants(key) || n == 0 {
+            continue;
+        }
+        let with_room = |cfg: String| {
+            if room == DATA_ROOM {
+                cfg
+            } else {
+                cfg.replacen(
+                    "[dataplane]\n",
+                    &format!("[dataplane]\nmbuf_data_room = {room}\n"),
+                    1,
+                )
+            }
+        };
         let (pb, _) = pcap(
             &o,
-            "udp-big-64",
+            &format!("udp-{key}-64"),
             &Spec {
                 flows: n,
                 ..udp1k.clone()
             },
         );
         let mbufs = n + 65536;
-        let tp = run_testpmd(&o, "testpmd-macswap-big", "macswap", &pb, mbufs);
+        let tp = run_testpmd(&o, &format!("testpmd-macswap-{key}"), "macswap", &pb, mbufs, room);
         let r = run_rvs(
             &o,
             &RvsRun {
-                name: "rvs-nat-big",
-                config: rvs1(std::slice::from_ref(&pb), n + 65536, mbufs, Method::Nat),
+                name: &format!("rvs-nat-{key}"),
+                config: with_room(rvs1(std::slice::from_ref(&pb), n + 65536, mbufs, Method::Nat)),
                 lcores: "1",
                 workers: 1,
                 mbufs,
                 // The window starts after the first pass has created every connection.
                 ramp_to: Some(n as u64),
                 idle: false,
+                data_room: room,
             },
         );
+        let _ = std::fs::remove_file(&pb);
         // The same 1K flows, from a file as big as this one: the pcap PMD
         // copies every frame out of its own mbuf, and n cold mbufs cost
         // testpmd too, so only this run isolates what the table size costs.
         let (pb1k, _) = pcap(
             &o,
-            "udp-1k-as-big-64",
+            &format!("udp-1k-as-{key}-64"),
             &Spec {
                 packets: n,
                 ..udp1k.clone()
@@ -826,15 +870,17 @@ fn main() {
         let r1k = run_rvs(
             &o,
             &RvsRun {
-                name: "rvs-nat-1k-as-big",
-                config: rvs1(std::slice::from_ref(&pb1k), 65536, mbufs, Method::Nat),
+                name: &format!("rvs-nat-1k-as-{key}"),
+                config: with_room(rvs1(std::slice::from_ref(&pb1k), 65536, mbufs, Method::Nat)),
                 lcores: "1",
                 workers: 1,
                 mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: room,
             },
         );
+        let _ = std::fs::remove_file(&pb1k);
         let ratio = r.tx_pps / r1k.tx_pps.max(1.0);
         let hot = nat1k.map_or(String::new(), |b| {
             format!(
@@ -848,11 +894,16 @@ fn main() {
                 tp.tx_pps / t.tx_pps.max(1.0)
             )
         });
+        let room_note = if room == DATA_ROOM {
+            String::new()
+        } else {
+            format!(", mbuf data room {room} B for both programs")
+        };
         row(
             &format!("NAT established, 1 worker, {} flows, 64 B", n),
             format!(
                 "{} Mpps ({} conns in table; drops {}); the 1K flows from a file of {} frames: {} Mpps; \
-                 testpmd macswap on the {}-flow file {} Mpps",
+                 testpmd macswap on the {}-flow file {} Mpps{room_note}",
                 mpps(r.tx_pps),
                 r.table_used,
                 drops(&r),
@@ -892,6 +943,7 @@ fn main() {
                 mbufs,
                 ramp_to: Some(n as u64),
                 idle: false,
+                data_room: DATA_ROOM,
             },
         );
         let (rate, pubs) = r.new_conn_rate.unwrap_or((0.0, 0));
@@ -936,6 +988,7 @@ fn main() {
                 mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: DATA_ROOM,
             },
         );
         // Half the frames belong to the 1K established UDP flows (service 0).
@@ -980,6 +1033,7 @@ fn main() {
                 mbufs: 2 * small_mbufs,
                 ramp_to: None,
                 idle: false,
+                data_room: DATA_ROOM,
             },
         );
         let eff = nat1k.map_or(f64::NAN, |one| r.tx_pps / (2.0 * one.max(1.0)));
@@ -1014,6 +1068,7 @@ fn main() {
                     mbufs: small_mbufs,
                     ramp_to: None,
                     idle: true,
+                    data_room: DATA_ROOM,
                 },
             );
             rss.push((cap, r.rss_kb));
