@@ -77,7 +77,7 @@ pub struct Dataplane {
     /// polling, the default; a lab on shared cores wants a few microseconds).
     #[serde(default)]
     pub idle_sleep_us: u32,
-    /// Most packets a worker takes from a queue per poll (1..=32). Every
+    /// Most packets a worker takes from a queue per poll (8, 16, 24 or 32). Every
     /// packet of a burst waits for the whole burst to be processed, so a
     /// smaller burst trades some throughput for latency.
     #[serde(default = "default_rx_burst")]
@@ -408,10 +408,12 @@ impl Config {
                 "must be a power of two, at least 64".into(),
             ));
         }
-        if dp.rx_burst == 0 || dp.rx_burst > MAX_RX_BURST {
+        // Vector RX paths (ixgbe, i40e, ice) take packets 4 or 8 at a time
+        // and return none at all when asked for fewer.
+        if dp.rx_burst == 0 || dp.rx_burst > MAX_RX_BURST || !dp.rx_burst.is_multiple_of(8) {
             return Err(bad(
                 "dataplane.rx_burst".into(),
-                format!("must be 1..={MAX_RX_BURST}"),
+                format!("must be 8, 16, 24 or {MAX_RX_BURST} (vector RX drivers take packets 8 at a time)"),
             ));
         }
         if !(256..=16384).contains(&dp.mbuf_data_room) {
@@ -679,9 +681,12 @@ status_code = [200]
         let with = |v: &str| GOOD.replace("workers = [1]", &format!("workers = [1]\nrx_burst = {v}"));
         let c = Config::from_str_named(&with("8"), "rvs.toml").unwrap();
         assert_eq!(c.dataplane.rx_burst, 8);
-        for bad in ["0", "33"] {
+        for bad in ["0", "4", "12", "33", "40"] {
             let e = err(&with(bad));
-            assert!(e.contains("dataplane.rx_burst") && e.contains("1..=32"), "{e}");
+            assert!(
+                e.contains("dataplane.rx_burst") && e.contains("8, 16, 24 or 32"),
+                "{e}"
+            );
         }
     }
 

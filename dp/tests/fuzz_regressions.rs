@@ -293,6 +293,23 @@ proptest! {
 fn established_frames() -> Vec<(u8, Vec<u8>)> {
     use lab::{rs_ip, rs_mac, tcp, udp, CIP, CIP_FAR, CLIENT_MAC as C, P0_MAC as P0, P1_MAC as P1, VIP};
     let mut v = Vec::new();
+    // A client whose MAC the director learns from its ARP request, not from
+    // the configuration: replies to it go through a neighbour entry that ages
+    // (a 400 s clock step makes it stale: forwarded, and ARPed again).
+    let learned = std::net::Ipv4Addr::new(10, 1, 0, 20);
+    let learned_mac = [2, 0, 0, 0, 0, 0x20];
+    v.push((0, lab::arp(1, learned_mac, learned, lab::DIP0, [0xff; 6])));
+    v.push((0, tcp(learned_mac, P0, learned, VIP, 41004, 80, "S", b"")));
+    for i in 1..=3 {
+        v.push((1, tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "SA", b"")));
+    }
+    v.push((0, tcp(learned_mac, P0, learned, VIP, 41004, 80, "A", b"est")));
+    for i in 1..=3 {
+        v.push((
+            1,
+            tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "A", b"reply"),
+        ));
+    }
     for cip in [CIP, CIP_FAR] {
         v.push((0, tcp(C, P0, cip, VIP, 41000, 80, "S", b"")));
         for i in 1..=3 {
@@ -343,20 +360,22 @@ fn fix_ip_checksum(f: &mut [u8]) {
 }
 
 /// One of the established frames with one header field set from `value`,
-/// delivered to either worker (so some are redirected) with a clock step or
-/// not. `fix` recomputes the IP header checksum, so the frame gets past it
+/// delivered to either worker (so some are redirected) after a clock step. `fix` recomputes the IP header checksum, so the frame gets past it
 /// and the field itself is what the two paths must agree on.
 fn header_mutated() -> impl Strategy<Value = Vec<u8>> {
     const IP: usize = 14;
     let base = established_frames();
     let n = base.len();
     (
-        prop::collection::vec((0..n, 0usize..15, any::<u16>(), any::<bool>(), 0u8..4), 1..24),
+        prop::collection::vec(
+            (0..n, 0usize..15, any::<u16>(), any::<bool>(), 0u8..8, any::<u8>()),
+            1..24,
+        ),
         any::<bool>(),
     )
         .prop_map(move |(edits, fix_all)| {
             let mut out = base.clone();
-            for (i, field, value, fix, ctl) in edits {
+            for (i, field, value, fix, ctl, extra) in edits {
                 let (port, mut f) = base[i].clone();
                 let l4 = IP + usize::from(f[IP] & 0x0f) * 4;
                 let lo = value as u8;
@@ -395,8 +414,17 @@ fn header_mutated() -> impl Strategy<Value = Vec<u8>> {
                 if fix || fix_all {
                     fix_ip_checksum(&mut f);
                 }
-                // The port of the base frame; the worker and a clock step from `ctl`.
-                let ctl = (port & 1) | (ctl & 1) << 1 | (ctl >> 1) << 2;
+                // The port of the base frame; from `ctl` the worker and a clock
+                // step of 0, 1, 10 or 400 s (neighbours age, UDP connections
+                // expire); from `extra`, one time in four, one of: housekeeping,
+                // the service-table swap that removes a real server, a buffer
+                // without headroom, the frame delivered twice.
+                let more = if extra & 3 == 0 {
+                    0x10 << ((extra >> 2) & 3)
+                } else {
+                    0
+                };
+                let ctl = (port & 1) | (ctl & 1) << 1 | (ctl >> 1) << 2 | more;
                 out.push((ctl, f));
                 if let Some(g) = later_fragment {
                     out.push((ctl & 3, g));

@@ -69,6 +69,10 @@ pub struct Tally {
     pub dropped: u64,
 }
 
+/// A delivered frame's final verdict and bytes, and the next hops its
+/// worker found stale (to be ARPed again) so far in this record.
+pub type Delivery = (Verdict, Vec<u8>, Vec<(u16, Ipv4Addr)>);
+
 pub struct FuzzLab {
     pub shared: Arc<Shared>,
     pub workers: Vec<Forwarder>,
@@ -78,8 +82,8 @@ pub struct FuzzLab {
     current: usize,
     now: u32,
     pub tally: Tally,
-    /// When set, every delivered frame's final verdict and bytes.
-    pub log: Option<Vec<(Verdict, Vec<u8>)>>,
+    /// When set, what became of every delivered frame.
+    pub log: Option<Vec<Delivery>>,
 }
 
 fn svc(
@@ -313,7 +317,9 @@ impl FuzzLab {
 
     fn deliver(&mut self, worker: usize, port: u16, buf: &mut VecBuf) {
         let mut v = self.workers[worker].process(port, buf, false);
+        let mut last = worker;
         if let Verdict::Redirect { worker: to } = v {
+            last = usize::from(to);
             assert!(
                 usize::from(to) < self.workers.len() && usize::from(to) != worker,
                 "{v:?}"
@@ -323,7 +329,7 @@ impl FuzzLab {
             assert!(!matches!(v, Verdict::Redirect { .. }), "redirected twice: {v:?}");
         }
         if let Some(log) = self.log.as_mut() {
-            log.push((v, buf.data().to_vec()));
+            log.push((v, buf.data().to_vec(), self.workers[last].stale_hops.clone()));
         }
         match v {
             Verdict::Forward { port } => {
@@ -429,7 +435,8 @@ fn port_unreachable(
     out
 }
 
-fn arp(op: u16, sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
+/// An ARP frame (`op` 1 request, 2 reply).
+pub fn arp(op: u16, sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     f[..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&sender_mac);

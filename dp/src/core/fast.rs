@@ -11,7 +11,7 @@
 //! state changes, and the general path (`Forwarder::classify`) handles the
 //! frame from the start: it stays the one definition of behaviour. The fast
 //! path only skips its layers, never decides differently; the
-//! `fast_path_matches_general_path` property test in `dp/tests/forwarding.rs`
+//! `fast_path_matches_general_path*` property tests in `dp/tests/fuzz_regressions.rs`
 //! holds it to that, frame by frame, counters and connection states included.
 
 use std::net::Ipv4Addr;

@@ -652,7 +652,9 @@ impl Forwarder {
             return Verdict::Drop(DropReason::Fragment);
         };
         let id = ConnId(idx);
-        if self.conns.get(id).is_none() {
+        // The slot may have been reused since the first fragment; a template
+        // there is not the connection the fragments belong to.
+        if self.conns.get(id).is_none_or(|c| c.is_template()) {
             return Verdict::Drop(DropReason::Fragment);
         }
         self.counters.fragments_followed += 1;
