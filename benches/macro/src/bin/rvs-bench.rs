@@ -625,12 +625,17 @@ fn main() {
     // The ratio scenarios run as interleaved rounds (testpmd, NAT, DR, TUN,
     // testpmd, ...): on a shared VM, noise only ever lowers a window, so
     // each keeps its best round, and slow drifts hit every scenario alike.
-    let run1k = |name: &str, m: Method| {
+    // `dataplane`: extra lines for the `[dataplane]` table.
+    let run1k = |name: &str, m: Method, dataplane: &str| {
         run_rvs(
             &o,
             &RvsRun {
                 name,
-                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, m),
+                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, m).replacen(
+                    "[dataplane]\n",
+                    &format!("[dataplane]\n{dataplane}"),
+                    1,
+                ),
                 lcores: "1",
                 workers: 1,
                 mbufs: small_mbufs,
@@ -669,7 +674,7 @@ fn main() {
             if !o.wants(key) {
                 continue;
             }
-            let r = run1k(&format!("rvs-{key}-1k"), *m);
+            let r = run1k(&format!("rvs-{key}-1k"), *m, "");
             spread[i + 1].push(r.tx_pps);
             if best[i].as_ref().is_none_or(|b| r.tx_pps > b.tx_pps) {
                 best[i] = Some(r);
@@ -745,22 +750,10 @@ fn main() {
         // size bounds the latency from below; `[dataplane] rx_burst` is the
         // operator's knob for it. Same traffic as the NAT 1K row.
         let burst = LATENCY_RX_BURST;
-        let r = run_rvs(
-            &o,
-            &RvsRun {
-                name: "rvs-nat-1k-latency",
-                config: rvs1(std::slice::from_ref(&p1k), 65536, small_mbufs, Method::Nat).replacen(
-                    "[dataplane]\n",
-                    &format!("[dataplane]\nrx_burst = {burst}\n"),
-                    1,
-                ),
-                lcores: "1",
-                workers: 1,
-                mbufs: small_mbufs,
-                ramp_to: None,
-                idle: false,
-                data_room: DATA_ROOM,
-            },
+        let r = run1k(
+            "rvs-nat-1k-latency",
+            Method::Nat,
+            &format!("rx_burst = {burst}\n"),
         );
         let p99 = p99_ns(&r.latency);
         let of_32 = nat1k.map_or(String::new(), |x| {
