@@ -19,6 +19,10 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "benchmark harness (benches/macro, its own workspace): format, lint, tests"
+(cd benches/macro && cargo fmt --check && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --all-targets -- -D warnings \
+  && CARGO_TARGET_DIR="$PWD/../../target" cargo test)
+
 step "unit, property and integration tests (no DPDK needed)"
 cargo test --workspace
 
