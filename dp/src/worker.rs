@@ -155,11 +155,22 @@ impl Worker {
         io.dropped.free_all();
     }
 
+    /// Queues `m` for TX on `port`. The buffer holds a whole burst, so the
+    /// first push nearly always succeeds; a full buffer is flushed first.
+    #[inline(always)]
     fn queue_tx(&mut self, io: &mut Io, port: u16, m: Mbuf) {
         let p = port as usize;
-        if io.tx_bufs.get(p).is_some_and(|b| b.is_full()) {
-            self.flush_tx(io);
-        }
+        let m = match io.tx_bufs.get_mut(p) {
+            Some(b) => match b.push(m) {
+                Ok(()) => return,
+                Err(m) => m,
+            },
+            None => {
+                drop(m);
+                return;
+            }
+        };
+        self.flush_tx(io);
         match io.tx_bufs.get_mut(p) {
             Some(b) => {
                 if let Err(m) = b.push(m) {
@@ -406,19 +417,11 @@ impl Worker {
                 let mut verdicts = [Verdict::Consumed { learned: None }; 32];
                 self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
                 for (m, v) in rx.drain().zip(verdicts) {
-                    // Nearly every verdict: queue for TX, which holds a whole
-                    // burst, so no flush or drop can be needed here.
-                    let m = match v {
-                        Verdict::Forward { port } => match io.tx_bufs.get_mut(usize::from(port)) {
-                            Some(b) => match b.push(m) {
-                                Ok(()) => continue,
-                                Err(m) => m,
-                            },
-                            None => m,
-                        },
-                        _ => m,
-                    };
-                    self.dispatch(&mut io, m, v);
+                    // Nearly every verdict: straight to TX, past the rest of dispatch.
+                    match v {
+                        Verdict::Forward { port } => self.queue_tx(&mut io, port, m),
+                        _ => self.dispatch(&mut io, m, v),
+                    }
                 }
                 self.flush_tx(&mut io);
                 let dt = rdtsc().wrapping_sub(t_rx);
