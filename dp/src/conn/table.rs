@@ -24,9 +24,9 @@ const F_ACTIVE: u8 = 1 << 4;
 const F_IN_HASHED: u8 = 1 << 5;
 const F_OUT_HASHED: u8 = 1 << 6;
 
-/// Seconds a new connection lives before its first `on_packet`, as the
-/// kernel's ip_vs_conn_new. The caller runs `on_packet` for the packet that
-/// created the connection, which sets the real timeout.
+/// Seconds a new connection lives before its first `on_packet`/`touch`, as
+/// the kernel's ip_vs_conn_new. The caller runs one of them for the packet
+/// that created the connection, which sets the real timeout.
 pub const INITIAL_TIMEOUT: u32 = 3;
 
 /// Slots examined by `insert` on a full table, hoping to find expired
@@ -578,7 +578,7 @@ impl ConnTable {
     }
 
     /// Adds a connection in state NONE with `INITIAL_TIMEOUT`; the caller then
-    /// runs `on_packet` for the packet that created it. The real server counts
+    /// runs `on_packet` or `touch` for the packet that created it. The real server counts
     /// it inactive (`DestStats::bind_conn`). Counting it in the service's and
     /// real server's traffic (`conns`) is the caller's, who knows its worker slot.
     ///

@@ -478,20 +478,12 @@ fn run_testpmd(o: &Opts, name: &str, mode: &str, pcap: &Path, mbufs: u32, data_r
         if let Some(rest) = t.strip_prefix("######################## NIC statistics for port") {
             port = rest.split_whitespace().next().and_then(|x| x.parse().ok());
         } else if let Some(rest) = t.strip_prefix("Rx-pps:") {
-            let v: f64 = rest
-                .split_whitespace()
-                .next()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0.0);
+            let v = first_number(rest);
             if port == Some(0) {
                 cur.0 = v;
             }
         } else if let Some(rest) = t.strip_prefix("Tx-pps:") {
-            let v: f64 = rest
-                .split_whitespace()
-                .next()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0.0);
+            let v = first_number(rest);
             if port == Some(1) {
                 cur.1 = v;
                 // Port 1's Tx-pps closes a report.
@@ -532,6 +524,14 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "**missed**"
     }
+}
+
+/// The first whitespace-separated number of a testpmd stats line (0 if none).
+fn first_number(rest: &str) -> f64 {
+    rest.split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The histogram's p99, or "infinitely slow" when there is none.
