@@ -766,24 +766,18 @@ fn burst_processing_with_a_warm_up_matches_packet_by_packet() {
     // Above the warm-up threshold (32K connections), process_burst first
     // touches every packet's bucket and entry; the verdicts and bytes must be
     // exactly those of one-by-one processing.
-    let mut a = Lab::with(
-        ForwardMethod::Nat,
-        "rr",
-        &[1, 1, 1],
-        CoreOptions::default(),
-        1500,
-        40_000,
-        None,
-    );
-    let mut b = Lab::with(
-        ForwardMethod::Nat,
-        "rr",
-        &[1, 1, 1],
-        CoreOptions::default(),
-        1500,
-        40_000,
-        None,
-    );
+    let lab = || {
+        Lab::with(
+            ForwardMethod::Nat,
+            "rr",
+            &[1, 1, 1],
+            CoreOptions::default(),
+            1500,
+            40_000,
+            None,
+        )
+    };
+    let (mut a, mut b) = (lab(), lab());
     for i in 0..33_000u32 {
         let cip = Ipv4Addr::from(0x0a01_0000 + (i / 60_000) + 20);
         let f = tcp(cip, VIP, (i % 60_000) as u16 + 1, 80, "S", b"", P0_MAC);
