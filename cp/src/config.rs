@@ -30,9 +30,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_dp::config::{parse_endpoint, CheckConfig, Config, ConfigError};
-use rvs_dp::ctl::command::{DestSpec, ServiceSpec};
-use rvs_dp::service::{ForwardMethod, ServiceKey};
+use rvs_dp::config::{parse_endpoint, Config, ConfigError};
+use rvs_proto::command::{DestSpec, ServiceSpec};
+use rvs_proto::types::{ForwardMethod, ServiceKey};
+use serde::Deserialize;
 
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9280";
 const DEFAULT_CONNECT_TIMEOUT: f64 = 5.0;
@@ -165,7 +166,7 @@ impl CpConfig {
             let kind: ForwardMethod = vs.lb_kind.parse().map_err(|p| bad(k("lb_kind"), p))?;
             let spec = vs.service_spec().map_err(|p| bad(k("protocol"), p))?;
             if let Some(t) = vs.persistence_timeout {
-                if t == 0 || t > rvs_dp::ctl::command::MAX_TIMEOUT_S {
+                if t == 0 || t > rvs_proto::command::MAX_TIMEOUT_S {
                     return Err(bad(k("persistence_timeout"), "must be 1..2678400 seconds".into()));
                 }
             }
@@ -212,11 +213,19 @@ impl CpConfig {
                     ("http_get", &rs.http_get),
                     ("misc_check", &rs.misc_check),
                 ];
+                if checks.iter().filter(|(_, c)| c.is_some()).count() > 1 {
+                    return Err(bad(
+                        rk("tcp_check"),
+                        "at most one health check per real server".into(),
+                    ));
+                }
                 let mut check = None;
                 for (name, c) in checks {
                     if let Some(c) = c {
                         let ck = |f: &str| rk(&format!("{name}.{f}"));
-                        check = Some(check_def(name, c, &dest, vs.delay_loop, &ck, &bad)?);
+                        let c = CheckConfig::deserialize(toml::Value::Table(c.clone()))
+                            .map_err(|e| bad(rk(name), e.message().to_string()))?;
+                        check = Some(check_def(name, &c, &dest, vs.delay_loop, &ck, &bad)?);
                     }
                 }
                 reals.push(RealDef {
@@ -272,6 +281,30 @@ fn seconds(
     Ok(Duration::from_secs_f64(s))
 }
 
+/// Health-check settings, shared by the three kinds.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_port: Option<u16>,
+    pub connect_timeout: Option<f64>,
+    pub delay_loop: Option<f64>,
+    /// Failures in a row before a server is taken out (keepalived's `retry`/fall).
+    pub retry: Option<u32>,
+    pub fall: Option<u32>,
+    /// Successes in a row before it is put back.
+    pub rise: Option<u32>,
+    pub delay_before_retry: Option<f64>,
+    // HTTP_GET
+    pub path: Option<String>,
+    pub status_code: Option<Vec<u16>>,
+    pub digest: Option<String>,
+    pub regex: Option<String>,
+    // MISC_CHECK
+    pub misc_path: Option<String>,
+    pub misc_timeout: Option<f64>,
+}
+
 fn check_def(
     name: &str,
     c: &CheckConfig,
@@ -280,6 +313,12 @@ fn check_def(
     key: &dyn Fn(&str) -> String,
     bad: &dyn Fn(String, String) -> ConfigError,
 ) -> Result<CheckDef, ConfigError> {
+    if name == "misc_check" && c.misc_path.as_deref().unwrap_or("").is_empty() {
+        return Err(bad(key("misc_path"), "is required".into()));
+    }
+    if name == "http_get" && c.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return Err(bad(key("path"), "must start with '/'".into()));
+    }
     let delay = seconds(c.delay_loop, vs_delay, &key("delay_loop"), bad)?;
     let retry_delay = match c.delay_before_retry {
         Some(d) => seconds(Some(d), 0.0, &key("delay_before_retry"), bad)?,
@@ -558,5 +597,29 @@ rise = 3
         let e = err(&CFG.replace("\"10.2.0.99 80\"", "\"10.2.0.99 81\""));
         assert!(e.contains("sorry_server") && e.contains("only NAT"), "{e}");
         assert!(e.starts_with("rvs.toml: "), "{e}");
+    }
+
+    /// The health-check schema is rvs-cp's alone (rvs-dp only accepts the
+    /// keys), so its checks must all be made here.
+    #[test]
+    fn health_check_schema_is_checked_by_rvs_cp() {
+        let e = err(&CFG.replace("fall = 2", "fall = 2\nfalls = 3"));
+        assert!(
+            e.contains("tcp_check") && e.contains("unknown field `falls`"),
+            "{e}"
+        );
+        let e = err(&CFG.replace("[virtual_server.real_server.http_get]", "[virtual_server.real_server.misc_check]\nmisc_timeout = 1.0\n[virtual_server.real_server.http_get]"));
+        assert!(e.contains("at most one health check"), "{e}");
+        let e = err(&CFG.replace("path = \"/health\"", "path = \"health\""));
+        assert!(e.contains("http_get.path: must start with '/'"), "{e}");
+        let e = err(&CFG.replace("[virtual_server.real_server.http_get]", "[virtual_server.real_server.misc_check]\nmisc_timeout = 1.0\n[virtual_server.real_server.http_getx]"));
+        assert!(e.contains("http_getx"), "{e}");
+        let e = err(&CFG.replace(
+            "[virtual_server.real_server.tcp_check]",
+            "[virtual_server.real_server.misc_check]",
+        ));
+        assert!(e.contains("misc_check.misc_path: is required"), "{e}");
+        // rvs-dp, which runs no check, still reads the same file.
+        assert!(rvs_dp::config::Config::from_str_named(CFG, "rvs.toml").is_ok());
     }
 }

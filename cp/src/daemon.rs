@@ -15,8 +15,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_dp::ctl::command::{Command, Reply};
-use rvs_dp::service::ServiceKey;
+use rvs_proto::command::{Command, Reply};
+use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
 use crate::check::{self, CheckEvent, CheckHandle, Health};

@@ -1,5 +1,5 @@
 //! Packet latency as HdrHistograms: the workers' log-linear bucket counts
-//! (`rvs_dp::ctl::latency`) are merged, each bucket recorded at its midpoint
+//! (`rvs_proto::latency`) are merged, each bucket recorded at its midpoint
 //! with its count, and every stats interval's difference is appended to an
 //! HdrHistogram interval log (V2 format, deflate-compressed), which
 //! HistogramLogAnalyzer, `hdrhistogram`'s `IntervalLogIterator`, and the Java
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
-use rvs_dp::ctl::latency::{bucket_mid, LatencyHist, LATENCY_MAX_TRACKED_NS};
+use rvs_proto::latency::{bucket_mid, LatencyHist, LATENCY_MAX_TRACKED_NS};
 
 /// An empty histogram wide enough for every latency bucket, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -151,7 +151,7 @@ mod tests {
                     base64::Engine::decode(&base64::engine::general_purpose::STANDARD, i.encoded_histogram());
                 let raw = raw.unwrap();
                 let back: Histogram<u64> = de.deserialize(&mut raw.as_slice()).unwrap();
-                let mid = bucket_mid(rvs_dp::ctl::latency::bucket_index(900)).unwrap();
+                let mid = bucket_mid(rvs_proto::latency::bucket_index(900)).unwrap();
                 counts.push((back.len(), back.count_at(mid)));
             }
         }

@@ -31,9 +31,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use rvs_dp::ctl::latency::{bucket_bounds, LatencyHist, LATENCY_BUCKETS};
-use rvs_dp::service::TrafficTotals;
-use rvs_dp::stats::DropReason;
+use rvs_proto::latency::{bucket_bounds, LatencyHist, LATENCY_BUCKETS};
+use rvs_proto::types::DropReason;
+use rvs_proto::types::TrafficTotals;
 
 use crate::config::RealId;
 use crate::stats::Snapshot;
@@ -461,8 +461,8 @@ mod tests {
     #[test]
     fn health_is_rendered_without_stats() {
         let id = (
-            rvs_dp::service::ServiceKey {
-                proto: rvs_dp::service::Proto::Tcp,
+            rvs_proto::types::ServiceKey {
+                proto: rvs_proto::types::Proto::Tcp,
                 vip: "10.1.0.100".parse().unwrap(),
                 port: 80,
             },

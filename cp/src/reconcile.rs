@@ -14,13 +14,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rvs_dp::ctl::apply::VirtualService;
-use rvs_dp::ctl::command::{Command, ServiceInfo};
-use rvs_dp::service::ServiceKey;
+use rvs_proto::command::{Command, ServiceInfo};
+use rvs_proto::ipvs::ServiceRules;
+use rvs_proto::types::ServiceKey;
 
 use crate::config::{RealId, ServiceDef};
 
-pub type Table = BTreeMap<ServiceKey, VirtualService>;
+pub type Table = BTreeMap<ServiceKey, ServiceRules>;
 
 /// Sum of the weights of the real servers that are UP.
 pub fn alive_weight(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool) -> u64 {
@@ -49,7 +49,7 @@ pub fn quorum_next(def: &ServiceDef, alive: u64, was_up: bool) -> bool {
 /// weight; a DOWN one is out, or in at weight 0 with inhibit_on_failure.
 /// While the quorum is lost and there is a sorry server, the sorry server
 /// replaces the real servers (keepalived removes the alive ones then).
-pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up: bool) -> VirtualService {
+pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up: bool) -> ServiceRules {
     let key = def.key();
     let sorry_active = !quorum_up && def.sorry.is_some();
     let mut dests = Vec::new();
@@ -66,7 +66,7 @@ pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up
             dests.push(d);
         }
     }
-    VirtualService {
+    ServiceRules {
         spec: def.spec.clone(),
         dests,
     }
@@ -126,7 +126,7 @@ pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<Service
 mod tests {
     use super::*;
     use crate::config::CpConfig;
-    use rvs_dp::ctl::apply::IpvsConfig;
+    use rvs_proto::ipvs::IpvsConfig;
 
     const CFG: &str = r#"
 [[virtual_server]]
@@ -200,8 +200,8 @@ inhibit_on_failure = true
         model_of(&cmds, &mut m);
 
         // Retired: deleted. Unknown services: untouched.
-        let other = rvs_dp::ctl::command::ServiceSpec::new(
-            rvs_dp::service::Proto::Udp,
+        let other = rvs_proto::command::ServiceSpec::new(
+            rvs_proto::types::Proto::Udp,
             "10.9.9.9".parse().unwrap(),
             53,
         );

@@ -9,10 +9,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use rvs_dp::ctl::command::{Command, Reply, ServiceInfo};
-use rvs_dp::ctl::latency::LatencyHist;
-use rvs_dp::ctl::statsarea::WorkerStatsBlock;
-use rvs_dp::stats::DropReason;
+use rvs_proto::command::{Command, Reply, ServiceInfo};
+use rvs_proto::latency::LatencyHist;
+use rvs_proto::statsarea::WorkerStatsBlock;
+use rvs_proto::types::DropReason;
 
 use crate::config::ControlSettings;
 use crate::hlog::{self, HlogWriter};

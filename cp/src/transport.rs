@@ -1,5 +1,5 @@
 //! rvsadm's and rvs-cp's way to the data plane: the shared-memory control
-//! region rvs-dp serves (`rvs_dp::ctl::ring`), one request and one reply at a
+//! region rvs-dp serves (`rvs_proto::ring`), one request and one reply at a
 //! time, as serde_json bytes.
 //!
 //! The transport connects lazily and reconnects by itself: a tool started
@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_dp::ctl::command::{Command, Reply};
-use rvs_dp::ctl::region::{CtlError as RingError, DEFAULT_PATH};
-use rvs_dp::ctl::ring::CtlClient;
-use rvs_dp::ctl::statsarea::StatsReader;
+use rvs_proto::command::{Command, Reply};
+use rvs_proto::region::{RegionError as RingError, DEFAULT_PATH};
+use rvs_proto::ring::CtlClient;
+use rvs_proto::statsarea::StatsReader;
 
 use crate::adm::CtlTransport;
 

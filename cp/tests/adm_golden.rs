@@ -7,8 +7,8 @@
 use std::net::Ipv4Addr;
 
 use rvs_cp::adm::{run, CtlTransport, DestCounters, LocalTransport};
-use rvs_dp::ctl::command::{Command, ConnInfo, Rates, Reply, ServiceInfo, WorkerLatency};
-use rvs_dp::service::{Proto, ServiceKey, TrafficTotals};
+use rvs_proto::command::{Command, ConnInfo, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::types::{Proto, ServiceKey, TrafficTotals};
 
 struct Out {
     code: i32,

@@ -15,10 +15,10 @@ use rvs_cp::adm::run;
 use rvs_cp::check::http::md5_hex;
 use rvs_cp::daemon::{Daemon, Options};
 use rvs_cp::transport::ShmTransport;
-use rvs_dp::ctl::command::Command;
-use rvs_dp::ctl::statsarea::WorkerStatsBlock;
-use rvs_dp::service::{Proto, ServiceKey};
-use rvs_dp::stats::DropReason;
+use rvs_proto::command::Command;
+use rvs_proto::statsarea::WorkerStatsBlock;
+use rvs_proto::types::DropReason;
+use rvs_proto::types::{Proto, ServiceKey};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -464,7 +464,7 @@ fn metrics_endpoint_and_histogram_log() {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::Histogram;
-    use rvs_dp::ctl::latency::{bucket_index, bucket_mid, LatencyHist};
+    use rvs_proto::latency::{bucket_index, bucket_mid, LatencyHist};
 
     let dir = TempDir::new("metrics");
     let dp = FakeDp::start("metrics");
@@ -490,7 +490,7 @@ weight = 4
         let mut c = dp.counters();
         c.services.insert(
             k,
-            rvs_dp::service::TrafficTotals {
+            rvs_proto::types::TrafficTotals {
                 conns: 7,
                 inpkts: 100,
                 outpkts: 90,
@@ -503,7 +503,7 @@ weight = 4
             (
                 3,
                 2,
-                rvs_dp::service::TrafficTotals {
+                rvs_proto::types::TrafficTotals {
                     conns: 5,
                     ..Default::default()
                 },

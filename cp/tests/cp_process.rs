@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{wait_for, FakeDp, TcpUp, TempDir};
-use rvs_dp::service::{Proto, ServiceKey};
+use rvs_proto::types::{Proto, ServiceKey};
 
 fn key(vip: &str) -> ServiceKey {
     ServiceKey {

@@ -10,7 +10,7 @@ use std::process::Command as Proc;
 use common::FakeDp;
 use rvs_cp::adm::run;
 use rvs_cp::transport::ShmTransport;
-use rvs_dp::service::{Proto, ServiceKey};
+use rvs_proto::types::{Proto, ServiceKey};
 
 struct Out {
     code: i32,

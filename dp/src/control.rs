@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
-use crate::ctl::apply::IpvsConfig;
-use crate::ctl::command::{Command, ConnInfo, CtlError, DestInfo, Rates, Reply, WorkerLatency};
 use crate::sched::{self, SchedOptions};
 use crate::service::{
     DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
     WorkerTraffic,
 };
+use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, WorkerLatency, CONNS_PAGE};
+use rvs_proto::ipvs::IpvsConfig;
 
 type DestKey = (ServiceKey, Ipv4Addr, u16);
 
@@ -84,10 +84,6 @@ pub struct ControlPlane {
     next_listing: u64,
 }
 
-/// Connections per `ListConnsPage` reply: at most about 170 bytes each in JSON, so a
-/// page stays well inside the ring's message size.
-pub const CONNS_PAGE: u32 = 500;
-
 impl ControlPlane {
     pub fn new(shared: Arc<Shared>, conn_capacity_total: u32) -> Self {
         ControlPlane {
@@ -116,7 +112,7 @@ impl ControlPlane {
 
     /// Applies a configuration command as one transaction. Returns the new
     /// generation the workers must reach before the reply goes out.
-    pub fn apply(&mut self, cmd: &Command) -> Result<u64, CtlError> {
+    pub fn apply(&mut self, cmd: &Command) -> Result<u64, IpvsError> {
         let mut next = self.config.clone();
         next.apply(cmd)?;
         let table = self.build(&next)?;
@@ -134,7 +130,7 @@ impl ControlPlane {
 
     /// Builds the snapshot for `cfg`, reusing the counters of every service
     /// and real server that already exists.
-    fn build(&mut self, cfg: &IpvsConfig) -> Result<ServiceTable, CtlError> {
+    fn build(&mut self, cfg: &IpvsConfig) -> Result<ServiceTable, IpvsError> {
         let workers = self.shared.workers as usize;
         let mut services = Vec::with_capacity(cfg.services().len());
         for vs in cfg.services() {
@@ -166,7 +162,7 @@ impl ControlPlane {
                 ..SchedOptions::default()
             };
             let sched = sched::build(&vs.spec.scheduler, &dests, &opts)
-                .map_err(|_| CtlError::SchedulerNotFound(vs.spec.scheduler.clone()))?;
+                .map_err(|_| IpvsError::SchedulerNotFound(vs.spec.scheduler.clone()))?;
             let stats = self
                 .svc_stats
                 .entry(key)
@@ -335,7 +331,7 @@ impl ControlPlane {
                     conns: all[start..end].to_vec(),
                 }
             }
-            _ => Reply::Error(CtlError::Unsupported(
+            _ => Reply::Error(IpvsError::Unsupported(
                 "the connection listing changed while it was read; list again".into(),
             )),
         }
@@ -363,9 +359,9 @@ fn fill_dest(
 mod tests {
     use super::*;
     use crate::core::{CoreOptions, Forwarder};
-    use crate::ctl::command::{DestSpec, ServiceSpec};
     use crate::route::RouteTable;
     use crate::service::{ForwardMethod, Proto};
+    use rvs_proto::command::{DestSpec, ServiceSpec};
 
     fn cp() -> (ControlPlane, Arc<Shared>) {
         let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));

@@ -5,7 +5,6 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod core;
-pub mod ctl;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod neigh;

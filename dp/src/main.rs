@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use rvs_dp::config::{parse_cidr, parse_mac, Config, DEFAULT_CTL_PATH};
 use rvs_dp::control::ControlPlane;
 use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared};
-use rvs_dp::ctl::command::{Command, ConnInfo, CtlError, Reply, WorkerLatency};
-use rvs_dp::ctl::region::Layout;
-use rvs_dp::ctl::ring::CtlServer;
-use rvs_dp::ctl::statsarea::StatsReader;
 use rvs_dp::dpdk::{spsc_ring, Eal, Mempool, Port, PortConfig, RingConsumer, RingProducer};
 use rvs_dp::route::RouteTable;
 use rvs_dp::wire::ethernet::MacAddr;
 use rvs_dp::worker::{ConnDump, Worker};
+use rvs_proto::command::{Command, ConnInfo, IpvsError, Reply, WorkerLatency};
+use rvs_proto::region::Layout;
+use rvs_proto::ring::CtlServer;
+use rvs_proto::statsarea::StatsReader;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -347,7 +347,7 @@ fn main() {
                         }
                         reply
                     }
-                    Err(e) => Reply::Error(CtlError::Unsupported(format!("malformed request: {e}"))),
+                    Err(e) => Reply::Error(IpvsError::Unsupported(format!("malformed request: {e}"))),
                 };
                 let out = serde_json::to_vec(&reply).unwrap_or_default();
                 if let Err(e) = server.reply(id, &out) {

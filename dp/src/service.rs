@@ -8,128 +8,12 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-/// Transport protocol of a virtual service. The discriminant is the IP protocol number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum Proto {
-    Tcp = 6,
-    Udp = 17,
-}
-
-impl Proto {
-    pub fn from_ip_proto(p: u8) -> Option<Proto> {
-        match p {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    /// ipvsadm's spelling in listings: `TCP` / `UDP`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How packets reach a real server (ipvsadm `-m`, `-g`, `-i`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum ForwardMethod {
-    /// LVS-NAT ("Masq"): DNAT in, SNAT of the replies.
-    Nat = 0,
-    /// LVS-DR ("Route"): rewrite the MAC only; the real server holds the VIP.
-    #[default]
-    Dr = 1,
-    /// LVS-TUN ("Tunnel"): IP-in-IP to the real server.
-    Tun = 2,
-}
-
-impl ForwardMethod {
-    /// The word ipvsadm prints in its `Forward` column.
-    pub fn ipvsadm_name(self) -> &'static str {
-        match self {
-            ForwardMethod::Nat => "Masq",
-            ForwardMethod::Dr => "Route",
-            ForwardMethod::Tun => "Tunnel",
-        }
-    }
-
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            0 => Some(ForwardMethod::Nat),
-            1 => Some(ForwardMethod::Dr),
-            2 => Some(ForwardMethod::Tun),
-            _ => None,
-        }
-    }
-}
-
-impl FromStr for ForwardMethod {
-    type Err = String;
-    /// Accepts keepalived's `lb_kind` words and ipvsadm's column words.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "nat" | "masq" | "masquerading" | "m" => Ok(ForwardMethod::Nat),
-            "dr" | "route" | "direct" | "gatewaying" | "g" => Ok(ForwardMethod::Dr),
-            "tun" | "tunnel" | "ipip" | "i" => Ok(ForwardMethod::Tun),
-            other => Err(format!("unknown forward method '{other}' (nat, dr or tun)")),
-        }
-    }
-}
-
-/// The identity of a virtual service: (protocol, VIP, port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ServiceKey {
-    pub proto: Proto,
-    pub vip: Ipv4Addr,
-    pub port: u16,
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.proto, self.vip, self.port)
-    }
-}
-
-/// Scheduler flags (ipvsadm `-b`), as the kernel names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-pub struct SchedFlags {
-    /// sh-fallback / mh-fallback: if the hashed server is unavailable, try the next.
-    pub fallback: bool,
-    /// sh-port / mh-port: include the client port in the hash.
-    pub port: bool,
-}
-
-impl SchedFlags {
-    /// Parses ipvsadm's `-b` value: a comma separated list such as `sh-fallback,sh-port`.
-    pub fn parse(s: &str) -> Result<SchedFlags, String> {
-        let mut f = SchedFlags::default();
-        for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-            match word {
-                "sh-fallback" | "mh-fallback" | "flag-1" => f.fallback = true,
-                "sh-port" | "mh-port" | "flag-2" => f.port = true,
-                "flag-3" => {}
-                other => return Err(format!("invalid scheduler flag '{other}'")),
-            }
-        }
-        Ok(f)
-    }
-}
+pub use rvs_proto::types::{ForwardMethod, Proto, SchedFlags, ServiceKey, TrafficTotals};
 
 /// Persistence (ipvsadm `-p timeout`, `-M netmask`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,26 +73,6 @@ impl TrafficCounters {
         ] {
             c.store(0, Ordering::Relaxed);
         }
-    }
-}
-
-/// Traffic counters summed over the workers, as `ipvsadm --stats` shows them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TrafficTotals {
-    pub conns: u64,
-    pub inpkts: u64,
-    pub outpkts: u64,
-    pub inbytes: u64,
-    pub outbytes: u64,
-}
-
-impl std::ops::AddAssign for TrafficTotals {
-    fn add_assign(&mut self, o: Self) {
-        self.conns += o.conns;
-        self.inpkts += o.inpkts;
-        self.outpkts += o.outpkts;
-        self.inbytes += o.inbytes;
-        self.outbytes += o.outbytes;
     }
 }
 

@@ -13,9 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::core::{build_arp_request, build_gratuitous_arp, Forwarder, PortInfo, Verdict};
-use crate::ctl::command::ConnInfo;
-use crate::ctl::latency::{CyclesToNs, LatencyHist};
-use crate::ctl::statsarea::{monotonic_ns, StatsWriter, WorkerStatsBlock};
 use crate::dpdk::{rdtsc, tsc_hz};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool};
 use crate::dpdk::{RingConsumer, RingProducer};
@@ -25,6 +22,9 @@ use crate::packet::PacketBuf;
 use crate::stats::DropReason;
 use crate::wire::ethernet::MacAddr;
 use crate::xmit::dr::set_macs;
+use rvs_proto::command::ConnInfo;
+use rvs_proto::latency::{CyclesToNs, LatencyHist};
+use rvs_proto::statsarea::{monotonic_ns, StatsWriter, WorkerStatsBlock};
 
 impl PacketBuf for Mbuf {
     #[inline]

@@ -10,8 +10,8 @@ use std::cmp::Ordering;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use rvs_dp::ctl::command::{ConnInfo, DestInfo, ServiceInfo, ServiceSpec, Timeouts, WorkerLatency};
-use rvs_dp::service::{ForwardMethod, Proto};
+use rvs_proto::command::{ConnInfo, DestInfo, IpvsTimeouts, ServiceInfo, ServiceSpec, WorkerLatency};
+use rvs_proto::types::{ForwardMethod, Proto};
 
 use super::parse::ListOpts;
 
@@ -325,7 +325,7 @@ pub fn conns(conns: &[ConnInfo], persistent_conn: bool) -> String {
 }
 
 /// `-L --timeout`
-pub fn timeouts(t: &Timeouts) -> String {
+pub fn timeouts(t: &IpvsTimeouts) -> String {
     format!("Timeout (tcp tcpfin udp): {} {} {}\n", t.tcp, t.tcpfin, t.udp)
 }
 

@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
-use rvs_dp::control::CONNS_PAGE;
-use rvs_dp::ctl::apply::IpvsConfig;
-use rvs_dp::ctl::command::{Command, ConnInfo, CtlError, Rates, Reply, ServiceInfo, WorkerLatency};
-use rvs_dp::service::{ServiceKey, TrafficTotals};
+use rvs_proto::command::CONNS_PAGE;
+use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::types::{ServiceKey, TrafficTotals};
 
 use parse::{Action, ListOpts, ListWhat};
 
@@ -303,7 +303,7 @@ pub fn run(
             match ask(&script.command, stderr) {
                 None => 2,
                 Some(Reply::Ok) => 0,
-                Some(Reply::Error(CtlError::Restore { index, error })) => {
+                Some(Reply::Error(IpvsError::Restore { index, error })) => {
                     match script.lines.get(index) {
                         Some(line) => out(stderr, &format!("line {line}: {error}\n")),
                         None => out(stderr, &format!("{error}\n")),
@@ -394,7 +394,7 @@ pub fn run(
                 }
                 (ListWhat::Service(key), Reply::Services(s)) => {
                     let Some(mut one) = s.into_iter().find(|s| s.spec.key() == key) else {
-                        out(stderr, &format!("{}\n", CtlError::NoSuchService));
+                        out(stderr, &format!("{}\n", IpvsError::NoSuchService));
                         return 1;
                     };
                     if opts.json {
@@ -422,7 +422,7 @@ pub fn run(
                 (ListWhat::Timeouts, Reply::Timeouts { tcp, tcpfin, udp }) => {
                     out(
                         stdout,
-                        &format::timeouts(&rvs_dp::ctl::command::Timeouts { tcp, tcpfin, udp }),
+                        &format::timeouts(&rvs_proto::command::IpvsTimeouts { tcp, tcpfin, udp }),
                     );
                     0
                 }

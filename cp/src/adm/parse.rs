@@ -20,11 +20,11 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_dp::ctl::command::{
-    Command, CtlError, DestSpec, ServiceSpec, DEFAULT_PERSISTENT_TIMEOUT_S, DEFAULT_SCHEDULER, MAX_THRESHOLD,
-    MAX_TIMEOUT_S, MAX_WEIGHT,
+use rvs_proto::command::{
+    Command, DestSpec, IpvsError, ServiceSpec, DEFAULT_PERSISTENT_TIMEOUT_S, DEFAULT_SCHEDULER,
+    MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
 };
-use rvs_dp::service::{ForwardMethod, Proto, SchedFlags, ServiceKey};
+use rvs_proto::types::{ForwardMethod, Proto, SchedFlags, ServiceKey};
 
 /// A command line that ipvsadm would refuse: the message (without the
 /// trailing newline) and the exit status ipvsadm would use.
@@ -815,7 +815,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         Cmd::Add | Cmd::Edit => {
             let k = need_key()?;
             if k.port == 0 && st.persistence.is_none() {
-                return fail(CtlError::ZeroPortNotPersistent.to_string());
+                return fail(IpvsError::ZeroPortNotPersistent.to_string());
             }
             let spec = ServiceSpec {
                 proto: k.proto,
@@ -854,7 +854,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 (ForwardMethod::Nat, p) => p.unwrap_or(k.port),
                 (_, Some(p)) if p != k.port && cmd != Cmd::DelDest => {
                     return fail(
-                        CtlError::PortMismatch {
+                        IpvsError::PortMismatch {
                             vport: k.port,
                             rport: p,
                         }

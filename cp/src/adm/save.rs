@@ -7,7 +7,7 @@
 //! way on an error, the whole file becomes one `Command::Restore`, which the
 //! data plane applies all or nothing.
 
-use rvs_dp::ctl::command::Command;
+use rvs_proto::command::Command;
 
 use super::parse::{parse_args, Action, ParseError};
 
@@ -84,7 +84,7 @@ pub fn parse_restore(text: &str) -> Result<RestoreScript, RestoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_dp::service::{Proto, ServiceKey};
+    use rvs_proto::types::{Proto, ServiceKey};
 
     #[test]
     fn comments_blank_lines_and_the_program_name() {

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rvs_dp::ctl::apply::{IpvsConfig, VirtualService};
-use rvs_dp::ctl::command::{Command, CtlError, Reply};
-use rvs_dp::ctl::region::Layout;
-use rvs_dp::ctl::ring::CtlServer;
-use rvs_dp::ctl::statsarea::{StatsWriter, WorkerStatsBlock};
-use rvs_dp::service::{ServiceKey, TrafficTotals};
+use rvs_proto::command::{Command, IpvsError, Reply};
+use rvs_proto::ipvs::{IpvsConfig, ServiceRules};
+use rvs_proto::region::Layout;
+use rvs_proto::ring::CtlServer;
+use rvs_proto::statsarea::{StatsWriter, WorkerStatsBlock};
+use rvs_proto::types::{ServiceKey, TrafficTotals};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -77,7 +77,7 @@ pub struct FakeDp {
 fn handle(shared: &Shared, msg: &[u8]) -> Reply {
     let cmd: Command = match serde_json::from_slice(msg) {
         Ok(c) => c,
-        Err(e) => return Reply::Error(CtlError::Unsupported(format!("bad request: {e}"))),
+        Err(e) => return Reply::Error(IpvsError::Unsupported(format!("bad request: {e}"))),
     };
     let mut model = shared.model.lock().unwrap();
     match &cmd {
@@ -190,16 +190,14 @@ impl FakeDp {
     }
 
     pub fn generation(&self) -> u64 {
-        rvs_dp::ctl::ring::CtlClient::open(&self.path)
-            .unwrap()
-            .generation()
+        rvs_proto::ring::CtlClient::open(&self.path).unwrap().generation()
     }
 
-    pub fn service(&self, key: &ServiceKey) -> Option<VirtualService> {
+    pub fn service(&self, key: &ServiceKey) -> Option<ServiceRules> {
         self.shared.model.lock().unwrap().service(key).cloned()
     }
 
-    pub fn services(&self) -> Vec<VirtualService> {
+    pub fn services(&self) -> Vec<ServiceRules> {
         self.shared.model.lock().unwrap().services().to_vec()
     }
 

@@ -4,10 +4,9 @@ use super::{dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr};
 use super::{SchedOptions, Scheduler};
 use crate::service::RealServer;
 
-/// Every scheduler ipvsadm knows, in the kernel's order.
-pub const SCHEDULER_NAMES: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
-];
+/// The names are the control ABI's (`rvs_proto::ipvs`), so rvsadm checks a
+/// scheduler name without linking the schedulers.
+pub use rvs_proto::ipvs::SCHEDULER_NAMES;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SchedError {

@@ -20,10 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rvs_dp::ctl::latency::LatencyHist;
-use rvs_dp::ctl::ring::CtlClient;
-use rvs_dp::ctl::statsarea::WorkerStatsBlock;
-use rvs_dp::stats::DropReason;
+use rvs_proto::latency::LatencyHist;
+use rvs_proto::ring::CtlClient;
+use rvs_proto::statsarea::WorkerStatsBlock;
+use rvs_proto::types::DropReason;
 use rvs_macro::gen::{generate, Kind, Size, Spec};
 
 const PORT0_MAC: &str = "02:00:00:00:00:01";

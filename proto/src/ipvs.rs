@@ -14,23 +14,28 @@
 
 use std::net::Ipv4Addr;
 
-use crate::sched::SCHEDULER_NAMES;
-use crate::service::TrafficTotals;
-use crate::service::{ForwardMethod, ServiceKey};
+use crate::types::TrafficTotals;
+use crate::types::{ForwardMethod, ServiceKey};
 
-use super::command::{
-    Command, CtlError, DestInfo, DestSpec, Rates, ServiceInfo, ServiceSpec, Timeouts, MAX_THRESHOLD,
+use crate::command::{
+    Command, DestInfo, DestSpec, IpvsError, IpvsTimeouts, Rates, ServiceInfo, ServiceSpec, MAX_THRESHOLD,
     MAX_TIMEOUT_S, MAX_WEIGHT,
 };
 
+/// Every scheduler ipvsadm knows, in the kernel's order. rvs-dp's scheduler
+/// registry builds each of these.
+pub const SCHEDULER_NAMES: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
 /// A virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VirtualService {
+pub struct ServiceRules {
     pub spec: ServiceSpec,
     pub dests: Vec<DestSpec>,
 }
 
-impl VirtualService {
+impl ServiceRules {
     pub fn dest(&self, rip: Ipv4Addr, port: u16) -> Option<&DestSpec> {
         self.dests.iter().find(|d| d.rip == rip && d.port == port)
     }
@@ -56,8 +61,8 @@ impl Default for Limits {
 /// The whole configuration: services in insertion order, and the timeouts.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct IpvsConfig {
-    services: Vec<VirtualService>,
-    timeouts: Timeouts,
+    services: Vec<ServiceRules>,
+    timeouts: IpvsTimeouts,
     limits: Limits,
 }
 
@@ -73,15 +78,15 @@ impl IpvsConfig {
         }
     }
 
-    pub fn services(&self) -> &[VirtualService] {
+    pub fn services(&self) -> &[ServiceRules] {
         &self.services
     }
 
-    pub fn service(&self, key: &ServiceKey) -> Option<&VirtualService> {
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceRules> {
         self.services.iter().find(|s| s.spec.key() == *key)
     }
 
-    pub fn timeouts(&self) -> Timeouts {
+    pub fn timeouts(&self) -> IpvsTimeouts {
         self.timeouts
     }
 
@@ -114,7 +119,7 @@ impl IpvsConfig {
     /// timeouts only when they differ from the defaults).
     pub fn to_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
-        if self.timeouts != Timeouts::default() {
+        if self.timeouts != IpvsTimeouts::default() {
             let t = self.timeouts;
             out.push(Command::SetTimeouts {
                 tcp: t.tcp,
@@ -134,18 +139,18 @@ impl IpvsConfig {
     /// Applies one configuration command. On error nothing has changed.
     /// Queries (`Command::is_query`) are not configuration changes and are
     /// refused; the data plane answers them from its live state.
-    pub fn apply(&mut self, cmd: &Command) -> Result<(), CtlError> {
+    pub fn apply(&mut self, cmd: &Command) -> Result<(), IpvsError> {
         match cmd {
             Command::Restore(cmds) => {
                 let mut next = self.clone();
                 for (index, c) in cmds.iter().enumerate() {
                     if matches!(c, Command::Restore(_)) {
-                        return Err(CtlError::Restore {
+                        return Err(IpvsError::Restore {
                             index,
-                            error: Box::new(CtlError::Unsupported("restore inside a restore".into())),
+                            error: Box::new(IpvsError::Unsupported("restore inside a restore".into())),
                         });
                     }
-                    next.apply(c).map_err(|error| CtlError::Restore {
+                    next.apply(c).map_err(|error| IpvsError::Restore {
                         index,
                         error: Box::new(error),
                     })?;
@@ -156,12 +161,12 @@ impl IpvsConfig {
             Command::AddService(spec) => {
                 check_service(spec)?;
                 if self.find(&spec.key()).is_some() {
-                    return Err(CtlError::ServiceExists);
+                    return Err(IpvsError::ServiceExists);
                 }
                 if self.services.len() >= self.limits.max_services {
-                    return Err(CtlError::NoMemory);
+                    return Err(IpvsError::NoMemory);
                 }
-                self.services.push(VirtualService {
+                self.services.push(ServiceRules {
                     spec: spec.clone(),
                     dests: Vec::new(),
                 });
@@ -169,12 +174,12 @@ impl IpvsConfig {
             }
             Command::EditService(spec) => {
                 check_service(spec)?;
-                let i = self.find(&spec.key()).ok_or(CtlError::NoSuchService)?;
+                let i = self.find(&spec.key()).ok_or(IpvsError::NoSuchService)?;
                 self.services[i].spec = spec.clone();
                 Ok(())
             }
             Command::DelService(key) => {
-                let i = self.find(key).ok_or(CtlError::NoSuchService)?;
+                let i = self.find(key).ok_or(IpvsError::NoSuchService)?;
                 self.services.remove(i);
                 Ok(())
             }
@@ -185,55 +190,55 @@ impl IpvsConfig {
             Command::Zero(key) => {
                 // Counters live in the data plane; the model only checks the target.
                 if let Some(key) = key {
-                    self.find(key).ok_or(CtlError::NoSuchService)?;
+                    self.find(key).ok_or(IpvsError::NoSuchService)?;
                 }
                 Ok(())
             }
             Command::AddDest(key, dest) => {
-                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
                 let svc = &mut self.services[i];
                 if svc.dest(dest.rip, dest.port).is_some() {
-                    return Err(CtlError::DestExists);
+                    return Err(IpvsError::DestExists);
                 }
                 if svc.dests.len() >= self.limits.max_dests_per_service {
-                    return Err(CtlError::NoMemory);
+                    return Err(IpvsError::NoMemory);
                 }
                 svc.dests.push(dest.clone());
                 Ok(())
             }
             Command::EditDest(key, dest) => {
-                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
                 let svc = &mut self.services[i];
                 let d = svc
                     .dests
                     .iter_mut()
                     .find(|d| d.rip == dest.rip && d.port == dest.port)
-                    .ok_or(CtlError::NoSuchDest)?;
+                    .ok_or(IpvsError::NoSuchDest)?;
                 *d = dest.clone();
                 Ok(())
             }
             Command::DelDest(key, rip, port) => {
-                let i = self.find(key).ok_or(CtlError::ServiceNotDefined)?;
+                let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 let svc = &mut self.services[i];
                 let j = svc
                     .dests
                     .iter()
                     .position(|d| d.rip == *rip && d.port == *port)
-                    .ok_or(CtlError::NoSuchDest)?;
+                    .ok_or(IpvsError::NoSuchDest)?;
                 svc.dests.remove(j);
                 Ok(())
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => {
                 for t in [*tcp, *tcpfin, *udp] {
                     if t > MAX_TIMEOUT_S {
-                        return Err(CtlError::BadTimeout(t));
+                        return Err(IpvsError::BadTimeout(t));
                     }
                 }
                 let keep = |new: u32, old: u32| if new == 0 { old } else { new };
                 let old = self.timeouts;
-                self.timeouts = Timeouts {
+                self.timeouts = IpvsTimeouts {
                     tcp: keep(*tcp, old.tcp),
                     tcpfin: keep(*tcpfin, old.tcpfin),
                     udp: keep(*udp, old.udp),
@@ -245,7 +250,7 @@ impl IpvsConfig {
             | Command::ListConnsPage { .. }
             | Command::GetTimeouts
             | Command::Latency
-            | Command::GetInfo => Err(CtlError::Unsupported(format!(
+            | Command::GetInfo => Err(IpvsError::Unsupported(format!(
                 "{cmd:?} is a query, not a configuration change"
             ))),
         }
@@ -260,37 +265,37 @@ fn is_unicast(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast())
 }
 
-fn check_service(spec: &ServiceSpec) -> Result<(), CtlError> {
+fn check_service(spec: &ServiceSpec) -> Result<(), IpvsError> {
     if !is_unicast(spec.vip) {
-        return Err(CtlError::AddressNotUnicast(spec.vip));
+        return Err(IpvsError::AddressNotUnicast(spec.vip));
     }
     if !SCHEDULER_NAMES.contains(&spec.scheduler.as_str()) {
-        return Err(CtlError::SchedulerNotFound(spec.scheduler.clone()));
+        return Err(IpvsError::SchedulerNotFound(spec.scheduler.clone()));
     }
     match spec.persistence {
-        Some(t) if t == 0 || t > MAX_TIMEOUT_S => return Err(CtlError::BadTimeout(t)),
-        None if spec.port == 0 => return Err(CtlError::ZeroPortNotPersistent),
+        Some(t) if t == 0 || t > MAX_TIMEOUT_S => return Err(IpvsError::BadTimeout(t)),
+        None if spec.port == 0 => return Err(IpvsError::ZeroPortNotPersistent),
         _ => {}
     }
     Ok(())
 }
 
-fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), CtlError> {
+fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), IpvsError> {
     if !is_unicast(dest.rip) {
-        return Err(CtlError::AddressNotUnicast(dest.rip));
+        return Err(IpvsError::AddressNotUnicast(dest.rip));
     }
     if dest.weight > MAX_WEIGHT {
-        return Err(CtlError::BadWeight(dest.weight));
+        return Err(IpvsError::BadWeight(dest.weight));
     }
     if dest.u_threshold > MAX_THRESHOLD {
-        return Err(CtlError::BadUThreshold(dest.u_threshold));
+        return Err(IpvsError::BadUThreshold(dest.u_threshold));
     }
     if dest.l_threshold > MAX_THRESHOLD {
-        return Err(CtlError::BadLThreshold(dest.l_threshold));
+        return Err(IpvsError::BadLThreshold(dest.l_threshold));
     }
     // The kernel's own test: with no upper threshold (0) a lower one is refused too.
     if dest.l_threshold > dest.u_threshold {
-        return Err(CtlError::ThresholdOrder {
+        return Err(IpvsError::ThresholdOrder {
             lower: dest.l_threshold,
             upper: dest.u_threshold,
         });
@@ -298,7 +303,7 @@ fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), CtlError> {
     // DR rewrites only the MAC and TUN only wraps the packet: the real server
     // sees the VIP's port, so a different one would be a lie in the listing.
     if matches!(dest.method, ForwardMethod::Dr | ForwardMethod::Tun) && dest.port != key.port {
-        return Err(CtlError::PortMismatch {
+        return Err(IpvsError::PortMismatch {
             vport: key.port,
             rport: dest.port,
         });
@@ -309,7 +314,7 @@ fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), CtlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Proto;
+    use crate::types::Proto;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -346,7 +351,7 @@ mod tests {
     }
 
     /// Applies `cmd`, expects `err`, and checks the model did not move.
-    fn refused(c: &mut IpvsConfig, cmd: Command, err: CtlError) {
+    fn refused(c: &mut IpvsConfig, cmd: Command, err: IpvsError) {
         let before = c.clone();
         assert_eq!(c.apply(&cmd), Err(err), "{cmd:?}");
         assert_eq!(*c, before, "a refused {cmd:?} changed the model");
@@ -400,39 +405,39 @@ mod tests {
     #[test]
     fn every_refusal_leaves_the_model_unchanged() {
         let mut c = base();
-        refused(&mut c, Command::AddService(svc(80)), CtlError::ServiceExists);
-        refused(&mut c, Command::EditService(svc(81)), CtlError::NoSuchService);
-        refused(&mut c, Command::DelService(key(81)), CtlError::NoSuchService);
-        refused(&mut c, Command::Zero(Some(key(81))), CtlError::NoSuchService);
+        refused(&mut c, Command::AddService(svc(80)), IpvsError::ServiceExists);
+        refused(&mut c, Command::EditService(svc(81)), IpvsError::NoSuchService);
+        refused(&mut c, Command::DelService(key(81)), IpvsError::NoSuchService);
+        refused(&mut c, Command::Zero(Some(key(81))), IpvsError::NoSuchService);
         refused(
             &mut c,
             Command::AddDest(key(81), nat("10.0.1.1", 80, 1)),
-            CtlError::ServiceNotDefined,
+            IpvsError::ServiceNotDefined,
         );
         refused(
             &mut c,
             Command::EditDest(key(81), nat("10.0.1.1", 80, 1)),
-            CtlError::ServiceNotDefined,
+            IpvsError::ServiceNotDefined,
         );
         refused(
             &mut c,
             Command::DelDest(key(81), ip("10.0.1.1"), 80),
-            CtlError::ServiceNotDefined,
+            IpvsError::ServiceNotDefined,
         );
         refused(
             &mut c,
             Command::AddDest(key(80), nat("10.0.1.1", 80, 1)),
-            CtlError::DestExists,
+            IpvsError::DestExists,
         );
         refused(
             &mut c,
             Command::EditDest(key(80), nat("10.0.1.9", 80, 1)),
-            CtlError::NoSuchDest,
+            IpvsError::NoSuchDest,
         );
         refused(
             &mut c,
             Command::DelDest(key(80), ip("10.0.1.1"), 81),
-            CtlError::NoSuchDest,
+            IpvsError::NoSuchDest,
         );
 
         let mut s = svc(90);
@@ -440,28 +445,28 @@ mod tests {
         refused(
             &mut c,
             Command::AddService(s.clone()),
-            CtlError::SchedulerNotFound("nope".into()),
+            IpvsError::SchedulerNotFound("nope".into()),
         );
         s.port = 80;
         refused(
             &mut c,
             Command::EditService(s),
-            CtlError::SchedulerNotFound("nope".into()),
+            IpvsError::SchedulerNotFound("nope".into()),
         );
 
         refused(
             &mut c,
             Command::AddService(svc(0)),
-            CtlError::ZeroPortNotPersistent,
+            IpvsError::ZeroPortNotPersistent,
         );
         let mut s = svc(0);
         s.persistence = Some(0);
-        refused(&mut c, Command::AddService(s.clone()), CtlError::BadTimeout(0));
+        refused(&mut c, Command::AddService(s.clone()), IpvsError::BadTimeout(0));
         s.persistence = Some(MAX_TIMEOUT_S + 1);
         refused(
             &mut c,
             Command::AddService(s),
-            CtlError::BadTimeout(MAX_TIMEOUT_S + 1),
+            IpvsError::BadTimeout(MAX_TIMEOUT_S + 1),
         );
         let mut zero = svc(0);
         zero.persistence = Some(300);
@@ -470,7 +475,7 @@ mod tests {
         refused(
             &mut c,
             Command::EditService(zero),
-            CtlError::ZeroPortNotPersistent,
+            IpvsError::ZeroPortNotPersistent,
         );
 
         let mut s = svc(99);
@@ -478,41 +483,41 @@ mod tests {
         refused(
             &mut c,
             Command::AddService(s),
-            CtlError::AddressNotUnicast(ip("224.0.0.1")),
+            IpvsError::AddressNotUnicast(ip("224.0.0.1")),
         );
         refused(
             &mut c,
             Command::AddDest(key(80), nat("0.0.0.0", 80, 1)),
-            CtlError::AddressNotUnicast(ip("0.0.0.0")),
+            IpvsError::AddressNotUnicast(ip("0.0.0.0")),
         );
         refused(
             &mut c,
             Command::AddDest(key(80), nat("10.0.1.5", 80, 65536)),
-            CtlError::BadWeight(65536),
+            IpvsError::BadWeight(65536),
         );
         let mut d = nat("10.0.1.5", 80, 1);
         d.l_threshold = 5;
         refused(
             &mut c,
             Command::AddDest(key(80), d.clone()),
-            CtlError::ThresholdOrder { lower: 5, upper: 0 },
+            IpvsError::ThresholdOrder { lower: 5, upper: 0 },
         );
         d.u_threshold = MAX_THRESHOLD + 1;
         refused(
             &mut c,
             Command::AddDest(key(80), d),
-            CtlError::BadUThreshold(MAX_THRESHOLD + 1),
+            IpvsError::BadUThreshold(MAX_THRESHOLD + 1),
         );
         // A bad edit of an existing real server does not half-apply.
         refused(
             &mut c,
             Command::EditDest(key(80), nat("10.0.1.1", 80, 70000)),
-            CtlError::BadWeight(70000),
+            IpvsError::BadWeight(70000),
         );
         refused(
             &mut c,
             Command::AddDest(key(80), DestSpec::new(ip("10.0.1.5"), 8080, ForwardMethod::Dr)),
-            CtlError::PortMismatch {
+            IpvsError::PortMismatch {
                 vport: 80,
                 rport: 8080,
             },
@@ -520,7 +525,7 @@ mod tests {
         refused(
             &mut c,
             Command::AddDest(key(80), DestSpec::new(ip("10.0.1.5"), 81, ForwardMethod::Tun)),
-            CtlError::PortMismatch { vport: 80, rport: 81 },
+            IpvsError::PortMismatch { vport: 80, rport: 81 },
         );
         refused(
             &mut c,
@@ -529,10 +534,10 @@ mod tests {
                 tcpfin: MAX_TIMEOUT_S + 1,
                 udp: 1,
             },
-            CtlError::BadTimeout(MAX_TIMEOUT_S + 1),
+            IpvsError::BadTimeout(MAX_TIMEOUT_S + 1),
         );
         let before = c.clone();
-        assert!(matches!(c.apply(&Command::List), Err(CtlError::Unsupported(_))));
+        assert!(matches!(c.apply(&Command::List), Err(IpvsError::Unsupported(_))));
         assert_eq!(c, before);
     }
 
@@ -555,7 +560,7 @@ mod tests {
     #[test]
     fn set_timeouts_zero_keeps_the_old_value() {
         let mut c = IpvsConfig::new();
-        assert_eq!(c.timeouts(), Timeouts::default());
+        assert_eq!(c.timeouts(), IpvsTimeouts::default());
         c.apply(&Command::SetTimeouts {
             tcp: 7200,
             tcpfin: 0,
@@ -564,7 +569,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.timeouts(),
-            Timeouts {
+            IpvsTimeouts {
                 tcp: 7200,
                 tcpfin: 120,
                 udp: 60
@@ -594,9 +599,9 @@ mod tests {
         ]);
         assert_eq!(
             c.apply(&bad),
-            Err(CtlError::Restore {
+            Err(IpvsError::Restore {
                 index: 3,
-                error: Box::new(CtlError::DestExists)
+                error: Box::new(IpvsError::DestExists)
             })
         );
         assert_eq!(
@@ -617,12 +622,12 @@ mod tests {
         let before = c.clone();
         assert!(matches!(
             c.apply(&nested),
-            Err(CtlError::Restore { index: 1, .. })
+            Err(IpvsError::Restore { index: 1, .. })
         ));
         assert_eq!(c, before);
         assert!(matches!(
             c.apply(&Command::Restore(vec![Command::List])),
-            Err(CtlError::Restore { index: 0, .. })
+            Err(IpvsError::Restore { index: 0, .. })
         ));
     }
 
@@ -633,13 +638,13 @@ mod tests {
             max_dests_per_service: 1,
         });
         c.apply(&Command::AddService(svc(80))).unwrap();
-        refused(&mut c, Command::AddService(svc(81)), CtlError::NoMemory);
+        refused(&mut c, Command::AddService(svc(81)), IpvsError::NoMemory);
         c.apply(&Command::AddDest(key(80), nat("10.0.1.1", 80, 1)))
             .unwrap();
         refused(
             &mut c,
             Command::AddDest(key(80), nat("10.0.1.2", 80, 1)),
-            CtlError::NoMemory,
+            IpvsError::NoMemory,
         );
     }
 

@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::TrafficTotals;
-use crate::service::{ForwardMethod, Proto, SchedFlags, ServiceKey};
+use crate::types::TrafficTotals;
+use crate::types::{ForwardMethod, Proto, SchedFlags, ServiceKey};
 
 /// ipvsadm's upper bound for every timeout it accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT_S: u32 = 86400 * 31;
@@ -32,7 +32,7 @@ pub struct ServiceSpec {
     pub vip: Ipv4Addr,
     /// 0 only for a persistent service (it then matches every port).
     pub port: u16,
-    /// One of `crate::sched::SCHEDULER_NAMES`.
+    /// One of `crate::ipvs::SCHEDULER_NAMES`.
     pub scheduler: String,
     /// `-b`: ipvsadm prints them as sh-*/mh-* for sh/mh, as flag-1/flag-2 otherwise.
     pub flags: SchedFlags,
@@ -95,16 +95,16 @@ impl DestSpec {
 
 /// Connection timeouts in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timeouts {
+pub struct IpvsTimeouts {
     pub tcp: u32,
     pub tcpfin: u32,
     pub udp: u32,
 }
 
-impl Default for Timeouts {
+impl Default for IpvsTimeouts {
     /// The kernel's defaults: 15 minutes established, 2 minutes FIN_WAIT, 5 minutes UDP.
     fn default() -> Self {
-        Timeouts {
+        IpvsTimeouts {
             tcp: 900,
             tcpfin: 120,
             udp: 300,
@@ -231,7 +231,7 @@ pub struct WorkerLatency {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Ok,
-    Error(CtlError),
+    Error(IpvsError),
     Services(Vec<ServiceInfo>),
     Conns(Vec<ConnInfo>),
     /// A page of a connection listing: `total` entries in listing `listing`.
@@ -253,7 +253,7 @@ pub enum Reply {
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CtlError {
+pub enum IpvsError {
     /// `-A` of a service that exists.
     ServiceExists,
     /// `-E`, `-D`, `-Z` or `-L` of a service that does not exist.
@@ -287,42 +287,46 @@ pub enum CtlError {
     /// A query or a nested restore inside `Restore`, or an operation rvs lacks.
     Unsupported(String),
     /// Command `index` (0-based) of a `Restore` failed; nothing was applied.
-    Restore { index: usize, error: Box<CtlError> },
+    Restore { index: usize, error: Box<IpvsError> },
 }
 
-impl fmt::Display for CtlError {
+impl fmt::Display for IpvsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CtlError::ServiceExists => f.write_str("Service already exists"),
-            CtlError::NoSuchService => f.write_str("No such service"),
-            CtlError::ServiceNotDefined => f.write_str("Service not defined"),
-            CtlError::DestExists => f.write_str("Destination already exists"),
-            CtlError::NoSuchDest => f.write_str("No such destination"),
+            IpvsError::ServiceExists => f.write_str("Service already exists"),
+            IpvsError::NoSuchService => f.write_str("No such service"),
+            IpvsError::ServiceNotDefined => f.write_str("Service not defined"),
+            IpvsError::DestExists => f.write_str("Destination already exists"),
+            IpvsError::NoSuchDest => f.write_str("No such destination"),
             // ipvsadm cannot tell a missing scheduler from a missing persistence
             // engine (both ENOENT), hence its combined wording.
-            CtlError::SchedulerNotFound(_) => f.write_str("Scheduler or persistence engine not found"),
-            CtlError::BadWeight(_) => f.write_str("illegal weight specified"),
-            CtlError::BadUThreshold(_) => f.write_str("illegal u_threshold specified"),
-            CtlError::BadLThreshold(_) => f.write_str("illegal l_threshold specified"),
-            CtlError::ThresholdOrder { .. } => f.write_str("Numerical result out of range"),
-            CtlError::ZeroPortNotPersistent => f.write_str("Zero port specified for non-persistent service"),
-            CtlError::BadTimeout(t) => write!(f, "invalid timeout value `{t}' specified"),
-            CtlError::PortMismatch { vport, rport } => write!(
+            IpvsError::SchedulerNotFound(_) => f.write_str("Scheduler or persistence engine not found"),
+            IpvsError::BadWeight(_) => f.write_str("illegal weight specified"),
+            IpvsError::BadUThreshold(_) => f.write_str("illegal u_threshold specified"),
+            IpvsError::BadLThreshold(_) => f.write_str("illegal l_threshold specified"),
+            IpvsError::ThresholdOrder { .. } => f.write_str("Numerical result out of range"),
+            IpvsError::ZeroPortNotPersistent => f.write_str("Zero port specified for non-persistent service"),
+            IpvsError::BadTimeout(t) => write!(f, "invalid timeout value `{t}' specified"),
+            IpvsError::PortMismatch { vport, rport } => write!(
                 f,
                 "Real server port {rport} differs from virtual service port {vport}: \
                  gatewaying (DR) and ipip (TUN) keep the port, only masquerading (NAT) can change it"
             ),
-            CtlError::AddressNotUnicast(_) => {
+            IpvsError::AddressNotUnicast(_) => {
                 f.write_str("Invalid operation.  Possibly wrong module version, address not unicast, ...")
             }
-            CtlError::NoMemory => f.write_str("Memory allocation problem"),
-            CtlError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
-            CtlError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
+            IpvsError::NoMemory => f.write_str("Memory allocation problem"),
+            IpvsError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
+            IpvsError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
         }
     }
 }
 
-impl std::error::Error for CtlError {}
+impl std::error::Error for IpvsError {}
+
+/// Connections per `ListConnsPage` reply: at most about 170 bytes each in JSON, so a
+/// page stays well inside the ring's message size.
+pub const CONNS_PAGE: u32 = 500;
 
 #[cfg(test)]
 mod tests {
@@ -376,9 +380,9 @@ mod tests {
     fn replies_round_trip_through_json() {
         let replies = vec![
             Reply::Ok,
-            Reply::Error(CtlError::Restore {
+            Reply::Error(IpvsError::Restore {
                 index: 3,
-                error: Box::new(CtlError::SchedulerNotFound("xx".into())),
+                error: Box::new(IpvsError::SchedulerNotFound("xx".into())),
             }),
             Reply::Timeouts {
                 tcp: 900,
@@ -404,15 +408,15 @@ mod tests {
 
     #[test]
     fn error_texts_are_ipvsadms() {
-        assert_eq!(CtlError::ServiceExists.to_string(), "Service already exists");
-        assert_eq!(CtlError::ServiceNotDefined.to_string(), "Service not defined");
-        assert_eq!(CtlError::NoSuchDest.to_string(), "No such destination");
-        assert_eq!(CtlError::DestExists.to_string(), "Destination already exists");
-        assert_eq!(CtlError::NoMemory.to_string(), "Memory allocation problem");
+        assert_eq!(IpvsError::ServiceExists.to_string(), "Service already exists");
+        assert_eq!(IpvsError::ServiceNotDefined.to_string(), "Service not defined");
+        assert_eq!(IpvsError::NoSuchDest.to_string(), "No such destination");
+        assert_eq!(IpvsError::DestExists.to_string(), "Destination already exists");
+        assert_eq!(IpvsError::NoMemory.to_string(), "Memory allocation problem");
         assert_eq!(
-            CtlError::Restore {
+            IpvsError::Restore {
                 index: 0,
-                error: Box::new(CtlError::NoSuchService)
+                error: Box::new(IpvsError::NoSuchService)
             }
             .to_string(),
             "restore command 1: No such service"

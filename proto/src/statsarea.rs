@@ -22,10 +22,10 @@
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::latency::LatencyHist;
-use super::region::{CtlError, Region, Result};
-use crate::service::TrafficTotals;
-use crate::stats::DropReason;
+use crate::latency::LatencyHist;
+use crate::region::{Region, RegionError, Result};
+use crate::types::DropReason;
+use crate::types::TrafficTotals;
 
 pub const STATS_SERVICES: usize = 256;
 pub const STATS_REALS: usize = 1024;
@@ -170,7 +170,7 @@ fn slot(region: &Region, worker: usize) -> Result<Slot<'_>> {
     let g = region.geometry();
     let workers = g.layout.workers as usize;
     if worker >= workers {
-        return Err(CtlError::NoSuchWorker { worker, workers });
+        return Err(RegionError::NoSuchWorker { worker, workers });
     }
     let off = g.stats_off as usize + worker * STATS_SLOT_BYTES;
     // SAFETY: the geometry was validated against the mapping length, the slot
@@ -299,8 +299,7 @@ mod tests {
             std::process::id(),
             monotonic_ns()
         ));
-        let server =
-            crate::ctl::ring::CtlServer::create(&path, crate::ctl::region::Layout::with_workers(2)).unwrap();
+        let server = crate::ring::CtlServer::create(&path, crate::region::Layout::with_workers(2)).unwrap();
         let w = server.stats_writer(1).unwrap();
         let r = StatsReader::new(server.region().clone());
         let mut b = WorkerStatsBlock::new_boxed();

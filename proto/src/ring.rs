@@ -39,7 +39,7 @@
 //!
 //! `CtlClient::request` checks before sending that the path still names its
 //! region; if rvs-dp was restarted it re-opens the new region and returns
-//! `CtlError::Restarted { sent: false }` without sending: the new rvs-dp has
+//! `RegionError::Restarted { sent: false }` without sending: the new rvs-dp has
 //! none of the old configuration, so the caller decides (rvsadm simply
 //! retries, rvs-cp pushes its whole configuration again). A restart noticed
 //! while waiting for a reply gives `Restarted { sent: true }`.
@@ -51,8 +51,10 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::region::{pid_alive, CtlError, Geometry, Layout, Region, Result, RING_CTL_BYTES, SLOT_HDR_BYTES};
-use super::statsarea::{monotonic_ns, StatsReader, StatsWriter};
+use crate::region::{
+    pid_alive, Geometry, Layout, Region, RegionError, Result, RING_CTL_BYTES, SLOT_HDR_BYTES,
+};
+use crate::statsarea::{monotonic_ns, StatsReader, StatsWriter};
 
 /// Longest time rvs-dp keeps an untaken reply after publishing it, whatever
 /// deadline its tool announced.
@@ -369,7 +371,7 @@ impl CtlServer {
     pub fn reply(&mut self, id: u64, msg: &[u8]) -> Result<()> {
         let max = self.max_msg();
         if msg.len() > max {
-            return Err(CtlError::TooLarge { len: msg.len(), max });
+            return Err(RegionError::TooLarge { len: msg.len(), max });
         }
         let now = monotonic_ns();
         let cap = now.saturating_add(MAX_REPLY_HOLD.as_nanos() as u64);
@@ -504,7 +506,7 @@ impl CtlClient {
         let region = Region::open(path)?;
         let pid = region.dp_pid();
         if !pid_alive(pid) {
-            return Err(CtlError::Stale {
+            return Err(RegionError::Stale {
                 path: path.display().to_string(),
                 pid,
             });
@@ -539,7 +541,7 @@ impl CtlClient {
         if self.region.is_current() && self.region.is_ready() {
             let pid = self.region.dp_pid();
             if !pid_alive(pid) {
-                return Err(CtlError::Stale {
+                return Err(RegionError::Stale {
                     path: self.path.display().to_string(),
                     pid,
                 });
@@ -550,14 +552,14 @@ impl CtlClient {
         let fresh = CtlClient::open(&self.path)?;
         let new = fresh.generation();
         self.region = fresh.region;
-        Err(CtlError::Restarted { old, new, sent })
+        Err(RegionError::Restarted { old, new, sent })
     }
 
     /// Sends `msg` and waits up to `timeout` for rvs-dp's reply to it.
     pub fn request(&mut self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let max = self.max_msg();
         if msg.len() > max {
-            return Err(CtlError::TooLarge { len: msg.len(), max });
+            return Err(RegionError::TooLarge { len: msg.len(), max });
         }
         self.check_restart(false)?;
         let started = Instant::now();
@@ -610,9 +612,9 @@ impl CtlClient {
             let now = Instant::now();
             if now >= deadline {
                 return Err(if lost {
-                    CtlError::ReplyLost
+                    RegionError::ReplyLost
                 } else {
-                    CtlError::Timeout(timeout)
+                    RegionError::Timeout(timeout)
                 });
             }
             if now >= next_check {
@@ -637,7 +639,7 @@ impl CtlClient {
         let ring = Ring::of(region, Which::Cmd);
         let mut backoff = Backoff(0);
         loop {
-            let lock = try_lock(region.file()).map_err(|source| CtlError::Io {
+            let lock = try_lock(region.file()).map_err(|source| RegionError::Io {
                 op: "lock",
                 path: self.path.display().to_string(),
                 source,
@@ -648,7 +650,7 @@ impl CtlClient {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(CtlError::Busy(timeout));
+                return Err(RegionError::Busy(timeout));
             }
             backoff.wait(deadline);
         }
@@ -700,7 +702,7 @@ fn write_locked(ring: &Ring<'_>, id: u64, msg: &[u8], deadline_ns: u64) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::region::Layout;
+    use crate::region::Layout;
 
     fn temp(name: &str) -> PathBuf {
         let dir = if Path::new("/dev/shm").is_dir() {

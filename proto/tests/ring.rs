@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rvs_dp::ctl::region::{CtlError, Layout};
-use rvs_dp::ctl::ring::{CtlClient, CtlServer};
+use rvs_proto::region::{Layout, RegionError};
+use rvs_proto::ring::{CtlClient, CtlServer};
 
 mod common;
 use common::TempPath;
@@ -176,7 +176,7 @@ fn round_trip_of_every_size_up_to_a_big_restore() {
     let e = c
         .request(&vec![0; c.max_msg() + 1], Duration::from_secs(1))
         .unwrap_err();
-    assert!(matches!(e, CtlError::TooLarge { .. }), "{e:?}");
+    assert!(matches!(e, RegionError::TooLarge { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
         format!(
@@ -188,7 +188,7 @@ fn round_trip_of_every_size_up_to_a_big_restore() {
     let (mut server, _) = echo.stop();
     assert!(matches!(
         server.reply(1, &vec![0; c.max_msg() + 1]),
-        Err(CtlError::TooLarge { .. })
+        Err(RegionError::TooLarge { .. })
     ));
 }
 
@@ -200,7 +200,7 @@ fn silent_rvs_dp_times_out_with_a_clear_error() {
     let t0 = std::time::Instant::now();
     let e = c.request(b"hello", Duration::from_millis(200)).unwrap_err();
     assert!(t0.elapsed() >= Duration::from_millis(200));
-    assert!(matches!(e, CtlError::Timeout(_)), "{e:?}");
+    assert!(matches!(e, RegionError::Timeout(_)), "{e:?}");
     assert_eq!(e.to_string(), "rvs-dp did not answer within 200ms");
 }
 
@@ -219,10 +219,10 @@ fn full_command_ring_reports_busy() {
     // Nobody consumes: the first request fills both slots, the next cannot get in.
     assert!(matches!(
         c.request(&[1; 100], Duration::from_millis(50)),
-        Err(CtlError::Timeout(_))
+        Err(RegionError::Timeout(_))
     ));
     let e = c.request(b"x", Duration::from_millis(50)).unwrap_err();
-    assert!(matches!(e, CtlError::Busy(_)), "{e:?}");
+    assert!(matches!(e, RegionError::Busy(_)), "{e:?}");
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn restart_is_detected_and_the_client_reconnects() {
 
     let e = c.request(b"?", Duration::from_secs(5)).unwrap_err();
     assert!(
-        matches!(e, CtlError::Restarted { old, new, sent: false } if old == g1 && new != g1),
+        matches!(e, RegionError::Restarted { old, new, sent: false } if old == g1 && new != g1),
         "{e:?}"
     );
     assert!(e.to_string().contains("request was not sent"), "{e}");
@@ -257,7 +257,7 @@ fn restart_is_detected_and_the_client_reconnects() {
     // rvs-dp stops for good.
     drop(s2);
     let e = c.request(b"?", Duration::from_secs(1)).unwrap_err();
-    assert!(matches!(e, CtlError::NotRunning { .. }), "{e:?}");
+    assert!(matches!(e, RegionError::NotRunning { .. }), "{e:?}");
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn restart_while_waiting_is_reported_as_maybe_lost() {
         s2
     });
     let e = c.request(b"never answered", Duration::from_secs(5)).unwrap_err();
-    assert!(matches!(e, CtlError::Restarted { sent: true, .. }), "{e:?}");
+    assert!(matches!(e, RegionError::Restarted { sent: true, .. }), "{e:?}");
     let s2 = restarter.join().unwrap();
     assert_eq!(c.generation(), s2.generation());
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rvs_dp::ctl::latency::LatencyHist;
-use rvs_dp::ctl::region::Layout;
-use rvs_dp::ctl::ring::{CtlClient, CtlServer};
-use rvs_dp::ctl::statsarea::{monotonic_ns, WorkerStatsBlock, STATS_REALS, STATS_SERVICES};
-use rvs_dp::stats::DropReason;
+use rvs_proto::latency::LatencyHist;
+use rvs_proto::region::Layout;
+use rvs_proto::ring::{CtlClient, CtlServer};
+use rvs_proto::statsarea::{monotonic_ns, WorkerStatsBlock, STATS_REALS, STATS_SERVICES};
+use rvs_proto::types::DropReason;
 
 mod common;
 use common::TempPath;

@@ -28,9 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use super::latency::LATENCY_BUCKETS;
-use super::statsarea::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
-use crate::stats::DropReason;
+use crate::latency::LATENCY_BUCKETS;
+use crate::statsarea::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
+use crate::types::DropReason;
 
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
 /// Bump on any change of the header, ring or stats block layout.
@@ -52,7 +52,7 @@ const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// Errors of the control channel, worded for the operator.
 #[derive(Debug, thiserror::Error)]
-pub enum CtlError {
+pub enum RegionError {
     #[error("rvs-dp is not running (no control region at {path})")]
     NotRunning { path: String },
     #[error("rvs-dp is not running (control region {path} was left by pid {pid}, which is gone)")]
@@ -94,7 +94,7 @@ pub enum CtlError {
     NoSuchWorker { worker: usize, workers: usize },
 }
 
-pub type Result<T, E = CtlError> = std::result::Result<T, E>;
+pub type Result<T, E = RegionError> = std::result::Result<T, E>;
 
 /// Sizes rvs-dp chooses when it creates the region. The per-worker stats slot
 /// size is not a field: it follows from the fixed `WorkerStatsBlock`
@@ -273,8 +273,8 @@ fn pstr(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CtlError + 'a {
-    move |source| CtlError::Io {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RegionError + 'a {
+    move |source| RegionError::Io {
         op,
         path: pstr(path),
         source,
@@ -307,14 +307,14 @@ impl Region {
     /// rvs-dp's side: builds a fresh region and atomically puts it at `path`.
     /// Refuses if a live rvs-dp of another pid serves the current one.
     pub fn create(path: &Path, layout: Layout) -> Result<Region> {
-        let geom = Geometry::of(layout).map_err(CtlError::InvalidLayout)?;
+        let geom = Geometry::of(layout).map_err(RegionError::InvalidLayout)?;
         let my_pid = std::process::id();
 
         let mut old_generation = 0;
         if let Ok(old) = Region::open(path) {
             let h = old.header();
             if h.dp_pid != my_pid && pid_alive(h.dp_pid) {
-                return Err(CtlError::AlreadyRunning {
+                return Err(RegionError::AlreadyRunning {
                     path: pstr(path),
                     pid: h.dp_pid,
                 });
@@ -417,11 +417,11 @@ impl Region {
             .write(true)
             .open(path)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => CtlError::NotRunning { path: pstr(path) },
+                io::ErrorKind::NotFound => RegionError::NotRunning { path: pstr(path) },
                 _ => io_err("open", path)(e),
             })?;
         let meta = file.metadata().map_err(io_err("stat", path))?;
-        let corrupt = |why: String| CtlError::Corrupt {
+        let corrupt = |why: String| RegionError::Corrupt {
             path: pstr(path),
             why,
         };
@@ -444,17 +444,17 @@ impl Region {
             file,
             map,
             // Placeholder until the header is validated; never used before.
-            geom: Geometry::of(Layout::default()).map_err(CtlError::InvalidLayout)?,
+            geom: Geometry::of(Layout::default()).map_err(RegionError::InvalidLayout)?,
             dev: meta.dev(),
             ino: meta.ino(),
             owner: false,
         };
         let h = region.header();
         if h.magic != MAGIC {
-            return Err(CtlError::BadMagic { path: pstr(path) });
+            return Err(RegionError::BadMagic { path: pstr(path) });
         }
         if h.abi_version != ABI_VERSION {
-            return Err(CtlError::Version {
+            return Err(RegionError::Version {
                 path: pstr(path),
                 found: h.abi_version,
                 ours: ABI_VERSION,
@@ -506,12 +506,12 @@ impl Region {
         let pid = h.dp_pid;
         if h.ready.load(Ordering::Acquire) != 1 {
             if !pid_alive(pid) {
-                return Err(CtlError::Stale {
+                return Err(RegionError::Stale {
                     path: pstr(path),
                     pid,
                 });
             }
-            return Err(CtlError::NotReady {
+            return Err(RegionError::NotReady {
                 path: pstr(path),
                 pid,
             });

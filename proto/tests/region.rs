@@ -5,8 +5,8 @@ use std::mem::offset_of;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
-use rvs_dp::ctl::region::{CtlError, Header, Layout, Region, ABI_VERSION};
-use rvs_dp::ctl::ring::{CtlClient, CtlServer};
+use rvs_proto::region::{Header, Layout, Region, RegionError, ABI_VERSION};
+use rvs_proto::ring::{CtlClient, CtlServer};
 
 mod common;
 use common::TempPath;
@@ -16,7 +16,7 @@ fn poke(path: &Path, off: usize, bytes: &[u8]) {
     f.write_all_at(bytes, off as u64).unwrap();
 }
 
-fn open_err(path: &Path) -> CtlError {
+fn open_err(path: &Path) -> RegionError {
     match Region::open(path) {
         Ok(_) => panic!("{} opened", path.display()),
         Err(e) => e,
@@ -65,7 +65,7 @@ fn create_then_open_agrees_on_everything() {
 fn missing_file_says_not_running() {
     let p = TempPath::new("missing");
     let e = CtlClient::open(&p.0).err().unwrap();
-    assert!(matches!(e, CtlError::NotRunning { .. }), "{e:?}");
+    assert!(matches!(e, RegionError::NotRunning { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
         format!("rvs-dp is not running (no control region at {})", p.0.display())
@@ -83,7 +83,7 @@ fn other_abi_version_is_refused_with_a_clear_message() {
     );
     let e = open_err(&p.0);
     assert!(
-        matches!(e, CtlError::Version { found, ours, .. } if found == ABI_VERSION + 2 && ours == ABI_VERSION)
+        matches!(e, RegionError::Version { found, ours, .. } if found == ABI_VERSION + 2 && ours == ABI_VERSION)
     );
     assert_eq!(
         e.to_string(),
@@ -102,7 +102,7 @@ fn bad_magic_is_refused() {
     let p = TempPath::new("magic");
     let _server = CtlServer::create(&p.0, Layout::default()).unwrap();
     poke(&p.0, 0, b"NOTRVS!!");
-    assert!(matches!(open_err(&p.0), CtlError::BadMagic { .. }));
+    assert!(matches!(open_err(&p.0), RegionError::BadMagic { .. }));
 }
 
 /// Copies a valid region's bytes to another path, truncated to `len`.
@@ -122,7 +122,7 @@ fn truncated_files_are_refused() {
         truncated_copy(&p.0, &q.0, len);
         let e = open_err(&q.0);
         assert!(
-            matches!(e, CtlError::Corrupt { .. } | CtlError::BadMagic { .. }),
+            matches!(e, RegionError::Corrupt { .. } | RegionError::BadMagic { .. }),
             "len {len}: {e:?}"
         );
         assert!(e.to_string().contains(&q.0.display().to_string()), "{e}");
@@ -135,7 +135,7 @@ fn truncated_files_are_refused() {
         .unwrap()
         .set_len(full as u64 + 4096)
         .unwrap();
-    assert!(matches!(open_err(&q.0), CtlError::Corrupt { .. }));
+    assert!(matches!(open_err(&q.0), RegionError::Corrupt { .. }));
     // The unmodified copy is fine.
     truncated_copy(&p.0, &q.0, full);
     Region::open(&q.0).unwrap();
@@ -164,7 +164,10 @@ fn corrupt_layout_fields_are_refused() {
         truncated_copy(&p.0, &q.0, full);
         poke(&q.0, off, &v.to_ne_bytes());
         let e = open_err(&q.0);
-        assert!(matches!(e, CtlError::Corrupt { .. }), "u32 at {off} = {v}: {e:?}");
+        assert!(
+            matches!(e, RegionError::Corrupt { .. }),
+            "u32 at {off} = {v}: {e:?}"
+        );
     }
     let u64s = [
         (offset_of!(Header, cmd_off), 0u64),
@@ -177,7 +180,7 @@ fn corrupt_layout_fields_are_refused() {
         truncated_copy(&p.0, &q.0, full);
         poke(&q.0, off, &v.to_ne_bytes());
         assert!(
-            matches!(open_err(&q.0), CtlError::Corrupt { .. }),
+            matches!(open_err(&q.0), RegionError::Corrupt { .. }),
             "u64 at {off} = {v}"
         );
     }
@@ -226,7 +229,10 @@ fn region_left_by_a_dead_rvs_dp_is_stale() {
     let pid = dead_pid();
     poke(&q.0, offset_of!(Header, dp_pid), &pid.to_ne_bytes());
     let e = CtlClient::open(&q.0).err().unwrap();
-    assert!(matches!(e, CtlError::Stale { pid: p, .. } if p == pid), "{e:?}");
+    assert!(
+        matches!(e, RegionError::Stale { pid: p, .. } if p == pid),
+        "{e:?}"
+    );
     assert!(e.to_string().starts_with("rvs-dp is not running"), "{e}");
 
     // A new rvs-dp takes over a stale region.
@@ -242,7 +248,7 @@ fn create_refuses_a_region_served_by_another_live_rvs_dp() {
     // Pretend pid 1 (always alive) serves it.
     poke(&p.0, offset_of!(Header, dp_pid), &1u32.to_ne_bytes());
     let e = CtlServer::create(&p.0, Layout::default()).err().unwrap();
-    assert!(matches!(e, CtlError::AlreadyRunning { pid: 1, .. }), "{e:?}");
+    assert!(matches!(e, RegionError::AlreadyRunning { pid: 1, .. }), "{e:?}");
     drop(server);
 }
 
@@ -252,7 +258,7 @@ fn not_ready_region_is_refused() {
     let _server = CtlServer::create(&p.0, Layout::default()).unwrap();
     poke(&p.0, offset_of!(Header, ready), &0u32.to_ne_bytes());
     let e = open_err(&p.0);
-    assert!(matches!(e, CtlError::NotReady { .. }), "{e:?}");
+    assert!(matches!(e, RegionError::NotReady { .. }), "{e:?}");
 }
 
 #[test]
@@ -267,6 +273,6 @@ fn invalid_layout_is_refused_at_creation() {
     )
     .err()
     .unwrap();
-    assert!(matches!(e, CtlError::InvalidLayout(_)), "{e:?}");
+    assert!(matches!(e, RegionError::InvalidLayout(_)), "{e:?}");
     assert!(!p.0.exists());
 }

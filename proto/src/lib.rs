@@ -1,0 +1,21 @@
+//! The control ABI between rvs-dp and its tools (rvsadm, rvs-cp). It imports
+//! nothing of the forwarding core, so the tools link this crate alone.
+//!
+//! - `types`: the shared vocabulary (service key, protocol, forward method,
+//!   traffic totals, drop reasons).
+//! - `command`: the requests and replies (ipvsadm's operations), serde-encoded.
+//! - `ipvs`: the virtual-server configuration model and its validation, the
+//!   one rvs-dp applies and rvsadm checks against.
+//! - `region`, `ring`, `statsarea`, `latency`: the shared-memory region.
+//!
+//! Unsafe code: `region` (mapping the file, header atomics), `ring` and
+//! `statsarea` (reads and writes into the mapping at offsets `region`
+//! validated); each block says why it holds.
+
+pub mod command;
+pub mod ipvs;
+pub mod latency;
+pub mod region;
+pub mod ring;
+pub mod statsarea;
+pub mod types;
