@@ -22,7 +22,7 @@ fn main() {
 
 #[cfg(feature = "dpdk")]
 mod fwd {
-    use rvs_dp::dpdk::{rdtsc, tsc_hz, Eal, MbufBurst, Mempool, Port, PortConfig};
+    use rvs_dp::dpdk::{rdtsc, tsc_hz, Eal, EthdevConf, MbufBurst, Mempool, Port};
 
     fn write_pcap(path: &str) -> std::io::Result<()> {
         let mut out = Vec::new();
@@ -68,8 +68,8 @@ mod fwd {
         }
         let (rx_port, tx_port) = (Port::from_id(0)?, Port::from_id(1)?);
         let pool = Mempool::create("fwd_pool", 16383, 256, 2176)?;
-        let mut rx = rx_port.configure(&PortConfig::default(), pool)?.rx.remove(0);
-        let mut tx = tx_port.configure(&PortConfig::default(), pool)?.tx.remove(0);
+        let mut rx = rx_port.configure(&EthdevConf::default(), pool)?.rx.remove(0);
+        let mut tx = tx_port.configure(&EthdevConf::default(), pool)?.tx.remove(0);
         rx_port.start()?;
         tx_port.start()?;
 

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use rvs_proto::ring::CtlServer;
 
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
@@ -307,7 +309,66 @@ impl ControlPlane {
     }
 }
 
+/// How often the rate estimators are sampled (ip_vs_est.c uses 2 s).
+const ESTIMATE_EVERY: Duration = Duration::from_secs(2);
+/// Longest a configuration change waits for every worker to switch before
+/// the reply goes out anyway (a stopped worker must not hang the tools).
+const SWITCH_WAIT: Duration = Duration::from_secs(2);
+
 impl ControlPlane {
+    /// The control thread: serves the command ring until `stop()` says so,
+    /// and samples the rate estimators on the way. `conns` and `latency`
+    /// gather what only the workers know.
+    pub fn run(
+        &mut self,
+        server: &mut CtlServer,
+        stop: impl Fn() -> bool,
+        mut conns: impl FnMut() -> Vec<ConnInfo>,
+        mut latency: impl FnMut() -> Vec<WorkerLatency>,
+    ) {
+        let mut last_est = Instant::now();
+        while !stop() {
+            server.flush_replies();
+            if last_est.elapsed() >= ESTIMATE_EVERY {
+                self.estimate();
+                last_est = Instant::now();
+            }
+            let Some((id, bytes)) = server.poll_request() else {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            };
+            let out = self.serve(&bytes, &mut conns, &mut latency);
+            if let Err(e) = server.reply(id, &out) {
+                eprintln!("rvs-dp: reply failed: {e}");
+            }
+        }
+    }
+
+    /// One request's bytes in, the reply's bytes out. A change is answered
+    /// once every worker runs the new snapshot, so a tool that lists right
+    /// after a change sees it in force.
+    pub fn serve(
+        &mut self,
+        request: &[u8],
+        conns: impl FnOnce() -> Vec<ConnInfo>,
+        latency: impl FnOnce() -> Vec<WorkerLatency>,
+    ) -> Vec<u8> {
+        let reply = match serde_json::from_slice::<Command>(request) {
+            Ok(cmd) => {
+                let (reply, wait) = self.handle(&cmd, conns, latency);
+                if let Some(gen) = wait {
+                    let t0 = Instant::now();
+                    while !self.shared.all_workers_seen(gen) && t0.elapsed() < SWITCH_WAIT {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+                reply
+            }
+            Err(e) => Reply::Error(IpvsError::Unsupported(format!("malformed request: {e}"))),
+        };
+        serde_json::to_vec(&reply).unwrap_or_default()
+    }
+
     fn conns_page(
         &mut self,
         listing: u64,

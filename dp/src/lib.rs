@@ -6,6 +6,8 @@ pub mod conn;
 pub mod control;
 pub mod core;
 #[cfg(feature = "dpdk")]
+pub mod director;
+#[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod neigh;
 pub mod packet;

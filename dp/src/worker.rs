@@ -75,6 +75,28 @@ impl ConnDump {
                 .collect(),
         }
     }
+
+    /// Asks every worker for its connections and gathers what they hand
+    /// over within 2 s (a stopped worker's part is simply missing).
+    pub fn collect(&self) -> Vec<ConnInfo> {
+        let req = self.request.fetch_add(1, Ordering::AcqRel) + 1;
+        let t0 = std::time::Instant::now();
+        while self
+            .slots
+            .iter()
+            .any(|(seen, _)| seen.load(Ordering::Acquire) < req)
+            && t0.elapsed() < std::time::Duration::from_secs(2)
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let mut out = Vec::new();
+        for (_, slot) in &self.slots {
+            if let Ok(mut g) = slot.lock() {
+                out.append(&mut g);
+            }
+        }
+        out
+    }
 }
 
 pub struct Worker {

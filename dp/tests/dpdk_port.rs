@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rvs_dp::dpdk::{
-    lcore_id, rdtsc, spsc_ring, tsc_hz, DpdkError, Eal, Mbuf, MbufBurst, Mempool, Port, PortConfig,
+    lcore_id, rdtsc, spsc_ring, tsc_hz, DpdkError, Eal, EthdevConf, Mbuf, MbufBurst, Mempool, Port,
 };
 
 const POOL_SIZE: u32 = 4095;
@@ -148,7 +148,7 @@ fn check_rx_and_mbuf_ops(pool: &Mempool, frames: &[Vec<u8>], tx_pcap: &Path) {
     assert_eq!(rx_port.driver_name().unwrap(), "net_pcap");
     let mut rxc = rx_port
         .configure(
-            &PortConfig {
+            &EthdevConf {
                 rx_desc: 256,
                 tx_desc: 256,
                 ..Default::default()
@@ -169,7 +169,7 @@ fn check_rx_and_mbuf_ops(pool: &Mempool, frames: &[Vec<u8>], tx_pcap: &Path) {
         "probing twice finds the same port"
     );
     assert!(Port::count() >= 2);
-    let mut txc = tx_port.configure(&PortConfig::default(), *pool).unwrap();
+    let mut txc = tx_port.configure(&EthdevConf::default(), *pool).unwrap();
     tx_port.start().unwrap();
 
     let mut burst: MbufBurst = MbufBurst::new();
@@ -269,7 +269,7 @@ fn check_probe_errors_and_rss(pool: &Mempool) {
 
     // net_null advertises RSS: with two RX queues it gets IP/TCP/UDP hashing.
     let null = Port::probe("net_null0").expect("null port");
-    let cfg = PortConfig {
+    let cfg = EthdevConf {
         rx_queues: 2,
         tx_queues: 2,
         rx_desc: 128,
@@ -284,9 +284,9 @@ fn check_probe_errors_and_rss(pool: &Mempool) {
         c.rss_hf,
         sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP | sys::RTE_ETH_RSS_UDP
     );
-    let c1 = null.configure(&PortConfig { rss: false, ..cfg }, *pool).unwrap();
+    let c1 = null.configure(&EthdevConf { rss: false, ..cfg }, *pool).unwrap();
     assert_eq!(c1.rss_hf, 0);
-    let too_many = PortConfig {
+    let too_many = EthdevConf {
         rx_queues: 10_000,
         ..cfg
     };

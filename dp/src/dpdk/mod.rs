@@ -14,7 +14,7 @@ mod ring;
 pub use eal::{lcore_id, rdtsc, tsc_hz, Eal, Lcore};
 pub use error::DpdkError;
 pub use mbuf::{Drain, Mbuf, MbufBurst, Mempool, BURST};
-pub use port::{Configured, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use port::{Configured, EthdevConf, Port, PortStats, RxQueue, TxQueue};
 pub use ring::{spsc_ring, RingConsumer, RingProducer};
 
 /// Raw bindings, for the rare field the safe layer does not cover.

@@ -14,7 +14,7 @@ pub struct Port {
 
 /// How [`Port::configure`] sets a port up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortConfig {
+pub struct EthdevConf {
     pub rx_queues: u16,
     pub tx_queues: u16,
     /// Descriptors per queue; the driver may round them (see the result).
@@ -27,9 +27,9 @@ pub struct PortConfig {
     pub rss: bool,
 }
 
-impl Default for PortConfig {
+impl Default for EthdevConf {
     fn default() -> Self {
-        PortConfig {
+        EthdevConf {
             rx_queues: 1,
             tx_queues: 1,
             rx_desc: 1024,
@@ -162,7 +162,7 @@ impl Port {
     /// Configures the port and sets up its queues, with RX buffers from
     /// `pool`. The port must be stopped. Queue handles from an earlier
     /// configure must not be used afterwards.
-    pub fn configure(&self, cfg: &PortConfig, pool: Mempool) -> Result<Configured, DpdkError> {
+    pub fn configure(&self, cfg: &EthdevConf, pool: Mempool) -> Result<Configured, DpdkError> {
         let info = self.info()?;
         if cfg.rx_queues == 0 || cfg.tx_queues == 0 {
             return Err(DpdkError::InvalidArgument(
