@@ -18,4 +18,5 @@ pub mod latency;
 pub mod region;
 pub mod ring;
 pub mod statsarea;
+pub mod statsblock;
 pub mod types;

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::latency::LATENCY_BUCKETS;
-use crate::statsarea::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
+use crate::statsblock::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
 use crate::types::DropReason;
 
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
@@ -306,7 +306,9 @@ pub(crate) fn path_identity(path: &Path) -> Option<(u64, u64)> {
 impl Region {
     /// rvs-dp's side: builds a fresh region and atomically puts it at `path`.
     /// Refuses if a live rvs-dp of another pid serves the current one.
-    pub fn create(path: &Path, layout: Layout) -> Result<Region> {
+    /// `init_sections` lays out what lives behind the header (the rings)
+    /// while the file is still private; the region is marked ready after it.
+    pub fn create(path: &Path, layout: Layout, init_sections: impl FnOnce(&Region)) -> Result<Region> {
         let geom = Geometry::of(layout).map_err(RegionError::InvalidLayout)?;
         let my_pid = std::process::id();
 
@@ -333,7 +335,7 @@ impl Region {
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
-        let built = Region::init(file, &tmp, geom, old_generation);
+        let built = Region::init(file, &tmp, geom, old_generation, init_sections);
         let mut region = match built {
             Ok(r) => r,
             Err(e) => {
@@ -347,7 +349,13 @@ impl Region {
         Ok(region)
     }
 
-    fn init(file: File, tmp: &Path, geom: Geometry, old_generation: u64) -> Result<Region> {
+    fn init(
+        file: File,
+        tmp: &Path,
+        geom: Geometry,
+        old_generation: u64,
+        init_sections: impl FnOnce(&Region),
+    ) -> Result<Region> {
         file.set_len(geom.file_size).map_err(io_err("size", tmp))?;
         let map = MmapOptions::new()
             .len(geom.file_size as usize)
@@ -404,7 +412,7 @@ impl Region {
                 },
             );
         }
-        super::ring::init_rings(&region);
+        init_sections(&region);
         region.header().ready.store(1, Ordering::Release);
         Ok(region)
     }

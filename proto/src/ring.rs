@@ -251,7 +251,7 @@ impl Assembly {
     }
 }
 
-/// Sets up the rings of a freshly created region (called by `Region::create`).
+/// Sets up the rings of a freshly created region (`Region::create`'s section initializer).
 pub(crate) fn init_rings(region: &Region) {
     let cmd = Ring::of(region, Which::Cmd);
     for p in 0..cmd.slots {
@@ -286,7 +286,7 @@ pub struct CtlServer {
 impl CtlServer {
     /// Creates the region at `path` (see `Region::create`) and serves it.
     pub fn create(path: &Path, layout: Layout) -> Result<CtlServer> {
-        let region = Arc::new(Region::create(path, layout)?);
+        let region = Arc::new(Region::create(path, layout, init_rings)?);
         Ok(CtlServer {
             region,
             tail: 0,
