@@ -100,7 +100,10 @@ impl Daemon {
             info!("serving /metrics on http://{}/metrics", m.local_addr());
         }
         let settings = Arc::new(Mutex::new(cfg.control.clone()));
-        let stats = StatsThread::start(ShmTransport::new(&path), settings.clone(), metrics_state.clone())?;
+        let published = metrics_state.clone();
+        let stats = StatsThread::start(ShmTransport::new(&path), settings.clone(), move |s| {
+            published.set_snapshot(s)
+        })?;
         let (tx, rx) = channel();
         let mut d = Daemon {
             config_path: opts.config.clone(),

@@ -16,7 +16,6 @@ use rvs_proto::types::DropReason;
 
 use crate::config::ControlSettings;
 use crate::hlog::{self, HlogWriter};
-use crate::metrics::MetricsState;
 use crate::transport::ShmTransport;
 
 /// One worker's counters at one read.
@@ -139,7 +138,7 @@ impl StatsThread {
     pub fn start(
         mut transport: ShmTransport,
         settings: Arc<Mutex<ControlSettings>>,
-        state: Arc<MetricsState>,
+        mut publish: impl FnMut(Snapshot) + Send + 'static,
     ) -> std::io::Result<StatsThread> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -185,7 +184,7 @@ impl StatsThread {
                             }
                         }
                         since = snap.taken;
-                        state.set_snapshot(snap);
+                        publish(snap);
                     }
                     Err(e) => {
                         if last_error.as_ref() != Some(&e) {
