@@ -132,6 +132,12 @@ fn main() {
             mtu: spec.mtu.ne(&1500).then_some(spec.mtu),
             rss: nworkers > 1,
         };
+        // A pool too small for a pcap replay fails with a bare EINVAL: say why.
+        let cannot = |e: rvs_dp::dpdk::DpdkError| -> ! {
+            let hint = rvs_dp::vdev::pcap_pool_hint(&spec.device, mbufs, conf.rx_queues);
+            let hint = hint.map(|h| format!(". {h}")).unwrap_or_default();
+            fail(format!("{}: cannot configure: {e}{hint}", key("device")))
+        };
         let c = match port.configure(&conf, pool) {
             Ok(c) => c,
             // Some PMDs (af_packet) cap the frame size below a jumbo-ish MTU
@@ -145,9 +151,9 @@ fn main() {
                     spec.mtu
                 );
                 port.configure(&PortConfig { mtu: None, ..conf }, pool)
-                    .unwrap_or_else(|e| fail(format!("{}: cannot configure: {e}", key("device"))))
+                    .unwrap_or_else(|e| cannot(e))
             }
-            Err(e) => fail(format!("{}: cannot configure: {e}", key("device"))),
+            Err(e) => cannot(e),
         };
         let mac = match spec.mac {
             Some(m) => MacAddr(m),
