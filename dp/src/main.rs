@@ -291,6 +291,9 @@ fn main() {
             idle_sleep_us: cfg.dataplane.idle_sleep_us,
             rx_burst: cfg.dataplane.rx_burst as usize,
             dump: dump.clone(),
+            rx_csum: (port_specs.iter().enumerate())
+                .map(|(i, s)| rvs_dp::vdev::CsumSampler::for_port(i, &s.name, &s.device))
+                .collect(),
             tx_pkts: 0,
             tx_bytes: 0,
         });

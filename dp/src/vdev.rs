@@ -93,6 +93,7 @@ pub struct CsumSampler {
     /// Frames verified, and of those, with a wrong TCP/UDP checksum.
     pub sampled: u64,
     pub bad: u64,
+    hinted: bool,
 }
 
 impl CsumSampler {
@@ -109,6 +110,7 @@ impl CsumSampler {
             countdown: 1,
             sampled: 0,
             bad: 0,
+            hinted: false,
         })
     }
 
@@ -136,12 +138,14 @@ impl CsumSampler {
 
     /// True once per process and port, the first time this port saw a bad
     /// checksum (any worker): the caller logs [`CsumSampler::hint`] then.
-    pub fn take_hint(&self) -> bool {
+    /// Cheap when nothing is bad: a worker calls it between bursts.
+    pub fn take_hint(&mut self) -> bool {
         static HINTED: AtomicU64 = AtomicU64::new(0);
-        if self.bad == 0 || self.port >= 64 {
+        if self.bad == 0 || self.hinted {
             return false;
         }
-        let bit = 1u64 << self.port;
+        self.hinted = true;
+        let bit = 1u64 << (self.port % 64);
         HINTED.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
@@ -327,7 +331,13 @@ mod tests {
             h.contains("iface=d0") && h.contains("ethtool -K <iface> tx off"),
             "{h}"
         );
-        let good = CsumSampler::for_port(4, "x", "net_af_packet1,iface=d1").unwrap();
+        let mut other_worker = CsumSampler::for_port(3, "client", "net_af_packet0,iface=d0").unwrap();
+        other_worker.on_burst(1, [bad.as_slice()].into_iter());
+        assert!(
+            !other_worker.take_hint(),
+            "once per port, whichever worker saw it first"
+        );
+        let mut good = CsumSampler::for_port(4, "x", "net_af_packet1,iface=d1").unwrap();
         assert!(!good.take_hint(), "no bad frame, no hint");
     }
 
