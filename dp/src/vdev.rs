@@ -156,7 +156,7 @@ impl CsumSampler {
              (counted as rx_l4_csum_bad). The sender has TX checksum offload on, as veths do by \
              default: such frames leave rvs-dp unchanged and the receiver drops them silently. Fix: \
              `ethtool -K <iface> tx off` on every interface of the veth lab (the peer of {} and every \
-             host behind it); see README, af_packet",
+             host behind it); see README, \"net_af_packet ports on veths\"",
             self.port, self.name, self.iface, self.bad, self.sampled, self.iface
         )
     }
