@@ -79,6 +79,12 @@ impl Director {
                 mtu: spec.mtu.ne(&1500).then_some(spec.mtu),
                 rss: nworkers > 1,
             };
+            // A pool too small for a pcap replay fails with a bare EINVAL: say why.
+            let cannot = |e: crate::dpdk::DpdkError| {
+                let hint = crate::vdev::pcap_pool_hint(&spec.device, mbufs, conf.rx_queues);
+                let hint = hint.map(|h| format!(". {h}")).unwrap_or_default();
+                format!("{}: cannot configure: {e}{hint}", key("device"))
+            };
             let c = match port.configure(&conf, pool) {
                 Ok(c) => c,
                 // Some PMDs (af_packet) cap the frame size below a jumbo-ish MTU
@@ -92,9 +98,9 @@ impl Director {
                         spec.mtu
                     );
                     port.configure(&EthdevConf { mtu: None, ..conf }, pool)
-                        .map_err(|e| format!("{}: cannot configure: {e}", key("device")))?
+                        .map_err(cannot)?
                 }
-                Err(e) => return Err(format!("{}: cannot configure: {e}", key("device"))),
+                Err(e) => return Err(cannot(e)),
             };
             let mac = match spec.mac {
                 Some(m) => MacAddr(m),
@@ -178,6 +184,9 @@ impl Director {
                 idle_sleep_us: cfg.dataplane.idle_sleep_us,
                 rx_burst: cfg.dataplane.rx_burst as usize,
                 dump: dump.clone(),
+                rx_csum: (port_specs.iter().enumerate())
+                    .map(|(i, s)| crate::vdev::CsumSampler::for_port(i, &s.name, &s.device))
+                    .collect(),
                 tx_pkts: 0,
                 tx_bytes: 0,
             });

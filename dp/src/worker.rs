@@ -20,6 +20,7 @@ use crate::dpdk::{RxQueue, TxQueue};
 use crate::neigh::{Neigh, PendingQueue};
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
+use crate::vdev::CsumSampler;
 use crate::wire::ethernet::MacAddr;
 use crate::xmit::dr::set_macs;
 use rvs_proto::command::ConnInfo;
@@ -118,6 +119,9 @@ pub struct Worker {
     /// Most packets taken from a queue per poll (`[dataplane] rx_burst`).
     pub rx_burst: usize,
     pub dump: Arc<ConnDump>,
+    /// Index: our port index. Sampled L4 checksum checks on af_packet ports
+    /// (see `vdev`); None elsewhere, one untaken branch per burst.
+    pub rx_csum: Vec<Option<CsumSampler>>,
     pub tx_pkts: u64,
     pub tx_bytes: u64,
 }
@@ -435,6 +439,9 @@ impl Worker {
                     continue;
                 }
                 got += n;
+                if let Some(Some(s)) = self.rx_csum.get_mut(p) {
+                    s.on_burst(n, rx.as_slice().iter().map(|m| m.data()));
+                }
                 let t_rx = rdtsc();
                 let mut verdicts = [Verdict::Consumed { learned: None }; 32];
                 self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
@@ -492,6 +499,11 @@ impl Worker {
                 stale.clear();
                 self.fwd.stale_hops = stale;
                 self.answer_dump();
+                for s in self.rx_csum.iter_mut().flatten() {
+                    if s.take_hint() {
+                        eprintln!("rvs-dp: worker {}: {}", self.id, s.hint());
+                    }
+                }
                 self.flush_tx(&mut io);
                 let ns = tsc.wrapping_sub(start) / (hz / 1_000_000).max(1) * 1000;
                 if ns.wrapping_sub(last_publish) > 100_000_000 {
@@ -527,6 +539,14 @@ impl Worker {
             c.arp_replies,
             c.fast_path
         );
+        if self.rx_csum.iter().any(Option::is_some) {
+            let (sampled, bad) = self
+                .rx_csum
+                .iter()
+                .flatten()
+                .fold((0, 0), |(n, b), s| (n + s.sampled, b + s.bad));
+            line.push_str(&format!(" rx_l4_csum_sampled {sampled} rx_l4_csum_bad {bad}"));
+        }
         for (i, n) in block.drops.iter().enumerate() {
             if *n > 0 {
                 line.push_str(&format!(" drop.{} {}", DropReason::ALL[i].name(), n));

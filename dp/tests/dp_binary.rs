@@ -124,3 +124,47 @@ fn eal_time_errors_are_named() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("port[0] (p0).device"), "{err}");
 }
+
+/// A pcap file of `frames` 60-byte frames (their content does not matter here).
+fn write_pcap(path: &std::path::Path, frames: usize) {
+    let mut out = Vec::with_capacity(24 + frames * 76);
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+    for i in 0..frames {
+        out.extend_from_slice(&(i as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&60u32.to_le_bytes());
+        out.extend_from_slice(&60u32.to_le_bytes());
+        let mut f = [0u8; 60];
+        f[12] = 0x08;
+        out.extend_from_slice(&f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// net_pcap with infinite_rx=1 keeps every frame of its file in an mbuf:
+/// a file bigger than the pool must fail with a message naming the config
+/// key and the numbers, not DPDK's bare "Invalid argument".
+#[test]
+fn pcap_bigger_than_the_pool_names_dataplane_mbufs() {
+    let dir = std::env::temp_dir().join(format!("rvs-dp-pcap-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("big.pcap");
+    write_pcap(&pcap, 5000);
+    let cfg = format!(
+        "[dataplane]\nworkers = [0]\nmbufs = 4095\n[[port]]\nname = \"gen\"\n\
+         device = \"net_pcap0,rx_pcap={},infinite_rx=1\"\naddress = \"10.9.0.1/24\"\n",
+        pcap.display()
+    );
+    let (code, err) = rvs_dp_eal(&cfg);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("rvs-dp:") && l.contains("port[0] (gen).device"))
+        .unwrap_or_else(|| panic!("no port error in: {err}"));
+    assert!(
+        line.contains("[dataplane] mbufs") && line.contains("5000 frames") && line.contains("4095"),
+        "{line}"
+    );
+}
