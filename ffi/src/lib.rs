@@ -20,6 +20,7 @@ mod tests {
     /// per-packet accessors in rvs-dp read these offsets directly.
     #[test]
     fn bindings_agree_with_c() {
+        // SAFETY: the RVS_CHECK_* values are plain constants exported by shim.c.
         unsafe {
             assert_eq!(RTE_ETH_RSS_IP, RVS_CHECK_ETH_RSS_IP);
             assert_eq!(RTE_ETH_RSS_TCP, RVS_CHECK_ETH_RSS_TCP);

@@ -1,5 +1,8 @@
-//! Thin safe layer over DPDK (crate `dpdk-sys`). Every `unsafe` block of the
-//! data plane lives under this module.
+//! Thin safe layer over DPDK (crate `dpdk-sys`). Every call into DPDK, and so
+//! nearly every `unsafe` block of rvs-dp, lives under this module; the only
+//! others are `conn/mem.rs` (huge-page advice for the connection table) and
+//! the signal handler in `main.rs`. The control region's unsafe code is in
+//! rvs-proto. Each block carries a `SAFETY:` comment.
 //!
 //! Lifetimes: DPDK objects (mempools, rings, ports) live in EAL memory, which
 //! [`Eal`]'s drop releases. Keep the [`Eal`] value alive in `main` for as long
