@@ -168,3 +168,50 @@ fn pcap_bigger_than_the_pool_names_dataplane_mbufs() {
         "{line}"
     );
 }
+
+/// A second rvs-dp on the same EAL runtime directory used to end with
+/// "rte_eal_init: Success (errno 0)": it must name the process in the way and
+/// the option that avoids it.
+#[test]
+fn second_primary_on_one_file_prefix_is_named() {
+    let dir = std::env::temp_dir().join(format!("rvs-dp-prefix-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("rvs.toml");
+    std::fs::write(
+        &cfg,
+        "[dataplane]\nworkers = [0]\nidle_sleep_us = 100\n[[port]]\nname = \"p0\"\n\
+         device = \"net_null0,no-rx=1\"\naddress = \"10.9.0.1/24\"\n",
+    )
+    .unwrap();
+    let prefix = format!("--file-prefix=rvsdup{}", std::process::id());
+    let start = |ctl: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rvs-dp"))
+            .args(["--no-huge", "-m", "128", "--no-pci", "-l", "0", &prefix, "--"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--ctl")
+            .arg(dir.join(ctl))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start("first.ctl");
+    let t0 = std::time::Instant::now();
+    while !dir.join("first.ctl").exists() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = start("second.ctl").wait_with_output().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let _ = first.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    let line = err.lines().find(|l| l.starts_with("rvs-dp:")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("pid {}", first.id()))
+            && line.contains("--file-prefix")
+            && !line.contains("Success"),
+        "{line}"
+    );
+}

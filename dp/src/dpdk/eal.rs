@@ -74,7 +74,17 @@ impl Eal {
         // outlive the process.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            let err = DpdkError::last("rte_eal_init");
+            let mut err = DpdkError::last("rte_eal_init");
+            // EAL gives no reason code for its commonest failure, a second
+            // primary process on the same runtime directory: name it.
+            if err.errno() == Some(0) {
+                err = DpdkError::EalInit(match config_lock_holder(args) {
+                    Some((path, pid)) => format!(
+                        "another DPDK primary process (pid {pid}) holds {path}: give each process its own --file-prefix (or --no-shconf)"
+                    ),
+                    None => "EAL gave no reason code; see its EAL: lines above".into(),
+                });
+            }
             // EAL resets its own once-flag on argument errors; let it decide
             // (it reports EALREADY) whether a second try is possible.
             INITIALISED.store(false, Ordering::SeqCst);
@@ -192,4 +202,38 @@ pub fn rdtsc() -> u64 {
     unsafe {
         sys::rvs_rdtsc()
     }
+}
+
+/// The process holding the lock on EAL's shared config file for the
+/// `--file-prefix` in `args` (root's runtime directory), if any.
+fn config_lock_holder(args: &[String]) -> Option<(String, i32)> {
+    let mut prefix = "rte".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if let Some(v) = a.strip_prefix("--file-prefix=") {
+            prefix = v.to_string();
+        } else if a == "--file-prefix" {
+            prefix = it.next()?.clone();
+        }
+    }
+    let path = format!("/var/run/dpdk/{prefix}/config");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .ok()?;
+    let mut lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: F_GETLK only fills in `lock`, which lives across the call; the
+    // fd is open for as long as `file` is.
+    let r = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETLK, &mut lock) };
+    (r == 0 && lock.l_type != libc::F_UNLCK as libc::c_short).then_some((path, lock.l_pid))
 }

@@ -14,6 +14,8 @@ pub enum DpdkError {
     InvalidArgument(String),
     /// No ethdev port has this name after probing.
     NoSuchPort(String),
+    /// `rte_eal_init` failed; why, as far as it can be told.
+    EalInit(String),
 }
 
 impl DpdkError {
@@ -68,6 +70,7 @@ impl fmt::Display for DpdkError {
             DpdkError::AlreadyInitialized => f.write_str("DPDK EAL already initialised in this process"),
             DpdkError::InvalidArgument(what) => write!(f, "invalid DPDK argument: {what}"),
             DpdkError::NoSuchPort(name) => write!(f, "no DPDK port named {name:?}"),
+            DpdkError::EalInit(why) => write!(f, "rte_eal_init: {why}"),
         }
     }
 }
