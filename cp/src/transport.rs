@@ -183,6 +183,19 @@ mod tests {
         assert!(take_ctl_arg(&mut v(&["-L", "--ctl"])).is_err());
     }
 
+    /// rvsadm prints the whole error chain (`{:#}`): an OS error that is part
+    /// of the region's message must not come again as its cause.
+    #[test]
+    fn os_errors_are_printed_once() {
+        let e = RingError::Io {
+            op: "open",
+            path: "/run/rvs/rvs.ctl".into(),
+            err: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(TransportError::from(e)));
+        assert_eq!(shown.matches("Permission denied").count(), 1, "{shown}");
+    }
+
     #[test]
     fn cli_path_wins() {
         assert_eq!(

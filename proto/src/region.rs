@@ -71,11 +71,13 @@ pub enum RegionError {
     Corrupt { path: String, why: String },
     #[error("invalid control region layout: {0}")]
     InvalidLayout(String),
-    #[error("{op} {path}: {source}")]
+    /// The OS error is part of the message, not a separate cause, so a
+    /// tool printing the whole chain says it once.
+    #[error("{op} {path}: {err}")]
     Io {
         op: &'static str,
         path: String,
-        source: io::Error,
+        err: io::Error,
     },
     #[error("message of {len} bytes exceeds the control ring limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
@@ -274,10 +276,10 @@ fn pstr(p: &Path) -> String {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RegionError + 'a {
-    move |source| RegionError::Io {
+    move |err| RegionError::Io {
         op,
         path: pstr(path),
-        source,
+        err,
     }
 }
 

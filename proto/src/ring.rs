@@ -639,10 +639,10 @@ impl CtlClient {
         let ring = Ring::of(region, Which::Cmd);
         let mut backoff = Backoff(0);
         loop {
-            let lock = try_lock(region.file()).map_err(|source| RegionError::Io {
+            let lock = try_lock(region.file()).map_err(|err| RegionError::Io {
                 op: "lock",
                 path: self.path.display().to_string(),
-                source,
+                err,
             })?;
             if let Some(_held) = lock {
                 if write_locked(&ring, id, msg, deadline_ns) {
