@@ -92,10 +92,23 @@ impl CheckKind {
     }
 }
 
+/// How a checked real server starts, before its first result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartState {
+    /// rvs.toml: DOWN, and its service's quorum is not judged until the
+    /// first result (a server that never answered never gets traffic).
+    Pending,
+    /// keepalived.conf without `alpha`: UP, in the table at once.
+    Up,
+    /// keepalived.conf with `alpha`: DOWN, and counted as down for quorum.
+    Down,
+}
+
 /// One health check, every default resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckDef {
     pub kind: CheckKind,
+    pub start: StartState,
     pub target: SocketAddrV4,
     pub delay: Duration,
     /// Pause after a failed check before the next one.
@@ -392,6 +405,7 @@ fn check_def(
     };
     Ok(CheckDef {
         kind,
+        start: StartState::Pending,
         target,
         delay,
         retry_delay,

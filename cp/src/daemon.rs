@@ -142,7 +142,7 @@ impl Daemon {
     }
 
     fn new_real(&mut self, id: RealId, def: RealDef) -> RealState {
-        let health = Health::new(def.check.is_some());
+        let health = Health::of(def.check.as_ref());
         let check = def.check.clone().and_then(|c| {
             self.next_epoch += 1;
             match check::spawn(id, self.next_epoch, c, self.tx.clone()) {

@@ -18,7 +18,7 @@ use rvs_proto::command::{Command, ServiceInfo};
 use rvs_proto::ipvs::ServiceRules;
 use rvs_proto::types::ServiceKey;
 
-use crate::config::{RealId, ServiceDef};
+use crate::config::{CpConfig, RealId, ServiceDef, StartState};
 
 pub type Table = BTreeMap<ServiceKey, ServiceRules>;
 
@@ -70,6 +70,30 @@ pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up
         spec: def.spec.clone(),
         dests,
     }
+}
+
+/// The table before any check result: each real server in its start state
+/// (`CheckDef::start`), and the quorum judged where every start state is
+/// known, as the daemon's first step judges it.
+pub fn initial_table(cfg: &CpConfig) -> Table {
+    let starts_up = |r: &crate::config::RealDef| r.check.as_ref().is_none_or(|c| c.start == StartState::Up);
+    cfg.services
+        .iter()
+        .map(|s| {
+            let key = s.key();
+            let up = |id: &RealId| {
+                s.reals
+                    .iter()
+                    .any(|r| (key, r.dest.rip, r.dest.port) == *id && starts_up(r))
+            };
+            let judged = s
+                .reals
+                .iter()
+                .all(|r| r.check.as_ref().is_none_or(|c| c.start != StartState::Pending));
+            let quorum_up = !judged || quorum_next(s, alive_weight(s, &up), true);
+            (key, desired_service(s, &up, quorum_up))
+        })
+        .collect()
 }
 
 /// The commands that turn `current` into `desired` for the services rvs-cp

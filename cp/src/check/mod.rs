@@ -6,10 +6,12 @@
 //! thread only reports raw results; the daemon owns the fall/rise counting
 //! (`Health`) so that every transition is decided, and logged, in one place.
 //!
-//! A checked real server starts DOWN and comes UP after `rise` successes in a
-//! row; an UP one goes DOWN after `fall` failures in a row. (keepalived starts
-//! servers up unless `alpha` is set; starting down means a server that never
-//! answered never receives traffic.) A real server without a check is UP.
+//! A checked real server starts as its `CheckDef::start` says: from rvs.toml
+//! DOWN, waiting for its first result (a server that never answered never
+//! receives traffic); from a keepalived.conf UP, or DOWN with `alpha`, as
+//! keepalived does. It comes UP after `rise` successes in a row; an UP one
+//! goes DOWN after `fall` failures in a row. A real server without a check
+//! is UP.
 
 pub mod http;
 pub mod misc;
@@ -20,7 +22,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{CheckDef, CheckKind, RealId};
+use crate::config::{CheckDef, CheckKind, RealId, StartState};
 
 /// The outcome of one check: healthy or not, and why (for the log).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,11 +147,16 @@ pub struct Health {
 }
 
 impl Health {
-    /// UP without a check; DOWN and unchecked with one.
-    pub fn new(has_check: bool) -> Health {
+    /// The health of a real server before any result: `check.start`, or UP
+    /// without a check.
+    pub fn of(check: Option<&CheckDef>) -> Health {
+        Health::start(check.map_or(StartState::Up, |c| c.start))
+    }
+
+    fn start(s: StartState) -> Health {
         Health {
-            up: !has_check,
-            checked: !has_check,
+            up: s == StartState::Up,
+            checked: s != StartState::Pending,
             successes: 0,
             failures: 0,
         }
@@ -183,7 +190,7 @@ mod tests {
 
     #[test]
     fn fall_and_rise_count_results_in_a_row() {
-        let mut h = Health::new(true);
+        let mut h = Health::start(StartState::Pending);
         assert!(!h.up && !h.checked);
         assert_eq!(h.observe(true, 3, 2), None);
         assert!(h.checked);
@@ -197,6 +204,10 @@ mod tests {
         assert_eq!(h.observe(false, 3, 2), None);
         assert_eq!(h.observe(false, 3, 2), Some(false));
         assert_eq!(h.observe(false, 3, 2), None, "already down");
-        assert!(Health::new(false).up);
+        assert!(Health::of(None).up && Health::of(None).checked);
+        let up = Health::start(StartState::Up);
+        assert!(up.up && up.checked, "keepalived without alpha: up, and judged");
+        let down = Health::start(StartState::Down);
+        assert!(!down.up && down.checked, "alpha: down, and judged");
     }
 }
