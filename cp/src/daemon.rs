@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use crate::check::{self, CheckEvent, CheckHandle, Health};
 use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
 use crate::metrics::{MetricsServer, MetricsState, RealStatus};
 use crate::reconcile::{alive_weight, desired_service, plan, quorum_next, Table};
+use crate::source::ConfigSource;
 use crate::stats::StatsThread;
 use crate::transport::{resolve_ctl_path, ShmTransport};
 
@@ -32,7 +33,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How rvs-cp was started.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub config: PathBuf,
+    pub config: ConfigSource,
     /// `--ctl`: wins over `$RVS_CTL` and `dataplane.ctl`.
     pub ctl: Option<PathBuf>,
 }
@@ -44,7 +45,7 @@ struct RealState {
 }
 
 pub struct Daemon {
-    config_path: PathBuf,
+    source: ConfigSource,
     cfg: CpConfig,
     transport: ShmTransport,
     reals: BTreeMap<RealId, RealState>,
@@ -86,7 +87,7 @@ impl Daemon {
     /// Reads the config, starts the checks, the metrics endpoint and the
     /// stats thread. rvs-dp need not be running yet.
     pub fn start(opts: &Options) -> anyhow::Result<Daemon> {
-        let cfg = CpConfig::load(&opts.config)?;
+        let cfg = opts.config.load().map_err(anyhow::Error::msg)?;
         let path = resolve_ctl_path(opts.ctl.as_deref(), cfg.ctl.as_deref());
         let metrics_state = Arc::new(MetricsState::default());
         let metrics = match cfg.control.metrics_listen {
@@ -106,7 +107,7 @@ impl Daemon {
         })?;
         let (tx, rx) = channel();
         let mut d = Daemon {
-            config_path: opts.config.clone(),
+            source: opts.config.clone(),
             transport: ShmTransport::new(&path),
             reals: BTreeMap::new(),
             quorum: cfg.services.iter().map(|s| (s.key(), true)).collect(),
@@ -134,7 +135,7 @@ impl Daemon {
             "rvs-cp started: {} virtual services, {} real servers from {}; control region {}",
             d.cfg.services.len(),
             d.reals.len(),
-            d.config_path.display(),
+            d.source.path().display(),
             path.display()
         );
         d.publish_health();
@@ -412,15 +413,16 @@ impl Daemon {
     /// applied by difference: checks restart only for real servers whose
     /// check changed; health of the others carries over.
     pub fn reload(&mut self) -> Result<(), String> {
-        self.reload_from(&self.config_path.clone())
+        self.reload_from(&self.source.clone())
     }
 
-    pub fn reload_from(&mut self, path: &Path) -> Result<(), String> {
-        let new = match CpConfig::load(path) {
+    /// As `reload`, from `source` (rvs.toml or keepalived.conf alike).
+    pub fn reload_from(&mut self, source: &ConfigSource) -> Result<(), String> {
+        let new = match source.load() {
             Ok(c) => c,
             Err(e) => {
                 error!("reload refused, keeping the running configuration: {e}");
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         let old_keys: BTreeSet<ServiceKey> = self.cfg.services.iter().map(|s| s.key()).collect();
@@ -482,7 +484,7 @@ impl Daemon {
         self.dirty = true;
         info!(
             "reloaded {}: {added} services added, {} removed, {changed} changed; {restarted} checks restarted",
-            path.display(),
+            source.path().display(),
             removed.len()
         );
         self.publish_health();

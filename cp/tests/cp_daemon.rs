@@ -14,6 +14,7 @@ use common::{http_get, wait_for, FakeDp, HttpUp, TcpUp, TempDir};
 use rvs_cp::adm::run;
 use rvs_cp::check::http::md5_hex;
 use rvs_cp::daemon::{Daemon, Options};
+use rvs_cp::source::ConfigSource;
 use rvs_cp::transport::ShmTransport;
 use rvs_proto::command::Command;
 use rvs_proto::statsarea::WorkerStatsBlock;
@@ -34,7 +35,7 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
     let cfg = dir.path("rvs.toml");
     std::fs::write(&cfg, text).unwrap();
     Daemon::start(&Options {
-        config: cfg,
+        config: ConfigSource::Rvs(cfg),
         ctl: Some(dp.path.clone()),
     })
     .unwrap()

@@ -1,14 +1,20 @@
 //! rvs-cp: the keepalived-like control process of rvs.
 //!
 //! ```text
-//! rvs-cp --config rvs.toml [--ctl PATH] [--check]
+//! rvs-cp (--config rvs.toml | --keepalived-conf keepalived.conf) [--ctl PATH] [--check | --config-test]
 //! ```
 //!
-//! - `--config FILE` (`-f FILE`): the shared rvs.toml (required).
+//! - `--config FILE` (`-f FILE`): the shared rvs.toml.
+//! - `--keepalived-conf FILE`: an operator's keepalived.conf instead: its
+//!   LVS blocks are read, the rest skipped (see `rvs_cp::keepalived`).
+//!   Exactly one of the two is given.
 //! - `--ctl PATH`: rvs-dp's control region (else `$RVS_CTL`, else
 //!   `dataplane.ctl`, else `/dev/shm/rvs.ctl`).
 //! - `--check`: validate the file, print what it configures, and exit
 //!   (0 valid, 1 invalid).
+//! - `--config-test` (`-t`): validate the file and print the rules it gives
+//!   at start, before any check result, as `ipvsadm -S -n` prints them; exit
+//!   0, or 1 with FILE:LINE and the problem on stderr (as `keepalived -t`).
 //! - `$RVS_LOG`: log level (error, warn, info (default), debug, trace).
 //!
 //! Signals: SIGHUP reloads the file (an invalid file is refused and the
@@ -22,15 +28,26 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use rvs_cp::config::CpConfig;
 use rvs_cp::daemon::{Daemon, Options};
+use rvs_cp::reconcile::initial_table;
+use rvs_cp::source::{save_text, ConfigSource};
 
-const USAGE: &str = "usage: rvs-cp --config FILE [--ctl PATH] [--check]\n";
+const USAGE: &str =
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--check | --config-test]\n";
 
-fn parse(args: &[String]) -> Result<(Options, bool), String> {
+/// What to do once the file is known.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Run,
+    Check,
+    ConfigTest,
+}
+
+fn parse(args: &[String]) -> Result<(Options, Mode), String> {
     let mut config = None;
+    let mut keepalived = None;
     let mut ctl = None;
-    let mut check = false;
+    let mut mode = Mode::Run;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (name, inline) = match a.split_once('=') {
@@ -45,20 +62,34 @@ fn parse(args: &[String]) -> Result<(Options, bool), String> {
         };
         match name {
             "--config" | "-f" => config = Some(PathBuf::from(value(name)?)),
+            "--keepalived-conf" => keepalived = Some(PathBuf::from(value(name)?)),
             "--ctl" => ctl = Some(PathBuf::from(value(name)?)),
-            "--check" => check = true,
+            "--check" if mode != Mode::ConfigTest => mode = Mode::Check,
+            "--config-test" | "-t" if mode != Mode::Check => mode = Mode::ConfigTest,
+            "--check" | "--config-test" | "-t" => {
+                return Err("--check and --config-test exclude each other".into())
+            }
             "-h" | "--help" => return Err(String::new()),
             "-V" | "--version" => return Err(format!("rvs-cp {}", env!("CARGO_PKG_VERSION"))),
             other => return Err(format!("unknown option '{other}'")),
         }
     }
-    let config = config.ok_or("--config FILE is required")?;
-    Ok((Options { config, ctl }, check))
+    let config = match (config, keepalived) {
+        (Some(p), None) => ConfigSource::Rvs(p),
+        (None, Some(p)) => ConfigSource::Keepalived(p),
+        (Some(_), Some(_)) => {
+            return Err(
+                "--config and --keepalived-conf exclude each other: give the one file rvs-cp reads".into(),
+            )
+        }
+        (None, None) => return Err("--config FILE or --keepalived-conf FILE is required".into()),
+    };
+    Ok((Options { config, ctl }, mode))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (opts, check) = match parse(&args) {
+    let (opts, mode) = match parse(&args) {
         Ok(x) => x,
         Err(e) if e.starts_with("rvs-cp ") => {
             println!("{e}");
@@ -84,22 +115,36 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    if check {
-        return match CpConfig::load(&opts.config) {
-            Ok(c) => {
-                let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
-                println!(
-                    "{}: OK, {} virtual services, {reals} real servers",
-                    opts.config.display(),
-                    c.services.len()
-                );
-                ExitCode::SUCCESS
-            }
+    if mode != Mode::Run {
+        let (cfg, warnings) = match opts.config.load_with_warnings() {
+            Ok(x) => x,
             Err(e) => {
                 eprintln!("{e}");
-                ExitCode::from(1)
+                return ExitCode::from(1);
             }
         };
+        for w in warnings {
+            eprintln!("{w}");
+        }
+        if mode == Mode::ConfigTest {
+            return match save_text(&initial_table(&cfg)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", opts.config.path().display());
+                    ExitCode::from(1)
+                }
+            };
+        }
+        let reals: usize = cfg.services.iter().map(|s| s.reals.len()).sum();
+        println!(
+            "{}: OK, {} virtual services, {reals} real servers",
+            opts.config.path().display(),
+            cfg.services.len()
+        );
+        return ExitCode::SUCCESS;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
