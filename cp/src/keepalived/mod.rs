@@ -51,6 +51,8 @@ mod include;
 mod lexer;
 mod lvs;
 mod parse;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
