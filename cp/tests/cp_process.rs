@@ -158,3 +158,138 @@ fn bad_start_and_check_mode() {
     let out = Command::new(exe).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--keepalived-conf F --config-test`: the start rules as `ipvsadm -S -n`,
+/// or FILE:LINE and the problem with a non-zero exit, as `keepalived -t`.
+#[test]
+fn keepalived_conf_config_test() {
+    let dir = TempDir::new("proc-kconf");
+    let kc = dir.path("keepalived.conf");
+    std::fs::write(
+        &kc,
+        "global_defs {\n  router_id LB1\n}\nvrrp_instance VI_1 {\n  state MASTER\n}\n\
+         virtual_server 10.1.0.1 80 {\n  lb_algo rr\n  lb_kind DR\n  persistence_timeout\n\
+           real_server 10.2.0.2 80 {\n    weight 2\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n\
+           real_server 10.2.0.1 80 {\n    notify_up /bin/true\n  }\n}\n",
+    )
+    .unwrap();
+    let exe = env!("CARGO_BIN_EXE_rvs-cp");
+    let out = Command::new(exe)
+        .args(["--keepalived-conf", kc.to_str().unwrap(), "--config-test"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "-A -t 10.1.0.1:80 -s rr -p 360\n\
+         -a -t 10.1.0.1:80 -r 10.2.0.1:80 -g -w 1\n\
+         -a -t 10.1.0.1:80 -r 10.2.0.2:80 -g -w 2\n"
+    );
+    assert!(
+        stderr.contains(&format!("{}:18: warning: notify_up ignored", kc.display())),
+        "{stderr}"
+    );
+    let out = Command::new(exe)
+        .args(["--keepalived-conf", kc.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK, 1 virtual services, 2 real servers"));
+
+    std::fs::write(
+        &kc,
+        "virtual_server 10.1.0.1 80 {\n  lb_algo rr\n  real_server 10.2.0.300 80 {\n  }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(exe)
+        .args(["--keepalived-conf", kc.to_str().unwrap(), "-t"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no partial rules");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}:3: real_server: '10.2.0.300' is not an IPv4 address\n",
+            kc.display()
+        )
+    );
+
+    let out = Command::new(exe)
+        .args(["--keepalived-conf", "k.conf", "--config", "rvs.toml", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--config and --keepalived-conf exclude each other")
+    );
+}
+
+/// rvs-cp on a keepalived.conf: applied at start; at SIGHUP a bad file is
+/// refused with its file:line and the running configuration kept, through
+/// the same reload as rvs.toml.
+#[test]
+fn keepalived_conf_runs_and_a_bad_reload_changes_nothing() {
+    let dir = TempDir::new("proc-kconf-run");
+    let dp = FakeDp::start("proc-kconf-run");
+    let kc = dir.path("keepalived.conf");
+    let v1 = "virtual_server 10.1.0.1 80 {\n  lb_algo rr\n  real_server 10.2.0.1 80 {\n  }\n}\n";
+    std::fs::write(&kc, v1).unwrap();
+    let log = dir.path("stderr.log");
+    // The metrics endpoint is on by default with a keepalived.conf; port
+    // 9280 may be taken by another test run, which rvs-cp reports, so the
+    // test only needs rvs-cp to start: it binds 127.0.0.1:9280 or fails.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rvs-cp"))
+        .args([
+            "--keepalived-conf",
+            kc.to_str().unwrap(),
+            "--ctl",
+            dp.path.to_str().unwrap(),
+        ])
+        .env("RVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    if !wait_for(Duration::from_secs(5), || {
+        dp.service(&key("10.1.0.1")).is_some_and(|s| s.dests.len() == 1)
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        if stderr().contains("metrics_listen") {
+            eprintln!("skipped: 127.0.0.1:9280 is in use: {}", stderr());
+            return;
+        }
+        panic!("rvs-cp did not apply its keepalived.conf: {}", stderr());
+    }
+    std::fs::write(&kc, v1.replace("  }\n}\n", "  }\n")).unwrap();
+    dp.take_log();
+    signal(pid, libc::SIGHUP);
+    assert!(
+        wait_for(Duration::from_secs(3), || stderr().contains("reload refused")),
+        "{}",
+        stderr()
+    );
+    assert!(
+        stderr().contains(&format!(
+            "{}:1: block 'virtual_server' is not closed",
+            kc.display()
+        )),
+        "{}",
+        stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(dp.take_log().is_empty(), "nothing sent after a refused reload");
+    assert_eq!(dp.service(&key("10.1.0.1")).map(|s| s.dests.len()), Some(1));
+    signal(pid, libc::SIGTERM);
+    let mut status = None;
+    assert!(wait_for(Duration::from_secs(5), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert!(status.unwrap().success(), "{}", stderr());
+}
