@@ -24,6 +24,11 @@
 //!   check) to the delay_loop; HTTP_GET `path` to `/` and `status_code` to
 //!   `[200]`.
 //! - `inhibit_on_failure` of a real server overrides its virtual server's.
+//!
+//! An operator's keepalived.conf (`rvs_cp::keepalived`) loads into the same
+//! `CpConfig` through `from_config`, with keepalived's own defaults where
+//! they differ from these (start state and `alpha`, `retry`,
+//! `delay_before_retry`, `status_code`): its module doc lists them.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
