@@ -36,6 +36,18 @@ pub struct Options {
     pub config: ConfigSource,
     /// `--ctl`: wins over `$RVS_CTL` and `dataplane.ctl`.
     pub ctl: Option<PathBuf>,
+    /// `--metrics-listen ADDR|off`: wins over `control.metrics_listen`, and
+    /// is the only way to move /metrics for a keepalived.conf.
+    pub metrics_listen: Option<Option<SocketAddr>>,
+}
+
+/// The file's configuration with the command line's overrides.
+fn load(source: &ConfigSource, metrics_listen: Option<Option<SocketAddr>>) -> Result<CpConfig, String> {
+    let mut cfg = source.load()?;
+    if let Some(m) = metrics_listen {
+        cfg.control.metrics_listen = m;
+    }
+    Ok(cfg)
 }
 
 struct RealState {
@@ -45,6 +57,7 @@ struct RealState {
 }
 
 pub struct Daemon {
+    metrics_override: Option<Option<SocketAddr>>,
     source: ConfigSource,
     cfg: CpConfig,
     transport: ShmTransport,
@@ -87,7 +100,7 @@ impl Daemon {
     /// Reads the config, starts the checks, the metrics endpoint and the
     /// stats thread. rvs-dp need not be running yet.
     pub fn start(opts: &Options) -> anyhow::Result<Daemon> {
-        let cfg = opts.config.load().map_err(anyhow::Error::msg)?;
+        let cfg = load(&opts.config, opts.metrics_listen).map_err(anyhow::Error::msg)?;
         let path = resolve_ctl_path(opts.ctl.as_deref(), cfg.ctl.as_deref());
         let metrics_state = Arc::new(MetricsState::default());
         let metrics = match cfg.control.metrics_listen {
@@ -108,6 +121,7 @@ impl Daemon {
         let (tx, rx) = channel();
         let mut d = Daemon {
             source: opts.config.clone(),
+            metrics_override: opts.metrics_listen,
             transport: ShmTransport::new(&path),
             reals: BTreeMap::new(),
             quorum: cfg.services.iter().map(|s| (s.key(), true)).collect(),
@@ -418,7 +432,7 @@ impl Daemon {
 
     /// As `reload`, from `source` (rvs.toml or keepalived.conf alike).
     pub fn reload_from(&mut self, source: &ConfigSource) -> Result<(), String> {
-        let new = match source.load() {
+        let new = match load(source, self.metrics_override) {
             Ok(c) => c,
             Err(e) => {
                 error!("reload refused, keeping the running configuration: {e}");
@@ -489,5 +503,26 @@ impl Daemon {
         );
         self.publish_health();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--metrics-listen` wins over the file, for either kind of file.
+    #[test]
+    fn command_line_metrics_listen_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("rvs-cp-override-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kc = dir.join("keepalived.conf");
+        std::fs::write(&kc, "virtual_server 10.1.0.1 80 {\n  real_server 10.2.0.1 80 {\n  }\n}\n").unwrap();
+        let source = ConfigSource::Keepalived(kc);
+        let default = load(&source, None).unwrap().control.metrics_listen;
+        assert_eq!(default, "127.0.0.1:9280".parse().ok());
+        assert_eq!(load(&source, Some(None)).unwrap().control.metrics_listen, None);
+        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(load(&source, Some(Some(a))).unwrap().control.metrics_listen, Some(a));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -37,6 +37,7 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
     Daemon::start(&Options {
         config: ConfigSource::Rvs(cfg),
         ctl: Some(dp.path.clone()),
+        metrics_listen: None,
     })
     .unwrap()
 }

@@ -33,7 +33,7 @@ use rvs_cp::reconcile::initial_table;
 use rvs_cp::source::{save_text, ConfigSource};
 
 const USAGE: &str =
-    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--check | --config-test]\n";
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--check | --config-test]\n";
 
 /// What to do once the file is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
     let mut config = None;
     let mut keepalived = None;
     let mut ctl = None;
+    let mut metrics_listen = None;
     let mut mode = Mode::Run;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -64,6 +65,15 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
             "--config" | "-f" => config = Some(PathBuf::from(value(name)?)),
             "--keepalived-conf" => keepalived = Some(PathBuf::from(value(name)?)),
             "--ctl" => ctl = Some(PathBuf::from(value(name)?)),
+            "--metrics-listen" => {
+                metrics_listen = Some(match value(name)?.as_str() {
+                    "off" => None,
+                    a => Some(
+                        a.parse()
+                            .map_err(|_| format!("--metrics-listen: '{a}' is not ADDRESS:PORT or off"))?,
+                    ),
+                })
+            }
             "--check" if mode != Mode::ConfigTest => mode = Mode::Check,
             "--config-test" | "-t" if mode != Mode::Check => mode = Mode::ConfigTest,
             "--check" | "--config-test" | "-t" => {
@@ -84,7 +94,14 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
         }
         (None, None) => return Err("--config FILE or --keepalived-conf FILE is required".into()),
     };
-    Ok((Options { config, ctl }, mode))
+    Ok((
+        Options {
+            config,
+            ctl,
+            metrics_listen,
+        },
+        mode,
+    ))
 }
 
 fn main() -> ExitCode {
