@@ -1,4 +1,4 @@
-//! The shared-memory control region: one file (default `/dev/shm/rvs.ctl`,
+//! The shared-memory control region: one file (default `/run/rvs/rvs.ctl`,
 //! mode 0600) that rvs-dp creates and rvsadm / rvs-cp map.
 //!
 //! ```text
@@ -44,7 +44,11 @@ use crate::types::DropReason;
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
 /// Bump on any change of the header, ring or stats block layout.
 pub const ABI_VERSION: u32 = 1;
-pub const DEFAULT_PATH: &str = "/dev/shm/rvs.ctl";
+/// Where rvs-dp serves the region unless `--ctl`, `RVS_CTL` or the config's
+/// `dataplane.ctl` say otherwise; every tool's default. Its directory is
+/// root's (rvs-dp creates it with mode 0700), not the world-writable
+/// `/dev/shm`, where any local user could create the name first.
+pub const DEFAULT_PATH: &str = "/run/rvs/rvs.ctl";
 
 const ALIGN: u64 = 64;
 /// Ring control block: `head` and `tail` on separate cache lines.

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rvs_proto::region::{Header, Layout, Region, RegionError};
+use rvs_proto::region::{Header, Layout, Region, RegionError, DEFAULT_PATH};
 use rvs_proto::ring::{CtlClient, CtlServer};
 
 const NOBODY_UID: u32 = 65534;
@@ -359,6 +359,14 @@ fn region_directory_rules() {
         );
         assert!(msg.contains("owner uid 65534 (nobody)"), "{msg}");
     }
+}
+
+#[test]
+fn default_path_is_in_a_directory_of_its_own() {
+    assert_eq!(DEFAULT_PATH, "/run/rvs/rvs.ctl");
+    // Not a world-writable directory like /dev/shm or /tmp.
+    let dir = Path::new(DEFAULT_PATH).parent().unwrap();
+    assert!(!dir.starts_with("/dev/shm") && !dir.starts_with("/tmp"));
 }
 
 #[test]

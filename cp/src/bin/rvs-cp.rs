@@ -6,7 +6,7 @@
 //!
 //! - `--config FILE` (`-f FILE`): the shared rvs.toml (required).
 //! - `--ctl PATH`: rvs-dp's control region (else `$RVS_CTL`, else
-//!   `dataplane.ctl`, else `/dev/shm/rvs.ctl`).
+//!   `dataplane.ctl`, else `/run/rvs/rvs.ctl`).
 //! - `--check`: validate the file, print what it configures, and exit
 //!   (0 valid, 1 invalid).
 //! - `$RVS_LOG`: log level (error, warn, info (default), debug, trace).
