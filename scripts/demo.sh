@@ -10,7 +10,7 @@ N=${1:-60}
 scripts/install-deps.sh
 echo "== building (release)"
 cargo build --release -q -p rvs-dp --features dpdk -p rvs-cp
-export RVS_CTL=/dev/shm/rvs-lab.ctl
+export RVS_CTL=/run/rvs-lab/rvs.ctl  # scripts/lab.sh CTL
 ADM=target/release/rvsadm
 trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 echo "== lab up (NAT: client 10.1.0.10 -> VIP 10.1.0.100 -> real servers 10.2.0.11-13)"

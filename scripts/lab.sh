@@ -25,7 +25,10 @@ SERVERS=(s1 s2 s3)
 VIP=10.1.0.100
 RVS_DP=${RVS_DP:-$root/target/release/rvs-dp}
 RVSADM=${RVSADM:-$root/target/release/rvsadm}
-CTL=/dev/shm/rvs-lab.ctl
+# In a root-owned directory of the lab's own, like the default /run/rvs (rvs-dp
+# creates it with mode 0700): not the world-writable /dev/shm, where any local
+# user could create the name first (rvs-dp would then refuse to start).
+CTL=/run/rvs-lab/rvs.ctl
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 quiet_if() {  # no IPv6 chatter, no offloads: af_packet must see real, complete frames
@@ -70,6 +73,7 @@ down() {
     fi
   done
   rm -f "$CTL" /tmp/rvs-lab-s*.fail
+  rmdir "$(dirname "$CTL")" 2>/dev/null || true
   # Keep the director's log (its final counters) for whoever inspects the run.
   if [ -f "$state/dp.log" ]; then cp "$state/dp.log" /tmp/rvs-lab-last-dp.log; fi
   rm -rf "$state"

@@ -1,6 +1,14 @@
 //! `/metrics`: OpenMetrics text built with prometheus-client from the latest
-//! stats `Snapshot` and the real servers' health, served by a one-thread
-//! std::net HTTP server (GET /metrics answers 200, anything else 404).
+//! stats `Snapshot` and the real servers' health, served over HTTP/1.1 by
+//! hyper (GET /metrics answers 200, anything else 404).
+//!
+//! Any local user can connect to the endpoint, so no client may hold up
+//! another: each connection is its own task on a small single-thread tokio
+//! runtime (the "metrics" thread), the whole request head must arrive within
+//! `HEADER_READ_TIMEOUT` of accepting the connection (a client dribbling a
+//! byte at a time, or sending nothing, is cut off then), and a connection
+//! lives at most `CONNECTION_TIMEOUT` (a client that never reads its reply).
+//! One request per connection, as before (`Connection: close`).
 //!
 //! Series (prefix `rvs_`):
 //!
@@ -18,12 +26,21 @@
 //!
 //! Counters get the `_total` suffix in the text, as OpenMetrics wants.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::oneshot;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -340,75 +357,93 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
     out
 }
 
-/// The `/metrics` HTTP server: one thread, one request per connection.
+/// The `/metrics` HTTP server: a thread running a single-thread tokio runtime
+/// that serves every connection concurrently.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn serve_one(mut s: TcpStream, state: &MetricsState) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if buf.len() > 16 << 10 {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let mut words = line.split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, ctype, body) = if method == "GET" && path == "/metrics" {
-        ("200 OK", CONTENT_TYPE, state.render())
+/// Time from accepting a connection to having its whole request head. A
+/// scraper sends it in one packet; Prometheus' own scrape timeout is 10 s.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest life of one connection, reply included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn respond(req: &Request<Incoming>, state: &MetricsState) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        (StatusCode::OK, CONTENT_TYPE, state.render())
     } else {
         (
-            "404 Not Found",
+            StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "not found: try GET /metrics\n".to_string(),
         )
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(body.as_bytes());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    state: Arc<MetricsState>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors and the like: let it pass rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let resp = respond(&req, &state);
+                async move { Ok::<_, Infallible>(resp) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+        });
+    }
 }
 
 impl MetricsServer {
     pub fn start(addr: SocketAddr, state: Arc<MetricsState>) -> std::io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = std::net::TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        // Non-blocking accept, so the thread notices `stop` without a wake-up connection.
         listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in_runtime = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((s, _)) => serve_one(s, &state),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(20))
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                    }
-                }
-            })?;
+            .spawn(move || rt.block_on(accept_loop(listener, state, stopped)))?;
         Ok(MetricsServer {
             addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -420,8 +455,12 @@ impl MetricsServer {
 }
 
 impl Drop for MetricsServer {
+    /// Stops accepting; dropping the runtime (on its thread) closes every
+    /// connection still open.
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

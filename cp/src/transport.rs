@@ -24,7 +24,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CTL_ENV: &str = "RVS_CTL";
 
 /// The control region path: `--ctl` if given, else `$RVS_CTL`, else the
-/// config file's `dataplane.ctl` (rvs-cp only), else `/dev/shm/rvs.ctl`.
+/// config file's `dataplane.ctl` (rvs-cp only), else `DEFAULT_PATH` (`/run/rvs/rvs.ctl`).
 pub fn resolve_ctl_path(cli: Option<&Path>, config: Option<&Path>) -> PathBuf {
     if let Some(p) = cli {
         return p.to_path_buf();

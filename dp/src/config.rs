@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use crate::service::{ForwardMethod, Proto};
 
-pub const DEFAULT_CTL_PATH: &str = "/dev/shm/rvs.ctl";
+/// The control region's default path: the one constant every tool shares.
+pub use rvs_proto::region::DEFAULT_PATH as DEFAULT_CTL_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

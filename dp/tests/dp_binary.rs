@@ -215,3 +215,75 @@ fn second_primary_on_one_file_prefix_is_named() {
         "{line}"
     );
 }
+
+/// A local user (nobody) planted a valid-looking control region naming one of
+/// their own live processes: rvs-dp must not take it for another rvs-dp, nor
+/// adopt it, but stop with the file, its owner and mode (root only: needs
+/// setpriv to act as nobody; skipped otherwise).
+#[test]
+fn squatted_control_region_stops_rvs_dp_with_the_reason() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    const AS_NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new(SETPRIV).exists() {
+        eprintln!("skipped: needs root and {SETPRIV} to act as the squatter (nobody)");
+        return;
+    }
+    // A world-writable sticky directory, like /dev/shm.
+    let dir = std::env::temp_dir().join(format!("rvs-dp-squat-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let ctl = dir.join("rvs.ctl");
+
+    let mut squatter = Command::new(SETPRIV)
+        .args(AS_NOBODY)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let built = dir.join("built-by-root.ctl");
+    let server = rvs_proto::ring::CtlServer::create(&built, rvs_proto::region::Layout::default()).unwrap();
+    let mut bytes = std::fs::read(&built).unwrap();
+    drop(server);
+    let off = std::mem::offset_of!(rvs_proto::region::Header, dp_pid);
+    bytes[off..off + 4].copy_from_slice(&squatter.id().to_ne_bytes());
+    let mut plant = Command::new(SETPRIV)
+        .args(AS_NOBODY)
+        .args(["sh", "-c", "umask 077; cat > \"$1\"", "sh"])
+        .arg(&ctl)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    plant.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(plant.wait().unwrap().success());
+
+    let cfg = dir.join("rvs.toml");
+    std::fs::write(&cfg, format!("[dataplane]\nworkers = [0]\n{PORT}")).unwrap();
+    let out = Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_rvs-dp")])
+        .args(["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf"])
+        .args(["--log-level=lib.eal:error", "--", "--config"])
+        .arg(&cfg)
+        .arg("--ctl")
+        .arg(&ctl)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let still_there = std::fs::read(&ctl).unwrap() == bytes;
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("refusing control region {}", ctl.display()))
+            && err.contains("owner uid 65534 (nobody)")
+            && err.contains("mode 0600"),
+        "{err}"
+    );
+    assert!(!err.contains("already owns"), "{err}");
+    assert!(still_there, "rvs-dp replaced or wrote the squatter's file");
+}

@@ -6,11 +6,12 @@
 //! - `command`: the requests and replies (ipvsadm's operations), serde-encoded.
 //! - `ipvs`: the virtual-server configuration model and its validation, the
 //!   one rvs-dp applies and rvsadm checks against.
-//! - `region`, `ring`, `statsarea`, `latency`: the shared-memory region.
+//! - `region`, `ring`, `statsarea`, `latency`: the shared-memory region;
+//!   `trust`: whose file and directory the region may be.
 //!
 //! Unsafe code: `region` (mapping the file, header atomics), `ring` and
 //! `statsarea` (reads and writes into the mapping at offsets `region`
-//! validated); each block says why it holds.
+//! validated), `trust` (geteuid, getpwuid_r); each block says why it holds.
 
 pub mod command;
 pub mod ipvs;
@@ -19,4 +20,5 @@ pub mod region;
 pub mod ring;
 pub mod statsarea;
 pub mod statsblock;
+pub mod trust;
 pub mod types;

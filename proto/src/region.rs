@@ -1,4 +1,4 @@
-//! The shared-memory control region: one file (default `/dev/shm/rvs.ctl`,
+//! The shared-memory control region: one file (default `/run/rvs/rvs.ctl`,
 //! mode 0600) that rvs-dp creates and rvsadm / rvs-cp map.
 //!
 //! ```text
@@ -18,10 +18,18 @@
 //! tool still mapping the old region notices the restart because the path now
 //! names another inode (with another `generation`). The one thing we cannot
 //! defend against is a third party truncating the file in place.
+//!
+//! Trust (see trust.rs): both sides open the path without following a symlink
+//! and check the descriptor before reading a byte of it: a regular file owned
+//! by root or by the process's effective uid, mode 0600. rvs-dp also checks
+//! (and if missing creates, mode 0700) the directory. A file that fails is
+//! never read: tools refuse to talk to it, and rvs-dp refuses to start rather
+//! than adopt or replace it, naming the file, its owner and its mode, so the
+//! operator removes it (`Region::create`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,12 +38,17 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::latency::LATENCY_BUCKETS;
 use crate::statsblock::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
+use crate::trust::{self, Distrust};
 use crate::types::DropReason;
 
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
 /// Bump on any change of the header, ring or stats block layout.
 pub const ABI_VERSION: u32 = 1;
-pub const DEFAULT_PATH: &str = "/dev/shm/rvs.ctl";
+/// Where rvs-dp serves the region unless `--ctl`, `RVS_CTL` or the config's
+/// `dataplane.ctl` say otherwise; every tool's default. Its directory is
+/// root's (rvs-dp creates it with mode 0700), not the world-writable
+/// `/dev/shm`, where any local user could create the name first.
+pub const DEFAULT_PATH: &str = "/run/rvs/rvs.ctl";
 
 const ALIGN: u64 = 64;
 /// Ring control block: `head` and `tail` on separate cache lines.
@@ -69,6 +82,10 @@ pub enum RegionError {
     BadMagic { path: String },
     #[error("control region {path} is corrupt: {why}")]
     Corrupt { path: String, why: String },
+    /// The file at the path (or its directory) could belong to someone else:
+    /// never read, never adopted.
+    #[error(transparent)]
+    Untrusted(#[from] Box<Distrust>),
     #[error("invalid control region layout: {0}")]
     InvalidLayout(String),
     /// The OS error is part of the message, not a separate cause, so a
@@ -300,9 +317,65 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// (device, inode) of what `path` names now, if anything.
+/// (device, inode) of what `path` names now, if anything. A symlink is itself,
+/// not its target: a region put back behind a symlink is not current.
 pub(crate) fn path_identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Opens the region at `path` for reading and writing, only if it is a file we
+/// trust (trust.rs). The first open is `O_PATH | O_NOFOLLOW`, which neither
+/// follows a symlink nor opens a fifo or device; the real open must then find
+/// the same inode, and is checked again.
+fn open_trusted(path: &Path) -> Result<(File, Metadata)> {
+    let not_found = |op| {
+        move |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => RegionError::NotRunning { path: pstr(path) },
+            _ => io_err(op, path)(e),
+        }
+    };
+    let handle = trust::open_path_only(path).map_err(not_found("open"))?;
+    let seen = handle.metadata().map_err(io_err("stat", path))?;
+    trust::check_region_file("control region", path, &seen)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(not_found("open"))?;
+    let meta = file.metadata().map_err(io_err("stat", path))?;
+    if (meta.dev(), meta.ino()) != (seen.dev(), seen.ino()) {
+        return Err(RegionError::Corrupt {
+            path: pstr(path),
+            why: "replaced while being opened: try again".to_string(),
+        });
+    }
+    trust::check_region_file("control region", path, &meta)?;
+    Ok((file, meta))
+}
+
+/// The directory `path` lives in, created (mode 0700) if missing, and checked
+/// (trust.rs): a final symlink is followed only if root or we own it.
+fn prepare_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create directory", dir)(e)),
+    }
+    let link = trust::open_path_only(dir).map_err(io_err("open directory", dir))?;
+    let meta = link.metadata().map_err(io_err("stat", dir))?;
+    let meta = if meta.file_type().is_symlink() {
+        trust::check_dir_link(dir, &meta)?;
+        std::fs::metadata(dir).map_err(io_err("stat", dir))?
+    } else {
+        meta
+    };
+    trust::check_region_dir(dir, &meta)?;
+    Ok(())
 }
 
 impl Region {
@@ -314,29 +387,54 @@ impl Region {
         let geom = Geometry::of(layout).map_err(RegionError::InvalidLayout)?;
         let my_pid = std::process::id();
 
+        prepare_dir(path)?;
+
+        // Only a file we trust is read (for its pid and generation) or
+        // replaced; anything else at the path stops us with its owner and mode.
         let mut old_generation = 0;
-        if let Ok(old) = Region::open(path) {
-            let h = old.header();
-            if h.dp_pid != my_pid && pid_alive(h.dp_pid) {
-                return Err(RegionError::AlreadyRunning {
-                    path: pstr(path),
-                    pid: h.dp_pid,
-                });
+        match Region::open(path) {
+            Ok(old) => {
+                let h = old.header();
+                if h.dp_pid != my_pid && pid_alive(h.dp_pid) {
+                    return Err(RegionError::AlreadyRunning {
+                        path: pstr(path),
+                        pid: h.dp_pid,
+                    });
+                }
+                old_generation = old.generation();
             }
-            old_generation = old.generation();
+            Err(e @ RegionError::Untrusted(_)) => return Err(e),
+            Err(_) => {}
         }
 
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{my_pid}.tmp"));
         let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
+        // A temporary file of ours left by a crashed rvs-dp with the same pid
+        // goes; anything else there (a squatter's file or symlink) is refused.
+        match trust::open_path_only(&tmp) {
+            Ok(left) => {
+                let meta = left.metadata().map_err(io_err("stat", &tmp))?;
+                trust::check_region_file("temporary control region", &tmp, &meta)?;
+                std::fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("open", &tmp)(e)),
+        }
+        // O_EXCL never follows a symlink; if one appeared since, this fails.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
+        // The umask may have taken bits away; tools want exactly 0600.
+        if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err("chmod", &tmp)(e));
+        }
         let built = Region::init(file, &tmp, geom, old_generation, init_sections);
         let mut region = match built {
             Ok(r) => r,
@@ -421,16 +519,10 @@ impl Region {
 
     /// A tool's side: maps the region rvs-dp serves at `path`, after checking
     /// everything in its header against this build and the file's real size.
+    /// Refuses a file it does not trust (`RegionError::Untrusted`) before
+    /// reading it.
     pub fn open(path: &Path) -> Result<Region> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => RegionError::NotRunning { path: pstr(path) },
-                _ => io_err("open", path)(e),
-            })?;
-        let meta = file.metadata().map_err(io_err("stat", path))?;
+        let (file, meta) = open_trusted(path)?;
         let corrupt = |why: String| RegionError::Corrupt {
             path: pstr(path),
             why,

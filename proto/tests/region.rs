@@ -105,10 +105,12 @@ fn bad_magic_is_refused() {
     assert!(matches!(open_err(&p.0), RegionError::BadMagic { .. }));
 }
 
-/// Copies a valid region's bytes to another path, truncated to `len`.
+/// Copies a valid region's bytes to another path, truncated to `len`, with
+/// the mode rvs-dp gives it (tools refuse anything but 0600).
 fn truncated_copy(src: &Path, dst: &Path, len: usize) {
     let bytes = std::fs::read(src).unwrap();
     std::fs::write(dst, &bytes[..len.min(bytes.len())]).unwrap();
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //!   LVS blocks are read, the rest skipped (see `rvs_cp::keepalived`).
 //!   Exactly one of the two is given.
 //! - `--ctl PATH`: rvs-dp's control region (else `$RVS_CTL`, else
-//!   `dataplane.ctl`, else `/dev/shm/rvs.ctl`).
+//!   `dataplane.ctl`, else `/run/rvs/rvs.ctl`).
 //! - `--check`: validate the file, print what it configures, and exit
 //!   (0 valid, 1 invalid).
 //! - `--config-test` (`-t`): validate the file and print the rules it gives

@@ -1,7 +1,7 @@
 //! rvsadm: ipvsadm's command line for the rvs data plane.
 //!
 //! Besides ipvsadm's options it takes `--ctl PATH`, the control region of the
-//! rvs-dp to talk to (else `$RVS_CTL`, else `/dev/shm/rvs.ctl`).
+//! rvs-dp to talk to (else `$RVS_CTL`, else `/run/rvs/rvs.ctl`).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
