@@ -516,13 +516,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rvs-cp-override-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let kc = dir.join("keepalived.conf");
-        std::fs::write(&kc, "virtual_server 10.1.0.1 80 {\n  real_server 10.2.0.1 80 {\n  }\n}\n").unwrap();
+        std::fs::write(
+            &kc,
+            "virtual_server 10.1.0.1 80 {\n  real_server 10.2.0.1 80 {\n  }\n}\n",
+        )
+        .unwrap();
         let source = ConfigSource::Keepalived(kc);
         let default = load(&source, None).unwrap().control.metrics_listen;
         assert_eq!(default, "127.0.0.1:9280".parse().ok());
         assert_eq!(load(&source, Some(None)).unwrap().control.metrics_listen, None);
         let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        assert_eq!(load(&source, Some(Some(a))).unwrap().control.metrics_listen, Some(a));
+        assert_eq!(
+            load(&source, Some(Some(a))).unwrap().control.metrics_listen,
+            Some(a)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
