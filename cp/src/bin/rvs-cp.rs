@@ -121,6 +121,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    daemon.run(&stop, &reload);
+    daemon.run(stop, &reload);
     ExitCode::SUCCESS
 }

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rvs_proto::command::{Command, ConnInfo, IpvsError, Reply, ServiceInfo, WorkerLatency};
-use rvs_proto::ipvs::{IpvsConfig, ServiceRules};
+use rvs_proto::ipvs::{IpvsConfig, Limits, ServiceRules};
 use rvs_proto::region::Layout;
 use rvs_proto::ring::CtlServer;
 use rvs_proto::serve::{self, DataPlane, Sessions};
@@ -63,15 +63,30 @@ struct Shared {
     model: Mutex<Model>,
     counters: Mutex<Counters>,
     log: Mutex<Vec<Command>>,
+    /// Table limits of the model (a new one at each restart).
+    limits: Limits,
+    /// `Restore` requests received (rvs-cp sends its changes in these).
+    restores: AtomicU64,
+    /// Requests that change the table (or try to), however packed.
+    changes: AtomicU64,
 }
 
 /// The fake's table: the configuration model, a generation and the paging
 /// and restore sessions `rvs_proto::serve` keeps.
-#[derive(Default)]
 struct Model {
     config: IpvsConfig,
     generation: u64,
     sessions: Sessions,
+}
+
+impl Model {
+    fn new(limits: Limits) -> Model {
+        Model {
+            config: IpvsConfig::with_limits(limits),
+            generation: 0,
+            sessions: Sessions::default(),
+        }
+    }
 }
 
 /// The fake data plane.
@@ -145,6 +160,12 @@ fn handle(shared: &Shared, msg: &[u8]) -> Reply {
         Ok(c) => c,
         Err(e) => return Reply::Error(IpvsError::Unsupported(format!("bad request: {e}"))),
     };
+    if let Command::Restore(_) = cmd {
+        shared.restores.fetch_add(1, Ordering::Relaxed);
+    }
+    if !cmd.is_query() {
+        shared.changes.fetch_add(1, Ordering::Relaxed);
+    }
     let mut model = shared.model.lock().unwrap();
     let counters = shared.counters.lock().unwrap();
     let mut dp = Serving {
@@ -157,15 +178,23 @@ fn handle(shared: &Shared, msg: &[u8]) -> Reply {
 
 impl FakeDp {
     pub fn start(name: &str) -> FakeDp {
+        FakeDp::start_with_limits(name, Limits::default())
+    }
+
+    /// A fake whose table refuses more than `limits` ("Memory allocation problem").
+    pub fn start_with_limits(name: &str, limits: Limits) -> FakeDp {
         let dir = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
         };
         let shared = Arc::new(Shared {
-            model: Mutex::new(Model::default()),
+            model: Mutex::new(Model::new(limits)),
             counters: Mutex::new(Counters::default()),
             log: Mutex::new(Vec::new()),
+            limits,
+            restores: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         });
         let mut dp = FakeDp {
             path: dir.join(format!("{}.ctl", unique(name))),
@@ -215,7 +244,7 @@ impl FakeDp {
     /// rvs-dp restarted: a new region (new generation) and an empty table.
     pub fn restart(&mut self) {
         self.halt();
-        *self.shared.model.lock().unwrap() = Model::default();
+        *self.shared.model.lock().unwrap() = Model::new(self.shared.limits);
         self.serve();
     }
 
@@ -229,6 +258,16 @@ impl FakeDp {
 
     pub fn services(&self) -> Vec<ServiceRules> {
         self.shared.model.lock().unwrap().config.services().to_vec()
+    }
+
+    /// `Restore` requests received so far.
+    pub fn restores(&self) -> u64 {
+        self.shared.restores.load(Ordering::Relaxed)
+    }
+
+    /// Change requests received so far.
+    pub fn changes(&self) -> u64 {
+        self.shared.changes.load(Ordering::Relaxed)
     }
 
     /// The change commands applied since the last call.
