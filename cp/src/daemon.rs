@@ -15,10 +15,11 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, Reply};
+use rvs_proto::command::{Command, IpvsError, Reply, RESTORE_CHUNK};
 use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
+use crate::adm::exchange::list_services;
 use crate::check::{self, CheckEvent, CheckHandle, Health};
 use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
 use crate::metrics::{MetricsServer, MetricsState, RealStatus};
@@ -27,8 +28,16 @@ use crate::source::ConfigSource;
 use crate::stats::StatsThread;
 use crate::transport::{resolve_ctl_path, ShmTransport};
 
-/// Pause before retrying a reconcile that failed.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Pause before retrying a reconcile that failed; it doubles with each
+/// failure in a row, up to `RETRY_MAX`, so a file rvs-dp cannot take does
+/// not keep both busy.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Commands sent per `Restore`: rvs-dp builds a whole new service table per
+/// request, so one per real server made a 10,000-real-server apply take
+/// minutes; a batch is one table. A batch of `RESTORE_CHUNK` fits a message.
+pub const APPLY_BATCH: usize = RESTORE_CHUNK;
 
 /// How rvs-cp was started.
 #[derive(Clone, Debug)]
@@ -70,6 +79,14 @@ pub struct Daemon {
     next_epoch: u64,
     dirty: bool,
     retry_at: Option<Instant>,
+    /// The pause after the last failed reconcile (None after a success).
+    retry_delay: Option<Duration>,
+    /// What the last failed reconcile said, so the same failure is logged
+    /// once, not at every retry.
+    last_failure: Option<String>,
+    refusals: BTreeSet<String>,
+    /// Set by SIGINT / SIGTERM: a long apply stops between batches.
+    stop: Arc<AtomicBool>,
     last_sync: Option<Instant>,
     generation: Option<u64>,
     dp_error: Option<String>,
@@ -132,6 +149,10 @@ impl Daemon {
             next_epoch: 0,
             dirty: true,
             retry_at: None,
+            retry_delay: None,
+            last_failure: None,
+            refusals: BTreeSet::new(),
+            stop: Arc::new(AtomicBool::new(false)),
             last_sync: None,
             generation: None,
             dp_error: None,
@@ -298,33 +319,31 @@ impl Daemon {
         }
     }
 
-    /// Compares rvs-dp's table with the wanted one and sends the difference.
-    /// Returns the number of commands sent.
+    /// Compares rvs-dp's table with the wanted one and sends the difference,
+    /// `APPLY_BATCH` commands per request. A command rvs-dp refuses is
+    /// logged (once while it keeps being refused) and skipped; the others
+    /// still go in. Returns the number of commands applied.
     pub fn reconcile(&mut self) -> Result<usize, String> {
-        let current = match self.transport.send(&Command::List).map_err(|e| e.to_string())? {
-            Reply::Services(s) => s,
-            Reply::Error(e) => return Err(format!("list: {e}")),
-            other => return Err(format!("list: unexpected reply {other:?}")),
-        };
+        let current = list_services(&mut self.transport).map_err(|e| format!("list: {e}"))?;
         let desired = self.desired();
         let cmds = plan(&desired, &current, &self.retired);
-        let mut failed = 0;
-        for c in &cmds {
-            match self.transport.send(c) {
-                Ok(Reply::Ok) => info!("applied: {}", describe(c)),
-                Ok(Reply::Error(e)) => {
-                    // Most likely another tool changed the same service just now;
-                    // the retry compares again.
-                    warn!("rvs-dp refused to {}: {e}", describe(c));
-                    failed += 1;
-                }
-                Ok(other) => {
-                    warn!("{}: unexpected reply {other:?}", describe(c));
-                    failed += 1;
-                }
-                Err(e) => return Err(format!("{}: {e}", describe(c))),
+        let mut refused = BTreeSet::new();
+        let mut applied = 0;
+        for (n, batch) in cmds.chunks(APPLY_BATCH).enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(format!("stopped after {applied} of {} commands", cmds.len()));
+            }
+            applied += self.apply_batch(batch, &mut refused)?;
+            if cmds.len() > APPLY_BATCH {
+                info!("applied batch {} of {}", n + 1, cmds.len().div_ceil(APPLY_BATCH));
             }
         }
+        for r in refused.difference(&self.refusals) {
+            // Most likely another tool changed the same service just now;
+            // the retry compares again.
+            warn!("{r}");
+        }
+        self.refusals = refused;
         let listed: BTreeSet<ServiceKey> = current.iter().map(|s| s.spec.key()).collect();
         let dels: BTreeSet<ServiceKey> = cmds
             .iter()
@@ -335,10 +354,63 @@ impl Daemon {
             .collect();
         // Forget retired services that are gone (or were not there).
         self.retired.retain(|k| listed.contains(k) && !dels.contains(k));
-        if failed > 0 {
-            return Err(format!("{failed} of {} commands refused", cmds.len()));
+        if !self.refusals.is_empty() {
+            // Without the total: the same refusals are the same failure
+            // (logged once) whatever else went in alongside.
+            return Err(format!("{} commands refused", self.refusals.len()));
         }
-        Ok(cmds.len())
+        Ok(applied)
+    }
+
+    /// Sends `batch` as one `Restore`. When rvs-dp refuses command i, the
+    /// commands before it (which passed) go in one more `Restore` and the
+    /// rest carry on, so a refusal costs two requests, not one per command.
+    fn apply_batch(&mut self, batch: &[Command], refused: &mut BTreeSet<String>) -> Result<usize, String> {
+        let mut applied = 0;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let (ok, failed_at) = match self.send_all(rest)? {
+                Ok(()) => (rest.len(), None),
+                Err(IpvsError::Restore { index, error }) if index < rest.len() => {
+                    refused.insert(format!("rvs-dp refused to {}: {error}", describe(&rest[index])));
+                    let head = &rest[..index];
+                    match self.send_all(head)? {
+                        Ok(()) => (head.len(), Some(index)),
+                        Err(e) => {
+                            refused.insert(format!("rvs-dp refused {} commands: {e}", head.len()));
+                            (0, Some(index))
+                        }
+                    }
+                }
+                Err(e) => {
+                    refused.insert(format!("rvs-dp refused {} commands: {e}", rest.len()));
+                    (0, None)
+                }
+            };
+            for c in &rest[..ok] {
+                info!("applied: {}", describe(c));
+            }
+            applied += ok;
+            rest = match failed_at {
+                Some(i) => &rest[i + 1..],
+                None => &[],
+            };
+        }
+        Ok(applied)
+    }
+
+    /// One `Restore` of `cmds`: Ok(Ok) applied, Ok(Err) refused, Err when
+    /// rvs-dp could not be asked.
+    fn send_all(&mut self, cmds: &[Command]) -> Result<Result<(), IpvsError>, String> {
+        if cmds.is_empty() {
+            return Ok(Ok(()));
+        }
+        match self.transport.send(&Command::Restore(cmds.to_vec())) {
+            Ok(Reply::Ok) => Ok(Ok(())),
+            Ok(Reply::Error(e)) => Ok(Err(e)),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) => Err(format!("{}: {e}", describe(&cmds[0]))),
+        }
     }
 
     fn maybe_reconcile(&mut self) {
@@ -351,21 +423,36 @@ impl Daemon {
             .lock()
             .map(|s| s.resync_interval)
             .unwrap_or_default();
-        let due = self.dirty
-            || self.retry_at.is_some_and(|t| now >= t)
-            || (!resync.is_zero() && self.last_sync.is_none_or(|t| now.duration_since(t) >= resync));
+        // While a failure waits for its retry, the periodic resync must not
+        // retry early (with no success yet, it would be due at every step).
+        let resync_due = self.retry_at.is_none()
+            && !resync.is_zero()
+            && self.last_sync.is_none_or(|t| now.duration_since(t) >= resync);
+        let due = self.dirty || self.retry_at.is_some_and(|t| now >= t) || resync_due;
         if !due {
             return;
         }
         self.dirty = false;
         match self.reconcile() {
             Ok(_) => {
+                if self.last_failure.take().is_some() {
+                    info!("reconcile complete: rvs-dp holds the configuration");
+                }
                 self.retry_at = None;
+                self.retry_delay = None;
                 self.last_sync = Some(now);
             }
+            Err(_) if self.stop.load(Ordering::Relaxed) => {}
             Err(e) => {
-                warn!("reconcile incomplete, retrying in {RETRY_AFTER:?}: {e}");
-                self.retry_at = Some(now + RETRY_AFTER);
+                let delay = self.retry_delay.map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX));
+                if self.last_failure.as_ref() != Some(&e) {
+                    warn!("reconcile incomplete, retrying in {delay:?} (and less often while it fails): {e}");
+                    self.last_failure = Some(e);
+                } else {
+                    tracing::debug!("reconcile still incomplete, retrying in {delay:?}: {e}");
+                }
+                self.retry_delay = Some(delay);
+                self.retry_at = Some(Instant::now() + delay);
             }
         }
     }
@@ -411,9 +498,16 @@ impl Daemon {
         }
     }
 
-    /// Runs until `stop` is set, reloading whenever `reload` is set.
-    pub fn run(&mut self, stop: &AtomicBool, reload: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
+    /// The flag that stops `run` (and a long apply between two batches).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Runs until `stop` is set (SIGINT / SIGTERM), reloading whenever
+    /// `reload` is set. A long apply checks `stop` between its batches.
+    pub fn run(&mut self, stop: Arc<AtomicBool>, reload: &AtomicBool) {
+        self.stop = stop;
+        while !self.stop.load(Ordering::Relaxed) {
             if reload.swap(false, Ordering::Relaxed) {
                 let _ = self.reload();
             }

@@ -9,11 +9,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use rvs_proto::command::{Command, Reply, ServiceInfo};
+use rvs_proto::command::ServiceInfo;
 use rvs_proto::latency::LatencyHist;
 use rvs_proto::statsarea::WorkerStatsBlock;
 use rvs_proto::types::DropReason;
 
+use crate::adm::exchange::list_services;
 use crate::config::ControlSettings;
 use crate::hlog::{self, HlogWriter};
 use crate::transport::ShmTransport;
@@ -69,11 +70,8 @@ fn rate(now: (u64, u64), before: Option<(u64, u64)>) -> f64 {
 
 impl Collector {
     pub fn collect(&mut self, t: &mut ShmTransport) -> Result<Snapshot, String> {
-        let services = match t.send(&Command::List).map_err(|e| e.to_string())? {
-            Reply::Services(s) => s,
-            Reply::Error(e) => return Err(e.to_string()),
-            other => return Err(format!("unexpected reply to List: {other:?}")),
-        };
+        // Paged: one reply of a big table would not fit the ring.
+        let services = list_services(t).map_err(|e| e.to_string())?;
         let reader = t.stats().map_err(|e| e.to_string())?;
         let n = reader.workers();
         self.prev.resize(n, None);

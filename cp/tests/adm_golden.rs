@@ -577,3 +577,72 @@ fn big_connection_listing_comes_in_pages_and_is_complete() {
     assert!(lines[0].contains("10.1.0.0:40000"));
     assert!(lines[1233].contains(&format!("{}:40000", Ipv4Addr::from(0x0a01_0000u32 + 1233))));
 }
+
+#[test]
+fn the_local_data_plane_answers_as_rvs_dp_does() {
+    // rvsadm's fixture and rvs-dp's ControlPlane answer through one piece of
+    // code (rvs_proto::serve): same paging caps, same query/change split.
+    // (The fixture used to hand back a whole connection listing in one page
+    // whatever the limit, where rvs-dp caps a page at CONNS_PAGE.)
+    use rvs_dp::control::ControlPlane;
+    use rvs_dp::core::{CoreOptions, Shared};
+    use rvs_dp::route::RouteTable;
+    use rvs_proto::command::ListCursor;
+    use std::sync::Arc;
+
+    let conns: Vec<ConnInfo> = (0..1234u32)
+        .map(|i| ConnInfo {
+            proto: Proto::Tcp,
+            state: "ESTABLISHED".into(),
+            expires_s: 899,
+            cip: Ipv4Addr::from(0x0a01_0000 + i),
+            cport: 40000,
+            vip: Ipv4Addr::new(10, 1, 0, 100),
+            vport: 80,
+            rip: Ipv4Addr::new(10, 2, 0, 11),
+            rport: 80,
+        })
+        .collect();
+    let mut local = LocalTransport {
+        conns: conns.clone(),
+        conn_tab_size: 1024,
+        ..LocalTransport::default()
+    };
+    let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));
+    let mut dp = ControlPlane::new(shared, 1024);
+    let script = rvs_cp::adm::save::parse_restore(&golden("save_numeric.txt")).unwrap();
+    let Command::Restore(mut cmds) = script.command else {
+        panic!()
+    };
+    cmds.extend([
+        Command::ListConnsPage {
+            listing: 0,
+            offset: 0,
+            limit: 5000,
+        },
+        Command::ListPage {
+            generation: None,
+            from: ListCursor::default(),
+        },
+        Command::GetTimeouts,
+        Command::GetInfo,
+        Command::Zero(None),
+        Command::RestoreCommit { restore: 9 },
+        Command::DelService(ServiceKey {
+            proto: Proto::Tcp,
+            vip: Ipv4Addr::new(1, 2, 3, 4),
+            port: 1,
+        }),
+    ]);
+    for c in &cmds {
+        let want = dp.handle(c, || conns.clone(), Vec::new).0;
+        let mut got = local.request(c).unwrap();
+        // Generations count differently (rvs-dp also counts its start-up).
+        if let (Reply::ServicesPage { generation: g, .. }, Reply::ServicesPage { generation, .. }) =
+            (&want, &mut got)
+        {
+            *generation = *g;
+        }
+        assert_eq!(got, want, "{c:?}");
+    }
+}

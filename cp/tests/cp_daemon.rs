@@ -647,3 +647,67 @@ weight = 4
         assert_eq!(sum.count_at(mid), want, "bucket of {v} ns");
     }
 }
+
+/// A config of one service with `n` real servers and no checks (all up).
+fn many_reals(n: u32) -> String {
+    let mut t = format!("{HEAD}[[virtual_server]]\naddress = \"10.1.0.1\"\nport = 80\nlb_algo = \"wrr\"\n");
+    for i in 0..n {
+        let rip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+        t += &format!("[[virtual_server.real_server]]\naddress = \"{rip}\"\nport = 8080\n");
+    }
+    t
+}
+
+#[test]
+fn ten_thousand_real_servers_go_in_batches() {
+    // One request (one new table in rvs-dp) per batch of APPLY_BATCH, not
+    // one per real server (10,001 before).
+    let dir = TempDir::new("batch");
+    let dp = FakeDp::start("batch");
+    let mut d = start(&dir, &dp, &many_reals(10_000));
+    let k = key("10.1.0.1", 80);
+    assert!(d.run_until(Duration::from_secs(20), |_| dp
+        .service(&k)
+        .is_some_and(|s| s.dests.len() == 10_000)));
+    assert_eq!(
+        dp.restores(),
+        10_001u64.div_ceil(rvs_cp::daemon::APPLY_BATCH as u64)
+    );
+    assert_eq!(dp.take_log().len(), 10_001);
+}
+
+#[test]
+fn a_stop_request_ends_a_long_apply_between_batches() {
+    let dir = TempDir::new("stop");
+    let dp = FakeDp::start("stop");
+    let mut d = start(&dir, &dp, &many_reals(10_000));
+    d.stop_flag().store(true, Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
+    let e = d.reconcile().unwrap_err();
+    assert!(e.starts_with("stopped after 0 of 10001 commands"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(dp.services().is_empty(), "nothing sent after the stop request");
+}
+
+#[test]
+fn an_unappliable_file_is_retried_with_backoff() {
+    // rvs-dp refuses the second real server (its table is full): the
+    // retries come after 1 s, then 2 s, ... (before: every step, ~0.1 s,
+    // because the periodic resync counted as due while nothing had succeeded).
+    let dir = TempDir::new("backoff");
+    let dp = FakeDp::start_with_limits(
+        "backoff",
+        rvs_proto::ipvs::Limits {
+            max_services: 10,
+            max_dests_per_service: 1,
+        },
+    );
+    let cfg = many_reals(2).replace("resync_interval = 0\n", "resync_interval = 5\n");
+    let mut d = start(&dir, &dp, &cfg);
+    d.run_until(Duration::from_millis(3500), |_| false);
+    // At 0 s the batch, refused at the second real server, then the part
+    // before it (2 requests); retries of the refused one at 1 s and 3 s.
+    let sent = dp.changes();
+    assert!((3..=5).contains(&sent), "{sent} change requests in 3.5 s");
+    assert_eq!(dp.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 1);
+}

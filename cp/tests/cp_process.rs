@@ -289,3 +289,51 @@ fn keepalived_conf_runs_and_a_bad_reload_changes_nothing() {
     }));
     assert!(status.unwrap().success(), "{}", stderr());
 }
+
+#[test]
+fn an_unappliable_file_is_logged_once_and_retried_with_backoff() {
+    // rvs-dp's table takes one real server per service; the file has two.
+    // Before: "retrying in 1s" and the refusal logged every ~0.1 s (180
+    // lines in 6 s). Now each once, and the retries back off.
+    let dir = TempDir::new("proc-unappliable");
+    let dp = FakeDp::start_with_limits(
+        "proc-unappliable",
+        rvs_proto::ipvs::Limits {
+            max_services: 10,
+            max_dests_per_service: 1,
+        },
+    );
+    let cfg = dir.path("rvs.toml");
+    let text = "[control]\nmetrics_listen = \"off\"\n[[virtual_server]]\naddress = \"10.1.0.1\"\nport = 80\n\
+                [[virtual_server.real_server]]\naddress = \"10.2.0.1\"\n\
+                [[virtual_server.real_server]]\naddress = \"10.2.0.2\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rvs-cp"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ctl",
+            dp.path.to_str().unwrap(),
+        ])
+        .env("RVS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    signal(child.id(), libc::SIGTERM);
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{err}");
+    let count = |s: &str| err.matches(s).count();
+    assert_eq!(count("refused to add 10.2.0.2:80"), 1, "{err}");
+    assert_eq!(count("reconcile incomplete, retrying in 1s"), 1, "{err}");
+    assert_eq!(count("reconcile incomplete"), 1, "{err}");
+    assert!(
+        dp.changes() <= 5,
+        "{} change requests in 3.5 s: {err}",
+        dp.changes()
+    );
+}

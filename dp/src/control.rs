@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rvs_proto::region::RegionError;
 use rvs_proto::ring::CtlServer;
 
 use crate::conn::Timeouts as ConnTimeouts;
@@ -23,8 +24,9 @@ use crate::service::{
     DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
     WorkerTraffic,
 };
-use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, WorkerLatency, CONNS_PAGE};
+use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::serve::{self, DataPlane, Sessions};
 
 type DestKey = (ServiceKey, Ipv4Addr, u16);
 
@@ -81,9 +83,8 @@ pub struct ControlPlane {
     svc_est: HashMap<ServiceKey, Estimator>,
     dest_est: HashMap<DestKey, Estimator>,
     pub conn_capacity_total: u32,
-    /// The last connection listing, served a page at a time.
-    conn_listing: Option<(u64, Vec<ConnInfo>)>,
-    next_listing: u64,
+    /// Paged listings and staged restores in progress.
+    sessions: Sessions,
 }
 
 impl ControlPlane {
@@ -99,8 +100,7 @@ impl ControlPlane {
             svc_est: HashMap::new(),
             dest_est: HashMap::new(),
             conn_capacity_total,
-            conn_listing: None,
-            next_listing: 1,
+            sessions: Sessions::default(),
         }
     }
 
@@ -117,9 +117,17 @@ impl ControlPlane {
     pub fn apply(&mut self, cmd: &Command) -> Result<u64, IpvsError> {
         let mut next = self.config.clone();
         next.apply(cmd)?;
+        self.commit(next, std::slice::from_ref(cmd))
+    }
+
+    /// Puts `next`, a model `cmds` turned the current one into, in force:
+    /// one new snapshot, whatever the number of commands.
+    pub fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         let table = self.build(&next)?;
         // Nothing can fail from here on.
-        self.note_zero(cmd);
+        for cmd in cmds {
+            self.note_zero(cmd);
+        }
         self.mark_removed(&next);
         let t = next.timeouts();
         let mut ct = ConnTimeouts::default();
@@ -190,7 +198,7 @@ impl ControlPlane {
     /// Real servers that left the configuration: flag them (expire_nodest_conn
     /// ends their connections), and forget their counters once idle.
     fn mark_removed(&mut self, next: &IpvsConfig) {
-        let live = |k: &DestKey| next.service(&k.0).is_some_and(|s| s.dest(k.1, k.2).is_some());
+        let live = |k: &DestKey| next.has_dest(&k.0, k.1, k.2);
         for (k, s) in self.dest_stats.iter() {
             if !live(k) {
                 s.removed.store(true, Ordering::Relaxed);
@@ -253,7 +261,12 @@ impl ControlPlane {
     /// `List`: the configuration with live counters.
     pub fn list(&self) -> Reply {
         let mut out = self.config.list();
-        for s in out.iter_mut() {
+        self.fill_counters(&mut out);
+        Reply::Services(out)
+    }
+
+    fn fill_counters(&self, services: &mut [ServiceInfo]) {
+        for s in services.iter_mut() {
             let key = s.spec.key();
             if let Some(st) = self.svc_stats.get(&key) {
                 s.stats = minus(st.total(), self.svc_zero.get(&key).copied().unwrap_or_default());
@@ -263,49 +276,69 @@ impl ControlPlane {
                 fill_dest(d, key, &self.dest_stats, &self.dest_zero, &self.dest_est);
             }
         }
-        Reply::Services(out)
     }
 
-    /// Answers a command. Configuration changes return the generation to wait
-    /// for; queries answer at once. `conns` and `latency` gather what only
-    /// the workers know.
+    /// Answers a command (`rvs_proto::serve::handle`). Configuration changes
+    /// return the generation to wait for; queries answer at once. `conns`
+    /// and `latency` gather what only the workers know.
     pub fn handle(
         &mut self,
         cmd: &Command,
         conns: impl FnOnce() -> Vec<ConnInfo>,
         latency: impl FnOnce() -> Vec<WorkerLatency>,
     ) -> (Reply, Option<u64>) {
-        match cmd {
-            Command::List => (self.list(), None),
-            Command::ListConns => (Reply::Conns(conns()), None),
-            Command::ListConnsPage {
-                listing,
-                offset,
-                limit,
-            } => (self.conns_page(*listing, *offset, *limit, conns), None),
-            Command::GetTimeouts => {
-                let t = self.config.timeouts();
-                (
-                    Reply::Timeouts {
-                        tcp: t.tcp,
-                        tcpfin: t.tcpfin,
-                        udp: t.udp,
-                    },
-                    None,
-                )
-            }
-            Command::Latency => (Reply::Latency(latency()), None),
-            Command::GetInfo => (
-                Reply::Info {
-                    conn_tab_size: self.conn_capacity_total,
-                },
-                None,
-            ),
-            _ => match self.apply(cmd) {
-                Ok(gen) => (Reply::Ok, Some(gen)),
-                Err(e) => (Reply::Error(e), None),
+        serve::handle(
+            &mut Serving {
+                cp: self,
+                conns: Some(conns),
+                latency: Some(latency),
             },
-        }
+            cmd,
+        )
+    }
+
+    /// Drops staged restores whose tool went quiet (see `Sessions::expire`).
+    pub fn expire_sessions(&mut self) {
+        self.sessions.expire(Instant::now());
+    }
+}
+
+/// The control plane while it answers one command, with the workers'
+/// connection and latency gatherers.
+struct Serving<'a, C, L> {
+    cp: &'a mut ControlPlane,
+    conns: Option<C>,
+    latency: Option<L>,
+}
+
+impl<C, L> DataPlane for Serving<'_, C, L>
+where
+    C: FnOnce() -> Vec<ConnInfo>,
+    L: FnOnce() -> Vec<WorkerLatency>,
+{
+    fn model(&self) -> &IpvsConfig {
+        &self.cp.config
+    }
+    fn generation(&self) -> u64 {
+        self.cp.generation
+    }
+    fn sessions(&mut self) -> &mut Sessions {
+        &mut self.cp.sessions
+    }
+    fn fill_counters(&self, services: &mut [ServiceInfo]) {
+        self.cp.fill_counters(services)
+    }
+    fn conns(&mut self) -> Vec<ConnInfo> {
+        self.conns.take().map(|f| f()).unwrap_or_default()
+    }
+    fn latency(&mut self) -> Vec<WorkerLatency> {
+        self.latency.take().map(|f| f()).unwrap_or_default()
+    }
+    fn conn_tab_size(&self) -> u32 {
+        self.cp.conn_capacity_total
+    }
+    fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
+        self.cp.commit(next, cmds)
     }
 }
 
@@ -331,6 +364,7 @@ impl ControlPlane {
             server.flush_replies();
             if last_est.elapsed() >= ESTIMATE_EVERY {
                 self.estimate();
+                self.expire_sessions();
                 last_est = Instant::now();
             }
             let Some((id, bytes)) = server.poll_request() else {
@@ -340,6 +374,12 @@ impl ControlPlane {
             let out = self.serve(&bytes, &mut conns, &mut latency);
             if let Err(e) = server.reply(id, &out) {
                 eprintln!("rvs-dp: reply failed: {e}");
+                // Say so rather than leave the tool waiting out its timeout
+                // (an unpaged `List` of a big table, from an older tool).
+                if let RegionError::TooLarge { .. } = e {
+                    let refusal = Reply::Error(IpvsError::Unsupported(format!("{e}; ask for it in pages")));
+                    let _ = server.reply(id, &serde_json::to_vec(&refusal).unwrap_or_default());
+                }
             }
         }
     }
@@ -368,35 +408,6 @@ impl ControlPlane {
         };
         serde_json::to_vec(&reply).unwrap_or_default()
     }
-
-    fn conns_page(
-        &mut self,
-        listing: u64,
-        offset: u32,
-        limit: u32,
-        conns: impl FnOnce() -> Vec<ConnInfo>,
-    ) -> Reply {
-        if listing == 0 {
-            self.conn_listing = Some((self.next_listing, conns()));
-            self.next_listing += 1;
-        }
-        match &self.conn_listing {
-            Some((id, all)) if listing == 0 || listing == *id => {
-                let start = (offset as usize).min(all.len());
-                let end = start
-                    .saturating_add(limit.min(CONNS_PAGE) as usize)
-                    .min(all.len());
-                Reply::ConnsPage {
-                    listing: *id,
-                    total: all.len() as u32,
-                    conns: all[start..end].to_vec(),
-                }
-            }
-            _ => Reply::Error(IpvsError::Unsupported(
-                "the connection listing changed while it was read; list again".into(),
-            )),
-        }
-    }
 }
 
 fn fill_dest(
@@ -422,7 +433,7 @@ mod tests {
     use crate::core::{CoreOptions, Forwarder};
     use crate::route::RouteTable;
     use crate::service::{ForwardMethod, Proto};
-    use rvs_proto::command::{DestSpec, ServiceSpec};
+    use rvs_proto::command::{DestSpec, ServiceSpec, CONNS_PAGE};
 
     fn cp() -> (ControlPlane, Arc<Shared>) {
         let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));

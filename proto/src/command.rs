@@ -132,15 +132,32 @@ pub enum Command {
     /// `-d`
     DelDest(ServiceKey, Ipv4Addr, u16),
     /// `--set tcp tcpfin udp`; 0 leaves that timeout unchanged (as the kernel does).
-    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
-    /// `-L`: services with their real servers, counters and rates.
+    SetTimeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
+    /// `-L`, whole: services with their real servers, counters and rates
+    /// (fine for small tables; one reply must fit the ring).
     List,
+    /// `-L`, `-S` one page at a time: `generation` None starts a listing;
+    /// later pages name the generation the first reply gave, and are refused
+    /// with `IpvsError::TableChanged` once the table has changed since, so a
+    /// listing of any size is of one table, never a mix of two.
+    ListPage {
+        generation: Option<u64>,
+        from: ListCursor,
+    },
     /// `-L -c`, whole (fine for small tables; one reply must fit the ring).
     ListConns,
     /// `-L -c` one page at a time: `listing` 0 takes a fresh listing of every
     /// worker's table; later pages name the listing the first reply gave, so
     /// a big table is listed consistently in replies that fit the ring.
-    ListConnsPage { listing: u64, offset: u32, limit: u32 },
+    ListConnsPage {
+        listing: u64,
+        offset: u32,
+        limit: u32,
+    },
     /// `-L --timeout`
     GetTimeouts,
     /// `--latency` (rvs only): per-worker packet latency percentiles.
@@ -149,6 +166,22 @@ pub enum Command {
     GetInfo,
     /// `-R`: the commands are applied as one transaction, all or nothing.
     Restore(Vec<Command>),
+    /// `-R` of any size, staged: `RestoreBegin` opens a staging area,
+    /// `RestoreChunk`s fill it (each is checked as it arrives), and
+    /// `RestoreCommit` applies everything as one transaction. The staging is
+    /// discarded on the first error, on `RestoreAbort`, and when no step
+    /// comes for `RESTORE_IDLE_S` seconds (a tool that died mid-way).
+    RestoreBegin,
+    RestoreChunk {
+        restore: u64,
+        commands: Vec<Command>,
+    },
+    RestoreCommit {
+        restore: u64,
+    },
+    RestoreAbort {
+        restore: u64,
+    },
 }
 
 impl Command {
@@ -157,6 +190,7 @@ impl Command {
         matches!(
             self,
             Command::List
+                | Command::ListPage { .. }
                 | Command::ListConns
                 | Command::ListConnsPage { .. }
                 | Command::GetTimeouts
@@ -164,6 +198,14 @@ impl Command {
                 | Command::GetInfo
         )
     }
+}
+
+/// Where a paged listing resumes: service `service` (0-based, in the table's
+/// order), from its real server `dest` (0-based).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCursor {
+    pub service: u32,
+    pub dest: u32,
 }
 
 /// Rates over the estimator's window, as `ipvsadm --rate` shows them.
@@ -233,6 +275,19 @@ pub enum Reply {
     Ok,
     Error(IpvsError),
     Services(Vec<ServiceInfo>),
+    /// A page of a `ListPage` listing of table generation `generation`;
+    /// `next` is where the next page starts, None after the last. When the
+    /// page started inside a service, its first entry carries the rest of
+    /// that service's real servers.
+    ServicesPage {
+        generation: u64,
+        services: Vec<ServiceInfo>,
+        next: Option<ListCursor>,
+    },
+    /// `RestoreBegin`: the staging area the chunks go to.
+    RestoreStaged {
+        restore: u64,
+    },
     Conns(Vec<ConnInfo>),
     /// A page of a connection listing: `total` entries in listing `listing`.
     ConnsPage {
@@ -288,6 +343,11 @@ pub enum IpvsError {
     Unsupported(String),
     /// Command `index` (0-based) of a `Restore` failed; nothing was applied.
     Restore { index: usize, error: Box<IpvsError> },
+    /// A later page of a listing, after the table changed: list again.
+    TableChanged,
+    /// A restore step for a staging area that is gone: it failed, was
+    /// aborted or committed, or was idle too long.
+    NoSuchRestore(u64),
 }
 
 impl fmt::Display for IpvsError {
@@ -318,6 +378,12 @@ impl fmt::Display for IpvsError {
             IpvsError::NoMemory => f.write_str("Memory allocation problem"),
             IpvsError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
             IpvsError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
+            IpvsError::TableChanged => f.write_str("the table changed while it was listed; list again"),
+            IpvsError::NoSuchRestore(id) => write!(
+                f,
+                "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \
+                 nothing of it was applied"
+            ),
         }
     }
 }
@@ -327,6 +393,20 @@ impl std::error::Error for IpvsError {}
 /// Connections per `ListConnsPage` reply: at most about 170 bytes each in JSON, so a
 /// page stays well inside the ring's message size.
 pub const CONNS_PAGE: u32 = 500;
+
+/// Rows per `ListPage` reply (a service heading and each real server count
+/// one): a real server is at most about 600 bytes in JSON (counters at their
+/// widest), so a page stays under 300 KB, well inside the ring's message size.
+pub const LIST_PAGE: u32 = 500;
+
+/// Commands per `RestoreChunk`: at most about 250 bytes each in JSON, so a
+/// chunk stays under 512 KB.
+pub const RESTORE_CHUNK: usize = 2000;
+
+/// A staged restore with no step for this long is discarded: its tool died
+/// or hung. Long enough for a slow tool between chunks, short enough that a
+/// dead one does not hold memory for long.
+pub const RESTORE_IDLE_S: u64 = 30;
 
 #[cfg(test)]
 mod tests {

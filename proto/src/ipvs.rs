@@ -12,14 +12,15 @@
 //! stored order only shows with `--nosort`, and insertion order is the one a
 //! reader can predict.
 
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::types::TrafficTotals;
 use crate::types::{ForwardMethod, ServiceKey};
 
 use crate::command::{
-    Command, DestInfo, DestSpec, IpvsError, IpvsTimeouts, Rates, ServiceInfo, ServiceSpec, MAX_THRESHOLD,
-    MAX_TIMEOUT_S, MAX_WEIGHT,
+    Command, DestInfo, DestSpec, IpvsError, IpvsTimeouts, ListCursor, Rates, ServiceInfo, ServiceSpec,
+    MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
 };
 
 /// Every scheduler ipvsadm knows, in the kernel's order. rvs-dp's scheduler
@@ -59,11 +60,20 @@ impl Default for Limits {
 }
 
 /// The whole configuration: services in insertion order, and the timeouts.
+///
+/// Two indexes, derived from `services` and kept in step with it, make a
+/// lookup O(1) instead of a scan: at the 65,536-service and
+/// 65,536-real-server limits a restore or a reconcile would otherwise
+/// compare billions of keys.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct IpvsConfig {
     services: Vec<ServiceRules>,
     timeouts: IpvsTimeouts,
     limits: Limits,
+    /// Position of each service in `services`.
+    service_at: HashMap<ServiceKey, usize>,
+    /// Every (service, RIP, port) of a real server.
+    dest_keys: HashSet<(ServiceKey, Ipv4Addr, u16)>,
 }
 
 impl IpvsConfig {
@@ -83,7 +93,17 @@ impl IpvsConfig {
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceRules> {
-        self.services.iter().find(|s| s.spec.key() == *key)
+        self.find(key).map(|i| &self.services[i])
+    }
+
+    /// True if the service holds the real server `rip:port`.
+    pub fn has_dest(&self, key: &ServiceKey, rip: Ipv4Addr, port: u16) -> bool {
+        self.dest_keys.contains(&(*key, rip, port))
+    }
+
+    /// Real servers in all services.
+    pub fn dest_count(&self) -> usize {
+        self.dest_keys.len()
     }
 
     pub fn timeouts(&self) -> IpvsTimeouts {
@@ -99,20 +119,53 @@ impl IpvsConfig {
                 spec: s.spec.clone(),
                 stats: TrafficTotals::default(),
                 rates: Rates::default(),
-                dests: s
-                    .dests
-                    .iter()
-                    .map(|d| DestInfo {
-                        spec: d.clone(),
-                        active: 0,
-                        inactive: 0,
-                        persistent: 0,
-                        stats: TrafficTotals::default(),
-                        rates: Rates::default(),
-                    })
-                    .collect(),
+                dests: s.dests.iter().map(dest_info).collect(),
             })
             .collect()
+    }
+
+    /// One page of `list`: at most `rows` rows (a service heading and each
+    /// real server count one each), starting at `from`, and where the next
+    /// page starts (`None` after the last). A page that starts inside a
+    /// service (`from.dest > 0`) repeats that service's spec with the rest
+    /// of its real servers; the reader appends them to what it has. A row
+    /// budget rather than a service count keeps every page's size bounded
+    /// whether the table is 65,536 services or one service of 65,536 real
+    /// servers.
+    pub fn list_page(&self, from: ListCursor, rows: usize) -> (Vec<ServiceInfo>, Option<ListCursor>) {
+        let rows = rows.max(2); // a heading and one real server: always progress
+        let mut out = Vec::new();
+        let mut used = 0;
+        let mut at = from;
+        while let Some(s) = self.services.get(at.service as usize) {
+            if used + 1 >= rows {
+                return (out, Some(at));
+            }
+            used += 1;
+            let start = (at.dest as usize).min(s.dests.len());
+            let take = (s.dests.len() - start).min(rows - used);
+            used += take;
+            out.push(ServiceInfo {
+                spec: s.spec.clone(),
+                stats: TrafficTotals::default(),
+                rates: Rates::default(),
+                dests: s.dests[start..start + take].iter().map(dest_info).collect(),
+            });
+            if start + take < s.dests.len() {
+                return (
+                    out,
+                    Some(ListCursor {
+                        service: at.service,
+                        dest: (start + take) as u32,
+                    }),
+                );
+            }
+            at = ListCursor {
+                service: at.service + 1,
+                dest: 0,
+            };
+        }
+        (out, None)
     }
 
     /// The commands that rebuild this configuration from an empty one (the
@@ -166,6 +219,7 @@ impl IpvsConfig {
                 if self.services.len() >= self.limits.max_services {
                     return Err(IpvsError::NoMemory);
                 }
+                self.service_at.insert(spec.key(), self.services.len());
                 self.services.push(ServiceRules {
                     spec: spec.clone(),
                     dests: Vec::new(),
@@ -180,11 +234,20 @@ impl IpvsConfig {
             }
             Command::DelService(key) => {
                 let i = self.find(key).ok_or(IpvsError::NoSuchService)?;
-                self.services.remove(i);
+                let gone = self.services.remove(i);
+                for d in &gone.dests {
+                    self.dest_keys.remove(&(*key, d.rip, d.port));
+                }
+                self.service_at.remove(key);
+                for (j, s) in self.services.iter().enumerate().skip(i) {
+                    self.service_at.insert(s.spec.key(), j);
+                }
                 Ok(())
             }
             Command::Clear => {
                 self.services.clear();
+                self.service_at.clear();
+                self.dest_keys.clear();
                 Ok(())
             }
             Command::Zero(key) => {
@@ -197,14 +260,15 @@ impl IpvsConfig {
             Command::AddDest(key, dest) => {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
-                let svc = &mut self.services[i];
-                if svc.dest(dest.rip, dest.port).is_some() {
+                if self.has_dest(key, dest.rip, dest.port) {
                     return Err(IpvsError::DestExists);
                 }
+                let svc = &mut self.services[i];
                 if svc.dests.len() >= self.limits.max_dests_per_service {
                     return Err(IpvsError::NoMemory);
                 }
                 svc.dests.push(dest.clone());
+                self.dest_keys.insert((*key, dest.rip, dest.port));
                 Ok(())
             }
             Command::EditDest(key, dest) => {
@@ -228,6 +292,7 @@ impl IpvsConfig {
                     .position(|d| d.rip == *rip && d.port == *port)
                     .ok_or(IpvsError::NoSuchDest)?;
                 svc.dests.remove(j);
+                self.dest_keys.remove(&(*key, *rip, *port));
                 Ok(())
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => {
@@ -246,6 +311,7 @@ impl IpvsConfig {
                 Ok(())
             }
             Command::List
+            | Command::ListPage { .. }
             | Command::ListConns
             | Command::ListConnsPage { .. }
             | Command::GetTimeouts
@@ -253,11 +319,28 @@ impl IpvsConfig {
             | Command::GetInfo => Err(IpvsError::Unsupported(format!(
                 "{cmd:?} is a query, not a configuration change"
             ))),
+            Command::RestoreBegin
+            | Command::RestoreChunk { .. }
+            | Command::RestoreCommit { .. }
+            | Command::RestoreAbort { .. } => Err(IpvsError::Unsupported(
+                "a staged restore step is not a configuration change".into(),
+            )),
         }
     }
 
     fn find(&self, key: &ServiceKey) -> Option<usize> {
-        self.services.iter().position(|s| s.spec.key() == *key)
+        self.service_at.get(key).copied()
+    }
+}
+
+fn dest_info(d: &DestSpec) -> DestInfo {
+    DestInfo {
+        spec: d.clone(),
+        active: 0,
+        inactive: 0,
+        persistent: 0,
+        stats: TrafficTotals::default(),
+        rates: Rates::default(),
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `command`: the requests and replies (ipvsadm's operations), serde-encoded.
 //! - `ipvs`: the virtual-server configuration model and its validation, the
 //!   one rvs-dp applies and rvsadm checks against.
+//! - `serve`: how a data plane answers commands (queries, changes, paged
+//!   listings, staged restores), shared by rvs-dp and rvsadm's local one.
 //! - `region`, `ring`, `statsarea`, `latency`: the shared-memory region;
 //!   `trust`: whose file and directory the region may be.
 //!
@@ -18,6 +20,7 @@ pub mod ipvs;
 pub mod latency;
 pub mod region;
 pub mod ring;
+pub mod serve;
 pub mod statsarea;
 pub mod statsblock;
 pub mod trust;

@@ -4,12 +4,14 @@
 //! - `parse`: the command line (popt-style, ipvsadm's checks and messages).
 //! - `format`: ipvsadm's listings and its save format.
 //! - `save`: reading a save file into one all-or-nothing restore.
+//! - `exchange`: paged listings and staged restores (any table size).
 //!
 //! `run` is the whole program minus the transport, so the binary and the
 //! tests share it. Exit codes follow ipvsadm: 0 on success, 2 for a command
 //! line it refuses, 255 when the data plane refuses the command (ipvsadm
 //! returns -1 from main), 1 when a listing fails.
 
+pub mod exchange;
 pub mod format;
 pub mod parse;
 pub mod save;
@@ -18,11 +20,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::CONNS_PAGE;
 use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::types::{ServiceKey, TrafficTotals};
 
+use exchange::ExchangeError;
 use parse::{Action, ListOpts, ListWhat};
 
 /// How rvsadm reaches the data plane: one request, one reply.
@@ -42,7 +45,9 @@ pub struct DestCounters {
 
 /// The data plane in process: the configuration model plus counters, rates,
 /// connections and latencies set by hand. For tests, and for trying rvsadm
-/// without a running data plane.
+/// without a running data plane. It answers through `rvs_proto::serve`,
+/// as rvs-dp does, so paging, staged restores and the query/change split
+/// are rvs-dp's own.
 #[derive(Clone, Debug)]
 pub struct LocalTransport {
     pub config: IpvsConfig,
@@ -51,6 +56,8 @@ pub struct LocalTransport {
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub conn_tab_size: u32,
+    pub generation: u64,
+    pub sessions: Sessions,
 }
 
 impl Default for LocalTransport {
@@ -63,6 +70,8 @@ impl Default for LocalTransport {
             latency: Vec::new(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
+            generation: 0,
+            sessions: Sessions::default(),
         }
     }
 }
@@ -93,10 +102,20 @@ impl LocalTransport {
             _ => Vec::new(),
         }
     }
+}
 
-    fn list(&self) -> Vec<ServiceInfo> {
-        let mut v = self.config.list();
-        for s in v.iter_mut() {
+impl DataPlane for LocalTransport {
+    fn model(&self) -> &IpvsConfig {
+        &self.config
+    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn sessions(&mut self) -> &mut Sessions {
+        &mut self.sessions
+    }
+    fn fill_counters(&self, services: &mut [ServiceInfo]) {
+        for s in services.iter_mut() {
             let key = s.spec.key();
             if let Some((t, r)) = self.service_counters.get(&key) {
                 s.stats = *t;
@@ -112,46 +131,29 @@ impl LocalTransport {
                 }
             }
         }
-        v
+    }
+    fn conns(&mut self) -> Vec<ConnInfo> {
+        self.conns.clone()
+    }
+    fn latency(&mut self) -> Vec<WorkerLatency> {
+        self.latency.clone()
+    }
+    fn conn_tab_size(&self) -> u32 {
+        self.conn_tab_size
+    }
+    fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
+        self.config = next;
+        for z in cmds.iter().flat_map(Self::zeroes_in) {
+            self.zero(z);
+        }
+        self.generation += 1;
+        Ok(self.generation)
     }
 }
 
 impl CtlTransport for LocalTransport {
     fn request(&mut self, cmd: &Command) -> anyhow::Result<Reply> {
-        Ok(match cmd {
-            Command::List => Reply::Services(self.list()),
-            Command::ListConns => Reply::Conns(self.conns.clone()),
-            Command::ListConnsPage { offset, limit, .. } => {
-                let start = (*offset as usize).min(self.conns.len());
-                let end = start.saturating_add(*limit as usize).min(self.conns.len());
-                Reply::ConnsPage {
-                    listing: 1,
-                    total: self.conns.len() as u32,
-                    conns: self.conns[start..end].to_vec(),
-                }
-            }
-            Command::GetTimeouts => {
-                let t = self.config.timeouts();
-                Reply::Timeouts {
-                    tcp: t.tcp,
-                    tcpfin: t.tcpfin,
-                    udp: t.udp,
-                }
-            }
-            Command::Latency => Reply::Latency(self.latency.clone()),
-            Command::GetInfo => Reply::Info {
-                conn_tab_size: self.conn_tab_size,
-            },
-            change => match self.config.apply(change) {
-                Ok(()) => {
-                    for z in Self::zeroes_in(change) {
-                        self.zero(z);
-                    }
-                    Reply::Ok
-                }
-                Err(e) => Reply::Error(e),
-            },
-        })
+        Ok(serve::handle(self, cmd).0)
     }
 }
 
@@ -247,7 +249,9 @@ pub fn run(
             }
         }
     };
-    let mut ask = |cmd: &Command, stderr: &mut dyn Write| match transport.request(cmd) {
+    let ask = |transport: &mut dyn CtlTransport, cmd: &Command, stderr: &mut dyn Write| match transport
+        .request(cmd)
+    {
         Ok(r) => Some(r),
         Err(e) => {
             out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
@@ -260,6 +264,19 @@ pub fn run(
             &format!("rvsadm: unexpected reply from the data plane: {r:?}\n"),
         );
         1
+    };
+    // ipvsadm's exit codes: 2 when the data plane cannot be reached,
+    // `refused` when it refuses, 1 for a reply that makes no sense.
+    let failed = |stderr: &mut dyn Write, e: ExchangeError, refused: i32| match e {
+        ExchangeError::Unreachable(_) => {
+            out(stderr, &format!("rvsadm: {e}\n"));
+            2
+        }
+        ExchangeError::Refused(e) => {
+            out(stderr, &format!("{e}\n"));
+            refused
+        }
+        ExchangeError::Unexpected(r) => unexpected(stderr, &r),
     };
 
     match action {
@@ -278,7 +295,7 @@ pub fn run(
             );
             0
         }
-        Action::Apply(cmd) => match ask(&cmd, stderr) {
+        Action::Apply(cmd) => match ask(transport, &cmd, stderr) {
             None => 2,
             Some(Reply::Ok) => 0,
             Some(Reply::Error(e)) => {
@@ -300,79 +317,40 @@ pub fn run(
                     return e.error.code;
                 }
             };
-            match ask(&script.command, stderr) {
-                None => 2,
-                Some(Reply::Ok) => 0,
-                Some(Reply::Error(IpvsError::Restore { index, error })) => {
+            let Command::Restore(cmds) = &script.command else {
+                return unexpected(stderr, &Reply::Ok);
+            };
+            match exchange::restore(transport, cmds) {
+                Ok(()) => 0,
+                Err(ExchangeError::Refused(IpvsError::Restore { index, error })) => {
                     match script.lines.get(index) {
                         Some(line) => out(stderr, &format!("line {line}: {error}\n")),
                         None => out(stderr, &format!("{error}\n")),
                     }
                     255
                 }
-                Some(Reply::Error(e)) => {
-                    out(stderr, &format!("{e}\n"));
-                    255
-                }
-                Some(r) => unexpected(stderr, &r),
+                Err(e) => failed(stderr, e, 255),
             }
         }
-        Action::Save { .. } => match ask(&Command::List, stderr) {
-            None => 2,
-            Some(Reply::Services(s)) => {
+        Action::Save { .. } => match exchange::list_services(transport) {
+            Ok(s) => {
                 out(stdout, &format::save(&s));
                 0
             }
-            Some(Reply::Error(e)) => {
-                out(stderr, &format!("{e}\n"));
-                1
-            }
-            Some(r) => unexpected(stderr, &r),
+            Err(e) => failed(stderr, e, 1),
         },
         Action::List(what, opts) => {
-            let cmd = match what {
-                ListWhat::All | ListWhat::Service(_) => Command::List,
-                ListWhat::Conns => Command::ListConnsPage {
-                    listing: 0,
-                    offset: 0,
-                    limit: CONNS_PAGE,
-                },
-                ListWhat::Timeouts => Command::GetTimeouts,
-                ListWhat::Latency => Command::Latency,
+            let listed = match what {
+                ListWhat::All | ListWhat::Service(_) => {
+                    exchange::list_services(transport).map(Reply::Services)
+                }
+                ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
+                ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
+                ListWhat::Latency => exchange::ask(transport, &Command::Latency),
             };
-            let reply = match ask(&cmd, stderr) {
-                None => return 2,
-                Some(Reply::Error(e)) => {
-                    out(stderr, &format!("{e}\n"));
-                    return 1;
-                }
-                // A big table comes a page at a time: gather the rest of the listing.
-                Some(Reply::ConnsPage {
-                    listing,
-                    total,
-                    mut conns,
-                }) => {
-                    while conns.len() < total as usize {
-                        let next = Command::ListConnsPage {
-                            listing,
-                            offset: conns.len() as u32,
-                            limit: CONNS_PAGE,
-                        };
-                        match ask(&next, stderr) {
-                            None => return 2,
-                            Some(Reply::ConnsPage { conns: more, .. }) if !more.is_empty() => {
-                                conns.extend(more)
-                            }
-                            Some(Reply::Error(e)) => {
-                                out(stderr, &format!("{e}\n"));
-                                return 1;
-                            }
-                            Some(r) => return unexpected(stderr, &r),
-                        }
-                    }
-                    Reply::Conns(conns)
-                }
-                Some(r) => r,
+            let reply = match listed {
+                Ok(r) => r,
+                Err(e) => return failed(stderr, e, 1),
             };
             match (what, reply) {
                 (ListWhat::All, Reply::Services(mut s)) => {
@@ -384,7 +362,7 @@ pub fn run(
                     } else {
                         // An older data plane without GetInfo still lists; the
                         // header then shows the kernel's default size.
-                        let size = match ask(&Command::GetInfo, stderr) {
+                        let size = match ask(transport, &Command::GetInfo, stderr) {
                             Some(Reply::Info { conn_tab_size }) => conn_tab_size,
                             _ => 4096,
                         };

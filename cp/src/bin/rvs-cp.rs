@@ -183,6 +183,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    daemon.run(&stop, &reload);
+    daemon.run(stop, &reload);
     ExitCode::SUCCESS
 }

@@ -1,6 +1,6 @@
 //! Test support: an in-process fake rvs-dp built on the real control-region
-//! code (`CtlServer`), applying commands to the same `IpvsConfig` model the
-//! data plane uses, and small local servers for health checks.
+//! code (`CtlServer`), answering through `rvs_proto::serve` with the same
+//! `IpvsConfig` model as the data plane, and small local servers for health checks.
 
 #![allow(dead_code)]
 
@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, IpvsError, Reply};
-use rvs_proto::ipvs::{IpvsConfig, ServiceRules};
+use rvs_proto::command::{Command, ConnInfo, IpvsError, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::ipvs::{IpvsConfig, Limits, ServiceRules};
 use rvs_proto::region::Layout;
 use rvs_proto::ring::CtlServer;
+use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::statsarea::{StatsWriter, WorkerStatsBlock};
 use rvs_proto::types::{ServiceKey, TrafficTotals};
 
@@ -59,9 +60,33 @@ pub struct Counters {
 }
 
 struct Shared {
-    model: Mutex<IpvsConfig>,
+    model: Mutex<Model>,
     counters: Mutex<Counters>,
     log: Mutex<Vec<Command>>,
+    /// Table limits of the model (a new one at each restart).
+    limits: Limits,
+    /// `Restore` requests received (rvs-cp sends its changes in these).
+    restores: AtomicU64,
+    /// Requests that change the table (or try to), however packed.
+    changes: AtomicU64,
+}
+
+/// The fake's table: the configuration model, a generation and the paging
+/// and restore sessions `rvs_proto::serve` keeps.
+struct Model {
+    config: IpvsConfig,
+    generation: u64,
+    sessions: Sessions,
+}
+
+impl Model {
+    fn new(limits: Limits) -> Model {
+        Model {
+            config: IpvsConfig::with_limits(limits),
+            generation: 0,
+            sessions: Sessions::default(),
+        }
+    }
 }
 
 /// The fake data plane.
@@ -74,68 +99,102 @@ pub struct FakeDp {
     pub workers: u32,
 }
 
+/// The fake as `rvs_proto::serve` sees it while it answers one command.
+struct Serving<'a> {
+    model: &'a mut Model,
+    counters: &'a Counters,
+    log: &'a Mutex<Vec<Command>>,
+}
+
+impl DataPlane for Serving<'_> {
+    fn model(&self) -> &IpvsConfig {
+        &self.model.config
+    }
+    fn generation(&self) -> u64 {
+        self.model.generation
+    }
+    fn sessions(&mut self) -> &mut Sessions {
+        &mut self.model.sessions
+    }
+    fn fill_counters(&self, services: &mut [ServiceInfo]) {
+        for s in services.iter_mut() {
+            let k = s.spec.key();
+            if let Some(t) = self.counters.services.get(&k) {
+                s.stats = *t;
+            }
+            for d in s.dests.iter_mut() {
+                if let Some((a, i, t)) = self.counters.dests.get(&(k, d.spec.rip, d.spec.port)) {
+                    d.active = *a;
+                    d.inactive = *i;
+                    d.stats = *t;
+                }
+            }
+        }
+    }
+    fn conns(&mut self) -> Vec<ConnInfo> {
+        Vec::new()
+    }
+    fn latency(&mut self) -> Vec<WorkerLatency> {
+        Vec::new()
+    }
+    fn conn_tab_size(&self) -> u32 {
+        4096
+    }
+    fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
+        self.model.config = next;
+        self.model.generation += 1;
+        // The log holds what was applied, command by command, however it came.
+        let mut log = self.log.lock().unwrap();
+        for c in cmds {
+            match c {
+                Command::Restore(inner) => log.extend(inner.iter().cloned()),
+                c => log.push(c.clone()),
+            }
+        }
+        Ok(self.model.generation)
+    }
+}
+
 fn handle(shared: &Shared, msg: &[u8]) -> Reply {
     let cmd: Command = match serde_json::from_slice(msg) {
         Ok(c) => c,
         Err(e) => return Reply::Error(IpvsError::Unsupported(format!("bad request: {e}"))),
     };
-    let mut model = shared.model.lock().unwrap();
-    match &cmd {
-        Command::List => {
-            let c = shared.counters.lock().unwrap();
-            let mut v = model.list();
-            for s in v.iter_mut() {
-                let k = s.spec.key();
-                if let Some(t) = c.services.get(&k) {
-                    s.stats = *t;
-                }
-                for d in s.dests.iter_mut() {
-                    if let Some((a, i, t)) = c.dests.get(&(k, d.spec.rip, d.spec.port)) {
-                        d.active = *a;
-                        d.inactive = *i;
-                        d.stats = *t;
-                    }
-                }
-            }
-            Reply::Services(v)
-        }
-        Command::GetInfo => Reply::Info { conn_tab_size: 4096 },
-        Command::GetTimeouts => {
-            let t = model.timeouts();
-            Reply::Timeouts {
-                tcp: t.tcp,
-                tcpfin: t.tcpfin,
-                udp: t.udp,
-            }
-        }
-        Command::Latency => Reply::Latency(Vec::new()),
-        Command::ListConns => Reply::Conns(Vec::new()),
-        Command::ListConnsPage { .. } => Reply::ConnsPage {
-            listing: 1,
-            total: 0,
-            conns: Vec::new(),
-        },
-        change => match model.apply(change) {
-            Ok(()) => {
-                shared.log.lock().unwrap().push(change.clone());
-                Reply::Ok
-            }
-            Err(e) => Reply::Error(e),
-        },
+    if let Command::Restore(_) = cmd {
+        shared.restores.fetch_add(1, Ordering::Relaxed);
     }
+    if !cmd.is_query() {
+        shared.changes.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut model = shared.model.lock().unwrap();
+    let counters = shared.counters.lock().unwrap();
+    let mut dp = Serving {
+        model: &mut model,
+        counters: &counters,
+        log: &shared.log,
+    };
+    serve::handle(&mut dp, &cmd).0
 }
 
 impl FakeDp {
     pub fn start(name: &str) -> FakeDp {
+        FakeDp::start_with_limits(name, Limits::default())
+    }
+
+    /// A fake whose table refuses more than `limits` ("Memory allocation problem").
+    pub fn start_with_limits(name: &str, limits: Limits) -> FakeDp {
         let dir = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
         };
         let shared = Arc::new(Shared {
-            model: Mutex::new(IpvsConfig::new()),
+            model: Mutex::new(Model::new(limits)),
             counters: Mutex::new(Counters::default()),
             log: Mutex::new(Vec::new()),
+            limits,
+            restores: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         });
         let mut dp = FakeDp {
             path: dir.join(format!("{}.ctl", unique(name))),
@@ -185,7 +244,7 @@ impl FakeDp {
     /// rvs-dp restarted: a new region (new generation) and an empty table.
     pub fn restart(&mut self) {
         self.halt();
-        *self.shared.model.lock().unwrap() = IpvsConfig::new();
+        *self.shared.model.lock().unwrap() = Model::new(self.shared.limits);
         self.serve();
     }
 
@@ -194,11 +253,21 @@ impl FakeDp {
     }
 
     pub fn service(&self, key: &ServiceKey) -> Option<ServiceRules> {
-        self.shared.model.lock().unwrap().service(key).cloned()
+        self.shared.model.lock().unwrap().config.service(key).cloned()
     }
 
     pub fn services(&self) -> Vec<ServiceRules> {
-        self.shared.model.lock().unwrap().services().to_vec()
+        self.shared.model.lock().unwrap().config.services().to_vec()
+    }
+
+    /// `Restore` requests received so far.
+    pub fn restores(&self) -> u64 {
+        self.shared.restores.load(Ordering::Relaxed)
+    }
+
+    /// Change requests received so far.
+    pub fn changes(&self) -> u64 {
+        self.shared.changes.load(Ordering::Relaxed)
     }
 
     /// The change commands applied since the last call.
