@@ -449,7 +449,7 @@ const NO_SLOT: u32 = u32::MAX;
 
 /// An immutable set of virtual services: what the workers forward by. The
 /// control thread builds a new one for every change and publishes it whole.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServiceTable {
     pub generation: u64,
     services: Vec<VirtualService>,
@@ -457,12 +457,21 @@ pub struct ServiceTable {
     index: Vec<u32>,
     /// Every VIP, sorted, for "is this address ours" (ARP, classification).
     vips: Vec<Ipv4Addr>,
+    /// The coarsest persistence netmask of all services (255.255.255.255 when
+    /// none is persistent): what worker ownership hashes. See `core::owner_of`.
+    owner_mask: Ipv4Addr,
 }
 
 #[inline]
 fn service_hash(proto: Proto, vip: Ipv4Addr, port: u16) -> u64 {
     let k = (u32::from(vip) as u64) << 24 | (port as u64) << 8 | proto as u64;
     k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k >> 29)
+}
+
+impl Default for ServiceTable {
+    fn default() -> Self {
+        ServiceTable::new(0, Vec::new())
+    }
 }
 
 impl ServiceTable {
@@ -480,11 +489,18 @@ impl ServiceTable {
         let mut vips: Vec<Ipv4Addr> = services.iter().map(|s| s.key.vip).collect();
         vips.sort();
         vips.dedup();
+        // Masks AND together: clients alike under any service's mask are alike
+        // under the result, contiguous masks or not.
+        let owner_mask = services
+            .iter()
+            .filter_map(|s| s.persistence)
+            .fold(Ipv4Addr::BROADCAST, |m, p| m & p.netmask);
         ServiceTable {
             generation,
             services,
             index,
             vips,
+            owner_mask,
         }
     }
 
@@ -530,6 +546,12 @@ impl ServiceTable {
         } else {
             self.vips.binary_search(&ip).is_ok()
         }
+    }
+
+    /// The client-address mask of worker ownership (see `owner_mask` field).
+    #[inline]
+    pub fn owner_mask(&self) -> Ipv4Addr {
+        self.owner_mask
     }
 
     pub fn vips(&self) -> &[Ipv4Addr] {

@@ -101,7 +101,9 @@ impl Forwarder {
 
         let to_vip = self.snap.is_vip(dst);
         let cip = if to_vip { src } else { dst };
-        if !redirected && self.shared.workers > 1 && super::owner_of(cip, self.shared.workers) != self.worker
+        if !redirected
+            && self.shared.workers > 1
+            && super::owner_of(cip, self.snap.owner_mask(), self.shared.workers) != self.worker
         {
             return None;
         }

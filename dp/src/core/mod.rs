@@ -10,10 +10,28 @@
 //! it in the datagram it quotes. A packet that lands on another worker's queue
 //! is handed to the owner (`Verdict::Redirect`). Hashing on the client address
 //! only also keeps all of a client's connections and all fragments of its
-//! datagrams on one worker, so persistence templates and the fragment cache
-//! stay worker-local.
+//! datagrams on one worker, so the fragment cache stays worker-local.
+//!
+//! Persistence templates are worker-local too, so every client one template
+//! covers must have one owner: the address is masked, before hashing, with the
+//! coarsest `-M` netmask of the service table (`ServiceTable::owner_mask`;
+//! 255.255.255.255 when no service is persistent, the common case, which
+//! changes nothing). The price: with `-M 255.255.255.0` a whole /24 of clients
+//! is handled by one worker, for every service, persistent or not, so a few
+//! busy client networks spread less evenly over the workers.
+//!
+//! When a new table changes that mask (the first persistent service with a
+//! coarser `-M` is added, or the last one goes), clients change owner, as they
+//! would if the worker count changed: their established connections are on the
+//! old owner, so on the new one TCP packets other than a SYN drop
+//! (`NoConnNotSyn`) and UDP flows are scheduled afresh, maybe to another real
+//! server; while the workers switch snapshots one burst apart they may briefly
+//! disagree too. Setting `-M` on the first persistent service before traffic
+//! arrives avoids it.
 
 mod fast;
+#[cfg(test)]
+mod tests;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,13 +173,14 @@ const WARM_MIN_CONNS: usize = 32 * 1024;
 /// At most this many packets of a burst are warmed.
 const WARM_BURST: usize = 64;
 
-/// Which worker owns connections of client `cip`.
+/// Which worker owns connections of client `cip`, `mask` being the service
+/// table's `owner_mask`: every client of one masked network gets one owner.
 #[inline]
-pub fn owner_of(cip: Ipv4Addr, workers: u16) -> u16 {
+pub fn owner_of(cip: Ipv4Addr, mask: Ipv4Addr, workers: u16) -> u16 {
     if workers <= 1 {
         return 0;
     }
-    let h = u32::from(cip).wrapping_mul(0x9E37_79B1);
+    let h = (u32::from(cip) & u32::from(mask)).wrapping_mul(0x9E37_79B1);
     ((h as u64 * workers as u64) >> 32) as u16
 }
 
@@ -567,7 +586,7 @@ impl Forwarder {
         if n <= 1 || redirected {
             return None;
         }
-        let o = owner_of(cip, n);
+        let o = owner_of(cip, self.snap.owner_mask(), n);
         if o == self.worker {
             None
         } else {
