@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use crate::wire::ipv4::prefix_mask;
+
 /// Where to send a packet for a destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -21,19 +23,10 @@ pub struct Route {
     pub port: u16,
 }
 
-#[inline]
-fn mask(prefix_len: u8) -> u32 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix_len.min(32) as u32)
-    }
-}
-
 impl Route {
     #[inline]
     pub fn matches(&self, ip: Ipv4Addr) -> bool {
-        let m = mask(self.prefix_len);
+        let m = prefix_mask(self.prefix_len);
         u32::from(ip) & m == u32::from(self.dst) & m
     }
 }
@@ -101,7 +94,7 @@ impl RouteTable {
             .routes
             .iter()
             .map(|r| {
-                let m = mask(r.prefix_len);
+                let m = prefix_mask(r.prefix_len);
                 (u32::from(r.dst) & m, m)
             })
             .collect();

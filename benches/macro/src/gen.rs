@@ -307,13 +307,9 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
     })
 }
 
+/// rvs-dp's MAC syntax, as bytes.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in m.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
+    s.parse::<rvs_dp::wire::MacAddr>().ok().map(|m| m.0)
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use crate::stats::{DropCounters, DropReason};
 use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use crate::wire::bytes::{get_u16, get_u32, get_u8};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
-use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv4::{Ipv4Cidr, Ipv4Packet};
 use crate::xmit::{self, dr, icmp, nat, tun};
 
 /// One of the director's ports, as the per-packet path needs it.
@@ -66,7 +66,11 @@ pub struct PortInfo {
 impl PortInfo {
     #[inline]
     pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        crate::config::same_subnet(self.addr, ip, self.prefix_len)
+        Ipv4Cidr {
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+        }
+        .contains(ip)
     }
 }
 
