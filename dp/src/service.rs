@@ -14,19 +14,21 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use crate::wire::ipv4::IpProtocol;
+
 /// Transport protocol of a virtual service. The discriminant is the IP protocol number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Proto {
-    Tcp = 6,
-    Udp = 17,
+    Tcp = IpProtocol::TCP,
+    Udp = IpProtocol::UDP,
 }
 
 impl Proto {
     pub fn from_ip_proto(p: u8) -> Option<Proto> {
         match p {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
+            IpProtocol::TCP => Some(Proto::Tcp),
+            IpProtocol::UDP => Some(Proto::Udp),
             _ => None,
         }
     }

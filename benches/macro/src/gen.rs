@@ -78,8 +78,8 @@ impl Default for Spec {
     }
 }
 
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+pub const PROTO_TCP: u8 = rvs_dp::wire::IpProtocol::TCP;
+pub const PROTO_UDP: u8 = rvs_dp::wire::IpProtocol::UDP;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 

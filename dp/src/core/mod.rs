@@ -48,10 +48,13 @@ use crate::sched::{SchedKey, Scheduler};
 use crate::service::{ForwardMethod, Proto, ServiceTable};
 use crate::stats::{DropCounters, DropReason};
 use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
-use crate::wire::bytes::{get_u16, get_u32, get_u8};
-use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
-use crate::wire::ipv4::{Ipv4Cidr, Ipv4Packet};
-use crate::xmit::{self, dr, icmp, nat, tun};
+use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use crate::wire::icmp::{IcmpPacket, IcmpType};
+use crate::wire::ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet};
+use crate::wire::tcp::{TcpFlags, TcpPacket};
+use crate::wire::udp::{self, UdpPacket};
+use crate::wire::{ipv4, tcp};
+use crate::xmit::{dr, icmp, nat, tun};
 
 /// One of the director's ports, as the per-packet path needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,18 +402,16 @@ impl Forwarder {
     /// frame (a cheap, partial parse; anything unusual is just not prefetched).
     #[inline]
     fn prefetch_bucket(&self, d: &[u8]) -> Option<Bucket> {
-        let (mut l2, mut et) = (14, get_u16(d, 12));
-        if et == 0x8100 {
-            (l2, et) = (18, get_u16(d, 16));
-        }
-        let ip = d.get(l2..).unwrap_or(&[]);
-        if et != 0x0800 || get_u16(ip, 6) & 0x1fff != 0 {
+        let eth = EthernetFrame::new_unchecked(d);
+        let ip = Ipv4Packet::new_unchecked(eth.payload());
+        if eth.ethertype() != EtherType::IPV4 || !ip.has_transport_header() {
             return None;
         }
-        let proto = Proto::from_ip_proto(get_u8(ip, 9))?;
-        let hl = (get_u8(ip, 0) & 0x0f) as usize * 4;
-        let (src, dst) = (Ipv4Addr::from(get_u32(ip, 12)), Ipv4Addr::from(get_u32(ip, 16)));
-        let (sport, dport) = (get_u16(ip, hl), get_u16(ip, hl + 2));
+        let proto = Proto::from_ip_proto(ip.protocol())?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        // TCP and UDP put their ports at the same offsets.
+        let l4 = UdpPacket::new_unchecked(ip.as_bytes().get(ip.header_len()..).unwrap_or(&[]));
+        let (sport, dport) = (l4.src_port(), l4.dst_port());
         Some(if self.snap.is_vip(dst) {
             self.conns.prefetch_in(proto, src, sport, dst, dport)
         } else {
@@ -544,9 +545,9 @@ impl Forwarder {
             return self.local(in_port, pkt, &ip);
         }
         match ip.proto {
-            xmit::PROTO_TCP => self.l4(in_port, pkt, &ip, Proto::Tcp, redirected),
-            xmit::PROTO_UDP => self.l4(in_port, pkt, &ip, Proto::Udp, redirected),
-            xmit::PROTO_ICMP => self.icmp(in_port, pkt, &ip, redirected),
+            IpProtocol::TCP => self.l4(in_port, pkt, &ip, Proto::Tcp, redirected),
+            IpProtocol::UDP => self.l4(in_port, pkt, &ip, Proto::Udp, redirected),
+            IpProtocol::ICMP => self.icmp(in_port, pkt, &ip, redirected),
             _ if self.snap.is_vip(ip.dst) => Verdict::Drop(DropReason::UnknownProtocol),
             _ => Verdict::Drop(DropReason::NotForUs),
         }
@@ -554,7 +555,7 @@ impl Forwarder {
 
     /// Packets to one of the director's own addresses: only ping is answered.
     fn local<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
-        if ip.proto == xmit::PROTO_ICMP && !ip.frag {
+        if ip.proto == IpProtocol::ICMP && !ip.frag {
             return self.echo(in_port, pkt, ip);
         }
         Verdict::Drop(DropReason::NotForUs)
@@ -565,13 +566,13 @@ impl Forwarder {
         let Some(icmp_bytes) = d.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIcmp);
         };
-        if icmp_bytes.len() < 8 {
+        let Ok(echo) = IcmpPacket::new_checked(icmp_bytes) else {
             return Verdict::Drop(DropReason::MalformedIcmp);
-        }
-        if get_u8(icmp_bytes, 0) != 8 {
+        };
+        if !echo.is_echo_request() {
             return Verdict::Drop(DropReason::IcmpUnhandled);
         }
-        if crate::wire::checksum::fold(crate::wire::checksum::sum(icmp_bytes)) != 0xFFFF {
+        if !echo.verify_checksum() {
             return Verdict::Drop(DropReason::MalformedIcmp);
         }
         match icmp::echo_reply(pkt.data_mut(), ip.l2, ip.hl) {
@@ -622,19 +623,25 @@ impl Forwarder {
                 return Verdict::Drop(DropReason::MalformedL4);
             };
             match proto {
+                // A first fragment need not hold the whole header its length fields describe.
                 Proto::Tcp => {
-                    let doff = (get_u8(seg, 12) >> 4) as usize * 4;
-                    if seg.len() < 20 || doff < 20 || (!ip.frag && doff > seg.len()) {
+                    let t = TcpPacket::new_unchecked(seg);
+                    let doff = t.header_len();
+                    if seg.len() < tcp::HEADER_LEN || doff < tcp::HEADER_LEN || (!ip.frag && doff > seg.len())
+                    {
                         return Verdict::Drop(DropReason::MalformedL4);
                     }
-                    (get_u16(seg, 0), get_u16(seg, 2), get_u8(seg, 13))
+                    (t.src_port(), t.dst_port(), t.flags())
                 }
                 Proto::Udp => {
-                    let ulen = get_u16(seg, 4) as usize;
-                    if seg.len() < 8 || (!ip.frag && (ulen < 8 || ulen > seg.len())) {
+                    let u = UdpPacket::new_unchecked(seg);
+                    let ulen = usize::from(u.len());
+                    if seg.len() < udp::HEADER_LEN
+                        || (!ip.frag && (ulen < udp::HEADER_LEN || ulen > seg.len()))
+                    {
                         return Verdict::Drop(DropReason::MalformedL4);
                     }
-                    (get_u16(seg, 0), get_u16(seg, 2), 0)
+                    (u.src_port(), u.dst_port(), 0)
                 }
             }
         };
@@ -702,7 +709,8 @@ impl Forwarder {
         let Some(si) = self.snap.lookup(proto, ip.dst, dport) else {
             return Err(Verdict::Drop(DropReason::NoService));
         };
-        if proto == Proto::Tcp && flags & 0x17 != 0x02 {
+        const OPENERS: u8 = TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN;
+        if proto == Proto::Tcp && flags & OPENERS != TcpFlags::SYN {
             // Only a bare SYN opens a connection (no ACK, RST or FIN).
             return Err(Verdict::Drop(DropReason::NoConnNotSyn));
         }
@@ -994,31 +1002,38 @@ impl Forwarder {
             let Some(m) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
-            if m.len() < 8 {
+            let Ok(msg) = IcmpPacket::new_checked(m) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
-            }
-            let t = get_u8(m, 0);
-            if t == 8 && to_vip {
+            };
+            let t = msg.msg_type();
+            if t == IcmpType::ECHO_REQUEST && to_vip {
                 return self.echo(in_port, pkt, ip);
             }
-            if !matches!(t, 3 | 4 | 11 | 12) {
+            // Redirects are not relayed: they are about routes, not connections.
+            use IcmpType as T;
+            if !matches!(
+                t,
+                T::DEST_UNREACHABLE | T::SOURCE_QUENCH | T::TIME_EXCEEDED | T::PARAMETER_PROBLEM
+            ) {
                 return Verdict::Drop(if to_vip {
                     DropReason::IcmpUnhandled
                 } else {
                     DropReason::NotForUs
                 });
             }
-            let inner = m.get(8..).unwrap_or(&[]);
-            let ihl = (get_u8(inner, 0) & 0x0f) as usize * 4;
-            if inner.len() < ihl + 4 || ihl < 20 || get_u8(inner, 0) >> 4 != 4 {
+            let inner = Ipv4Packet::new_unchecked(msg.inner());
+            let ihl = inner.header_len();
+            if inner.as_bytes().len() < ihl + 4 || ihl < ipv4::HEADER_LEN || inner.version() != 4 {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             }
+            // Only the ports of the quoted L4 header are there for sure.
+            let ports = UdpPacket::new_unchecked(inner.as_bytes().get(ihl..).unwrap_or(&[]));
             (
-                Ipv4Addr::from(get_u32(inner, 12)),
-                Ipv4Addr::from(get_u32(inner, 16)),
-                get_u8(inner, 9),
-                get_u16(inner, ihl),
-                get_u16(inner, ihl + 2),
+                inner.src_addr(),
+                inner.dst_addr(),
+                inner.protocol(),
+                ports.src_port(),
+                ports.dst_port(),
             )
         };
         let Some(proto) = Proto::from_ip_proto(inner_proto) else {
@@ -1123,7 +1138,7 @@ fn build_arp(
         target_mac: tmac,
         target_ip: tip,
     };
-    match frame.get_mut(14..).map(|body| repr.emit(body)) {
+    match frame.get_mut(ethernet::HEADER_LEN..).map(|body| repr.emit(body)) {
         Some(Ok(())) => LEN,
         _ => 0,
     }
