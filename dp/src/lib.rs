@@ -6,6 +6,7 @@ pub mod conn;
 pub mod control;
 pub mod core;
 pub mod ctl;
+pub mod dest;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod neigh;

@@ -6,7 +6,7 @@
 //! An unavailable hashed server refuses the connection.
 
 use super::{hash_32, is_available, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// IP_VS_DH_TAB_BITS.
 const DH_TAB_BITS: u32 = 8;

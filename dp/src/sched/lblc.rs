@@ -9,7 +9,7 @@
 
 use super::locality::{LocalityTable, DEFAULT_EXPIRATION_S};
 use super::{is_available, least_weighted, locality_overloaded, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Debug)]
 pub struct Lblc {

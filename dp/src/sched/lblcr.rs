@@ -11,7 +11,7 @@
 
 use super::locality::{LocalityTable, DEFAULT_EXPIRATION_S};
 use super::{least_weighted, locality_overloaded, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 pub const SET_CAPACITY: usize = 8;
 

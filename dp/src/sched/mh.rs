@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use super::{is_available, mix64, SchedError, SchedKey, SchedOptions, Scheduler};
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 /// Upper bound on the table size, so a typo cannot allocate gigabytes.
 pub const MH_MAX_TABLE_SIZE: u32 = 1 << 24;

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 pub mod dh;
 pub mod fo;

@@ -2,7 +2,7 @@
 
 use super::{dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr};
 use super::{SchedOptions, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// Every scheduler ipvsadm knows, in the kernel's order.
 pub const SCHEDULER_NAMES: &[&str] = &[

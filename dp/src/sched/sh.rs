@@ -10,7 +10,7 @@
 //! whose server is available.
 
 use super::{hash_32, is_available, SchedKey, Scheduler};
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 /// IP_VS_SH_TAB_BITS.
 const SH_TAB_BITS: u32 = 8;

@@ -202,8 +202,8 @@ pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::checksum;
     use crate::packet::VecBuf;
+    use crate::wire::checksum;
     use crate::xmit::testutil::*;
     use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
