@@ -3,7 +3,29 @@
 
 use std::net::Ipv4Addr;
 
-use crate::wire::ipv4::prefix_mask;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::ipv4::{prefix_mask, Ipv4Cidr};
+
+/// One of the director's ports, as the per-packet path needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// IP MTU.
+    pub mtu: u16,
+}
+
+impl PortInfo {
+    #[inline]
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        Ipv4Cidr {
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+        }
+        .contains(ip)
+    }
+}
 
 /// Where to send a packet for a destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -877,7 +877,7 @@ fn gratuitous_arp_and_arp_request_frames() {
         mtu: 1500,
     };
     let mut buf = [0u8; 64];
-    assert_eq!(rvs_dp::core::build_gratuitous_arp(&mut buf, &port, VIP), 60);
+    assert_eq!(rvs_dp::neigh::build_gratuitous_arp(&mut buf, &port, VIP), 60);
     assert_eq!(&buf[..6], &[0xff; 6], "broadcast");
     assert_eq!(&buf[6..12], &P0_MAC.0);
     assert_eq!(&buf[12..14], &[8, 6]);
@@ -885,11 +885,11 @@ fn gratuitous_arp_and_arp_request_frames() {
     assert_eq!(&buf[22..28], &P0_MAC.0, "sender MAC: ours");
     assert_eq!(&buf[28..32], &VIP.octets(), "sender IP: the VIP");
     assert_eq!(&buf[38..42], &VIP.octets(), "target IP: the VIP too (gratuitous)");
-    assert_eq!(rvs_dp::core::build_arp_request(&mut buf, &port, rs_ip(1)), 60);
+    assert_eq!(rvs_dp::neigh::build_arp_request(&mut buf, &port, rs_ip(1)), 60);
     assert_eq!(&buf[28..32], &DIP0.octets(), "asks from the port address");
     assert_eq!(&buf[38..42], &rs_ip(1).octets());
     assert_eq!(
-        rvs_dp::core::build_arp_request(&mut [0u8; 20], &port, rs_ip(1)),
+        rvs_dp::neigh::build_arp_request(&mut [0u8; 20], &port, rs_ip(1)),
         0,
         "too small: nothing written"
     );

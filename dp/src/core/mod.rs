@@ -41,41 +41,21 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::conn::{client_net, Bucket, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
 use crate::packet::PacketBuf;
+pub use crate::route::PortInfo;
 use crate::route::{NextHop, RouteTable};
 use crate::sched::{SchedKey, Scheduler};
 use crate::service::{ForwardMethod, Proto, ServiceTable};
 use crate::stats::{DropCounters, DropReason};
-use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
-use crate::wire::ethernet::{self, EtherType, EthernetFrame, MacAddr};
+use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::icmp::{IcmpPacket, IcmpType};
-use crate::wire::ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
 use crate::wire::tcp::{TcpFlags, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{ipv4, tcp};
 use crate::xmit::{dr, icmp, nat, tun};
-
-/// One of the director's ports, as the per-packet path needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortInfo {
-    pub mac: MacAddr,
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-    /// IP MTU.
-    pub mtu: u16,
-}
-
-impl PortInfo {
-    #[inline]
-    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        Ipv4Cidr {
-            addr: self.addr,
-            prefix_len: self.prefix_len,
-        }
-        .contains(ip)
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoreOptions {
@@ -444,55 +424,22 @@ impl Forwarder {
     }
 
     fn arp<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize) -> Verdict {
-        let repr = {
-            let Some(payload) = pkt.data().get(l2..) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            let Ok(a) = ArpPacket::new_checked(payload) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            ArpRepr::parse(&a)
-        };
-        let target_is_ours =
-            repr.target_ip == port.addr || (self.snap.is_vip(repr.target_ip) && port.on_link(repr.target_ip));
-        // RFC 826: merge the sender if we know it or the packet is for us.
-        let sender_ok = port.on_link(repr.sender_ip) && repr.sender_mac.is_unicast();
-        let mut learned = None;
-        if sender_ok {
-            let known = if target_is_ours {
-                self.shared.neigh.learn(repr.sender_ip, repr.sender_mac, self.now)
-            } else {
-                self.shared
-                    .neigh
-                    .refresh(repr.sender_ip, repr.sender_mac, self.now)
-            };
-            if known {
-                learned = Some(repr.sender_ip);
+        let snap = &self.snap;
+        match arp::input(
+            &self.shared.neigh,
+            port,
+            |ip| snap.is_vip(ip),
+            self.now,
+            pkt.data_mut(),
+            l2,
+        ) {
+            ArpInput::Replied => {
+                self.counters.arp_replies += 1;
+                Verdict::Forward { port: in_port }
             }
+            ArpInput::Learned(ip) => Verdict::Consumed { learned: Some(ip) },
+            ArpInput::Ignored => Verdict::Drop(DropReason::ArpIgnored),
         }
-        if repr.op == ArpOperation::Request && target_is_ours {
-            let reply = ArpRepr {
-                op: ArpOperation::Reply,
-                sender_mac: port.mac,
-                sender_ip: repr.target_ip,
-                target_mac: repr.sender_mac,
-                target_ip: repr.sender_ip,
-            };
-            let d = pkt.data_mut();
-            dr::set_macs(d, repr.sender_mac, port.mac);
-            let Some(body) = d.get_mut(l2..) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            if reply.emit(body).is_err() {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            }
-            self.counters.arp_replies += 1;
-            return Verdict::Forward { port: in_port };
-        }
-        if learned.is_some() {
-            return Verdict::Consumed { learned };
-        }
-        Verdict::Drop(DropReason::ArpIgnored)
     }
 
     #[inline(always)]
@@ -1102,44 +1049,5 @@ impl Forwarder {
             self.counters.icmp_translated += 1;
             self.send_via(pkt, hop)
         }
-    }
-}
-
-/// Writes an ARP request for `target` from `port` into `buf` (at least 60
-/// bytes: the frame is padded to Ethernet's minimum). Returns its length.
-pub fn build_arp_request(buf: &mut [u8], port: &PortInfo, target: Ipv4Addr) -> usize {
-    build_arp(buf, port, ArpOperation::Request, port.addr, MacAddr::ZERO, target)
-}
-
-/// A gratuitous ARP announcing `ip` at `port`'s MAC (a request for itself,
-/// which every host and switch accepts).
-pub fn build_gratuitous_arp(buf: &mut [u8], port: &PortInfo, ip: Ipv4Addr) -> usize {
-    build_arp(buf, port, ArpOperation::Request, ip, MacAddr::ZERO, ip)
-}
-
-fn build_arp(
-    buf: &mut [u8],
-    port: &PortInfo,
-    op: ArpOperation,
-    sip: Ipv4Addr,
-    tmac: MacAddr,
-    tip: Ipv4Addr,
-) -> usize {
-    const LEN: usize = 60;
-    let Some(frame) = buf.get_mut(..LEN) else { return 0 };
-    frame.fill(0);
-    if crate::wire::ethernet::write_header(frame, MacAddr::BROADCAST, port.mac, EtherType::ARP).is_err() {
-        return 0;
-    }
-    let repr = ArpRepr {
-        op,
-        sender_mac: port.mac,
-        sender_ip: sip,
-        target_mac: tmac,
-        target_ip: tip,
-    };
-    match frame.get_mut(ethernet::HEADER_LEN..).map(|body| repr.emit(body)) {
-        Some(Ok(())) => LEN,
-        _ => 0,
     }
 }
