@@ -9,6 +9,7 @@ pub mod ctl;
 pub mod dest;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod flow;
 pub mod neigh;
 pub mod packet;
 pub mod route;

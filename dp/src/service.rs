@@ -9,39 +9,7 @@ use std::sync::Arc;
 pub use crate::dest::{
     DestStats, ForwardMethod, RealServer, SchedFlags, TrafficCounters, TrafficTotals, WorkerTraffic,
 };
-use crate::wire::ipv4::IpProtocol;
-
-/// Transport protocol of a virtual service. The discriminant is the IP protocol number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum Proto {
-    Tcp = IpProtocol::TCP,
-    Udp = IpProtocol::UDP,
-}
-
-impl Proto {
-    pub fn from_ip_proto(p: u8) -> Option<Proto> {
-        match p {
-            IpProtocol::TCP => Some(Proto::Tcp),
-            IpProtocol::UDP => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    /// ipvsadm's spelling in listings: `TCP` / `UDP`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::flow::Proto;
 
 /// The identity of a virtual service: (protocol, VIP, port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

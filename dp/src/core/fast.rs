@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 use super::{Forwarder, Verdict};
-use crate::conn::Direction;
+use crate::conn::{Direction, FlowKey};
 use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
@@ -111,12 +111,11 @@ impl Forwarder {
         {
             return None;
         }
+        let flow = FlowKey::new(proto, src, sport, dst, dport);
         let (id, dir) = if to_vip {
-            let id = self.conns.lookup_in(proto, src, sport, dst, dport, self.now)?;
-            (id, Direction::Input)
+            (self.conns.lookup_in(flow, self.now)?, Direction::Input)
         } else {
-            let id = self.conns.lookup_out(proto, src, sport, dst, dport, self.now)?;
-            (id, Direction::Output)
+            (self.conns.lookup_out(flow, self.now)?, Direction::Output)
         };
         let c = self.conns.get(id)?;
         // expire_nodest_conn ends the connection: the general path's job.

@@ -40,13 +40,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
-use crate::conn::{client_net, Bucket, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use crate::conn::{
+    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, Timeouts,
+};
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
 use crate::packet::PacketBuf;
 pub use crate::route::PortInfo;
 use crate::route::{NextHop, RouteTable};
-use crate::sched::{SchedKey, Scheduler};
+use crate::sched::Scheduler;
 use crate::service::{ForwardMethod, Proto, ServiceTable};
 use crate::stats::{DropCounters, DropReason};
 use crate::wire::ethernet::{EtherType, EthernetFrame};
@@ -234,9 +236,8 @@ struct Ip {
 #[derive(Clone, Copy)]
 struct Endpoints {
     method: ForwardMethod,
-    cip: Ipv4Addr,
-    vip: Ipv4Addr,
-    vport: u16,
+    /// CIP:cport → VIP:vport.
+    flow: FlowKey,
     rip: Ipv4Addr,
     rport: u16,
 }
@@ -392,10 +393,11 @@ impl Forwarder {
         // TCP and UDP put their ports at the same offsets.
         let l4 = UdpPacket::new_unchecked(ip.as_bytes().get(ip.header_len()..).unwrap_or(&[]));
         let (sport, dport) = (l4.src_port(), l4.dst_port());
+        let flow = FlowKey::new(proto, src, sport, dst, dport);
         Some(if self.snap.is_vip(dst) {
-            self.conns.prefetch_in(proto, src, sport, dst, dport)
+            self.conns.prefetch_in(flow)
         } else {
-            self.conns.prefetch_out(proto, src, sport, dst, dport)
+            self.conns.prefetch_out(flow)
         })
     }
 
@@ -592,13 +594,11 @@ impl Forwarder {
                 }
             }
         };
+        let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
-            let id = match self
-                .conns
-                .lookup_in(proto, ip.src, sport, ip.dst, dport, self.now)
-            {
+            let id = match self.conns.lookup_in(flow, self.now) {
                 Some(id) => id,
-                None => match self.new_conn(in_port, pkt, ip, proto, sport, dport, flags) {
+                None => match self.new_conn(in_port, pkt, ip, flow, flags) {
                     Ok(id) => id,
                     Err(v) => return v,
                 },
@@ -608,10 +608,7 @@ impl Forwarder {
             }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
-            let Some(id) = self
-                .conns
-                .lookup_out(proto, ip.src, sport, ip.dst, dport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_out(flow, self.now) else {
                 return Verdict::Drop(DropReason::NotForUs);
             };
             if ip.frag {
@@ -642,18 +639,17 @@ impl Forwarder {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A connection for `flow` (CIP:cport → VIP:vport), if its service can take it.
     fn new_conn<B: PacketBuf>(
         &mut self,
         in_port: u16,
         pkt: &mut B,
         ip: &Ip,
-        proto: Proto,
-        sport: u16,
-        dport: u16,
+        flow: FlowKey,
         flags: u8,
     ) -> Result<ConnId, Verdict> {
-        let Some(si) = self.snap.lookup(proto, ip.dst, dport) else {
+        let proto = flow.proto;
+        let Some(si) = self.snap.lookup(proto, flow.dst, flow.dport) else {
             return Err(Verdict::Drop(DropReason::NoService));
         };
         const OPENERS: u8 = TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN;
@@ -666,17 +662,11 @@ impl Forwarder {
             return Err(Verdict::Drop(DropReason::NoService));
         };
         let now = self.now;
-        let key = SchedKey {
-            cip: ip.src,
-            cport: sport,
-            vip: ip.dst,
-            vport: dport,
-        };
         let mut template = None;
         let mut chosen = None;
         if let Some(p) = svc.persistence {
-            let net = client_net(ip.src, p.netmask);
-            if let Some(t) = self.conns.lookup_template(proto, net, ip.dst, svc.key.port, now) {
+            let tflow = FlowKey::new(proto, client_net(flow.src, p.netmask), 0, flow.dst, svc.key.port);
+            if let Some(t) = self.conns.lookup_template(tflow, now) {
                 if let Some(tc) = self.conns.get(t) {
                     // The kernel keeps using a template's server while it exists,
                     // even quiesced (expire_quiescent_template off).
@@ -695,14 +685,11 @@ impl Forwarder {
                 let Some(sched) = self.scheds.get_mut(si) else {
                     return Err(Verdict::Drop(DropReason::NoService));
                 };
-                if let Some(di) = sched.schedule(&svc.dests, &key) {
+                if let Some(di) = sched.schedule(&svc.dests, &flow) {
                     let d = &svc.dests[di];
                     let t = self.conns.insert_template(
                         NewTemplate {
-                            proto,
-                            client_net: net,
-                            vip: ip.dst,
-                            vport: svc.key.port,
+                            flow: tflow,
                             rip: d.rip,
                             rport: d.port,
                             method: d.method,
@@ -722,7 +709,7 @@ impl Forwarder {
                 }
             }
         } else if let Some(sched) = self.scheds.get_mut(si) {
-            chosen = sched.schedule(&svc.dests, &key);
+            chosen = sched.schedule(&svc.dests, &flow);
         }
         let Some(di) = chosen else {
             if proto == Proto::Tcp && self.shared.opts.tcp_rst_no_dest {
@@ -741,16 +728,12 @@ impl Forwarder {
             return Err(Verdict::Drop(DropReason::NoRealServer));
         };
         // Port-0 (all ports) services keep the client's port.
-        let rport = if d.port == 0 { dport } else { d.port };
+        let rport = if d.port == 0 { flow.dport } else { d.port };
         let id = self
             .conns
             .insert(
                 NewConn {
-                    proto,
-                    cip: ip.src,
-                    cport: sport,
-                    vip: ip.dst,
-                    vport: dport,
+                    flow,
                     rip: d.rip,
                     rport,
                     method: d.method,
@@ -837,9 +820,7 @@ impl Forwarder {
         }
         Ok(Endpoints {
             method: c.method(),
-            cip: c.cip(),
-            vip: c.vip(),
-            vport: c.vport(),
+            flow: c.flow(),
             rip: c.rip(),
             rport: c.rport(),
         })
@@ -923,7 +904,7 @@ impl Forwarder {
     #[inline(always)]
     fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
         let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
-            Ok(e) => (e.vip, e.vport, e.cip),
+            Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src),
             Err(r) => return Verdict::Drop(r),
         };
         let Some(hop) = self.shared.routes.lookup(cip) else {
@@ -992,12 +973,11 @@ impl Forwarder {
         if let Some(worker) = self.foreign_owner(cip, redirected) {
             return Verdict::Redirect { worker };
         }
+        // The quoted datagram travelled the other way: as the table keys it,
+        // CIP:cport → VIP:vport (to the VIP) or RIP:rport → CIP:cport.
+        let flow = FlowKey::new(proto, inner_dst, inner_dport, inner_src, inner_sport);
         if to_vip {
-            // Quoted: VIP:vport -> CIP:cport.
-            let Some(id) =
-                self.conns
-                    .lookup_in(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_in(flow, self.now) else {
                 return Verdict::Drop(DropReason::IcmpNoConn);
             };
             let Some(c) = self.conns.get(id) else {
@@ -1026,11 +1006,7 @@ impl Forwarder {
                 },
             }
         } else {
-            // Quoted: CIP:cport -> RIP:rport, a packet we sent to a real server.
-            let Some(id) =
-                self.conns
-                    .lookup_out(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_out(flow, self.now) else {
                 return Verdict::Drop(DropReason::NotForUs);
             };
             let Some(c) = self.conns.get(id) else {

@@ -36,7 +36,7 @@ impl Scheduler for Dh {
     }
 
     fn schedule(&mut self, dests: &[RealServer], key: &SchedKey) -> Option<usize> {
-        let i = self.buckets[hash_32(u32::from(key.vip), DH_TAB_BITS) as usize];
+        let i = self.buckets[hash_32(u32::from(key.dst), DH_TAB_BITS) as usize];
         (i != NO_DEST && is_available(dests, i as usize)).then_some(i as usize)
     }
 

@@ -43,14 +43,14 @@ impl Scheduler for Lblc {
     }
 
     fn schedule(&mut self, dests: &[RealServer], key: &SchedKey) -> Option<usize> {
-        if let Some(&mut i) = self.table.lookup(key.vip) {
+        if let Some(&mut i) = self.table.lookup(key.dst) {
             let i = i as usize;
             if is_available(dests, i) && !locality_overloaded(&dests[i], dests) {
                 return Some(i);
             }
         }
         let i = least_weighted(dests, RealServer::overhead)?;
-        self.table.insert(key.vip, i as u32);
+        self.table.insert(key.dst, i as u32);
         Some(i)
     }
 

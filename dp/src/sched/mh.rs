@@ -93,8 +93,8 @@ impl Mh {
 
     #[inline]
     fn key_hash(&self, key: &SchedKey) -> u64 {
-        let port = if self.flags.port { key.cport } else { 0 };
-        addr_port_hash(u32::from(key.cip), port, SEED_KEY)
+        let port = if self.flags.port { key.sport } else { 0 };
+        addr_port_hash(u32::from(key.src), port, SEED_KEY)
     }
 }
 
