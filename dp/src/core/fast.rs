@@ -23,7 +23,7 @@ use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
 use crate::stats::DropReason;
-use crate::wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
+use crate::wire::ethernet::{field as eth, EtherType, HEADER_LEN as ETH_LEN};
 use crate::wire::ipip::IPIP_HEADER_LEN;
 use crate::wire::ipv4::{self, field as ip, IpProtocol, HEADER_LEN as IP_LEN};
 use crate::wire::tcp::{self, TcpFlags};
@@ -49,7 +49,8 @@ impl Forwarder {
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
         let port = self.shared.ports.get(in_port as usize)?;
-        if head[..6] != port.mac.0 || head[ETH_LEN - 2..ETH_LEN] != EtherType::IPV4.0.to_be_bytes() {
+        let ethertype = eth::ETHERTYPE..ETH_LEN;
+        if head[eth::DST] != port.mac.0 || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
             return None;
         }
         let iph: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;

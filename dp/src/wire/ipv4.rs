@@ -28,6 +28,8 @@ pub mod field {
 
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
+/// The TTL of packets the director originates (replies, tunnel headers).
+pub const DEFAULT_TTL: u8 = 64;
 
 const FLAG_DF: u16 = 0x4000;
 /// More fragments, in the flags/offset word.

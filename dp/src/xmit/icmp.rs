@@ -11,11 +11,10 @@ use crate::wire::bytes::{get_u16, get_u32, set_u16, set_u32, set_u8};
 use crate::wire::ethernet;
 use crate::wire::icmp::{field as icmp_field, IcmpPacket, IcmpType, HEADER_LEN as ICMP_HEADER_LEN};
 use crate::wire::ipv4::field::{DST as IP_DST, LENGTH as IP_LEN, SRC as IP_SRC, TTL as IP_TTL};
-use crate::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, HEADER_LEN as IP_HEADER_LEN};
+use crate::wire::ipv4::{
+    IpProtocol, Ipv4Packet, Ipv4Repr, DEFAULT_TTL as REPLY_TTL, HEADER_LEN as IP_HEADER_LEN,
+};
 use crate::wire::tcp::{self, TcpFlags, TcpPacket};
-
-/// The TTL of packets the director sends itself.
-const REPLY_TTL: u8 = 64;
 
 fn refill_icmp_checksum(icmp: &mut [u8]) {
     IcmpPacket::new_unchecked(icmp).fill_checksum();
