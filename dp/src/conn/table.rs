@@ -415,7 +415,9 @@ impl ConnTable {
     }
 
     /// The connection of a client → VIP packet (`flow`: CIP:cport → VIP:vport).
-    #[inline]
+    // Always inlined: the key then stays in the caller's registers as
+    // scalars instead of being packed into an argument.
+    #[inline(always)]
     pub fn lookup_in(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
         let mut i = self.in_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
@@ -436,7 +438,9 @@ impl ConnTable {
 
     /// The connection of a real server's reply, LVS-NAT only (`flow`:
     /// RIP:rport → CIP:cport).
-    #[inline]
+    // Always inlined: the key then stays in the caller's registers as
+    // scalars instead of being packed into an argument.
+    #[inline(always)]
     pub fn lookup_out(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
         let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
