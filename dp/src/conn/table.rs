@@ -338,31 +338,16 @@ impl ConnTable {
         std::mem::size_of::<Conn>() + buckets.div_ceil(self.capacity().max(1))
     }
 
-    /// The IN bucket `lookup_in` will read for this flow, with its head's
-    /// cache line requested (a prefetch: nothing waits for it).
+    /// The bucket `lookup_in` (or with `out`, `lookup_out`) will read for
+    /// this flow, with its head's cache line requested (a prefetch: nothing
+    /// waits for it).
     #[inline]
-    pub fn prefetch_in(&self, flow: FlowKey) -> Bucket {
+    pub fn prefetch(&self, flow: FlowKey, out: bool) -> Bucket {
         let b = self.bucket(flow, false);
-        if let Some(h) = self.in_heads.get(b) {
+        if let Some(h) = if out { &self.out_heads } else { &self.in_heads }.get(b) {
             prefetch(h);
         }
-        Bucket {
-            idx: b as u32,
-            out: false,
-        }
-    }
-
-    /// As `prefetch_in`, for `lookup_out`.
-    #[inline]
-    pub fn prefetch_out(&self, flow: FlowKey) -> Bucket {
-        let b = self.bucket(flow, false);
-        if let Some(h) = self.out_heads.get(b) {
-            prefetch(h);
-        }
-        Bucket {
-            idx: b as u32,
-            out: true,
-        }
+        Bucket { idx: b as u32, out }
     }
 
     /// Reads the head of `b` (requested by `prefetch_in`/`prefetch_out`, so

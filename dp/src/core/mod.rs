@@ -394,11 +394,7 @@ impl Forwarder {
         let l4 = UdpPacket::new_unchecked(ip.as_bytes().get(ip.header_len()..).unwrap_or(&[]));
         let (sport, dport) = (l4.src_port(), l4.dst_port());
         let flow = FlowKey::new(proto, src, sport, dst, dport);
-        Some(if self.snap.is_vip(dst) {
-            self.conns.prefetch_in(flow)
-        } else {
-            self.conns.prefetch_out(flow)
-        })
+        Some(self.conns.prefetch(flow, !self.snap.is_vip(dst)))
     }
 
     #[inline]

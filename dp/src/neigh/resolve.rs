@@ -132,17 +132,6 @@ impl<P> PendingQueue<P> {
         slot.replace((next_hop, now_s, pkt)).map(|(_, _, p)| p)
     }
 
-    /// Takes every packet waiting for `ip` (after its MAC was learned).
-    pub fn take_for(&mut self, ip: Ipv4Addr, mut f: impl FnMut(P)) {
-        for slot in self.items.iter_mut() {
-            if matches!(slot, Some((hop, _, _)) if *hop == ip) {
-                if let Some((_, _, p)) = slot.take() {
-                    f(p);
-                }
-            }
-        }
-    }
-
     /// Takes packets that waited longer than `max_wait_s`.
     pub fn take_expired(&mut self, now_s: u32, max_wait_s: u32, mut f: impl FnMut(P)) {
         for slot in self.items.iter_mut() {
@@ -168,20 +157,6 @@ impl<P> PendingQueue<P> {
             }
         }
     }
-
-    pub fn is_waiting(&self, ip: Ipv4Addr) -> bool {
-        self.items
-            .iter()
-            .any(|s| matches!(s, Some((hop, _, _)) if *hop == ip))
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.iter().filter(|s| s.is_some()).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -196,10 +171,10 @@ mod tests {
         assert!(q.push(a, 0, 2).is_none());
         assert_eq!(q.push(a, 1, 3), Some(1), "oldest evicted");
         let mut got = vec![];
-        q.take_for(a, |p| got.push(p));
+        q.take_resolved(|hop| hop == a, |_, p| got.push(p));
         got.sort();
         assert_eq!(got, vec![2, 3]);
-        assert!(q.is_empty());
+        q.take_resolved(|_| true, |_, p| panic!("left behind: {p}"));
         q.push(a, 0, 4);
         let mut old = vec![];
         q.take_expired(5, 3, |p| old.push(p));

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{fill_ip_checksum, forward_rewrite, rewrite_endpoint, Side};
+use super::{forward_rewrite, rewrite_endpoint, Side};
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
 use crate::wire::bytes::{get_u16, get_u32, set_u16, set_u32, set_u8};
@@ -15,10 +15,6 @@ use crate::wire::ipv4::{
     IpProtocol, Ipv4Packet, Ipv4Repr, DEFAULT_TTL as REPLY_TTL, HEADER_LEN as IP_HEADER_LEN,
 };
 use crate::wire::tcp::{self, TcpFlags, TcpPacket};
-
-fn refill_icmp_checksum(icmp: &mut [u8]) {
-    IcmpPacket::new_unchecked(icmp).fill_checksum();
-}
 
 /// An ICMP error from the client side about a reply we sent (its embedded
 /// datagram is VIP:vport → CIP:cport), headed for the real server: outer
@@ -60,7 +56,7 @@ fn translate_error(
         Side::Src => Side::Dst,
     };
     rewrite_endpoint(inner, ihl, quoted, addr, port, true);
-    refill_icmp_checksum(icmp);
+    IcmpPacket::new_unchecked(icmp).fill_checksum();
     Ok(())
 }
 
@@ -131,7 +127,7 @@ pub fn frag_needed<B: PacketBuf>(
     if let Some(q) = icmp.get_mut(ICMP_HEADER_LEN..ICMP_HEADER_LEN + quote_len) {
         q.copy_from_slice(&quote[..quote_len]);
     }
-    refill_icmp_checksum(icmp);
+    IcmpPacket::new_unchecked(icmp).fill_checksum();
     Ok(())
 }
 
@@ -146,7 +142,7 @@ pub fn echo_reply(frame: &mut [u8], l2_len: usize, hl: usize) -> Result<(), Drop
     set_u32(ip, IP_SRC, dst);
     set_u32(ip, IP_DST, src);
     set_u8(ip, IP_TTL, REPLY_TTL);
-    fill_ip_checksum(ip, hl);
+    Ipv4Packet::new_unchecked(&mut *ip).fill_checksum();
     let total = get_u16(ip, IP_LEN) as usize;
     let Some(icmp) = ip.get_mut(hl..total) else {
         return Err(DropReason::MalformedIcmp);

@@ -107,13 +107,6 @@ fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: 
     set_u16(seg, csum_off, c);
 }
 
-/// Recomputes the IPv4 header checksum from scratch (for headers we build).
-pub(crate) fn fill_ip_checksum(ip: &mut [u8], hl: usize) {
-    set_u16(ip, IP_CSUM, 0);
-    let c = checksum::finish(checksum::sum(ip.get(..hl).unwrap_or(&[])));
-    set_u16(ip, IP_CSUM, c);
-}
-
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Packet builders for the transform tests (etherparse builds; we check with etherparse).
