@@ -404,21 +404,7 @@ impl ConnTable {
     // scalars instead of being packed into an argument.
     #[inline(always)]
     pub fn lookup_in(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
-        let mut i = self.in_heads[self.bucket(flow, false)];
-        while let Some(c) = self.slab.get(i as usize) {
-            if c.cport == flow.sport
-                && c.cip == flow.src
-                && c.vport == flow.dport
-                && c.vip == flow.dst
-                && c.proto == flow.proto
-                && c.flags & F_TEMPLATE == 0
-                && c.alive(now)
-            {
-                return Some(ConnId(i));
-            }
-            i = c.in_next;
-        }
-        None
+        self.find_in(flow, false, now)
     }
 
     /// The connection of a real server's reply, LVS-NAT only (`flow`:
@@ -447,13 +433,20 @@ impl ConnTable {
     /// (`flow`: client network:0 → VIP:vport, see `FlowKey` and `client_net`).
     #[inline]
     pub fn lookup_template(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
-        let mut i = self.in_heads[self.bucket(flow, true)];
+        self.find_in(flow, true, now)
+    }
+
+    /// The IN index holds connections and templates (cport 0) apart.
+    #[inline(always)]
+    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<ConnId> {
+        let mut i = self.in_heads[self.bucket(flow, template)];
         while let Some(c) = self.slab.get(i as usize) {
-            if c.cip == flow.src
+            if c.cport == flow.sport
+                && c.cip == flow.src
                 && c.vport == flow.dport
                 && c.vip == flow.dst
                 && c.proto == flow.proto
-                && c.flags & F_TEMPLATE != 0
+                && (c.flags & F_TEMPLATE != 0) == template
                 && c.alive(now)
             {
                 return Some(ConnId(i));

@@ -47,13 +47,7 @@ pub fn input(
             neigh.refresh(repr.sender_ip, repr.sender_mac, now)
         };
     if repr.op == ArpOperation::Request && target_is_ours {
-        let reply = ArpRepr {
-            op: ArpOperation::Reply,
-            sender_mac: port.mac,
-            sender_ip: repr.target_ip,
-            target_mac: repr.sender_mac,
-            target_ip: repr.sender_ip,
-        };
+        let reply = repr.reply(port.mac);
         dr::set_macs(frame, repr.sender_mac, port.mac);
         return match frame.get_mut(l2..).map(|body| reply.emit(body)) {
             Some(Ok(())) => ArpInput::Replied,
