@@ -98,8 +98,11 @@ pub fn frag_needed<B: PacketBuf>(
         return Err(DropReason::MalformedIpv4);
     };
     let ohl = Ipv4Packet::new_unchecked(orig).header_len();
-    let quote_len = (ohl + 8).min(orig.len());
-    let mut quote = [0u8; 68];
+    // RFC 792: the header and the first 64 bits of the datagram, at most
+    // a 60-byte header (IHL 15) and 8 bytes.
+    const DATA: usize = 8;
+    let quote_len = (ohl + DATA).min(orig.len());
+    let mut quote = [0u8; 15 * 4 + DATA];
     let Some(q) = orig.get(..quote_len) else {
         return Err(DropReason::MalformedIpv4);
     };
