@@ -69,8 +69,8 @@ impl<P> Resolver<P> {
         only: Option<Ipv4Addr>,
         mut send: impl FnMut(u16, P, MacAddr),
     ) -> u64 {
-        self.pending.take_resolved(
-            |ip| only.is_none_or(|o| o == ip) && !matches!(neigh.lookup(ip, now), Neigh::Unknown),
+        self.pending.take_if(
+            |ip, _| only.is_none_or(|o| o == ip) && !matches!(neigh.lookup(ip, now), Neigh::Unknown),
             |ip, (port, p)| {
                 if let Neigh::Resolved(mac) | Neigh::Stale(mac) = neigh.lookup(ip, now) {
                     send(port, p, mac);
@@ -78,8 +78,8 @@ impl<P> Resolver<P> {
             },
         );
         let mut expired = 0;
-        self.pending
-            .take_expired(now, PENDING_MAX_WAIT_S, |_| expired += 1);
+        let too_old = |_, since: u32| now.wrapping_sub(since) > PENDING_MAX_WAIT_S;
+        self.pending.take_if(too_old, |_, _| expired += 1);
         expired
     }
 
@@ -132,25 +132,10 @@ impl<P> PendingQueue<P> {
         slot.replace((next_hop, now_s, pkt)).map(|(_, _, p)| p)
     }
 
-    /// Takes packets that waited longer than `max_wait_s`.
-    pub fn take_expired(&mut self, now_s: u32, max_wait_s: u32, mut f: impl FnMut(P)) {
+    /// Hands `f` every packet for which `take(next hop, queued at)` says yes.
+    pub fn take_if(&mut self, mut take: impl FnMut(Ipv4Addr, u32) -> bool, mut f: impl FnMut(Ipv4Addr, P)) {
         for slot in self.items.iter_mut() {
-            if matches!(slot, Some((_, t, _)) if now_s.wrapping_sub(*t) > max_wait_s) {
-                if let Some((_, _, p)) = slot.take() {
-                    f(p);
-                }
-            }
-        }
-    }
-
-    /// Takes every packet whose next hop `resolved` says is now known.
-    pub fn take_resolved(
-        &mut self,
-        mut resolved: impl FnMut(Ipv4Addr) -> bool,
-        mut f: impl FnMut(Ipv4Addr, P),
-    ) {
-        for slot in self.items.iter_mut() {
-            if matches!(slot, Some((hop, _, _)) if resolved(*hop)) {
+            if matches!(slot, Some((hop, t, _)) if take(*hop, *t)) {
                 if let Some((hop, _, p)) = slot.take() {
                     f(hop, p);
                 }
@@ -171,13 +156,13 @@ mod tests {
         assert!(q.push(a, 0, 2).is_none());
         assert_eq!(q.push(a, 1, 3), Some(1), "oldest evicted");
         let mut got = vec![];
-        q.take_resolved(|hop| hop == a, |_, p| got.push(p));
+        q.take_if(|hop, _| hop == a, |_, p| got.push(p));
         got.sort();
         assert_eq!(got, vec![2, 3]);
-        q.take_resolved(|_| true, |_, p| panic!("left behind: {p}"));
+        q.take_if(|_, _| true, |_, p| panic!("left behind: {p}"));
         q.push(a, 0, 4);
         let mut old = vec![];
-        q.take_expired(5, 3, |p| old.push(p));
+        q.take_if(|_, t| 5u32.wrapping_sub(t) > 3, |_, p| old.push(p));
         assert_eq!(old, vec![4]);
     }
 
@@ -206,10 +191,8 @@ mod tests {
         neigh.add_static(a, mac);
         assert_eq!(r.release(&neigh, 2, None, |p, x, m| sent.push((p, x, m))), 0);
         assert_eq!(sent, vec![(1, "to a", mac)]);
-        assert_eq!(
-            r.release(&neigh, 10, None, |_, _, _| unreachable!()),
-            1,
-            "b expired"
-        );
+        let none = |_, _, _| unreachable!();
+        assert_eq!(r.release(&neigh, 3, None, none), 0, "b may wait 3 s");
+        assert_eq!(r.release(&neigh, 4, None, none), 1, "b expired");
     }
 }
