@@ -1,9 +1,6 @@
-//! Neighbours: the ARP table every worker shares, and all of ARP.
-//!
-//! - `arp`: requests and replies received (answered for our addresses and
-//!   VIPs, senders learned), and the frames the director sends itself;
-//! - `resolve`: per worker, the packets held until their next hop resolves,
-//!   when to ask again, and which VIPs still need announcing.
+//! Neighbours: the ARP table every worker shares here, and all of ARP in
+//! `arp` (what comes in, what we send) and `resolve` (per worker: packets
+//! held for a next hop, when to ask again, which VIPs to announce).
 //!
 //! The table: ARP replies land on whichever worker's queue the NIC picks, but
 //! every worker needs the MAC of every real server and gateway. So the table is a fixed array

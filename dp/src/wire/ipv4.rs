@@ -450,22 +450,17 @@ impl Ipv4Cidr {
     /// counts as 32.
     #[inline]
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.mask_bits())
-    }
-
-    #[inline]
-    fn mask_bits(&self) -> u32 {
-        prefix_mask(self.prefix_len)
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
     }
 
     #[inline]
     pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask_bits())
+        Ipv4Addr::from(u32::from(self.addr) & prefix_mask(self.prefix_len))
     }
 
     #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let m = self.mask_bits();
+        let m = prefix_mask(self.prefix_len);
         u32::from(ip) & m == u32::from(self.addr) & m
     }
 }
