@@ -377,7 +377,7 @@ impl ConnTable {
 
     /// Bucket of `flow` in IN (CIP → VIP) or OUT (RIP → CIP). Templates hash
     /// apart from connections.
-    #[inline]
+    #[inline(always)]
     fn bucket(&self, flow: FlowKey, template: bool) -> usize {
         let x = (u64::from(u32::from(flow.src)) << 32) | u64::from(u32::from(flow.dst));
         let y = (u64::from(flow.sport) << 32)
