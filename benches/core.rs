@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lab::*;
+use rvs_dp::conn::FlowKey;
 use rvs_dp::core::{Forwarder, Verdict};
 use rvs_dp::packet::VecBuf;
 use rvs_dp::service::Proto;
@@ -110,7 +111,7 @@ fn bench_size(c: &mut Criterion, n: u32) {
                     let (cip, cport) = client(j as u32, true);
                     let id = nat
                         .conns
-                        .lookup_in(Proto::Tcp, cip, cport, VIP, NAT_PORT, NOW)
+                        .lookup_in(FlowKey::new(Proto::Tcp, cip, cport, VIP, NAT_PORT), NOW)
                         .expect("new connection present");
                     nat.conns.remove(id);
                 }

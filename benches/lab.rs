@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rvs_dp::conn::TcpState;
+use rvs_dp::conn::{FlowKey, TcpState};
 use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::route::RouteTable;
@@ -225,7 +225,7 @@ pub fn open_flows(f: &mut Forwarder, n: u32, vport: u16) -> Vec<(Ipv4Addr, u16)>
         assert_eq!(send(f, 0, &fr, &mut buf), Verdict::Forward { port: 1 });
         let c = f
             .conns
-            .lookup_in(Proto::Tcp, cip, cport, VIP, vport, NOW)
+            .lookup_in(FlowKey::new(Proto::Tcp, cip, cport, VIP, vport), NOW)
             .and_then(|id| f.conns.get(id))
             .expect("the SYN made a connection");
         let (rip, rport) = (c.rip(), c.rport());

@@ -10,6 +10,7 @@
 mod lab;
 
 use lab::*;
+use rvs_dp::conn::FlowKey;
 use rvs_dp::packet::VecBuf;
 
 fn main() {
@@ -45,10 +46,10 @@ fn main() {
                 t += start.elapsed();
                 for j in 0..k {
                     let (cip, cport) = client(j, true);
-                    if let Some(id) =
-                        f.conns
-                            .lookup_in(rvs_dp::service::Proto::Tcp, cip, cport, VIP, NAT_PORT, NOW)
-                    {
+                    if let Some(id) = f.conns.lookup_in(
+                        FlowKey::new(rvs_dp::service::Proto::Tcp, cip, cport, VIP, NAT_PORT),
+                        NOW,
+                    ) {
                         f.conns.remove(id);
                     }
                 }

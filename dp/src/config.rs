@@ -300,27 +300,18 @@ pub struct PortSpec {
 }
 
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (a, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 10.1.0.1/24)"))?;
-    let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{a}' is not an IPv4 address"))?;
-    let len: u8 = p.parse().map_err(|_| format!("'{p}' is not a prefix length"))?;
-    if len > 32 {
-        return Err(format!("prefix length {len} is over 32"));
+    match s.contains('/').then(|| s.parse::<crate::wire::Ipv4Cidr>()) {
+        Some(Ok(c)) => Ok((c.addr, c.prefix_len)),
+        _ => Err(format!(
+            "'{s}' is not ADDRESS/PREFIX, prefix 0-32 (e.g. 10.1.0.1/24)"
+        )),
     }
-    Ok((addr, len))
 }
 
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
-    }
-    Ok(m)
+    s.parse::<crate::wire::MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
 pub fn parse_proto(s: &str) -> Result<Proto, String> {
@@ -530,12 +521,7 @@ impl Config {
 }
 
 pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
-    let m = if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix_len.min(32) as u32)
-    };
-    u32::from(a) & m == u32::from(b) & m
+    crate::wire::Ipv4Cidr { addr: a, prefix_len }.contains(b)
 }
 
 /// "IP PORT" (keepalived) or "IP:PORT".

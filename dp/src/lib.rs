@@ -5,10 +5,12 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod core;
+pub mod dest;
 #[cfg(feature = "dpdk")]
 pub mod director;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod flow;
 pub mod neigh;
 pub mod packet;
 pub mod route;

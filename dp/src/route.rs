@@ -3,6 +3,30 @@
 
 use std::net::Ipv4Addr;
 
+use crate::wire::ethernet::MacAddr;
+use crate::wire::ipv4::{prefix_mask, Ipv4Cidr};
+
+/// One of the director's ports, as the per-packet path needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// IP MTU.
+    pub mtu: u16,
+}
+
+impl PortInfo {
+    #[inline]
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        Ipv4Cidr {
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+        }
+        .contains(ip)
+    }
+}
+
 /// Where to send a packet for a destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -21,19 +45,10 @@ pub struct Route {
     pub port: u16,
 }
 
-#[inline]
-fn mask(prefix_len: u8) -> u32 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix_len.min(32) as u32)
-    }
-}
-
 impl Route {
     #[inline]
     pub fn matches(&self, ip: Ipv4Addr) -> bool {
-        let m = mask(self.prefix_len);
+        let m = prefix_mask(self.prefix_len);
         u32::from(ip) & m == u32::from(self.dst) & m
     }
 }
@@ -101,7 +116,7 @@ impl RouteTable {
             .routes
             .iter()
             .map(|r| {
-                let m = mask(r.prefix_len);
+                let m = prefix_mask(r.prefix_len);
                 (u32::from(r.dst) & m, m)
             })
             .collect();

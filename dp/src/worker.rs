@@ -12,12 +12,14 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::core::{build_arp_request, build_gratuitous_arp, Forwarder, PortInfo, Verdict};
+use crate::core::{Forwarder, PortInfo, Verdict};
 use crate::dpdk::{rdtsc, tsc_hz};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool};
 use crate::dpdk::{RingConsumer, RingProducer};
 use crate::dpdk::{RxQueue, TxQueue};
-use crate::neigh::{Neigh, PendingQueue};
+use crate::neigh::arp::ARP_FRAME_LEN;
+use crate::neigh::resolve::announce_ports;
+use crate::neigh::{build_arp_request, build_gratuitous_arp, Resolver};
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
 use crate::vdev::CsumSampler;
@@ -56,8 +58,6 @@ impl PacketBuf for Mbuf {
 const HOUSEKEEPING_EVERY: u32 = 64;
 const EXPIRE_BUDGET: usize = 512;
 const PENDING_SLOTS: usize = 64;
-const ARP_RETRY_S: u32 = 1;
-const PENDING_MAX_WAIT_S: u32 = 3;
 const TXB: usize = 64;
 
 /// Connection listings (`ipvsadm -Lc`): the control thread bumps `request`,
@@ -132,8 +132,7 @@ struct Io {
     /// Dropped packets, freed together once per burst (a SYN flood drops
     /// millions a second; one rte_pktmbuf_free_bulk beats 32 single frees).
     dropped: MbufBurst<TXB>,
-    pending: PendingQueue<(u16, Mbuf)>,
-    arp_sent: [(Ipv4Addr, u32); 16],
+    arp: Resolver<Mbuf>,
     hist: LatencyHist,
     conv: CyclesToNs,
     tx_drops: u64,
@@ -208,55 +207,39 @@ impl Worker {
         }
     }
 
-    fn send_arp_request(&mut self, io: &mut Io, port: u16, via: Ipv4Addr, force: bool) {
-        let now = self.fwd.now();
-        if !force
-            && io
-                .arp_sent
-                .iter()
-                .any(|&(ip, t)| ip == via && now.wrapping_sub(t) < ARP_RETRY_S)
-        {
-            return;
-        }
-        let slot = io
-            .arp_sent
-            .iter()
-            .position(|&(ip, _)| ip == via)
-            .unwrap_or_else(|| (via.octets()[3] as usize) % io.arp_sent.len());
-        io.arp_sent[slot] = (via, now);
+    /// Sends the ARP frame `build` writes out of `port`. False when the pool
+    /// is empty.
+    fn send_arp(
+        &mut self,
+        io: &mut Io,
+        port: u16,
+        build: impl FnOnce(&mut [u8], &PortInfo) -> usize,
+    ) -> bool {
         let Some(info) = self.ports.get(port as usize).copied() else {
-            return;
+            return true;
         };
         let Some(mut m) = self.pool.alloc() else {
             io.nombuf += 1;
-            return;
+            return false;
         };
-        if m.append(60).is_none() {
-            return;
+        if m.append(ARP_FRAME_LEN).is_some() && build(m.data_mut(), &info) > 0 {
+            self.queue_tx(io, port, m);
         }
-        let n = build_arp_request(m.data_mut(), &info, via);
-        if n == 0 {
-            return;
+        true
+    }
+
+    fn send_arp_request(&mut self, io: &mut Io, port: u16, via: Ipv4Addr, force: bool) {
+        if io.arp.request_due(via, self.fwd.now(), force) {
+            self.send_arp(io, port, |b, info| build_arp_request(b, info, via));
         }
-        self.queue_tx(io, port, m);
     }
 
     /// Gratuitous ARP for `ip` on every port whose subnet holds it.
     fn announce(&mut self, io: &mut Io, ip: Ipv4Addr) {
-        for p in 0..self.ports.len() {
-            let info = self.ports[p];
-            if !info.on_link(ip) {
-                continue;
-            }
-            let Some(mut m) = self.pool.alloc() else {
-                io.nombuf += 1;
+        let ports: Vec<u16> = announce_ports(&self.ports, ip).map(|(p, _)| p).collect();
+        for p in ports {
+            if !self.send_arp(io, p, |b, info| build_gratuitous_arp(b, info, ip)) {
                 return;
-            };
-            if m.append(60).is_none() {
-                continue;
-            }
-            if build_gratuitous_arp(m.data_mut(), &info, ip) > 0 {
-                self.queue_tx(io, p as u16, m);
             }
         }
     }
@@ -281,7 +264,7 @@ impl Worker {
                 }
             }
             Verdict::Resolve { port, via } => {
-                if let Some((_, old)) = io.pending.push(via, self.fwd.now(), (port, m)) {
+                if let Some(old) = io.arp.hold(port, via, self.fwd.now(), m) {
                     drop(old);
                     io.neigh_drops += 1;
                 }
@@ -303,17 +286,12 @@ impl Worker {
         // The queue holds at most PENDING_SLOTS packets, so one pass takes all.
         let mut ready: [Option<(u16, Mbuf, MacAddr)>; PENDING_SLOTS] = std::array::from_fn(|_| None);
         let mut k = 0;
-        io.pending.take_resolved(
-            |ip| only.is_none_or(|o| o == ip) && !matches!(shared.neigh.lookup(ip, now), Neigh::Unknown),
-            |ip, (port, m)| {
-                if let Neigh::Resolved(mac) | Neigh::Stale(mac) = shared.neigh.lookup(ip, now) {
-                    if let Some(slot) = ready.get_mut(k) {
-                        *slot = Some((port, m, mac));
-                        k += 1;
-                    }
-                }
-            },
-        );
+        let expired = io.arp.release(&shared.neigh, now, only, |port, m, mac| {
+            if let Some(slot) = ready.get_mut(k) {
+                *slot = Some((port, m, mac));
+                k += 1;
+            }
+        });
         for slot in ready.iter_mut().take(k) {
             if let Some((port, mut m, mac)) = slot.take() {
                 let src = self.ports.get(port as usize).map_or(MacAddr::ZERO, |p| p.mac);
@@ -321,8 +299,6 @@ impl Worker {
                 self.queue_tx(io, port, m);
             }
         }
-        let mut expired = 0u64;
-        io.pending.take_expired(now, PENDING_MAX_WAIT_S, |_| expired += 1);
         io.neigh_drops += expired;
     }
 
@@ -404,8 +380,7 @@ impl Worker {
             tx_bufs: (0..nports).map(|_| MbufBurst::new()).collect(),
             redir_bufs: (0..nworkers).map(|_| MbufBurst::new()).collect(),
             dropped: MbufBurst::new(),
-            pending: PendingQueue::new(PENDING_SLOTS),
-            arp_sent: [(Ipv4Addr::UNSPECIFIED, 0); 16],
+            arp: Resolver::new(PENDING_SLOTS),
             hist: LatencyHist::default(),
             conv: CyclesToNs::new(hz),
             tx_drops: 0,
@@ -417,8 +392,6 @@ impl Worker {
         let mut rx: MbufBurst<32> = MbufBurst::new();
         let mut loops: u32 = 0;
         let mut last_publish = 0u64;
-        let mut vips: Vec<Ipv4Addr> = Vec::new();
-        let mut announced_gen = u64::MAX;
         let mut idle_loops = 0u32;
         self.fwd.set_now(0);
         self.fwd.refresh();
@@ -478,16 +451,10 @@ impl Worker {
                 let now_s = (tsc.wrapping_sub(start) / hz) as u32;
                 self.fwd.set_now(now_s);
                 self.fwd.refresh();
-                if self.id == 0 && self.fwd.services().generation != announced_gen {
-                    // Gratuitous ARP for VIPs that are new since the last announcement.
-                    let snap = self.fwd.services().clone();
-                    announced_gen = snap.generation;
-                    for v in snap.vips() {
-                        if !vips.contains(v) {
-                            self.announce(&mut io, *v);
-                        }
+                if self.id == 0 {
+                    for v in io.arp.vips_to_announce(self.fwd.services()) {
+                        self.announce(&mut io, v);
                     }
-                    vips = snap.vips().to_vec();
                 }
                 self.fwd.housekeeping(EXPIRE_BUDGET);
                 self.release_pending(&mut io, None);

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use rvs_dp::conn::{client_net, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use rvs_dp::conn::{client_net, ConnTable, Direction, FlowKey, NewConn, NewTemplate, Timeouts};
 use rvs_dp::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
 
 struct Counting;
@@ -65,33 +65,27 @@ fn no_allocation_after_construction() {
         let now = round * 10_000;
         for i in 0..20_000u32 {
             let cip = Ipv4Addr::from(0x0b00_0000 + i);
-            let tmpl = match t.lookup_template(Proto::Tcp, client_net(cip, mask), vip, 80, now) {
-                Some(id) => id,
-                None => t
-                    .insert_template(
-                        NewTemplate {
-                            proto: Proto::Tcp,
-                            client_net: client_net(cip, mask),
-                            vip,
-                            vport: 80,
-                            rip,
-                            rport: 80,
-                            method: ForwardMethod::Nat,
-                            dest: Some(dest.clone()),
-                        },
-                        60,
-                        now,
-                    )
-                    .unwrap(),
-            };
+            let tmpl =
+                match t.lookup_template(FlowKey::new(Proto::Tcp, client_net(cip, mask), 0, vip, 80), now) {
+                    Some(id) => id,
+                    None => t
+                        .insert_template(
+                            NewTemplate {
+                                flow: FlowKey::new(Proto::Tcp, client_net(cip, mask), 0, vip, 80),
+                                rip,
+                                rport: 80,
+                                method: ForwardMethod::Nat,
+                                dest: Some(dest.clone()),
+                            },
+                            60,
+                            now,
+                        )
+                        .unwrap(),
+                };
             let id = t
                 .insert(
                     NewConn {
-                        proto: Proto::Tcp,
-                        cip,
-                        cport: 1024 + (i % 50_000) as u16,
-                        vip,
-                        vport: 80,
+                        flow: FlowKey::new(Proto::Tcp, cip, 1024 + (i % 50_000) as u16, vip, 80),
                         rip,
                         rport: 80,
                         method: ForwardMethod::Nat,
@@ -104,7 +98,10 @@ fn no_allocation_after_construction() {
                 .unwrap();
             t.on_packet(id, Direction::Input, 0x02, now, &to);
             assert_eq!(
-                t.lookup_out(Proto::Tcp, rip, 80, cip, 1024 + (i % 50_000) as u16, now),
+                t.lookup_out(
+                    FlowKey::new(Proto::Tcp, rip, 80, cip, 1024 + (i % 50_000) as u16),
+                    now
+                ),
                 Some(id)
             );
             t.on_packet(id, Direction::Output, 0x12, now, &to);

@@ -553,7 +553,7 @@ fn redirect_to_owner_with_two_workers() {
     for c in 1..=40u8 {
         let cip = Ipv4Addr::new(10, 1, 0, 100 + c);
         s.neigh.add_static(cip, MacAddr([2, 0, 0, 0, 1, c]));
-        let owner = owner_of(cip, 2) as usize;
+        let owner = owner_of(cip, Ipv4Addr::BROADCAST, 2) as usize;
         clients_per_owner[owner] += 1;
         // The SYN lands on worker 0 (say, RSS put it there).
         let mut b = VecBuf::new(&tcp(cip, VIP, 5000, 80, "S", b"", P0_MAC));
@@ -700,6 +700,55 @@ fn persistence_pins_a_client() {
     assert_eq!(lab.fwd.conns.templates(), 1);
 }
 
+/// `-p 300 -M 255.255.255.0` with two workers: every client of the /24 goes to
+/// one real server, as with IPVS, though their addresses alone would spread
+/// them over both workers (and so over two persistence templates).
+#[test]
+fn persistence_netmask_holds_across_workers() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    };
+    let s = shared(2, CoreOptions::default(), 1500);
+    let svc = service(
+        Proto::Tcp,
+        80,
+        "sh",
+        dests(ForwardMethod::Nat, &[1, 1, 1], 2),
+        Some(p),
+    );
+    publish(&s, 1, vec![svc]);
+    let mut w = [
+        Forwarder::new(0, s.clone(), 1024),
+        Forwarder::new(1, s.clone(), 1024),
+    ];
+    for f in w.iter_mut() {
+        f.set_now(100);
+        f.refresh();
+    }
+    let clients: Vec<Ipv4Addr> = (0..8).map(|i| Ipv4Addr::new(10, 1, 0, 50 + 7 * i)).collect();
+    let owners = |mask| clients.iter().map(|&c| owner_of(c, mask, 2)).collect::<Vec<_>>();
+    assert!(owners(Ipv4Addr::BROADCAST).contains(&0) && owners(Ipv4Addr::BROADCAST).contains(&1));
+    let mut rips = Vec::new();
+    for (i, &cip) in clients.iter().enumerate() {
+        // RSS spreads the SYNs over both queues.
+        let first = i % 2;
+        let mut b = VecBuf::new(&tcp(cip, VIP, 4000 + i as u16, 80, "S", b"", P0_MAC));
+        let mut v = w[first].process(0, &mut b, false);
+        if let Verdict::Redirect { worker } = v {
+            v = w[worker as usize].process(0, &mut b, true);
+        }
+        assert_eq!(v, Verdict::Forward { port: 1 }, "client {cip}");
+        rips.push(check(b.data()).1);
+    }
+    assert!(
+        rips.iter().all(|r| *r == rips[0]),
+        "one real server for the /24: {rips:?}"
+    );
+    let templates: usize = w.iter().map(|f| f.conns.templates()).sum();
+    assert_eq!(templates, 1);
+}
+
 #[test]
 fn quiesce_keeps_old_connections_and_removal_with_expire_nodest() {
     let opts = CoreOptions {
@@ -828,7 +877,7 @@ fn gratuitous_arp_and_arp_request_frames() {
         mtu: 1500,
     };
     let mut buf = [0u8; 64];
-    assert_eq!(rvs_dp::core::build_gratuitous_arp(&mut buf, &port, VIP), 60);
+    assert_eq!(rvs_dp::neigh::build_gratuitous_arp(&mut buf, &port, VIP), 60);
     assert_eq!(&buf[..6], &[0xff; 6], "broadcast");
     assert_eq!(&buf[6..12], &P0_MAC.0);
     assert_eq!(&buf[12..14], &[8, 6]);
@@ -836,11 +885,11 @@ fn gratuitous_arp_and_arp_request_frames() {
     assert_eq!(&buf[22..28], &P0_MAC.0, "sender MAC: ours");
     assert_eq!(&buf[28..32], &VIP.octets(), "sender IP: the VIP");
     assert_eq!(&buf[38..42], &VIP.octets(), "target IP: the VIP too (gratuitous)");
-    assert_eq!(rvs_dp::core::build_arp_request(&mut buf, &port, rs_ip(1)), 60);
+    assert_eq!(rvs_dp::neigh::build_arp_request(&mut buf, &port, rs_ip(1)), 60);
     assert_eq!(&buf[28..32], &DIP0.octets(), "asks from the port address");
     assert_eq!(&buf[38..42], &rs_ip(1).octets());
     assert_eq!(
-        rvs_dp::core::build_arp_request(&mut [0u8; 20], &port, rs_ip(1)),
+        rvs_dp::neigh::build_arp_request(&mut [0u8; 20], &port, rs_ip(1)),
         0,
         "too small: nothing written"
     );

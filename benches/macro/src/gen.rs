@@ -47,7 +47,8 @@ pub struct Spec {
     pub vip: Ipv4Addr,
     pub vport: u16,
     pub client_base: Ipv4Addr,
-    /// Only clients that worker `k` of `n` owns (rvs-dp's `owner_of`).
+    /// Only clients that worker `k` of `n` owns (rvs-dp's `owner_of`; the
+    /// benchmark's services are not persistent, so no ownership mask).
     pub owner: Option<(u16, u16)>,
     /// SYN flood mixed in: every other frame is a SYN from a never-seen client
     /// (`flood_base + j`) to `vip:flood_vport`. The file then holds
@@ -77,8 +78,8 @@ impl Default for Spec {
     }
 }
 
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+pub const PROTO_TCP: u8 = rvs_dp::wire::IpProtocol::TCP;
+pub const PROTO_UDP: u8 = rvs_dp::wire::IpProtocol::UDP;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 
@@ -221,7 +222,7 @@ pub fn clients(base: Ipv4Addr, n: u32, owner: Option<(u16, u16)>) -> Vec<Ipv4Add
     let mut a = u32::from(base);
     while out.len() < n as usize {
         let ip = Ipv4Addr::from(a);
-        if owner.is_none_or(|(k, w)| owner_of(ip, w) == k) {
+        if owner.is_none_or(|(k, w)| owner_of(ip, Ipv4Addr::BROADCAST, w) == k) {
             out.push(ip);
         }
         a = a.wrapping_add(1);
@@ -306,13 +307,9 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
     })
 }
 
+/// rvs-dp's MAC syntax, as bytes.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in m.iter_mut() {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
+    s.parse::<rvs_dp::wire::MacAddr>().ok().map(|m| m.0)
 }
 
 #[cfg(test)]
@@ -373,7 +370,7 @@ mod tests {
     fn owner_filter_keeps_only_that_workers_clients() {
         let a = clients(Ipv4Addr::new(11, 0, 0, 1), 500, Some((1, 2)));
         assert_eq!(a.len(), 500);
-        assert!(a.iter().all(|ip| owner_of(*ip, 2) == 1));
+        assert!(a.iter().all(|ip| owner_of(*ip, Ipv4Addr::BROADCAST, 2) == 1));
         let b = clients(Ipv4Addr::new(11, 0, 0, 1), 500, Some((0, 2)));
         assert!(a.iter().all(|ip| !b.contains(ip)));
     }

@@ -26,7 +26,8 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
+pub use crate::flow::FlowKey;
+use crate::service::{DestStats, ForwardMethod, WorkerTraffic};
 
 mod mem;
 mod table;
@@ -69,11 +70,8 @@ pub enum ConnError {
 /// Everything a new connection is made of.
 #[derive(Clone, Debug)]
 pub struct NewConn {
-    pub proto: Proto,
-    pub cip: Ipv4Addr,
-    pub cport: u16,
-    pub vip: Ipv4Addr,
-    pub vport: u16,
+    /// CIP:cport → VIP:vport.
+    pub flow: FlowKey,
     pub rip: Ipv4Addr,
     pub rport: u16,
     pub method: ForwardMethod,
@@ -89,12 +87,9 @@ pub struct NewConn {
 /// server for a virtual service.
 #[derive(Clone, Debug)]
 pub struct NewTemplate {
-    pub proto: Proto,
-    /// The client address already masked with the service's `-M` netmask
-    /// (see `client_net`).
-    pub client_net: Ipv4Addr,
-    pub vip: Ipv4Addr,
-    pub vport: u16,
+    /// Client network:0 → VIP:vport, the client address already masked with
+    /// the service's `-M` netmask (see `client_net`).
+    pub flow: FlowKey,
     pub rip: Ipv4Addr,
     pub rport: u16,
     pub method: ForwardMethod,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::mem::{boxed_table, prefetch};
 use super::tcp::{next_state, StateTable, TcpState};
 use super::timeout::Timeouts;
-use super::{ConnError, ConnId, Direction, NewConn, NewTemplate};
+use super::{ConnError, ConnId, Direction, FlowKey, NewConn, NewTemplate};
 use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
 
 /// End of a chain, empty bucket, or no template.
@@ -85,6 +85,13 @@ impl Conn {
         dest: None,
         svc: None,
     };
+
+    /// The client side, as `lookup_in` finds it: CIP:cport → VIP:vport (for
+    /// a template, client network:0 → VIP:vport).
+    #[inline]
+    pub fn flow(&self) -> FlowKey {
+        FlowKey::new(self.proto, self.cip, self.cport, self.vip, self.vport)
+    }
 
     #[inline]
     pub fn cip(&self) -> Ipv4Addr {
@@ -331,31 +338,16 @@ impl ConnTable {
         std::mem::size_of::<Conn>() + buckets.div_ceil(self.capacity().max(1))
     }
 
-    /// The IN bucket `lookup_in` will read for this tuple, with its head's
-    /// cache line requested (a prefetch: nothing waits for it).
+    /// The bucket `lookup_in` (or with `out`, `lookup_out`) will read for
+    /// this flow, with its head's cache line requested (a prefetch: nothing
+    /// waits for it).
     #[inline]
-    pub fn prefetch_in(&self, proto: Proto, cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> Bucket {
-        let b = self.bucket(proto, cip, cport, vip, vport, false);
-        if let Some(h) = self.in_heads.get(b) {
+    pub fn prefetch(&self, flow: FlowKey, out: bool) -> Bucket {
+        let b = self.bucket(flow, false);
+        if let Some(h) = if out { &self.out_heads } else { &self.in_heads }.get(b) {
             prefetch(h);
         }
-        Bucket {
-            idx: b as u32,
-            out: false,
-        }
-    }
-
-    /// As `prefetch_in`, for `lookup_out`.
-    #[inline]
-    pub fn prefetch_out(&self, proto: Proto, rip: Ipv4Addr, rport: u16, cip: Ipv4Addr, cport: u16) -> Bucket {
-        let b = self.bucket(proto, rip, rport, cip, cport, false);
-        if let Some(h) = self.out_heads.get(b) {
-            prefetch(h);
-        }
-        Bucket {
-            idx: b as u32,
-            out: true,
-        }
+        Bucket { idx: b as u32, out }
     }
 
     /// Reads the head of `b` (requested by `prefetch_in`/`prefetch_out`, so
@@ -383,12 +375,15 @@ impl ConnTable {
         }
     }
 
-    /// Bucket of the tuple (a, ap, b, bp) for IN (a = CIP, b = VIP) or OUT
-    /// (a = RIP, b = CIP). Templates hash apart from connections.
-    #[inline]
-    fn bucket(&self, proto: Proto, a: Ipv4Addr, ap: u16, b: Ipv4Addr, bp: u16, template: bool) -> usize {
-        let x = (u64::from(u32::from(a)) << 32) | u64::from(u32::from(b));
-        let y = (u64::from(ap) << 32) | (u64::from(bp) << 16) | ((proto as u64) << 8) | template as u64;
+    /// Bucket of `flow` in IN (CIP → VIP) or OUT (RIP → CIP). Templates hash
+    /// apart from connections.
+    #[inline(always)]
+    fn bucket(&self, flow: FlowKey, template: bool) -> usize {
+        let x = (u64::from(u32::from(flow.src)) << 32) | u64::from(u32::from(flow.dst));
+        let y = (u64::from(flow.sport) << 32)
+            | (u64::from(flow.dport) << 16)
+            | ((flow.proto as u64) << 8)
+            | template as u64;
         let h = mum(x ^ self.seed[0], y ^ self.seed[1]);
         let h = mum(h ^ self.seed[2], 0x9E37_79B9_7F4A_7C15);
         (h as u32 & self.mask) as usize
@@ -396,60 +391,35 @@ impl ConnTable {
 
     #[inline]
     fn in_bucket_of(&self, c: &Conn) -> usize {
-        self.bucket(c.proto, c.cip, c.cport, c.vip, c.vport, c.flags & F_TEMPLATE != 0)
+        self.bucket(c.flow(), c.flags & F_TEMPLATE != 0)
     }
 
     #[inline]
     fn out_bucket_of(&self, c: &Conn) -> usize {
-        self.bucket(c.proto, c.rip, c.rport, c.cip, c.cport, false)
+        self.bucket(FlowKey::new(c.proto, c.rip, c.rport, c.cip, c.cport), false)
     }
 
-    /// The connection of a client → VIP packet.
-    #[inline]
-    pub fn lookup_in(
-        &self,
-        proto: Proto,
-        cip: Ipv4Addr,
-        cport: u16,
-        vip: Ipv4Addr,
-        vport: u16,
-        now: u32,
-    ) -> Option<ConnId> {
-        let mut i = self.in_heads[self.bucket(proto, cip, cport, vip, vport, false)];
-        while let Some(c) = self.slab.get(i as usize) {
-            if c.cport == cport
-                && c.cip == cip
-                && c.vport == vport
-                && c.vip == vip
-                && c.proto == proto
-                && c.flags & F_TEMPLATE == 0
-                && c.alive(now)
-            {
-                return Some(ConnId(i));
-            }
-            i = c.in_next;
-        }
-        None
+    /// The connection of a client → VIP packet (`flow`: CIP:cport → VIP:vport).
+    // Always inlined: the key then stays in the caller's registers as
+    // scalars instead of being packed into an argument.
+    #[inline(always)]
+    pub fn lookup_in(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        self.find_in(flow, false, now)
     }
 
-    /// The connection of a real server's reply (LVS-NAT only).
-    #[inline]
-    pub fn lookup_out(
-        &self,
-        proto: Proto,
-        rip: Ipv4Addr,
-        rport: u16,
-        cip: Ipv4Addr,
-        cport: u16,
-        now: u32,
-    ) -> Option<ConnId> {
-        let mut i = self.out_heads[self.bucket(proto, rip, rport, cip, cport, false)];
+    /// The connection of a real server's reply, LVS-NAT only (`flow`:
+    /// RIP:rport → CIP:cport).
+    // Always inlined: the key then stays in the caller's registers as
+    // scalars instead of being packed into an argument.
+    #[inline(always)]
+    pub fn lookup_out(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
-            if c.cport == cport
-                && c.cip == cip
-                && c.rport == rport
-                && c.rip == rip
-                && c.proto == proto
+            if c.cport == flow.dport
+                && c.cip == flow.dst
+                && c.rport == flow.sport
+                && c.rip == flow.src
+                && c.proto == flow.proto
                 && c.alive(now)
             {
                 return Some(ConnId(i));
@@ -459,24 +429,24 @@ impl ConnTable {
         None
     }
 
-    /// The persistence template for a client network (CIP & netmask, see
-    /// `client_net`) on a virtual service.
+    /// The persistence template for a client network on a virtual service
+    /// (`flow`: client network:0 → VIP:vport, see `FlowKey` and `client_net`).
     #[inline]
-    pub fn lookup_template(
-        &self,
-        proto: Proto,
-        client_net: Ipv4Addr,
-        vip: Ipv4Addr,
-        vport: u16,
-        now: u32,
-    ) -> Option<ConnId> {
-        let mut i = self.in_heads[self.bucket(proto, client_net, 0, vip, vport, true)];
+    pub fn lookup_template(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        self.find_in(flow, true, now)
+    }
+
+    /// The IN index holds connections and templates (cport 0) apart.
+    #[inline(always)]
+    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<ConnId> {
+        let mut i = self.in_heads[self.bucket(flow, template)];
         while let Some(c) = self.slab.get(i as usize) {
-            if c.cip == client_net
-                && c.vport == vport
-                && c.vip == vip
-                && c.proto == proto
-                && c.flags & F_TEMPLATE != 0
+            if c.cport == flow.sport
+                && c.cip == flow.src
+                && c.vport == flow.dport
+                && c.vip == flow.dst
+                && c.proto == flow.proto
+                && (c.flags & F_TEMPLATE != 0) == template
                 && c.alive(now)
             {
                 return Some(ConnId(i));
@@ -595,13 +565,13 @@ impl ConnTable {
         *c = Conn {
             in_next: NIL,
             out_next: NIL,
-            cip: p.cip,
-            vip: p.vip,
+            cip: p.flow.src,
+            vip: p.flow.dst,
             rip: p.rip,
-            cport: p.cport,
-            vport: p.vport,
+            cport: p.flow.sport,
+            vport: p.flow.dport,
             rport: p.rport,
-            proto: p.proto,
+            proto: p.flow.proto,
             method: p.method,
             state: TcpState::None,
             flags: F_LIVE | F_IN_HASHED | if nat { F_OUT_HASHED } else { F_NOOUTPUT },
@@ -642,13 +612,13 @@ impl ConnTable {
         self.slab[idx as usize] = Conn {
             in_next: NIL,
             out_next: NIL,
-            cip: t.client_net,
-            vip: t.vip,
+            cip: t.flow.src,
+            vip: t.flow.dst,
             rip: t.rip,
-            cport: 0,
-            vport: t.vport,
+            cport: t.flow.sport,
+            vport: t.flow.dport,
             rport: t.rport,
-            proto: t.proto,
+            proto: t.flow.proto,
             method: t.method,
             state: TcpState::None,
             flags: F_LIVE | F_TEMPLATE | F_IN_HASHED | if nat { 0 } else { F_NOOUTPUT },

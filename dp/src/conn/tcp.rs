@@ -9,12 +9,16 @@
 
 use std::fmt;
 
-/// TCP flag bits as they sit in byte 13 of the TCP header.
-pub mod flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
+use crate::wire::tcp::TcpFlags;
+
+/// The flag bits by their short names, for the tables' tests.
+#[cfg(test)]
+pub(crate) mod flags {
+    use super::TcpFlags;
+    pub const FIN: u8 = TcpFlags::FIN;
+    pub const SYN: u8 = TcpFlags::SYN;
+    pub const RST: u8 = TcpFlags::RST;
+    pub const ACK: u8 = TcpFlags::ACK;
 }
 
 /// IPVS's TCP states, in the kernel's order (`IP_VS_TCP_S_*`), so the
@@ -112,13 +116,13 @@ impl TcpEvent {
     /// or a null scan): such a segment leaves the state as it is.
     #[inline]
     pub fn from_flags(tcp_flags: u8) -> Option<TcpEvent> {
-        if tcp_flags & flags::RST != 0 {
+        if tcp_flags & TcpFlags::RST != 0 {
             Some(TcpEvent::Rst)
-        } else if tcp_flags & flags::SYN != 0 {
+        } else if tcp_flags & TcpFlags::SYN != 0 {
             Some(TcpEvent::Syn)
-        } else if tcp_flags & flags::FIN != 0 {
+        } else if tcp_flags & TcpFlags::FIN != 0 {
             Some(TcpEvent::Fin)
-        } else if tcp_flags & flags::ACK != 0 {
+        } else if tcp_flags & TcpFlags::ACK != 0 {
             Some(TcpEvent::Ack)
         } else {
             None

@@ -30,11 +30,7 @@ fn counts(d: &DestStats) -> (u32, u32, u32) {
 
 fn new_conn(proto: Proto, cip: Ipv4Addr, cport: u16, method: ForwardMethod, d: &Arc<DestStats>) -> NewConn {
     NewConn {
-        proto,
-        cip,
-        cport,
-        vip: VIP,
-        vport: 80,
+        flow: FlowKey::new(proto, cip, cport, VIP, 80),
         rip: RIP,
         rport: 8080,
         method,
@@ -53,19 +49,43 @@ fn nat_conn_found_in_both_directions() {
     let d = dest();
     let mut t = ConnTable::with_seed(16, 1);
     let id = t.insert(tcp_nat(client(1), 40000, &d), 100).unwrap();
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, VIP, 80, 100), Some(id));
     assert_eq!(
-        t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 40000, 100),
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 40000, VIP, 80), 100),
+        Some(id)
+    );
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, client(1), 40000), 100),
         Some(id)
     );
     // Any field different: not found.
-    assert_eq!(t.lookup_in(Proto::Udp, client(1), 40000, VIP, 80, 100), None);
-    assert_eq!(t.lookup_in(Proto::Tcp, client(2), 40000, VIP, 80, 100), None);
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40001, VIP, 80, 100), None);
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, RIP, 80, 100), None);
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 40000, VIP, 81, 100), None);
-    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8081, client(1), 40000, 100), None);
-    assert_eq!(t.lookup_out(Proto::Tcp, VIP, 8080, client(1), 40000, 100), None);
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Udp, client(1), 40000, VIP, 80), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(2), 40000, VIP, 80), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 40001, VIP, 80), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 40000, RIP, 80), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 40000, VIP, 81), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8081, client(1), 40000), 100),
+        None
+    );
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Tcp, VIP, 8080, client(1), 40000), 100),
+        None
+    );
     let c = t.get(id).unwrap();
     assert_eq!(
         (c.cip(), c.cport(), c.vip(), c.vport()),
@@ -89,8 +109,14 @@ fn dr_and_tun_conns_are_not_in_the_out_index() {
     let mut t = ConnTable::with_seed(16, 2);
     for (port, m) in [(1000, ForwardMethod::Dr), (1001, ForwardMethod::Tun)] {
         let id = t.insert(new_conn(Proto::Tcp, client(1), port, m, &d), 0).unwrap();
-        assert_eq!(t.lookup_in(Proto::Tcp, client(1), port, VIP, 80, 0), Some(id));
-        assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), port, 0), None);
+        assert_eq!(
+            t.lookup_in(FlowKey::new(Proto::Tcp, client(1), port, VIP, 80), 0),
+            Some(id)
+        );
+        assert_eq!(
+            t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, client(1), port), 0),
+            None
+        );
         assert!(t.get(id).unwrap().no_output());
     }
 }
@@ -101,9 +127,17 @@ fn lazy_expiry_then_collection_frees_counters_and_slot() {
     let mut t = ConnTable::with_seed(4, 3);
     let id = t.insert(tcp_nat(client(1), 1, &d), 100).unwrap();
     let exp = 100 + INITIAL_TIMEOUT;
-    assert!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, exp).is_some());
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, exp + 1), None);
-    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 1, exp + 1), None);
+    assert!(t
+        .lookup_in(FlowKey::new(Proto::Tcp, client(1), 1, VIP, 80), exp)
+        .is_some());
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 1, VIP, 80), exp + 1),
+        None
+    );
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, client(1), 1), exp + 1),
+        None
+    );
     assert!(t.get(id).unwrap().is_expired(exp + 1));
     // Not collected yet: still counted.
     assert_eq!((t.len(), counts(&d)), (1, (0, 1, 0)));
@@ -119,7 +153,10 @@ fn lazy_expiry_then_collection_frees_counters_and_slot() {
     // The freed slot is the next one handed out.
     let id2 = t.insert(tcp_nat(client(2), 2, &d), exp + 1).unwrap();
     assert_eq!(id2, id);
-    assert_eq!(t.lookup_in(Proto::Tcp, client(2), 2, VIP, 80, exp + 1), Some(id2));
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(2), 2, VIP, 80), exp + 1),
+        Some(id2)
+    );
 }
 
 #[test]
@@ -272,7 +309,10 @@ fn timeouts_from_ipvsadm_set_apply_to_new_states() {
     assert_eq!((c.expires(), c.state_name(), c.is_active()), (145, "UDP", false));
     assert!(!t.on_packet(udp, Direction::Output, 0, 120, &to));
     assert_eq!(t.get(udp).unwrap().expires(), 165);
-    assert_eq!(t.lookup_out(Proto::Udp, RIP, 8080, client(2), 53, 165), Some(udp));
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Udp, RIP, 8080, client(2), 53), 165),
+        Some(udp)
+    );
     assert_eq!(counts(&d), (0, 2, 0), "UDP never counts active");
 }
 
@@ -293,14 +333,11 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     assert_eq!(
         t.insert_template(
             NewTemplate {
-                proto: Proto::Tcp,
-                client_net: client(N),
-                vip: VIP,
-                vport: 80,
+                flow: FlowKey::new(Proto::Tcp, client(N), 0, VIP, 80),
                 rip: RIP,
                 rport: 8080,
                 method: ForwardMethod::Nat,
-                dest: Some(d.clone()),
+                dest: Some(d.clone())
             },
             300,
             0
@@ -316,8 +353,14 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     // Every earlier conn is intact and updatable; make the even ones established.
     for (i, &id) in ids.iter().enumerate() {
         let cip = client(i as u32);
-        assert_eq!(t.lookup_in(Proto::Tcp, cip, 1000, VIP, 80, 0), Some(id));
-        assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, cip, 1000, 0), Some(id));
+        assert_eq!(
+            t.lookup_in(FlowKey::new(Proto::Tcp, cip, 1000, VIP, 80), 0),
+            Some(id)
+        );
+        assert_eq!(
+            t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, cip, 1000), 0),
+            Some(id)
+        );
         if i % 2 == 0 {
             t.on_packet(id, Direction::Input, SYN, 0, &to);
             assert!(t.on_packet(id, Direction::Input, ACK, 0, &to));
@@ -330,7 +373,7 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     assert_eq!(t.len(), (N / 2 + 1) as usize);
     assert_eq!(counts(&d), (N / 2, 1, 0));
     assert_eq!(
-        t.lookup_in(Proto::Tcp, client(N), 1000, VIP, 80, later),
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(N), 1000, VIP, 80), later),
         Some(new)
     );
     for i in 0..N / 2 - 1 {
@@ -343,7 +386,7 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     );
     for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         assert_eq!(
-            t.lookup_in(Proto::Tcp, client(i as u32), 1000, VIP, 80, later),
+            t.lookup_in(FlowKey::new(Proto::Tcp, client(i as u32), 1000, VIP, 80), later),
             Some(id)
         );
     }
@@ -351,10 +394,13 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
 
 fn template(cip: Ipv4Addr, d: &Arc<DestStats>) -> NewTemplate {
     NewTemplate {
-        proto: Proto::Tcp,
-        client_net: client_net(cip, Ipv4Addr::new(255, 255, 255, 0)),
-        vip: VIP,
-        vport: 80,
+        flow: FlowKey::new(
+            Proto::Tcp,
+            client_net(cip, Ipv4Addr::new(255, 255, 255, 0)),
+            0,
+            VIP,
+            80,
+        ),
         rip: RIP,
         rport: 8080,
         method: ForwardMethod::Dr,
@@ -372,24 +418,36 @@ fn template_lookup_by_client_network() {
     assert_eq!((t.len(), t.templates()), (1, 1));
     let net = client_net(Ipv4Addr::new(172, 16, 5, 200), Ipv4Addr::new(255, 255, 255, 0));
     assert_eq!(net, Ipv4Addr::new(172, 16, 5, 0));
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 300), Some(tid));
     assert_eq!(
-        t.lookup_template(Proto::Tcp, Ipv4Addr::new(172, 16, 6, 0), VIP, 80, 0),
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 300),
+        Some(tid)
+    );
+    assert_eq!(
+        t.lookup_template(
+            FlowKey::new(Proto::Tcp, Ipv4Addr::new(172, 16, 6, 0), 0, VIP, 80),
+            0
+        ),
         None
     );
-    assert_eq!(t.lookup_template(Proto::Udp, net, VIP, 80, 0), None);
     assert_eq!(
-        t.lookup_template(Proto::Tcp, net, VIP, 80, 301),
+        t.lookup_template(FlowKey::new(Proto::Udp, net, 0, VIP, 80), 0),
+        None
+    );
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 301),
         None,
         "lazily expired"
     );
     // Neither index mistakes it for a connection, nor a conn for a template.
-    assert_eq!(t.lookup_in(Proto::Tcp, net, 0, VIP, 80, 0), None);
+    assert_eq!(t.lookup_in(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 0), None);
     let c = t
         .insert(new_conn(Proto::Tcp, net, 0, ForwardMethod::Dr, &d), 0)
         .unwrap();
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 0), Some(tid));
-    assert_eq!(t.lookup_in(Proto::Tcp, net, 0, VIP, 80, 0), Some(c));
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 0),
+        Some(tid)
+    );
+    assert_eq!(t.lookup_in(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 0), Some(c));
     let tc = t.get(tid).unwrap();
     assert!(tc.is_template());
     assert_eq!(
@@ -421,7 +479,10 @@ fn children_keep_the_template_alive_then_it_expires() {
     t.on_packet(cid, Direction::Input, ACK, 10, &to); // ESTABLISHED until 910
     assert_eq!(counts(&d), (1, 0, 1));
     // Past the template's own expiry: kept, and re-armed by expire.
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 400), Some(tid));
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 400),
+        Some(tid)
+    );
     assert_eq!(t.expire(400, 16), 0);
     assert_eq!(t.get(tid).unwrap().expires(), 700);
     // The conn ends; the template outlives it by its timeout.
@@ -429,8 +490,14 @@ fn children_keep_the_template_alive_then_it_expires() {
     assert_eq!(counts(&d), (0, 0, 1));
     let tc = t.get(tid).unwrap();
     assert_eq!((tc.children(), tc.expires()), (0, 1211));
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 1211), Some(tid));
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 1212), None);
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 1211),
+        Some(tid)
+    );
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 1212),
+        None
+    );
     assert_eq!(t.expire(1212, 16), 1);
     assert_eq!((t.len(), t.templates(), counts(&d)), (0, 0, (0, 0, 0)));
 }
@@ -471,7 +538,10 @@ fn removing_a_template_with_children_unhashes_it_until_the_last_child_ends() {
         ids.push(t.insert(p, 0).unwrap());
     }
     assert!(t.remove(tid));
-    assert_eq!(t.lookup_template(Proto::Tcp, net, VIP, 80, 0), None);
+    assert_eq!(
+        t.lookup_template(FlowKey::new(Proto::Tcp, net, 0, VIP, 80), 0),
+        None
+    );
     assert!(!t.remove(tid), "already gone from lookups");
     assert!(t.get(tid).is_some(), "kept for its children");
     // A new conn cannot join an unhashed template.
@@ -506,8 +576,14 @@ fn remove_and_stale_ids_never_panic() {
     assert!(t.get(id).is_none());
     assert!(t.get_mut(id).is_none());
     assert!(!t.on_packet(id, Direction::Input, ACK, 0, &to));
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), None);
-    assert_eq!(t.lookup_out(Proto::Tcp, RIP, 8080, client(1), 1, 0), None);
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 1, VIP, 80), 0),
+        None
+    );
+    assert_eq!(
+        t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, client(1), 1), 0),
+        None
+    );
     for bad in [ConnId(4), ConnId(u32::MAX), ConnId(u32::MAX - 1)] {
         assert!(t.get(bad).is_none());
         assert!(!t.remove(bad));
@@ -520,7 +596,10 @@ fn remove_and_stale_ids_never_panic() {
         ConnError::TableFull
     );
     assert_eq!(empty.expire(0, 10), 0);
-    assert_eq!(empty.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), None);
+    assert_eq!(
+        empty.lookup_in(FlowKey::new(Proto::Tcp, client(1), 1, VIP, 80), 0),
+        None
+    );
 }
 
 #[test]
@@ -568,7 +647,10 @@ fn million_entry_table_constructs_quickly() {
     assert!(took.as_secs() < 5, "{took:?}");
     let d = dest();
     let id = t.insert(tcp_nat(client(1), 1, &d), 0).unwrap();
-    assert_eq!(t.lookup_in(Proto::Tcp, client(1), 1, VIP, 80, 0), Some(id));
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 1, VIP, 80), 0),
+        Some(id)
+    );
 }
 
 #[test]
@@ -681,7 +763,7 @@ fn check(t: &ConnTable, model: &mut Models, dests: &[Arc<DestStats>; 2], now: u3
         assert_eq!(c.expires(), m.expires);
         assert_eq!(c.is_active(), m.active);
         assert_eq!(
-            t.lookup_in(k.0, k.1, k.2, k.3, 80, now),
+            t.lookup_in(FlowKey::new(k.0, k.1, k.2, k.3, 80), now),
             alive_with_key(model, k, now),
             "lookup_in {k:?}"
         );
@@ -693,7 +775,7 @@ fn check(t: &ConnTable, model: &mut Models, dests: &[Arc<DestStats>; 2], now: u3
             })
             .map(|(id, _)| *id)
             .collect();
-        match t.lookup_out(k.0, m.rip, 8080, k.1, k.2, now) {
+        match t.lookup_out(FlowKey::new(k.0, m.rip, 8080, k.1, k.2), now) {
             Some(found) => assert!(
                 owners.contains(&found),
                 "lookup_out {k:?}: {found:?} not in {owners:?}"
@@ -734,11 +816,7 @@ proptest! {
                     }
                     let di = (c as usize + port as usize) % 2;
                     let rip = Ipv4Addr::new(192, 168, 1, di as u8);
-                    let p = NewConn {
-                        proto: k.0, cip: k.1, cport: k.2, vip: k.3, vport: 80, rip, rport: 8080,
-                        method: if nat { ForwardMethod::Nat } else { ForwardMethod::Dr },
-                        dest: Some(dests[di].clone()), svc: None, template: None,
-                    };
+                    let p = NewConn { flow: FlowKey::new(k.0, k.1, k.2, k.3, 80), rip, rport: 8080, method: if nat { ForwardMethod::Nat } else { ForwardMethod::Dr }, dest: Some(dests[di].clone()), svc: None, template: None };
                     match t.insert(p, now) {
                         Ok(id) => {
                             // Insert may have reclaimed expired entries, this slot among them.

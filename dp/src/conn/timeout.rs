@@ -39,10 +39,6 @@ impl Timeouts {
         self.tcp[state as usize]
     }
 
-    pub fn set_tcp(&mut self, state: TcpState, secs: u32) {
-        self.tcp[state as usize] = secs;
-    }
-
     /// `ipvsadm --set tcp tcpfin udp`: ESTABLISHED, FIN_WAIT and UDP
     /// timeouts; 0 leaves a value unchanged, as in ipvsadm.
     pub fn set_ipvsadm(&mut self, tcp: u32, tcpfin: u32, udp: u32) {

@@ -18,21 +18,22 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 use super::{Forwarder, Verdict};
-use crate::conn::Direction;
+use crate::conn::{Direction, FlowKey};
 use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
 use crate::stats::DropReason;
-use crate::wire::checksum;
+use crate::wire::ethernet::{field as eth, EtherType, HEADER_LEN as ETH_LEN};
 use crate::wire::ipip::IPIP_HEADER_LEN;
-use crate::wire::ipv4;
-use crate::xmit::{dr, tun, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{self, field as ip, IpProtocol, HEADER_LEN as IP_LEN};
+use crate::wire::tcp::{self, TcpFlags};
+use crate::wire::{checksum, udp};
+use crate::xmit::{dr, tun};
 
-const ETH_LEN: usize = 14;
-const TCP_SYN: u8 = 0x02;
-const IP_LEN: usize = 20;
 /// Ethernet, IPv4 and the first 8 bytes of L4: ports, and UDP's length.
-const HEAD_LEN: usize = ETH_LEN + IP_LEN + 8;
+const HEAD_LEN: usize = ETH_LEN + IP_LEN + udp::HEADER_LEN;
+/// Version 4, a 20-byte header: no options.
+const VER_IHL: u8 = 0x40 | (IP_LEN / 4) as u8;
 
 impl Forwarder {
     /// Forwards a frame of a known connection completely, or returns `None`
@@ -48,69 +49,74 @@ impl Forwarder {
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
         let port = self.shared.ports.get(in_port as usize)?;
-        if head[..6] != port.mac.0 || head[12..14] != [0x08, 0x00] {
+        let ethertype = eth::ETHERTYPE..ETH_LEN;
+        if head[eth::DST] != port.mac.0 || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
             return None;
         }
-        let ip: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let iph: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;
+        let be16 = |at: usize| u16::from_be_bytes([iph[at], iph[at + 1]]);
+        let be32 = |at: usize| u32::from_be_bytes([iph[at], iph[at + 1], iph[at + 2], iph[at + 3]]);
+        let total = usize::from(be16(ip::LENGTH));
         // Version 4 with no options; no fragment (MF clear, offset 0); a TTL
         // that survives the decrement; a total length inside the frame.
-        if ip[0] != 0x45
-            || ip[6] & 0x3f != 0
-            || ip[7] != 0
-            || ip[8] <= 1
+        if iph[ip::VER_IHL] != VER_IHL
+            || be16(ip::FLG_OFF) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0
+            || iph[ip::TTL] <= 1
             || total > len - ETH_LEN
-            || !ipv4::header_checksum_ok(ip)
+            || !ipv4::header_checksum_ok(iph)
         {
             return None;
         }
-        let src = Ipv4Addr::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]));
-        let dst = Ipv4Addr::from(u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]));
+        let src = Ipv4Addr::from(be32(ip::SRC));
+        let dst = Ipv4Addr::from(be32(ip::DST));
         let (martian, local) = self.martian_or_local(src, dst);
         if martian || local {
             return None;
         }
         let l4 = &head[ETH_LEN + IP_LEN..];
+        let l4_16 = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
         let seg_len = total.checked_sub(IP_LEN)?;
-        let (proto, flags) = match ip[9] {
-            PROTO_TCP => {
-                let tcp = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
-                let doff = usize::from(*tcp.get(12)? >> 4) * 4;
-                if seg_len < 20 || doff < 20 || doff > seg_len {
+        let (proto, flags) = match iph[ip::PROTOCOL] {
+            IpProtocol::TCP => {
+                let seg = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
+                let doff = usize::from(*seg.get(tcp::field::DATA_OFF)? >> 4) * 4;
+                if seg_len < tcp::HEADER_LEN || doff < tcp::HEADER_LEN || doff > seg_len {
                     return None;
                 }
-                let flags = *tcp.get(13)?;
+                let flags = *seg.get(tcp::field::FLAGS)?;
                 // A SYN is nearly always a new connection: spare it a lookup
                 // here before the general path's.
-                if flags & TCP_SYN != 0 {
+                if flags & TcpFlags::SYN != 0 {
                     return None;
                 }
                 (Proto::Tcp, flags)
             }
-            PROTO_UDP => {
-                let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
-                if seg_len < 8 || ulen < 8 || ulen > seg_len {
+            IpProtocol::UDP => {
+                let ulen = usize::from(l4_16(udp::field::LENGTH));
+                if seg_len < udp::HEADER_LEN || ulen < udp::HEADER_LEN || ulen > seg_len {
                     return None;
                 }
                 (Proto::Udp, 0)
             }
             _ => return None,
         };
-        let sport = u16::from_be_bytes([l4[0], l4[1]]);
-        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        // TCP and UDP put their ports at the same offsets.
+        let sport = l4_16(udp::field::SRC_PORT);
+        let dport = l4_16(udp::field::DST_PORT);
 
         let to_vip = self.snap.is_vip(dst);
         let cip = if to_vip { src } else { dst };
-        if !redirected && self.shared.workers > 1 && super::owner_of(cip, self.shared.workers) != self.worker
+        if !redirected
+            && self.shared.workers > 1
+            && super::owner_of(cip, self.snap.owner_mask(), self.shared.workers) != self.worker
         {
             return None;
         }
+        let flow = FlowKey::new(proto, src, sport, dst, dport);
         let (id, dir) = if to_vip {
-            let id = self.conns.lookup_in(proto, src, sport, dst, dport, self.now)?;
-            (id, Direction::Input)
+            (self.conns.lookup_in(flow, self.now)?, Direction::Input)
         } else {
-            let id = self.conns.lookup_out(proto, src, sport, dst, dport, self.now)?;
-            (id, Direction::Output)
+            (self.conns.lookup_out(flow, self.now)?, Direction::Output)
         };
         let c = self.conns.get(id)?;
         // expire_nodest_conn ends the connection: the general path's job.
@@ -193,20 +199,21 @@ fn rewrite(
     }
     // `fast` checked the frame holds the whole L4 header: 20 bytes of TCP
     // (total length >= 40), or UDP's 8 (HEAD_LEN).
+    const L4: usize = ETH_LEN + IP_LEN;
     match proto {
         Proto::Tcp => {
-            let h: &mut [u8; ETH_LEN + IP_LEN + 20] = frame
-                .get_mut(..ETH_LEN + IP_LEN + 20)
+            let h: &mut [u8; L4 + tcp::HEADER_LEN] = frame
+                .get_mut(..L4 + tcp::HEADER_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, ETH_LEN + IP_LEN + 16, false)
+            nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)
         }
         Proto::Udp => {
             let h: &mut [u8; HEAD_LEN] = frame
                 .get_mut(..HEAD_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, ETH_LEN + IP_LEN + 6, true)
+            nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)
         }
     }
 }
@@ -225,11 +232,12 @@ fn nat_fixed<const N: usize>(
     l4_csum_at: usize,
     udp: bool,
 ) -> Result<(), DropReason> {
-    const TTL: usize = ETH_LEN + 8;
-    const IP_CSUM: usize = ETH_LEN + 10;
+    const TTL: usize = ETH_LEN + ip::TTL;
+    const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
+    const L4: usize = ETH_LEN + IP_LEN;
     let (addr_at, port_at) = match dir {
-        Direction::Input => (ETH_LEN + 16, ETH_LEN + IP_LEN + 2),
-        Direction::Output => (ETH_LEN + 12, ETH_LEN + IP_LEN),
+        Direction::Input => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
+        Direction::Output => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
     };
     let get16 = |h: &[u8; N], at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     let ttl = h[TTL];

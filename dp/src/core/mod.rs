@@ -10,10 +10,28 @@
 //! it in the datagram it quotes. A packet that lands on another worker's queue
 //! is handed to the owner (`Verdict::Redirect`). Hashing on the client address
 //! only also keeps all of a client's connections and all fragments of its
-//! datagrams on one worker, so persistence templates and the fragment cache
-//! stay worker-local.
+//! datagrams on one worker, so the fragment cache stays worker-local.
+//!
+//! Persistence templates are worker-local too, so every client one template
+//! covers must have one owner: the address is masked, before hashing, with the
+//! coarsest `-M` netmask of the service table (`ServiceTable::owner_mask`;
+//! 255.255.255.255 when no service is persistent, the common case, which
+//! changes nothing). The price: with `-M 255.255.255.0` a whole /24 of clients
+//! is handled by one worker, for every service, persistent or not, so a few
+//! busy client networks spread less evenly over the workers.
+//!
+//! When a new table changes that mask (the first persistent service with a
+//! coarser `-M` is added, or the last one goes), clients change owner, as they
+//! would if the worker count changed: their established connections are on the
+//! old owner, so on the new one TCP packets other than a SYN drop
+//! (`NoConnNotSyn`) and UDP flows are scheduled afresh, maybe to another real
+//! server; while the workers switch snapshots one burst apart they may briefly
+//! disagree too. Setting `-M` on the first persistent service before traffic
+//! arrives avoids it.
 
 mod fast;
+#[cfg(test)]
+mod tests;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,35 +40,24 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
-use crate::conn::{client_net, Bucket, ConnId, ConnTable, Direction, NewConn, NewTemplate, Timeouts};
+use crate::conn::{
+    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, Timeouts,
+};
+use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
 use crate::packet::PacketBuf;
+pub use crate::route::PortInfo;
 use crate::route::{NextHop, RouteTable};
-use crate::sched::{SchedKey, Scheduler};
+use crate::sched::Scheduler;
 use crate::service::{ForwardMethod, Proto, ServiceTable};
 use crate::stats::{DropCounters, DropReason};
-use crate::wire::arp::{ArpOperation, ArpPacket, ArpRepr};
-use crate::wire::bytes::{get_u16, get_u32, get_u8};
-use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
-use crate::wire::ipv4::Ipv4Packet;
-use crate::xmit::{self, dr, icmp, nat, tun};
-
-/// One of the director's ports, as the per-packet path needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortInfo {
-    pub mac: MacAddr,
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-    /// IP MTU.
-    pub mtu: u16,
-}
-
-impl PortInfo {
-    #[inline]
-    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        crate::config::same_subnet(self.addr, ip, self.prefix_len)
-    }
-}
+use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::icmp::{IcmpPacket, IcmpType};
+use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
+use crate::wire::tcp::{TcpFlags, TcpPacket};
+use crate::wire::udp::{self, UdpPacket};
+use crate::wire::{ipv4, tcp};
+use crate::xmit::{dr, icmp, nat, tun};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoreOptions {
@@ -155,13 +162,14 @@ const WARM_MIN_CONNS: usize = 32 * 1024;
 /// At most this many packets of a burst are warmed.
 const WARM_BURST: usize = 64;
 
-/// Which worker owns connections of client `cip`.
+/// Which worker owns connections of client `cip`, `mask` being the service
+/// table's `owner_mask`: every client of one masked network gets one owner.
 #[inline]
-pub fn owner_of(cip: Ipv4Addr, workers: u16) -> u16 {
+pub fn owner_of(cip: Ipv4Addr, mask: Ipv4Addr, workers: u16) -> u16 {
     if workers <= 1 {
         return 0;
     }
-    let h = u32::from(cip).wrapping_mul(0x9E37_79B1);
+    let h = (u32::from(cip) & u32::from(mask)).wrapping_mul(0x9E37_79B1);
     ((h as u64 * workers as u64) >> 32) as u16
 }
 
@@ -228,9 +236,8 @@ struct Ip {
 #[derive(Clone, Copy)]
 struct Endpoints {
     method: ForwardMethod,
-    cip: Ipv4Addr,
-    vip: Ipv4Addr,
-    vport: u16,
+    /// CIP:cport → VIP:vport.
+    flow: FlowKey,
     rip: Ipv4Addr,
     rport: u16,
 }
@@ -376,23 +383,18 @@ impl Forwarder {
     /// frame (a cheap, partial parse; anything unusual is just not prefetched).
     #[inline]
     fn prefetch_bucket(&self, d: &[u8]) -> Option<Bucket> {
-        let (mut l2, mut et) = (14, get_u16(d, 12));
-        if et == 0x8100 {
-            (l2, et) = (18, get_u16(d, 16));
-        }
-        let ip = d.get(l2..).unwrap_or(&[]);
-        if et != 0x0800 || get_u16(ip, 6) & 0x1fff != 0 {
+        let eth = EthernetFrame::new_unchecked(d);
+        let ip = Ipv4Packet::new_unchecked(eth.payload());
+        if eth.ethertype() != EtherType::IPV4 || !ip.has_transport_header() {
             return None;
         }
-        let proto = Proto::from_ip_proto(get_u8(ip, 9))?;
-        let hl = (get_u8(ip, 0) & 0x0f) as usize * 4;
-        let (src, dst) = (Ipv4Addr::from(get_u32(ip, 12)), Ipv4Addr::from(get_u32(ip, 16)));
-        let (sport, dport) = (get_u16(ip, hl), get_u16(ip, hl + 2));
-        Some(if self.snap.is_vip(dst) {
-            self.conns.prefetch_in(proto, src, sport, dst, dport)
-        } else {
-            self.conns.prefetch_out(proto, src, sport, dst, dport)
-        })
+        let proto = Proto::from_ip_proto(ip.protocol())?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        // TCP and UDP put their ports at the same offsets.
+        let l4 = UdpPacket::new_unchecked(ip.as_bytes().get(ip.header_len()..).unwrap_or(&[]));
+        let (sport, dport) = (l4.src_port(), l4.dst_port());
+        let flow = FlowKey::new(proto, src, sport, dst, dport);
+        Some(self.conns.prefetch(flow, !self.snap.is_vip(dst)))
     }
 
     #[inline]
@@ -420,55 +422,22 @@ impl Forwarder {
     }
 
     fn arp<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize) -> Verdict {
-        let repr = {
-            let Some(payload) = pkt.data().get(l2..) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            let Ok(a) = ArpPacket::new_checked(payload) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            ArpRepr::parse(&a)
-        };
-        let target_is_ours =
-            repr.target_ip == port.addr || (self.snap.is_vip(repr.target_ip) && port.on_link(repr.target_ip));
-        // RFC 826: merge the sender if we know it or the packet is for us.
-        let sender_ok = port.on_link(repr.sender_ip) && repr.sender_mac.is_unicast();
-        let mut learned = None;
-        if sender_ok {
-            let known = if target_is_ours {
-                self.shared.neigh.learn(repr.sender_ip, repr.sender_mac, self.now)
-            } else {
-                self.shared
-                    .neigh
-                    .refresh(repr.sender_ip, repr.sender_mac, self.now)
-            };
-            if known {
-                learned = Some(repr.sender_ip);
+        let snap = &self.snap;
+        match arp::input(
+            &self.shared.neigh,
+            port,
+            |ip| snap.is_vip(ip),
+            self.now,
+            pkt.data_mut(),
+            l2,
+        ) {
+            ArpInput::Replied => {
+                self.counters.arp_replies += 1;
+                Verdict::Forward { port: in_port }
             }
+            ArpInput::Learned(ip) => Verdict::Consumed { learned: Some(ip) },
+            ArpInput::Ignored => Verdict::Drop(DropReason::ArpIgnored),
         }
-        if repr.op == ArpOperation::Request && target_is_ours {
-            let reply = ArpRepr {
-                op: ArpOperation::Reply,
-                sender_mac: port.mac,
-                sender_ip: repr.target_ip,
-                target_mac: repr.sender_mac,
-                target_ip: repr.sender_ip,
-            };
-            let d = pkt.data_mut();
-            dr::set_macs(d, repr.sender_mac, port.mac);
-            let Some(body) = d.get_mut(l2..) else {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            };
-            if reply.emit(body).is_err() {
-                return Verdict::Drop(DropReason::ArpIgnored);
-            }
-            self.counters.arp_replies += 1;
-            return Verdict::Forward { port: in_port };
-        }
-        if learned.is_some() {
-            return Verdict::Consumed { learned };
-        }
-        Verdict::Drop(DropReason::ArpIgnored)
     }
 
     #[inline(always)]
@@ -521,9 +490,9 @@ impl Forwarder {
             return self.local(in_port, pkt, &ip);
         }
         match ip.proto {
-            xmit::PROTO_TCP => self.l4(in_port, pkt, &ip, Proto::Tcp, redirected),
-            xmit::PROTO_UDP => self.l4(in_port, pkt, &ip, Proto::Udp, redirected),
-            xmit::PROTO_ICMP => self.icmp(in_port, pkt, &ip, redirected),
+            IpProtocol::TCP => self.l4(in_port, pkt, &ip, Proto::Tcp, redirected),
+            IpProtocol::UDP => self.l4(in_port, pkt, &ip, Proto::Udp, redirected),
+            IpProtocol::ICMP => self.icmp(in_port, pkt, &ip, redirected),
             _ if self.snap.is_vip(ip.dst) => Verdict::Drop(DropReason::UnknownProtocol),
             _ => Verdict::Drop(DropReason::NotForUs),
         }
@@ -531,7 +500,7 @@ impl Forwarder {
 
     /// Packets to one of the director's own addresses: only ping is answered.
     fn local<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
-        if ip.proto == xmit::PROTO_ICMP && !ip.frag {
+        if ip.proto == IpProtocol::ICMP && !ip.frag {
             return self.echo(in_port, pkt, ip);
         }
         Verdict::Drop(DropReason::NotForUs)
@@ -542,13 +511,13 @@ impl Forwarder {
         let Some(icmp_bytes) = d.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIcmp);
         };
-        if icmp_bytes.len() < 8 {
+        let Ok(echo) = IcmpPacket::new_checked(icmp_bytes) else {
             return Verdict::Drop(DropReason::MalformedIcmp);
-        }
-        if get_u8(icmp_bytes, 0) != 8 {
+        };
+        if !echo.is_echo_request() {
             return Verdict::Drop(DropReason::IcmpUnhandled);
         }
-        if crate::wire::checksum::fold(crate::wire::checksum::sum(icmp_bytes)) != 0xFFFF {
+        if !echo.verify_checksum() {
             return Verdict::Drop(DropReason::MalformedIcmp);
         }
         match icmp::echo_reply(pkt.data_mut(), ip.l2, ip.hl) {
@@ -567,7 +536,7 @@ impl Forwarder {
         if n <= 1 || redirected {
             return None;
         }
-        let o = owner_of(cip, n);
+        let o = owner_of(cip, self.snap.owner_mask(), n);
         if o == self.worker {
             None
         } else {
@@ -599,29 +568,33 @@ impl Forwarder {
                 return Verdict::Drop(DropReason::MalformedL4);
             };
             match proto {
+                // A first fragment need not hold the whole header its length fields describe.
                 Proto::Tcp => {
-                    let doff = (get_u8(seg, 12) >> 4) as usize * 4;
-                    if seg.len() < 20 || doff < 20 || (!ip.frag && doff > seg.len()) {
+                    let t = TcpPacket::new_unchecked(seg);
+                    let doff = t.header_len();
+                    if seg.len() < tcp::HEADER_LEN || doff < tcp::HEADER_LEN || (!ip.frag && doff > seg.len())
+                    {
                         return Verdict::Drop(DropReason::MalformedL4);
                     }
-                    (get_u16(seg, 0), get_u16(seg, 2), get_u8(seg, 13))
+                    (t.src_port(), t.dst_port(), t.flags())
                 }
                 Proto::Udp => {
-                    let ulen = get_u16(seg, 4) as usize;
-                    if seg.len() < 8 || (!ip.frag && (ulen < 8 || ulen > seg.len())) {
+                    let u = UdpPacket::new_unchecked(seg);
+                    let ulen = usize::from(u.len());
+                    if seg.len() < udp::HEADER_LEN
+                        || (!ip.frag && (ulen < udp::HEADER_LEN || ulen > seg.len()))
+                    {
                         return Verdict::Drop(DropReason::MalformedL4);
                     }
-                    (get_u16(seg, 0), get_u16(seg, 2), 0)
+                    (u.src_port(), u.dst_port(), 0)
                 }
             }
         };
+        let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
-            let id = match self
-                .conns
-                .lookup_in(proto, ip.src, sport, ip.dst, dport, self.now)
-            {
+            let id = match self.conns.lookup_in(flow, self.now) {
                 Some(id) => id,
-                None => match self.new_conn(in_port, pkt, ip, proto, sport, dport, flags) {
+                None => match self.new_conn(in_port, pkt, ip, flow, flags) {
                     Ok(id) => id,
                     Err(v) => return v,
                 },
@@ -631,10 +604,7 @@ impl Forwarder {
             }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
-            let Some(id) = self
-                .conns
-                .lookup_out(proto, ip.src, sport, ip.dst, dport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_out(flow, self.now) else {
                 return Verdict::Drop(DropReason::NotForUs);
             };
             if ip.frag {
@@ -665,21 +635,21 @@ impl Forwarder {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A connection for `flow` (CIP:cport → VIP:vport), if its service can take it.
     fn new_conn<B: PacketBuf>(
         &mut self,
         in_port: u16,
         pkt: &mut B,
         ip: &Ip,
-        proto: Proto,
-        sport: u16,
-        dport: u16,
+        flow: FlowKey,
         flags: u8,
     ) -> Result<ConnId, Verdict> {
-        let Some(si) = self.snap.lookup(proto, ip.dst, dport) else {
+        let proto = flow.proto;
+        let Some(si) = self.snap.lookup(proto, flow.dst, flow.dport) else {
             return Err(Verdict::Drop(DropReason::NoService));
         };
-        if proto == Proto::Tcp && flags & 0x17 != 0x02 {
+        const OPENERS: u8 = TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN;
+        if proto == Proto::Tcp && flags & OPENERS != TcpFlags::SYN {
             // Only a bare SYN opens a connection (no ACK, RST or FIN).
             return Err(Verdict::Drop(DropReason::NoConnNotSyn));
         }
@@ -688,17 +658,11 @@ impl Forwarder {
             return Err(Verdict::Drop(DropReason::NoService));
         };
         let now = self.now;
-        let key = SchedKey {
-            cip: ip.src,
-            cport: sport,
-            vip: ip.dst,
-            vport: dport,
-        };
         let mut template = None;
         let mut chosen = None;
         if let Some(p) = svc.persistence {
-            let net = client_net(ip.src, p.netmask);
-            if let Some(t) = self.conns.lookup_template(proto, net, ip.dst, svc.key.port, now) {
+            let tflow = FlowKey::new(proto, client_net(flow.src, p.netmask), 0, flow.dst, svc.key.port);
+            if let Some(t) = self.conns.lookup_template(tflow, now) {
                 if let Some(tc) = self.conns.get(t) {
                     // The kernel keeps using a template's server while it exists,
                     // even quiesced (expire_quiescent_template off).
@@ -717,14 +681,11 @@ impl Forwarder {
                 let Some(sched) = self.scheds.get_mut(si) else {
                     return Err(Verdict::Drop(DropReason::NoService));
                 };
-                if let Some(di) = sched.schedule(&svc.dests, &key) {
+                if let Some(di) = sched.schedule(&svc.dests, &flow) {
                     let d = &svc.dests[di];
                     let t = self.conns.insert_template(
                         NewTemplate {
-                            proto,
-                            client_net: net,
-                            vip: ip.dst,
-                            vport: svc.key.port,
+                            flow: tflow,
                             rip: d.rip,
                             rport: d.port,
                             method: d.method,
@@ -744,7 +705,7 @@ impl Forwarder {
                 }
             }
         } else if let Some(sched) = self.scheds.get_mut(si) {
-            chosen = sched.schedule(&svc.dests, &key);
+            chosen = sched.schedule(&svc.dests, &flow);
         }
         let Some(di) = chosen else {
             if proto == Proto::Tcp && self.shared.opts.tcp_rst_no_dest {
@@ -763,16 +724,12 @@ impl Forwarder {
             return Err(Verdict::Drop(DropReason::NoRealServer));
         };
         // Port-0 (all ports) services keep the client's port.
-        let rport = if d.port == 0 { dport } else { d.port };
+        let rport = if d.port == 0 { flow.dport } else { d.port };
         let id = self
             .conns
             .insert(
                 NewConn {
-                    proto,
-                    cip: ip.src,
-                    cport: sport,
-                    vip: ip.dst,
-                    vport: dport,
+                    flow,
                     rip: d.rip,
                     rport,
                     method: d.method,
@@ -859,9 +816,7 @@ impl Forwarder {
         }
         Ok(Endpoints {
             method: c.method(),
-            cip: c.cip(),
-            vip: c.vip(),
-            vport: c.vport(),
+            flow: c.flow(),
             rip: c.rip(),
             rport: c.rport(),
         })
@@ -945,7 +900,7 @@ impl Forwarder {
     #[inline(always)]
     fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
         let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
-            Ok(e) => (e.vip, e.vport, e.cip),
+            Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src),
             Err(r) => return Verdict::Drop(r),
         };
         let Some(hop) = self.shared.routes.lookup(cip) else {
@@ -971,31 +926,38 @@ impl Forwarder {
             let Some(m) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
-            if m.len() < 8 {
+            let Ok(msg) = IcmpPacket::new_checked(m) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
-            }
-            let t = get_u8(m, 0);
-            if t == 8 && to_vip {
+            };
+            let t = msg.msg_type();
+            if t == IcmpType::ECHO_REQUEST && to_vip {
                 return self.echo(in_port, pkt, ip);
             }
-            if !matches!(t, 3 | 4 | 11 | 12) {
+            // Redirects are not relayed: they are about routes, not connections.
+            use IcmpType as T;
+            if !matches!(
+                t,
+                T::DEST_UNREACHABLE | T::SOURCE_QUENCH | T::TIME_EXCEEDED | T::PARAMETER_PROBLEM
+            ) {
                 return Verdict::Drop(if to_vip {
                     DropReason::IcmpUnhandled
                 } else {
                     DropReason::NotForUs
                 });
             }
-            let inner = m.get(8..).unwrap_or(&[]);
-            let ihl = (get_u8(inner, 0) & 0x0f) as usize * 4;
-            if inner.len() < ihl + 4 || ihl < 20 || get_u8(inner, 0) >> 4 != 4 {
+            let inner = Ipv4Packet::new_unchecked(msg.inner());
+            let ihl = inner.header_len();
+            if inner.as_bytes().len() < ihl + 4 || ihl < ipv4::HEADER_LEN || inner.version() != 4 {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             }
+            // Only the ports of the quoted L4 header are there for sure.
+            let ports = UdpPacket::new_unchecked(inner.as_bytes().get(ihl..).unwrap_or(&[]));
             (
-                Ipv4Addr::from(get_u32(inner, 12)),
-                Ipv4Addr::from(get_u32(inner, 16)),
-                get_u8(inner, 9),
-                get_u16(inner, ihl),
-                get_u16(inner, ihl + 2),
+                inner.src_addr(),
+                inner.dst_addr(),
+                inner.protocol(),
+                ports.src_port(),
+                ports.dst_port(),
             )
         };
         let Some(proto) = Proto::from_ip_proto(inner_proto) else {
@@ -1007,12 +969,11 @@ impl Forwarder {
         if let Some(worker) = self.foreign_owner(cip, redirected) {
             return Verdict::Redirect { worker };
         }
+        // The quoted datagram travelled the other way: as the table keys it,
+        // CIP:cport → VIP:vport (to the VIP) or RIP:rport → CIP:cport.
+        let flow = FlowKey::new(proto, inner_dst, inner_dport, inner_src, inner_sport);
         if to_vip {
-            // Quoted: VIP:vport -> CIP:cport.
-            let Some(id) =
-                self.conns
-                    .lookup_in(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_in(flow, self.now) else {
                 return Verdict::Drop(DropReason::IcmpNoConn);
             };
             let Some(c) = self.conns.get(id) else {
@@ -1041,11 +1002,7 @@ impl Forwarder {
                 },
             }
         } else {
-            // Quoted: CIP:cport -> RIP:rport, a packet we sent to a real server.
-            let Some(id) =
-                self.conns
-                    .lookup_out(proto, inner_dst, inner_dport, inner_src, inner_sport, self.now)
-            else {
+            let Some(id) = self.conns.lookup_out(flow, self.now) else {
                 return Verdict::Drop(DropReason::NotForUs);
             };
             let Some(c) = self.conns.get(id) else {
@@ -1064,44 +1021,5 @@ impl Forwarder {
             self.counters.icmp_translated += 1;
             self.send_via(pkt, hop)
         }
-    }
-}
-
-/// Writes an ARP request for `target` from `port` into `buf` (at least 60
-/// bytes: the frame is padded to Ethernet's minimum). Returns its length.
-pub fn build_arp_request(buf: &mut [u8], port: &PortInfo, target: Ipv4Addr) -> usize {
-    build_arp(buf, port, ArpOperation::Request, port.addr, MacAddr::ZERO, target)
-}
-
-/// A gratuitous ARP announcing `ip` at `port`'s MAC (a request for itself,
-/// which every host and switch accepts).
-pub fn build_gratuitous_arp(buf: &mut [u8], port: &PortInfo, ip: Ipv4Addr) -> usize {
-    build_arp(buf, port, ArpOperation::Request, ip, MacAddr::ZERO, ip)
-}
-
-fn build_arp(
-    buf: &mut [u8],
-    port: &PortInfo,
-    op: ArpOperation,
-    sip: Ipv4Addr,
-    tmac: MacAddr,
-    tip: Ipv4Addr,
-) -> usize {
-    const LEN: usize = 60;
-    let Some(frame) = buf.get_mut(..LEN) else { return 0 };
-    frame.fill(0);
-    if crate::wire::ethernet::write_header(frame, MacAddr::BROADCAST, port.mac, EtherType::ARP).is_err() {
-        return 0;
-    }
-    let repr = ArpRepr {
-        op,
-        sender_mac: port.mac,
-        sender_ip: sip,
-        target_mac: tmac,
-        target_ip: tip,
-    };
-    match frame.get_mut(14..).map(|body| repr.emit(body)) {
-        Some(Ok(())) => LEN,
-        _ => 0,
     }
 }

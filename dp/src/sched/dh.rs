@@ -6,7 +6,7 @@
 //! An unavailable hashed server refuses the connection.
 
 use super::{hash_32, is_available, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// IP_VS_DH_TAB_BITS.
 const DH_TAB_BITS: u32 = 8;
@@ -36,7 +36,7 @@ impl Scheduler for Dh {
     }
 
     fn schedule(&mut self, dests: &[RealServer], key: &SchedKey) -> Option<usize> {
-        let i = self.buckets[hash_32(u32::from(key.vip), DH_TAB_BITS) as usize];
+        let i = self.buckets[hash_32(u32::from(key.dst), DH_TAB_BITS) as usize];
         (i != NO_DEST && is_available(dests, i as usize)).then_some(i as usize)
     }
 

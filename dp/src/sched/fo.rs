@@ -3,7 +3,7 @@
 //! wins a tie. Lower weights are the standby order.
 
 use super::{SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fo;

@@ -9,7 +9,7 @@
 
 use super::locality::{LocalityTable, DEFAULT_EXPIRATION_S};
 use super::{is_available, least_weighted, locality_overloaded, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Debug)]
 pub struct Lblc {
@@ -43,14 +43,14 @@ impl Scheduler for Lblc {
     }
 
     fn schedule(&mut self, dests: &[RealServer], key: &SchedKey) -> Option<usize> {
-        if let Some(&mut i) = self.table.lookup(key.vip) {
+        if let Some(&mut i) = self.table.lookup(key.dst) {
             let i = i as usize;
             if is_available(dests, i) && !locality_overloaded(&dests[i], dests) {
                 return Some(i);
             }
         }
         let i = least_weighted(dests, RealServer::overhead)?;
-        self.table.insert(key.vip, i as u32);
+        self.table.insert(key.dst, i as u32);
         Some(i)
     }
 

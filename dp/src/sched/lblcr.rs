@@ -11,7 +11,7 @@
 
 use super::locality::{LocalityTable, DEFAULT_EXPIRATION_S};
 use super::{least_weighted, locality_overloaded, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 pub const SET_CAPACITY: usize = 8;
 
@@ -135,7 +135,7 @@ impl Scheduler for Lblcr {
     fn schedule(&mut self, dests: &[RealServer], key: &SchedKey) -> Option<usize> {
         let now = self.table.now_s();
         let expiration = self.set_expiration_s;
-        if let Some(set) = self.table.lookup(key.vip) {
+        if let Some(set) = self.table.lookup(key.dst) {
             let least = set.min(dests);
             if set.len > 1 && now > set.lastmod_s.saturating_add(expiration) {
                 if let Some(pos) = set.max_pos(dests) {
@@ -153,7 +153,7 @@ impl Scheduler for Lblcr {
         }
         let i = least_weighted(dests, RealServer::overhead)?;
         self.table
-            .insert(key.vip, DestSet::default())
+            .insert(key.dst, DestSet::default())
             .insert(i, dests, now);
         Some(i)
     }

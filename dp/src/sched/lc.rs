@@ -3,7 +3,7 @@
 //! as 0 = quiesced. Ties go to the first in list order.
 
 use super::{SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Lc;

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use super::{is_available, mix64, SchedError, SchedKey, SchedOptions, Scheduler};
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 /// Upper bound on the table size, so a typo cannot allocate gigabytes.
 pub const MH_MAX_TABLE_SIZE: u32 = 1 << 24;
@@ -93,8 +93,8 @@ impl Mh {
 
     #[inline]
     fn key_hash(&self, key: &SchedKey) -> u64 {
-        let port = if self.flags.port { key.cport } else { 0 };
-        addr_port_hash(u32::from(key.cip), port, SEED_KEY)
+        let port = if self.flags.port { key.sport } else { 0 };
+        addr_port_hash(u32::from(key.src), port, SEED_KEY)
     }
 }
 

@@ -6,9 +6,7 @@
 //! the director-wide `DestStats` atomics, so lc/wlc/sed/nq see every worker's
 //! connections. `schedule` never allocates.
 
-use std::net::Ipv4Addr;
-
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 pub mod dh;
 pub mod fo;
@@ -32,15 +30,10 @@ mod tests;
 
 pub use registry::{build, SchedError, SCHEDULER_NAMES};
 
-/// What a scheduler may look at in the packet that opens a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SchedKey {
-    pub cip: Ipv4Addr,
-    pub cport: u16,
-    /// The destination the client asked for (the VIP); dh and lblc/lblcr hash it.
-    pub vip: Ipv4Addr,
-    pub vport: u16,
-}
+/// What a scheduler may look at in the packet that opens a connection:
+/// `src` is the client (CIP:cport), `dst` what it asked for (VIP:vport; dh
+/// and lblc/lblcr hash the VIP).
+pub type SchedKey = crate::flow::FlowKey;
 
 /// A scheduler instance. Instances are built by `registry::build` for one
 /// service's real-server list; when the list changes, the control plane builds

@@ -4,7 +4,7 @@
 
 use super::sed::sed_overhead;
 use super::{least_weighted, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Nq;

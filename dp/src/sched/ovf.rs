@@ -7,7 +7,7 @@
 
 use super::fo::highest_weight;
 use super::{SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ovf;

@@ -2,7 +2,7 @@
 
 use super::{dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr};
 use super::{SchedOptions, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// The names are the control ABI's (`rvs_proto::ipvs`), so rvsadm checks a
 /// scheduler name without linking the schedulers.

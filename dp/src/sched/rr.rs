@@ -2,7 +2,7 @@
 //! one picked last, skipping quiesced (weight 0) and overloaded ones.
 
 use super::{SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Debug, Default)]
 pub struct Rr {

@@ -3,7 +3,7 @@
 //! connection joins it. Only active connections count, unlike wlc.
 
 use super::{least_weighted, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// (active + 1): the kernel's ip_vs_sed_dest_overhead.
 #[inline]

@@ -10,7 +10,7 @@
 //! whose server is available.
 
 use super::{hash_32, is_available, SchedKey, Scheduler};
-use crate::service::{RealServer, SchedFlags};
+use crate::dest::{RealServer, SchedFlags};
 
 /// IP_VS_SH_TAB_BITS.
 const SH_TAB_BITS: u32 = 8;
@@ -41,8 +41,8 @@ impl Sh {
     }
 
     fn bucket(&self, key: &SchedKey) -> usize {
-        let port = if self.flags.port { key.cport } else { 0 };
-        hash_32(u32::from(key.cip).wrapping_add(port as u32), SH_TAB_BITS) as usize
+        let port = if self.flags.port { key.sport } else { 0 };
+        hash_32(u32::from(key.src).wrapping_add(port as u32), SH_TAB_BITS) as usize
     }
 
     #[cfg(test)]

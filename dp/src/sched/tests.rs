@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::service::{ForwardMethod, RealServer, SchedFlags};
+use crate::service::{ForwardMethod, Proto, RealServer, SchedFlags};
 
 /// Real servers 192.168.1.1.. :80 with the given weights, no load.
 pub(crate) fn servers(weights: &[u32]) -> Vec<RealServer> {
@@ -37,18 +37,13 @@ pub(crate) fn key(cip: u32) -> SchedKey {
 }
 
 pub(crate) fn key_port(cip: u32, cport: u16) -> SchedKey {
-    SchedKey {
-        cip: Ipv4Addr::from(cip),
-        cport,
-        vip: vip(1),
-        vport: 80,
-    }
+    SchedKey::new(Proto::Tcp, Ipv4Addr::from(cip), cport, vip(1), 80)
 }
 
 /// A connection from client `cip` to VIP number `v`.
 pub(crate) fn key_vip(cip: u32, v: u32) -> SchedKey {
     SchedKey {
-        vip: vip(v),
+        dst: vip(v),
         ..key(cip)
     }
 }

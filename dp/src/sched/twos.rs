@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{mix64, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 /// Distinct seeds per instance; deterministic across runs, which keeps
 /// behaviour reproducible. Only touched when an instance is built.

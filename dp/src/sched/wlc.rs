@@ -3,7 +3,7 @@
 //! active * 256 + inactive. Ties go to the first in list order.
 
 use super::{least_weighted, SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Wlc;

@@ -14,7 +14,7 @@
 //! total while skipped, so the others keep their mutual proportions.
 
 use super::{SchedKey, Scheduler};
-use crate::service::RealServer;
+use crate::dest::RealServer;
 
 #[derive(Clone, Debug)]
 pub struct Wrr {

@@ -7,7 +7,7 @@ use super::bytes::{get_array, get_u16, get_u8, set_array, set_u16, set_u8, Field
 use super::ethernet::MacAddr;
 use super::WireError;
 
-mod field {
+pub mod field {
     use super::Field;
     pub const HTYPE: usize = 0;
     pub const PTYPE: usize = 2;

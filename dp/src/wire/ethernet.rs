@@ -99,7 +99,7 @@ impl From<EtherType> for u16 {
     }
 }
 
-mod field {
+pub mod field {
     use super::Field;
     pub const DST: Field = 0..6;
     pub const SRC: Field = 6..12;

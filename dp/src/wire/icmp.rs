@@ -4,12 +4,11 @@
 //!
 //! The checksum covers the whole buffer given to the view, i.e. the IP payload.
 
-use super::bytes::{get_u16, get_u8, set_u16, set_u8, tail, tail_mut};
+use super::bytes::{get_u16, get_u8, set_u16, tail, tail_mut};
 use super::checksum;
-use super::ipv4::Ipv4Packet;
 use super::WireError;
 
-mod field {
+pub mod field {
     pub const TYPE: usize = 0;
     pub const CODE: usize = 1;
     pub const CHECKSUM: usize = 2;
@@ -217,69 +216,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     pub fn data_mut(&mut self) -> &mut [u8] {
         tail_mut(self.buffer.as_mut(), field::BODY)
     }
-
-    /// Turn an echo request into its reply in place (type 0, code 0, ident, sequence
-    /// and data kept), updating the checksum incrementally. The caller swaps the IP
-    /// addresses. `Unsupported` if this is not an echo request.
-    #[inline]
-    pub fn emit_echo_reply(&mut self) -> Result<(), WireError> {
-        if !self.is_echo_request() {
-            return Err(WireError::Unsupported);
-        }
-        self.replace_word(field::TYPE, u16::from(IcmpType::ECHO_REPLY) << 8);
-        Ok(())
-    }
-}
-
-/// Write an ICMP error message into `out`: `msg_type`, `code`, the 4 bytes after the
-/// checksum (`rest`), then the original datagram's IP header and the first 8 bytes of
-/// its payload (RFC 792), with a valid checksum. Returns the bytes written, or 0 when
-/// `original_ip_packet` does not start with a valid IPv4 header or `out` is too small.
-///
-/// Whether an error may be sent at all (not about an ICMP error, a non-first fragment,
-/// a broadcast; rate limits) is the caller's policy, as in RFC 1812 4.3.2.7.
-pub fn emit_error(out: &mut [u8], msg_type: u8, code: u8, rest: [u8; 4], original_ip_packet: &[u8]) -> usize {
-    let Ok(orig) = Ipv4Packet::new_checked_embedded(original_ip_packet) else {
-        return 0;
-    };
-    let quoted_len = (orig.header_len() + 8).min(orig.packet().len());
-    let quoted = orig.packet().get(..quoted_len).unwrap_or(&[]);
-    let n = HEADER_LEN + quoted.len();
-    let Some(msg) = out.get_mut(..n) else {
-        return 0;
-    };
-    set_u8(msg, field::TYPE, msg_type);
-    set_u8(msg, field::CODE, code);
-    set_u16(msg, field::CHECKSUM, 0);
-    for (i, b) in rest.into_iter().enumerate() {
-        set_u8(msg, field::REST + i, b);
-    }
-    for (d, s) in tail_mut(msg, field::BODY).iter_mut().zip(quoted) {
-        *d = *s;
-    }
-    IcmpPacket::new_unchecked(msg).fill_checksum();
-    n
-}
-
-/// "Fragmentation needed and DF set" (type 3 code 4) carrying the next-hop `mtu`, for
-/// path MTU discovery. See `emit_error` for the result and the quoted bytes.
-pub fn emit_frag_needed(out: &mut [u8], mtu: u16, original_ip_packet: &[u8]) -> usize {
-    let [hi, lo] = mtu.to_be_bytes();
-    emit_error(
-        out,
-        IcmpType::DEST_UNREACHABLE,
-        IcmpType::CODE_FRAG_NEEDED,
-        [0, 0, hi, lo],
-        original_ip_packet,
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ipv4::IpProtocol;
+    use crate::wire::ipv4::Ipv4Packet;
     use etherparse::icmpv4::DestUnreachableHeader;
-    use etherparse::{IcmpEchoHeader, Icmpv4Slice, Icmpv4Type, PacketBuilder};
+    use etherparse::{Icmpv4Type, PacketBuilder};
     use proptest::prelude::*;
 
     /// `ping -c1`-style request: ident 0x1234, seq 1, 4 data bytes.
@@ -317,97 +261,6 @@ mod tests {
             IcmpPacket::new_checked(&v[..7]).unwrap_err(),
             WireError::Truncated
         );
-    }
-
-    #[test]
-    fn echo_reply_in_place_etherparse_agrees() {
-        let mut v = echo_request();
-        let mut p = IcmpPacket::new_checked(&mut v[..]).unwrap();
-        p.emit_echo_reply().unwrap();
-        assert!(p.verify_checksum());
-        assert_eq!(
-            p.emit_echo_reply(),
-            Err(WireError::Unsupported),
-            "a reply is not turned again"
-        );
-        let e = Icmpv4Slice::from_slice(&v).unwrap();
-        assert_eq!(
-            e.icmp_type(),
-            Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 1 })
-        );
-        assert_eq!(e.checksum(), e.icmp_type().calc_checksum(e.payload()));
-        assert_eq!(e.payload(), b"ping");
-    }
-
-    #[test]
-    fn frag_needed_etherparse_parses() {
-        let orig = tcp_packet(&[0xaa; 1400]);
-        let mut out = [0u8; 100];
-        let n = emit_frag_needed(&mut out, 1480, &orig);
-        assert_eq!(n, 8 + 20 + 8);
-        let e = Icmpv4Slice::from_slice(&out[..n]).unwrap();
-        assert_eq!(
-            e.icmp_type(),
-            Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
-                next_hop_mtu: 1480
-            })
-        );
-        assert_eq!(e.checksum(), e.icmp_type().calc_checksum(e.payload()));
-        assert_eq!(e.payload(), &orig[..28]);
-
-        let p = IcmpPacket::new_checked(&out[..n]).unwrap();
-        assert!(p.is_error());
-        assert_eq!(p.next_hop_mtu(), Some(1480));
-        assert!(p.verify_checksum());
-        let q = Ipv4Packet::new_checked_embedded(p.inner()).unwrap();
-        assert_eq!(q.protocol(), IpProtocol::TCP);
-        let t = crate::wire::TcpPacket::new_unchecked(q.payload());
-        assert_eq!(
-            (t.src_port(), t.dst_port(), t.seq_number()),
-            (40000, 80, 0x01020304)
-        );
-        assert_eq!(
-            t.checksum(),
-            0,
-            "only 8 bytes quoted: the checksum field reads as absent"
-        );
-    }
-
-    #[test]
-    fn frag_needed_edge_cases() {
-        let orig = tcp_packet(&[]);
-        let mut out = [0u8; 36];
-        assert_eq!(
-            emit_frag_needed(&mut out[..35], 1400, &orig),
-            0,
-            "output too small"
-        );
-        assert_eq!(
-            emit_frag_needed(&mut out, 1400, &orig[..19]),
-            0,
-            "not an IP packet"
-        );
-        // A packet shorter than header + 8 is quoted whole, and padding is not quoted.
-        let mut small = orig[..20].to_vec();
-        small[2..4].copy_from_slice(&24u16.to_be_bytes());
-        small.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 0]);
-        let mut ip = Ipv4Packet::new_checked(&mut small[..]).unwrap();
-        ip.fill_checksum();
-        let n = emit_frag_needed(&mut out, 1400, &small);
-        assert_eq!(n, 8 + 24);
-        assert_eq!(&out[8..n], &small[..24]);
-        assert!(IcmpPacket::new_checked(&out[..n]).unwrap().verify_checksum());
-        // IP options are quoted along with the header.
-        let mut opt = Vec::new();
-        let mut h =
-            etherparse::Ipv4Header::new(8, 9, etherparse::IpNumber::UDP, [1, 1, 1, 1], [2, 2, 2, 2]).unwrap();
-        h.options = [1u8, 1, 1, 0].into();
-        h.total_len = 32;
-        h.header_checksum = h.calc_header_checksum();
-        opt.extend_from_slice(&h.to_bytes());
-        opt.extend_from_slice(&[7; 8]);
-        let mut big = [0u8; 64];
-        assert_eq!(emit_frag_needed(&mut big, 576, &opt), 8 + 24 + 8);
     }
 
     #[test]
@@ -466,8 +319,11 @@ mod tests {
         // keep the ICMP checksum valid without a full pass.
         let orig = tcp_packet(b"data");
         let mut out = [0u8; 64];
-        let n = emit_frag_needed(&mut out, 1400, &orig);
+        let n = HEADER_LEN + 28;
+        out[..4].copy_from_slice(&[IcmpType::DEST_UNREACHABLE, IcmpType::CODE_FRAG_NEEDED, 0, 0]);
+        out[HEADER_LEN..n].copy_from_slice(&orig[..28]);
         let mut p = IcmpPacket::new_checked(&mut out[..n]).unwrap();
+        p.fill_checksum();
         let inner = p.inner_mut();
         let old = u32::from_be_bytes([inner[12], inner[13], inner[14], inner[15]]);
         let new = 0x0a00_0002u32;
@@ -497,17 +353,11 @@ mod tests {
         }
 
         #[test]
-        fn no_panic(mut data in proptest::collection::vec(any::<u8>(), 0..60), w in any::<u16>(), x in any::<u8>(), orig in proptest::collection::vec(any::<u8>(), 0..80), outlen in 0usize..100) {
+        fn no_panic(mut data in proptest::collection::vec(any::<u8>(), 0..60), w in any::<u16>(), x in any::<u8>()) {
             if let Ok(p) = IcmpPacket::new_checked(&mut data[..]) {
                 exercise(p, w, x);
             }
             exercise(IcmpPacket::new_unchecked(&mut data[..]), w, x);
-            let mut out = vec![0u8; outlen];
-            let n = emit_frag_needed(&mut out, w, &orig);
-            prop_assert!(n <= outlen);
-            if n > 0 {
-                prop_assert!(IcmpPacket::new_checked(&out[..n]).unwrap().verify_checksum());
-            }
         }
     }
 
@@ -527,7 +377,6 @@ mod tests {
             p.data(),
             p.verify_checksum(),
         );
-        let _ = p.emit_echo_reply();
         p.set_msg_type(x);
         p.set_code(x);
         p.set_echo_ident(w);

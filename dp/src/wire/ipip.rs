@@ -8,8 +8,6 @@ use super::WireError;
 
 /// Length of the outer header (no options).
 pub const IPIP_HEADER_LEN: usize = 20;
-/// IP protocol number of an encapsulated IPv4 datagram.
-pub const PROTO_IPIP: u8 = IpProtocol::IPIP;
 
 /// Write the 20-byte outer header into `out[..20]` for the datagram `inner`, which
 /// follows it on the wire. TOS (so ECN, as RFC 6040's normal mode wants) and DF are
@@ -49,7 +47,7 @@ pub fn encap_header_ident(
     Ipv4Repr {
         src: outer_src,
         dst: outer_dst,
-        protocol: PROTO_IPIP,
+        protocol: IpProtocol::IPIP,
         ttl,
         tos: ip.dscp_ecn(),
         ident,
@@ -166,7 +164,7 @@ mod tests {
             if r.is_ok() {
                 let o = Ipv4Packet::new_unchecked(&out[..]);
                 prop_assert!(o.verify_checksum());
-                prop_assert_eq!(o.protocol(), PROTO_IPIP);
+                prop_assert_eq!(o.protocol(), IpProtocol::IPIP);
                 prop_assert_eq!(o.ttl(), ttl);
                 prop_assert_eq!(usize::from(o.total_len()), 20 + usize::from(u16::from_be_bytes([inner[2], inner[3]])));
             }

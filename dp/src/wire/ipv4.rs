@@ -12,7 +12,7 @@ use super::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, slice, slice_mut,
 use super::checksum;
 use super::WireError;
 
-mod field {
+pub mod field {
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;
     pub const LENGTH: usize = 2;
@@ -28,10 +28,14 @@ mod field {
 
 /// Length of a header without options.
 pub const HEADER_LEN: usize = 20;
+/// The TTL of packets the director originates (replies, tunnel headers).
+pub const DEFAULT_TTL: u8 = 64;
 
 const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
+/// More fragments, in the flags/offset word.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset, in the flags/offset word.
+pub const OFFSET_MASK: u16 = 0x1fff;
 
 /// IP protocol numbers the director deals with.
 pub struct IpProtocol;
@@ -417,6 +421,16 @@ impl Ipv4Repr {
     }
 }
 
+/// The netmask of a prefix length, as a host-order word; above 32 counts as 32.
+#[inline]
+pub const fn prefix_mask(prefix_len: u8) -> u32 {
+    match prefix_len {
+        0 => 0,
+        p if p >= 32 => u32::MAX,
+        p => u32::MAX << (32 - p as u32),
+    }
+}
+
 /// An address with a prefix length, as in "10.1.0.1/24".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv4Cidr {
@@ -436,26 +450,17 @@ impl Ipv4Cidr {
     /// counts as 32.
     #[inline]
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.mask_bits())
-    }
-
-    #[inline]
-    fn mask_bits(&self) -> u32 {
-        match self.prefix_len {
-            0 => 0,
-            p if p >= 32 => u32::MAX,
-            p => u32::MAX << (32 - u32::from(p)),
-        }
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
     }
 
     #[inline]
     pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask_bits())
+        Ipv4Addr::from(u32::from(self.addr) & prefix_mask(self.prefix_len))
     }
 
     #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let m = self.mask_bits();
+        let m = prefix_mask(self.prefix_len);
         u32::from(ip) & m == u32::from(self.addr) & m
     }
 }

@@ -20,8 +20,8 @@ pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
-pub use icmp::{emit_frag_needed, IcmpPacket, IcmpType};
-pub use ipip::{encap_header, IPIP_HEADER_LEN, PROTO_IPIP};
+pub use icmp::{IcmpPacket, IcmpType};
+pub use ipip::{encap_header, IPIP_HEADER_LEN};
 pub use ipv4::{IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;

@@ -11,7 +11,7 @@ use super::checksum;
 use super::ipv4::IpProtocol;
 use super::WireError;
 
-mod field {
+pub mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
     pub const LENGTH: usize = 4;

@@ -1,14 +1,15 @@
 //! LVS-DR: the real server holds the VIP (on lo, ARP suppressed), so the IP
 //! packet goes to it untouched; only the Ethernet header is rewritten.
 
+use crate::wire::ethernet::field::{DST, SRC};
 use crate::wire::ethernet::MacAddr;
 
 /// Rewrites the destination and source MAC of the frame in place.
 #[inline]
 pub fn set_macs(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
-    if let Some(h) = frame.get_mut(..12) {
-        h[..6].copy_from_slice(&dst.0);
-        h[6..].copy_from_slice(&src.0);
+    if let Some(h) = frame.get_mut(..SRC.end) {
+        h[DST].copy_from_slice(&dst.0);
+        h[SRC].copy_from_slice(&src.0);
     }
 }
 

@@ -4,22 +4,17 @@
 
 use std::net::Ipv4Addr;
 
-use super::{
-    fill_ip_checksum, forward_rewrite, rewrite_endpoint, Side, IP_DST, IP_SRC, PROTO_ICMP, PROTO_TCP,
-};
+use super::{forward_rewrite, rewrite_endpoint, Side};
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
-use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
-use crate::wire::checksum;
-
-/// ICMP header length before the embedded datagram.
-pub const ICMP_HEADER_LEN: usize = 8;
-
-fn refill_icmp_checksum(icmp: &mut [u8]) {
-    set_u16(icmp, 2, 0);
-    let c = checksum::finish(checksum::sum(icmp));
-    set_u16(icmp, 2, c);
-}
+use crate::wire::bytes::{get_u16, get_u32, set_u16, set_u32, set_u8};
+use crate::wire::ethernet;
+use crate::wire::icmp::{field as icmp_field, IcmpPacket, IcmpType, HEADER_LEN as ICMP_HEADER_LEN};
+use crate::wire::ipv4::field::{DST as IP_DST, LENGTH as IP_LEN, SRC as IP_SRC, TTL as IP_TTL};
+use crate::wire::ipv4::{
+    IpProtocol, Ipv4Packet, Ipv4Repr, DEFAULT_TTL as REPLY_TTL, HEADER_LEN as IP_HEADER_LEN,
+};
+use crate::wire::tcp::{self, TcpFlags, TcpPacket};
 
 /// An ICMP error from the client side about a reply we sent (its embedded
 /// datagram is VIP:vport → CIP:cport), headed for the real server: outer
@@ -55,36 +50,38 @@ fn translate_error(
     let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else {
         return Err(DropReason::MalformedIcmp);
     };
-    let ihl = ((get_u8(inner, 0) & 0x0f) as usize) * 4;
+    let ihl = Ipv4Packet::new_unchecked(&*inner).header_len();
     let quoted = match outer {
         Side::Dst => Side::Src,
         Side::Src => Side::Dst,
     };
     rewrite_endpoint(inner, ihl, quoted, addr, port, true);
-    refill_icmp_checksum(icmp);
+    IcmpPacket::new_unchecked(icmp).fill_checksum();
     Ok(())
 }
 
 /// Swaps the Ethernet addresses, so the frame goes back where it came from.
 pub(crate) fn swap_macs(frame: &mut [u8]) {
-    if let Some(h) = frame.get_mut(..12) {
-        let mut tmp = [0u8; 6];
-        tmp.copy_from_slice(&h[..6]);
-        h.copy_within(6..12, 0);
-        h[6..12].copy_from_slice(&tmp);
+    if let Ok(mut eth) = ethernet::EthernetFrame::new_checked(frame) {
+        let (dst, src) = (eth.dst(), eth.src());
+        eth.set_dst(src);
+        eth.set_src(dst);
     }
 }
 
-/// Writes a fresh 20-byte IPv4 header (no options) at the start of `ip`.
-fn write_ip_header(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total_len: u16) {
-    let Some(h) = ip.get_mut(..20) else { return };
-    h.copy_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    set_u16(h, 2, total_len);
-    set_u32(h, IP_SRC, u32::from(src));
-    set_u32(h, IP_DST, u32::from(dst));
-    fill_ip_checksum(h, 20);
+/// Writes a fresh 20-byte IPv4 header (no options, DF, TTL 64) at the start of `ip`.
+fn write_ip_header(ip: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, total_len: u16) {
+    let repr = Ipv4Repr {
+        src,
+        dst,
+        protocol,
+        ttl: REPLY_TTL,
+        tos: 0,
+        ident: 0,
+        dont_frag: true,
+        payload_len: total_len.saturating_sub(IP_HEADER_LEN as u16),
+    };
+    let _ = repr.emit(ip);
 }
 
 /// Turns the packet into "fragmentation needed" (type 3 code 4) for its
@@ -100,16 +97,19 @@ pub fn frag_needed<B: PacketBuf>(
     let Some(orig) = d.get(l2_len..) else {
         return Err(DropReason::MalformedIpv4);
     };
-    let ohl = ((get_u8(orig, 0) & 0x0f) as usize) * 4;
-    let quote_len = (ohl + 8).min(orig.len());
-    let mut quote = [0u8; 68];
+    let ohl = Ipv4Packet::new_unchecked(orig).header_len();
+    // RFC 792: the header and the first 64 bits of the datagram, at most
+    // a 60-byte header (IHL 15) and 8 bytes.
+    const DATA: usize = 8;
+    let quote_len = (ohl + DATA).min(orig.len());
+    let mut quote = [0u8; 15 * 4 + DATA];
     let Some(q) = orig.get(..quote_len) else {
         return Err(DropReason::MalformedIpv4);
     };
     quote[..quote_len].copy_from_slice(q);
     let client = Ipv4Addr::from(get_u32(orig, IP_SRC));
     let icmp_len = ICMP_HEADER_LEN + quote_len;
-    let total = 20 + icmp_len;
+    let total = IP_HEADER_LEN + icmp_len;
     if pkt.len() < l2_len + total && !pkt.append(l2_len + total - pkt.len()) {
         return Err(DropReason::NoMbuf);
     }
@@ -119,16 +119,18 @@ pub fn frag_needed<B: PacketBuf>(
     let Some(ip) = d.get_mut(l2_len..) else {
         return Err(DropReason::MalformedIpv4);
     };
-    write_ip_header(ip, our_ip, client, PROTO_ICMP, total as u16);
-    let Some(icmp) = ip.get_mut(20..) else {
+    write_ip_header(ip, our_ip, client, IpProtocol::ICMP, total as u16);
+    let Some(icmp) = ip.get_mut(IP_HEADER_LEN..) else {
         return Err(DropReason::MalformedIpv4);
     };
-    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
-    set_u16(icmp, 6, mtu);
+    icmp[..ICMP_HEADER_LEN].fill(0);
+    icmp[icmp_field::TYPE] = IcmpType::DEST_UNREACHABLE;
+    icmp[icmp_field::CODE] = IcmpType::CODE_FRAG_NEEDED;
+    set_u16(icmp, icmp_field::NEXT_HOP_MTU, mtu);
     if let Some(q) = icmp.get_mut(ICMP_HEADER_LEN..ICMP_HEADER_LEN + quote_len) {
         q.copy_from_slice(&quote[..quote_len]);
     }
-    refill_icmp_checksum(icmp);
+    IcmpPacket::new_unchecked(icmp).fill_checksum();
     Ok(())
 }
 
@@ -142,16 +144,13 @@ pub fn echo_reply(frame: &mut [u8], l2_len: usize, hl: usize) -> Result<(), Drop
     let dst = get_u32(ip, IP_DST);
     set_u32(ip, IP_SRC, dst);
     set_u32(ip, IP_DST, src);
-    set_u8(ip, 8, 64);
-    fill_ip_checksum(ip, hl);
-    let total = get_u16(ip, 2) as usize;
+    set_u8(ip, IP_TTL, REPLY_TTL);
+    Ipv4Packet::new_unchecked(&mut *ip).fill_checksum();
+    let total = get_u16(ip, IP_LEN) as usize;
     let Some(icmp) = ip.get_mut(hl..total) else {
         return Err(DropReason::MalformedIcmp);
     };
-    let old = get_u16(icmp, 0);
-    set_u8(icmp, 0, 0);
-    let c = checksum::update16(get_u16(icmp, 2), old, get_u16(icmp, 0));
-    set_u16(icmp, 2, c);
+    IcmpPacket::new_unchecked(icmp).set_msg_type(IcmpType::ECHO_REPLY);
     Ok(())
 }
 
@@ -165,16 +164,17 @@ pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> R
         Ipv4Addr::from(get_u32(ip, IP_SRC)),
         Ipv4Addr::from(get_u32(ip, IP_DST)),
     );
-    let Some(tcp) = ip.get(hl..) else {
+    let Some(syn) = ip
+        .get(hl..)
+        .filter(|t| t.len() >= tcp::HEADER_LEN)
+        .map(TcpPacket::new_unchecked)
+    else {
         return Err(DropReason::MalformedL4);
     };
-    if tcp.len() < 20 {
-        return Err(DropReason::MalformedL4);
-    }
-    let (sport, dport) = (get_u16(tcp, 0), get_u16(tcp, 2));
-    let seq = get_u32(tcp, 4);
-    pkt.truncate(l2_len + 40);
-    if pkt.len() < l2_len + 40 {
+    let (sport, dport, seq) = (syn.src_port(), syn.dst_port(), syn.seq_number());
+    const LEN: usize = IP_HEADER_LEN + tcp::HEADER_LEN;
+    pkt.truncate(l2_len + LEN);
+    if pkt.len() < l2_len + LEN {
         return Err(DropReason::MalformedL4);
     }
     let d = pkt.data_mut();
@@ -182,19 +182,18 @@ pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> R
     let Some(ip) = d.get_mut(l2_len..) else {
         return Err(DropReason::MalformedIpv4);
     };
-    write_ip_header(ip, dst, src, PROTO_TCP, 40);
-    let Some(t) = ip.get_mut(20..40) else {
+    write_ip_header(ip, dst, src, IpProtocol::TCP, LEN as u16);
+    let Some(t) = ip.get_mut(IP_HEADER_LEN..LEN) else {
         return Err(DropReason::MalformedL4);
     };
     t.fill(0);
-    set_u16(t, 0, dport);
-    set_u16(t, 2, sport);
-    set_u32(t, 8, seq.wrapping_add(1));
-    set_u8(t, 12, 5 << 4);
-    set_u8(t, 13, 0x14); // RST | ACK
-    let ps = checksum::pseudo_header_sum(dst, src, PROTO_TCP, 20);
-    let c = checksum::finish(ps + checksum::sum(t));
-    set_u16(t, 16, c);
+    set_u8(t, tcp::field::DATA_OFF, ((tcp::HEADER_LEN / 4) as u8) << 4);
+    let mut rst = TcpPacket::new_unchecked(t);
+    rst.set_src_port(dport);
+    rst.set_dst_port(sport);
+    rst.set_ack_number(seq.wrapping_add(1));
+    rst.set_flags(TcpFlags::RST | TcpFlags::ACK);
+    rst.fill_checksum(dst, src);
     Ok(())
 }
 
@@ -202,6 +201,7 @@ pub fn tcp_rst_for_syn<B: PacketBuf>(pkt: &mut B, l2_len: usize, hl: usize) -> R
 mod tests {
     use super::*;
     use crate::packet::VecBuf;
+    use crate::wire::checksum;
     use crate::xmit::testutil::*;
     use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 

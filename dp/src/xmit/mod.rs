@@ -18,18 +18,9 @@ pub mod tun;
 use std::net::Ipv4Addr;
 
 use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
-use crate::wire::checksum;
-
-pub(crate) const IP_TTL: usize = 8;
-pub(crate) const IP_CSUM: usize = 10;
-pub(crate) const IP_SRC: usize = 12;
-pub(crate) const IP_DST: usize = 16;
-pub(crate) const TCP_CSUM: usize = 16;
-pub(crate) const UDP_CSUM: usize = 6;
-
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+use crate::wire::ipv4::field::{CHECKSUM as IP_CSUM, DST as IP_DST, PROTOCOL, SRC as IP_SRC, TTL as IP_TTL};
+use crate::wire::ipv4::IpProtocol;
+use crate::wire::{checksum, tcp, udp};
 
 /// Which endpoint of the packet a rewrite changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +34,8 @@ pub enum Side {
 #[inline]
 fn l4_csum_offset(proto: u8) -> Option<usize> {
     match proto {
-        PROTO_TCP => Some(TCP_CSUM),
-        PROTO_UDP => Some(UDP_CSUM),
+        IpProtocol::TCP => Some(tcp::field::CHECKSUM),
+        IpProtocol::UDP => Some(udp::field::CHECKSUM),
         _ => None,
     }
 }
@@ -86,8 +77,8 @@ pub(crate) fn forward_rewrite(
 #[inline(always)]
 fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: bool, ip_delta: u32) {
     let (addr_off, port_off) = match side {
-        Side::Src => (IP_SRC, 0),
-        Side::Dst => (IP_DST, 2),
+        Side::Src => (IP_SRC, udp::field::SRC_PORT),
+        Side::Dst => (IP_DST, udp::field::DST_PORT),
     };
     let old_addr = get_u32(ip, addr_off);
     let new_addr = u32::from(addr);
@@ -98,7 +89,7 @@ fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: 
     if !l4 {
         return;
     }
-    let proto = get_u8(ip, 9);
+    let proto = get_u8(ip, PROTOCOL);
     let Some(csum_off) = l4_csum_offset(proto) else {
         return;
     };
@@ -106,21 +97,14 @@ fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: 
     let old_port = get_u16(seg, port_off);
     set_u16(seg, port_off, port);
     let old_csum = get_u16(seg, csum_off);
-    if proto == PROTO_UDP && old_csum == 0 {
+    if proto == IpProtocol::UDP && old_csum == 0 {
         return; // UDP without checksum stays without
     }
     let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
-    if proto == PROTO_UDP && c == 0 {
+    if proto == IpProtocol::UDP && c == 0 {
         c = 0xFFFF;
     }
     set_u16(seg, csum_off, c);
-}
-
-/// Recomputes the IPv4 header checksum from scratch (for headers we build).
-pub(crate) fn fill_ip_checksum(ip: &mut [u8], hl: usize) {
-    set_u16(ip, IP_CSUM, 0);
-    let c = checksum::finish(checksum::sum(ip.get(..hl).unwrap_or(&[])));
-    set_u16(ip, IP_CSUM, c);
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use crate::packet::PacketBuf;
 use crate::stats::DropReason;
 use crate::wire::ipip::{encap_header, IPIP_HEADER_LEN};
+use crate::wire::ipv4::{self, Ipv4Packet};
 
 /// What the encapsulation decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +33,11 @@ pub fn encapsulate<B: PacketBuf>(
     let Some(ip) = pkt.data().get(l2_len..) else {
         return Err(DropReason::MalformedIpv4);
     };
+    let inner = Ipv4Packet::new_unchecked(ip);
     // The inner packet's total length (trailing Ethernet padding excluded).
-    let inner_total = ip
-        .get(2..4)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
-    let df = ip.get(6).is_some_and(|b| b & 0x40 != 0);
-    if inner_total < 20 || inner_total > inner_len {
+    let inner_total = usize::from(inner.total_len());
+    let df = inner.dont_frag();
+    if inner_total < ipv4::HEADER_LEN || inner_total > inner_len {
         return Err(DropReason::MalformedIpv4);
     }
     if inner_total + IPIP_HEADER_LEN > egress_mtu as usize {
@@ -57,7 +57,7 @@ pub fn encapsulate<B: PacketBuf>(
     d.copy_within(IPIP_HEADER_LEN..IPIP_HEADER_LEN + l2_len, 0);
     let (head, inner) = d.split_at_mut(l2_len + IPIP_HEADER_LEN);
     let outer = &mut head[l2_len..];
-    encap_header(outer, dip, rip, inner, 64).map_err(|_| DropReason::MalformedIpv4)?;
+    encap_header(outer, dip, rip, inner, ipv4::DEFAULT_TTL).map_err(|_| DropReason::MalformedIpv4)?;
     Ok(TunOutcome::Encapsulated)
 }
 

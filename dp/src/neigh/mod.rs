@@ -1,7 +1,9 @@
-//! The neighbour (ARP) table, shared by every worker without locks.
+//! Neighbours: the ARP table every worker shares here, and all of ARP in
+//! `arp` (what comes in, what we send) and `resolve` (per worker: packets
+//! held for a next hop, when to ask again, which VIPs to announce).
 //!
-//! ARP replies land on whichever worker's queue the NIC picks, but every worker
-//! needs the MAC of every real server and gateway. So the table is a fixed array
+//! The table: ARP replies land on whichever worker's queue the NIC picks, but
+//! every worker needs the MAC of every real server and gateway. So the table is a fixed array
 //! of atomics: a slot is claimed for an IP with a compare-and-swap, and its MAC
 //! and timestamp are published as one packed 64-bit word. Readers (every packet
 //! to a next hop) do two relaxed loads. Nothing is ever allocated after start.
@@ -10,6 +12,12 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::wire::ethernet::MacAddr;
+
+pub mod arp;
+pub mod resolve;
+
+pub use arp::{build_arp_request, build_gratuitous_arp};
+pub use resolve::{PendingQueue, Resolver};
 
 const EMPTY: u32 = 0;
 
@@ -177,80 +185,6 @@ impl NeighTable {
     }
 }
 
-/// Packets waiting for a next hop to resolve: a small fixed ring per worker.
-/// When full, the oldest waiting packet is handed back to be dropped.
-pub struct PendingQueue<P> {
-    items: Vec<Option<(Ipv4Addr, u32, P)>>,
-    head: usize,
-}
-
-impl<P> PendingQueue<P> {
-    pub fn new(capacity: usize) -> Self {
-        let mut items = Vec::with_capacity(capacity.max(1));
-        items.resize_with(capacity.max(1), || None);
-        PendingQueue { items, head: 0 }
-    }
-
-    /// Queues `pkt` for `next_hop`; returns an evicted packet, if the ring was full.
-    pub fn push(&mut self, next_hop: Ipv4Addr, now_s: u32, pkt: P) -> Option<P> {
-        let n = self.items.len();
-        let slot = &mut self.items[self.head % n];
-        self.head = (self.head + 1) % n;
-        slot.replace((next_hop, now_s, pkt)).map(|(_, _, p)| p)
-    }
-
-    /// Takes every packet waiting for `ip` (after its MAC was learned).
-    pub fn take_for(&mut self, ip: Ipv4Addr, mut f: impl FnMut(P)) {
-        for slot in self.items.iter_mut() {
-            if matches!(slot, Some((hop, _, _)) if *hop == ip) {
-                if let Some((_, _, p)) = slot.take() {
-                    f(p);
-                }
-            }
-        }
-    }
-
-    /// Takes packets that waited longer than `max_wait_s`.
-    pub fn take_expired(&mut self, now_s: u32, max_wait_s: u32, mut f: impl FnMut(P)) {
-        for slot in self.items.iter_mut() {
-            if matches!(slot, Some((_, t, _)) if now_s.wrapping_sub(*t) > max_wait_s) {
-                if let Some((_, _, p)) = slot.take() {
-                    f(p);
-                }
-            }
-        }
-    }
-
-    /// Takes every packet whose next hop `resolved` says is now known.
-    pub fn take_resolved(
-        &mut self,
-        mut resolved: impl FnMut(Ipv4Addr) -> bool,
-        mut f: impl FnMut(Ipv4Addr, P),
-    ) {
-        for slot in self.items.iter_mut() {
-            if matches!(slot, Some((hop, _, _)) if resolved(*hop)) {
-                if let Some((hop, _, p)) = slot.take() {
-                    f(hop, p);
-                }
-            }
-        }
-    }
-
-    pub fn is_waiting(&self, ip: Ipv4Addr) -> bool {
-        self.items
-            .iter()
-            .any(|s| matches!(s, Some((hop, _, _)) if *hop == ip))
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.iter().filter(|s| s.is_some()).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,23 +253,5 @@ mod tests {
             }
         }
         assert_eq!(t.entries().len(), 200, "one slot per IP even under races");
-    }
-
-    #[test]
-    fn pending_queue_bounded() {
-        let mut q = PendingQueue::new(2);
-        let a = Ipv4Addr::new(10, 0, 0, 1);
-        assert!(q.push(a, 0, 1).is_none());
-        assert!(q.push(a, 0, 2).is_none());
-        assert_eq!(q.push(a, 1, 3), Some(1), "oldest evicted");
-        let mut got = vec![];
-        q.take_for(a, |p| got.push(p));
-        got.sort();
-        assert_eq!(got, vec![2, 3]);
-        assert!(q.is_empty());
-        q.push(a, 0, 4);
-        let mut old = vec![];
-        q.take_expired(5, 3, |p| old.push(p));
-        assert_eq!(old, vec![4]);
     }
 }
