@@ -19,6 +19,9 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "layout: no import cycles between files"
+python3 scripts/import_cycles.py proto/src dp/src cp/src
+
 step "benchmark harness (benches/macro, its own workspace): format, lint, tests"
 (cd benches/macro && cargo fmt --check && CARGO_TARGET_DIR="$PWD/../../target" cargo clippy --all-targets -- -D warnings \
   && CARGO_TARGET_DIR="$PWD/../../target" cargo test)
