@@ -10,7 +10,8 @@ N=${1:-60}
 scripts/install-deps.sh
 echo "== building (release)"
 cargo build --release -q -p rvs-dp --features dpdk -p rvs-cp
-export RVS_CTL=/run/rvs-lab/rvs.ctl  # scripts/lab.sh CTL
+export RVS_LAB=${RVS_LAB:-rvs}  # scripts/lab.sh: the lab's name
+export RVS_CTL=/run/$RVS_LAB-lab/rvs.ctl  # scripts/lab.sh CTL
 ADM=target/release/rvsadm
 trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 echo "== lab up (NAT: client 10.1.0.10 -> VIP 10.1.0.100 -> real servers 10.2.0.11-13)"
@@ -25,7 +26,7 @@ run $ADM -Ln
 echo "== $N requests from the client (each a new TCP connection), live:"
 declare -A tally=([s1]=0 [s2]=0 [s3]=0)
 for i in $(seq "$N"); do
-  s=$(ip netns exec rvs-c curl -s -m 3 http://$VIP/ || echo failed)
+  s=$(ip netns exec $RVS_LAB-c curl -s -m 3 http://$VIP/ || echo failed)
   tally[$s]=$(( ${tally[$s]:-0} + 1 ))
   printf '\r  request %3d -> %-6s  s1(w3)=%-3d s2(w2)=%-3d s3(w1)=%-3d' "$i" "$s" "${tally[s1]}" "${tally[s2]}" "${tally[s3]}"
 done

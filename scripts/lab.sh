@@ -19,8 +19,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-state=${RVS_LAB_DIR:-/tmp/rvs-lab}
-NS_C=rvs-c NS_D=rvs-d NS_SW=rvs-sw
+# RVS_LAB names this lab (namespaces RVS_LAB-c, -d, -sw, -s1..3, its state,
+# control region and EAL prefix), so two labs can run side by side.
+L=${RVS_LAB:-rvs}
+state=${RVS_LAB_DIR:-/tmp/$L-lab}
+NS_C=$L-c NS_D=$L-d NS_SW=$L-sw
 SERVERS=(s1 s2 s3)
 VIP=10.1.0.100
 RVS_DP=${RVS_DP:-$root/target/release/rvs-dp}
@@ -28,7 +31,7 @@ RVSADM=${RVSADM:-$root/target/release/rvsadm}
 # In a root-owned directory of the lab's own, like the default /run/rvs (rvs-dp
 # creates it with mode 0700): not the world-writable /dev/shm, where any local
 # user could create the name first (rvs-dp would then refuse to start).
-CTL=/run/rvs-lab/rvs.ctl
+CTL=/run/$L-lab/rvs.ctl
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 quiet_if() {  # no IPv6 chatter, no offloads: af_packet must see real, complete frames
@@ -49,7 +52,7 @@ mkveth() {  # mkveth NS_A DEV_A NS_B DEV_B MTU
 # rvs-dp's own pid (a shell function in the background would be a subshell).
 start_dp() {
   RVS_CTL="$CTL" ip netns exec "$NS_D" "$RVS_DP" -l "$1" --no-huge -m 1024 --no-pci \
-    --file-prefix rvs-lab --log-level=lib.eal:error -- --config "$state/rvs.toml" \
+    --file-prefix $L-lab --log-level=lib.eal:error -- --config "$state/rvs.toml" \
     >>"$state/dp.log" 2>&1 </dev/null &
   echo $! > "$state/dp.pid"
   echo "$1" > "$state/lcores"
@@ -66,16 +69,16 @@ stop_dp() {
 
 down() {
   stop_dp
-  for ns in "$NS_C" "$NS_D" "$NS_SW" "${SERVERS[@]/#/rvs-}"; do
+  for ns in "$NS_C" "$NS_D" "$NS_SW" "${SERVERS[@]/#/$L-}"; do
     if ip netns pids "$ns" >/dev/null 2>&1; then
       for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
       ip netns del "$ns" 2>/dev/null || true
     fi
   done
-  rm -f "$CTL" /tmp/rvs-lab-s*.fail
+  rm -f "$CTL" /tmp/$L-lab-s*.fail
   rmdir "$(dirname "$CTL")" 2>/dev/null || true
   # Keep the director's log (its final counters) for whoever inspects the run.
-  if [ -f "$state/dp.log" ]; then cp "$state/dp.log" /tmp/rvs-lab-last-dp.log; fi
+  if [ -f "$state/dp.log" ]; then cp "$state/dp.log" /tmp/$L-lab-last-dp.log; fi
   rm -rf "$state"
 }
 
@@ -93,7 +96,7 @@ up() {
   down
   mkdir -p "$state"
   echo "$mode" > "$state/mode"
-  for ns in "$NS_C" "$NS_D" "$NS_SW" "${SERVERS[@]/#/rvs-}"; do
+  for ns in "$NS_C" "$NS_D" "$NS_SW" "${SERVERS[@]/#/$L-}"; do
     ip netns add "$ns"
     nsx "$ns" ip link set lo up
     nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -119,10 +122,10 @@ up() {
     nsx "$NS_D" ip addr add 10.2.0.2/24 dev m0
     for s in "${SERVERS[@]}"; do
       i=$((i + 1))
-      mkveth "rvs-$s" eth0 "$NS_SW" "b$s"
+      mkveth "$L-$s" eth0 "$NS_SW" "b$s"
       nsx "$NS_SW" ip link set "b$s" master br0
-      nsx "rvs-$s" ip addr add "10.2.0.1$i/24" dev eth0
-      nsx "rvs-$s" ip route add default via 10.2.0.1
+      nsx "$L-$s" ip addr add "10.2.0.1$i/24" dev eth0
+      nsx "$L-$s" ip route add default via 10.2.0.1
     done
   else
     mkveth "$NS_C" eth0 "$NS_SW" bc
@@ -133,20 +136,20 @@ up() {
     nsx "$NS_SW" ip link set bd0 master br0
     for s in "${SERVERS[@]}"; do
       i=$((i + 1))
-      mkveth "rvs-$s" eth0 "$NS_SW" "b$s"
+      mkveth "$L-$s" eth0 "$NS_SW" "b$s"
       nsx "$NS_SW" ip link set "b$s" master br0
-      nsx "rvs-$s" ip addr add "10.1.0.1$i/24" dev eth0
+      nsx "$L-$s" ip addr add "10.1.0.1$i/24" dev eth0
       if [ "$mode" = dr ]; then
-        nsx "rvs-$s" "$here/realserver.sh" start dr "$VIP"
+        nsx "$L-$s" "$here/realserver.sh" start dr "$VIP"
       else
-        nsx "rvs-$s" "$here/realserver.sh" start tun "$VIP" --xdp eth0
+        nsx "$L-$s" "$here/realserver.sh" start tun "$VIP" --xdp eth0
       fi
     done
   fi
   i=0
   for s in "${SERVERS[@]}"; do
     i=$((i + 1))
-    nsx "rvs-$s" nohup python3 "$here/rs_server.py" "$s" 80 53 "/tmp/rvs-lab-$s.fail" \
+    nsx "$L-$s" nohup python3 "$here/rs_server.py" "$s" 80 53 "/tmp/$L-lab-$s.fail" \
       >"$state/$s.log" 2>&1 &
   done
 
@@ -184,7 +187,7 @@ up() {
   RVS_CTL=$CTL "$RVSADM" -Ln >/dev/null || { echo "rvs-dp did not come up:" >&2; cat "$state/dp.log" >&2; exit 1; }
   for s in "${SERVERS[@]}"; do   # wait for the servers to listen
     for _ in $(seq 50); do
-      nsx "rvs-$s" bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null && break
+      nsx "$L-$s" bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null && break
       sleep 0.1
     done
   done

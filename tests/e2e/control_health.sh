@@ -35,7 +35,7 @@ retry = $FALL
 connect_timeout = 1.0
 TOML
 done
-ip netns exec rvs-d env RVS_LOG=info "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
+ip netns exec $RVS_LAB-d env RVS_LOG=info "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
 cp_pid=$!
 for _ in $(seq 100); do
   [ "$(adm -Ln | grep -c 'Masq')" = 3 ] && break
@@ -49,7 +49,7 @@ client bash -c "end=\$((SECONDS + 12)); while [ \$SECONDS -lt \$end ]; do
 loop=$!
 sleep 1
 t_fail=$(date +%s.%N)
-touch /tmp/rvs-lab-s2.fail
+touch /tmp/$RVS_LAB-lab-s2.fail
 t_gone=""
 for _ in $(seq 100); do
   if ! adm -Ln | grep -q '10.2.0.12:80'; then t_gone=$(date +%s.%N); break; fi
@@ -62,7 +62,7 @@ python3 -c "import sys; sys.exit(0 if $took <= $limit else 1)" \
   && ok "s2 removed ${took}s after it began failing (delay_loop x fall = $(python3 -c "print($DELAY*$FALL)")s, +1s slack)" \
   || fail "s2 removed after ${took}s, limit ${limit}s"
 sleep 2
-rm -f /tmp/rvs-lab-s2.fail
+rm -f /tmp/$RVS_LAB-lab-s2.fail
 for _ in $(seq 100); do adm -Ln | grep -q '10.2.0.12:80' && break; sleep 0.05; done
 adm -Ln | grep -q '10.2.0.12:80' && ok "s2 restored after it recovered" || fail "s2 not restored"
 wait $loop || true
@@ -75,7 +75,7 @@ grep -q 'DOWN: .*HTTP_GET' "$work/cp.log" && ok "transition logged: $(grep -o 'r
 grep -q ' UP: ' "$work/cp.log" && ok "recovery logged" || fail "no UP line"
 
 say "/metrics and the latency histogram log"
-m=$(ip netns exec rvs-d curl -s -m 2 http://127.0.0.1:9280/metrics)
+m=$(ip netns exec $RVS_LAB-d curl -s -m 2 http://127.0.0.1:9280/metrics)
 grep -q '^rvs_real_server_up{.*rip="10.2.0.12".*} 1' <<<"$m" && ok "rvs_real_server_up for s2 is 1" || fail "real_server_up series missing"
 grep -q '^rvs_worker_rx_packets' <<<"$m" && ok "per-worker rx packets exported" || fail "worker_rx_packets missing"
 grep -q '^rvs_packet_latency_seconds_bucket' <<<"$m" && ok "latency histogram exported" || fail "latency series missing"

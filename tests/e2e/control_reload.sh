@@ -27,7 +27,7 @@ write_cfg() {  # write_cfg FILE WEIGHT3 EXTRA_SERVICE(0|1) ALGO
 write_cfg "$work/a.toml" 1 0 rr
 write_cfg "$work/b.toml" 2 1 wrr
 cp "$work/a.toml" "$work/cp.toml"
-ip netns exec rvs-d "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
+ip netns exec $RVS_LAB-d "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
 cp_pid=$!
 for _ in $(seq 100); do [ "$(adm -Ln | grep -c Masq)" = 3 ] && break; sleep 0.1; done
 expect_eq "$(adm -Ln | grep -c Masq)" 3 "rvs-cp applied the file"

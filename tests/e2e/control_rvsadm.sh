@@ -89,7 +89,7 @@ adm -D -t $VIP:9000
 
 say "rvs-dp restarts: tools reconnect, rvs-cp re-applies"
 printf '[control]\nmetrics_listen = "off"\n[[virtual_server]]\naddress = "%s"\nport = 8080\nlb_algo = "rr"\n[[virtual_server.real_server]]\naddress = "10.2.0.11"\nport = 80\n' "$VIP" > "$work/cp.toml"
-ip netns exec rvs-d "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
+ip netns exec $RVS_LAB-d "$RVSCP" --config "$work/cp.toml" --ctl "$RVS_CTL" > "$work/cp.log" 2>&1 &
 cp_pid=$!
 for _ in $(seq 50); do adm -Ln | grep -q ":8080" && break; sleep 0.1; done
 "$LAB" restart-dp

@@ -64,7 +64,7 @@ expect_eq "$(http_spread 30)" "s1=10 s2=10 s3=10 failed=0" "s2 back"
 say "ICMP echo to the director"
 client ping -c 2 -W 2 10.1.0.1 >/dev/null && ok "ping 10.1.0.1" || fail "ping 10.1.0.1"
 if [ "$MODE" = nat ]; then
-  ip netns exec rvs-s1 ping -c 2 -W 2 10.2.0.1 >/dev/null && ok "ping 10.2.0.1" || fail "ping 10.2.0.1"
+  ip netns exec $RVS_LAB-s1 ping -c 2 -W 2 10.2.0.1 >/dev/null && ok "ping 10.2.0.1" || fail "ping 10.2.0.1"
 fi
 
 say "listings"

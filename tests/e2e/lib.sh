@@ -4,7 +4,8 @@ E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LAB="$E2E_ROOT/scripts/lab.sh"
 export RVS_DP=${RVS_DP:-$E2E_ROOT/target/release/rvs-dp}
 export RVSADM=${RVSADM:-$E2E_ROOT/target/release/rvsadm}
-export RVS_CTL=/run/rvs-lab/rvs.ctl  # scripts/lab.sh CTL
+export RVS_LAB=${RVS_LAB:-rvs}  # scripts/lab.sh: the lab's name
+export RVS_CTL=/run/$RVS_LAB-lab/rvs.ctl  # scripts/lab.sh CTL
 VIP=10.1.0.100
 FAILS=0
 STEP=""
@@ -16,7 +17,7 @@ die()  { printf 'FATAL (%s): %s\n' "$STEP" "$*" >&2; exit 1; }
 expect_eq() { if [ "$1" = "$2" ]; then ok "$3 ($1)"; else fail "$3: got '$1', want '$2'"; fi; }
 
 adm() { "$RVSADM" "$@"; }
-client() { ip netns exec rvs-c "$@"; }
+client() { ip netns exec $RVS_LAB-c "$@"; }
 
 # rs_addr N: the address of real server N in this lab mode.
 rs_addr() {

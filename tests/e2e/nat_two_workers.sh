@@ -22,7 +22,7 @@ expect_eq "${nfail:-0}" 0 "failed requests"
 
 say "counters: both workers own connections, replies were redirected to their owner"
 "$LAB" down >/dev/null
-log=/tmp/rvs-lab-last-dp.log
+log=/tmp/$RVS_LAB-lab-last-dp.log
 grep '^worker' "$log" || die "no final counters in $log"
 field() { sed -n "s/^worker $1: .* $2 \([0-9]*\).*/\1/p" "$log" | head -1; }
 tot_conns=0; tot_out=0; redirected=0

@@ -53,7 +53,7 @@ persistence_coarse_netmask
 
 say "which workers handled the clients (final counters)"
 "$LAB" down >/dev/null
-log=/tmp/rvs-lab-last-dp.log
+log=/tmp/$RVS_LAB-lab-last-dp.log
 grep '^worker' "$log" || die "no final counters in $log"
 for w in 0 1; do
   conns=$(sed -n "s/^worker $w: .* conns \([0-9]*\).*/\1/p" "$log" | head -1)
