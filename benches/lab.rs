@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rvs_dp::conn::{FlowKey, TcpState};
-use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::core::{CoreOptions, Forwarder, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
-use rvs_dp::route::RouteTable;
-use rvs_dp::sched::{self, SchedOptions};
-use rvs_dp::service::{
-    ForwardMethod, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
-};
+use rvs_dp::service::{ForwardMethod, Proto};
 use rvs_dp::wire::ethernet::MacAddr;
+
+#[path = "../dp/tests/common/lab.rs"]
+mod common_lab;
+use common_lab::{port, LabDirector};
 
 pub const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
 pub const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
@@ -52,61 +52,31 @@ pub fn client(i: u32, syn_range: bool) -> (Ipv4Addr, u16) {
 }
 
 pub fn shared() -> Arc<Shared> {
-    let port = |mac, addr| PortInfo {
-        mac,
-        addr,
-        prefix_len: 24,
-        mtu: 1500,
-    };
-    let mut routes = RouteTable::new();
-    routes.add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0).unwrap();
-    routes.add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1).unwrap();
-    routes
-        .add_static(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)
-        .unwrap();
-    let s = Arc::new(Shared::new(
-        vec![port(P0_MAC, DIP0), port(P1_MAC, DIP1)],
-        routes,
+    let mut neighbours = vec![(CLIENT_GW, GW_MAC)];
+    neighbours.extend((1..=3).map(|i| (rs_ip(i), MacAddr([2, 0, 0, 0, 2, i]))));
+    let mut dir = LabDirector::new(
+        vec![port(P0_MAC, DIP0, 1500), port(P1_MAC, DIP1, 1500)],
+        &[(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)],
+        &neighbours,
         1,
         CoreOptions::default(),
-    ));
-    s.neigh.add_static(CLIENT_GW, GW_MAC);
-    for i in 1..=3 {
-        s.neigh.add_static(rs_ip(i), MacAddr([2, 0, 0, 0, 2, i]));
-    }
-    let svc = |port: u16, method: ForwardMethod| {
+    );
+    for (vport, method) in [
+        (NAT_PORT, ForwardMethod::Nat),
+        (DR_PORT, ForwardMethod::Dr),
+        (TUN_PORT, ForwardMethod::Tun),
+    ] {
         let rport = if method == ForwardMethod::Nat {
             RS_NAT_PORT
         } else {
-            port
+            vport
         };
-        let dests: Vec<RealServer> = (1..=3)
-            .map(|i| RealServer::new(rs_ip(i), rport, 1, method, 1))
-            .collect();
-        let opts = SchedOptions::default();
-        VirtualService {
-            key: ServiceKey {
-                proto: Proto::Tcp,
-                vip: VIP,
-                port,
-            },
-            sched_name: "rr".into(),
-            sched: sched::build("rr", &dests, &opts).unwrap(),
-            sched_opts: opts,
-            persistence: None,
-            dests,
-            stats: Arc::new(WorkerTraffic::new(1)),
+        let key = dir.service(Proto::Tcp, VIP, vport, "rr", None);
+        for i in 1..=3 {
+            dir.real_server(key, rs_ip(i), rport, 1, method);
         }
-    };
-    s.services.store(Arc::new(ServiceTable::new(
-        1,
-        vec![
-            svc(NAT_PORT, ForwardMethod::Nat),
-            svc(DR_PORT, ForwardMethod::Dr),
-            svc(TUN_PORT, ForwardMethod::Tun),
-        ],
-    )));
-    s
+    }
+    dir.shared
 }
 
 pub fn forwarder(s: &Arc<Shared>, n: u32) -> Forwarder {

@@ -3,18 +3,18 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use rvs_dp::core::{owner_of, CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::core::{owner_of, CoreOptions, Forwarder, PortInfo, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
-use rvs_dp::route::RouteTable;
-use rvs_dp::sched::{self, SchedOptions};
-use rvs_dp::service::{
-    ForwardMethod, Persistence, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
-};
+use rvs_dp::service::{ForwardMethod, Persistence, Proto, ServiceKey};
 use rvs_dp::stats::DropReason;
 use rvs_dp::wire::ethernet::MacAddr;
+use rvs_proto::command::Command;
+
+#[path = "common/lab.rs"]
+mod lab;
+use lab::{port, LabDirector};
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
 const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
@@ -32,78 +32,47 @@ fn rs_mac(i: u8) -> MacAddr {
 }
 
 struct Lab {
-    shared: Arc<Shared>,
+    dir: LabDirector,
     fwd: Forwarder,
 }
 
-fn shared(workers: u16, opts: CoreOptions, mtu: u16) -> Arc<Shared> {
-    let ports = vec![
-        PortInfo {
-            mac: P0_MAC,
-            addr: DIP0,
-            prefix_len: 24,
-            mtu,
-        },
-        PortInfo {
-            mac: P1_MAC,
-            addr: DIP1,
-            prefix_len: 24,
-            mtu,
-        },
-    ];
-    let mut routes = RouteTable::new();
-    routes.add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0).unwrap();
-    routes.add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1).unwrap();
-    let s = Arc::new(Shared::new(ports, routes, workers, opts));
-    s.neigh.add_static(CIP, MacAddr(CLIENT_MAC));
-    for i in 1..=3 {
-        s.neigh.add_static(rs_ip(i), rs_mac(i));
-    }
-    s
+/// The director every test starts from: two /24 ports, the client and the
+/// three real servers as static neighbours.
+fn director(workers: u16, opts: CoreOptions, mtu: u16) -> LabDirector {
+    let mut neighbours = vec![(CIP, MacAddr(CLIENT_MAC))];
+    neighbours.extend((1..=3).map(|i| (rs_ip(i), rs_mac(i))));
+    LabDirector::new(
+        vec![port(P0_MAC, DIP0, mtu), port(P1_MAC, DIP1, mtu)],
+        &[],
+        &neighbours,
+        workers,
+        opts,
+    )
 }
 
-fn dests(method: ForwardMethod, weights: &[u32], workers: usize) -> Vec<RealServer> {
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            RealServer::new(
-                rs_ip(i as u8 + 1),
-                if method == ForwardMethod::Nat { 8080 } else { 80 },
-                w,
-                method,
-                workers,
-            )
-        })
-        .collect()
-}
-
-fn service(
+/// A VIP service on `port` with real servers 1..=weights.len() of `method`.
+fn add_service(
+    dir: &mut LabDirector,
     proto: Proto,
     port: u16,
     sched_name: &str,
-    dests: Vec<RealServer>,
+    method: ForwardMethod,
+    weights: &[u32],
     persistence: Option<Persistence>,
-) -> VirtualService {
-    let opts = SchedOptions::default();
-    let sched = sched::build(sched_name, &dests, &opts).unwrap();
-    VirtualService {
-        key: ServiceKey {
-            proto,
-            vip: VIP,
-            port,
-        },
-        sched_name: sched_name.into(),
-        sched_opts: opts,
-        persistence,
-        dests,
-        stats: Arc::new(WorkerTraffic::new(2)),
-        sched,
+) -> ServiceKey {
+    let p = persistence.map(|p| (p.timeout_s, p.netmask));
+    let key = dir.service(proto, VIP, port, sched_name, p);
+    // NAT maps the port to 8080; DR and TUN keep the virtual port (the IPVS
+    // model refuses anything else, as the kernel does).
+    let rport = if method == ForwardMethod::Nat && port != 0 {
+        8080
+    } else {
+        port
+    };
+    for (i, &w) in weights.iter().enumerate() {
+        dir.real_server(key, rs_ip(i as u8 + 1), rport, w, method);
     }
-}
-
-fn publish(s: &Shared, gen: u64, services: Vec<VirtualService>) {
-    s.services.store(Arc::new(ServiceTable::new(gen, services)));
+    key
 }
 
 impl Lab {
@@ -128,19 +97,11 @@ impl Lab {
         capacity: u32,
         persistence: Option<Persistence>,
     ) -> Lab {
-        let s = shared(1, opts, mtu);
-        publish(
-            &s,
-            1,
-            vec![
-                service(Proto::Tcp, 80, sched_name, dests(method, weights, 1), persistence),
-                service(Proto::Udp, 53, sched_name, dests(method, weights, 1), None),
-            ],
-        );
-        let mut fwd = Forwarder::new(0, s.clone(), capacity);
-        fwd.set_now(100);
-        fwd.refresh();
-        Lab { shared: s, fwd }
+        let mut dir = director(1, opts, mtu);
+        add_service(&mut dir, Proto::Tcp, 80, sched_name, method, weights, persistence);
+        add_service(&mut dir, Proto::Udp, 53, sched_name, method, weights, None);
+        let fwd = dir.forwarder(0, capacity, 100);
+        Lab { dir, fwd }
     }
 
     fn send(&mut self, port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
@@ -318,10 +279,15 @@ fn rr_and_wrr_spread_exactly() {
 #[test]
 fn unknown_next_hop_asks_arp() {
     let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
-    // Replace the service with a server we have no MAC for.
-    let mut d = dests(ForwardMethod::Nat, &[1], 1);
-    d[0].rip = Ipv4Addr::new(10, 2, 0, 99);
-    publish(&lab.shared, 2, vec![service(Proto::Tcp, 80, "rr", d, None)]);
+    // Replace the service's server with one we have no MAC for.
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: VIP,
+        port: 80,
+    };
+    lab.dir.apply(Command::DelDest(key, rs_ip(1), 8080));
+    lab.dir
+        .real_server(key, Ipv4Addr::new(10, 2, 0, 99), 8080, 1, ForwardMethod::Nat);
     lab.fwd.refresh();
     let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
     assert_eq!(
@@ -530,25 +496,10 @@ fn ping_director_and_vip() {
 
 #[test]
 fn redirect_to_owner_with_two_workers() {
-    let s = shared(2, CoreOptions::default(), 1500);
-    publish(
-        &s,
-        1,
-        vec![service(
-            Proto::Tcp,
-            80,
-            "rr",
-            dests(ForwardMethod::Nat, &[1], 2),
-            None,
-        )],
-    );
-    let mut w = [
-        Forwarder::new(0, s.clone(), 1024),
-        Forwarder::new(1, s.clone(), 1024),
-    ];
-    for f in w.iter_mut() {
-        f.refresh();
-    }
+    let mut dir = director(2, CoreOptions::default(), 1500);
+    add_service(&mut dir, Proto::Tcp, 80, "rr", ForwardMethod::Nat, &[1], None);
+    let s = dir.shared.clone();
+    let mut w = [dir.forwarder(0, 1024, 0), dir.forwarder(1, 1024, 0)];
     let mut clients_per_owner = [0; 2];
     for c in 1..=40u8 {
         let cip = Ipv4Addr::new(10, 1, 0, 100 + c);
@@ -709,23 +660,17 @@ fn persistence_netmask_holds_across_workers() {
         timeout_s: 300,
         netmask: Ipv4Addr::new(255, 255, 255, 0),
     };
-    let s = shared(2, CoreOptions::default(), 1500);
-    let svc = service(
+    let mut dir = director(2, CoreOptions::default(), 1500);
+    add_service(
+        &mut dir,
         Proto::Tcp,
         80,
         "sh",
-        dests(ForwardMethod::Nat, &[1, 1, 1], 2),
+        ForwardMethod::Nat,
+        &[1, 1, 1],
         Some(p),
     );
-    publish(&s, 1, vec![svc]);
-    let mut w = [
-        Forwarder::new(0, s.clone(), 1024),
-        Forwarder::new(1, s.clone(), 1024),
-    ];
-    for f in w.iter_mut() {
-        f.set_now(100);
-        f.refresh();
-    }
+    let mut w = [dir.forwarder(0, 1024, 100), dir.forwarder(1, 1024, 100)];
     let clients: Vec<Ipv4Addr> = (0..8).map(|i| Ipv4Addr::new(10, 1, 0, 50 + 7 * i)).collect();
     let owners = |mask| clients.iter().map(|&c| owner_of(c, mask, 2)).collect::<Vec<_>>();
     assert!(owners(Ipv4Addr::BROADCAST).contains(&0) && owners(Ipv4Addr::BROADCAST).contains(&1));
@@ -758,15 +703,10 @@ fn quiesce_keeps_old_connections_and_removal_with_expire_nodest() {
     let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, None);
     let (_, out) = lab.send(0, &tcp(CIP, VIP, 1, 80, "S", b"", P0_MAC));
     assert_eq!(check(&out).1, rs_ip(1));
-    // Quiesce server 1: a new snapshot sharing its counters, weight 0.
-    let old = lab.fwd.services().clone();
-    let mut d: Vec<RealServer> = old.get(0).unwrap().dests.clone();
-    d[0].weight = 0;
-    publish(
-        &lab.shared,
-        2,
-        vec![service(Proto::Tcp, 80, "rr", d.clone(), None)],
-    );
+    // Quiesce server 1 (`-e -w 0`): the new snapshot shares its counters.
+    let key = lab.fwd.services().get(0).unwrap().key;
+    let rs1 = lab.fwd.services().get(0).unwrap().dests[0].clone();
+    lab.dir.weight(key, rs_ip(1), 8080, 0, ForwardMethod::Nat);
     lab.fwd.refresh();
     for i in 2..12u16 {
         let (_, out) = lab.send(0, &tcp(CIP, VIP, i, 80, "S", b"", P0_MAC));
@@ -776,18 +716,14 @@ fn quiesce_keeps_old_connections_and_removal_with_expire_nodest() {
     assert_eq!(v, Verdict::Forward { port: 1 });
     assert_eq!(check(&out).1, rs_ip(1), "its open connection goes on");
     // Remove it: with expire_nodest_conn its connection ends on the next packet.
-    d[0].stats.removed.store(true, Ordering::Relaxed);
-    publish(
-        &lab.shared,
-        3,
-        vec![service(Proto::Tcp, 80, "rr", vec![d[1].clone()], None)],
-    );
+    lab.dir.apply(Command::DelDest(key, rs_ip(1), 8080));
+    assert!(rs1.stats.removed.load(Ordering::Relaxed));
     lab.fwd.refresh();
     assert_eq!(
         lab.send(0, &tcp(CIP, VIP, 1, 80, "A", b"", P0_MAC)).0,
         Verdict::Drop(DropReason::DestRemoved)
     );
-    assert_eq!(d[0].active() + d[0].inactive(), 0, "its counters settled");
+    assert_eq!(rs1.active() + rs1.inactive(), 0, "its counters settled");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 mod lab;
 
+use std::net::Ipv4Addr;
+
 use lab::{records, seeds, FuzzLab};
 use proptest::prelude::*;
 use rvs_dp::core::CoreOptions;
@@ -65,12 +67,15 @@ fn seeds_exercise_their_paths() {
             b"",
         ),
     )]));
+    // Another client of the same /24 (so the same owning worker): VIP2's
+    // port-0 service is persistent, as IPVS requires, so the first client's
+    // next SYN would follow its template instead.
     l.run(&records(&[(
         0,
         lab::tcp(
             lab::CLIENT_MAC,
             lab::P0_MAC,
-            lab::CIP,
+            Ipv4Addr::new(10, 1, 0, 11),
             lab::VIP2,
             6001,
             8443,

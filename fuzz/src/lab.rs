@@ -24,14 +24,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use etherparse::PacketBuilder;
-use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared, Verdict};
+use rvs_dp::core::{CoreOptions, Forwarder, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
-use rvs_dp::route::RouteTable;
-use rvs_dp::sched::{self, SchedOptions};
-use rvs_dp::service::{
-    ForwardMethod, Persistence, Proto, RealServer, ServiceKey, ServiceTable, VirtualService, WorkerTraffic,
-};
+use rvs_dp::service::{ForwardMethod, Proto, RealServer, ServiceTable};
 use rvs_dp::wire::ethernet::MacAddr;
+use rvs_proto::command::Command;
+
+#[path = "../../dp/tests/common/lab.rs"]
+mod common_lab;
+use common_lab::{dest, port, service, LabDirector};
 
 pub const WORKERS: u16 = 2;
 /// Per worker: small, so a few dozen SYNs fill it.
@@ -86,31 +87,6 @@ pub struct FuzzLab {
     pub log: Option<Vec<Delivery>>,
 }
 
-fn svc(
-    proto: Proto,
-    vip: Ipv4Addr,
-    port: u16,
-    sched_name: &str,
-    dests: Vec<RealServer>,
-    persistence: Option<Persistence>,
-) -> VirtualService {
-    let opts = SchedOptions::default();
-    let sched = sched::build(sched_name, &dests, &opts).expect("known scheduler");
-    VirtualService {
-        key: ServiceKey { proto, vip, port },
-        sched_name: sched_name.into(),
-        sched_opts: opts,
-        persistence,
-        dests,
-        stats: Arc::new(WorkerTraffic::new(WORKERS as usize)),
-        sched,
-    }
-}
-
-fn rs(i: u8, port: u16, weight: u32, method: ForwardMethod) -> RealServer {
-    RealServer::new(rs_ip(i), port, weight, method, WORKERS as usize)
-}
-
 impl Default for FuzzLab {
     fn default() -> Self {
         Self::new()
@@ -126,111 +102,110 @@ impl FuzzLab {
     }
 
     pub fn with_options(opts: CoreOptions) -> FuzzLab {
-        let ports = vec![
-            PortInfo {
-                mac: MacAddr(P0_MAC),
-                addr: DIP0,
-                prefix_len: 24,
-                mtu: 1500,
-            },
-            // A smaller MTU toward the real servers: TUN's "fragmentation
-            // needed" is reached by frames the fuzzer can afford.
-            PortInfo {
-                mac: MacAddr(P1_MAC),
-                addr: DIP1,
-                prefix_len: 24,
-                mtu: 600,
-            },
+        let mut neighbours = vec![
+            (CLIENT_GW, MacAddr([2, 0, 0, 0, 0x99, 0x99])),
+            (CIP, MacAddr(CLIENT_MAC)),
         ];
-        let mut routes = RouteTable::new();
-        routes
-            .add_connected(Ipv4Addr::new(10, 1, 0, 0), 24, 0)
-            .expect("route");
-        routes
-            .add_connected(Ipv4Addr::new(10, 2, 0, 0), 24, 1)
-            .expect("route");
-        routes
-            .add_static(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)
-            .expect("route");
-        let shared = Arc::new(Shared::new(ports, routes, WORKERS, opts));
-        shared
-            .neigh
-            .add_static(CLIENT_GW, MacAddr([2, 0, 0, 0, 0x99, 0x99]));
-        shared.neigh.add_static(CIP, MacAddr(CLIENT_MAC));
-        for i in 1..=3 {
-            shared.neigh.add_static(rs_ip(i), MacAddr(rs_mac(i)));
-        }
-
-        use ForwardMethod::{Dr, Nat, Tun};
-        let nat80 = vec![rs(1, 8080, 1, Nat), rs(2, 8080, 1, Nat), rs(3, 8080, 1, Nat)];
-        let rs3 = nat80[2].clone();
-        let p = |timeout_s, mask: [u8; 4]| {
-            Some(Persistence {
-                timeout_s,
-                netmask: Ipv4Addr::from(mask),
-            })
-        };
-        let others = |nat80: Vec<RealServer>| {
-            let unresolved = RealServer::new(RS_UNRESOLVED, 0, 1, Nat, WORKERS as usize);
+        neighbours.extend((1..=3).map(|i| (rs_ip(i), MacAddr(rs_mac(i)))));
+        let mut dir = LabDirector::new(
             vec![
-                svc(Proto::Tcp, VIP, 80, "rr", nat80, None),
-                svc(
-                    Proto::Udp,
-                    VIP,
-                    53,
-                    "wlc",
-                    vec![rs(1, 5353, 1, Nat), rs(2, 5353, 2, Nat)],
-                    None,
-                ),
-                svc(
-                    Proto::Tcp,
-                    VIP,
-                    81,
-                    "wrr",
-                    vec![rs(1, 81, 3, Dr), rs(2, 81, 1, Dr)],
-                    None,
-                ),
-                svc(
-                    Proto::Tcp,
-                    VIP,
-                    82,
-                    "sh",
-                    vec![rs(1, 82, 1, Tun), rs(2, 82, 1, Tun), rs(3, 82, 1, Tun)],
-                    p(300, [255, 255, 255, 0]),
-                ),
-                svc(
-                    Proto::Udp,
-                    VIP2,
-                    0,
-                    "mh",
-                    vec![rs(1, 0, 1, Tun), rs(2, 0, 1, Tun)],
-                    p(30, [255, 255, 255, 255]),
-                ),
-                svc(
-                    Proto::Tcp,
-                    VIP2,
-                    0,
-                    "rr",
-                    vec![rs(3, 0, 1, Nat), unresolved],
-                    None,
-                ),
-                // Every real server quiesced: SYNs get a RST.
-                svc(Proto::Tcp, VIP2, 443, "wlc", vec![rs(1, 443, 0, Dr)], None),
-            ]
-        };
-        let full = Arc::new(ServiceTable::new(1, others(nat80.clone())));
-        let reduced = Arc::new(ServiceTable::new(2, others(nat80[..2].to_vec())));
-        shared.services.store(full.clone());
+                port(MacAddr(P0_MAC), DIP0, 1500),
+                // A smaller MTU toward the real servers: TUN's "fragmentation
+                // needed" is reached by frames the fuzzer can afford.
+                port(MacAddr(P1_MAC), DIP1, 600),
+            ],
+            &[(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)],
+            &neighbours,
+            WORKERS,
+            opts,
+        );
+        use ForwardMethod::{Dr, Nat, Tun};
+        // One `-R` batch: a table build per command would rebuild mh's
+        // 65537-entry table each time, and every fuzz run builds two labs.
+        let mut cmds = Vec::new();
+        let mut svc =
+            |proto, vip, port, sched: &str, persistence, dests: &[(Ipv4Addr, u16, u32, ForwardMethod)]| {
+                let spec = service(proto, vip, port, sched, persistence);
+                let key = spec.key();
+                cmds.push(Command::AddService(spec));
+                for &(rip, rport, weight, method) in dests {
+                    cmds.push(Command::AddDest(key, dest(rip, rport, weight, method)));
+                }
+                key
+            };
+        let nat80 = svc(
+            Proto::Tcp,
+            VIP,
+            80,
+            "rr",
+            None,
+            &[
+                (rs_ip(1), 8080, 1, Nat),
+                (rs_ip(2), 8080, 1, Nat),
+                (rs_ip(3), 8080, 1, Nat),
+            ],
+        );
+        svc(
+            Proto::Udp,
+            VIP,
+            53,
+            "wlc",
+            None,
+            &[(rs_ip(1), 5353, 1, Nat), (rs_ip(2), 5353, 2, Nat)],
+        );
+        svc(
+            Proto::Tcp,
+            VIP,
+            81,
+            "wrr",
+            None,
+            &[(rs_ip(1), 81, 3, Dr), (rs_ip(2), 81, 1, Dr)],
+        );
+        svc(
+            Proto::Tcp,
+            VIP,
+            82,
+            "sh",
+            Some((300, Ipv4Addr::new(255, 255, 255, 0))),
+            &[
+                (rs_ip(1), 82, 1, Tun),
+                (rs_ip(2), 82, 1, Tun),
+                (rs_ip(3), 82, 1, Tun),
+            ],
+        );
+        svc(
+            Proto::Udp,
+            VIP2,
+            0,
+            "mh",
+            Some((30, Ipv4Addr::BROADCAST)),
+            &[(rs_ip(1), 0, 1, Tun), (rs_ip(2), 0, 1, Tun)],
+        );
+        // Port 0 (every port) needs persistence, as in IPVS.
+        svc(
+            Proto::Tcp,
+            VIP2,
+            0,
+            "rr",
+            Some((30, Ipv4Addr::BROADCAST)),
+            &[(rs_ip(3), 0, 1, Nat), (RS_UNRESOLVED, 0, 1, Nat)],
+        );
+        // Every real server quiesced: SYNs get a RST.
+        svc(Proto::Tcp, VIP2, 443, "wlc", None, &[(rs_ip(1), 443, 0, Dr)]);
+        dir.apply(Command::Restore(cmds));
+        // The second table is the first without real server 3 of VIP:80, as
+        // `-d` leaves it; the fuzzer swaps between the two snapshots.
+        let full = dir.shared.services.load_full();
+        let rs3 = full.get(0).expect("VIP:80").dests[2].clone();
+        dir.apply(Command::DelDest(nat80, rs_ip(3), 8080));
+        let reduced = dir.shared.services.load_full();
+        rs3.stats.removed.store(false, Ordering::Relaxed);
+        dir.shared.services.store(full.clone());
         let workers = (0..WORKERS)
-            .map(|w| {
-                let mut f = Forwarder::new(w, shared.clone(), CONN_CAPACITY);
-                f.set_now(100);
-                f.refresh();
-                f
-            })
+            .map(|w| dir.forwarder(w, CONN_CAPACITY, 100))
             .collect();
         FuzzLab {
-            shared,
+            shared: dir.shared.clone(),
             workers,
             tables: [full, reduced],
             rs3,

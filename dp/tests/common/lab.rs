@@ -1,0 +1,131 @@
+//! The one test director, shared by the forwarding tests, the fuzz target
+//! (`fuzz/src/lab.rs`) and the benchmarks (`benches/lab.rs`), which include
+//! this file by path. Ports, routes and neighbours are set up as rvs-dp's
+//! `Director` sets them up from rvs.toml; virtual services and real servers go
+//! through `ControlPlane`, the code rvs-dp runs for every ipvsadm command, so
+//! a lab's service table is built exactly as the product builds it.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rvs_dp::control::ControlPlane;
+use rvs_dp::core::{CoreOptions, Forwarder, PortInfo, Shared};
+use rvs_dp::route::RouteTable;
+use rvs_dp::service::{ForwardMethod, Proto, ServiceKey};
+use rvs_dp::wire::ethernet::MacAddr;
+use rvs_proto::command::{Command, DestSpec, ServiceSpec};
+
+pub struct LabDirector {
+    pub shared: Arc<Shared>,
+    pub control: ControlPlane,
+}
+
+impl LabDirector {
+    /// A director with `ports` (each with its connected route), static routes
+    /// `(network, prefix, gateway)` and static neighbours.
+    pub fn new(
+        ports: Vec<PortInfo>,
+        static_routes: &[(Ipv4Addr, u8, Ipv4Addr)],
+        neighbours: &[(Ipv4Addr, MacAddr)],
+        workers: u16,
+        opts: CoreOptions,
+    ) -> LabDirector {
+        let mut routes = RouteTable::new();
+        for (i, p) in ports.iter().enumerate() {
+            routes.add_connected(p.addr, p.prefix_len, i as u16).unwrap();
+        }
+        for &(net, len, via) in static_routes {
+            routes.add_static(net, len, via).unwrap();
+        }
+        let shared = Arc::new(Shared::new(ports, routes, workers, opts));
+        for &(ip, mac) in neighbours {
+            shared.neigh.add_static(ip, mac);
+        }
+        let control = ControlPlane::new(shared.clone(), 0);
+        LabDirector { shared, control }
+    }
+
+    /// One ipvsadm command, as rvsadm would send it; a refused one is a bug
+    /// in the test.
+    pub fn apply(&mut self, cmd: Command) {
+        if let Err(e) = self.control.apply(&cmd) {
+            panic!("lab command {cmd:?} refused: {e}");
+        }
+    }
+
+    /// `-A`: a virtual service; `persistence` is `-p timeout -M netmask`.
+    pub fn service(
+        &mut self,
+        proto: Proto,
+        vip: Ipv4Addr,
+        port: u16,
+        scheduler: &str,
+        persistence: Option<(u32, Ipv4Addr)>,
+    ) -> ServiceKey {
+        let spec = service(proto, vip, port, scheduler, persistence);
+        let key = spec.key();
+        self.apply(Command::AddService(spec));
+        key
+    }
+
+    /// `-a`: a real server of `key`.
+    pub fn real_server(
+        &mut self,
+        key: ServiceKey,
+        rip: Ipv4Addr,
+        port: u16,
+        weight: u32,
+        method: ForwardMethod,
+    ) {
+        self.apply(Command::AddDest(key, dest(rip, port, weight, method)));
+    }
+
+    /// `-e`: a real server's new weight (0 quiesces it).
+    pub fn weight(&mut self, key: ServiceKey, rip: Ipv4Addr, port: u16, weight: u32, method: ForwardMethod) {
+        self.apply(Command::EditDest(key, dest(rip, port, weight, method)));
+    }
+
+    /// Worker `worker`'s forwarder, on the current table, its clock at `now`.
+    pub fn forwarder(&self, worker: u16, capacity: u32, now: u32) -> Forwarder {
+        let mut f = Forwarder::new(worker, self.shared.clone(), capacity);
+        f.set_now(now);
+        f.refresh();
+        f
+    }
+}
+
+/// The spec of `service`, for a `-R` batch (one table build for many
+/// commands, where each `apply` builds one).
+pub fn service(
+    proto: Proto,
+    vip: Ipv4Addr,
+    port: u16,
+    scheduler: &str,
+    persistence: Option<(u32, Ipv4Addr)>,
+) -> ServiceSpec {
+    let mut spec = ServiceSpec::new(proto, vip, port);
+    spec.scheduler = scheduler.into();
+    if let Some((timeout, netmask)) = persistence {
+        spec.persistence = Some(timeout);
+        spec.netmask = netmask;
+    }
+    spec
+}
+
+pub fn dest(rip: Ipv4Addr, port: u16, weight: u32, method: ForwardMethod) -> DestSpec {
+    let mut d = DestSpec::new(rip, port, method);
+    d.weight = weight;
+    d
+}
+
+/// A port of the lab (`/24`).
+pub fn port(mac: MacAddr, addr: Ipv4Addr, mtu: u16) -> PortInfo {
+    PortInfo {
+        mac,
+        addr,
+        prefix_len: 24,
+        mtu,
+    }
+}
