@@ -8,6 +8,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use rvs_proto::command::{Command, IpvsError};
+use rvs_proto::ipvs::{IpvsConfig, Limits};
 use serde::Deserialize;
 
 use crate::service::{ForwardMethod, Proto};
@@ -474,7 +476,58 @@ impl Config {
                 "a virtual server is defined twice".into(),
             ));
         }
+        for (i, vs) in self.virtual_server.iter().enumerate() {
+            if let Some(p) = ports.iter().find(|p| p.addr == vs.address) {
+                return Err(bad(
+                    format!("virtual_server[{i}] ({}:{}).address", vs.address, vs.port),
+                    format!("is port '{}''s own address", p.name),
+                ));
+            }
+        }
+        // The model rvs-dp applies at start, so that whatever it would refuse
+        // (not unicast, over a table limit, ...) is refused here, with its
+        // key, before EAL starts, and `rvs-cp --check` agrees.
+        let mut model = IpvsConfig::new();
+        for (key, cmd) in self.ipvs_commands().map_err(|(key, e)| bad(key, e))? {
+            model.apply(&cmd).map_err(|e| {
+                let problem = match e {
+                    IpvsError::NoMemory => format!(
+                        "over the data plane's limits ({} virtual services, {} real servers per service)",
+                        Limits::default().max_services,
+                        Limits::default().max_dests_per_service
+                    ),
+                    e => e.to_string(),
+                };
+                bad(key, problem)
+            })?;
+        }
         Ok(())
+    }
+
+    /// The timeouts and virtual servers as ipvsadm commands, each with the
+    /// config key it comes from; rvs-dp applies them as one restore.
+    pub fn ipvs_commands(&self) -> Result<Vec<(String, Command)>, (String, String)> {
+        let t = self.dataplane.timeouts;
+        let mut cmds = vec![(
+            "dataplane.timeouts".to_string(),
+            Command::SetTimeouts {
+                tcp: t.tcp,
+                tcpfin: t.tcpfin,
+                udp: t.udp,
+            },
+        )];
+        for (i, vs) in self.virtual_server.iter().enumerate() {
+            let k = format!("virtual_server[{i}] ({}:{})", vs.address, vs.port);
+            let spec = vs.service_spec().map_err(|e| (k.clone(), e))?;
+            let key = spec.key();
+            cmds.push((k, Command::AddService(spec)));
+            for (j, rs) in vs.real_server.iter().enumerate() {
+                let rk = format!("virtual_server[{i}].real_server[{j}] ({})", rs.address);
+                let d = vs.dest_spec(rs).map_err(|e| (rk.clone(), e))?;
+                cmds.push((rk, Command::AddDest(key, d)));
+            }
+        }
+        Ok(cmds)
     }
 
     /// The ports, validated.
@@ -506,6 +559,34 @@ impl Config {
             let mtu = p.mtu.unwrap_or(1500);
             if !(576..=9600).contains(&mtu) {
                 return Err(bad(k("mtu"), "must be 576..9600".into()));
+            }
+            if prefix_len == 0 {
+                return Err(bad(k("address"), "a port's subnet cannot be 0.0.0.0/0".into()));
+            }
+            let mask = crate::wire::ipv4::prefix_mask(prefix_len);
+            if prefix_len < 31 && (u32::from(addr) | mask) == u32::MAX {
+                return Err(bad(
+                    k("address"),
+                    format!("{addr} is the broadcast address of its subnet"),
+                ));
+            }
+            if let Some(o) = out.iter().find(|o| o.addr == addr) {
+                return Err(bad(
+                    k("address"),
+                    format!("port '{}' has the same address", o.name),
+                ));
+            }
+            if let Some(o) = out
+                .iter()
+                .find(|o| same_subnet(o.addr, addr, o.prefix_len.min(prefix_len)))
+            {
+                return Err(bad(
+                    k("address"),
+                    format!(
+                        "its subnet overlaps port '{}' ({}/{})",
+                        o.name, o.addr, o.prefix_len
+                    ),
+                ));
             }
             out.push(PortSpec {
                 name: p.name.clone(),
@@ -632,6 +713,71 @@ status_code = [200]
 
     fn err(text: &str) -> String {
         Config::from_str_named(text, "rvs.toml").unwrap_err().to_string()
+    }
+
+    /// What rvs-dp used to refuse only after EAL start ("restore command 2:
+    /// Invalid operation", "Memory allocation problem"), and what it used to
+    /// accept wrongly, is refused at load with the key, for rvs-dp and
+    /// `rvs-cp --check` alike (both load through here).
+    #[test]
+    fn the_ipvs_model_and_port_rules_are_checked_at_load() {
+        for vip in ["255.255.255.255", "0.0.0.0", "224.0.0.1"] {
+            let e = err(&GOOD.replace("address = \"10.1.0.100\"", &format!("address = \"{vip}\"")));
+            assert!(
+                e.contains("virtual_server[0]") && e.contains("not unicast"),
+                "{vip}: {e}"
+            );
+        }
+        let e = err(&GOOD.replace("address = \"10.2.0.11\"", "address = \"224.0.0.1\""));
+        assert!(e.contains("virtual_server[0].real_server[0] (224.0.0.1)"), "{e}");
+        let e = err(&GOOD.replace("address = \"10.1.0.100\"", "address = \"10.1.0.1\""));
+        assert!(
+            e.contains("virtual_server[0] (10.1.0.1:80).address: is port 'client''s own address"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("10.2.0.1/24", "10.1.0.1/24"));
+        assert!(
+            e.contains("port[1] (servers).address: port 'client' has the same address"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("10.2.0.1/24", "10.1.0.2/16"));
+        assert!(
+            e.contains("port[1] (servers).address: its subnet overlaps port 'client'"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("10.2.0.1/24", "10.2.0.255/24"));
+        assert!(
+            e.contains("port[1] (servers).address: 10.2.0.255 is the broadcast address"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("10.2.0.1/24", "10.2.0.1/0"));
+        assert!(
+            e.contains("port[1] (servers).address: a port's subnet cannot be 0.0.0.0/0"),
+            "{e}"
+        );
+        // /31 point-to-point links have no broadcast address.
+        assert!(Config::from_str_named(&GOOD.replace("10.2.0.1/24", "10.2.0.1/31"), "rvs.toml").is_ok());
+    }
+
+    #[test]
+    fn more_services_than_the_data_plane_holds_are_refused_at_load() {
+        // GOOD has one service: this makes the table one over the limit.
+        let n = rvs_proto::ipvs::Limits::default().max_services;
+        let mut text = GOOD.to_string();
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[virtual_server]]\naddress = \"10.{}.{}.{}\"\nport = 81\n",
+                100 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            ));
+        }
+        let e = err(&text);
+        assert!(
+            e.contains(&format!("virtual_server[{n}]")) && e.contains("over the data plane's limits"),
+            "{}",
+            &e[..e.len().min(300)]
+        );
     }
 
     #[test]

@@ -158,7 +158,13 @@ impl Director {
         let capacity = cfg.dataplane.conn_capacity;
         let mut control = ControlPlane::new(shared.clone(), capacity.saturating_mul(nworkers as u32));
         control
-            .apply(&Command::Restore(startup_commands(cfg, file)?))
+            .apply(&Command::Restore(
+                cfg.ipvs_commands()
+                    .map_err(|(key, e)| format!("{file}: {key}: {e}"))?
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .collect(),
+            ))
             .map_err(|e| format!("{file}: virtual_server: {e}"))?;
 
         let server = CtlServer::create(ctl_path, Layout::with_workers(nworkers as u32))
@@ -231,30 +237,6 @@ impl Director {
             })
             .collect()
     }
-}
-
-/// The timeouts and virtual servers of rvs.toml, as one all-or-nothing restore.
-fn startup_commands(cfg: &Config, file: &str) -> Result<Vec<Command>, String> {
-    let t = cfg.dataplane.timeouts;
-    let mut cmds = vec![Command::SetTimeouts {
-        tcp: t.tcp,
-        tcpfin: t.tcpfin,
-        udp: t.udp,
-    }];
-    for vs in &cfg.virtual_server {
-        let spec = vs
-            .service_spec()
-            .map_err(|e| format!("{file}: virtual_server: {e}"))?;
-        let key = spec.key();
-        cmds.push(Command::AddService(spec));
-        for rs in &vs.real_server {
-            let d = vs
-                .dest_spec(rs)
-                .map_err(|e| format!("{file}: real_server: {e}"))?;
-            cmds.push(Command::AddDest(key, d));
-        }
-    }
-    Ok(cmds)
 }
 
 /// Producers and consumers per worker: one SPSC ring per ordered pair of
