@@ -9,6 +9,7 @@ pub mod core;
 pub mod director;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod fnat;
 pub mod neigh;
 pub mod packet;
 pub mod route;

@@ -1,0 +1,3 @@
+//! FULLNAT building blocks (doc to follow).
+
+pub mod laddr;
