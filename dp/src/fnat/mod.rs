@@ -1,3 +1,4 @@
 //! FULLNAT building blocks (doc to follow).
 
 pub mod laddr;
+pub mod proxy;
