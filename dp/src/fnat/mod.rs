@@ -2,3 +2,5 @@
 
 pub mod laddr;
 pub mod proxy;
+pub mod segment;
+pub mod toa;
