@@ -3,4 +3,5 @@
 pub mod laddr;
 pub mod proxy;
 pub mod segment;
+pub mod seq;
 pub mod toa;

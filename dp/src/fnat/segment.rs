@@ -52,6 +52,18 @@ pub(crate) struct Seg {
 }
 
 impl Seg {
+    /// Start of the TCP payload.
+    #[inline]
+    pub fn payload(&self) -> usize {
+        self.tcp + self.tcp_hl
+    }
+
+    /// TCP payload length.
+    #[inline]
+    pub fn payload_len(&self) -> usize {
+        self.total - self.payload()
+    }
+
     /// TCP segment length, as in the pseudo-header.
     #[inline]
     pub fn seg_len(&self) -> usize {
