@@ -97,6 +97,9 @@ pub struct SeqShift {
     state: HdrState,
 }
 
+// The connection entry's FULLNAT side keeps it next to LIP:lport (see mod.rs).
+const _: () = assert!(std::mem::size_of::<SeqShift>() == 8);
+
 impl SeqShift {
     /// For a connection whose client SYN had `client_isn`, with a header of
     /// `hdr_len` bytes.
