@@ -11,6 +11,7 @@ pub mod director;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod flow;
+pub mod fnat;
 pub mod neigh;
 pub mod packet;
 pub mod route;
