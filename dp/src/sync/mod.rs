@@ -57,6 +57,9 @@ pub mod encode;
 pub mod msg;
 pub mod repr;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::Ipv4Addr;
 
 pub use decode::{SyncCounters, SyncDecoder, SyncEntries};
