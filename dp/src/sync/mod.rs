@@ -42,13 +42,19 @@
 //! bytes pad the entry to the next 4-byte boundary only when another entry follows:
 //! the datagram's last entry is not padded.
 //!
+//! # Costs
+//! The decoder borrows the datagram and allocates nothing: two passes over it (framing,
+//! then entries), each entry's options walked in place. The encoder allocates its
+//! message buffer once and reuses it.
+//!
 //! # Differences from the kernel, on purpose
 //! - A datagram with any framing error (an entry or option running past its end, a bad
 //!   entry version or type, a malformed option) is refused whole, before any entry is
 //!   yielded. The kernel applies the entries before the bad one; we never act on a
 //!   datagram we cannot read to the end.
 //! - Templates must be TCP or UDP with state 0 or 1 (the kernel also takes fwmark
-//!   templates, protocol 0, and logs other template states).
+//!   templates, protocol 0 with the mark in the virtual address, and only logs other
+//!   template states).
 //! - The encoder never puts more than 255 entries in one message (the kernel's count
 //!   byte would wrap on very large `sync_maxlen`), and never exceeds `sync_maxlen`.
 
@@ -137,6 +143,9 @@ pub enum SyncError {
     #[error("sync entry with PE data but no PE name")]
     PeDataWithoutName,
 }
+
+// A reason added at the end without growing COUNT would go uncounted: refuse to build.
+const _: () = assert!(SyncError::PeDataWithoutName as usize + 1 == SyncError::COUNT);
 
 impl SyncError {
     pub const COUNT: usize = 18;
