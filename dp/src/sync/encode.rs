@@ -2,12 +2,13 @@
 //! buffers: entries appended back to back on 4-byte boundaries until the next one would
 //! pass `sync_maxlen`, then the message goes out and a new one starts.
 
-use super::msg::{header, SyncMessage};
+use super::msg::{conn, header, SyncMessage, PE_DATA_MAXLEN, PE_NAME_MAXLEN, SEQ_DATA_LEN};
 use super::repr::{EmitError, SyncConn};
 
 /// The largest entry we can emit: fixed part, sequence option, 255 bytes of PE data
 /// and a 16-byte PE name, each option with its 2-byte TLV header.
-pub const MAX_ENTRY_LEN: usize = 36 + (2 + 24) + (2 + 255) + (2 + 16);
+pub const MAX_ENTRY_LEN: usize =
+    conn::V4_LEN + (2 + SEQ_DATA_LEN) + (2 + PE_DATA_MAXLEN) + (2 + PE_NAME_MAXLEN);
 /// The smallest message limit the encoder accepts: room for one largest entry, so the
 /// limit holds for every message (the kernel instead sends an oversized message).
 pub const MIN_SYNC_MAXLEN: usize = header::LEN + MAX_ENTRY_LEN;

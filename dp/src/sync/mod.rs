@@ -233,15 +233,16 @@ impl McastFamily {
 /// receive buffer from its interface MTU, at least 1500. A configured value (`0` = none)
 /// is clamped to at least 1 (master) or 1024 (backup), and to what fits a 64 KiB IP
 /// datagram.
-pub fn sync_maxlen(role: SyncRole, family: McastFamily, dev_mtu: u32, configured: u32) -> u32 {
+pub fn sync_maxlen(role: SyncRole, family: McastFamily, dev_mtu: u32, configured: u32) -> usize {
     let hlen = family.header_overhead();
     let (mtu, min) = match role {
         SyncRole::Master => (1500, 1),
         SyncRole::Backup => (dev_mtu.clamp(1500, 65535), 1024),
     };
-    if configured != 0 {
+    let len = if configured != 0 {
         configured.clamp(min, 65535 - hlen)
     } else {
         mtu - hlen
-    }
+    };
+    len as usize
 }

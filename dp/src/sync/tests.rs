@@ -577,10 +577,7 @@ fn encoder_packs_like_a_kernel_master() {
         })
         .collect();
     let mut msgs = Vec::new();
-    let mut enc = SyncEncoder::new(
-        5,
-        sync_maxlen(SyncRole::Master, McastFamily::Ipv4, 1500, 0) as usize,
-    );
+    let mut enc = SyncEncoder::new(5, sync_maxlen(SyncRole::Master, McastFamily::Ipv4, 1500, 0));
     enc.encode_all(&conns, |m| msgs.push(m.to_vec())).unwrap();
     let counts: Vec<_> = msgs.iter().map(|m| m[4]).collect();
     assert_eq!(counts, [40, 40, 20]);
@@ -599,6 +596,7 @@ fn encoder_packs_like_a_kernel_master() {
     big.encode_all(&many, |m| counts.push(m[4])).unwrap();
     assert_eq!(counts, [255, 255, 90]);
     // A limit below one entry is raised so that every entry fits.
+    assert_eq!(MAX_ENTRY_LEN, 337);
     assert_eq!(SyncEncoder::new(5, 1).maxlen(), MIN_SYNC_MAXLEN);
 }
 
