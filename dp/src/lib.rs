@@ -18,6 +18,7 @@ pub mod route;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sync;
 pub mod vdev;
 pub mod wire;
 #[cfg(feature = "dpdk")]
