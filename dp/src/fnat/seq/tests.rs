@@ -456,36 +456,3 @@ proptest! {
         }
     }
 }
-
-/// `cargo test --release -p rvs-dp --lib fnat::seq::tests::timing -- --ignored --nocapture`
-#[test]
-#[ignore = "timing; meaningful in release builds only"]
-fn timing() {
-    use std::hint::black_box;
-    let mut s = shift(999);
-    s.state = HdrState::Acked;
-    let mut c = build(seg(5000, &[0x33; 100]));
-    let mut r = build(Seg {
-        ack: Some(1000 + 5000),
-        ..seg(1, &[0x44; 100])
-    });
-    let n = 10_000_000u32;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        s.client_to_rs(black_box(&mut c), HDR).unwrap();
-        s.rs_to_client(black_box(&mut r)).unwrap();
-    }
-    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    println!("seq shift, client_to_rs + rs_to_client: {ns:.1} ns/pair");
-    let mut pool = crate::fnat::laddr::LaddrPool::new(&[LIP], &Default::default(), 0, 4).unwrap();
-    // 100 connections a second against a 60 s hold: 6000 ports held at a
-    // time, within the worker's 16 128.
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        let a = pool.allocate(i / 100).unwrap();
-        pool.free(black_box(a), i / 100).unwrap();
-    }
-    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    println!("laddr allocate + free: {ns:.1} ns/pair");
-    assert!(seen(&c).tcp_ok && seen(&r).tcp_ok);
-}
