@@ -14,6 +14,7 @@ use rvs_proto::command::{Command, Reply};
 use rvs_proto::region::{RegionError as RingError, DEFAULT_PATH};
 use rvs_proto::ring::CtlClient;
 use rvs_proto::statsarea::StatsReader;
+use rvs_proto::types::DropReason;
 
 use crate::adm::CtlTransport;
 
@@ -137,6 +138,21 @@ impl ShmTransport {
 impl CtlTransport for ShmTransport {
     fn request(&mut self, cmd: &Command) -> anyhow::Result<Reply> {
         Ok(self.send(cmd)?)
+    }
+
+    fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
+        let reader = self.stats()?;
+        let mut total = [0u64; DropReason::COUNT];
+        for w in 0..reader.workers() {
+            // A worker caught mid-publish is read again by the reader itself;
+            // one that never publishes (stopped) adds nothing.
+            if let Some(b) = reader.read(w) {
+                for (t, n) in total.iter_mut().zip(b.drops.iter()) {
+                    *t += n;
+                }
+            }
+        }
+        Ok(total)
     }
 }
 

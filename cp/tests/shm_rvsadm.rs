@@ -196,3 +196,40 @@ fn four_concurrent_writers_never_corrupt_the_table() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// `rvsadm --drops` sums the workers' drop counters from the stats area: the
+/// README promised drop reasons through rvsadm, and only /metrics and the exit
+/// report had them.
+#[test]
+fn drops_are_listed_by_reason_over_all_workers() {
+    use rvs_proto::statsarea::WorkerStatsBlock;
+    use rvs_proto::types::DropReason;
+
+    let dp = FakeDp::start("drops");
+    let mut t = ShmTransport::new(&dp.path);
+    let mut b = WorkerStatsBlock::new_boxed();
+    b.drops[DropReason::NoService as usize] = 7;
+    b.drops[DropReason::BadIpChecksum as usize] = 2;
+    dp.publish(0, &b);
+    let mut b = WorkerStatsBlock::new_boxed();
+    b.drops[DropReason::NoService as usize] = 5;
+    dp.publish(1, &b);
+
+    let o = rvsadm(&mut t, "--drops");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(
+        o.stdout,
+        "Drop reason                 Packets\n\
+         bad_ip_checksum                   2\n\
+         no_service                       12\n\
+         total                            14\n"
+    );
+    let o = rvsadm(&mut t, "--drops --json");
+    assert_eq!(o.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["no_service"], 12);
+    assert_eq!(v["conn_table_full"], 0);
+    assert_eq!(v.as_object().unwrap().len(), DropReason::COUNT);
+    let o = rvsadm(&mut t, "--drops --latency");
+    assert_eq!(o.code, 2, "{}", o.stderr);
+}

@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{ConnInfo, DestInfo, IpvsTimeouts, ServiceInfo, ServiceSpec, WorkerLatency};
-use rvs_proto::types::{ForwardMethod, Proto};
+use rvs_proto::types::{DropReason, ForwardMethod, Proto};
 
 use super::parse::ListOpts;
 
@@ -342,6 +342,17 @@ pub fn latency(workers: &[WorkerLatency]) -> String {
             w.worker, w.count, w.p50, w.p90, w.p99, w.p999, w.max
         );
     }
+    out
+}
+
+/// `rvsadm --drops`: every reason with a non-zero count, in the data plane's
+/// order, and the total.
+pub fn drops(d: &[u64; DropReason::COUNT]) -> String {
+    let mut out = format!("{:<20} {:>14}\n", "Drop reason", "Packets");
+    for r in DropReason::ALL.iter().filter(|r| d[**r as usize] > 0) {
+        let _ = writeln!(out, "{:<20} {:>14}", r.name(), d[*r as usize]);
+    }
+    let _ = writeln!(out, "{:<20} {:>14}", "total", d.iter().sum::<u64>());
     out
 }
 

@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
-use rvs_proto::types::{ServiceKey, TrafficTotals};
+use rvs_proto::types::{DropReason, ServiceKey, TrafficTotals};
 
 use exchange::ExchangeError;
 use parse::{Action, ListOpts, ListWhat};
@@ -31,6 +31,12 @@ use parse::{Action, ListOpts, ListWhat};
 /// How rvsadm reaches the data plane: one request, one reply.
 pub trait CtlTransport {
     fn request(&mut self, cmd: &Command) -> anyhow::Result<Reply>;
+
+    /// Packets not forwarded, by reason, summed over the workers (rvs-dp's
+    /// stats area; the workers count them, the control thread does not).
+    fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
+        anyhow::bail!("this data plane reports no drop counters")
+    }
 }
 
 /// Counters of one real server, as the data plane would report them.
@@ -55,6 +61,7 @@ pub struct LocalTransport {
     pub dest_counters: HashMap<(ServiceKey, Ipv4Addr, u16), DestCounters>,
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
+    pub drops: [u64; DropReason::COUNT],
     pub conn_tab_size: u32,
     pub generation: u64,
     pub sessions: Sessions,
@@ -68,6 +75,7 @@ impl Default for LocalTransport {
             dest_counters: HashMap::new(),
             conns: Vec::new(),
             latency: Vec::new(),
+            drops: [0; DropReason::COUNT],
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
             generation: 0,
@@ -155,6 +163,9 @@ impl CtlTransport for LocalTransport {
     fn request(&mut self, cmd: &Command) -> anyhow::Result<Reply> {
         Ok(serve::handle(self, cmd).0)
     }
+    fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
+        Ok(self.drops)
+    }
 }
 
 const USAGE: &str = "\
@@ -170,6 +181,7 @@ Usage:
   rvsadm -Z [virtual-service]
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
+  rvsadm --drops [--json]
   rvsadm -h
 
 Commands (long or short):
@@ -215,6 +227,7 @@ Options:
   --nosort | --sort           insertion order | sorted (default)
   --json                      print the data plane's reply as JSON
   --latency                   per-worker packet latency percentiles
+  --drops                     packets not forwarded, by reason, over all workers
 ";
 
 fn out(w: &mut dyn Write, s: &str) {
@@ -332,6 +345,24 @@ pub fn run(
                 Err(e) => failed(stderr, e, 255),
             }
         }
+        Action::List(ListWhat::Drops, opts) => match transport.drops() {
+            Ok(d) if opts.json => {
+                let by_name: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name().to_string(), d[*r as usize].into()))
+                    .collect();
+                out(stdout, &(serde_json::Value::Object(by_name).to_string() + "\n"));
+                0
+            }
+            Ok(d) => {
+                out(stdout, &format::drops(&d));
+                0
+            }
+            Err(e) => {
+                out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
+                2
+            }
+        },
         Action::Save { .. } => match exchange::list_services(transport) {
             Ok(s) => {
                 out(stdout, &format::save(&s));
@@ -347,6 +378,8 @@ pub fn run(
                 ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
+                // Answered by the arm above, from the stats area.
+                ListWhat::Drops => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,

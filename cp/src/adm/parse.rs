@@ -65,6 +65,8 @@ pub enum ListWhat {
     Timeouts,
     /// `--latency` (rvs only)
     Latency,
+    /// `--drops` (rvs only)
+    Drops,
 }
 
 /// `-L`'s output options.
@@ -136,7 +138,7 @@ impl Cmd {
 
 /// Options as ipvsadm counts them for its legality table, in its order (the
 /// order decides which of two conflicting options a message names first).
-/// `json` and `latency` are rvs's own and come last.
+/// `json`, `latency` and `drops` are rvs's own and come last.
 mod opt {
     pub const NUMERIC: usize = 0;
     pub const CONNECTION: usize = 1;
@@ -161,7 +163,8 @@ mod opt {
     pub const TUN_TYPE: usize = 20;
     pub const JSON: usize = 21;
     pub const LATENCY: usize = 22;
-    pub const COUNT: usize = 23;
+    pub const DROPS: usize = 23;
+    pub const COUNT: usize = 24;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -187,23 +190,24 @@ mod opt {
         "tun-type",
         "json",
         "latency",
+        "drops",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d
     //                               c             o t a h c o x   n y s a
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 1",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxx",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 11",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -241,6 +245,7 @@ enum Id {
     TunType,
     Json,
     Latency,
+    Drops,
     Help,
     Version,
     /// Known to ipvsadm, not to rvs: the text says why.
@@ -309,6 +314,7 @@ static OPTIONS: &[OptSpec] = &[
     o("tun-type", None, Arg::Required, Id::TunType),
     o("json", None, Arg::None, Id::Json),
     o("latency", None, Arg::None, Id::Latency),
+    o("drops", None, Arg::None, Id::Drops),
     o(
         "fwmark-service",
         Some('f'),
@@ -727,6 +733,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 st.list.json = true;
             }
             Id::Latency => st.set_option(opt::LATENCY)?,
+            Id::Drops => st.set_option(opt::DROPS)?,
         }
     }
 
@@ -739,7 +746,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
     let cmd = match st.cmd {
         Some(c) => c,
         // `rvsadm --latency` alone reads as a listing.
-        None if st.set[opt::LATENCY] => Cmd::List,
+        None if st.set[opt::LATENCY] || st.set[opt::DROPS] => Cmd::List,
         None => return popt_fail(TRY_HELP),
     };
 
@@ -888,9 +895,10 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
         Cmd::List => {
             let s = &st.set;
-            if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || s[opt::LATENCY])
+            let own = s[opt::LATENCY] || s[opt::DROPS];
+            if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || own)
                 && (s[opt::STATS] || s[opt::RATE] || s[opt::THRESHOLDS]))
-                || ((s[opt::TIMEOUT] || s[opt::LATENCY]) && s[opt::PERSISTENTCONN])
+                || ((s[opt::TIMEOUT] || own) && s[opt::PERSISTENTCONN])
             {
                 return fail("options conflicts in the list command");
             }
@@ -902,6 +910,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Timeouts
             } else if s[opt::LATENCY] {
                 ListWhat::Latency
+            } else if s[opt::DROPS] {
+                ListWhat::Drops
             } else {
                 ListWhat::All
             };
