@@ -20,11 +20,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rvs_macro::gen::{generate, Kind, Size, Spec};
 use rvs_proto::latency::LatencyHist;
 use rvs_proto::ring::CtlClient;
 use rvs_proto::statsarea::WorkerStatsBlock;
 use rvs_proto::types::DropReason;
-use rvs_macro::gen::{generate, Kind, Size, Spec};
 
 const PORT0_MAC: &str = "02:00:00:00:00:01";
 const PORT1_MAC: &str = "02:00:00:00:00:02";
