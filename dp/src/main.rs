@@ -88,6 +88,9 @@ fn main() {
         workers,
         dump,
         stop,
+        shared,
+        exception,
+        watched,
     } = Director::build(&cfg, &port_specs, &file, &eal, &ctl_path).unwrap_or_else(|e| fail(e));
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -112,6 +115,20 @@ fn main() {
         cfg.dataplane.conn_capacity,
         ctl_path.display()
     );
+
+    // The exception path and the address watcher, off the workers' lcores.
+    let exception = exception.map(|x| {
+        std::thread::Builder::new()
+            .name("rvs-kernel".into())
+            .spawn(move || x.run())
+            .unwrap_or_else(|e| fail(format!("cannot start the exception path: {e}")))
+    });
+    let addrwatch = (!watched.is_empty()).then(|| {
+        rvs_dp::addrwatch::start(&watched, shared.clone(), stop.clone()).unwrap_or_else(|e| {
+            stop.store(true, Ordering::SeqCst);
+            fail(format!("kernel interface addresses: {e}"))
+        })
+    });
 
     let ctl_stop = stop.clone();
     let ctl = std::thread::Builder::new()
@@ -143,6 +160,12 @@ fn main() {
     stop.store(true, Ordering::SeqCst);
     eal.wait_all();
     let _ = ctl.join();
+    if let Some(t) = exception {
+        let _ = t.join();
+    }
+    if let Some(t) = addrwatch {
+        let _ = t.join();
+    }
     Director::stop_ports(&ports);
     drop(eal);
 }
