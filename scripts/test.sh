@@ -47,6 +47,7 @@ run "tun" tests/e2e/forwarding.sh tun
 run "nat, 2 workers" tests/e2e/nat_two_workers.sh
 run "af_packet checksum offload" tests/e2e/af_packet_offload.sh
 run "nat, 2 workers, persistence /24" tests/e2e/nat_two_workers_persistence.sh
+run "kernel interface, VIP ownership" tests/e2e/kernel_iface.sh
 for t in tests/e2e/control_*.sh; do
   [ -e "$t" ] && run "$(basename "$t" .sh)" "$t"
 done

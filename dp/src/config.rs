@@ -91,6 +91,10 @@ pub struct Dataplane {
     /// dropped by the port.
     #[serde(default = "default_mbuf_data_room")]
     pub mbuf_data_room: u16,
+    /// Most frames a second handed up to the kernel interfaces (all ports
+    /// together; see `kernel`): a flood to a port's address is cut here.
+    #[serde(default = "default_kernel_rate_pps")]
+    pub kernel_rate_pps: u64,
 }
 
 fn default_workers() -> Vec<u32> {
@@ -110,6 +114,9 @@ fn default_rx_burst() -> u16 {
 fn default_mbuf_data_room() -> u16 {
     2048
 }
+fn default_kernel_rate_pps() -> u64 {
+    20_000
+}
 
 impl Default for Dataplane {
     fn default() -> Self {
@@ -125,6 +132,7 @@ impl Default for Dataplane {
             idle_sleep_us: 0,
             rx_burst: default_rx_burst(),
             mbuf_data_room: default_mbuf_data_room(),
+            kernel_rate_pps: default_kernel_rate_pps(),
         }
     }
 }
@@ -169,6 +177,14 @@ pub struct PortConfig {
     pub address: String,
     pub mac: Option<String>,
     pub mtu: Option<u16>,
+    /// A kernel interface of this name for the port (see `kernel`): what is
+    /// not for the load balancer goes up to it, what the kernel sends on it
+    /// goes out of the port, and the addresses on it decide which VIPs this
+    /// director owns (keepalived's `virtual_ipaddress { VIP dev NAME }`).
+    pub kernel_iface: Option<String>,
+    /// The DPDK devargs of that interface, instead of the default
+    /// `net_tap_rvsN,iface=NAME,mac=MAC` (e.g. virtio-user over vhost-net).
+    pub kernel_vdev: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,6 +315,8 @@ pub struct PortSpec {
     pub prefix_len: u8,
     pub mac: Option<[u8; 6]>,
     pub mtu: u16,
+    pub kernel_iface: Option<String>,
+    pub kernel_vdev: Option<String>,
 }
 
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
@@ -588,6 +606,32 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(name) = &p.kernel_iface {
+                // IFNAMSIZ is 16 with the NUL; a comma would split the devargs.
+                if name.is_empty() || name.len() > 15 || name.contains([',', '=', '/', ' ']) {
+                    return Err(bad(
+                        k("kernel_iface"),
+                        format!(
+                            "'{name}' is not an interface name (1-15 characters, no ',', '=', '/' or space)"
+                        ),
+                    ));
+                }
+                if out
+                    .iter()
+                    .any(|o| o.kernel_iface.as_deref() == Some(name.as_str()))
+                {
+                    return Err(bad(
+                        k("kernel_iface"),
+                        "two ports have this kernel interface".into(),
+                    ));
+                }
+            }
+            if p.kernel_vdev.is_some() && p.kernel_iface.is_none() {
+                return Err(bad(
+                    k("kernel_vdev"),
+                    "needs kernel_iface (the interface it creates)".into(),
+                ));
+            }
             out.push(PortSpec {
                 name: p.name.clone(),
                 device: p.device.clone(),
@@ -595,6 +639,8 @@ impl Config {
                 prefix_len,
                 mac,
                 mtu,
+                kernel_iface: p.kernel_iface.clone(),
+                kernel_vdev: p.kernel_vdev.clone(),
             });
         }
         Ok(out)

@@ -13,10 +13,12 @@ use rvs_proto::region::Layout;
 use rvs_proto::ring::CtlServer;
 use rvs_proto::statsarea::StatsReader;
 
+use crate::addrwatch::Watched;
 use crate::config::{parse_cidr, parse_mac, Config, PortSpec};
 use crate::control::ControlPlane;
 use crate::core::{CoreOptions, Forwarder, PortInfo, Shared};
 use crate::dpdk::{spsc_ring, Eal, EthdevConf, Mempool, Port, RingConsumer, RingProducer};
+use crate::kernel::{self, ExceptionPath, KernelPort, KernelTx};
 use crate::route::RouteTable;
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{ConnDump, Worker};
@@ -29,6 +31,11 @@ pub struct Director {
     pub dump: Arc<ConnDump>,
     /// Set to stop the workers and the control thread.
     pub stop: Arc<AtomicBool>,
+    pub shared: Arc<Shared>,
+    /// The exception path, when a port has a kernel interface: run it on a
+    /// thread of its own, and `addrwatch::start` on `watched`.
+    pub exception: Option<ExceptionPath>,
+    pub watched: Vec<Watched>,
 }
 
 impl Director {
@@ -68,12 +75,18 @@ impl Director {
         let mut infos = Vec::new();
         let mut rx_by_worker: Vec<Vec<_>> = (0..nworkers).map(|_| Vec::new()).collect();
         let mut tx_by_worker: Vec<Vec<_>> = (0..nworkers).map(|_| Vec::new()).collect();
+        let mut kernel_ports = Vec::new();
+        let mut kernel_to_worker0 = Vec::new();
         for (i, spec) in port_specs.iter().enumerate() {
             let key = |f: &str| format!("{file}: port[{i}] ({}).{f}", spec.name);
             let port = Port::probe(&spec.device).map_err(|e| format!("{}: {e}", key("device")))?;
+            // The exception path transmits on a TX queue of its own when the
+            // device has one to spare, else through worker 0's (see `kernel`).
+            let spare_tx =
+                spec.kernel_iface.is_some() && port.max_tx_queues().is_ok_and(|m| usize::from(m) > nworkers);
             let conf = EthdevConf {
                 rx_queues: nworkers as u16,
-                tx_queues: nworkers as u16,
+                tx_queues: nworkers as u16 + u16::from(spare_tx),
                 rx_desc: ring,
                 tx_desc: ring,
                 mtu: spec.mtu.ne(&1500).then_some(spec.mtu),
@@ -85,7 +98,7 @@ impl Director {
                 let hint = hint.map(|h| format!(". {h}")).unwrap_or_default();
                 format!("{}: cannot configure: {e}{hint}", key("device"))
             };
-            let c = match port.configure(&conf, pool) {
+            let mut c = match port.configure(&conf, pool) {
                 Ok(c) => c,
                 // Some PMDs (af_packet) cap the frame size below a jumbo-ish MTU
                 // such as 1520 for a TUN lab, yet transmit such frames fine: keep
@@ -109,6 +122,41 @@ impl Director {
             let _ = port.set_promiscuous(spec.mac.is_some());
             port.start()
                 .map_err(|e| format!("{}: cannot start: {e}", key("device")))?;
+            if let Some(iface) = &spec.kernel_iface {
+                let devargs =
+                    (spec.kernel_vdev.clone()).unwrap_or_else(|| kernel::tap_devargs(i, iface, mac));
+                let (tap, tap_rx, tap_tx) = kernel::open(&devargs, pool, spec.mtu)
+                    .map_err(|e| format!("{}: {e}", key("kernel_iface")))?;
+                let spare = if spare_tx { c.tx.pop() } else { None };
+                let out = match spare {
+                    Some(q) => KernelTx::Queue(q),
+                    None => {
+                        let (p, cons) = spsc_ring(&format!("rvs_kd{i}"), kernel::RING_SIZE)
+                            .map_err(|e| format!("kernel ring: {e}"))?;
+                        kernel_to_worker0.push((i as u16, cons));
+                        KernelTx::Worker(p)
+                    }
+                };
+                eprintln!(
+                    "rvs-dp: port {i} '{}': kernel interface {iface} ({devargs}), to the wire through {}",
+                    spec.name,
+                    match out {
+                        KernelTx::Queue(_) => "its own TX queue",
+                        KernelTx::Worker(_) => "worker 0 (no spare TX queue)",
+                    }
+                );
+                kernel_ports.push(KernelPort {
+                    port: i as u16,
+                    dpdk_id: port.id(),
+                    iface: iface.clone(),
+                    tap,
+                    tap_rx,
+                    tap_tx,
+                    out,
+                    mtu: spec.mtu,
+                    counters: Default::default(),
+                });
+            }
             eprintln!(
                 "rvs-dp: port {i} '{}' {} mac {} addr {}/{} mtu {} queues {} rss {:#x}",
                 spec.name, spec.device, mac, spec.addr, spec.prefix_len, spec.mtu, nworkers, c.rss_hf
@@ -150,7 +198,10 @@ impl Director {
             expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
             tcp_rst_no_dest: cfg.dataplane.tcp_rst_no_dest,
         };
-        let shared = Arc::new(Shared::new(infos.clone(), routes, nworkers as u16, opts));
+        let kernel_mask: Vec<bool> = port_specs.iter().map(|s| s.kernel_iface.is_some()).collect();
+        let shared = Arc::new(
+            Shared::new(infos.clone(), routes, nworkers as u16, opts).with_kernel_ports(&kernel_mask),
+        );
         for (i, n) in cfg.neighbor.iter().enumerate() {
             let mac = parse_mac(&n.mac).map_err(|e| format!("{file}: neighbor[{i}].mac: {e}"))?;
             shared.neigh.add_static(n.ip, MacAddr(mac));
@@ -173,6 +224,17 @@ impl Director {
         let (mut producers, mut consumers) = redirect_rings(nworkers)?;
         let stop = Arc::new(AtomicBool::new(false));
         let dump = Arc::new(ConnDump::new(nworkers));
+        // One bounded ring from each worker to the exception path.
+        let mut kernel_out = Vec::new();
+        let mut from_workers = Vec::new();
+        if !kernel_ports.is_empty() {
+            for w in 0..nworkers {
+                let (p, c) = spsc_ring(&format!("rvs_k{w}"), kernel::RING_SIZE)
+                    .map_err(|e| format!("kernel ring: {e}"))?;
+                kernel_out.push(Some(p));
+                from_workers.push(c);
+            }
+        }
         let mut workers = Vec::new();
         for (w, (rx, tx)) in rx_by_worker.into_iter().zip(tx_by_worker).enumerate() {
             workers.push(Worker {
@@ -195,8 +257,29 @@ impl Director {
                     .collect(),
                 tx_pkts: 0,
                 tx_bytes: 0,
+                kernel_out: kernel_out.get_mut(w).and_then(Option::take),
+                kernel_in: if w == 0 {
+                    std::mem::take(&mut kernel_to_worker0)
+                } else {
+                    Vec::new()
+                },
             });
         }
+        let watched = (port_specs.iter())
+            .filter_map(|s| {
+                Some(Watched {
+                    iface: s.kernel_iface.clone()?,
+                    addr: s.addr,
+                    prefix_len: s.prefix_len,
+                })
+            })
+            .collect();
+        let exception = (!kernel_ports.is_empty()).then(|| ExceptionPath {
+            ports: kernel_ports,
+            from_workers,
+            rate_pps: cfg.dataplane.kernel_rate_pps,
+            stop: stop.clone(),
+        });
         Ok(Director {
             ports,
             control,
@@ -204,7 +287,36 @@ impl Director {
             workers,
             dump,
             stop,
+            shared,
+            exception,
+            watched,
         })
+    }
+
+    /// The exception path and the address watcher, on threads of their own
+    /// off the workers' lcores; `join` them after the workers stop.
+    pub fn start_kernel_side(
+        exception: Option<ExceptionPath>,
+        watched: &[Watched],
+        shared: &Arc<Shared>,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+        let mut threads = Vec::new();
+        if let Some(x) = exception {
+            let t = std::thread::Builder::new()
+                .name("rvs-kernel".into())
+                .spawn(move || {
+                    x.run();
+                })
+                .map_err(|e| format!("cannot start the exception path: {e}"))?;
+            threads.push(t);
+        }
+        if !watched.is_empty() {
+            let t = crate::addrwatch::start(watched, shared.clone(), stop.clone())
+                .map_err(|e| format!("kernel interface addresses: {e}"))?;
+            threads.push(t);
+        }
+        Ok(threads)
     }
 
     /// Prints each port's final counters and stops it.

@@ -4,9 +4,8 @@
 //!
 //! The main thread starts EAL, has `Director` build the rest from the config,
 //! launches one pinned worker per configured lcore (the main lcore too, if
-//! listed), runs the control thread (`ControlPlane::run`), and on
-//! SIGINT/SIGTERM stops the workers, prints the final counters and releases
-//! the ports.
+//! listed), the kernel side and the control thread (`ControlPlane::run`), and
+//! on SIGINT/SIGTERM stops them all and prints the final counters.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,22 +80,16 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CTL_PATH));
 
     let eal = Eal::init(&eal_args).unwrap_or_else(|e| fail(format!("EAL init failed: {e}")));
-    let Director {
-        ports,
-        mut control,
-        mut server,
-        workers,
-        dump,
-        stop,
-    } = Director::build(&cfg, &port_specs, &file, &eal, &ctl_path).unwrap_or_else(|e| fail(e));
+    let d = Director::build(&cfg, &port_specs, &file, &eal, &ctl_path).unwrap_or_else(|e| fail(e));
+    let (stop, dump, mut control, mut server) = (d.stop, d.dump, d.control, d.server);
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let (nworkers, main_lcore, mut on_main) = (workers.len(), eal.main_lcore(), None);
-    for (w, worker) in workers.into_iter().enumerate() {
+    let (nworkers, main_lcore, mut on_main) = (d.workers.len(), eal.main_lcore(), None);
+    for (w, worker) in d.workers.into_iter().enumerate() {
         let lcore = cfg.dataplane.workers[w];
         if lcore == main_lcore {
             on_main = Some(worker);
@@ -113,6 +106,11 @@ fn main() {
         ctl_path.display()
     );
 
+    let kernel_side =
+        Director::start_kernel_side(d.exception, &d.watched, &d.shared, &stop).unwrap_or_else(|e| {
+            stop.store(true, Ordering::SeqCst);
+            fail(e)
+        });
     let ctl_stop = stop.clone();
     let ctl = std::thread::Builder::new()
         .name("rvs-ctl".into())
@@ -143,6 +141,9 @@ fn main() {
     stop.store(true, Ordering::SeqCst);
     eal.wait_all();
     let _ = ctl.join();
-    Director::stop_ports(&ports);
+    for t in kernel_side {
+        let _ = t.join();
+    }
+    Director::stop_ports(&d.ports);
     drop(eal);
 }

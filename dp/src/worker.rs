@@ -124,11 +124,22 @@ pub struct Worker {
     pub rx_csum: Vec<Option<CsumSampler>>,
     pub tx_pkts: u64,
     pub tx_bytes: u64,
+    /// `Verdict::ToKernel` frames go to the exception path through this
+    /// bounded ring (None: no port has a kernel interface).
+    pub kernel_out: Option<RingProducer>,
+    /// (our port index, ring): frames the kernel sent, to transmit on that
+    /// port, when the port has no spare TX queue for the exception path
+    /// (worker 0 only; see `kernel`).
+    pub kernel_in: Vec<(u16, RingConsumer)>,
 }
 
 struct Io {
     tx_bufs: Vec<MbufBurst<TXB>>,
     redir_bufs: Vec<MbufBurst<TXB>>,
+    /// `ToKernel` frames, handed to `kernel_out` at each flush.
+    kernel_buf: MbufBurst<TXB>,
+    to_kernel: u64,
+    kernel_drops: u64,
     /// Dropped packets, freed together once per burst (a SYN flood drops
     /// millions a second; one rte_pktmbuf_free_bulk beats 32 single frees).
     dropped: MbufBurst<TXB>,
@@ -176,6 +187,16 @@ impl Worker {
                 }
                 _ => buf.free_all(),
             }
+        }
+        if !io.kernel_buf.is_empty() {
+            let n = io.kernel_buf.len();
+            let sent = match &mut self.kernel_out {
+                Some(r) => r.enqueue_burst(&mut io.kernel_buf),
+                None => 0,
+            };
+            io.to_kernel += sent as u64;
+            io.kernel_drops += (n - sent) as u64;
+            io.kernel_buf.free_all();
         }
         io.dropped.free_all();
     }
@@ -249,6 +270,14 @@ impl Worker {
         match v {
             Verdict::Forward { port } => self.queue_tx(io, port, m),
             Verdict::Drop(_) => io.dropped.push_for_free(m),
+            Verdict::ToKernel => {
+                if io.kernel_buf.is_full() {
+                    self.flush_tx(io);
+                }
+                if io.kernel_buf.push(m).is_err() {
+                    io.kernel_drops += 1;
+                }
+            }
             Verdict::Redirect { worker } => {
                 let w = worker as usize;
                 if io.redir_bufs.get(w).is_some_and(|b| b.is_full()) {
@@ -315,6 +344,7 @@ impl Worker {
         block.drops[DropReason::RedirectFull as usize] += io.redirect_drops;
         block.drops[DropReason::NeighQueueFull as usize] += io.neigh_drops;
         block.drops[DropReason::NoMbuf as usize] += io.nombuf;
+        block.drops[DropReason::KernelQueueFull as usize] += io.kernel_drops;
         block.redirects_sent = c.redirected_out;
         block.redirects_received = c.redirected_in;
         block.conns_created = c.conns_created;
@@ -379,6 +409,9 @@ impl Worker {
         let mut io = Io {
             tx_bufs: (0..nports).map(|_| MbufBurst::new()).collect(),
             redir_bufs: (0..nworkers).map(|_| MbufBurst::new()).collect(),
+            kernel_buf: MbufBurst::new(),
+            to_kernel: 0,
+            kernel_drops: 0,
             dropped: MbufBurst::new(),
             arp: Resolver::new(PENDING_SLOTS),
             hist: LatencyHist::default(),
@@ -445,6 +478,18 @@ impl Worker {
                 let dt = rdtsc().wrapping_sub(t_rx);
                 io.hist.record_cycles_n(dt, n as u64, &io.conv);
             }
+            for k in 0..self.kernel_in.len() {
+                let (port, r) = &mut self.kernel_in[k];
+                let port = *port;
+                if r.dequeue_burst(&mut rx) == 0 {
+                    continue;
+                }
+                got += 1;
+                for m in rx.drain() {
+                    self.queue_tx(&mut io, port, m);
+                }
+                self.flush_tx(&mut io);
+            }
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(HOUSEKEEPING_EVERY) {
                 let tsc = rdtsc();
@@ -452,7 +497,8 @@ impl Worker {
                 self.fwd.set_now(now_s);
                 self.fwd.refresh();
                 if self.id == 0 {
-                    for v in io.arp.vips_to_announce(self.fwd.services()) {
+                    let new = io.arp.to_announce(self.fwd.services(), self.fwd.owned());
+                    for v in new {
                         self.announce(&mut io, v);
                     }
                 }
@@ -506,6 +552,9 @@ impl Worker {
             c.arp_replies,
             c.fast_path
         );
+        if self.kernel_out.is_some() {
+            line.push_str(&format!(" to_kernel {}", io.to_kernel));
+        }
         if self.rx_csum.iter().any(Option::is_some) {
             let (sampled, bad) = self
                 .rx_csum

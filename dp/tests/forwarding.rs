@@ -3,9 +3,10 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use rvs_dp::core::{owner_of, CoreOptions, Forwarder, PortInfo, Verdict};
+use rvs_dp::core::{owner_of, CoreOptions, Forwarder, PortInfo, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Persistence, Proto, ServiceKey};
 use rvs_dp::stats::DropReason;
@@ -829,4 +830,114 @@ fn gratuitous_arp_and_arp_request_frames() {
         0,
         "too small: nothing written"
     );
+}
+
+/// An ARP frame from the client on port 0's subnet: `op` 1 (request) or 2 (reply).
+fn arp_frame(op: u8, dst_mac: [u8; 6], target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&CLIENT_MAC);
+    f[12..14].copy_from_slice(&[8, 6]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op]);
+    f[22..28].copy_from_slice(&CLIENT_MAC);
+    f[28..32].copy_from_slice(&CIP.octets());
+    if op == 2 {
+        f[32..38].copy_from_slice(&P0_MAC.0);
+    }
+    f[38..42].copy_from_slice(&target.octets());
+    f
+}
+
+/// Port 0 with a kernel interface: what is not for the load balancer goes
+/// up, and VIPs are served only while the kernel holds them.
+#[test]
+fn kernel_interface_takes_the_rest_and_ownership_follows_it() {
+    let opts = CoreOptions::default();
+    let base = director(1, opts, 1500);
+    let s = Shared::new(base.shared.ports.clone(), base.shared.routes.clone(), 1, opts)
+        .with_kernel_ports(&[true, false]);
+    let mut dir = LabDirector::from_shared(Arc::new(s));
+    dir.shared.neigh.add_static(CIP, MacAddr(CLIENT_MAC));
+    dir.shared.neigh.add_static(rs_ip(1), rs_mac(1));
+    add_service(&mut dir, Proto::Tcp, 80, "rr", ForwardMethod::Nat, &[1], None);
+    let mut lab = Lab {
+        fwd: dir.forwarder(0, 1024, 100),
+        dir,
+    };
+    let syn = |sport| tcp(CIP, VIP, sport, 80, "S", b"", P0_MAC);
+
+    // VRRP: 224.0.0.18, protocol 112, to its multicast MAC.
+    let mut vrrp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, [1, 0, 0x5e, 0, 0, 18])
+        .ipv4(CIP.octets(), [224, 0, 0, 18], 255)
+        .write(
+            &mut vrrp,
+            etherparse::IpNumber(112),
+            &[0x31, 1, 100, 1, 0, 10, 0, 0],
+        )
+        .unwrap();
+    assert_eq!(lab.send(0, &vrrp).0, Verdict::ToKernel);
+    // Ping to the port's address: the kernel answers.
+    let ping = {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, P0_MAC.0)
+            .ipv4(CIP.octets(), DIP0.octets(), 64)
+            .icmpv4_echo_request(1, 2);
+        let mut f = Vec::new();
+        b.write(&mut f, b"abc").unwrap();
+        f
+    };
+    assert_eq!(lab.send(0, &ping).0, Verdict::ToKernel);
+    // An ARP reply (to the kernel's own request) goes up; IPv6 too.
+    assert_eq!(lab.send(0, &arp_frame(2, P0_MAC.0, DIP0)).0, Verdict::ToKernel);
+    let mut v6 = syn(1);
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(lab.send(0, &v6).0, Verdict::ToKernel);
+    // Port 1 has no kernel interface: as before.
+    assert_ne!(lab.send(1, &arp_frame(2, P1_MAC.0, DIP1)).0, Verdict::ToKernel);
+
+    // The VIP is on no kernel interface: not owned.
+    let v = lab.send(0, &arp_frame(1, [0xff; 6], VIP)).0;
+    assert!(
+        !matches!(v, Verdict::Forward { .. }),
+        "ARP for the VIP unanswered: {v:?}"
+    );
+    assert_eq!(lab.send(0, &syn(1000)).0, Verdict::Drop(DropReason::VipNotOwned));
+
+    // keepalived puts the VIP and a floating gateway on the interface.
+    let gw = Ipv4Addr::new(10, 1, 0, 254);
+    lab.dir
+        .shared
+        .owned
+        .store(Arc::new(rvs_dp::ownership::Owned::only(1, [DIP0, VIP, gw])));
+    lab.fwd.refresh();
+    for target in [VIP, gw] {
+        let (v, out) = lab.send(0, &arp_frame(1, [0xff; 6], target));
+        assert_eq!(v, Verdict::Forward { port: 0 }, "ARP for {target}");
+        assert_eq!(&out[22..28], &P0_MAC.0);
+    }
+    let (v, out) = lab.send(0, &syn(1001));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let ack = tcp(CIP, VIP, 1001, 80, "A", b"x", P0_MAC);
+    assert_eq!(lab.send(0, &ack).0, Verdict::Forward { port: 1 });
+    assert_eq!(check(&out).1, rs_ip(1));
+    // Traffic to the floating address itself is the kernel's.
+    assert_eq!(
+        lab.send(0, &tcp(CIP, gw, 1, 22, "S", b"", P0_MAC)).0,
+        Verdict::ToKernel
+    );
+
+    // Removed: ARP unanswered, established and new traffic dropped, on the
+    // fast path's account too.
+    lab.dir
+        .shared
+        .owned
+        .store(Arc::new(rvs_dp::ownership::Owned::only(2, [DIP0])));
+    lab.fwd.refresh();
+    let v = lab.send(0, &arp_frame(1, [0xff; 6], VIP)).0;
+    assert!(
+        !matches!(v, Verdict::Forward { .. }),
+        "ARP for the VIP unanswered: {v:?}"
+    );
+    assert_eq!(lab.send(0, &ack).0, Verdict::Drop(DropReason::VipNotOwned));
+    assert_eq!(lab.send(0, &syn(1002)).0, Verdict::Drop(DropReason::VipNotOwned));
 }

@@ -318,6 +318,8 @@ impl FuzzLab {
             }
             Verdict::Consumed { .. } => self.tally.consumed += 1,
             Verdict::Drop(_) => self.tally.dropped += 1,
+            // The fuzz director has no kernel interface.
+            Verdict::ToKernel => unreachable!("no kernel interface: {v:?}"),
             Verdict::Redirect { .. } => unreachable!("handled above"),
         }
     }

@@ -205,10 +205,15 @@ pub enum DropReason {
     RedirectFull,
     /// Out of mbufs.
     NoMbuf,
+    /// To a VIP this director does not own now (kernel_iface ports: the
+    /// address is on no kernel interface, so the peer director serves it).
+    VipNotOwned,
+    /// For the kernel interface, but its exception ring was full.
+    KernelQueueFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+    pub const COUNT: usize = DropReason::KernelQueueFull as usize + 1;
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedL2,
@@ -239,6 +244,8 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::RedirectFull,
         DropReason::NoMbuf,
+        DropReason::VipNotOwned,
+        DropReason::KernelQueueFull,
     ];
 
     /// snake_case name for metrics labels and listings.
@@ -272,6 +279,8 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::RedirectFull => "redirect_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::VipNotOwned => "vip_not_owned",
+            DropReason::KernelQueueFull => "kernel_queue_full",
         }
     }
 }

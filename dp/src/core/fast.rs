@@ -105,6 +105,9 @@ impl Forwarder {
         let dport = l4_16(udp::field::DST_PORT);
 
         let to_vip = self.snap.is_vip(dst);
+        if to_vip && !self.owns(dst) {
+            return None;
+        }
         let cip = if to_vip { src } else { dst };
         if !redirected
             && self.shared.workers > 1

@@ -45,12 +45,14 @@ use crate::conn::{
 };
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
+use crate::ownership::Owned;
 use crate::packet::PacketBuf;
 pub use crate::route::PortInfo;
 use crate::route::{NextHop, RouteTable};
 use crate::sched::Scheduler;
 use crate::service::{ForwardMethod, Proto, ServiceTable};
 use crate::stats::{DropCounters, DropReason};
+use crate::wire::arp::{ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame};
 use crate::wire::icmp::{IcmpPacket, IcmpType};
 use crate::wire::ipv4::{IpProtocol, Ipv4Packet};
@@ -72,6 +74,13 @@ pub struct CoreOptions {
 pub struct Shared {
     pub services: ArcSwap<ServiceTable>,
     pub timeouts: ArcSwap<Timeouts>,
+    /// The addresses this director owns (see `ownership`): `Owned::ALL`
+    /// unless a port has a kernel interface; then the address watcher
+    /// publishes what the kernel interfaces hold.
+    pub owned: ArcSwap<Owned>,
+    /// Index: our port index. True for ports with a kernel interface: what
+    /// arrives there and is not for the load balancer is `Verdict::ToKernel`.
+    kernel_ports: Vec<bool>,
     pub neigh: NeighTable,
     pub ports: Vec<PortInfo>,
     /// The ports' addresses, for the per-packet martian and local checks.
@@ -92,6 +101,8 @@ impl Shared {
             port_addrs,
             services: ArcSwap::from_pointee(ServiceTable::default()),
             timeouts: ArcSwap::from_pointee(Timeouts::default()),
+            owned: ArcSwap::from_pointee(Owned::ALL),
+            kernel_ports: vec![false; ports.len()],
             neigh: NeighTable::new(4096),
             ports,
             routes,
@@ -101,6 +112,25 @@ impl Shared {
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
         }
+    }
+
+    /// Gives the ports flagged in `kernel` (index: our port index) a kernel
+    /// interface. With any, ownership follows the kernel: nothing is owned
+    /// until the address watcher publishes what the interfaces hold.
+    pub fn with_kernel_ports(mut self, kernel: &[bool]) -> Self {
+        for (k, &on) in self.kernel_ports.iter_mut().zip(kernel) {
+            *k = on;
+        }
+        if self.kernel_ports.iter().any(|&k| k) {
+            self.owned.store(Arc::new(Owned::only(0, [])));
+        }
+        self
+    }
+
+    /// Whether port `port` has a kernel interface.
+    #[inline]
+    pub fn has_kernel(&self, port: u16) -> bool {
+        self.kernel_ports.get(port as usize).copied().unwrap_or(false)
     }
 
     /// True once every worker runs on generation `gen` or later.
@@ -132,6 +162,11 @@ pub enum Verdict {
     Consumed {
         learned: Option<Ipv4Addr>,
     },
+    /// Not for the load balancer, on a port with a kernel interface: hand
+    /// the frame, untouched, to the kernel (VRRP, traffic to the port's own
+    /// address or to an owned address that is no VIP, ARP replies, other
+    /// EtherTypes). Never given without a kernel interface.
+    ToKernel,
     Drop(DropReason),
 }
 
@@ -248,6 +283,8 @@ pub struct Forwarder {
     shared: Arc<Shared>,
     snap: Arc<ServiceTable>,
     timeouts: Arc<Timeouts>,
+    /// The owned addresses, switched between bursts like `snap`.
+    owned: Arc<Owned>,
     scheds: Vec<Box<dyn Scheduler>>,
     pub conns: ConnTable,
     now: u32,
@@ -266,6 +303,7 @@ impl Forwarder {
     pub fn new(worker: u16, shared: Arc<Shared>, conn_capacity: u32) -> Self {
         let snap = shared.services.load_full();
         let timeouts = shared.timeouts.load_full();
+        let owned = shared.owned.load_full();
         let scheds = snap.services().iter().map(|s| s.sched.clone_box()).collect();
         let seed = 0x5eed_0000_0000_0000 ^ ((worker as u64) << 32) ^ std::process::id() as u64;
         Forwarder {
@@ -273,6 +311,7 @@ impl Forwarder {
             shared,
             snap,
             timeouts,
+            owned,
             scheds,
             conns: ConnTable::with_seed(conn_capacity, seed),
             now: 0,
@@ -294,6 +333,17 @@ impl Forwarder {
         &self.snap
     }
 
+    /// The owned addresses this worker forwards by.
+    pub fn owned(&self) -> &Arc<Owned> {
+        &self.owned
+    }
+
+    /// Whether the VIP `ip` is owned (always, without kernel interfaces).
+    #[inline(always)]
+    fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.owned.owns(ip)
+    }
+
     /// Between bursts: picks up a new service snapshot and timeouts if the
     /// control thread published one. Returns true when it switched.
     pub fn refresh(&mut self) -> bool {
@@ -309,6 +359,10 @@ impl Forwarder {
         let t = self.shared.timeouts.load();
         if !Arc::ptr_eq(&t, &self.timeouts) {
             self.timeouts = arc_swap::Guard::into_inner(t);
+        }
+        let o = self.shared.owned.load();
+        if !Arc::ptr_eq(&o, &self.owned) {
+            self.owned = arc_swap::Guard::into_inner(o);
         }
         if let Some(g) = self.shared.seen_generation.get(self.worker as usize) {
             g.store(self.snap.generation, Ordering::Release);
@@ -408,33 +462,61 @@ impl Forwarder {
             };
             let dst = eth.dst();
             if dst != port.mac && !dst.is_broadcast() {
+                // Multicast (VRRP's 224.0.0.18, IPv6 neighbour discovery)
+                // is the kernel's.
+                if dst.is_multicast() && self.shared.has_kernel(in_port) {
+                    return Verdict::ToKernel;
+                }
                 return Verdict::Drop(DropReason::NotOurMac);
             }
             (eth.header_len(), eth.ethertype())
         };
         if ethertype == EtherType::IPV4 {
-            self.ipv4(in_port, pkt, l2, redirected)
+            let v = self.ipv4(in_port, pkt, l2, redirected);
+            // An owned address that is no VIP (a floating gateway) is the kernel's.
+            if v == Verdict::Drop(DropReason::NotForUs) && self.shared.has_kernel(in_port) {
+                let d = pkt.data().get(l2..).map(Ipv4Packet::new_checked);
+                if let Some(Ok(ip)) = d {
+                    if self.owned.listed(ip.dst_addr()) {
+                        return Verdict::ToKernel;
+                    }
+                }
+            }
+            v
         } else if ethertype == EtherType::ARP {
             self.arp(in_port, &port, pkt, l2)
+        } else if self.shared.has_kernel(in_port) {
+            Verdict::ToKernel
         } else {
             Verdict::Drop(DropReason::UnknownEtherType)
         }
     }
 
     fn arp<B: PacketBuf>(&mut self, in_port: u16, port: &PortInfo, pkt: &mut B, l2: usize) -> Verdict {
-        let snap = &self.snap;
-        match arp::input(
-            &self.shared.neigh,
-            port,
-            |ip| snap.is_vip(ip),
-            self.now,
-            pkt.data_mut(),
-            l2,
-        ) {
+        let (snap, owned) = (&self.snap, &self.owned);
+        // Without kernel interfaces every VIP is ours; with them, whatever
+        // the kernel interfaces hold (owned VIPs and floating addresses).
+        let ours = |ip| {
+            if owned.is_all() {
+                snap.is_vip(ip)
+            } else {
+                owned.listed(ip)
+            }
+        };
+        let kernel = self.shared.has_kernel(in_port);
+        // A reply may answer the kernel's own request: it gets the frame,
+        // after we learned from it (held packets go at the next housekeeping).
+        let is_reply = kernel
+            && matches!(
+                pkt.data().get(l2..).map(ArpPacket::new_checked),
+                Some(Ok(a)) if a.operation() == ArpOperation::Reply
+            );
+        match arp::input(&self.shared.neigh, port, ours, self.now, pkt.data_mut(), l2) {
             ArpInput::Replied => {
                 self.counters.arp_replies += 1;
                 Verdict::Forward { port: in_port }
             }
+            _ if is_reply => Verdict::ToKernel,
             ArpInput::Learned(ip) => Verdict::Consumed { learned: Some(ip) },
             ArpInput::Ignored => Verdict::Drop(DropReason::ArpIgnored),
         }
@@ -487,6 +569,10 @@ impl Forwarder {
             return Verdict::Drop(DropReason::Martian);
         }
         if local {
+            // With a kernel interface, the kernel answers for the port's address.
+            if self.shared.has_kernel(in_port) {
+                return Verdict::ToKernel;
+            }
             return self.local(in_port, pkt, &ip);
         }
         match ip.proto {
@@ -555,6 +641,9 @@ impl Forwarder {
         redirected: bool,
     ) -> Verdict {
         let to_vip = self.snap.is_vip(ip.dst);
+        if to_vip && !self.owns(ip.dst) {
+            return Verdict::Drop(DropReason::VipNotOwned);
+        }
         let cip = if to_vip { ip.src } else { ip.dst };
         if let Some(worker) = self.foreign_owner(cip, redirected) {
             return Verdict::Redirect { worker };
@@ -921,6 +1010,9 @@ impl Forwarder {
             return Verdict::Drop(DropReason::Fragment);
         }
         let to_vip = self.snap.is_vip(ip.dst);
+        if to_vip && !self.owns(ip.dst) {
+            return Verdict::Drop(DropReason::VipNotOwned);
+        }
         // The quoted datagram: IP header + ports.
         let (inner_src, inner_dst, inner_proto, inner_sport, inner_dport) = {
             let Some(m) = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total) else {

@@ -147,6 +147,11 @@ impl Port {
         Ok(info)
     }
 
+    /// The most TX queues the device offers.
+    pub fn max_tx_queues(&self) -> Result<u16, DpdkError> {
+        Ok(self.info()?.max_tx_queues)
+    }
+
     /// The PMD's name (`net_pcap`, `net_ixgbe`...).
     pub fn driver_name(&self) -> Result<String, DpdkError> {
         let info = self.info()?;

@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::{Neigh, NeighTable};
+use crate::ownership::Owned;
 use crate::route::PortInfo;
 use crate::service::ServiceTable;
 use crate::wire::ethernet::MacAddr;
@@ -20,9 +21,9 @@ pub struct Resolver<P> {
     pending: PendingQueue<(u16, P)>,
     /// Next hops recently asked for, and when.
     asked: [(Ipv4Addr, u32); 16],
-    /// The VIPs of the last service generation announced.
+    /// What the last (service, ownership) generation announced.
     announced: Vec<Ipv4Addr>,
-    announced_gen: Option<u64>,
+    announced_gen: Option<(u64, u64)>,
 }
 
 impl<P> Resolver<P> {
@@ -83,20 +84,28 @@ impl<P> Resolver<P> {
         expired
     }
 
-    /// The VIPs of `snap` not announced yet (none when its generation was
-    /// seen already): what gratuitous ARP should go out for.
-    pub fn vips_to_announce(&mut self, snap: &ServiceTable) -> Vec<Ipv4Addr> {
-        if self.announced_gen == Some(snap.generation) {
+    /// The addresses not announced yet (none when neither the service
+    /// generation nor the ownership generation changed): what gratuitous ARP
+    /// should go out for. Without kernel interfaces, those are `snap`'s VIPs;
+    /// with them, what `owned` lists (owned VIPs and floating addresses), so
+    /// a backup director never announces a VIP its peer serves.
+    pub fn to_announce(&mut self, snap: &ServiceTable, owned: &Owned) -> Vec<Ipv4Addr> {
+        let gen = (snap.generation, owned.generation);
+        if self.announced_gen == Some(gen) {
             return Vec::new();
         }
-        self.announced_gen = Some(snap.generation);
-        let new = snap
-            .vips()
+        self.announced_gen = Some(gen);
+        let now = if owned.is_all() {
+            snap.vips()
+        } else {
+            owned.addrs()
+        };
+        let new = now
             .iter()
             .filter(|v| !self.announced.contains(v))
             .copied()
             .collect();
-        self.announced = snap.vips().to_vec();
+        self.announced = now.to_vec();
         new
     }
 }

@@ -43,6 +43,11 @@ impl LabDirector {
         for &(ip, mac) in neighbours {
             shared.neigh.add_static(ip, mac);
         }
+        LabDirector::from_shared(shared)
+    }
+
+    /// A director on a `Shared` the test built itself (kernel ports, ...).
+    pub fn from_shared(shared: Arc<Shared>) -> LabDirector {
         let control = ControlPlane::new(shared.clone(), 0);
         LabDirector { shared, control }
     }

@@ -1,0 +1,211 @@
+//! The kernel exception path: a port with `kernel_iface = "NAME"` gets a
+//! kernel network interface NAME carrying the port's MAC, and everything
+//! that arrives on the port and is not for the load balancer
+//! (`Verdict::ToKernel`: VRRP, traffic to the port's own address, ARP
+//! replies, other EtherTypes) goes up to it; everything the kernel sends on
+//! it goes out of the port. So keepalived, ping, ssh to the director's
+//! address work as on any host, and keepalived's addresses decide which VIPs
+//! this director owns (`addrwatch`, `ownership`).
+//!
+//! The interface is a DPDK `net_tap` vdev (`net_tap_rvsN,iface=NAME,mac=MAC`,
+//! see `tap_devargs`), which works anywhere. Where /dev/vhost-net exists,
+//! virtio-user over vhost-net is the faster alternative with the same shape
+//! (`virtio_user0,path=/dev/vhost-net,iface=NAME,mac=MAC,queue_size=1024`):
+//! `kernel_vdev` in rvs.toml replaces the net_tap devargs, nothing else
+//! changes, since both are one ethdev with one RX and one TX queue.
+//!
+//! Load-balanced traffic never goes through it, and it cannot endanger
+//! forwarding:
+//! - workers hand `ToKernel` mbufs to this path through one bounded SPSC ring
+//!   each (full: dropped and counted, `kernel_queue_full`), never waiting;
+//! - the exception thread is a plain thread off the workers' lcores: it
+//!   drains those rings into the taps under a token bucket
+//!   (`[dataplane] kernel_rate_pps`), so a flood to the port's address
+//!   cannot take more than that, and drains the taps' RX;
+//! - what the kernel sends is checked (`exception::check_from_kernel`) and
+//!   goes out of the port as it is, on a TX queue reserved for this path
+//!   (the port is configured with one TX queue more than there are
+//!   workers), or, for devices without a spare TX queue (af_packet), through
+//!   a ring that worker 0 drains into its own queue between bursts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::dpdk::{EthdevConf, MbufBurst, Mempool, Port, RingConsumer, RingProducer, RxQueue, TxQueue};
+use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket};
+use crate::wire::ethernet::MacAddr;
+
+/// Frames per burst on the exception path.
+const BURST: usize = 32;
+/// How long the exception thread sleeps when nothing moved.
+const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// Depth of each worker's ring to the exception path, and of the ring to
+/// worker 0 for ports without a spare TX queue.
+pub const RING_SIZE: u32 = 1024;
+
+/// How frames from the kernel reach the wire.
+pub enum KernelTx {
+    /// A TX queue of the port reserved for the exception path.
+    Queue(TxQueue),
+    /// A ring to worker 0, which transmits them on its own queue.
+    Worker(RingProducer),
+}
+
+/// One port's kernel interface.
+pub struct KernelPort {
+    /// Our port index.
+    pub port: u16,
+    /// The DPDK id of the physical port (what its mbufs carry in `port`).
+    pub dpdk_id: u16,
+    pub iface: String,
+    pub tap: Port,
+    pub tap_rx: RxQueue,
+    pub tap_tx: TxQueue,
+    pub out: KernelTx,
+    pub mtu: u16,
+    pub counters: ExceptionCounters,
+}
+
+/// The devargs of port `i`'s kernel interface: a net_tap named `iface`
+/// carrying the port's MAC.
+pub fn tap_devargs(i: usize, iface: &str, mac: MacAddr) -> String {
+    format!("net_tap_rvs{i},iface={iface},mac={mac}")
+}
+
+/// Probes, configures (one queue pair) and starts the kernel interface
+/// `devargs`; starting a net_tap sets its link up.
+pub fn open(devargs: &str, pool: Mempool, mtu: u16) -> Result<(Port, RxQueue, TxQueue), String> {
+    let tap = Port::probe(devargs).map_err(|e| format!("cannot create kernel interface {devargs}: {e}"))?;
+    let conf = EthdevConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 512,
+        tx_desc: 512,
+        mtu: (mtu != 1500).then_some(mtu),
+        rss: false,
+    };
+    let mut c = tap
+        .configure(&conf, pool)
+        .map_err(|e| format!("kernel interface {devargs}: cannot configure: {e}"))?;
+    tap.start()
+        .map_err(|e| format!("kernel interface {devargs}: cannot start: {e}"))?;
+    match (c.rx.pop(), c.tx.pop()) {
+        (Some(rx), Some(tx)) => Ok((tap, rx, tx)),
+        _ => Err(format!("kernel interface {devargs}: no queues")),
+    }
+}
+
+/// The exception thread's state.
+pub struct ExceptionPath {
+    pub ports: Vec<KernelPort>,
+    /// One ring from each worker (`Worker::kernel_out`).
+    pub from_workers: Vec<RingConsumer>,
+    /// Frames a second up to the kernel, over all ports.
+    pub rate_pps: u64,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl ExceptionPath {
+    /// Moves frames both ways until `stop`; prints each port's counters
+    /// and returns them.
+    pub fn run(mut self) -> Vec<ExceptionCounters> {
+        let t0 = Instant::now();
+        let now = || t0.elapsed().as_nanos() as u64;
+        let mut bucket = TokenBucket::new(self.rate_pps, (self.rate_pps / 10).max(64), now());
+        let mut burst: MbufBurst<BURST> = MbufBurst::new();
+        let mut up: Vec<MbufBurst<BURST>> = self.ports.iter().map(|_| MbufBurst::new()).collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut moved = 0;
+            // Up: workers → taps, rate limited.
+            for r in self.from_workers.iter_mut() {
+                if r.dequeue_burst(&mut burst) == 0 {
+                    continue;
+                }
+                moved += burst.len();
+                let t = now();
+                for m in burst.drain() {
+                    let Some(k) = self.ports.iter().position(|k| k.dpdk_id == m.port()) else {
+                        continue; // freed on drop
+                    };
+                    let c = &mut self.ports[k].counters;
+                    if !bucket.take(t) {
+                        c.up_ratelimited += 1;
+                        continue;
+                    }
+                    if let Err(m) = up[k].push(m) {
+                        drop(m);
+                        c.up_txfull += 1;
+                    }
+                }
+                for (k, b) in up.iter_mut().enumerate() {
+                    send_up(&mut self.ports[k], b);
+                }
+            }
+            // Down: taps → ports.
+            for k in self.ports.iter_mut() {
+                if k.tap_rx.rx_burst(&mut burst) == 0 {
+                    continue;
+                }
+                moved += burst.len();
+                let mut good: MbufBurst<BURST> = MbufBurst::new();
+                for m in burst.drain() {
+                    if check_from_kernel(m.data(), m.nb_segs(), k.mtu).is_err() {
+                        k.counters.down_bad += 1;
+                        continue;
+                    }
+                    // Cannot fail: `good` is as large as `burst`.
+                    let _ = good.push(m);
+                }
+                send_down(k, &mut good);
+            }
+            if moved == 0 {
+                std::thread::sleep(IDLE_SLEEP);
+            }
+        }
+        let mut out = Vec::new();
+        for k in &self.ports {
+            let c = &k.counters;
+            println!(
+                "kernel {} (port {}): up {} down {} dropped {} (up_ratelimited {} up_txfull {} down_bad {} down_txfull {})",
+                k.iface,
+                k.port,
+                c.up,
+                c.down,
+                c.dropped(),
+                c.up_ratelimited,
+                c.up_txfull,
+                c.down_bad,
+                c.down_txfull
+            );
+            let _ = k.tap.stop();
+            out.push(c.clone());
+        }
+        out
+    }
+}
+
+fn send_up(k: &mut KernelPort, b: &mut MbufBurst<BURST>) {
+    if b.is_empty() {
+        return;
+    }
+    let n = b.len();
+    let sent = k.tap_tx.tx_burst(b);
+    k.counters.up += sent as u64;
+    k.counters.up_txfull += (n - sent) as u64;
+    b.free_all();
+}
+
+fn send_down(k: &mut KernelPort, b: &mut MbufBurst<BURST>) {
+    if b.is_empty() {
+        return;
+    }
+    let n = b.len();
+    let sent = match &mut k.out {
+        KernelTx::Queue(q) => q.tx_burst(b),
+        KernelTx::Worker(r) => r.enqueue_burst(b),
+    };
+    k.counters.down += sent as u64;
+    k.counters.down_txfull += (n - sent) as u64;
+    b.free_all();
+}
