@@ -320,6 +320,7 @@ impl Worker {
         block.conns_created = c.conns_created;
         block.conn_table_used = self.fwd.conns.len() as u64;
         block.conn_table_size = self.fwd.conns.capacity() as u64;
+        block.embryonic_evicted = self.fwd.conns.embryonic_evicted();
         block.latency = io.hist;
         let snap = self.fwd.services().clone();
         let wid = self.id as usize;
@@ -491,7 +492,7 @@ impl Worker {
         self.publish(&io, &mut block);
         let c = &self.fwd.counters;
         let mut line = format!(
-            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {} fast_path {}",
+            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {} fast_path {} embryonic_evicted {}",
             self.id,
             c.rx_pkts,
             self.tx_pkts,
@@ -504,7 +505,8 @@ impl Worker {
             c.redirected_in,
             c.local_replies,
             c.arp_replies,
-            c.fast_path
+            c.fast_path,
+            self.fwd.conns.embryonic_evicted()
         );
         if self.rx_csum.iter().any(Option::is_some) {
             let (sampled, bad) = self
