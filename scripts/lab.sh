@@ -2,7 +2,9 @@
 # A netns lab: a client, the director running rvs-dp on af_packet vdevs, and
 # three real servers (HTTP on :80 naming themselves, UDP echo on :53).
 #
-#   lab.sh up [nat|dr|tun] [--workers N]   build it and start rvs-dp
+#   lab.sh up [nat|dr|tun] [--workers N] [--conn-capacity N]
+#                                          build it and start rvs-dp (conn_capacity:
+#                                          per worker, 65536 unless given)
 #   lab.sh down                            remove everything it made
 #   lab.sh exec NODE CMD...                run CMD in c | d | s1 | s2 | s3
 #
@@ -84,10 +86,11 @@ down() {
 
 up() {
   local mode=${1:-nat}; shift || true
-  local workers=1
+  local workers=1 capacity=65536
   while [ $# -gt 0 ]; do
     case $1 in
       --workers) workers=$2; shift 2 ;;
+      --conn-capacity) capacity=$2; shift 2 ;;
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
@@ -165,7 +168,7 @@ up() {
   {
     echo "[dataplane]"
     echo "workers = [$wlist]"
-    echo "conn_capacity = 65536"
+    echo "conn_capacity = $capacity"
     echo "idle_sleep_us = 20"
     echo
     if [ "$mode" = nat ]; then
@@ -203,5 +206,5 @@ case "${1:-}" in
     node=${2:?node}; shift 2
     case $node in c) ns=$NS_C ;; d) ns=$NS_D ;; s[123]) ns=rvs-$node ;; *) echo "node: c d s1 s2 s3" >&2; exit 2 ;; esac
     nsx "$ns" "$@" ;;
-  *) echo "usage: $0 up [nat|dr|tun] [--workers N] | down | exec NODE CMD..." >&2; exit 2 ;;
+  *) echo "usage: $0 up [nat|dr|tun] [--workers N] [--conn-capacity N] | down | exec NODE CMD..." >&2; exit 2 ;;
 esac

@@ -21,6 +21,7 @@
 //! | `drops` | counter | reason (`DropReason::name`), summed over workers |
 //! | `worker_rx_packets`, `worker_tx_packets`, `worker_redirects_sent`, `worker_redirects_received` | counter | worker |
 //! | `worker_rx_pps`, `worker_tx_pps`, `worker_conn_table_used` | gauge | worker |
+//! | `worker_embryonic_evicted` | counter | worker |
 //! | `packet_latency_seconds` | histogram | (none): buckets at every power of two from 16 ns to 2^32 ns |
 //! | `packet_latency_quantile_seconds` | gauge | quantile (0.5, 0.9, 0.99, 0.999, 1) |
 //!
@@ -234,6 +235,7 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
     let rx_pps = FGauges::<WorkerLabels>::default();
     let tx_pps = FGauges::<WorkerLabels>::default();
     let conns_used = Gauges::<WorkerLabels>::default();
+    let evicted = Counters::<WorkerLabels>::default();
     reg.register("worker_rx_packets", "Packets received by the worker", rx.clone());
     reg.register("worker_tx_packets", "Packets sent by the worker", tx.clone());
     reg.register(
@@ -260,6 +262,11 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         "worker_conn_table_used",
         "Entries in use in the worker's connection table",
         conns_used.clone(),
+    );
+    reg.register(
+        "worker_embryonic_evicted",
+        "Embryonic TCP connections (never established) evicted to make room for new ones",
+        evicted.clone(),
     );
     let quantiles = FGauges::<QuantileLabels>::default();
     reg.register(
@@ -332,6 +339,7 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
             rx_pps.get_or_create(&l).set(w.rx_pps);
             tx_pps.get_or_create(&l).set(w.tx_pps);
             conns_used.get_or_create(&l).set(w.conn_table_used as i64);
+            counter(&evicted, &l, w.embryonic_evicted);
         }
         if !s.latency_hdr.is_empty() {
             for q in [0.5, 0.9, 0.99, 0.999, 1.0] {

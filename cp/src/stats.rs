@@ -35,6 +35,8 @@ pub struct WorkerSnap {
     pub conns_created: u64,
     pub conn_table_used: u64,
     pub conn_table_size: u64,
+    /// Embryonic connections evicted for new ones (see `WorkerStatsBlock`).
+    pub embryonic_evicted: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -96,6 +98,7 @@ impl Collector {
                 conns_created: block.conns_created,
                 conn_table_used: block.conn_table_used,
                 conn_table_size: block.conn_table_size,
+                embryonic_evicted: block.embryonic_evicted,
                 drops: block.drops,
             });
             // Only move the baseline when the worker published anew, so a

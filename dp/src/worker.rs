@@ -350,6 +350,7 @@ impl Worker {
         block.conns_created = c.conns_created;
         block.conn_table_used = self.fwd.conns.len() as u64;
         block.conn_table_size = self.fwd.conns.capacity() as u64;
+        block.embryonic_evicted = self.fwd.conns.embryonic_evicted();
         block.latency = io.hist;
         let snap = self.fwd.services().clone();
         let wid = self.id as usize;
@@ -537,7 +538,7 @@ impl Worker {
         self.publish(&io, &mut block);
         let c = &self.fwd.counters;
         let mut line = format!(
-            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {} fast_path {}",
+            "worker {}: rx {} tx {} conns {} nat_in {} nat_out {} dr {} tun {} redirected out {} in {} local {} arp {} fast_path {} embryonic_evicted {}",
             self.id,
             c.rx_pkts,
             self.tx_pkts,
@@ -550,7 +551,8 @@ impl Worker {
             c.redirected_in,
             c.local_replies,
             c.arp_replies,
-            c.fast_path
+            c.fast_path,
+            self.fwd.conns.embryonic_evicted()
         );
         if self.kernel_out.is_some() {
             line.push_str(&format!(" to_kernel {}", io.to_kernel));

@@ -449,9 +449,14 @@ fn full_table_refuses_new_and_keeps_established() {
         16,
         None,
     );
+    // Established (the client's ACK seen): these never give way.
     for i in 0..16u16 {
         assert_eq!(
             lab.send(0, &tcp(CIP, VIP, 1000 + i, 80, "S", b"", P0_MAC)).0,
+            Verdict::Forward { port: 1 }
+        );
+        assert_eq!(
+            lab.send(0, &tcp(CIP, VIP, 1000 + i, 80, "A", b"", P0_MAC)).0,
             Verdict::Forward { port: 1 }
         );
     }
@@ -472,6 +477,43 @@ fn full_table_refuses_new_and_keeps_established() {
         );
     }
     assert_eq!(lab.fwd.drops.get(DropReason::ConnTableFull), 1);
+}
+
+#[test]
+fn full_table_of_syns_gives_the_oldest_slot_to_a_new_syn() {
+    let mut lab = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1],
+        CoreOptions::default(),
+        1500,
+        16,
+        None,
+    );
+    for i in 0..16u16 {
+        assert_eq!(
+            lab.send(0, &tcp(CIP, VIP, 1000 + i, 80, "S", b"", P0_MAC)).0,
+            Verdict::Forward { port: 1 }
+        );
+    }
+    // Full of SYN_RECV: the new SYN is forwarded, the oldest one evicted.
+    assert_eq!(
+        lab.send(0, &tcp(CIP, VIP, 2000, 80, "S", b"", P0_MAC)).0,
+        Verdict::Forward { port: 1 }
+    );
+    assert_eq!(lab.fwd.conns.embryonic_evicted(), 1);
+    assert_eq!(
+        lab.send(0, &tcp(CIP, VIP, 1000, 80, "A", b"", P0_MAC)).0,
+        Verdict::Drop(DropReason::NoConnNotSyn)
+    );
+    for p in (1001..1016).chain([2000]) {
+        assert_eq!(
+            lab.send(0, &tcp(CIP, VIP, p, 80, "A", b"", P0_MAC)).0,
+            Verdict::Forward { port: 1 },
+            "flow {p} kept and now established"
+        );
+    }
+    assert_eq!(lab.fwd.drops.get(DropReason::ConnTableFull), 0);
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub struct WorkerStatsBlock {
     /// Entries in use in this worker's connection table.
     pub conn_table_used: u64,
     pub conn_table_size: u64,
+    /// Embryonic connections (TCP, never ESTABLISHED) this worker's table
+    /// evicted while alive to make room for a new one: a SYN flood's mark.
+    pub embryonic_evicted: u64,
     /// Indexed by the service's stats id.
     pub services: [TrafficBlock; STATS_SERVICES],
     /// Indexed by the real server's stats id.
@@ -78,7 +81,7 @@ const _: () = assert!(std::mem::size_of::<TrafficBlock>() == 5 * 8);
 // No padding anywhere: the field sizes add up to the block size.
 const _: () = assert!(
     std::mem::size_of::<WorkerStatsBlock>()
-        == 8 * (10 + DropReason::COUNT)
+        == 8 * (11 + DropReason::COUNT)
             + 40 * (STATS_SERVICES + STATS_REALS)
             + std::mem::size_of::<LatencyHist>()
 );

@@ -14,6 +14,19 @@
 //! up) and incremental (`expire` examines a bounded number of slots per call
 //! from a moving cursor), so no call scans the whole table.
 //!
+//! Full table: new entries first reclaim expired ones, then take the slot of
+//! the oldest *embryonic* connection, a TCP connection that has never been
+//! ESTABLISHED (SYN_RECV and the like: no proof yet that its client exists).
+//! These wait in a FIFO queue threaded through their entries (two links that
+//! only templates use otherwise); a connection leaves it when it is freed,
+//! or, lazily, once established (at the queue's head, or when `expire`
+//! passes it), so the established packet's path pays nothing for it. So a
+//! random-source SYN flood recycles its own entries, oldest first, and cannot
+//! lock real clients out; established connections are never evicted, and
+//! only a table full of them refuses a new one (`ConnError::TableFull`). The
+//! kernel instead drops random entries under memory pressure (drop_entry)
+//! and shortens timeouts (secure_tcp); DPVS answers SYNs itself (SYN proxy).
+//!
 //! Ids: a `ConnId` is the slot index. It is valid from `insert` until the
 //! entry is removed or expired. Using an id after that never panics: `get`
 //! returns `None` while the slot is free, but once the slot is reused the id

@@ -23,6 +23,10 @@ const F_SEEN_REPLY: u8 = 1 << 3;
 const F_ACTIVE: u8 = 1 << 4;
 const F_IN_HASHED: u8 = 1 << 5;
 const F_OUT_HASHED: u8 = 1 << 6;
+/// A TCP connection that has not reached ESTABLISHED yet: a SYN (or a
+/// handshake) seen, no proof that the client is real. Cleared, for good,
+/// when the state first becomes ESTABLISHED; see `ConnTable`'s embryonic queue.
+const F_EMBRYONIC: u8 = 1 << 7;
 
 /// Seconds a new connection lives before its first `on_packet`/`touch`, as
 /// the kernel's ip_vs_conn_new. The caller runs one of them for the packet
@@ -32,6 +36,13 @@ pub const INITIAL_TIMEOUT: u32 = 3;
 /// Slots examined by `insert` on a full table, hoping to find expired
 /// entries that `expire` has not reached yet. Bounded to keep insert O(1).
 const FULL_RECLAIM_BUDGET: usize = 64;
+
+/// Entries of the embryonic queue one eviction may drop from its head for
+/// having completed their handshake since they were queued, before it gives
+/// up. `expire` takes such entries out of the queue as it sweeps, so at the
+/// head they are only those established since the last sweep; bounded to
+/// keep insert O(1) all the same.
+const EVICT_SKIP_BUDGET: usize = 64;
 
 /// One connection, or one persistence template. One cache line: the keys and
 /// chain links a lookup touches are all in it.
@@ -52,12 +63,15 @@ pub struct Conn {
     state: TcpState,
     flags: u8,
     expires: u32,
-    /// A template's persistence timeout (seconds); 0 for connections.
-    timeout: u32,
+    /// A template's persistence timeout (seconds). A TCP connection's
+    /// previous entry in the embryonic queue (NIL at its head or unqueued).
+    /// The two never meet in one entry, and the entry stays one cache line.
+    timeout_or_prev: u32,
     /// The template this connection was scheduled by, or NIL.
     template: u32,
-    /// For a template: connections linked to it (the kernel's n_control).
-    children: u32,
+    /// A template's connections (the kernel's n_control). A TCP
+    /// connection's next entry in the embryonic queue (NIL at its tail or unqueued).
+    children_or_next: u32,
     dest: Option<Arc<DestStats>>,
     svc: Option<Arc<WorkerTraffic>>,
 }
@@ -79,9 +93,9 @@ impl Conn {
         state: TcpState::None,
         flags: 0,
         expires: 0,
-        timeout: 0,
+        timeout_or_prev: 0,
         template: NIL,
-        children: 0,
+        children_or_next: 0,
         dest: None,
         svc: None,
     };
@@ -174,12 +188,26 @@ impl Conn {
     /// For a template: how many connections it controls.
     #[inline]
     pub fn children(&self) -> u32 {
-        self.children
+        if self.flags & F_TEMPLATE != 0 {
+            self.children_or_next
+        } else {
+            0
+        }
     }
     /// For a template: its persistence timeout in seconds.
     #[inline]
     pub fn persistence_timeout(&self) -> u32 {
-        self.timeout
+        if self.flags & F_TEMPLATE != 0 {
+            self.timeout_or_prev
+        } else {
+            0
+        }
+    }
+    /// A TCP connection whose handshake has not completed (it never was
+    /// ESTABLISHED): the first to give way when the table is full.
+    #[inline]
+    pub fn is_embryonic(&self) -> bool {
+        self.flags & F_EMBRYONIC != 0
     }
     #[inline]
     pub fn dest(&self) -> Option<&Arc<DestStats>> {
@@ -218,6 +246,12 @@ impl Conn {
                     let active = new.is_active();
                     if active != (self.flags & F_ACTIVE != 0) {
                         self.flags ^= F_ACTIVE;
+                        // Only on a state change, so the established
+                        // packet's path pays nothing; the entry leaves
+                        // the embryonic queue lazily (`ConnTable::unqueue`).
+                        if active {
+                            self.flags &= !F_EMBRYONIC;
+                        }
                         if let Some(d) = &self.dest {
                             d.set_active(active);
                         }
@@ -234,7 +268,7 @@ impl Conn {
     /// re-arms its timer); anything else lives until `expires`.
     #[inline]
     fn alive(&self, now: u32) -> bool {
-        now <= self.expires || (self.flags & F_TEMPLATE != 0 && self.children > 0)
+        now <= self.expires || (self.flags & F_TEMPLATE != 0 && self.children_or_next > 0)
     }
 
     /// Whether lookups already treat this entry as gone.
@@ -243,7 +277,8 @@ impl Conn {
     }
 }
 
-/// The per-worker connection table. See the module docs.
+/// The per-worker connection table. See the module docs, on the embryonic
+/// queue too.
 pub struct ConnTable {
     slab: Box<[Conn]>,
     in_heads: Box<[u32]>,
@@ -256,6 +291,11 @@ pub struct ConnTable {
     /// The second of the last reclaim scan that found nothing: a full table
     /// under a SYN flood must not pay a scan for every refused SYN.
     reclaim_failed_at: Option<u32>,
+    /// Oldest and newest TCP connection of the embryonic queue, or NIL.
+    emb_head: u32,
+    emb_tail: u32,
+    /// Live embryonic connections freed to make room (`evict_embryonic`).
+    evicted: u64,
     seed: [u64; 3],
 }
 
@@ -309,6 +349,9 @@ impl ConnTable {
             templates: 0,
             cursor: 0,
             reclaim_failed_at: None,
+            emb_head: NIL,
+            emb_tail: NIL,
+            evicted: 0,
             seed: [splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s) | 1],
         }
     }
@@ -330,6 +373,12 @@ impl ConnTable {
     #[inline]
     pub fn capacity(&self) -> usize {
         self.slab.len()
+    }
+    /// Embryonic connections (never ESTABLISHED) freed while still alive to
+    /// make room for a new entry on a full table, since the table was made.
+    #[inline]
+    pub fn embryonic_evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Memory per entry: the slab entry plus its share of both bucket arrays.
@@ -469,7 +518,8 @@ impl ConnTable {
         self.slab.get_mut(id.0 as usize).filter(|c| c.flags & F_LIVE != 0)
     }
 
-    /// Takes a free slot, first trying to reclaim expired entries when there is none.
+    /// Takes a free slot. When there is none: first reclaims expired
+    /// entries, then evicts the oldest embryonic connection.
     fn alloc(&mut self, now: u32) -> Result<u32, ConnError> {
         if self.free_head == NIL && self.reclaim_failed_at != Some(now) {
             if self.expire(now, FULL_RECLAIM_BUDGET) == 0 {
@@ -478,10 +528,82 @@ impl ConnTable {
                 self.reclaim_failed_at = None;
             }
         }
+        if self.free_head == NIL {
+            self.evict_embryonic(now);
+        }
         let idx = self.free_head;
         let c = self.slab.get(idx as usize).ok_or(ConnError::TableFull)?;
         self.free_head = c.in_next;
         Ok(idx)
+    }
+
+    /// Frees the oldest connection of the embryonic queue, dropping from
+    /// its head (at most `EVICT_SKIP_BUDGET`) the entries that completed
+    /// their handshake since they were queued. Returns whether a slot was
+    /// freed.
+    ///
+    /// Why the oldest: a flood's SYNs arrive faster than anyone's handshake
+    /// can complete, so they take each other's slots in turn, and a real
+    /// client's connection lives for as many evictions as there are
+    /// embryonic entries ahead of it: capacity / flood rate, tens of
+    /// milliseconds even for a small table, where a handshake takes one
+    /// round trip. Established connections are never evicted.
+    #[cold]
+    fn evict_embryonic(&mut self, now: u32) -> bool {
+        for _ in 0..EVICT_SKIP_BUDGET {
+            let h = self.emb_head;
+            let Some(c) = self.slab.get(h as usize) else {
+                return false;
+            };
+            if c.flags & F_EMBRYONIC == 0 {
+                self.unqueue(h);
+                continue;
+            }
+            // An expired one is only reclaimed early: nothing could find it any more.
+            if c.alive(now) {
+                self.evicted += 1;
+            }
+            self.free_entry(h);
+            return true;
+        }
+        false
+    }
+
+    /// Appends TCP connection `idx` to the embryonic queue.
+    fn enqueue(&mut self, idx: u32) {
+        let tail = self.emb_tail;
+        let c = &mut self.slab[idx as usize];
+        c.timeout_or_prev = tail;
+        c.children_or_next = NIL;
+        match self.slab.get_mut(tail as usize) {
+            Some(t) => t.children_or_next = idx,
+            None => self.emb_head = idx,
+        }
+        self.emb_tail = idx;
+    }
+
+    /// Whether connection `idx` is in the embryonic queue: it has a
+    /// predecessor or is the head (an unqueued connection's links are NIL).
+    #[inline]
+    fn queued(&self, idx: u32) -> bool {
+        let c = &self.slab[idx as usize];
+        c.flags & F_TEMPLATE == 0 && (c.timeout_or_prev != NIL || self.emb_head == idx)
+    }
+
+    /// Takes connection `idx` out of the embryonic queue, from anywhere in it.
+    fn unqueue(&mut self, idx: u32) {
+        let c = &mut self.slab[idx as usize];
+        let (prev, next) = (c.timeout_or_prev, c.children_or_next);
+        c.timeout_or_prev = NIL;
+        c.children_or_next = NIL;
+        match self.slab.get_mut(prev as usize) {
+            Some(p) => p.children_or_next = next,
+            None => self.emb_head = next,
+        }
+        match self.slab.get_mut(next as usize) {
+            Some(n) => n.timeout_or_prev = prev,
+            None => self.emb_tail = prev,
+        }
     }
 
     fn link_in(&mut self, idx: u32) {
@@ -554,10 +676,16 @@ impl ConnTable {
     ///
     /// The caller looks the tuple up first: a second entry with the same IN key
     /// would shadow the first until one of them ends.
+    ///
+    /// On a full table (nothing expired to reclaim) it takes the slot of the
+    /// oldest embryonic TCP connection, as does `insert_template`; a TCP
+    /// connection is embryonic, and queued as such, until it first reaches
+    /// ESTABLISHED. `ConnError::TableFull` only when there is none.
     pub fn insert(&mut self, p: NewConn, now: u32) -> Result<ConnId, ConnError> {
         let idx = self.alloc(now)?;
         let tmpl = self.valid_template(p.template);
         let nat = p.method == ForwardMethod::Nat;
+        let tcp = p.flow.proto == Proto::Tcp;
         if let Some(d) = &p.dest {
             d.bind_conn();
         }
@@ -574,17 +702,23 @@ impl ConnTable {
             proto: p.flow.proto,
             method: p.method,
             state: TcpState::None,
-            flags: F_LIVE | F_IN_HASHED | if nat { F_OUT_HASHED } else { F_NOOUTPUT },
+            flags: F_LIVE
+                | F_IN_HASHED
+                | if nat { F_OUT_HASHED } else { F_NOOUTPUT }
+                | if tcp { F_EMBRYONIC } else { 0 },
             expires: now.saturating_add(INITIAL_TIMEOUT),
-            timeout: 0,
+            timeout_or_prev: NIL,
             template: NIL,
-            children: 0,
+            children_or_next: NIL,
             dest: p.dest,
             svc: p.svc,
         };
         self.link_in(idx);
         if nat {
             self.link_out(idx);
+        }
+        if tcp {
+            self.enqueue(idx);
         }
         self.len += 1;
         if tmpl != NIL {
@@ -596,8 +730,8 @@ impl ConnTable {
     fn attach(&mut self, idx: u32, tmpl: u32, now: u32) {
         self.slab[idx as usize].template = tmpl;
         let t = &mut self.slab[tmpl as usize];
-        t.children += 1;
-        t.expires = now.saturating_add(t.timeout);
+        t.children_or_next += 1;
+        t.expires = now.saturating_add(t.timeout_or_prev);
     }
 
     /// Adds a persistence template pinning `t.client_net` to a real server
@@ -623,9 +757,9 @@ impl ConnTable {
             state: TcpState::None,
             flags: F_LIVE | F_TEMPLATE | F_IN_HASHED | if nat { 0 } else { F_NOOUTPUT },
             expires: now.saturating_add(timeout),
-            timeout,
+            timeout_or_prev: timeout,
             template: NIL,
-            children: 0,
+            children_or_next: 0,
             dest: t.dest,
             svc: None,
         };
@@ -655,7 +789,7 @@ impl ConnTable {
     pub fn touch_template(&mut self, template: ConnId, now: u32) -> bool {
         match self.slab.get_mut(template.0 as usize) {
             Some(t) if t.flags & (F_LIVE | F_TEMPLATE) == F_LIVE | F_TEMPLATE => {
-                t.expires = now.saturating_add(t.timeout);
+                t.expires = now.saturating_add(t.timeout_or_prev);
                 true
             }
             _ => false,
@@ -717,7 +851,7 @@ impl ConnTable {
         if c.flags & (F_LIVE | F_IN_HASHED) != F_LIVE | F_IN_HASHED {
             return false;
         }
-        if c.flags & F_TEMPLATE != 0 && c.children > 0 {
+        if c.flags & F_TEMPLATE != 0 && c.children_or_next > 0 {
             self.unlink_in(id.0);
             self.slab[id.0 as usize].flags &= !F_IN_HASHED;
         } else {
@@ -730,6 +864,9 @@ impl ConnTable {
     /// the template's children; frees an unhashed template whose last
     /// connection this was. Returns how many entries were freed.
     fn free_entry(&mut self, idx: u32) -> usize {
+        if self.queued(idx) {
+            self.unqueue(idx);
+        }
         let flags = self.slab[idx as usize].flags;
         if flags & F_IN_HASHED != 0 {
             self.unlink_in(idx);
@@ -743,7 +880,8 @@ impl ConnTable {
         let tmpl = c.template;
         c.flags = 0;
         c.template = NIL;
-        c.children = 0;
+        c.timeout_or_prev = NIL;
+        c.children_or_next = 0;
         c.in_next = self.free_head;
         c.out_next = NIL;
         self.free_head = idx;
@@ -758,8 +896,9 @@ impl ConnTable {
         }
         let mut freed = 1;
         if let Some(t) = self.slab.get_mut(tmpl as usize) {
-            t.children = t.children.saturating_sub(1);
-            if t.children == 0 && t.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE {
+            t.children_or_next = t.children_or_next.saturating_sub(1);
+            if t.children_or_next == 0 && t.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE
+            {
                 freed += self.free_entry(tmpl);
             }
         }
@@ -781,11 +920,19 @@ impl ConnTable {
             let i = self.cursor;
             self.cursor = if i + 1 >= cap { 0 } else { i + 1 };
             let c = &mut self.slab[i as usize];
-            if c.flags & F_LIVE == 0 || now <= c.expires {
+            if c.flags & F_LIVE == 0 {
                 continue;
             }
-            if c.flags & F_TEMPLATE != 0 && c.children > 0 {
-                c.expires = now.saturating_add(c.timeout);
+            if now <= c.expires {
+                // Established since it was queued: the sweep keeps the
+                // queue's head short of such entries for `evict_embryonic`.
+                if c.flags & F_EMBRYONIC == 0 && self.queued(i) {
+                    self.unqueue(i);
+                }
+                continue;
+            }
+            if c.flags & F_TEMPLATE != 0 && c.children_or_next > 0 {
+                c.expires = now.saturating_add(c.timeout_or_prev);
                 continue;
             }
             freed += self.free_entry(i);

@@ -323,8 +323,12 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     let to = Timeouts::default();
     let mut t = ConnTable::with_seed(N, 10);
     let mut ids = Vec::new();
+    // UDP: never embryonic, so a full table of them refuses (TCP would give way).
     for i in 0..N {
-        ids.push(t.insert(tcp_nat(client(i), 1000, &d), 0).unwrap());
+        ids.push(
+            t.insert(new_conn(Proto::Udp, client(i), 1000, ForwardMethod::Nat, &d), 0)
+                .unwrap(),
+        );
     }
     assert_eq!(
         t.insert(tcp_nat(client(N), 1000, &d), 0).unwrap_err(),
@@ -350,34 +354,39 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
         (N as usize, (0, N, 0)),
         "refusals counted nothing"
     );
-    // Every earlier conn is intact and updatable; make the even ones established.
+    // Every earlier conn is intact and updatable; the even ones are refreshed.
     for (i, &id) in ids.iter().enumerate() {
         let cip = client(i as u32);
         assert_eq!(
-            t.lookup_in(FlowKey::new(Proto::Tcp, cip, 1000, VIP, 80), 0),
+            t.lookup_in(FlowKey::new(Proto::Udp, cip, 1000, VIP, 80), 0),
             Some(id)
         );
         assert_eq!(
-            t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, cip, 1000), 0),
+            t.lookup_out(FlowKey::new(Proto::Udp, RIP, 8080, cip, 1000), 0),
             Some(id)
         );
         if i % 2 == 0 {
-            t.on_packet(id, Direction::Input, SYN, 0, &to);
-            assert!(t.on_packet(id, Direction::Input, ACK, 0, &to));
+            t.on_packet(id, Direction::Input, 0, 0, &to);
         }
     }
-    assert_eq!(counts(&d), (N / 2, N / 2, 0));
+    assert_eq!(counts(&d), (0, N, 0));
     // The odd ones expire; a new insert on the full table reclaims them itself.
     let later = INITIAL_TIMEOUT + 1;
     let new = t.insert(tcp_nat(client(N), 1000, &d), later).unwrap();
+    t.on_packet(new, Direction::Input, SYN, later, &to);
+    t.on_packet(new, Direction::Input, ACK, later, &to);
     assert_eq!(t.len(), (N / 2 + 1) as usize);
-    assert_eq!(counts(&d), (N / 2, 1, 0));
+    assert_eq!(counts(&d), (1, N / 2, 0));
     assert_eq!(
         t.lookup_in(FlowKey::new(Proto::Tcp, client(N), 1000, VIP, 80), later),
         Some(new)
     );
     for i in 0..N / 2 - 1 {
-        t.insert(tcp_nat(client(1000 + i), 1, &d), later).unwrap();
+        t.insert(
+            new_conn(Proto::Udp, client(1000 + i), 1, ForwardMethod::Nat, &d),
+            later,
+        )
+        .unwrap();
     }
     assert_eq!(t.len(), N as usize);
     assert_eq!(
@@ -386,10 +395,180 @@ fn full_table_refuses_cleanly_and_recovers_after_expiry() {
     );
     for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         assert_eq!(
-            t.lookup_in(FlowKey::new(Proto::Tcp, client(i as u32), 1000, VIP, 80), later),
+            t.lookup_in(FlowKey::new(Proto::Udp, client(i as u32), 1000, VIP, 80), later),
             Some(id)
         );
     }
+    assert_eq!(t.embryonic_evicted(), 0);
+}
+
+/// A TCP conn of `cip` through the handshake's first SYN: SYN_RECV.
+fn syn_recv(t: &mut ConnTable, cip: Ipv4Addr, d: &Arc<DestStats>, now: u32) -> Result<ConnId, ConnError> {
+    let id = t.insert(tcp_nat(cip, 1000, d), now)?;
+    t.on_packet(id, Direction::Input, SYN, now, &Timeouts::default());
+    assert_eq!(t.get(id).unwrap().state(), TcpState::SynRecv);
+    Ok(id)
+}
+
+/// Through the whole NAT handshake: ESTABLISHED.
+fn established(t: &mut ConnTable, cip: Ipv4Addr, d: &Arc<DestStats>, now: u32) -> Result<ConnId, ConnError> {
+    let to = Timeouts::default();
+    let id = syn_recv(t, cip, d, now)?;
+    t.on_packet(id, Direction::Output, SYN | ACK, now, &to);
+    t.on_packet(id, Direction::Input, ACK, now, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::Established);
+    Ok(id)
+}
+
+fn tcp_in(cip: Ipv4Addr) -> FlowKey {
+    FlowKey::new(Proto::Tcp, cip, 1000, VIP, 80)
+}
+
+#[test]
+fn full_table_of_embryonic_conns_takes_a_new_syn_oldest_first() {
+    const N: u32 = 64;
+    let d = dest();
+    let mut t = ConnTable::with_seed(N, 20);
+    for i in 0..N {
+        syn_recv(&mut t, client(i), &d, 0).unwrap();
+        assert!(t
+            .get(t.lookup_in(tcp_in(client(i)), 0).unwrap())
+            .unwrap()
+            .is_embryonic());
+    }
+    // Each new SYN takes the oldest one's slot, in the order they came.
+    for k in 0..3 * N {
+        let id = syn_recv(&mut t, client(N + k), &d, 1).unwrap();
+        assert_eq!(t.lookup_in(tcp_in(client(N + k)), 1), Some(id));
+        assert_eq!(t.lookup_in(tcp_in(client(k)), 1), None, "oldest evicted");
+        assert!(
+            t.lookup_in(tcp_in(client(k + 1)), 1).is_some(),
+            "next oldest kept"
+        );
+        assert_eq!(t.embryonic_evicted(), u64::from(k + 1));
+        assert_eq!(t.len(), N as usize);
+        assert_eq!(
+            counts(&d),
+            (0, N, 0),
+            "the evicted conn left its real server's counters"
+        );
+    }
+    // A template (persistence) may take an embryonic slot too.
+    t.insert_template(template(client(9999), &d), 60, 1).unwrap();
+    assert_eq!(t.embryonic_evicted(), u64::from(3 * N + 1));
+}
+
+#[test]
+fn full_table_of_established_conns_refuses_a_new_syn() {
+    const N: u32 = 64;
+    let d = dest();
+    let mut t = ConnTable::with_seed(N, 21);
+    let ids: Vec<_> = (0..N)
+        .map(|i| established(&mut t, client(i), &d, 0).unwrap())
+        .collect();
+    assert!(ids.iter().all(|&id| !t.get(id).unwrap().is_embryonic()));
+    assert_eq!(
+        t.insert(tcp_nat(client(N), 1000, &d), 1).unwrap_err(),
+        ConnError::TableFull
+    );
+    assert_eq!(
+        t.insert_template(template(client(N), &d), 60, 1).unwrap_err(),
+        ConnError::TableFull
+    );
+    assert_eq!(
+        (t.len(), t.embryonic_evicted(), counts(&d)),
+        (N as usize, 0, (N, 0, 0))
+    );
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(t.lookup_in(tcp_in(client(i as u32)), 1), Some(id));
+    }
+    // Closing does not make a conn embryonic again: TIME_WAIT holds its slot.
+    let to = Timeouts::default();
+    t.on_packet(ids[0], Direction::Input, FIN | ACK, 1, &to);
+    t.on_packet(ids[0], Direction::Output, FIN | ACK, 1, &to);
+    assert_eq!(t.get(ids[0]).unwrap().state(), TcpState::TimeWait);
+    assert_eq!(
+        t.insert(tcp_nat(client(N), 1000, &d), 1).unwrap_err(),
+        ConnError::TableFull
+    );
+}
+
+#[test]
+fn established_conns_survive_a_flood_only_embryonic_ones_give_way() {
+    const N: u32 = 256;
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(N, 22);
+    let mut est = Vec::new();
+    // Interleaved: an established conn, then three embryonic ones; one UDP flow.
+    for i in 0..N - 1 {
+        if i % 4 == 0 {
+            est.push((client(i), established(&mut t, client(i), &d, 0).unwrap()));
+        } else {
+            syn_recv(&mut t, client(i), &d, 0).unwrap();
+        }
+    }
+    let udp = t
+        .insert(new_conn(Proto::Udp, client(N), 1000, ForwardMethod::Nat, &d), 0)
+        .unwrap();
+    // Some conns get their SYN-ACK (still embryonic: no ACK from the client),
+    // one is reset by the server (CLOSE, never established: embryonic).
+    let rst = t.lookup_in(tcp_in(client(1)), 0).unwrap();
+    t.on_packet(rst, Direction::Output, RST, 0, &to);
+    assert_eq!(t.get(rst).unwrap().state(), TcpState::Close);
+    assert!(t.get(rst).unwrap().is_embryonic());
+    let embryonic = N - 1 - est.len() as u32;
+    // A flood of 10 times the table: every SYN gets a slot.
+    for k in 0..10 * N {
+        syn_recv(&mut t, client(100_000 + k), &d, 1).unwrap();
+        // A sweep now and then drops established conns out of the queue.
+        if k % 97 == 0 {
+            t.expire(1, 16);
+        }
+    }
+    assert_eq!(t.embryonic_evicted(), u64::from(10 * N));
+    for &(cip, id) in &est {
+        assert_eq!(t.lookup_in(tcp_in(cip), 1), Some(id), "established {cip} kept");
+        assert_eq!(t.get(id).unwrap().state(), TcpState::Established);
+    }
+    assert_eq!(
+        t.lookup_in(FlowKey::new(Proto::Udp, client(N), 1000, VIP, 80), 1),
+        Some(udp)
+    );
+    // What is left of the flood: the newest embryonic conns.
+    for k in 10 * N - embryonic..10 * N {
+        assert!(t.lookup_in(tcp_in(client(100_000 + k)), 1).is_some());
+    }
+    assert_eq!(counts(&d), (est.len() as u32, N - est.len() as u32, 0));
+}
+
+#[test]
+fn expired_embryonic_conn_is_reclaimed_not_counted_as_evicted() {
+    let d = dest();
+    let mut t = ConnTable::with_seed(4, 23);
+    let old = syn_recv(&mut t, client(0), &d, 0).unwrap();
+    for i in 1..4 {
+        established(&mut t, client(i), &d, 100).unwrap();
+    }
+    // The SYN_RECV conn (60 s) is dead at 100 but not collected: reclaimed.
+    assert!(t.get(old).unwrap().is_expired(100));
+    syn_recv(&mut t, client(4), &d, 100).unwrap();
+    assert_eq!((t.len(), t.embryonic_evicted()), (4, 0));
+    // Removing an embryonic conn from the middle of the queue keeps it sound.
+    let mut t = ConnTable::with_seed(4, 24);
+    let ids: Vec<_> = (0..4)
+        .map(|i| syn_recv(&mut t, client(i), &d, 0).unwrap())
+        .collect();
+    assert!(t.remove(ids[1]));
+    assert!(t.remove(ids[3]));
+    syn_recv(&mut t, client(10), &d, 0).unwrap();
+    syn_recv(&mut t, client(11), &d, 0).unwrap();
+    // Full again: the next takes the oldest still there, client 0, then 2, then 10.
+    for (k, gone) in [(12, 0), (13, 2), (14, 10)] {
+        syn_recv(&mut t, client(k), &d, 0).unwrap();
+        assert_eq!(t.lookup_in(tcp_in(client(gone)), 0), None);
+    }
+    assert_eq!(t.embryonic_evicted(), 3);
 }
 
 fn template(cip: Ipv4Addr, d: &Arc<DestStats>) -> NewTemplate {
@@ -719,6 +898,10 @@ struct Model {
     expires: u32,
     active: bool,
     rip: Ipv4Addr,
+    /// Insertion order.
+    seq: u64,
+    /// TCP and never ESTABLISHED: may be evicted for a new entry.
+    embryonic: bool,
 }
 
 type Models = HashMap<ConnId, Model>;
@@ -740,8 +923,10 @@ fn alive_with_key(model: &Models, k: InKey, now: u32) -> Option<ConnId> {
     first
 }
 
-/// Drops from the model what the table collected, which must have been expired.
-fn reconcile(t: &ConnTable, model: &mut Models, now: u32) {
+/// Drops from the model what the table collected, which must have been
+/// expired, or be `evicted` (then returns whether it was alive).
+fn reconcile_evicting(t: &ConnTable, model: &mut Models, now: u32, evicted: Option<ConnId>) -> bool {
+    let mut alive_evicted = false;
     model.retain(|id, m| {
         // A collected slot may already hold a newer conn: match the key too.
         if t.get(*id)
@@ -749,9 +934,18 @@ fn reconcile(t: &ConnTable, model: &mut Models, now: u32) {
         {
             return true;
         }
+        if Some(*id) == evicted && now <= m.expires {
+            alive_evicted = true;
+            return false;
+        }
         assert!(now > m.expires, "{:?} lost while alive", m.key);
         false
     });
+    alive_evicted
+}
+
+fn reconcile(t: &ConnTable, model: &mut Models, now: u32) {
+    reconcile_evicting(t, model, now, None);
 }
 
 fn check(t: &ConnTable, model: &mut Models, dests: &[Arc<DestStats>; 2], now: u32) {
@@ -762,6 +956,7 @@ fn check(t: &ConnTable, model: &mut Models, dests: &[Arc<DestStats>; 2], now: u3
         let c = t.get(*id).expect("model entry in table");
         assert_eq!(c.expires(), m.expires);
         assert_eq!(c.is_active(), m.active);
+        assert_eq!(c.is_embryonic(), m.embryonic);
         assert_eq!(
             t.lookup_in(FlowKey::new(k.0, k.1, k.2, k.3, 80), now),
             alive_with_key(model, k, now),
@@ -807,6 +1002,7 @@ proptest! {
         let mut t = ConnTable::with_seed(8, 99);
         let mut model = Models::new();
         let mut now = 0u32;
+        let mut seq = 0u64;
         for op in ops {
             match op {
                 Op::Insert { c, port, vip, nat, udp } => {
@@ -817,14 +1013,29 @@ proptest! {
                     let di = (c as usize + port as usize) % 2;
                     let rip = Ipv4Addr::new(192, 168, 1, di as u8);
                     let p = NewConn { flow: FlowKey::new(k.0, k.1, k.2, k.3, 80), rip, rport: 8080, method: if nat { ForwardMethod::Nat } else { ForwardMethod::Dr }, dest: Some(dests[di].clone()), svc: None, template: None };
+                    // On a full table the one that may give way: the oldest
+                    // embryonic conn, expired or not.
+                    let oldest = model
+                        .iter()
+                        .filter(|(_, m)| m.embryonic)
+                        .min_by_key(|(_, m)| m.seq)
+                        .map(|(id, _)| *id);
+                    let (full, evicted_before) = (t.len() == t.capacity(), t.embryonic_evicted());
                     match t.insert(p, now) {
                         Ok(id) => {
-                            // Insert may have reclaimed expired entries, this slot among them.
-                            reconcile(&t, &mut model, now);
-                            model.insert(id, Model { key: k, nat, expires: now + INITIAL_TIMEOUT, active: false, rip });
+                            // Insert may have reclaimed expired entries, this slot
+                            // among them, or evicted the oldest embryonic conn.
+                            let evicted = reconcile_evicting(&t, &mut model, now, oldest);
+                            prop_assert!(!evicted || full);
+                            prop_assert_eq!(t.embryonic_evicted() - evicted_before, u64::from(evicted));
+                            seq += 1;
+                            model.insert(id, Model { key: k, nat, expires: now + INITIAL_TIMEOUT, active: false, rip, seq, embryonic: !udp });
                         }
                         Err(ConnError::TableFull) => {
                             prop_assert_eq!(t.len(), t.capacity());
+                            // Refused only when no conn could give way.
+                            reconcile(&t, &mut model, now);
+                            prop_assert!(model.values().all(|m| !m.embryonic), "refused with an embryonic conn in the table");
                         }
                     }
                 }
@@ -836,6 +1047,7 @@ proptest! {
                         let conn = t.get(id).unwrap();
                         let m = model.get_mut(&id).unwrap();
                         m.active = conn.state() == TcpState::Established;
+                        m.embryonic &= !m.active;
                         m.expires = now + match k.0 {
                             Proto::Udp => to.udp,
                             Proto::Tcp => to.tcp(conn.state()),
