@@ -894,3 +894,111 @@ fn gratuitous_arp_and_arp_request_frames() {
         "too small: nothing written"
     );
 }
+
+/// Clears DF in an Ethernet + IPv4 frame and fixes the header checksum.
+fn clear_df(f: &mut [u8]) {
+    f[14 + 6] &= !0x40;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap().to_header();
+    f[14 + 10..14 + 12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+}
+
+/// The ICMP "fragmentation needed" in `out`: (from, to, next-hop MTU, quoted
+/// destination).
+fn frag_needed_of(out: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, Ipv4Addr) {
+    let p = SlicedPacket::from_ethernet(out).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("not icmp: {p:?}")
+    };
+    let etherparse::Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+    ) = i.icmp_type()
+    else {
+        panic!("not frag-needed: {:?}", i.icmp_type())
+    };
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type().calc_checksum(i.payload()),
+        "ICMP checksum"
+    );
+    let quoted = Ipv4Addr::from(<[u8; 4]>::try_from(&i.payload()[16..20]).unwrap());
+    (
+        Ipv4Addr::from(h.source),
+        Ipv4Addr::from(h.destination),
+        next_hop_mtu,
+        quoted,
+    )
+}
+
+/// A NAT packet past the egress MTU, either way: with DF, ICMP "fragmentation
+/// needed" with that MTU back to its sender (as kernel IPVS); without DF, a
+/// `too_big` drop. One byte less fits. The fast path (on here) leaves both
+/// to the general path.
+#[test]
+fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
+    for mtu in [1500u16, 1000] {
+        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1], CoreOptions::default(), mtu, 1024, None);
+        let fits = usize::from(mtu) - 28;
+        // Open a UDP and a TCP connection.
+        let (v, _) = lab.send(0, &udp(CIP, VIP, 5000, 53, b"q", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+
+        // Client → real server.
+        let (v, out) = lab.send(0, &udp(CIP, VIP, 5000, 53, &vec![7; fits], P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 }, "mtu {mtu}: exactly the MTU fits");
+        assert_eq!(out.len(), 14 + usize::from(mtu));
+        let big = udp(CIP, VIP, 5000, 53, &vec![7; fits + 1], P0_MAC);
+        let (v, out) = lab.send(0, &big);
+        assert_eq!(v, Verdict::Forward { port: 0 }, "mtu {mtu}: frag-needed back to the client");
+        assert_eq!(frag_needed_of(&out), (DIP0, CIP, mtu, VIP));
+        assert_eq!(&out[..6], &CLIENT_MAC);
+        let mut no_df = big.clone();
+        clear_df(&mut no_df);
+        assert_eq!(lab.send(0, &no_df).0, Verdict::Drop(DropReason::TooBig));
+        let seg = tcp(CIP, VIP, 40000, 80, "A", &vec![7; fits - 11], P0_MAC);
+        let (v, out) = lab.send(0, &seg);
+        assert_eq!(v, Verdict::Forward { port: 0 }, "TCP too");
+        assert_eq!(frag_needed_of(&out), (DIP0, CIP, mtu, VIP));
+
+        // Real server → client.
+        let (v, _) = lab.send(1, &udp(rs_ip(1), CIP, 8080, 5000, &vec![7; fits], P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let reply = tcp(rs_ip(1), CIP, 8080, 40000, "A", &vec![7; fits - 11], P1_MAC);
+        let (v, out) = lab.send(1, &reply);
+        assert_eq!(v, Verdict::Forward { port: 1 }, "frag-needed back to the real server");
+        assert_eq!(frag_needed_of(&out), (DIP1, rs_ip(1), mtu, CIP));
+        let mut no_df = reply.clone();
+        clear_df(&mut no_df);
+        assert_eq!(lab.send(1, &no_df).0, Verdict::Drop(DropReason::TooBig));
+
+        assert_eq!(lab.fwd.drops.by_reason[DropReason::TooBig as usize], 2);
+        assert_eq!(lab.fwd.counters.local_replies, 3);
+    }
+}
+
+/// DR forwards the packet whole, so the same check applies.
+#[test]
+fn dr_too_big_gets_frag_needed() {
+    let mut lab = Lab::with(ForwardMethod::Dr, "rr", &[1], CoreOptions::default(), 1500, 1024, None);
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", &[1; 1460], P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let big = tcp(CIP, VIP, 40000, 80, "A", &[1; 1461], P0_MAC);
+    let (v, out) = lab.send(0, &big);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(frag_needed_of(&out), (DIP0, CIP, 1500, VIP));
+    let mut no_df = big;
+    clear_df(&mut no_df);
+    assert_eq!(lab.send(0, &no_df).0, Verdict::Drop(DropReason::TooBig));
+}
+

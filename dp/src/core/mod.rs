@@ -610,7 +610,7 @@ impl Forwarder {
             if ip.frag {
                 self.frags.remember(ip, true, id, self.now);
             }
-            self.xmit_out(pkt, ip, id, flags, true)
+            self.xmit_out(in_port, pkt, ip, id, flags, true)
         }
     }
 
@@ -629,7 +629,7 @@ impl Forwarder {
         }
         self.counters.fragments_followed += 1;
         if out {
-            self.xmit_out(pkt, ip, id, 0, false)
+            self.xmit_out(in_port, pkt, ip, id, 0, false)
         } else {
             self.xmit_in(in_port, pkt, ip, id, 0, false)
         }
@@ -843,6 +843,9 @@ impl Forwarder {
         };
         match method {
             ForwardMethod::Nat => {
+                if let Some(mtu) = self.too_big_for(hop, ip.total) {
+                    return self.too_big(in_port, pkt, ip.l2, mtu);
+                }
                 let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                     return Verdict::Drop(DropReason::MalformedIpv4);
                 };
@@ -853,6 +856,9 @@ impl Forwarder {
                 self.send_via(pkt, hop)
             }
             ForwardMethod::Dr => {
+                if let Some(mtu) = self.too_big_for(hop, ip.total) {
+                    return self.too_big(in_port, pkt, ip.l2, mtu);
+                }
                 self.counters.dr_out += 1;
                 self.send_via(pkt, hop)
             }
@@ -861,20 +867,49 @@ impl Forwarder {
                     self.counters.tun_out += 1;
                     self.send_via(pkt, hop)
                 }
-                Ok(tun::TunOutcome::FragNeeded { mtu }) => {
-                    let Some(from) = self.shared.ports.get(in_port as usize).map(|p| p.addr) else {
-                        return Verdict::Drop(DropReason::NoRoute);
-                    };
-                    match icmp::frag_needed(pkt, ip.l2, from, mtu) {
-                        Ok(()) => {
-                            self.counters.local_replies += 1;
-                            Verdict::Forward { port: in_port }
-                        }
-                        Err(r) => Verdict::Drop(r),
-                    }
-                }
+                Ok(tun::TunOutcome::FragNeeded { mtu }) => self.frag_needed(in_port, pkt, ip.l2, mtu),
                 Err(r) => Verdict::Drop(r),
             },
+        }
+    }
+
+    /// The egress MTU of `hop`'s port when an IP packet of `total` bytes
+    /// does not fit it.
+    #[inline(always)]
+    fn too_big_for(&self, hop: NextHop, total: usize) -> Option<u16> {
+        let mtu = self.shared.ports.get(hop.port as usize)?.mtu;
+        (total > usize::from(mtu)).then_some(mtu)
+    }
+
+    /// A packet bigger than the egress `mtu`, as the kernel's
+    /// ensure_mtu_is_adequate: with DF set, an ICMP "fragmentation needed"
+    /// carrying `mtu` goes back to its sender; without DF the kernel would
+    /// fragment, we drop it (`TooBig`): fragmenting would need chained mbufs.
+    #[cold]
+    fn too_big<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, mtu: u16) -> Verdict {
+        let df = pkt
+            .data()
+            .get(l2..)
+            .is_some_and(|b| Ipv4Packet::new_unchecked(b).dont_frag());
+        if df {
+            self.frag_needed(in_port, pkt, l2, mtu)
+        } else {
+            Verdict::Drop(DropReason::TooBig)
+        }
+    }
+
+    /// Turns the packet into an ICMP "fragmentation needed" back out of
+    /// `in_port`, from that port's address.
+    fn frag_needed<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, mtu: u16) -> Verdict {
+        let Some(from) = self.shared.ports.get(in_port as usize).map(|p| p.addr) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        match icmp::frag_needed(pkt, l2, from, mtu) {
+            Ok(()) => {
+                self.counters.local_replies += 1;
+                Verdict::Forward { port: in_port }
+            }
+            Err(r) => Verdict::Drop(r),
         }
     }
 
@@ -898,7 +933,15 @@ impl Forwarder {
 
     /// Real server → client (LVS-NAT replies) on connection `id`.
     #[inline(always)]
-    fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
+    fn xmit_out<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        ip: &Ip,
+        id: ConnId,
+        flags: u8,
+        l4: bool,
+    ) -> Verdict {
         let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
             Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src),
             Err(r) => return Verdict::Drop(r),
@@ -906,6 +949,9 @@ impl Forwarder {
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        if let Some(mtu) = self.too_big_for(hop, ip.total) {
+            return self.too_big(in_port, pkt, ip.l2, mtu);
+        }
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
@@ -983,6 +1029,11 @@ impl Forwarder {
             let Some(hop) = self.shared.routes.lookup(rip) else {
                 return Verdict::Drop(DropReason::NoRoute);
             };
+            // No "fragmentation needed" about an ICMP error (the kernel's
+            // ensure_mtu_is_adequate skips them too); we do not fragment.
+            if method != ForwardMethod::Tun && self.too_big_for(hop, ip.total).is_some() {
+                return Verdict::Drop(DropReason::TooBig);
+            }
             self.counters.icmp_translated += 1;
             match method {
                 ForwardMethod::Nat => {
@@ -1012,6 +1063,9 @@ impl Forwarder {
             let Some(hop) = self.shared.routes.lookup(cip) else {
                 return Verdict::Drop(DropReason::NoRoute);
             };
+            if self.too_big_for(hop, ip.total).is_some() {
+                return Verdict::Drop(DropReason::TooBig);
+            }
             let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
