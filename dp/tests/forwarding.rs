@@ -1002,3 +1002,80 @@ fn dr_too_big_gets_frag_needed() {
     assert_eq!(lab.send(0, &no_df).0, Verdict::Drop(DropReason::TooBig));
 }
 
+/// Adds `delta` to the L4 checksum of an Ethernet + IPv4 (20-byte header) frame.
+fn corrupt_l4_checksum(f: &mut [u8], delta: u16) {
+    let at = 14 + 20 + if f[14 + 9] == 6 { 16 } else { 6 };
+    let c = u16::from_be_bytes([f[at], f[at + 1]]).wrapping_add(delta);
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Whether the TCP/UDP checksum of `frame` holds (etherparse as the oracle).
+fn l4_checksum_holds(frame: &[u8]) -> bool {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+        Some(TransportSlice::Udp(u)) => u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+        _ => panic!("no L4"),
+    }
+}
+
+/// LVS-NAT: a packet with a wrong TCP/UDP checksum opens no connection
+/// (`bad_l4_checksum`); on an established connection it is rewritten with
+/// the error kept, so the real server or client drops it (general and fast
+/// path alike). DR passes it unchanged.
+#[test]
+fn bad_l4_checksum_opens_no_nat_connection_and_stays_bad() {
+    for fast in [true, false] {
+        let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+        lab.fwd.fast_path = fast;
+        let mut syn = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+        corrupt_l4_checksum(&mut syn, 1);
+        assert_eq!(lab.send(0, &syn).0, Verdict::Drop(DropReason::BadL4Checksum));
+        let mut dgram = udp(CIP, VIP, 5000, 53, b"query", P0_MAC);
+        corrupt_l4_checksum(&mut dgram, 0x100);
+        assert_eq!(lab.send(0, &dgram).0, Verdict::Drop(DropReason::BadL4Checksum));
+        assert_eq!(lab.fwd.conns.len(), 0, "no connection from a corrupt packet");
+        assert_eq!(lab.fwd.counters.conns_created, 0);
+        assert_eq!(lab.fwd.drops.by_reason[DropReason::BadL4Checksum as usize], 2);
+        // A UDP datagram without checksum (0) has nothing to verify.
+        let mut bare = udp(CIP, VIP, 5001, 53, b"query", P0_MAC);
+        bare[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        assert_eq!(lab.send(0, &bare).0, Verdict::Forward { port: 1 });
+
+        // Established: forwarded, still wrong after the rewrite, both ways.
+        let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        for delta in [1u16, 0x00ff, 0x8000, 0xfffe] {
+            let mut seg = tcp(CIP, VIP, 40000, 80, "A", b"GET / HTTP/1.0\r\n\r\n", P0_MAC);
+            corrupt_l4_checksum(&mut seg, delta);
+            let (v, out) = lab.send(0, &seg);
+            assert_eq!(v, Verdict::Forward { port: 1 });
+            assert_eq!(check_addrs(&out), (CIP, rs_ip(1)));
+            assert!(!l4_checksum_holds(&out), "delta {delta:#x}: the error is kept");
+            let mut rep = tcp(rs_ip(1), CIP, 8080, 40000, "A", b"HTTP/1.0 200 OK\r\n", P1_MAC);
+            corrupt_l4_checksum(&mut rep, delta);
+            let (v, out) = lab.send(1, &rep);
+            assert_eq!(v, Verdict::Forward { port: 0 });
+            assert!(!l4_checksum_holds(&out), "reply, delta {delta:#x}: the error is kept");
+        }
+        assert_eq!(lab.fwd.counters.fast_path > 0, fast);
+    }
+    let mut lab = Lab::new(ForwardMethod::Dr, "rr", &[1]);
+    let mut syn = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+    corrupt_l4_checksum(&mut syn, 1);
+    let (v, out) = lab.send(0, &syn);
+    assert_eq!(v, Verdict::Forward { port: 1 }, "DR passes it unchanged, as IPVS");
+    assert_eq!(&out[14..], &syn[14..]);
+}
+
+fn check_addrs(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&frame[14..]).unwrap();
+    (h.source_addr(), h.destination_addr())
+}
+

@@ -205,10 +205,14 @@ pub enum DropReason {
     RedirectFull,
     /// Out of mbufs.
     NoMbuf,
+    /// TCP/UDP checksum wrong on a packet that would open an LVS-NAT
+    /// connection (established NAT traffic keeps its wrong checksum: the
+    /// incremental update carries the error through to the receiver).
+    BadL4Checksum,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::NoMbuf as usize + 1;
+    pub const COUNT: usize = DropReason::BadL4Checksum as usize + 1;
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedL2,
@@ -239,6 +243,7 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::RedirectFull,
         DropReason::NoMbuf,
+        DropReason::BadL4Checksum,
     ];
 
     /// snake_case name for metrics labels and listings.
@@ -272,6 +277,7 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::RedirectFull => "redirect_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
         }
     }
 }

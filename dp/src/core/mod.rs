@@ -218,6 +218,29 @@ impl FragCache {
     }
 }
 
+/// Whether the TCP or UDP checksum of an unfragmented packet holds (a UDP
+/// datagram without checksum passes; a fragment cannot be checked, the
+/// checksum covering the whole datagram).
+///
+/// Verified only on the packet that opens an LVS-NAT connection, before
+/// scheduling. Like kernel IPVS without an application helper, packets of
+/// established NAT connections are not verified: the RFC 1624 incremental
+/// update keeps a wrong checksum exactly as wrong, so the receiver drops the
+/// segment as it would have without us, and the per-packet path pays no
+/// full-payload sum. DR and TUN leave the packet unchanged and never verify.
+fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto) -> bool {
+    if ip.frag {
+        return true;
+    }
+    let Some(seg) = frame.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
+        return false;
+    };
+    match proto {
+        Proto::Tcp => TcpPacket::new_unchecked(seg).verify_checksum(ip.src, ip.dst),
+        Proto::Udp => UdpPacket::new_unchecked(seg).verify_checksum(ip.src, ip.dst),
+    }
+}
+
 /// What the per-packet path knows about an IPv4 packet once it is parsed.
 #[derive(Clone, Copy)]
 struct Ip {
@@ -657,6 +680,12 @@ impl Forwarder {
         let Some(svc) = snap.get(si) else {
             return Err(Verdict::Drop(DropReason::NoService));
         };
+        // LVS-NAT rewrites the packet: a corrupt one must not open a
+        // connection (nor reach the scheduler). Checked here only, once per
+        // connection; see `l4_checksum_ok`.
+        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto) {
+            return Err(Verdict::Drop(DropReason::BadL4Checksum));
+        }
         let now = self.now;
         let mut template = None;
         let mut chosen = None;
