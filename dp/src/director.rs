@@ -149,6 +149,8 @@ impl Director {
         let opts = CoreOptions {
             expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
             tcp_rst_no_dest: cfg.dataplane.tcp_rst_no_dest,
+            conn_reuse_mode: cfg.dataplane.conn_reuse_mode,
+            expire_quiescent_template: cfg.dataplane.expire_quiescent_template,
         };
         let shared = Arc::new(Shared::new(infos.clone(), routes, nworkers as u16, opts));
         for (i, n) in cfg.neighbor.iter().enumerate() {

@@ -1079,3 +1079,160 @@ fn check_addrs(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
     (h.source_addr(), h.destination_addr())
 }
 
+impl Lab {
+    /// Quiesces real server `i` (0-based) of every service: a new snapshot
+    /// sharing the counters, weight 0.
+    fn quiesce(&mut self, i: usize) {
+        let old = self.fwd.services().clone();
+        let gen = old.generation + 1;
+        let svcs = old
+            .services()
+            .iter()
+            .map(|s| {
+                let mut d = s.dests.clone();
+                d[i].weight = 0;
+                service(s.key.proto, s.key.port, &s.sched_name, d, s.persistence)
+            })
+            .collect();
+        publish(&self.shared, gen, svcs);
+        self.fwd.refresh();
+    }
+
+    fn state_of(&self, cport: u16) -> String {
+        let flow = rvs_dp::conn::FlowKey::new(Proto::Tcp, CIP, cport, VIP, 80);
+        let id = self.fwd.conns.lookup_in(flow, self.fwd.now()).expect("an entry");
+        self.fwd.conns.get(id).unwrap().state_name().to_string()
+    }
+
+    fn conns_of(&self, i: usize) -> u64 {
+        self.fwd.services().get(0).unwrap().dests[i].stats.traffic.total().conns
+    }
+}
+
+/// A NAT connection closed by the real server first (as with
+/// `Connection: close`): the director's entry ends in TIME_WAIT.
+fn nat_close(lab: &mut Lab, cport: u16, rs: u8) {
+    for (port, frame) in [
+        (0, tcp(CIP, VIP, cport, 80, "S", b"", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "SA", b"", P1_MAC)),
+        (0, tcp(CIP, VIP, cport, 80, "A", b"GET /", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "FA", b"200 OK", P1_MAC)),
+        (0, tcp(CIP, VIP, cport, 80, "FA", b"", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "A", b"", P1_MAC)),
+    ] {
+        let (v, _) = lab.send(port, &frame);
+        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    }
+}
+
+/// conn_reuse_mode (kernel IPVS's, default 1): a client's SYN from the port
+/// of a connection in TIME_WAIT ends that entry and is scheduled as a new
+/// connection, so a quiesced real server gets none; 0 keeps the old
+/// behaviour (the old connection's server, not counted).
+#[test]
+fn syn_on_a_time_wait_entry_is_scheduled_anew() {
+    for (mode, want) in [(1u8, 2u8), (3, 2), (0, 1)] {
+        let opts = CoreOptions {
+            conn_reuse_mode: mode,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, None);
+        nat_close(&mut lab, 40000, 1);
+        assert_eq!(lab.state_of(40000), "TIME_WAIT");
+        lab.quiesce(0);
+        let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        assert_eq!(check(&out).1, rs_ip(want), "conn_reuse_mode {mode}");
+        assert_eq!(lab.state_of(40000), "SYN_RECV");
+        let counted = if want == 2 { (1, 1) } else { (1, 0) };
+        assert_eq!((lab.conns_of(0), lab.conns_of(1)), counted, "conn_reuse_mode {mode}: Conns");
+        assert_eq!(lab.fwd.conns.len(), 1, "the old entry made way");
+        // The new connection runs on: replies from its real server get through.
+        let (v, _) = lab.send(1, &tcp(rs_ip(want), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+    }
+}
+
+/// Only closed entries make way: a SYN on a live connection (a
+/// retransmitted SYN, or one on an ESTABLISHED entry) stays on it, and so
+/// does one on a FIN_WAIT entry of a NAT connection.
+#[test]
+fn syn_on_a_live_entry_stays_on_it() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1, 1]);
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1), "SYN_RECV: a retransmission");
+    lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+    lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+    assert_eq!(lab.state_of(40000), "ESTABLISHED");
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "FA", b"", P1_MAC));
+    lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+    assert_eq!(lab.state_of(40000), "FIN_WAIT");
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1), "NAT FIN_WAIT: not closed yet");
+    assert_eq!(lab.conns_of(0) + lab.conns_of(1), 1);
+}
+
+/// LVS-DR: the director sees only the client's side, whose last state is
+/// FIN_WAIT. As in the kernel, only conn_reuse_mode bit 2 reschedules there.
+#[test]
+fn dr_fin_wait_is_rescheduled_with_bit_2() {
+    for (mode, want) in [(1u8, 1u8), (2, 2), (3, 2)] {
+        let opts = CoreOptions {
+            conn_reuse_mode: mode,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Dr, "rr", &[1, 1], opts, 1500, 1024, None);
+        for flags in ["S", "A", "A", "FA", "A"] {
+            lab.send(0, &tcp(CIP, VIP, 40000, 80, flags, b"", P0_MAC));
+        }
+        assert_eq!(lab.state_of(40000), "FIN_WAIT");
+        lab.quiesce(0);
+        let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        assert_eq!(out[..6], rs_mac(want).0, "conn_reuse_mode {mode}");
+    }
+}
+
+/// Connections a persistence template controls keep their entry (the
+/// kernel's is_new_conn_expected skips them): the template's server anyway.
+#[test]
+fn persistent_connection_reuse_stays_with_its_template() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], CoreOptions::default(), 1500, 1024, Some(p));
+    nat_close(&mut lab, 40000, 1);
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    assert_eq!(lab.conns_of(0), 1, "the same connection");
+}
+
+/// expire_quiescent_template: a template whose real server is quiesced
+/// ends on its client's next connection, which goes elsewhere; off (the
+/// kernel's default), the template holds its clients on the quiesced server.
+#[test]
+fn expire_quiescent_template_moves_persistent_clients() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    for (on, want) in [(false, 1u8), (true, 2)] {
+        let opts = CoreOptions {
+            expire_quiescent_template: on,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, Some(p));
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(1));
+        lab.quiesce(0);
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40001, 80, "S", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(want), "expire_quiescent_template {on}");
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(1), "open connections go on");
+    }
+}

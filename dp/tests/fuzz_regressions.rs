@@ -233,10 +233,14 @@ const BOTH_OPTIONS: [CoreOptions; 2] = [
     CoreOptions {
         expire_nodest_conn: true,
         tcp_rst_no_dest: true,
+        conn_reuse_mode: 3,
+        expire_quiescent_template: true,
     },
     CoreOptions {
         expire_nodest_conn: false,
         tcp_rst_no_dest: false,
+        conn_reuse_mode: 0,
+        expire_quiescent_template: false,
     },
 ];
 

@@ -41,7 +41,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::conn::{
-    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, Timeouts,
+    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
 };
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
@@ -59,13 +59,42 @@ use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{ipv4, tcp};
 use crate::xmit::{dr, icmp, nat, tun};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreOptions {
     /// End connections whose real server was removed, on their next packet.
     pub expire_nodest_conn: bool,
     /// Answer a SYN that no real server can take with a RST.
     pub tcp_rst_no_dest: bool,
+    /// The kernel's conn_reuse_mode: what a SYN does that matches a closed
+    /// connection's entry (a client reusing its port). 0: it goes on that
+    /// connection, to its real server; bit 1 (the default): an entry in
+    /// TIME_WAIT or CLOSE ends and the SYN is scheduled as a new connection;
+    /// bit 2 too: so does one in FIN_WAIT whose replies bypass us (DR, TUN:
+    /// the last state the director sees there). Connections a persistence
+    /// template controls keep their entry, as in the kernel.
+    pub conn_reuse_mode: u8,
+    /// The kernel's expire_quiescent_template: a persistence template whose
+    /// real server is quiesced (weight 0) ends on the client's next new
+    /// connection, which is scheduled afresh. Off (the default), the
+    /// template keeps sending its clients to the quiesced server.
+    pub expire_quiescent_template: bool,
 }
+
+impl Default for CoreOptions {
+    /// The kernel's defaults.
+    fn default() -> Self {
+        CoreOptions {
+            expire_nodest_conn: false,
+            tcp_rst_no_dest: false,
+            conn_reuse_mode: 1,
+            expire_quiescent_template: false,
+        }
+    }
+}
+
+/// conn_reuse_mode's bits (`CoreOptions::conn_reuse_mode`).
+pub const CONN_REUSE_TIME_WAIT: u8 = 1;
+pub const CONN_REUSE_FIN_WAIT_NO_OUTPUT: u8 = 2;
 
 /// Director-wide state the workers share. Everything here is either
 /// immutable, swapped whole (services, timeouts), or lock-free (neighbours).
@@ -616,6 +645,15 @@ impl Forwarder {
         let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
             let id = match self.conns.lookup_in(flow, self.now) {
+                Some(id) if flags & TcpFlags::SYN != 0 && self.reuse_ends(id) => {
+                    // The client reused the port of a closed connection: a new
+                    // connection, scheduled and counted as such.
+                    self.conns.remove(id);
+                    match self.new_conn(in_port, pkt, ip, flow, flags) {
+                        Ok(id) => id,
+                        Err(v) => return v,
+                    }
+                }
                 Some(id) => id,
                 None => match self.new_conn(in_port, pkt, ip, flow, flags) {
                     Ok(id) => id,
@@ -634,6 +672,25 @@ impl Forwarder {
                 self.frags.remember(ip, true, id, self.now);
             }
             self.xmit_out(in_port, pkt, ip, id, flags, true)
+        }
+    }
+
+    /// Whether a SYN that matches connection `id` ends it, to be scheduled
+    /// as a new connection: the kernel's is_new_conn_expected under
+    /// `conn_reuse_mode` (see `CoreOptions`).
+    #[cold]
+    fn reuse_ends(&self, id: ConnId) -> bool {
+        let mode = self.shared.opts.conn_reuse_mode;
+        let Some(c) = self.conns.get(id) else {
+            return false;
+        };
+        if mode == 0 || c.proto() != Proto::Tcp || c.template().is_some() {
+            return false;
+        }
+        match c.state() {
+            TcpState::TimeWait | TcpState::Close => true,
+            TcpState::FinWait => mode & CONN_REUSE_FIN_WAIT_NO_OUTPUT != 0 && c.no_output(),
+            _ => false,
         }
     }
 
@@ -694,13 +751,15 @@ impl Forwarder {
             if let Some(t) = self.conns.lookup_template(tflow, now) {
                 if let Some(tc) = self.conns.get(t) {
                     // The kernel keeps using a template's server while it exists,
-                    // even quiesced (expire_quiescent_template off).
+                    // even quiesced, unless expire_quiescent_template is on
+                    // (ip_vs_check_template).
+                    let expire_quiescent = self.shared.opts.expire_quiescent_template;
                     match svc.dest_index(tc.rip(), tc.rport()) {
-                        Some(di) => {
+                        Some(di) if !(expire_quiescent && svc.dests.get(di).is_some_and(|d| d.weight == 0)) => {
                             chosen = Some(di);
                             template = Some(t);
                         }
-                        None => {
+                        _ => {
                             self.conns.remove(t);
                         }
                     }
