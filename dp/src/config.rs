@@ -620,7 +620,11 @@ status_code = [200]
     #[test]
     fn conn_reuse_mode_and_expire_quiescent_template() {
         let dp = Config::from_str_named(GOOD, "rvs.toml").unwrap().dataplane;
-        assert_eq!((dp.conn_reuse_mode, dp.expire_quiescent_template), (1, false), "the kernel's defaults");
+        assert_eq!(
+            (dp.conn_reuse_mode, dp.expire_quiescent_template),
+            (1, false),
+            "the kernel's defaults"
+        );
         let with = |v: &str| GOOD.replace("workers = [1]", &format!("workers = [1]\n{v}"));
         let dp = Config::from_str_named(
             &with("conn_reuse_mode = 3\nexpire_quiescent_template = true"),
@@ -630,7 +634,10 @@ status_code = [200]
         .dataplane;
         assert_eq!((dp.conn_reuse_mode, dp.expire_quiescent_template), (3, true));
         let e = err(&with("conn_reuse_mode = 4"));
-        assert!(e.contains("dataplane.conn_reuse_mode") && e.contains("0..=3"), "{e}");
+        assert!(
+            e.contains("dataplane.conn_reuse_mode") && e.contains("0..=3"),
+            "{e}"
+        );
     }
 
     #[test]

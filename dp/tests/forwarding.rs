@@ -899,7 +899,9 @@ fn gratuitous_arp_and_arp_request_frames() {
 fn clear_df(f: &mut [u8]) {
     f[14 + 6] &= !0x40;
     f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
-    let h = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap().to_header();
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+        .unwrap()
+        .to_header();
     f[14 + 10..14 + 12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
 }
 
@@ -942,7 +944,15 @@ fn frag_needed_of(out: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, Ipv4Addr) {
 #[test]
 fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
     for mtu in [1500u16, 1000] {
-        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1], CoreOptions::default(), mtu, 1024, None);
+        let mut lab = Lab::with(
+            ForwardMethod::Nat,
+            "rr",
+            &[1],
+            CoreOptions::default(),
+            mtu,
+            1024,
+            None,
+        );
         let fits = usize::from(mtu) - 28;
         // Open a UDP and a TCP connection.
         let (v, _) = lab.send(0, &udp(CIP, VIP, 5000, 53, b"q", P0_MAC));
@@ -958,7 +968,11 @@ fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
         assert_eq!(out.len(), 14 + usize::from(mtu));
         let big = udp(CIP, VIP, 5000, 53, &vec![7; fits + 1], P0_MAC);
         let (v, out) = lab.send(0, &big);
-        assert_eq!(v, Verdict::Forward { port: 0 }, "mtu {mtu}: frag-needed back to the client");
+        assert_eq!(
+            v,
+            Verdict::Forward { port: 0 },
+            "mtu {mtu}: frag-needed back to the client"
+        );
         assert_eq!(frag_needed_of(&out), (DIP0, CIP, mtu, VIP));
         assert_eq!(&out[..6], &CLIENT_MAC);
         let mut no_df = big.clone();
@@ -974,7 +988,11 @@ fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
         assert_eq!(v, Verdict::Forward { port: 0 });
         let reply = tcp(rs_ip(1), CIP, 8080, 40000, "A", &vec![7; fits - 11], P1_MAC);
         let (v, out) = lab.send(1, &reply);
-        assert_eq!(v, Verdict::Forward { port: 1 }, "frag-needed back to the real server");
+        assert_eq!(
+            v,
+            Verdict::Forward { port: 1 },
+            "frag-needed back to the real server"
+        );
         assert_eq!(frag_needed_of(&out), (DIP1, rs_ip(1), mtu, CIP));
         let mut no_df = reply.clone();
         clear_df(&mut no_df);
@@ -988,7 +1006,15 @@ fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
 /// DR forwards the packet whole, so the same check applies.
 #[test]
 fn dr_too_big_gets_frag_needed() {
-    let mut lab = Lab::with(ForwardMethod::Dr, "rr", &[1], CoreOptions::default(), 1500, 1024, None);
+    let mut lab = Lab::with(
+        ForwardMethod::Dr,
+        "rr",
+        &[1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        None,
+    );
     let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
     assert_eq!(v, Verdict::Forward { port: 1 });
     let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", &[1; 1460], P0_MAC));
@@ -1017,8 +1043,12 @@ fn l4_checksum_holds(frame: &[u8]) -> bool {
     };
     let h = ip.header().to_header();
     match &p.transport {
-        Some(TransportSlice::Tcp(t)) => t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
-        Some(TransportSlice::Udp(u)) => u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+        Some(TransportSlice::Tcp(t)) => {
+            t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+        }
+        Some(TransportSlice::Udp(u)) => {
+            u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap()
+        }
         _ => panic!("no L4"),
     }
 }
@@ -1062,7 +1092,10 @@ fn bad_l4_checksum_opens_no_nat_connection_and_stays_bad() {
             corrupt_l4_checksum(&mut rep, delta);
             let (v, out) = lab.send(1, &rep);
             assert_eq!(v, Verdict::Forward { port: 0 });
-            assert!(!l4_checksum_holds(&out), "reply, delta {delta:#x}: the error is kept");
+            assert!(
+                !l4_checksum_holds(&out),
+                "reply, delta {delta:#x}: the error is kept"
+            );
         }
         assert_eq!(lab.fwd.counters.fast_path > 0, fast);
     }
@@ -1105,7 +1138,11 @@ impl Lab {
     }
 
     fn conns_of(&self, i: usize) -> u64 {
-        self.fwd.services().get(0).unwrap().dests[i].stats.traffic.total().conns
+        self.fwd.services().get(0).unwrap().dests[i]
+            .stats
+            .traffic
+            .total()
+            .conns
     }
 }
 
@@ -1145,7 +1182,11 @@ fn syn_on_a_time_wait_entry_is_scheduled_anew() {
         assert_eq!(check(&out).1, rs_ip(want), "conn_reuse_mode {mode}");
         assert_eq!(lab.state_of(40000), "SYN_RECV");
         let counted = if want == 2 { (1, 1) } else { (1, 0) };
-        assert_eq!((lab.conns_of(0), lab.conns_of(1)), counted, "conn_reuse_mode {mode}: Conns");
+        assert_eq!(
+            (lab.conns_of(0), lab.conns_of(1)),
+            counted,
+            "conn_reuse_mode {mode}: Conns"
+        );
         assert_eq!(lab.fwd.conns.len(), 1, "the old entry made way");
         // The new connection runs on: replies from its real server get through.
         let (v, _) = lab.send(1, &tcp(rs_ip(want), CIP, 8080, 40000, "SA", b"", P1_MAC));
@@ -1205,7 +1246,15 @@ fn persistent_connection_reuse_stays_with_its_template() {
         timeout_s: 300,
         netmask: Ipv4Addr::BROADCAST,
     };
-    let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], CoreOptions::default(), 1500, 1024, Some(p));
+    let mut lab = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1, 1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        Some(p),
+    );
     nat_close(&mut lab, 40000, 1);
     let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
     assert_eq!(check(&out).1, rs_ip(1));

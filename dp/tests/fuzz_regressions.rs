@@ -338,7 +338,10 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
             (0, tcp(C, P0, cip, VIP, 41000, 80, "A", &[0x55; 600])),
             (0, udp(C, P0, cip, VIP, 41001, 53, &[0x55; 600])),
             (0, tcp(C, P0, cip, VIP, 41002, 81, "A", &[0x55; 600])),
-            (1, tcp(rs_mac(1), P1, rs_ip(1), cip, 8080, 41000, "A", &[0x55; 1500])),
+            (
+                1,
+                tcp(rs_mac(1), P1, rs_ip(1), cip, 8080, 41000, "A", &[0x55; 1500]),
+            ),
             (1, udp(rs_mac(1), P1, rs_ip(1), cip, 5353, 41001, &[0x55; 1500])),
         ] {
             let mut no_df = f.clone();

@@ -137,7 +137,11 @@ impl Forwarder {
         let (out_mac, out_addr, out_mtu) = (out.mac, out.addr, out.mtu);
         // A packet (with TUN, its outer header too) past the egress MTU gets
         // an ICMP "fragmentation needed" or a drop: the general path's business.
-        let outer = if method == ForwardMethod::Tun { IPIP_HEADER_LEN } else { 0 };
+        let outer = if method == ForwardMethod::Tun {
+            IPIP_HEADER_LEN
+        } else {
+            0
+        };
         if total + outer > usize::from(out_mtu) {
             return None;
         }

@@ -740,7 +740,8 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto) {
+        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto)
+        {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }
         let now = self.now;
@@ -755,7 +756,9 @@ impl Forwarder {
                     // (ip_vs_check_template).
                     let expire_quiescent = self.shared.opts.expire_quiescent_template;
                     match svc.dest_index(tc.rip(), tc.rport()) {
-                        Some(di) if !(expire_quiescent && svc.dests.get(di).is_some_and(|d| d.weight == 0)) => {
+                        Some(di)
+                            if !(expire_quiescent && svc.dests.get(di).is_some_and(|d| d.weight == 0)) =>
+                        {
                             chosen = Some(di);
                             template = Some(t);
                         }
