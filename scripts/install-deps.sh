@@ -3,7 +3,8 @@
 # Rust itself (cargo, rustc >= 1.80) must already be there.
 set -euo pipefail
 PKGS=(pkg-config libdpdk-dev dpdk dpdk-dev libclang-dev clang llvm libbpf-dev
-      iproute2 ethtool curl socat iputils-ping procps python3 libpcap-dev tcpdump keepalived hping3)
+      iproute2 ethtool curl socat iputils-ping procps python3 libpcap-dev tcpdump keepalived hping3
+      wrk python3-scapy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

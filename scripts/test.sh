@@ -4,7 +4,8 @@
 # 1. installs what is missing; 2. format and lint; 3. the pure core's unit,
 # property and integration tests; 4. the DPDK layer on virtual devices;
 # 5. end-to-end scenarios in network namespaces (NAT, DR, TUN, 2 workers, SYN flood,
-# virtio), with real kernel TCP/UDP clients and servers.
+# port reuse under wrk, kernel interfaces, virtio), with real kernel TCP/UDP clients
+# and servers; IPv4 fragments through net_pcap ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -49,6 +50,9 @@ run "af_packet checksum offload" tests/e2e/af_packet_offload.sh
 run "nat, 2 workers, persistence /24" tests/e2e/nat_two_workers_persistence.sh
 run "kernel interface, VIP ownership" tests/e2e/kernel_iface.sh
 run "nat, SYN flood" tests/e2e/syn_flood.sh
+run "nat, port reuse under draining (wrk)" tests/e2e/port_reuse.sh nat
+run "dr, port reuse under draining (wrk)" tests/e2e/port_reuse.sh dr
+run "IPv4 fragments on net_pcap" tests/pcap/fragments.sh
 for t in tests/e2e/control_*.sh; do
   [ -e "$t" ] && run "$(basename "$t" .sh)" "$t"
 done

@@ -70,6 +70,16 @@ pub struct Dataplane {
     /// Answer a SYN that no real server can take with a RST instead of silence.
     #[serde(default)]
     pub tcp_rst_no_dest: bool,
+    /// Kernel IPVS's conn_reuse_mode (0..=3, default 1): a SYN on the entry of
+    /// a closed connection (TIME_WAIT, CLOSE; with bit 2 also a DR/TUN
+    /// FIN_WAIT) ends it and is scheduled as a new connection. 0 sends it
+    /// on to the old connection's real server.
+    #[serde(default = "default_conn_reuse_mode")]
+    pub conn_reuse_mode: u8,
+    /// Kernel IPVS's expire_quiescent_template: persistence templates of a
+    /// quiesced (weight 0) real server end on their clients' next connection.
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
     /// Descriptors per RX/TX queue.
     #[serde(default = "default_ring")]
     pub ring_size: u16,
@@ -103,6 +113,9 @@ fn default_workers() -> Vec<u32> {
 fn default_capacity() -> u32 {
     1 << 20
 }
+fn default_conn_reuse_mode() -> u8 {
+    1
+}
 fn default_ring() -> u16 {
     1024
 }
@@ -127,6 +140,8 @@ impl Default for Dataplane {
             ctl: None,
             expire_nodest_conn: false,
             tcp_rst_no_dest: false,
+            conn_reuse_mode: default_conn_reuse_mode(),
+            expire_quiescent_template: false,
             ring_size: default_ring(),
             mbufs: 0,
             idle_sleep_us: 0,
@@ -401,6 +416,13 @@ impl Config {
             return Err(bad(
                 "dataplane.rx_burst".into(),
                 format!("must be 8, 16, 24 or {MAX_RX_BURST} (vector RX drivers take packets 8 at a time)"),
+            ));
+        }
+        if dp.conn_reuse_mode > 3 {
+            return Err(bad(
+                "dataplane.conn_reuse_mode".into(),
+                "must be 0..=3 (bit 1: reschedule SYNs on TIME_WAIT/CLOSE entries; bit 2: also on DR/TUN FIN_WAIT)"
+                    .into(),
             ));
         }
         if !(256..=16384).contains(&dp.mbuf_data_room) {
@@ -720,6 +742,29 @@ status_code = [200]
         assert_eq!(c.dataplane.timeouts.tcpfin, 120);
         assert_eq!(c.virtual_server[0].real_server[0].weight, 3);
         assert_eq!(c.dataplane.rx_burst, 32);
+    }
+
+    #[test]
+    fn conn_reuse_mode_and_expire_quiescent_template() {
+        let dp = Config::from_str_named(GOOD, "rvs.toml").unwrap().dataplane;
+        assert_eq!(
+            (dp.conn_reuse_mode, dp.expire_quiescent_template),
+            (1, false),
+            "the kernel's defaults"
+        );
+        let with = |v: &str| GOOD.replace("workers = [1]", &format!("workers = [1]\n{v}"));
+        let dp = Config::from_str_named(
+            &with("conn_reuse_mode = 3\nexpire_quiescent_template = true"),
+            "rvs.toml",
+        )
+        .unwrap()
+        .dataplane;
+        assert_eq!((dp.conn_reuse_mode, dp.expire_quiescent_template), (3, true));
+        let e = err(&with("conn_reuse_mode = 4"));
+        assert!(
+            e.contains("dataplane.conn_reuse_mode") && e.contains("0..=3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -197,6 +197,8 @@ impl Director {
         let opts = CoreOptions {
             expire_nodest_conn: cfg.dataplane.expire_nodest_conn,
             tcp_rst_no_dest: cfg.dataplane.tcp_rst_no_dest,
+            conn_reuse_mode: cfg.dataplane.conn_reuse_mode,
+            expire_quiescent_template: cfg.dataplane.expire_quiescent_template,
         };
         let kernel_mask: Vec<bool> = port_specs.iter().map(|s| s.kernel_iface.is_some()).collect();
         let shared = Arc::new(

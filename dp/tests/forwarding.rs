@@ -983,3 +983,387 @@ fn kernel_interface_takes_the_rest_and_ownership_follows_it() {
     assert_eq!(lab.send(0, &ack).0, Verdict::Drop(DropReason::VipNotOwned));
     assert_eq!(lab.send(0, &syn(1002)).0, Verdict::Drop(DropReason::VipNotOwned));
 }
+
+/// Clears DF in an Ethernet + IPv4 frame and fixes the header checksum.
+fn clear_df(f: &mut [u8]) {
+    f[14 + 6] &= !0x40;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+        .unwrap()
+        .to_header();
+    f[14 + 10..14 + 12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+}
+
+/// The ICMP "fragmentation needed" in `out`: (from, to, next-hop MTU, quoted
+/// destination).
+fn frag_needed_of(out: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, Ipv4Addr) {
+    let p = SlicedPacket::from_ethernet(out).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("not icmp: {p:?}")
+    };
+    let etherparse::Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+    ) = i.icmp_type()
+    else {
+        panic!("not frag-needed: {:?}", i.icmp_type())
+    };
+    assert_eq!(
+        i.checksum(),
+        i.icmp_type().calc_checksum(i.payload()),
+        "ICMP checksum"
+    );
+    let quoted = Ipv4Addr::from(<[u8; 4]>::try_from(&i.payload()[16..20]).unwrap());
+    (
+        Ipv4Addr::from(h.source),
+        Ipv4Addr::from(h.destination),
+        next_hop_mtu,
+        quoted,
+    )
+}
+
+/// A NAT packet past the egress MTU, either way: with DF, ICMP "fragmentation
+/// needed" with that MTU back to its sender (as kernel IPVS); without DF, a
+/// `too_big` drop. One byte less fits. The fast path (on here) leaves both
+/// to the general path.
+#[test]
+fn nat_too_big_gets_frag_needed_with_df_and_too_big_without() {
+    for mtu in [1500u16, 1000] {
+        let mut lab = Lab::with(
+            ForwardMethod::Nat,
+            "rr",
+            &[1],
+            CoreOptions::default(),
+            mtu,
+            1024,
+            None,
+        );
+        let fits = usize::from(mtu) - 28;
+        // Open a UDP and a TCP connection.
+        let (v, _) = lab.send(0, &udp(CIP, VIP, 5000, 53, b"q", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+
+        // Client → real server.
+        let (v, out) = lab.send(0, &udp(CIP, VIP, 5000, 53, &vec![7; fits], P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 }, "mtu {mtu}: exactly the MTU fits");
+        assert_eq!(out.len(), 14 + usize::from(mtu));
+        let big = udp(CIP, VIP, 5000, 53, &vec![7; fits + 1], P0_MAC);
+        let (v, out) = lab.send(0, &big);
+        assert_eq!(
+            v,
+            Verdict::Forward { port: 0 },
+            "mtu {mtu}: frag-needed back to the client"
+        );
+        assert_eq!(frag_needed_of(&out), (DIP0, CIP, mtu, VIP));
+        assert_eq!(&out[..6], &CLIENT_MAC);
+        let mut no_df = big.clone();
+        clear_df(&mut no_df);
+        assert_eq!(lab.send(0, &no_df).0, Verdict::Drop(DropReason::TooBig));
+        let seg = tcp(CIP, VIP, 40000, 80, "A", &vec![7; fits - 11], P0_MAC);
+        let (v, out) = lab.send(0, &seg);
+        assert_eq!(v, Verdict::Forward { port: 0 }, "TCP too");
+        assert_eq!(frag_needed_of(&out), (DIP0, CIP, mtu, VIP));
+
+        // Real server → client.
+        let (v, _) = lab.send(1, &udp(rs_ip(1), CIP, 8080, 5000, &vec![7; fits], P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        let reply = tcp(rs_ip(1), CIP, 8080, 40000, "A", &vec![7; fits - 11], P1_MAC);
+        let (v, out) = lab.send(1, &reply);
+        assert_eq!(
+            v,
+            Verdict::Forward { port: 1 },
+            "frag-needed back to the real server"
+        );
+        assert_eq!(frag_needed_of(&out), (DIP1, rs_ip(1), mtu, CIP));
+        let mut no_df = reply.clone();
+        clear_df(&mut no_df);
+        assert_eq!(lab.send(1, &no_df).0, Verdict::Drop(DropReason::TooBig));
+
+        assert_eq!(lab.fwd.drops.by_reason[DropReason::TooBig as usize], 2);
+        assert_eq!(lab.fwd.counters.local_replies, 3);
+    }
+}
+
+/// DR forwards the packet whole, so the same check applies.
+#[test]
+fn dr_too_big_gets_frag_needed() {
+    let mut lab = Lab::with(
+        ForwardMethod::Dr,
+        "rr",
+        &[1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        None,
+    );
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", &[1; 1460], P0_MAC));
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let big = tcp(CIP, VIP, 40000, 80, "A", &[1; 1461], P0_MAC);
+    let (v, out) = lab.send(0, &big);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(frag_needed_of(&out), (DIP0, CIP, 1500, VIP));
+    let mut no_df = big;
+    clear_df(&mut no_df);
+    assert_eq!(lab.send(0, &no_df).0, Verdict::Drop(DropReason::TooBig));
+}
+
+/// Adds `delta` to the L4 checksum of an Ethernet + IPv4 (20-byte header) frame.
+fn corrupt_l4_checksum(f: &mut [u8], delta: u16) {
+    let at = 14 + 20 + if f[14 + 9] == 6 { 16 } else { 6 };
+    let c = u16::from_be_bytes([f[at], f[at + 1]]).wrapping_add(delta);
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Whether the TCP/UDP checksum of `frame` holds (etherparse as the oracle).
+fn l4_checksum_holds(frame: &[u8]) -> bool {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+        }
+        Some(TransportSlice::Udp(u)) => {
+            u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap()
+        }
+        _ => panic!("no L4"),
+    }
+}
+
+/// LVS-NAT: a packet with a wrong TCP/UDP checksum opens no connection
+/// (`bad_l4_checksum`); on an established connection it is rewritten with
+/// the error kept, so the real server or client drops it (general and fast
+/// path alike). DR passes it unchanged.
+#[test]
+fn bad_l4_checksum_opens_no_nat_connection_and_stays_bad() {
+    for fast in [true, false] {
+        let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1]);
+        lab.fwd.fast_path = fast;
+        let mut syn = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+        corrupt_l4_checksum(&mut syn, 1);
+        assert_eq!(lab.send(0, &syn).0, Verdict::Drop(DropReason::BadL4Checksum));
+        let mut dgram = udp(CIP, VIP, 5000, 53, b"query", P0_MAC);
+        corrupt_l4_checksum(&mut dgram, 0x100);
+        assert_eq!(lab.send(0, &dgram).0, Verdict::Drop(DropReason::BadL4Checksum));
+        assert_eq!(lab.fwd.conns.len(), 0, "no connection from a corrupt packet");
+        assert_eq!(lab.fwd.counters.conns_created, 0);
+        assert_eq!(lab.fwd.drops.by_reason[DropReason::BadL4Checksum as usize], 2);
+        // A UDP datagram without checksum (0) has nothing to verify.
+        let mut bare = udp(CIP, VIP, 5001, 53, b"query", P0_MAC);
+        bare[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        assert_eq!(lab.send(0, &bare).0, Verdict::Forward { port: 1 });
+
+        // Established: forwarded, still wrong after the rewrite, both ways.
+        let (v, _) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        let (v, _) = lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+        for delta in [1u16, 0x00ff, 0x8000, 0xfffe] {
+            let mut seg = tcp(CIP, VIP, 40000, 80, "A", b"GET / HTTP/1.0\r\n\r\n", P0_MAC);
+            corrupt_l4_checksum(&mut seg, delta);
+            let (v, out) = lab.send(0, &seg);
+            assert_eq!(v, Verdict::Forward { port: 1 });
+            assert_eq!(check_addrs(&out), (CIP, rs_ip(1)));
+            assert!(!l4_checksum_holds(&out), "delta {delta:#x}: the error is kept");
+            let mut rep = tcp(rs_ip(1), CIP, 8080, 40000, "A", b"HTTP/1.0 200 OK\r\n", P1_MAC);
+            corrupt_l4_checksum(&mut rep, delta);
+            let (v, out) = lab.send(1, &rep);
+            assert_eq!(v, Verdict::Forward { port: 0 });
+            assert!(
+                !l4_checksum_holds(&out),
+                "reply, delta {delta:#x}: the error is kept"
+            );
+        }
+        assert_eq!(lab.fwd.counters.fast_path > 0, fast);
+    }
+    let mut lab = Lab::new(ForwardMethod::Dr, "rr", &[1]);
+    let mut syn = tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC);
+    corrupt_l4_checksum(&mut syn, 1);
+    let (v, out) = lab.send(0, &syn);
+    assert_eq!(v, Verdict::Forward { port: 1 }, "DR passes it unchanged, as IPVS");
+    assert_eq!(&out[14..], &syn[14..]);
+}
+
+fn check_addrs(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&frame[14..]).unwrap();
+    (h.source_addr(), h.destination_addr())
+}
+
+impl Lab {
+    /// Quiesces real server `i` (0-based) of every service (`-e -w 0`): the
+    /// new snapshot shares its counters.
+    fn quiesce(&mut self, i: usize) {
+        let old = self.fwd.services().clone();
+        for s in old.services() {
+            let d = &s.dests[i];
+            self.dir.weight(s.key, d.rip, d.port, 0, d.method);
+        }
+        self.fwd.refresh();
+    }
+
+    fn state_of(&self, cport: u16) -> String {
+        let flow = rvs_dp::conn::FlowKey::new(Proto::Tcp, CIP, cport, VIP, 80);
+        let id = self.fwd.conns.lookup_in(flow, self.fwd.now()).expect("an entry");
+        self.fwd.conns.get(id).unwrap().state_name().to_string()
+    }
+
+    fn conns_of(&self, i: usize) -> u64 {
+        self.fwd.services().get(0).unwrap().dests[i]
+            .stats
+            .traffic
+            .total()
+            .conns
+    }
+}
+
+/// A NAT connection closed by the real server first (as with
+/// `Connection: close`): the director's entry ends in TIME_WAIT.
+fn nat_close(lab: &mut Lab, cport: u16, rs: u8) {
+    for (port, frame) in [
+        (0, tcp(CIP, VIP, cport, 80, "S", b"", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "SA", b"", P1_MAC)),
+        (0, tcp(CIP, VIP, cport, 80, "A", b"GET /", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "FA", b"200 OK", P1_MAC)),
+        (0, tcp(CIP, VIP, cport, 80, "FA", b"", P0_MAC)),
+        (1, tcp(rs_ip(rs), CIP, 8080, cport, "A", b"", P1_MAC)),
+    ] {
+        let (v, _) = lab.send(port, &frame);
+        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    }
+}
+
+/// conn_reuse_mode (kernel IPVS's, default 1): a client's SYN from the port
+/// of a connection in TIME_WAIT ends that entry and is scheduled as a new
+/// connection, so a quiesced real server gets none; 0 keeps the old
+/// behaviour (the old connection's server, not counted).
+#[test]
+fn syn_on_a_time_wait_entry_is_scheduled_anew() {
+    for (mode, want) in [(1u8, 2u8), (3, 2), (0, 1)] {
+        let opts = CoreOptions {
+            conn_reuse_mode: mode,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, None);
+        nat_close(&mut lab, 40000, 1);
+        assert_eq!(lab.state_of(40000), "TIME_WAIT");
+        lab.quiesce(0);
+        let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        assert_eq!(check(&out).1, rs_ip(want), "conn_reuse_mode {mode}");
+        assert_eq!(lab.state_of(40000), "SYN_RECV");
+        let counted = if want == 2 { (1, 1) } else { (1, 0) };
+        assert_eq!(
+            (lab.conns_of(0), lab.conns_of(1)),
+            counted,
+            "conn_reuse_mode {mode}: Conns"
+        );
+        assert_eq!(lab.fwd.conns.len(), 1, "the old entry made way");
+        // The new connection runs on: replies from its real server get through.
+        let (v, _) = lab.send(1, &tcp(rs_ip(want), CIP, 8080, 40000, "SA", b"", P1_MAC));
+        assert_eq!(v, Verdict::Forward { port: 0 });
+    }
+}
+
+/// Only closed entries make way: a SYN on a live connection (a
+/// retransmitted SYN, or one on an ESTABLISHED entry) stays on it, and so
+/// does one on a FIN_WAIT entry of a NAT connection.
+#[test]
+fn syn_on_a_live_entry_stays_on_it() {
+    let mut lab = Lab::new(ForwardMethod::Nat, "rr", &[1, 1]);
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1), "SYN_RECV: a retransmission");
+    lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "SA", b"", P1_MAC));
+    lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+    assert_eq!(lab.state_of(40000), "ESTABLISHED");
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    lab.send(1, &tcp(rs_ip(1), CIP, 8080, 40000, "FA", b"", P1_MAC));
+    lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+    assert_eq!(lab.state_of(40000), "FIN_WAIT");
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1), "NAT FIN_WAIT: not closed yet");
+    assert_eq!(lab.conns_of(0) + lab.conns_of(1), 1);
+}
+
+/// LVS-DR: the director sees only the client's side, whose last state is
+/// FIN_WAIT. As in the kernel, only conn_reuse_mode bit 2 reschedules there.
+#[test]
+fn dr_fin_wait_is_rescheduled_with_bit_2() {
+    for (mode, want) in [(1u8, 1u8), (2, 2), (3, 2)] {
+        let opts = CoreOptions {
+            conn_reuse_mode: mode,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Dr, "rr", &[1, 1], opts, 1500, 1024, None);
+        for flags in ["S", "A", "A", "FA", "A"] {
+            lab.send(0, &tcp(CIP, VIP, 40000, 80, flags, b"", P0_MAC));
+        }
+        assert_eq!(lab.state_of(40000), "FIN_WAIT");
+        lab.quiesce(0);
+        let (v, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(v, Verdict::Forward { port: 1 });
+        assert_eq!(out[..6], rs_mac(want).0, "conn_reuse_mode {mode}");
+    }
+}
+
+/// Connections a persistence template controls keep their entry (the
+/// kernel's is_new_conn_expected skips them): the template's server anyway.
+#[test]
+fn persistent_connection_reuse_stays_with_its_template() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let mut lab = Lab::with(
+        ForwardMethod::Nat,
+        "rr",
+        &[1, 1],
+        CoreOptions::default(),
+        1500,
+        1024,
+        Some(p),
+    );
+    nat_close(&mut lab, 40000, 1);
+    let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+    assert_eq!(check(&out).1, rs_ip(1));
+    assert_eq!(lab.conns_of(0), 1, "the same connection");
+}
+
+/// expire_quiescent_template: a template whose real server is quiesced
+/// ends on its client's next connection, which goes elsewhere; off (the
+/// kernel's default), the template holds its clients on the quiesced server.
+#[test]
+fn expire_quiescent_template_moves_persistent_clients() {
+    let p = Persistence {
+        timeout_s: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    for (on, want) in [(false, 1u8), (true, 2)] {
+        let opts = CoreOptions {
+            expire_quiescent_template: on,
+            ..Default::default()
+        };
+        let mut lab = Lab::with(ForwardMethod::Nat, "rr", &[1, 1], opts, 1500, 1024, Some(p));
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "S", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(1));
+        lab.quiesce(0);
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40001, 80, "S", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(want), "expire_quiescent_template {on}");
+        let (_, out) = lab.send(0, &tcp(CIP, VIP, 40000, 80, "A", b"", P0_MAC));
+        assert_eq!(check(&out).1, rs_ip(1), "open connections go on");
+    }
+}

@@ -244,10 +244,14 @@ const BOTH_OPTIONS: [CoreOptions; 2] = [
     CoreOptions {
         expire_nodest_conn: true,
         tcp_rst_no_dest: true,
+        conn_reuse_mode: 3,
+        expire_quiescent_template: true,
     },
     CoreOptions {
         expire_nodest_conn: false,
         tcp_rst_no_dest: false,
+        conn_reuse_mode: 0,
+        expire_quiescent_template: false,
     },
 ];
 
@@ -339,8 +343,56 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
         v.push((0, tcp(C, P0, cip, VIP, 41002, 81, "A", b"dr")));
         v.push((0, tcp(C, P0, cip, VIP, 41003, 82, "S", b"")));
         v.push((0, tcp(C, P0, cip, VIP, 41003, 82, "PA", b"tun")));
+        // Past the egress MTU (600 toward the real servers, 1500 toward the
+        // clients), DF set and clear, both NAT directions and DR.
+        for (port, f) in [
+            (0, tcp(C, P0, cip, VIP, 41000, 80, "A", &[0x55; 600])),
+            (0, udp(C, P0, cip, VIP, 41001, 53, &[0x55; 600])),
+            (0, tcp(C, P0, cip, VIP, 41002, 81, "A", &[0x55; 600])),
+            (
+                1,
+                tcp(rs_mac(1), P1, rs_ip(1), cip, 8080, 41000, "A", &[0x55; 1500]),
+            ),
+            (1, udp(rs_mac(1), P1, rs_ip(1), cip, 5353, 41001, &[0x55; 1500])),
+        ] {
+            let mut no_df = f.clone();
+            no_df[20] &= !0x40;
+            fix_ip_checksum(&mut no_df);
+            v.push((port, f));
+            v.push((port, no_df));
+        }
+        // A wrong TCP checksum on an established NAT connection, both ways.
+        let mut bad = tcp(C, P0, cip, VIP, 41000, 80, "A", b"bad");
+        bad[50] ^= 0x01;
+        v.push((0, bad));
+        let mut bad = tcp(rs_mac(1), P1, rs_ip(1), cip, 8080, 41000, "A", b"bad");
+        bad[50] ^= 0x01;
+        v.push((1, bad));
+        // A closed NAT connection, then a SYN from its port (conn_reuse_mode).
+        v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "S", b"")));
+        for i in 1..=3 {
+            v.push((1, tcp(rs_mac(i), P1, rs_ip(i), cip, 8080, 41005, "SA", b"")));
+        }
+        v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "A", b"GET /")));
+        for i in 1..=3 {
+            v.push((1, tcp(rs_mac(i), P1, rs_ip(i), cip, 8080, 41005, "FA", b"")));
+        }
+        v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "FA", b"")));
+        v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "S", b"")));
+        v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "A", b"again")));
     }
     v
+}
+
+/// The established frames in order, whole: the fast path takes part of
+/// them, and what it takes it handles as the general path does (MTU,
+/// checksum and port-reuse cases included).
+#[test]
+fn fast_path_matches_general_path_on_established_frames() {
+    for opts in BOTH_OPTIONS {
+        let hits = fast_and_general_paths_agree(opts, &[records(&established_frames())]);
+        assert!(hits >= 10, "fast path took only {hits} frames");
+    }
 }
 
 fn set(f: &mut [u8], at: usize, b: u8) {

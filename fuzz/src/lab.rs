@@ -98,6 +98,7 @@ impl FuzzLab {
         Self::with_options(CoreOptions {
             expire_nodest_conn: true,
             tcp_rst_no_dest: true,
+            ..CoreOptions::default()
         })
     }
 

@@ -210,10 +210,14 @@ pub enum DropReason {
     VipNotOwned,
     /// For the kernel interface, but its exception ring was full.
     KernelQueueFull,
+    /// TCP/UDP checksum wrong on a packet that would open an LVS-NAT
+    /// connection (established NAT traffic keeps its wrong checksum: the
+    /// incremental update carries the error through to the receiver).
+    BadL4Checksum,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::KernelQueueFull as usize + 1;
+    pub const COUNT: usize = DropReason::BadL4Checksum as usize + 1;
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedL2,
@@ -246,6 +250,7 @@ impl DropReason {
         DropReason::NoMbuf,
         DropReason::VipNotOwned,
         DropReason::KernelQueueFull,
+        DropReason::BadL4Checksum,
     ];
 
     /// snake_case name for metrics labels and listings.
@@ -281,6 +286,7 @@ impl DropReason {
             DropReason::NoMbuf => "no_mbuf",
             DropReason::VipNotOwned => "vip_not_owned",
             DropReason::KernelQueueFull => "kernel_queue_full",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
         }
     }
 }

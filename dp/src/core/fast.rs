@@ -2,7 +2,7 @@
 //!
 //! An untagged IPv4 frame to our MAC, a 20-byte header, no fragment, TTL
 //! above 1, TCP or UDP, of a connection this worker owns and already has,
-//! forwarded by NAT (either way), DR, or TUN within the MTU, to a resolved
+//! forwarded by NAT (either way), DR, or TUN within the egress MTU, to a resolved
 //! next hop. Such a frame
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
@@ -138,9 +138,14 @@ impl Forwarder {
         let hop = self.shared.routes.lookup(toward)?;
         let out = self.shared.ports.get(hop.port as usize)?;
         let (out_mac, out_addr, out_mtu) = (out.mac, out.addr, out.mtu);
-        // A TUN packet the outer header would push past the MTU gets an ICMP
-        // "fragmentation needed" or a drop: the general path's business.
-        if method == ForwardMethod::Tun && total + IPIP_HEADER_LEN > usize::from(out_mtu) {
+        // A packet (with TUN, its outer header too) past the egress MTU gets
+        // an ICMP "fragmentation needed" or a drop: the general path's business.
+        let outer = if method == ForwardMethod::Tun {
+            IPIP_HEADER_LEN
+        } else {
+            0
+        };
+        if total + outer > usize::from(out_mtu) {
             return None;
         }
         let Neigh::Resolved(next_mac) = self.shared.neigh.lookup(hop.via, self.now) else {

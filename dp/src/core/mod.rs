@@ -41,7 +41,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::conn::{
-    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, Timeouts,
+    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
 };
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
@@ -61,13 +61,42 @@ use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{ipv4, tcp};
 use crate::xmit::{dr, icmp, nat, tun};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreOptions {
     /// End connections whose real server was removed, on their next packet.
     pub expire_nodest_conn: bool,
     /// Answer a SYN that no real server can take with a RST.
     pub tcp_rst_no_dest: bool,
+    /// The kernel's conn_reuse_mode: what a SYN does that matches a closed
+    /// connection's entry (a client reusing its port). 0: it goes on that
+    /// connection, to its real server; bit 1 (the default): an entry in
+    /// TIME_WAIT or CLOSE ends and the SYN is scheduled as a new connection;
+    /// bit 2 too: so does one in FIN_WAIT whose replies bypass us (DR, TUN:
+    /// the last state the director sees there). Connections a persistence
+    /// template controls keep their entry, as in the kernel.
+    pub conn_reuse_mode: u8,
+    /// The kernel's expire_quiescent_template: a persistence template whose
+    /// real server is quiesced (weight 0) ends on the client's next new
+    /// connection, which is scheduled afresh. Off (the default), the
+    /// template keeps sending its clients to the quiesced server.
+    pub expire_quiescent_template: bool,
 }
+
+impl Default for CoreOptions {
+    /// The kernel's defaults.
+    fn default() -> Self {
+        CoreOptions {
+            expire_nodest_conn: false,
+            tcp_rst_no_dest: false,
+            conn_reuse_mode: 1,
+            expire_quiescent_template: false,
+        }
+    }
+}
+
+/// conn_reuse_mode's bits (`CoreOptions::conn_reuse_mode`).
+pub const CONN_REUSE_TIME_WAIT: u8 = 1;
+pub const CONN_REUSE_FIN_WAIT_NO_OUTPUT: u8 = 2;
 
 /// Director-wide state the workers share. Everything here is either
 /// immutable, swapped whole (services, timeouts), or lock-free (neighbours).
@@ -250,6 +279,29 @@ impl FragCache {
         let s = &self.slots[Self::slot(src, dst, ident)];
         (s.expires > now && s.src == src && s.dst == dst && s.ident == ident && s.proto == proto)
             .then_some((s.out, s.conn))
+    }
+}
+
+/// Whether the TCP or UDP checksum of an unfragmented packet holds (a UDP
+/// datagram without checksum passes; a fragment cannot be checked, the
+/// checksum covering the whole datagram).
+///
+/// Verified only on the packet that opens an LVS-NAT connection, before
+/// scheduling. Like kernel IPVS without an application helper, packets of
+/// established NAT connections are not verified: the RFC 1624 incremental
+/// update keeps a wrong checksum exactly as wrong, so the receiver drops the
+/// segment as it would have without us, and the per-packet path pays no
+/// full-payload sum. DR and TUN leave the packet unchanged and never verify.
+fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto) -> bool {
+    if ip.frag {
+        return true;
+    }
+    let Some(seg) = frame.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
+        return false;
+    };
+    match proto {
+        Proto::Tcp => TcpPacket::new_unchecked(seg).verify_checksum(ip.src, ip.dst),
+        Proto::Udp => UdpPacket::new_unchecked(seg).verify_checksum(ip.src, ip.dst),
     }
 }
 
@@ -682,6 +734,15 @@ impl Forwarder {
         let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
             let id = match self.conns.lookup_in(flow, self.now) {
+                Some(id) if flags & TcpFlags::SYN != 0 && self.reuse_ends(id) => {
+                    // The client reused the port of a closed connection: a new
+                    // connection, scheduled and counted as such.
+                    self.conns.remove(id);
+                    match self.new_conn(in_port, pkt, ip, flow, flags) {
+                        Ok(id) => id,
+                        Err(v) => return v,
+                    }
+                }
                 Some(id) => id,
                 None => match self.new_conn(in_port, pkt, ip, flow, flags) {
                     Ok(id) => id,
@@ -699,7 +760,26 @@ impl Forwarder {
             if ip.frag {
                 self.frags.remember(ip, true, id, self.now);
             }
-            self.xmit_out(pkt, ip, id, flags, true)
+            self.xmit_out(in_port, pkt, ip, id, flags, true)
+        }
+    }
+
+    /// Whether a SYN that matches connection `id` ends it, to be scheduled
+    /// as a new connection: the kernel's is_new_conn_expected under
+    /// `conn_reuse_mode` (see `CoreOptions`).
+    #[cold]
+    fn reuse_ends(&self, id: ConnId) -> bool {
+        let mode = self.shared.opts.conn_reuse_mode;
+        let Some(c) = self.conns.get(id) else {
+            return false;
+        };
+        if mode == 0 || c.proto() != Proto::Tcp || c.template().is_some() {
+            return false;
+        }
+        match c.state() {
+            TcpState::TimeWait | TcpState::Close => true,
+            TcpState::FinWait => mode & CONN_REUSE_FIN_WAIT_NO_OUTPUT != 0 && c.no_output(),
+            _ => false,
         }
     }
 
@@ -718,7 +798,7 @@ impl Forwarder {
         }
         self.counters.fragments_followed += 1;
         if out {
-            self.xmit_out(pkt, ip, id, 0, false)
+            self.xmit_out(in_port, pkt, ip, id, 0, false)
         } else {
             self.xmit_in(in_port, pkt, ip, id, 0, false)
         }
@@ -746,6 +826,13 @@ impl Forwarder {
         let Some(svc) = snap.get(si) else {
             return Err(Verdict::Drop(DropReason::NoService));
         };
+        // LVS-NAT rewrites the packet: a corrupt one must not open a
+        // connection (nor reach the scheduler). Checked here only, once per
+        // connection; see `l4_checksum_ok`.
+        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto)
+        {
+            return Err(Verdict::Drop(DropReason::BadL4Checksum));
+        }
         let now = self.now;
         let mut template = None;
         let mut chosen = None;
@@ -754,13 +841,17 @@ impl Forwarder {
             if let Some(t) = self.conns.lookup_template(tflow, now) {
                 if let Some(tc) = self.conns.get(t) {
                     // The kernel keeps using a template's server while it exists,
-                    // even quiesced (expire_quiescent_template off).
+                    // even quiesced, unless expire_quiescent_template is on
+                    // (ip_vs_check_template).
+                    let expire_quiescent = self.shared.opts.expire_quiescent_template;
                     match svc.dest_index(tc.rip(), tc.rport()) {
-                        Some(di) => {
+                        Some(di)
+                            if !(expire_quiescent && svc.dests.get(di).is_some_and(|d| d.weight == 0)) =>
+                        {
                             chosen = Some(di);
                             template = Some(t);
                         }
-                        None => {
+                        _ => {
                             self.conns.remove(t);
                         }
                     }
@@ -932,6 +1023,9 @@ impl Forwarder {
         };
         match method {
             ForwardMethod::Nat => {
+                if let Some(mtu) = self.too_big_for(hop, ip.total) {
+                    return self.too_big(in_port, pkt, ip.l2, mtu);
+                }
                 let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                     return Verdict::Drop(DropReason::MalformedIpv4);
                 };
@@ -942,6 +1036,9 @@ impl Forwarder {
                 self.send_via(pkt, hop)
             }
             ForwardMethod::Dr => {
+                if let Some(mtu) = self.too_big_for(hop, ip.total) {
+                    return self.too_big(in_port, pkt, ip.l2, mtu);
+                }
                 self.counters.dr_out += 1;
                 self.send_via(pkt, hop)
             }
@@ -950,20 +1047,49 @@ impl Forwarder {
                     self.counters.tun_out += 1;
                     self.send_via(pkt, hop)
                 }
-                Ok(tun::TunOutcome::FragNeeded { mtu }) => {
-                    let Some(from) = self.shared.ports.get(in_port as usize).map(|p| p.addr) else {
-                        return Verdict::Drop(DropReason::NoRoute);
-                    };
-                    match icmp::frag_needed(pkt, ip.l2, from, mtu) {
-                        Ok(()) => {
-                            self.counters.local_replies += 1;
-                            Verdict::Forward { port: in_port }
-                        }
-                        Err(r) => Verdict::Drop(r),
-                    }
-                }
+                Ok(tun::TunOutcome::FragNeeded { mtu }) => self.frag_needed(in_port, pkt, ip.l2, mtu),
                 Err(r) => Verdict::Drop(r),
             },
+        }
+    }
+
+    /// The egress MTU of `hop`'s port when an IP packet of `total` bytes
+    /// does not fit it.
+    #[inline(always)]
+    fn too_big_for(&self, hop: NextHop, total: usize) -> Option<u16> {
+        let mtu = self.shared.ports.get(hop.port as usize)?.mtu;
+        (total > usize::from(mtu)).then_some(mtu)
+    }
+
+    /// A packet bigger than the egress `mtu`, as the kernel's
+    /// ensure_mtu_is_adequate: with DF set, an ICMP "fragmentation needed"
+    /// carrying `mtu` goes back to its sender; without DF the kernel would
+    /// fragment, we drop it (`TooBig`): fragmenting would need chained mbufs.
+    #[cold]
+    fn too_big<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, mtu: u16) -> Verdict {
+        let df = pkt
+            .data()
+            .get(l2..)
+            .is_some_and(|b| Ipv4Packet::new_unchecked(b).dont_frag());
+        if df {
+            self.frag_needed(in_port, pkt, l2, mtu)
+        } else {
+            Verdict::Drop(DropReason::TooBig)
+        }
+    }
+
+    /// Turns the packet into an ICMP "fragmentation needed" back out of
+    /// `in_port`, from that port's address.
+    fn frag_needed<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, mtu: u16) -> Verdict {
+        let Some(from) = self.shared.ports.get(in_port as usize).map(|p| p.addr) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        match icmp::frag_needed(pkt, l2, from, mtu) {
+            Ok(()) => {
+                self.counters.local_replies += 1;
+                Verdict::Forward { port: in_port }
+            }
+            Err(r) => Verdict::Drop(r),
         }
     }
 
@@ -987,7 +1113,15 @@ impl Forwarder {
 
     /// Real server → client (LVS-NAT replies) on connection `id`.
     #[inline(always)]
-    fn xmit_out<B: PacketBuf>(&mut self, pkt: &mut B, ip: &Ip, id: ConnId, flags: u8, l4: bool) -> Verdict {
+    fn xmit_out<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        ip: &Ip,
+        id: ConnId,
+        flags: u8,
+        l4: bool,
+    ) -> Verdict {
         let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
             Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src),
             Err(r) => return Verdict::Drop(r),
@@ -995,6 +1129,9 @@ impl Forwarder {
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
+        if let Some(mtu) = self.too_big_for(hop, ip.total) {
+            return self.too_big(in_port, pkt, ip.l2, mtu);
+        }
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
@@ -1075,6 +1212,11 @@ impl Forwarder {
             let Some(hop) = self.shared.routes.lookup(rip) else {
                 return Verdict::Drop(DropReason::NoRoute);
             };
+            // No "fragmentation needed" about an ICMP error (the kernel's
+            // ensure_mtu_is_adequate skips them too); we do not fragment.
+            if method != ForwardMethod::Tun && self.too_big_for(hop, ip.total).is_some() {
+                return Verdict::Drop(DropReason::TooBig);
+            }
             self.counters.icmp_translated += 1;
             match method {
                 ForwardMethod::Nat => {
@@ -1104,6 +1246,9 @@ impl Forwarder {
             let Some(hop) = self.shared.routes.lookup(cip) else {
                 return Verdict::Drop(DropReason::NoRoute);
             };
+            if self.too_big_for(hop, ip.total).is_some() {
+                return Verdict::Drop(DropReason::TooBig);
+            }
             let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };

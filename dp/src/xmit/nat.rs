@@ -118,6 +118,50 @@ mod tests {
         assert_eq!(&f[14 + 16..14 + 20], &RIP);
     }
 
+    /// RFC 1624's update adds the same difference to a right checksum and to
+    /// a wrong one: a wrong TCP/UDP checksum stays wrong through NAT (so the
+    /// receiver drops the packet, as without the director).
+    #[test]
+    fn incremental_update_keeps_a_wrong_checksum_wrong() {
+        fn holds(frame: &[u8]) -> bool {
+            let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+            let Some(NetSlice::Ipv4(ip)) = &p.net else {
+                panic!()
+            };
+            let h = ip.header().to_header();
+            match &p.transport {
+                Some(TransportSlice::Tcp(t)) => {
+                    t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+                }
+                Some(TransportSlice::Udp(u)) => {
+                    u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap()
+                }
+                _ => panic!(),
+            }
+        }
+        for (i, delta) in [1u16, 2, 0x100, 0x7fff, 0x8000, 0xfffd, 0xfffe]
+            .into_iter()
+            .enumerate()
+        {
+            let payload = vec![i as u8 * 37; i * 13];
+            for (mut f, at) in [
+                (
+                    tcp_frame(CIP, VIP, 40000 + i as u16, 80, false, &payload),
+                    14 + 20 + 16,
+                ),
+                (udp_frame(CIP, VIP, 5353, 53, &payload), 14 + 20 + 6),
+            ] {
+                let c = u16::from_be_bytes([f[at], f[at + 1]]).wrapping_add(delta);
+                f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                assert!(!holds(&f));
+                nat_in(&mut f[14..], 20, Ipv4Addr::from(RIP), 8080 + i as u16, true).unwrap();
+                assert!(!holds(&f), "in, delta {delta:#x}");
+                nat_out(&mut f[14..], 20, Ipv4Addr::from(VIP), 80, true).unwrap();
+                assert!(!holds(&f), "out, delta {delta:#x}");
+            }
+        }
+    }
+
     #[test]
     fn short_or_garbage_input_never_panics() {
         for len in 0..64 {
