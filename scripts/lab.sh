@@ -204,7 +204,7 @@ case "${1:-}" in
     stop_dp; start_dp "$(cat "$state/lcores")"; sleep 1 ;;
   exec)
     node=${2:?node}; shift 2
-    case $node in c) ns=$NS_C ;; d) ns=$NS_D ;; s[123]) ns=rvs-$node ;; *) echo "node: c d s1 s2 s3" >&2; exit 2 ;; esac
+    case $node in c) ns=$NS_C ;; d) ns=$NS_D ;; s[123]) ns=$L-$node ;; *) echo "node: c d s1 s2 s3" >&2; exit 2 ;; esac
     nsx "$ns" "$@" ;;
   *) echo "usage: $0 up [nat|dr|tun] [--workers N] [--conn-capacity N] | down | exec NODE CMD..." >&2; exit 2 ;;
 esac
