@@ -107,10 +107,16 @@ if [ "$MODE" = nat ]; then open=0; else open=$OPEN; fi
   || fail "InPkts of quiesced s2 + s3 grew by $((P2 + P3)) (entries still open: $open)"
 # wrk counts completed requests; connections still open when it stops are
 # counted by the director but not by wrk.
-if [ "${REQ2:-0}" -gt 0 ] && [ "$C1" -ge $((REQ2 - open)) ] && [ "$C1" -le $((REQ2 + 2 * WRK_CONNS)) ]; then
+# In DR a stale ESTABLISHED entry can be followed by several connections in a
+# row (wrk reuses the port again and again); each of those sent s2 or s3 at
+# least one packet, so their InPkts bound how many requests s1 did not count.
+# The same holds for stale entries of s1 in states IPVS also follows (SYN_RECV,
+# CLOSE_WAIT, LAST_ACK): counted once, used again; WRK_CONNS bounds those.
+if [ "$MODE" = nat ]; then stale=0; else stale=$((P2 + P3 + WRK_CONNS)); fi
+if [ "${REQ2:-0}" -gt 0 ] && [ "$C1" -ge $((REQ2 - stale)) ] && [ "$C1" -le $((REQ2 + 2 * WRK_CONNS)) ]; then
   ok "Conns of s1 counts every connection it got ($C1 for $REQ2 requests)"
 else
-  fail "Conns of s1 = $C1 for $REQ2 requests (entries still open: $open)"
+  fail "Conns of s1 = $C1 for $REQ2 requests (entries still open: $open, packets to s2+s3: $((P2 + P3)))"
 fi
 
 lab_down
