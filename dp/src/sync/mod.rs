@@ -71,7 +71,7 @@ use std::net::Ipv4Addr;
 pub use decode::{SyncCounters, SyncDecoder, SyncEntries};
 pub use encode::SyncEncoder;
 pub use msg::{SyncConnEntry, SyncMessage, SyncOption, SyncOptions};
-pub use repr::{EmitError, PeParam, SeqAdjust, SeqDelta, SyncConn, SyncState, SyncTcpState};
+pub use repr::{EmitError, PeParam, SeqAdjust, SeqDelta, SyncConn, SyncState};
 
 /// The version byte of the messages we send and accept.
 pub const SYNC_PROTO_VER: u8 = 1;

@@ -5,6 +5,8 @@ use std::net::Ipv4Addr;
 
 use rvs_proto::types::{ForwardMethod, Proto};
 
+use crate::conn::TcpState;
+
 use super::msg::{
     self, conn, emit_option, SyncConnEntry, IPVS_OPT_PE_DATA, IPVS_OPT_PE_NAME, IPVS_OPT_SEQ_DATA,
     PE_DATA_MAXLEN, PE_NAME_MAXLEN, SEQ_DATA_LEN,
@@ -33,55 +35,13 @@ pub mod flags {
     pub const BACKUP_MASK: u32 = FWD_MASK | NOOUTPUT | INACTIVE | SEQ_MASK | NO_CPORT | TEMPLATE;
 }
 
-/// TCP state numbers as IPVS sends them (`IP_VS_TCP_S_*`). Same numbering as the
-/// connection table's own TCP state; kept apart so the wire codec does not move with
-/// the table's internals.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SyncTcpState {
-    None = 0,
-    Established = 1,
-    SynSent = 2,
-    SynRecv = 3,
-    FinWait = 4,
-    TimeWait = 5,
-    Close = 6,
-    CloseWait = 7,
-    LastAck = 8,
-    Listen = 9,
-    SynAck = 10,
-}
-
-impl SyncTcpState {
-    pub const ALL: [SyncTcpState; 11] = [
-        SyncTcpState::None,
-        SyncTcpState::Established,
-        SyncTcpState::SynSent,
-        SyncTcpState::SynRecv,
-        SyncTcpState::FinWait,
-        SyncTcpState::TimeWait,
-        SyncTcpState::Close,
-        SyncTcpState::CloseWait,
-        SyncTcpState::LastAck,
-        SyncTcpState::Listen,
-        SyncTcpState::SynAck,
-    ];
-
-    /// `None` past `IP_VS_TCP_S_LAST`, which the kernel also refuses.
-    pub fn from_number(n: u16) -> Option<Self> {
-        Self::ALL.get(usize::from(n)).copied()
-    }
-
-    pub fn number(self) -> u16 {
-        self as u16
-    }
-}
-
 /// The state word of an entry, read according to what the entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SyncState {
     /// A TCP connection.
-    Tcp(SyncTcpState),
+    /// A TCP connection, in IPVS's numbering (`IP_VS_TCP_S_*`), which the
+    /// connection table's own state follows.
+    Tcp(TcpState),
     /// A UDP connection: IPVS has one UDP state (`IP_VS_UDP_S_NORMAL` = 0).
     Udp,
     /// A persistence template (`IP_VS_CONN_F_TEMPLATE`): client address to real server
@@ -97,7 +57,7 @@ impl SyncState {
     /// The number on the wire.
     pub fn number(self) -> u16 {
         match self {
-            SyncState::Tcp(s) => s.number(),
+            SyncState::Tcp(s) => s as u16,
             SyncState::Udp => 0,
             SyncState::Template { assured } => u16::from(assured),
         }
@@ -256,7 +216,13 @@ impl<'a> SyncConn<'a> {
         let state = match (template, proto) {
             (true, _) if n <= 1 => SyncState::Template { assured: n == 1 },
             (false, Proto::Tcp) => {
-                SyncState::Tcp(SyncTcpState::from_number(n).ok_or(SyncError::InvalidState)?)
+                SyncState::Tcp(
+                    // Past `IP_VS_TCP_S_LAST` is refused, as the kernel does.
+                    TcpState::ALL
+                        .get(usize::from(n))
+                        .copied()
+                        .ok_or(SyncError::InvalidState)?,
+                )
             }
             (false, Proto::Udp) if n == 0 => SyncState::Udp,
             _ => return Err(SyncError::InvalidState),

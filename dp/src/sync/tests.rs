@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use rvs_proto::types::{ForwardMethod, Proto};
 
+use crate::conn::TcpState;
+
 use super::decode::{entries, validate};
 use super::encode::{MAX_ENTRY_LEN, MIN_SYNC_MAXLEN};
 use super::*;
@@ -71,7 +73,7 @@ fn tcp_nat_est() -> SyncConn<'static> {
         rip: RIP,
         rport: 8080,
         fwd: ForwardMethod::Nat,
-        state: SyncState::Tcp(SyncTcpState::Established),
+        state: SyncState::Tcp(TcpState::Established),
         inactive: false,
         timeout: 900,
         fwmark: 0,
@@ -271,7 +273,7 @@ fn multi() -> [SyncConn<'static>; 3] {
         rip: Ipv4Addr::new(10, 0, 0, 3),
         rport: 443,
         fwd: ForwardMethod::Tun,
-        state: SyncState::Tcp(SyncTcpState::SynRecv),
+        state: SyncState::Tcp(TcpState::SynRecv),
         inactive: true,
         timeout: 30,
         ..tcp_nat_est()
@@ -683,7 +685,7 @@ fn arb_conn() -> impl Strategy<Value = Arb> {
             // 0..=10: a TCP state (or UDP's one state); 11, 12: a template.
             let state = match (st, proto) {
                 (11 | 12, _) => SyncState::Template { assured: st == 12 },
-                (_, Proto::Tcp) => SyncState::Tcp(SyncTcpState::ALL[usize::from(st)]),
+                (_, Proto::Tcp) => SyncState::Tcp(TcpState::ALL[usize::from(st)]),
                 (_, Proto::Udp) => SyncState::Udp,
             };
             Arb {
