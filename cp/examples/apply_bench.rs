@@ -9,19 +9,16 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rvs_cp::daemon::{Daemon, Options, APPLY_BATCH};
 use rvs_cp::transport::ShmTransport;
-use rvs_dp::control::ControlPlane;
-use rvs_dp::core::{CoreOptions, Forwarder, Shared};
-use rvs_dp::route::RouteTable;
 use rvs_proto::command::{Command, DestSpec, Reply};
-use rvs_proto::region::Layout;
-use rvs_proto::ring::CtlServer;
 use rvs_proto::types::{ForwardMethod, Proto, ServiceKey};
+
+#[path = "../tests/common/real_dp.rs"]
+mod real_dp;
+use real_dp::RealDp;
 
 fn main() {
     let reals: u32 = std::env::args()
@@ -32,22 +29,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let ctl = PathBuf::from("/dev/shm").join(format!("rvs-apply-bench-{}.ctl", std::process::id()));
 
-    let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));
-    let mut server = CtlServer::create(&ctl, Layout::with_workers(1)).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s1, s2) = (stop.clone(), stop.clone());
-    let sh = shared.clone();
-    let worker = std::thread::spawn(move || {
-        let mut fwd = Forwarder::new(0, sh, 64);
-        while !s1.load(Ordering::Relaxed) {
-            fwd.refresh();
-            std::thread::sleep(Duration::from_micros(50));
-        }
-    });
-    let control = std::thread::spawn(move || {
-        let mut cp = ControlPlane::new(shared, 1024);
-        cp.run(&mut server, || s2.load(Ordering::Relaxed), Vec::new, Vec::new);
-    });
+    let dp = RealDp::start(ctl.clone(), Duration::from_micros(50));
 
     let mut cfg = String::from("[control]\nmetrics_listen = \"off\"\nresync_interval = 0\n");
     cfg += "[[virtual_server]]\naddress = \"10.1.0.1\"\nport = 80\nlb_algo = \"wrr\"\n";
@@ -107,9 +89,6 @@ fn main() {
         per * reals as f64
     );
 
-    stop.store(true, Ordering::Relaxed);
-    let _ = worker.join();
-    let _ = control.join();
-    let _ = std::fs::remove_file(&ctl);
+    drop(dp);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,68 +6,26 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_cp::adm::run;
 use rvs_cp::transport::ShmTransport;
-use rvs_dp::control::ControlPlane;
-use rvs_dp::core::{CoreOptions, Forwarder, Shared};
-use rvs_dp::route::RouteTable;
-use rvs_proto::region::Layout;
-use rvs_proto::ring::CtlServer;
+
+#[path = "common/real_dp.rs"]
+mod real_dp;
+use real_dp::RealDp;
 
 static N: AtomicU64 = AtomicU64::new(0);
 
-/// rvs-dp without ports: the control thread serving the ring, and one
-/// worker switching to each new snapshot as a real one does between bursts.
-struct Dp {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Dp {
-    fn start() -> Dp {
-        let path = PathBuf::from("/dev/shm").join(format!(
-            "rvs-big-{}-{}.ctl",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));
-        let mut server = CtlServer::create(&path, Layout::with_workers(1)).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s1, s2) = (stop.clone(), stop.clone());
-        let sh = shared.clone();
-        let worker = std::thread::spawn(move || {
-            let mut fwd = Forwarder::new(0, sh, 64);
-            while !s1.load(Ordering::Relaxed) {
-                fwd.refresh();
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        });
-        let control = std::thread::spawn(move || {
-            let mut cp = ControlPlane::new(shared, 1024);
-            cp.run(&mut server, || s2.load(Ordering::Relaxed), Vec::new, Vec::new);
-        });
-        Dp {
-            path,
-            stop,
-            threads: vec![worker, control],
-        }
-    }
-}
-
-impl Drop for Dp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
+/// A region path of its own for each test.
+fn real_dp() -> RealDp {
+    let path = PathBuf::from("/dev/shm").join(format!(
+        "rvs-big-{}-{}.ctl",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    RealDp::start(path, Duration::from_micros(200))
 }
 
 fn rvsadm(t: &mut ShmTransport, line: &str, stdin: &str) -> (i32, String, String) {
@@ -95,7 +53,7 @@ fn save_text(services: u32, dests: u32) -> String {
 
 #[test]
 fn list_and_save_65536_real_servers_through_the_ring() {
-    let dp = Dp::start();
+    let dp = real_dp();
     let mut t = ShmTransport::new(&dp.path).with_timeout(Duration::from_secs(20));
     let text = save_text(1, 65536);
     let t0 = Instant::now();
@@ -124,7 +82,7 @@ fn list_and_save_65536_real_servers_through_the_ring() {
 
 #[test]
 fn list_65536_services_through_the_ring() {
-    let dp = Dp::start();
+    let dp = real_dp();
     let mut t = ShmTransport::new(&dp.path).with_timeout(Duration::from_secs(20));
     let text = save_text(65536, 0);
     let (code, _, err) = rvsadm(&mut t, "-R", &text);
@@ -138,7 +96,7 @@ fn list_65536_services_through_the_ring() {
 
 #[test]
 fn restore_100000_lines_is_all_or_nothing() {
-    let dp = Dp::start();
+    let dp = real_dp();
     let mut t = ShmTransport::new(&dp.path).with_timeout(Duration::from_secs(20));
     assert_eq!(rvsadm(&mut t, "-A -t 10.9.9.9:53 -s rr", "").0, 0);
     let before = rvsadm(&mut t, "-S -n", "").1;
