@@ -154,6 +154,8 @@ impl Director {
                     tap_tx,
                     out,
                     mtu: spec.mtu,
+                    carrier: kernel::Carrier::for_port(port, &spec.device),
+                    link_up: true,
                     counters: Default::default(),
                 });
             }
