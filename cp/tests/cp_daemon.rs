@@ -38,6 +38,7 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
         config: ConfigSource::Rvs(cfg),
         ctl: Some(dp.path.clone()),
         metrics_listen: None,
+        ready_file: None,
     })
     .unwrap()
 }
@@ -710,4 +711,67 @@ fn an_unappliable_file_is_retried_with_backoff() {
     let sent = dp.changes();
     assert!((3..=5).contains(&sent), "{sent} change requests in 3.5 s");
     assert_eq!(dp.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 1);
+}
+
+fn start_ready(dir: &TempDir, ctl: &std::path::Path, text: &str, ready: &std::path::Path) -> Daemon {
+    let cfg = dir.path("rvs.toml");
+    std::fs::write(&cfg, text).unwrap();
+    Daemon::start(&Options {
+        config: ConfigSource::Rvs(cfg),
+        ctl: Some(ctl.to_path_buf()),
+        metrics_listen: None,
+        ready_file: Some(ready.to_path_buf()),
+    })
+    .unwrap()
+}
+
+fn ready_value(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn ready_file_is_0_only_while_rvs_dp_holds_the_configuration() {
+    let dir = TempDir::new("ready");
+    let ready = dir.path("ready");
+    let cfg = many_reals(2);
+
+    // No rvs-dp at all: not ready.
+    let mut d = start_ready(&dir, &dir.path("absent.ctl"), &cfg, &ready);
+    d.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(ready_value(&ready), "1", "no rvs-dp");
+    assert!(!d.is_ready());
+    drop(d);
+
+    // rvs-dp refuses part of the table: not ready, however long it runs.
+    let full = FakeDp::start_with_limits(
+        "ready-full",
+        rvs_proto::ipvs::Limits {
+            max_services: 10,
+            max_dests_per_service: 1,
+        },
+    );
+    let mut d = start_ready(&dir, &full.path, &cfg, &ready);
+    d.run_until(Duration::from_millis(1500), |_| false);
+    assert_eq!(full.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 1);
+    assert_eq!(ready_value(&ready), "1", "a partial table is not ready");
+    drop(d);
+
+    // Everything applied: ready; an rvs-dp restart empties the table, and
+    // the file says 0 again only once the table is back.
+    let mut dp = FakeDp::start("ready-ok");
+    let mut d = start_ready(&dir, &dp.path, &cfg, &ready);
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    assert_eq!(dp.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 2);
+    dp.restart();
+    assert!(dp.services().is_empty());
+    let back = |dp: &FakeDp| {
+        dp.service(&key("10.1.0.1", 80))
+            .is_some_and(|s| s.dests.len() == 2)
+    };
+    assert!(d.run_until(Duration::from_secs(3), |_| back(&dp)));
+    assert!(d.is_ready());
+    assert_eq!(ready_value(&ready), "0");
 }
