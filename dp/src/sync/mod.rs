@@ -60,8 +60,12 @@
 
 pub mod decode;
 pub mod encode;
+pub mod event;
+pub mod hub;
+pub mod install;
 pub mod msg;
 pub mod repr;
+pub mod threshold;
 
 #[cfg(test)]
 mod tests;
@@ -70,8 +74,12 @@ use std::net::Ipv4Addr;
 
 pub use decode::{SyncCounters, SyncDecoder, SyncEntries};
 pub use encode::SyncEncoder;
+pub use event::SyncEvent;
+pub use hub::SyncHub;
+pub use install::worker_tick;
 pub use msg::{SyncConnEntry, SyncMessage, SyncOption, SyncOptions};
 pub use repr::{EmitError, PeParam, SeqAdjust, SeqDelta, SyncConn, SyncState};
+pub use threshold::{SyncParams, SyncTap};
 
 /// The version byte of the messages we send and accept.
 pub const SYNC_PROTO_VER: u8 = 1;
