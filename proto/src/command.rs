@@ -113,8 +113,9 @@ impl Default for IpvsTimeouts {
 }
 
 /// Which sync daemon: the one that sends (master) or the one that receives (backup).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DaemonRole {
+    #[default]
     Master,
     Backup,
 }
@@ -139,7 +140,7 @@ pub const SYNC_MAX_MAXLEN: u32 = 65535 - 20 - 8;
 
 /// A sync daemon as `--start-daemon` describes it, and as `-L --daemon` lists it
 /// (then with every default resolved).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncDaemonSpec {
     pub role: DaemonRole,
     /// `--mcast-interface`: a kernel interface of the exception path.

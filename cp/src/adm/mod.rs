@@ -378,6 +378,7 @@ pub fn run(
                 ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
+                ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
                 // Answered by the arm above, from the stats area.
                 ListWhat::Drops => return 1,
             };
@@ -443,6 +444,15 @@ pub fn run(
                 }
                 (ListWhat::Latency, Reply::Latency(l)) => {
                     out(stdout, &format::latency(&l));
+                    0
+                }
+                (ListWhat::Daemons, r @ Reply::Daemons(_)) if opts.json => {
+                    out(stdout, &json(&r));
+                    0
+                }
+                (ListWhat::Daemons, Reply::Daemons(d)) => {
+                    let text: String = d.iter().map(|s| s.ipvsadm_line() + "\n").collect();
+                    out(stdout, &text);
                     0
                 }
                 (_, r) => unexpected(stderr, &r),
