@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rvs_proto::command::{Command, IpvsError};
+use rvs_proto::command::{Command, DaemonRole, IpvsError, SyncDaemonSpec, SYNC_MAX_MAXLEN};
 use rvs_proto::ipvs::{IpvsConfig, Limits};
 use serde::Deserialize;
 
@@ -47,6 +47,120 @@ pub struct Config {
     /// rvs-cp's own settings (metrics address, histogram log); rvs-dp ignores them.
     #[serde(default)]
     pub control: Option<toml::Table>,
+    /// Connection sync daemons started at boot, as `rvsadm --start-daemon` does.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: the sync parameters, and `[sync.master]` / `[sync.backup]` (either,
+/// both or none), each as `rvsadm --start-daemon ROLE` would start it:
+///
+/// ```toml
+/// [sync]
+/// sync_threshold = [3, 50]     # the kernel's sysctl of that name (default)
+/// sync_refresh_period = 0      # seconds (default 0: off)
+/// [sync.master]
+/// mcast_interface = "outside0" # a kernel interface (kernel_iface) of the exception path
+/// syncid = 1
+/// [sync.backup]
+/// mcast_interface = "outside0"
+/// syncid = 1
+/// peers = ["192.0.2.2"]        # sources accepted (default: any)
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(default = "default_sync_threshold")]
+    pub sync_threshold: [u32; 2],
+    #[serde(default)]
+    pub sync_refresh_period: u32,
+    pub master: Option<SyncDaemonConfig>,
+    pub backup: Option<SyncDaemonConfig>,
+}
+
+fn default_sync_threshold() -> [u32; 2] {
+    [3, 50]
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            sync_threshold: default_sync_threshold(),
+            sync_refresh_period: 0,
+            master: None,
+            backup: None,
+        }
+    }
+}
+
+/// One daemon of `[sync]`; the fields are `--start-daemon`'s options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemonConfig {
+    pub mcast_interface: String,
+    #[serde(default)]
+    pub syncid: u8,
+    /// 0: derived as the kernel does.
+    #[serde(default)]
+    pub sync_maxlen: u32,
+    pub mcast_group: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub mcast_port: u16,
+    #[serde(default)]
+    pub mcast_ttl: u8,
+    /// Backup only: the source addresses accepted; empty: any.
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+}
+
+impl SyncConfig {
+    /// The sync parameters, checked as the kernel checks its sysctl.
+    pub fn params(&self) -> Result<crate::sync::SyncParams, String> {
+        let p = crate::sync::SyncParams {
+            threshold: self.sync_threshold[0],
+            period: self.sync_threshold[1],
+            refresh_period: self.sync_refresh_period,
+        };
+        if !p.valid() {
+            return Err(format!(
+                "sync.sync_threshold: {} {}: the threshold must be below the period (or the period 0)",
+                p.threshold, p.period
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The daemons to start, master first, with the config key each comes from.
+    pub fn daemons(&self) -> Result<Vec<(String, SyncDaemonSpec)>, String> {
+        let mut out = Vec::new();
+        for (key, role, d) in [
+            ("sync.master", DaemonRole::Master, &self.master),
+            ("sync.backup", DaemonRole::Backup, &self.backup),
+        ] {
+            let Some(d) = d else { continue };
+            if d.sync_maxlen > SYNC_MAX_MAXLEN {
+                return Err(format!("{key}.sync_maxlen: at most {SYNC_MAX_MAXLEN}"));
+            }
+            if role == DaemonRole::Master && !d.peers.is_empty() {
+                return Err(format!("{key}.peers: only a backup filters its peers"));
+            }
+            let mut s = SyncDaemonSpec::new(role, &d.mcast_interface);
+            s.syncid = d.syncid;
+            s.sync_maxlen = d.sync_maxlen;
+            s.mcast_group = d.mcast_group;
+            s.mcast_port = d.mcast_port;
+            s.mcast_ttl = d.mcast_ttl;
+            s.peers = d.peers.clone();
+            if !s.group().is_multicast() {
+                return Err(format!(
+                    "{key}.mcast_group: {} is not a multicast group",
+                    s.group()
+                ));
+            }
+            out.push((key.to_string(), s));
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -690,6 +804,47 @@ pub fn parse_endpoint(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_table_starts_daemons_with_ipvsadm_defaults() {
+        let cfg: Config = toml::from_str(
+            r#"
+[sync]
+sync_threshold = [2, 10]
+[sync.master]
+mcast_interface = "outside0"
+syncid = 9
+[sync.backup]
+mcast_interface = "outside0"
+mcast_port = 9000
+peers = ["192.0.2.2"]
+"#,
+        )
+        .unwrap();
+        let p = cfg.sync.params().unwrap();
+        assert_eq!((p.threshold, p.period, p.refresh_period), (2, 10, 0));
+        let d = cfg.sync.daemons().unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].0, "sync.master");
+        assert_eq!(d[0].1.role, DaemonRole::Master);
+        assert_eq!(
+            (d[0].1.syncid, d[0].1.group(), d[0].1.port(), d[0].1.ttl()),
+            (9, Ipv4Addr::new(224, 0, 0, 81), 8848, 1)
+        );
+        assert_eq!(d[1].1.port(), 9000);
+        assert_eq!(d[1].1.peers, [Ipv4Addr::new(192, 0, 2, 2)]);
+        // Nothing configured: no daemon, the kernel's defaults.
+        let none = Config::default();
+        assert!(none.sync.daemons().unwrap().is_empty());
+        assert_eq!(none.sync.params().unwrap(), crate::sync::SyncParams::default());
+        // The kernel's check on sync_threshold, and a group that is no group.
+        let bad: Config = toml::from_str("[sync]\nsync_threshold = [50, 50]\n").unwrap();
+        assert!(bad.sync.params().is_err());
+        let bad: Config =
+            toml::from_str("[sync.backup]\nmcast_interface = \"x\"\nmcast_group = \"10.0.0.1\"\n").unwrap();
+        assert!(bad.sync.daemons().is_err());
+        assert!(toml::from_str::<Config>("[sync.master]\nmcast_interface = \"x\"\nbogus = 1\n").is_err());
+    }
 
     const GOOD: &str = r#"
 [dataplane]

@@ -24,6 +24,7 @@ use crate::service::{
     DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
     WorkerTraffic,
 };
+use crate::sync::{SyncDaemons, SyncParams};
 use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
@@ -85,13 +86,15 @@ pub struct ControlPlane {
     pub conn_capacity_total: u32,
     /// Paged listings and staged restores in progress.
     sessions: Sessions,
+    /// The connection sync daemons (`--start-daemon`), off until started.
+    pub sync: SyncDaemons,
 }
 
 impl ControlPlane {
     pub fn new(shared: Arc<Shared>, conn_capacity_total: u32) -> Self {
         ControlPlane {
             config: IpvsConfig::new(),
-            shared,
+            shared: shared.clone(),
             generation: 0,
             dest_stats: HashMap::new(),
             svc_stats: HashMap::new(),
@@ -101,6 +104,7 @@ impl ControlPlane {
             dest_est: HashMap::new(),
             conn_capacity_total,
             sessions: Sessions::default(),
+            sync: SyncDaemons::new(shared, SyncParams::default()),
         }
     }
 
@@ -287,6 +291,9 @@ impl ControlPlane {
         conns: impl FnOnce() -> Vec<ConnInfo>,
         latency: impl FnOnce() -> Vec<WorkerLatency>,
     ) -> (Reply, Option<u64>) {
+        if cmd.is_daemon() {
+            return (self.daemon(cmd), None);
+        }
         serve::handle(
             &mut Serving {
                 cp: self,
@@ -295,6 +302,19 @@ impl ControlPlane {
             },
             cmd,
         )
+    }
+
+    /// `--start-daemon`, `--stop-daemon`, `-L --daemon`.
+    fn daemon(&mut self, cmd: &Command) -> Reply {
+        let done = |r: Result<(), IpvsError>| match r {
+            Ok(()) => Reply::Ok,
+            Err(e) => Reply::Error(e),
+        };
+        match cmd {
+            Command::StartDaemon(spec) => done(self.sync.start(spec)),
+            Command::StopDaemon(role) => done(self.sync.stop(*role)),
+            _ => Reply::Daemons(self.sync.list()),
+        }
     }
 
     /// Drops staged restores whose tool went quiet (see `Sessions::expire`).
@@ -438,6 +458,46 @@ mod tests {
     fn cp() -> (ControlPlane, Arc<Shared>) {
         let shared = Arc::new(Shared::new(vec![], RouteTable::new(), 1, CoreOptions::default()));
         (ControlPlane::new(shared.clone(), 1024), shared)
+    }
+
+    #[test]
+    fn sync_daemon_commands_start_list_and_stop() {
+        use rvs_proto::command::{DaemonRole, SyncDaemonSpec};
+        // SO_BINDTODEVICE needs CAP_NET_RAW. Nothing is sent: no worker pushes.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let (mut cp, shared) = cp();
+        let mut h = |c: Command| cp.handle(&c, Vec::new, Vec::new).0;
+        let mut m = SyncDaemonSpec::new(DaemonRole::Master, "lo");
+        m.syncid = 3;
+        assert_eq!(h(Command::StartDaemon(m.clone())), Reply::Ok);
+        assert!(shared.sync.master_on());
+        assert_eq!(h(Command::StartDaemon(m)), Reply::Error(IpvsError::DaemonRunning));
+        let Reply::Daemons(d) = h(Command::ListDaemons) else {
+            panic!("not a daemon listing")
+        };
+        let lines: Vec<String> = d.iter().map(|s| s.ipvsadm_line()).collect();
+        assert_eq!(
+            lines,
+            ["master sync daemon (mcast=lo, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)"]
+        );
+        assert_eq!(
+            h(Command::StopDaemon(DaemonRole::Backup)),
+            Reply::Error(IpvsError::NoDaemon)
+        );
+        assert_eq!(h(Command::StopDaemon(DaemonRole::Master)), Reply::Ok);
+        assert!(!shared.sync.master_on());
+        assert_eq!(h(Command::ListDaemons), Reply::Daemons(vec![]));
+        assert_eq!(
+            h(Command::StartDaemon(SyncDaemonSpec::new(
+                DaemonRole::Backup,
+                "nosuchdev0"
+            ))),
+            Reply::Error(IpvsError::DaemonSocket("No such device".into()))
+        );
     }
 
     fn svc() -> ServiceSpec {

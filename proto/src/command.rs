@@ -112,6 +112,109 @@ impl Default for IpvsTimeouts {
     }
 }
 
+/// Which sync daemon: the one that sends (master) or the one that receives (backup).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DaemonRole {
+    #[default]
+    Master,
+    Backup,
+}
+
+impl DaemonRole {
+    /// ipvsadm's word: `master` / `backup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonRole::Master => "master",
+            DaemonRole::Backup => "backup",
+        }
+    }
+}
+
+/// The IPVS sync protocol's defaults (`IP_VS_SYNC_GROUP`, `IP_VS_SYNC_PORT`, ttl 1).
+pub const SYNC_DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+pub const SYNC_DEFAULT_PORT: u16 = 8848;
+pub const SYNC_DEFAULT_TTL: u8 = 1;
+/// Longest sync payload ipvsadm accepts (`--sync-maxlen`): a 64 KiB datagram less
+/// the IPv4 and UDP headers.
+pub const SYNC_MAX_MAXLEN: u32 = 65535 - 20 - 8;
+
+/// A sync daemon as `--start-daemon` describes it, and as `-L --daemon` lists it
+/// (then with every default resolved).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemonSpec {
+    pub role: DaemonRole,
+    /// `--mcast-interface`: a kernel interface of the exception path.
+    pub mcast_ifn: String,
+    /// `--syncid` (0..=255). A backup with 0 takes every syncid.
+    pub syncid: u8,
+    /// `--sync-maxlen`: 0 = derived as the kernel does (1472 for a master).
+    pub sync_maxlen: u32,
+    /// `--mcast-group`: None = 224.0.0.81.
+    pub mcast_group: Option<Ipv4Addr>,
+    /// `--mcast-port`: 0 = 8848.
+    pub mcast_port: u16,
+    /// `--mcast-ttl`: 0 = 1.
+    pub mcast_ttl: u8,
+    /// Backup only (rvs's `sync_peer`): the source addresses accepted; empty = any.
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+}
+
+impl SyncDaemonSpec {
+    pub fn new(role: DaemonRole, mcast_ifn: &str) -> Self {
+        SyncDaemonSpec {
+            role,
+            mcast_ifn: mcast_ifn.to_string(),
+            syncid: 0,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
+            peers: Vec::new(),
+        }
+    }
+
+    pub fn group(&self) -> Ipv4Addr {
+        self.mcast_group.unwrap_or(SYNC_DEFAULT_GROUP)
+    }
+
+    pub fn port(&self) -> u16 {
+        if self.mcast_port == 0 {
+            SYNC_DEFAULT_PORT
+        } else {
+            self.mcast_port
+        }
+    }
+
+    pub fn ttl(&self) -> u8 {
+        if self.mcast_ttl == 0 {
+            SYNC_DEFAULT_TTL
+        } else {
+            self.mcast_ttl
+        }
+    }
+
+    /// The line `ipvsadm -L --daemon` prints for this daemon (defaults resolved first).
+    pub fn ipvsadm_line(&self) -> String {
+        let mut s = format!(
+            "{} sync daemon (mcast={}, syncid={}",
+            self.role.as_str(),
+            self.mcast_ifn,
+            self.syncid
+        );
+        if self.sync_maxlen != 0 {
+            s.push_str(&format!(", maxlen={}", self.sync_maxlen));
+        }
+        s.push_str(&format!(
+            ", group={}, port={}, ttl={})",
+            self.group(),
+            self.port(),
+            self.ttl()
+        ));
+        s
+    }
+}
+
 /// One request to the data plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -182,6 +285,12 @@ pub enum Command {
     RestoreAbort {
         restore: u64,
     },
+    /// `--start-daemon`: a connection sync daemon (both roles may run at once).
+    StartDaemon(SyncDaemonSpec),
+    /// `--stop-daemon`
+    StopDaemon(DaemonRole),
+    /// `-L --daemon`
+    ListDaemons,
 }
 
 impl Command {
@@ -196,6 +305,16 @@ impl Command {
                 | Command::GetTimeouts
                 | Command::Latency
                 | Command::GetInfo
+                | Command::ListDaemons
+        )
+    }
+
+    /// The sync daemon commands: served by the data plane's sync threads, not
+    /// by the IPVS model (they are not part of a restore or a save).
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons
         )
     }
 }
@@ -304,6 +423,8 @@ pub enum Reply {
     Info {
         conn_tab_size: u32,
     },
+    /// `-L --daemon`: the running sync daemons, master first, defaults resolved.
+    Daemons(Vec<SyncDaemonSpec>),
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
@@ -348,6 +469,13 @@ pub enum IpvsError {
     /// A restore step for a staging area that is gone: it failed, was
     /// aborted or committed, or was idle too long.
     NoSuchRestore(u64),
+    /// `--start-daemon` of a role already running (the kernel's EEXIST).
+    DaemonRunning,
+    /// `--stop-daemon` of a role not running (the kernel's ESRCH).
+    NoDaemon,
+    /// A sync daemon could not open its socket: the system's error text (as
+    /// ipvsadm prints `strerror` for errors it has no text of its own for).
+    DaemonSocket(String),
 }
 
 impl fmt::Display for IpvsError {
@@ -379,6 +507,9 @@ impl fmt::Display for IpvsError {
             IpvsError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
             IpvsError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
             IpvsError::TableChanged => f.write_str("the table changed while it was listed; list again"),
+            IpvsError::DaemonRunning => f.write_str("Daemon has already run"),
+            IpvsError::NoDaemon => f.write_str("No daemon is running"),
+            IpvsError::DaemonSocket(e) => f.write_str(e),
             IpvsError::NoSuchRestore(id) => write!(
                 f,
                 "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \

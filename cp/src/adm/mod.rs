@@ -182,6 +182,8 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
   rvsadm --drops [--json]
+  rvsadm --start-daemon state --mcast-interface interface [daemon-options]
+  rvsadm --stop-daemon state
   rvsadm -h
 
 Commands (long or short):
@@ -197,6 +199,8 @@ Commands (long or short):
   --list            -L|-l     list the table
   --zero            -Z        zero the counters of one service or all
   --set tcp tcpfin udp        set connection timeouts in seconds (0 keeps one)
+  --start-daemon master|backup  start a connection sync daemon (IPVS sync v1)
+  --stop-daemon master|backup   stop it
   --help            -h        this text
 
 virtual-service:
@@ -228,6 +232,13 @@ Options:
   --json                      print the data plane's reply as JSON
   --latency                   per-worker packet latency percentiles
   --drops                     packets not forwarded, by reason, over all workers
+  --daemon                    list the sync daemons (-L --daemon)
+  --mcast-interface interface a kernel interface (exception path) for sync traffic
+  --syncid sid                syncid 0..255 (a backup with 0 takes every syncid)
+  --sync-maxlen length        largest sync message payload (default 1472)
+  --mcast-group address       multicast group (default 224.0.0.81)
+  --mcast-port port           UDP port (default 8848)
+  --mcast-ttl ttl             multicast TTL (default 1)
 ";
 
 fn out(w: &mut dyn Write, s: &str) {
@@ -378,6 +389,7 @@ pub fn run(
                 ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
+                ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
                 // Answered by the arm above, from the stats area.
                 ListWhat::Drops => return 1,
             };
@@ -443,6 +455,15 @@ pub fn run(
                 }
                 (ListWhat::Latency, Reply::Latency(l)) => {
                     out(stdout, &format::latency(&l));
+                    0
+                }
+                (ListWhat::Daemons, r @ Reply::Daemons(_)) if opts.json => {
+                    out(stdout, &json(&r));
+                    0
+                }
+                (ListWhat::Daemons, Reply::Daemons(d)) => {
+                    let text: String = d.iter().map(|s| s.ipvsadm_line() + "\n").collect();
+                    out(stdout, &text);
                     0
                 }
                 (_, r) => unexpected(stderr, &r),

@@ -15,14 +15,15 @@
 //!   looked up in a small built-in table rather than /etc/services;
 //! - a `-g`/`-i` real server given a port different from the service's is an
 //!   error, where ipvsadm silently replaces it by the service's port;
-//! - fwmark, SCTP, IPv6, one-packet scheduling, persistence engines, GUE and
-//!   the sync daemon are refused with an explicit "not supported".
+//! - fwmark, SCTP, IPv6, one-packet scheduling, persistence engines and GUE
+//!   are refused with an explicit "not supported";
+//! - the sync daemon's options come last in the legality table, after rvs's own.
 
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{
-    Command, DestSpec, IpvsError, ServiceSpec, DEFAULT_PERSISTENT_TIMEOUT_S, DEFAULT_SCHEDULER,
-    MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
+    Command, DaemonRole, DestSpec, IpvsError, ServiceSpec, SyncDaemonSpec, DEFAULT_PERSISTENT_TIMEOUT_S,
+    DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT, SYNC_MAX_MAXLEN,
 };
 use rvs_proto::types::{ForwardMethod, Proto, SchedFlags, ServiceKey};
 
@@ -67,6 +68,8 @@ pub enum ListWhat {
     Latency,
     /// `--drops` (rvs only)
     Drops,
+    /// `-L --daemon`
+    Daemons,
 }
 
 /// `-L`'s output options.
@@ -114,6 +117,8 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    StartDaemon,
+    StopDaemon,
 }
 
 impl Cmd {
@@ -132,6 +137,8 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
         }
     }
 }
@@ -164,7 +171,14 @@ mod opt {
     pub const JSON: usize = 21;
     pub const LATENCY: usize = 22;
     pub const DROPS: usize = 23;
-    pub const COUNT: usize = 24;
+    pub const DAEMON: usize = 24;
+    pub const MCAST: usize = 25;
+    pub const SYNCID: usize = 26;
+    pub const SYNC_MAXLEN: usize = 27;
+    pub const MCAST_GROUP: usize = 28;
+    pub const MCAST_PORT: usize = 29;
+    pub const MCAST_TTL: usize = 30;
+    pub const COUNT: usize = 31;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -191,23 +205,32 @@ mod opt {
         "json",
         "latency",
         "drops",
+        "daemon",
+        "mcast-interface",
+        "syncid",
+        "sync-maxlen",
+        "mcast-group",
+        "mcast-port",
+        "mcast-ttl",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d
-    //                               c             o t a h c o x   n y s a
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d d m s s m m m
+    //                               c             o t a h c o x   n y s a a c y y g p t
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 11",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxx",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 111xxxxxx",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxx+     ",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -246,6 +269,15 @@ enum Id {
     Json,
     Latency,
     Drops,
+    StartDaemon,
+    StopDaemon,
+    Daemon,
+    McastInterface,
+    Syncid,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
     Help,
     Version,
     /// Known to ipvsadm, not to rvs: the text says why.
@@ -264,7 +296,6 @@ const fn o(long: &'static str, short: Option<char>, arg: Arg, id: Id) -> OptSpec
 }
 
 const NO_FWMARK: &str = "rvs has no firewall-mark services";
-const NO_SYNC: &str = "rvs has no connection sync daemon";
 
 static OPTIONS: &[OptSpec] = &[
     o("add-service", Some('A'), Arg::None, Id::Cmd(Cmd::Add)),
@@ -340,15 +371,15 @@ static OPTIONS: &[OptSpec] = &[
         Arg::Required,
         Id::Unsupported("rvs has no persistence engines"),
     ),
-    o("start-daemon", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("stop-daemon", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("daemon", None, Arg::None, Id::Unsupported(NO_SYNC)),
-    o("mcast-interface", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("syncid", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-group", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-port", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-ttl", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("sync-maxlen", None, Arg::Required, Id::Unsupported(NO_SYNC)),
+    o("start-daemon", None, Arg::Required, Id::StartDaemon),
+    o("stop-daemon", None, Arg::Required, Id::StopDaemon),
+    o("daemon", None, Arg::None, Id::Daemon),
+    o("mcast-interface", None, Arg::Required, Id::McastInterface),
+    o("syncid", None, Arg::Required, Id::Syncid),
+    o("mcast-group", None, Arg::Required, Id::McastGroup),
+    o("mcast-port", None, Arg::Required, Id::McastPort),
+    o("mcast-ttl", None, Arg::Required, Id::McastTtl),
+    o("sync-maxlen", None, Arg::Required, Id::SyncMaxlen),
     o(
         "tun-port",
         None,
@@ -576,6 +607,8 @@ struct State {
     l_threshold: u32,
     sched_flags: Option<String>,
     list: ListOpts,
+    /// `--start-daemon`/`--stop-daemon` and their options.
+    daemon: SyncDaemonSpec,
     help: bool,
     version: bool,
 }
@@ -734,6 +767,56 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             }
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
+            Id::StartDaemon | Id::StopDaemon => {
+                let start = id == Id::StartDaemon;
+                st.set_command(if start { Cmd::StartDaemon } else { Cmd::StopDaemon })?;
+                st.daemon.role = match v.as_str() {
+                    "master" => DaemonRole::Master,
+                    "backup" => DaemonRole::Backup,
+                    _ if start => return fail("illegal start-daemon parameter specified"),
+                    _ => return fail("illegal start_daemon specified"),
+                };
+            }
+            Id::Daemon => st.set_option(opt::DAEMON)?,
+            Id::McastInterface => {
+                st.set_option(opt::MCAST)?;
+                st.daemon.mcast_ifn = v;
+            }
+            Id::Syncid => {
+                st.set_option(opt::SYNCID)?;
+                match number(&v, 0, 255) {
+                    Some(n) => st.daemon.syncid = n as u8,
+                    None => return fail("illegal syncid specified"),
+                }
+            }
+            Id::SyncMaxlen => {
+                st.set_option(opt::SYNC_MAXLEN)?;
+                match number(&v, 1, u64::from(SYNC_MAX_MAXLEN)) {
+                    Some(n) => st.daemon.sync_maxlen = n as u32,
+                    None => return fail("illegal sync maxlen specified"),
+                }
+            }
+            Id::McastGroup => {
+                st.set_option(opt::MCAST_GROUP)?;
+                match v.parse::<Ipv4Addr>() {
+                    Ok(a) if a.is_multicast() => st.daemon.mcast_group = Some(a),
+                    _ => return fail("illegal multicast group specified"),
+                }
+            }
+            Id::McastPort => {
+                st.set_option(opt::MCAST_PORT)?;
+                match number(&v, 1, 65535) {
+                    Some(n) => st.daemon.mcast_port = n as u16,
+                    None => return fail("illegal multicast port specified"),
+                }
+            }
+            Id::McastTtl => {
+                st.set_option(opt::MCAST_TTL)?;
+                match number(&v, 1, 255) {
+                    Some(n) => st.daemon.mcast_ttl = n as u8,
+                    None => return fail("illegal multicast ttl specified"),
+                }
+            }
         }
     }
 
@@ -912,6 +995,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Latency
             } else if s[opt::DROPS] {
                 ListWhat::Drops
+            } else if s[opt::DAEMON] {
+                ListWhat::Daemons
             } else {
                 ListWhat::All
             };
@@ -921,6 +1006,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             numeric: st.list.numeric,
         },
         Cmd::Restore => Action::Restore,
+        Cmd::StartDaemon => Action::Apply(Command::StartDaemon(st.daemon)),
+        Cmd::StopDaemon => Action::Apply(Command::StopDaemon(st.daemon.role)),
     })
 }
 
@@ -1428,14 +1515,91 @@ mod tests {
             "-A --sctp-service 10.0.0.1:80",
             "-A -t 10.0.0.1:80 -o",
             "-A -t 10.0.0.1:80 --pe sip",
-            "--start-daemon master",
-            "-L --daemon",
             "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gue",
             "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-port 5555",
         ] {
             let (msg, code) = err(line);
             assert_eq!(code, 2, "{line}");
             assert!(msg.contains("not supported"), "{line}: {msg}");
+        }
+    }
+
+    #[test]
+    fn sync_daemon_commands() {
+        let mut m = SyncDaemonSpec::new(DaemonRole::Master, "outside0");
+        assert_eq!(
+            ok("--start-daemon master --mcast-interface outside0"),
+            Action::Apply(Command::StartDaemon(m.clone()))
+        );
+        m.syncid = 9;
+        m.sync_maxlen = 1400;
+        m.mcast_group = Some(ip("239.1.2.3"));
+        m.mcast_port = 9000;
+        m.mcast_ttl = 2;
+        assert_eq!(
+            ok(
+                "--start-daemon=master --mcast-interface=outside0 --syncid 9 --sync-maxlen 1400 \
+                --mcast-group 239.1.2.3 --mcast-port 9000 --mcast-ttl 2"
+            ),
+            Action::Apply(Command::StartDaemon(m))
+        );
+        let b = SyncDaemonSpec::new(DaemonRole::Backup, "eth1");
+        assert_eq!(
+            ok("--start-daemon backup --mcast-interface eth1"),
+            Action::Apply(Command::StartDaemon(b))
+        );
+        assert_eq!(
+            ok("--stop-daemon backup"),
+            Action::Apply(Command::StopDaemon(DaemonRole::Backup))
+        );
+        assert_eq!(
+            ok("-L --daemon"),
+            Action::List(ListWhat::Daemons, ListOpts::default())
+        );
+        for (line, msg) in [
+            (
+                "--start-daemon primary --mcast-interface x",
+                "illegal start-daemon parameter specified",
+            ),
+            ("--stop-daemon primary", "illegal start_daemon specified"),
+            (
+                "--start-daemon master --mcast-interface x --syncid 256",
+                "illegal syncid specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --sync-maxlen 0",
+                "illegal sync maxlen specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-group 10.0.0.1",
+                "illegal multicast group specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-port 0",
+                "illegal multicast port specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-ttl 256",
+                "illegal multicast ttl specified",
+            ),
+            (
+                "--start-daemon master",
+                "You need to supply the 'mcast-interface' option for the 'start-daemon' command",
+            ),
+            (
+                "--stop-daemon master --syncid 1",
+                "Illegal 'syncid' option with the 'stop-daemon' command",
+            ),
+            (
+                "-L -c --daemon",
+                "The option 'daemon' conflicts with the 'connection' option in the 'list' command",
+            ),
+            (
+                "-A -t 10.0.0.1:80 --syncid 1",
+                "Illegal 'syncid' option with the 'add-service' command",
+            ),
+        ] {
+            assert_eq!(err(line), (msg.to_string(), 2), "{line}");
         }
     }
 

@@ -120,6 +120,8 @@ pub struct Shared {
     /// The service generation each worker has switched to: the control
     /// thread replies to a command once every worker has seen it.
     pub seen_generation: Vec<CachePadded<AtomicU64>>,
+    /// Connection sync: the master flag and the rings to and from the sync threads.
+    pub sync: crate::sync::SyncHub,
 }
 
 impl Shared {
@@ -140,6 +142,7 @@ impl Shared {
             seen_generation: (0..workers)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
+            sync: crate::sync::SyncHub::new(workers as usize),
         }
     }
 
@@ -349,6 +352,9 @@ pub struct Forwarder {
     /// Take established connections' packets through `fast` (on by
     /// default; off only to compare the two paths).
     pub fast_path: bool,
+    /// While a master sync daemon runs: decides which connections to send
+    /// (`sync::threshold`); switched by `sync::worker_tick` between bursts.
+    pub sync: Option<Box<crate::sync::SyncTap>>,
 }
 
 impl Forwarder {
@@ -374,6 +380,7 @@ impl Forwarder {
             },
             stale_hops: Vec::with_capacity(16),
             fast_path: true,
+            sync: None,
         }
     }
 
@@ -994,12 +1001,16 @@ impl Forwarder {
                 Direction::Output => t.add_out(len),
             }
         }
-        Ok(Endpoints {
+        let e = Endpoints {
             method: c.method(),
             flow: c.flow(),
             rip: c.rip(),
             rport: c.rport(),
-        })
+        };
+        if let (Some(t), Direction::Input, true) = (self.sync.as_deref_mut(), dir, l4) {
+            t.on_input(&self.conns, id, self.now);
+        }
+        Ok(e)
     }
 
     /// Client → real server on connection `id`. `l4`: the packet has its L4
