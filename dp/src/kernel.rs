@@ -27,10 +27,17 @@
 //!   (the port is configured with one TX queue more than there are
 //!   workers), or, for devices without a spare TX queue (af_packet), through
 //!   a ring that worker 0 drains into its own queue between bursts.
+//!
+//! Its counters (`ExceptionCounters`, per port) are the thread's own: it
+//! publishes them into the control region's kernel slot every
+//! `PUBLISH_EVERY` (`rvsadm --kernel`, rvs-cp's metrics read them there) and
+//! prints them in the exit report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rvs_proto::statsarea::{monotonic_ns, KernelPortStats, KernelStatsBlock, KernelStatsWriter};
 
 use crate::dpdk::{EthdevConf, MbufBurst, Mempool, Port, RingConsumer, RingProducer, RxQueue, TxQueue};
 use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket};
@@ -43,6 +50,8 @@ const IDLE_SLEEP: Duration = Duration::from_micros(200);
 /// Depth of each worker's ring to the exception path, and of the ring to
 /// worker 0 for ports without a spare TX queue.
 pub const RING_SIZE: u32 = 1024;
+/// How often the counters go to the control region.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// How frames from the kernel reach the wire.
 pub enum KernelTx {
@@ -104,6 +113,8 @@ pub struct ExceptionPath {
     /// Frames a second up to the kernel, over all ports.
     pub rate_pps: u64,
     pub stop: Arc<AtomicBool>,
+    /// The control region's kernel slot (this thread is its only writer).
+    pub stats: Option<KernelStatsWriter>,
 }
 
 impl ExceptionPath {
@@ -115,7 +126,18 @@ impl ExceptionPath {
         let mut bucket = TokenBucket::new(self.rate_pps, (self.rate_pps / 10).max(64), now());
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
         let mut up: Vec<MbufBurst<BURST>> = self.ports.iter().map(|_| MbufBurst::new()).collect();
+        let mut block = KernelStatsBlock::default();
+        for k in &self.ports {
+            // The config allows no more ports than the block holds.
+            let _ = block.push(KernelPortStats::new(k.port, &k.iface, k.counters));
+        }
+        self.publish(&mut block);
+        let mut published = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if published.elapsed() >= PUBLISH_EVERY {
+                self.publish(&mut block);
+                published = Instant::now();
+            }
             let mut moved = 0;
             // Up: workers → taps, rate limited.
             for r in self.from_workers.iter_mut() {
@@ -163,6 +185,7 @@ impl ExceptionPath {
                 std::thread::sleep(IDLE_SLEEP);
             }
         }
+        self.publish(&mut block);
         let mut out = Vec::new();
         for k in &self.ports {
             let c = &k.counters;
@@ -179,9 +202,20 @@ impl ExceptionPath {
                 c.down_txfull
             );
             let _ = k.tap.stop();
-            out.push(c.clone());
+            out.push(*c);
         }
         out
+    }
+
+    /// Copies the ports' counters into `block` (which lists the ports in
+    /// order) and into the control region.
+    fn publish(&self, block: &mut KernelStatsBlock) {
+        let Some(w) = &self.stats else { return };
+        for (slot, k) in block.ports_mut().iter_mut().zip(&self.ports) {
+            slot.counters = k.counters;
+        }
+        block.timestamp_ns = monotonic_ns();
+        w.publish(block);
     }
 }
 
