@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::command::{
+    Command, ConnInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+};
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::types::{DropReason, ServiceKey, TrafficTotals};
@@ -62,6 +64,8 @@ pub struct LocalTransport {
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
+    /// What the data plane owns (every VIP unless a test says otherwise).
+    pub owned: OwnedAddrs,
     pub conn_tab_size: u32,
     pub generation: u64,
     pub sessions: Sessions,
@@ -76,6 +80,7 @@ impl Default for LocalTransport {
             conns: Vec::new(),
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
+            owned: OwnedAddrs::all(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
             generation: 0,
@@ -148,6 +153,9 @@ impl DataPlane for LocalTransport {
     }
     fn conn_tab_size(&self) -> u32 {
         self.conn_tab_size
+    }
+    fn owned(&self) -> OwnedAddrs {
+        self.owned.clone()
     }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.config = next;
