@@ -24,6 +24,7 @@ use rvs_proto::command::{
     Command, ConnInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
 };
 use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::kernelblock::KernelStatsBlock;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::types::{DropReason, ServiceKey, TrafficTotals};
 
@@ -38,6 +39,12 @@ pub trait CtlTransport {
     /// stats area; the workers count them, the control thread does not).
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         anyhow::bail!("this data plane reports no drop counters")
+    }
+
+    /// The exception path's last published counters, per port with a kernel
+    /// interface (rvs-dp's stats area; its kernel thread counts them).
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        anyhow::bail!("this data plane reports no kernel interface counters")
     }
 }
 
@@ -64,6 +71,7 @@ pub struct LocalTransport {
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
+    pub kernel: KernelStatsBlock,
     /// What the data plane owns (every VIP unless a test says otherwise).
     pub owned: OwnedAddrs,
     pub conn_tab_size: u32,
@@ -80,6 +88,7 @@ impl Default for LocalTransport {
             conns: Vec::new(),
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
+            kernel: KernelStatsBlock::default(),
             owned: OwnedAddrs::all(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
@@ -174,6 +183,9 @@ impl CtlTransport for LocalTransport {
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         Ok(self.drops)
     }
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        Ok(self.kernel)
+    }
 }
 
 const USAGE: &str = "\
@@ -190,6 +202,7 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
   rvsadm --drops [--json]
+  rvsadm --kernel [--json]
   rvsadm -h
 
 Commands (long or short):
@@ -236,6 +249,8 @@ Options:
   --json                      print the data plane's reply as JSON
   --latency                   per-worker packet latency percentiles
   --drops                     packets not forwarded, by reason, over all workers
+  --kernel                    kernel interfaces: frames up, down and dropped;
+                              the addresses owned and each VIP's state
 ";
 
 fn out(w: &mut dyn Write, s: &str) {
@@ -371,6 +386,27 @@ pub fn run(
                 2
             }
         },
+        Action::List(ListWhat::Kernel, opts) => {
+            let block = match transport.kernel() {
+                Ok(b) => b,
+                Err(e) => {
+                    out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
+                    return 2;
+                }
+            };
+            let (owned, vips) = match exchange::ask(transport, &Command::Ownership) {
+                Ok(Reply::Ownership { owned, vips }) => (owned, vips),
+                Ok(r) => return unexpected(stderr, &r),
+                Err(e) => return failed(stderr, e, 1),
+            };
+            if opts.json {
+                let v = format::kernel_json(block.ports(), &owned, &vips);
+                out(stdout, &(v.to_string() + "\n"));
+            } else {
+                out(stdout, &format::kernel(block.ports(), &owned, &vips));
+            }
+            0
+        }
         Action::Save { .. } => match exchange::list_services(transport) {
             Ok(s) => {
                 out(stdout, &format::save(&s));
@@ -386,8 +422,8 @@ pub fn run(
                 ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
-                // Answered by the arm above, from the stats area.
-                ListWhat::Drops => return 1,
+                // Answered by the arms above, from the stats area.
+                ListWhat::Drops | ListWhat::Kernel => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,

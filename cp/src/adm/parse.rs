@@ -67,6 +67,8 @@ pub enum ListWhat {
     Latency,
     /// `--drops` (rvs only)
     Drops,
+    /// `--kernel` (rvs only): the exception path's counters, VIP ownership
+    Kernel,
 }
 
 /// `-L`'s output options.
@@ -138,7 +140,7 @@ impl Cmd {
 
 /// Options as ipvsadm counts them for its legality table, in its order (the
 /// order decides which of two conflicting options a message names first).
-/// `json`, `latency` and `drops` are rvs's own and come last.
+/// `json`, `latency`, `drops` and `kernel` are rvs's own and come last.
 mod opt {
     pub const NUMERIC: usize = 0;
     pub const CONNECTION: usize = 1;
@@ -164,7 +166,8 @@ mod opt {
     pub const JSON: usize = 21;
     pub const LATENCY: usize = 22;
     pub const DROPS: usize = 23;
-    pub const COUNT: usize = 24;
+    pub const KERNEL: usize = 24;
+    pub const COUNT: usize = 25;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -191,23 +194,24 @@ mod opt {
         "json",
         "latency",
         "drops",
+        "kernel",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d
-    //                               c             o t a h c o x   n y s a
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k
+    //                               c             o t a h c o x   n y s a r
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 11",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxx",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 111",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -246,6 +250,7 @@ enum Id {
     Json,
     Latency,
     Drops,
+    Kernel,
     Help,
     Version,
     /// Known to ipvsadm, not to rvs: the text says why.
@@ -315,6 +320,7 @@ static OPTIONS: &[OptSpec] = &[
     o("json", None, Arg::None, Id::Json),
     o("latency", None, Arg::None, Id::Latency),
     o("drops", None, Arg::None, Id::Drops),
+    o("kernel", None, Arg::None, Id::Kernel),
     o(
         "fwmark-service",
         Some('f'),
@@ -734,6 +740,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             }
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
+            Id::Kernel => st.set_option(opt::KERNEL)?,
         }
     }
 
@@ -746,7 +753,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
     let cmd = match st.cmd {
         Some(c) => c,
         // `rvsadm --latency` alone reads as a listing.
-        None if st.set[opt::LATENCY] || st.set[opt::DROPS] => Cmd::List,
+        None if st.set[opt::LATENCY] || st.set[opt::DROPS] || st.set[opt::KERNEL] => Cmd::List,
         None => return popt_fail(TRY_HELP),
     };
 
@@ -895,7 +902,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
         Cmd::List => {
             let s = &st.set;
-            let own = s[opt::LATENCY] || s[opt::DROPS];
+            let own = s[opt::LATENCY] || s[opt::DROPS] || s[opt::KERNEL];
             if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || own)
                 && (s[opt::STATS] || s[opt::RATE] || s[opt::THRESHOLDS]))
                 || ((s[opt::TIMEOUT] || own) && s[opt::PERSISTENTCONN])
@@ -912,6 +919,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Latency
             } else if s[opt::DROPS] {
                 ListWhat::Drops
+            } else if s[opt::KERNEL] {
+                ListWhat::Kernel
             } else {
                 ListWhat::All
             };
@@ -1241,6 +1250,15 @@ mod tests {
             Action::List(ListWhat::Latency, ListOpts::default())
         );
         assert_eq!(
+            ok("--kernel"),
+            Action::List(ListWhat::Kernel, ListOpts::default())
+        );
+        let json = ListOpts {
+            json: true,
+            ..ListOpts::default()
+        };
+        assert_eq!(ok("-L --kernel --json"), Action::List(ListWhat::Kernel, json));
+        assert_eq!(
             ok("-Ln -t 10.0.0.1:80"),
             Action::List(ListWhat::Service(tcp("10.0.0.1", 80)), n)
         );
@@ -1310,6 +1328,17 @@ mod tests {
             ),
             ("-L -c --stats", "options conflicts in the list command", 2),
             ("-L --latency --rate", "options conflicts in the list command", 2),
+            ("--kernel --stats", "options conflicts in the list command", 2),
+            (
+                "--kernel --drops",
+                "The option 'kernel' conflicts with the 'drops' option in the 'list' command",
+                2,
+            ),
+            (
+                "-A -t 10.0.0.1:80 --kernel",
+                "Illegal 'kernel' option with the 'add-service' command",
+                2,
+            ),
             ("-A -D", "multiple commands specified", 2),
             ("-L -l", "multiple commands specified", 2),
             ("-Ln -n", "multiple 'numeric' options specified", 2),
