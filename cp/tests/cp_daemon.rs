@@ -531,6 +531,19 @@ weight = 4
     b1.latency.record(40_000);
     published.record(40_000);
     dp.publish(1, &b1);
+    // The exception path of a director with one kernel interface, which
+    // holds the VIP.
+    let mut kb = rvs_proto::statsarea::KernelStatsBlock::default();
+    let kc = rvs_proto::statsarea::ExceptionCounters {
+        up: 31,
+        down: 29,
+        up_ratelimited: 4,
+        ..Default::default()
+    };
+    kb.push(rvs_proto::statsarea::KernelPortStats::new(0, "k0", kc))
+        .unwrap();
+    dp.publish_kernel(&kb);
+    dp.set_owned(rvs_proto::command::OwnedAddrs::only([k.vip]));
 
     let mut d = start(&dir, &dp, &cfg);
     let addr = d.metrics_addr().unwrap();
@@ -620,6 +633,36 @@ weight = 4
         Some("10")
     );
     assert!(metric(&text, "rvs_packet_latency_quantile_seconds{quantile=\"0.5\"}").is_some());
+    let k0 = "port=\"0\",iface=\"k0\"";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_packets_total{{{k0},direction=\"up\"}}")
+        )
+        .as_deref(),
+        Some("31"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_packets_total{{{k0},direction=\"down\"}}")
+        )
+        .as_deref(),
+        Some("29")
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_dropped_total{{{k0},reason=\"up_ratelimited\"}}")
+        )
+        .as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        metric(&text, "rvs_vip_owned{vip=\"10.1.0.100\"}").as_deref(),
+        Some("1")
+    );
     assert!(text.contains("# TYPE rvs_packet_latency_seconds histogram"));
     assert!(text.ends_with("# EOF\n"));
     assert_eq!(http_get(addr, "/").0, 404);

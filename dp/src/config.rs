@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rvs_proto::command::{Command, DaemonRole, IpvsError, SyncDaemonSpec, SYNC_MAX_MAXLEN};
 use rvs_proto::ipvs::{IpvsConfig, Limits};
+use rvs_proto::kernelblock::KERNEL_PORTS;
 use serde::Deserialize;
 
 use crate::service::{ForwardMethod, Proto};
@@ -761,6 +762,14 @@ impl Config {
                         "two ports have this kernel interface".into(),
                     ));
                 }
+                // The exception path's counters have a fixed place in the
+                // control region, one entry per such port.
+                if out.iter().filter(|o| o.kernel_iface.is_some()).count() >= KERNEL_PORTS {
+                    return Err(bad(
+                        k("kernel_iface"),
+                        format!("at most {KERNEL_PORTS} ports can have a kernel interface"),
+                    ));
+                }
             }
             if p.kernel_vdev.is_some() && p.kernel_iface.is_none() {
                 return Err(bad(
@@ -885,6 +894,30 @@ weight = 3
 path = "/health"
 status_code = [200]
 "#;
+
+    #[test]
+    fn kernel_interfaces_fit_the_control_regions_kernel_slot() {
+        let ports = |n: usize| {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "[[port]]\nname = \"p{i}\"\ndevice = \"net_null{i}\"\naddress = \"10.{i}.0.1/24\"\nkernel_iface = \"k{i}\"\n"
+                    )
+                })
+                .collect::<String>()
+        };
+        let text = |n: usize| format!("[dataplane]\nworkers = [1]\n{}", ports(n));
+        let c = Config::from_str_named(&text(KERNEL_PORTS), "rvs.toml").unwrap();
+        assert_eq!(c.ports("rvs.toml").unwrap().len(), KERNEL_PORTS);
+        let e = Config::from_str_named(&text(KERNEL_PORTS + 1), "rvs.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("port[{KERNEL_PORTS}] (p{KERNEL_PORTS}).kernel_iface"))
+                && e.contains(&format!("at most {KERNEL_PORTS} ports")),
+            "{e}"
+        );
+    }
 
     #[test]
     fn good_config_parses() {

@@ -25,7 +25,9 @@ use crate::service::{
     WorkerTraffic,
 };
 use crate::sync::{SyncDaemons, SyncParams};
-use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::command::{
+    Command, ConnInfo, DestInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+};
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 
@@ -262,11 +264,9 @@ impl ControlPlane {
         }
     }
 
-    /// `List`: the configuration with live counters.
-    pub fn list(&self) -> Reply {
-        let mut out = self.config.list();
-        self.fill_counters(&mut out);
-        Reply::Services(out)
+    /// `List`: the configuration with live counters and VIP ownership.
+    pub fn list(&mut self) -> Reply {
+        self.handle(&Command::List, Vec::new, Vec::new).0
     }
 
     fn fill_counters(&self, services: &mut [ServiceInfo]) {
@@ -356,6 +356,9 @@ where
     }
     fn conn_tab_size(&self) -> u32 {
         self.cp.conn_capacity_total
+    }
+    fn owned(&self) -> OwnedAddrs {
+        self.cp.shared.owned.load().to_addrs()
     }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.cp.commit(next, cmds)
@@ -536,6 +539,43 @@ mod tests {
             panic!()
         };
         assert_eq!(list[0].dests[0].active, 7);
+    }
+
+    /// Listings and the `Ownership` query follow what the address watcher
+    /// publishes in `Shared::owned`.
+    #[test]
+    fn ownership_follows_the_published_set() {
+        use crate::ownership::Owned;
+        use rvs_proto::command::VipOwned;
+        let (mut cp, shared) = cp();
+        cp.apply(&Command::AddService(svc())).unwrap();
+        let vip = svc().vip;
+        let owned_flag = |cp: &mut ControlPlane| match cp.list() {
+            Reply::Services(l) => l[0].owned,
+            r => panic!("{r:?}"),
+        };
+        let query = |cp: &mut ControlPlane| cp.handle(&Command::Ownership, Vec::new, Vec::new).0;
+        assert_eq!(owned_flag(&mut cp), Some(true), "no kernel interface: owned");
+        shared
+            .owned
+            .store(Arc::new(Owned::only(1, [Ipv4Addr::new(10, 1, 0, 1)])));
+        assert_eq!(owned_flag(&mut cp), Some(false));
+        assert_eq!(
+            query(&mut cp),
+            Reply::Ownership {
+                owned: OwnedAddrs::only([Ipv4Addr::new(10, 1, 0, 1)]),
+                vips: vec![VipOwned { vip, owned: false }],
+            }
+        );
+        shared
+            .owned
+            .store(Arc::new(Owned::only(2, [Ipv4Addr::new(10, 1, 0, 1), vip])));
+        assert_eq!(owned_flag(&mut cp), Some(true));
+        let Reply::Ownership { owned, vips } = query(&mut cp) else {
+            panic!()
+        };
+        assert_eq!(owned.addresses, vec![Ipv4Addr::new(10, 1, 0, 1), vip]);
+        assert_eq!(vips, vec![VipOwned { vip, owned: true }]);
     }
 
     #[test]

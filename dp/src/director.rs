@@ -297,6 +297,7 @@ impl Director {
             from_workers,
             rate_pps: cfg.dataplane.kernel_rate_pps,
             stop: stop.clone(),
+            stats: Some(server.kernel_writer()),
         });
         Ok(Director {
             ports,

@@ -32,10 +32,17 @@
 //!   fault on it and hands its VIPs to the peer, as it would on a plain
 //!   host whose cable is pulled; when the link returns, the interface comes
 //!   back up.
+//!
+//! Its counters (`ExceptionCounters`, per port) are the thread's own: it
+//! publishes them into the control region's kernel slot every
+//! `PUBLISH_EVERY` (`rvsadm --kernel`, rvs-cp's metrics read them there) and
+//! prints them in the exit report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rvs_proto::statsarea::{monotonic_ns, KernelPortStats, KernelStatsBlock, KernelStatsWriter};
 
 use crate::dpdk::{EthdevConf, MbufBurst, Mempool, Port, RingConsumer, RingProducer, RxQueue, TxQueue};
 use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket};
@@ -50,6 +57,8 @@ const CARRIER_POLL: Duration = Duration::from_millis(50);
 /// Depth of each worker's ring to the exception path, and of the ring to
 /// worker 0 for ports without a spare TX queue.
 pub const RING_SIZE: u32 = 1024;
+/// How often the counters go to the control region.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// How frames from the kernel reach the wire.
 pub enum KernelTx {
@@ -167,6 +176,8 @@ pub struct ExceptionPath {
     /// Frames a second up to the kernel, over all ports.
     pub rate_pps: u64,
     pub stop: Arc<AtomicBool>,
+    /// The control region's kernel slot (this thread is its only writer).
+    pub stats: Option<KernelStatsWriter>,
 }
 
 impl ExceptionPath {
@@ -179,7 +190,18 @@ impl ExceptionPath {
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
         let mut up: Vec<MbufBurst<BURST>> = self.ports.iter().map(|_| MbufBurst::new()).collect();
         let mut carrier_at = Instant::now();
+        let mut block = KernelStatsBlock::default();
+        for k in &self.ports {
+            // The config allows no more ports than the block holds.
+            let _ = block.push(KernelPortStats::new(k.port, &k.iface, k.counters));
+        }
+        self.publish(&mut block);
+        let mut published = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if published.elapsed() >= PUBLISH_EVERY {
+                self.publish(&mut block);
+                published = Instant::now();
+            }
             let mut moved = 0;
             if carrier_at.elapsed() >= CARRIER_POLL {
                 carrier_at = Instant::now();
@@ -231,6 +253,7 @@ impl ExceptionPath {
                 std::thread::sleep(IDLE_SLEEP);
             }
         }
+        self.publish(&mut block);
         let mut out = Vec::new();
         for k in &self.ports {
             let c = &k.counters;
@@ -247,9 +270,20 @@ impl ExceptionPath {
                 c.down_txfull
             );
             let _ = k.tap.stop();
-            out.push(c.clone());
+            out.push(*c);
         }
         out
+    }
+
+    /// Copies the ports' counters into `block` (which lists the ports in
+    /// order) and into the control region.
+    fn publish(&self, block: &mut KernelStatsBlock) {
+        let Some(w) = &self.stats else { return };
+        for (slot, k) in block.ports_mut().iter_mut().zip(&self.ports) {
+            slot.counters = k.counters;
+        }
+        block.timestamp_ns = monotonic_ns();
+        w.publish(block);
     }
 }
 

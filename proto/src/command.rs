@@ -267,6 +267,9 @@ pub enum Command {
     Latency,
     /// The connection table size, for the `-L` header line.
     GetInfo,
+    /// `--kernel` (rvs only): the addresses this director owns now, and
+    /// which VIPs of configured services are among them.
+    Ownership,
     /// `-R`: the commands are applied as one transaction, all or nothing.
     Restore(Vec<Command>),
     /// `-R` of any size, staged: `RestoreBegin` opens a staging area,
@@ -306,6 +309,7 @@ impl Command {
                 | Command::Latency
                 | Command::GetInfo
                 | Command::ListDaemons
+                | Command::Ownership
         )
     }
 
@@ -356,6 +360,55 @@ pub struct ServiceInfo {
     pub stats: TrafficTotals,
     pub rates: Rates,
     pub dests: Vec<DestInfo>,
+    /// Whether the director owns the VIP now (answers ARP for it and
+    /// forwards it; see `OwnedAddrs`). None from a data plane that does not
+    /// say; left out of the JSON then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<bool>,
+}
+
+/// The addresses a director owns now. With kernel interfaces, exactly the
+/// addresses on them (rvs-dp follows them with rtnetlink: keepalived's
+/// `virtual_ipaddress`, `ip addr add`), port addresses and floating gateways
+/// included; without, every VIP (`all`), as a lone director.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedAddrs {
+    /// No kernel interface decides: every VIP is owned.
+    pub all: bool,
+    /// Sorted, no duplicates; empty when `all`.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+impl OwnedAddrs {
+    /// A director without kernel interfaces.
+    pub fn all() -> Self {
+        OwnedAddrs {
+            all: true,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// Exactly `addrs` (sorted and deduplicated here).
+    pub fn only(addrs: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+        let mut addresses: Vec<Ipv4Addr> = addrs.into_iter().collect();
+        addresses.sort();
+        addresses.dedup();
+        OwnedAddrs {
+            all: false,
+            addresses,
+        }
+    }
+
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.all || self.addresses.contains(&ip)
+    }
+}
+
+/// A VIP of the configured services, and whether the director owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipOwned {
+    pub vip: Ipv4Addr,
+    pub owned: bool,
 }
 
 /// One connection (or persistence template) in a `ListConns` reply.
@@ -425,6 +478,12 @@ pub enum Reply {
     },
     /// `-L --daemon`: the running sync daemons, master first, defaults resolved.
     Daemons(Vec<SyncDaemonSpec>),
+    /// `Ownership`: what is owned, and each VIP of the configured services
+    /// (sorted, once each) with its state.
+    Ownership {
+        owned: OwnedAddrs,
+        vips: Vec<VipOwned>,
+    },
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
@@ -580,6 +639,7 @@ mod tests {
             Command::GetTimeouts,
             Command::Latency,
             Command::GetInfo,
+            Command::Ownership,
         ];
         let all = Command::Restore(cmds);
         let bytes = serde_json::to_vec(&all).unwrap();
@@ -610,6 +670,13 @@ mod tests {
                 count: 6,
             }]),
             Reply::Info { conn_tab_size: 4096 },
+            Reply::Ownership {
+                owned: OwnedAddrs::only([Ipv4Addr::new(10, 1, 0, 100), Ipv4Addr::new(10, 1, 0, 1)]),
+                vips: vec![VipOwned {
+                    vip: Ipv4Addr::new(10, 1, 0, 100),
+                    owned: true,
+                }],
+            },
         ];
         for r in replies {
             let s = serde_json::to_string(&r).unwrap();

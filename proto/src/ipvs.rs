@@ -120,6 +120,7 @@ impl IpvsConfig {
                 stats: TrafficTotals::default(),
                 rates: Rates::default(),
                 dests: s.dests.iter().map(dest_info).collect(),
+                owned: None,
             })
             .collect()
     }
@@ -150,6 +151,7 @@ impl IpvsConfig {
                 stats: TrafficTotals::default(),
                 rates: Rates::default(),
                 dests: s.dests[start..start + take].iter().map(dest_info).collect(),
+                owned: None,
             });
             if start + take < s.dests.len() {
                 return (
@@ -316,7 +318,8 @@ impl IpvsConfig {
             | Command::ListConnsPage { .. }
             | Command::GetTimeouts
             | Command::Latency
-            | Command::GetInfo => Err(IpvsError::Unsupported(format!(
+            | Command::GetInfo
+            | Command::Ownership => Err(IpvsError::Unsupported(format!(
                 "{cmd:?} is a query, not a configuration change"
             ))),
             Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons => Err(

@@ -20,8 +20,11 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::command::{
+    Command, ConnInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+};
 use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::kernelblock::KernelStatsBlock;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::types::{DropReason, ServiceKey, TrafficTotals};
 
@@ -36,6 +39,12 @@ pub trait CtlTransport {
     /// stats area; the workers count them, the control thread does not).
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         anyhow::bail!("this data plane reports no drop counters")
+    }
+
+    /// The exception path's last published counters, per port with a kernel
+    /// interface (rvs-dp's stats area; its kernel thread counts them).
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        anyhow::bail!("this data plane reports no kernel interface counters")
     }
 }
 
@@ -62,6 +71,9 @@ pub struct LocalTransport {
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
+    pub kernel: KernelStatsBlock,
+    /// What the data plane owns (every VIP unless a test says otherwise).
+    pub owned: OwnedAddrs,
     pub conn_tab_size: u32,
     pub generation: u64,
     pub sessions: Sessions,
@@ -76,6 +88,8 @@ impl Default for LocalTransport {
             conns: Vec::new(),
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
+            kernel: KernelStatsBlock::default(),
+            owned: OwnedAddrs::all(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
             generation: 0,
@@ -149,6 +163,9 @@ impl DataPlane for LocalTransport {
     fn conn_tab_size(&self) -> u32 {
         self.conn_tab_size
     }
+    fn owned(&self) -> OwnedAddrs {
+        self.owned.clone()
+    }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.config = next;
         for z in cmds.iter().flat_map(Self::zeroes_in) {
@@ -166,6 +183,9 @@ impl CtlTransport for LocalTransport {
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         Ok(self.drops)
     }
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        Ok(self.kernel)
+    }
 }
 
 const USAGE: &str = "\
@@ -182,6 +202,7 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
   rvsadm --drops [--json]
+  rvsadm --kernel [--json]
   rvsadm --start-daemon state --mcast-interface interface [daemon-options]
   rvsadm --stop-daemon state
   rvsadm -h
@@ -232,6 +253,8 @@ Options:
   --json                      print the data plane's reply as JSON
   --latency                   per-worker packet latency percentiles
   --drops                     packets not forwarded, by reason, over all workers
+  --kernel                    kernel interfaces: frames up, down and dropped;
+                              the addresses owned and each VIP's state
   --daemon                    list the sync daemons (-L --daemon)
   --mcast-interface interface a kernel interface (exception path) for sync traffic
   --syncid sid                syncid 0..255 (a backup with 0 takes every syncid)
@@ -374,6 +397,27 @@ pub fn run(
                 2
             }
         },
+        Action::List(ListWhat::Kernel, opts) => {
+            let block = match transport.kernel() {
+                Ok(b) => b,
+                Err(e) => {
+                    out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
+                    return 2;
+                }
+            };
+            let (owned, vips) = match exchange::ask(transport, &Command::Ownership) {
+                Ok(Reply::Ownership { owned, vips }) => (owned, vips),
+                Ok(r) => return unexpected(stderr, &r),
+                Err(e) => return failed(stderr, e, 1),
+            };
+            if opts.json {
+                let v = format::kernel_json(block.ports(), &owned, &vips);
+                out(stdout, &(v.to_string() + "\n"));
+            } else {
+                out(stdout, &format::kernel(block.ports(), &owned, &vips));
+            }
+            0
+        }
         Action::Save { .. } => match exchange::list_services(transport) {
             Ok(s) => {
                 out(stdout, &format::save(&s));
@@ -390,8 +434,8 @@ pub fn run(
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
                 ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
-                // Answered by the arm above, from the stats area.
-                ListWhat::Drops => return 1,
+                // Answered by the arms above, from the stats area.
+                ListWhat::Drops | ListWhat::Kernel => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,

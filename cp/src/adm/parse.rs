@@ -70,6 +70,8 @@ pub enum ListWhat {
     Drops,
     /// `-L --daemon`
     Daemons,
+    /// `--kernel` (rvs only): the exception path's counters, VIP ownership
+    Kernel,
 }
 
 /// `-L`'s output options.
@@ -145,7 +147,7 @@ impl Cmd {
 
 /// Options as ipvsadm counts them for its legality table, in its order (the
 /// order decides which of two conflicting options a message names first).
-/// `json`, `latency` and `drops` are rvs's own and come last.
+/// `json`, `latency`, `drops` and `kernel` are rvs's own and come last.
 mod opt {
     pub const NUMERIC: usize = 0;
     pub const CONNECTION: usize = 1;
@@ -171,14 +173,15 @@ mod opt {
     pub const JSON: usize = 21;
     pub const LATENCY: usize = 22;
     pub const DROPS: usize = 23;
-    pub const DAEMON: usize = 24;
-    pub const MCAST: usize = 25;
-    pub const SYNCID: usize = 26;
-    pub const SYNC_MAXLEN: usize = 27;
-    pub const MCAST_GROUP: usize = 28;
-    pub const MCAST_PORT: usize = 29;
-    pub const MCAST_TTL: usize = 30;
-    pub const COUNT: usize = 31;
+    pub const KERNEL: usize = 24;
+    pub const DAEMON: usize = 25;
+    pub const MCAST: usize = 26;
+    pub const SYNCID: usize = 27;
+    pub const SYNC_MAXLEN: usize = 28;
+    pub const MCAST_GROUP: usize = 29;
+    pub const MCAST_PORT: usize = 30;
+    pub const MCAST_TTL: usize = 31;
+    pub const COUNT: usize = 32;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -205,6 +208,7 @@ mod opt {
         "json",
         "latency",
         "drops",
+        "kernel",
         "daemon",
         "mcast-interface",
         "syncid",
@@ -218,19 +222,19 @@ mod opt {
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d d m s s m m m
-    //                               c             o t a h c o x   n y s a a c y y g p t
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m
+    //                               c             o t a h c o x   n y s a a r c y y g p t
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 111xxxxxx",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxx+     ",
-        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxx",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     ",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -269,6 +273,7 @@ enum Id {
     Json,
     Latency,
     Drops,
+    Kernel,
     StartDaemon,
     StopDaemon,
     Daemon,
@@ -346,6 +351,7 @@ static OPTIONS: &[OptSpec] = &[
     o("json", None, Arg::None, Id::Json),
     o("latency", None, Arg::None, Id::Latency),
     o("drops", None, Arg::None, Id::Drops),
+    o("kernel", None, Arg::None, Id::Kernel),
     o(
         "fwmark-service",
         Some('f'),
@@ -767,6 +773,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             }
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
+            Id::Kernel => st.set_option(opt::KERNEL)?,
             Id::StartDaemon | Id::StopDaemon => {
                 let start = id == Id::StartDaemon;
                 st.set_command(if start { Cmd::StartDaemon } else { Cmd::StopDaemon })?;
@@ -829,7 +836,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
     let cmd = match st.cmd {
         Some(c) => c,
         // `rvsadm --latency` alone reads as a listing.
-        None if st.set[opt::LATENCY] || st.set[opt::DROPS] => Cmd::List,
+        None if st.set[opt::LATENCY] || st.set[opt::DROPS] || st.set[opt::KERNEL] => Cmd::List,
         None => return popt_fail(TRY_HELP),
     };
 
@@ -978,7 +985,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
         Cmd::List => {
             let s = &st.set;
-            let own = s[opt::LATENCY] || s[opt::DROPS];
+            let own = s[opt::LATENCY] || s[opt::DROPS] || s[opt::KERNEL];
             if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || own)
                 && (s[opt::STATS] || s[opt::RATE] || s[opt::THRESHOLDS]))
                 || ((s[opt::TIMEOUT] || own) && s[opt::PERSISTENTCONN])
@@ -995,6 +1002,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Latency
             } else if s[opt::DROPS] {
                 ListWhat::Drops
+            } else if s[opt::KERNEL] {
+                ListWhat::Kernel
             } else if s[opt::DAEMON] {
                 ListWhat::Daemons
             } else {
@@ -1328,6 +1337,15 @@ mod tests {
             Action::List(ListWhat::Latency, ListOpts::default())
         );
         assert_eq!(
+            ok("--kernel"),
+            Action::List(ListWhat::Kernel, ListOpts::default())
+        );
+        let json = ListOpts {
+            json: true,
+            ..ListOpts::default()
+        };
+        assert_eq!(ok("-L --kernel --json"), Action::List(ListWhat::Kernel, json));
+        assert_eq!(
             ok("-Ln -t 10.0.0.1:80"),
             Action::List(ListWhat::Service(tcp("10.0.0.1", 80)), n)
         );
@@ -1397,6 +1415,17 @@ mod tests {
             ),
             ("-L -c --stats", "options conflicts in the list command", 2),
             ("-L --latency --rate", "options conflicts in the list command", 2),
+            ("--kernel --stats", "options conflicts in the list command", 2),
+            (
+                "--kernel --drops",
+                "The option 'kernel' conflicts with the 'drops' option in the 'list' command",
+                2,
+            ),
+            (
+                "-A -t 10.0.0.1:80 --kernel",
+                "Illegal 'kernel' option with the 'add-service' command",
+                2,
+            ),
             ("-A -D", "multiple commands specified", 2),
             ("-L -l", "multiple commands specified", 2),
             ("-Ln -n", "multiple 'numeric' options specified", 2),
