@@ -15,4 +15,5 @@
 //! announced. Proxying needs the RS's replies, so it applies to NAT.
 
 pub mod cookie;
+pub mod handshake;
 pub mod translate;
