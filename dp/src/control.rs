@@ -192,6 +192,7 @@ impl ControlPlane {
                     timeout_s,
                     netmask: vs.spec.netmask,
                 }),
+                syn_proxy: vs.spec.syn_proxy,
                 dests,
                 stats,
                 sched,

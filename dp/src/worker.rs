@@ -558,6 +558,12 @@ impl Worker {
         if self.kernel_out.is_some() {
             line.push_str(&format!(" to_kernel {}", io.to_kernel));
         }
+        if c.synproxy_syn_acks > 0 {
+            line.push_str(&format!(
+                " synproxy_syn_acks {} synproxy_accepted {} synproxy_established {}",
+                c.synproxy_syn_acks, c.synproxy_accepted, c.synproxy_established
+            ));
+        }
         crate::sync::worker_tick(&mut self.fwd);
         if let Some(s) = self
             .fwd

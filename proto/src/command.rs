@@ -40,6 +40,11 @@ pub struct ServiceSpec {
     pub persistence: Option<u32>,
     /// `-M`: the persistence granularity; 255.255.255.255 when not given.
     pub netmask: Ipv4Addr,
+    /// `-j enable` (DPVS's syntax): the director answers SYNs with SYN
+    /// cookies and opens a connection to a real server only for a client
+    /// that completes the handshake. NAT real servers only.
+    #[serde(default)]
+    pub syn_proxy: bool,
 }
 
 impl ServiceSpec {
@@ -53,6 +58,7 @@ impl ServiceSpec {
             flags: SchedFlags::default(),
             persistence: None,
             netmask: Ipv4Addr::BROADCAST,
+            syn_proxy: false,
         }
     }
 
@@ -517,6 +523,9 @@ pub enum IpvsError {
     PortMismatch { vport: u16, rport: u16 },
     /// VIP or RIP 0.0.0.0, broadcast or multicast (the kernel answers EINVAL).
     AddressNotUnicast(Ipv4Addr),
+    /// A SYN proxy with a real server that is not NAT: the proxy must see
+    /// the real server's replies to translate their sequence numbers.
+    SynProxyNeedsNat { rip: Ipv4Addr, port: u16 },
     /// A table limit of the data plane was reached.
     NoMemory,
     /// A query or a nested restore inside `Restore`, or an operation rvs lacks.
@@ -558,6 +567,11 @@ impl fmt::Display for IpvsError {
                 f,
                 "Real server port {rport} differs from virtual service port {vport}: \
                  gatewaying (DR) and ipip (TUN) keep the port, only masquerading (NAT) can change it"
+            ),
+            IpvsError::SynProxyNeedsNat { rip, port } => write!(
+                f,
+                "SYN proxy (-j enable) needs masquerading (-m) real servers: {rip}:{port} is not; \
+                 its replies would bypass the director, which translates their sequence numbers"
             ),
             IpvsError::AddressNotUnicast(_) => {
                 f.write_str("Invalid operation.  Possibly wrong module version, address not unicast, ...")

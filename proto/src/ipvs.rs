@@ -231,6 +231,18 @@ impl IpvsConfig {
             Command::EditService(spec) => {
                 check_service(spec)?;
                 let i = self.find(&spec.key()).ok_or(IpvsError::NoSuchService)?;
+                if spec.syn_proxy {
+                    if let Some(d) = self.services[i]
+                        .dests
+                        .iter()
+                        .find(|d| d.method != ForwardMethod::Nat)
+                    {
+                        return Err(IpvsError::SynProxyNeedsNat {
+                            rip: d.rip,
+                            port: d.port,
+                        });
+                    }
+                }
                 self.services[i].spec = spec.clone();
                 Ok(())
             }
@@ -262,6 +274,7 @@ impl IpvsConfig {
             Command::AddDest(key, dest) => {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
+                check_syn_proxy(&self.services[i].spec, dest)?;
                 if self.has_dest(key, dest.rip, dest.port) {
                     return Err(IpvsError::DestExists);
                 }
@@ -276,6 +289,7 @@ impl IpvsConfig {
             Command::EditDest(key, dest) => {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
+                check_syn_proxy(&self.services[i].spec, dest)?;
                 let svc = &mut self.services[i];
                 let d = svc
                     .dests
@@ -369,6 +383,16 @@ fn check_service(spec: &ServiceSpec) -> Result<(), IpvsError> {
     Ok(())
 }
 
+fn check_syn_proxy(spec: &ServiceSpec, dest: &DestSpec) -> Result<(), IpvsError> {
+    if spec.syn_proxy && dest.method != ForwardMethod::Nat {
+        return Err(IpvsError::SynProxyNeedsNat {
+            rip: dest.rip,
+            port: dest.port,
+        });
+    }
+    Ok(())
+}
+
 fn check_dest(key: &ServiceKey, dest: &DestSpec) -> Result<(), IpvsError> {
     if !is_unicast(dest.rip) {
         return Err(IpvsError::AddressNotUnicast(dest.rip));
@@ -444,6 +468,43 @@ mod tests {
         let before = c.clone();
         assert_eq!(c.apply(&cmd), Err(err), "{cmd:?}");
         assert_eq!(*c, before, "a refused {cmd:?} changed the model");
+    }
+
+    #[test]
+    fn syn_proxy_takes_nat_real_servers_only() {
+        let mut c = base();
+        let mut sp = svc(80);
+        sp.syn_proxy = true;
+        c.apply(&Command::EditService(sp.clone())).unwrap();
+        let dr = DestSpec::new(ip("10.0.1.3"), 80, ForwardMethod::Dr);
+        let no = IpvsError::SynProxyNeedsNat {
+            rip: ip("10.0.1.3"),
+            port: 80,
+        };
+        refused(&mut c, Command::AddDest(key(80), dr.clone()), no.clone());
+        let mut to_dr = nat("10.0.1.1", 80, 3);
+        to_dr.method = ForwardMethod::Tun;
+        refused(
+            &mut c,
+            Command::EditDest(key(80), to_dr),
+            IpvsError::SynProxyNeedsNat {
+                rip: ip("10.0.1.1"),
+                port: 80,
+            },
+        );
+        // Without the proxy the DR server goes in; the proxy then cannot be
+        // turned on while it is there.
+        let mut plain = svc(80);
+        plain.syn_proxy = false;
+        c.apply(&Command::EditService(plain)).unwrap();
+        c.apply(&Command::AddDest(key(80), dr)).unwrap();
+        refused(&mut c, Command::EditService(sp), no);
+        assert!(IpvsError::SynProxyNeedsNat {
+            rip: ip("10.0.1.3"),
+            port: 80
+        }
+        .to_string()
+        .contains("10.0.1.3:80"));
     }
 
     #[test]

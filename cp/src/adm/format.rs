@@ -153,6 +153,10 @@ pub fn service_entry(s: &ServiceInfo, o: &ListOpts) -> String {
                 let _ = write!(out, " mask {m}");
             }
         }
+        if s.spec.syn_proxy {
+            // As DPVS's ipvsadm lists it.
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
 
@@ -268,6 +272,9 @@ pub fn save(services: &[ServiceInfo]) -> String {
         }
         if let Some(f) = sched_flags(spec) {
             let _ = write!(out, " -b {f}");
+        }
+        if spec.syn_proxy {
+            out.push_str(" -j enable");
         }
         out.push('\n');
         let mut dests: Vec<&DestInfo> = s.dests.iter().collect();

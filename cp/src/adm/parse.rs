@@ -181,7 +181,8 @@ mod opt {
     pub const MCAST_GROUP: usize = 29;
     pub const MCAST_PORT: usize = 30;
     pub const MCAST_TTL: usize = 31;
-    pub const COUNT: usize = 32;
+    pub const SYN_PROXY: usize = 32;
+    pub const COUNT: usize = 33;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -216,25 +217,26 @@ mod opt {
         "mcast-group",
         "mcast-port",
         "mcast-ttl",
+        "syn-proxy",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j
     //                               c             o t a h c o x   n y s a a r c y y g p t
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxx",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     ",
-        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx ",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxx",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     x",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -274,6 +276,7 @@ enum Id {
     Latency,
     Drops,
     Kernel,
+    SynProxy,
     StartDaemon,
     StopDaemon,
     Daemon,
@@ -352,6 +355,7 @@ static OPTIONS: &[OptSpec] = &[
     o("latency", None, Arg::None, Id::Latency),
     o("drops", None, Arg::None, Id::Drops),
     o("kernel", None, Arg::None, Id::Kernel),
+    o("syn-proxy", Some('j'), Arg::Required, Id::SynProxy),
     o(
         "fwmark-service",
         Some('f'),
@@ -594,17 +598,40 @@ fn sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, ParseError> {
     Ok(f)
 }
 
+/// Which options a command line gave (too many for `[bool; N]: Default`).
+struct OptSet([bool; opt::COUNT]);
+
+impl Default for OptSet {
+    fn default() -> Self {
+        OptSet([false; opt::COUNT])
+    }
+}
+
+impl std::ops::Index<usize> for OptSet {
+    type Output = bool;
+    fn index(&self, i: usize) -> &bool {
+        &self.0[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for OptSet {
+    fn index_mut(&mut self, i: usize) -> &mut bool {
+        &mut self.0[i]
+    }
+}
+
 /// Everything one command line sets.
 #[derive(Default)]
 struct State {
     cmd: Option<Cmd>,
-    set: [bool; opt::COUNT],
+    set: OptSet,
     proto: Option<Proto>,
     vip: Option<Ipv4Addr>,
     vport: u16,
     scheduler: Option<String>,
     persistence: Option<u32>,
     netmask: Option<Ipv4Addr>,
+    syn_proxy: bool,
     rip: Option<Ipv4Addr>,
     rport: Option<u16>,
     method: Option<ForwardMethod>,
@@ -774,6 +801,14 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
             Id::Kernel => st.set_option(opt::KERNEL)?,
+            Id::SynProxy => {
+                st.set_option(opt::SYN_PROXY)?;
+                st.syn_proxy = match v.as_str() {
+                    "enable" => true,
+                    "disable" => false,
+                    _ => return fail("illegal syn-proxy value specified: enable or disable"),
+                };
+            }
             Id::StartDaemon | Id::StopDaemon => {
                 let start = id == Id::StartDaemon;
                 st.set_command(if start { Cmd::StartDaemon } else { Cmd::StopDaemon })?;
@@ -922,6 +957,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 flags,
                 persistence: st.persistence,
                 netmask: st.netmask.unwrap_or(Ipv4Addr::BROADCAST),
+                syn_proxy: st.syn_proxy,
             };
             Action::Apply(if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -1056,6 +1092,28 @@ mod tests {
         let mut s = ServiceSpec::new(proto, ip(vip), port);
         s.scheduler = sched.into();
         s
+    }
+
+    #[test]
+    fn syn_proxy_on_services_only() {
+        let mut want = spec(Proto::Tcp, "10.0.0.1", 80, "wrr");
+        want.syn_proxy = true;
+        assert_eq!(
+            ok("-A -t 10.0.0.1:80 -s wrr -j enable"),
+            Action::Apply(Command::AddService(want.clone()))
+        );
+        assert_eq!(
+            ok("-E -t 10.0.0.1:80 -s wrr --syn-proxy=enable"),
+            Action::Apply(Command::EditService(want))
+        );
+        assert_eq!(
+            ok("-E -t 10.0.0.1:80 -s wrr -j disable"),
+            Action::Apply(Command::EditService(spec(Proto::Tcp, "10.0.0.1", 80, "wrr")))
+        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -j on").1, 2);
+        assert!(err("-A -t 10.0.0.1:80 -j on").0.contains("syn-proxy"));
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 10.0.1.1 -j enable").1, 2);
+        assert_eq!(err("-L -j enable").1, 2);
     }
 
     #[test]

@@ -121,6 +121,10 @@ impl Forwarder {
         } else {
             (self.conns.lookup_out(flow, self.now)?, Direction::Output)
         };
+        // A proxied connection's sequence numbers are translated: the general path's job.
+        if self.synproxy.is_some() && self.proxy_slot(id).is_some() {
+            return None;
+        }
         let c = self.conns.get(id)?;
         // expire_nodest_conn ends the connection: the general path's job.
         if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))

@@ -30,6 +30,7 @@
 //! arrives avoids it.
 
 mod fast;
+mod synproxy;
 #[cfg(test)]
 mod tests;
 
@@ -122,6 +123,8 @@ pub struct Shared {
     pub seen_generation: Vec<CachePadded<AtomicU64>>,
     /// Connection sync: the master flag and the rings to and from the sync threads.
     pub sync: crate::sync::SyncHub,
+    /// The SYN proxy's cookie secret, one per process.
+    pub cookie_key: crate::synproxy::cookie::CookieKey,
 }
 
 impl Shared {
@@ -143,6 +146,7 @@ impl Shared {
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
             sync: crate::sync::SyncHub::new(workers as usize),
+            cookie_key: crate::synproxy::cookie::CookieKey::random_or_seeded(),
         }
     }
 
@@ -221,6 +225,11 @@ pub struct WorkerCounters {
     pub templates_created: u64,
     /// Packets `fast` forwarded whole (the rest went the general path).
     pub fast_path: u64,
+    /// SYN proxy: SYN-ACKs with a cookie sent, cookies accepted (a
+    /// connection to a real server opened), real servers' handshakes done.
+    pub synproxy_syn_acks: u64,
+    pub synproxy_accepted: u64,
+    pub synproxy_established: u64,
 }
 
 /// Below this many connections the table stays in cache and warming a burst
@@ -355,6 +364,9 @@ pub struct Forwarder {
     /// While a master sync daemon runs: decides which connections to send
     /// (`sync::threshold`); switched by `sync::worker_tick` between bursts.
     pub sync: Option<Box<crate::sync::SyncTap>>,
+    /// SYN proxy state by connection id, made with the first proxied
+    /// connection (see `synproxy`).
+    synproxy: Option<Box<[synproxy::ProxySlot]>>,
 }
 
 impl Forwarder {
@@ -381,6 +393,7 @@ impl Forwarder {
             stale_hops: Vec::with_capacity(16),
             fast_path: true,
             sync: None,
+            synproxy: None,
         }
     }
 
@@ -740,7 +753,22 @@ impl Forwarder {
         };
         let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
-            let id = match self.conns.lookup_in(flow, self.now) {
+            let found = self.conns.lookup_in(flow, self.now);
+            if proto == Proto::Tcp && found.is_none_or(|id| flags & TcpFlags::SYN != 0 && self.reuse_ends(id))
+            {
+                if let Some(v) = self.syn_proxy_open(in_port, pkt, ip, flow, flags) {
+                    if let (Some(id), Verdict::Forward { .. }) = (found, &v) {
+                        // A reused port: the old connection ends (the cookie
+                        // answer went out, or the ACK opened a new one).
+                        if self.conns.get(id).is_some_and(|c| c.flow() == flow) && flags & TcpFlags::SYN != 0
+                        {
+                            self.conns.remove(id);
+                        }
+                    }
+                    return v;
+                }
+            }
+            let id = match found {
                 Some(id) if flags & TcpFlags::SYN != 0 && self.reuse_ends(id) => {
                     // The client reused the port of a closed connection: a new
                     // connection, scheduled and counted as such.
@@ -759,6 +787,11 @@ impl Forwarder {
             if ip.frag {
                 self.frags.remember(ip, false, id, self.now);
             }
+            if self.synproxy.is_some() {
+                if let Err(v) = self.syn_proxy_in(pkt, ip, id) {
+                    return v;
+                }
+            }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
             let Some(id) = self.conns.lookup_out(flow, self.now) else {
@@ -766,6 +799,11 @@ impl Forwarder {
             };
             if ip.frag {
                 self.frags.remember(ip, true, id, self.now);
+            }
+            if self.synproxy.is_some() {
+                if let Some(v) = self.syn_proxy_out(in_port, pkt, ip, id, flags) {
+                    return v;
+                }
             }
             self.xmit_out(in_port, pkt, ip, id, flags, true)
         }

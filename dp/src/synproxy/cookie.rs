@@ -49,6 +49,19 @@ impl CookieKey {
         Ok(CookieKey::from_bytes(b))
     }
 
+    /// `random`, or if the kernel's source cannot be read, std's
+    /// randomly seeded hasher keys (also from the OS, by another way).
+    pub fn random_or_seeded() -> CookieKey {
+        CookieKey::random().unwrap_or_else(|_| {
+            use std::hash::BuildHasher;
+            let s = std::collections::hash_map::RandomState::new();
+            CookieKey {
+                k0: s.hash_one(0u8),
+                k1: s.hash_one(1u8),
+            }
+        })
+    }
+
     pub fn from_bytes(b: [u8; 16]) -> CookieKey {
         let (a, c) = b.split_at(8);
         CookieKey {

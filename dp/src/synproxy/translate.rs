@@ -2,9 +2,12 @@
 //! handshake with the director, whose ISN was the cookie `K`; the real
 //! server then chose its own ISN `R` in the director's handshake with it.
 //! Every RS byte numbered `s` is `s - delta` for the client, `delta = R - K`:
-//! - RS → client: `seq -= delta`; the window is rescaled from the RS's shift
-//!   to the one the director announced to the client;
+//! - RS → client: `seq -= delta`;
 //! - client → RS: `ack += delta`, and so are its SACK blocks' edges.
+//!
+//! Windows are rescaled both ways: the director announced its own shift to
+//! the client before it knew the RS's, and the RS may not scale at all
+//! (then neither does it read the client's windows scaled).
 //!
 //! The client's own numbering is the same on both sides (the director sent
 //! the RS a SYN with the client's ISN), so nothing else changes. Checksums
@@ -22,10 +25,12 @@ use crate::wire::TcpFlags;
 pub struct SeqShift {
     /// RS ISN minus cookie.
     pub delta: u32,
-    /// The window shift the RS announced (0 if it or the client has none).
-    pub rs_wscale: u8,
-    /// The shift the director announced to the client in its SYN-ACK.
-    pub client_wscale: u8,
+    /// RS → client windows: (the shift the RS applies to its own, the one
+    /// the client reads them with); 0 where scaling is off.
+    pub rs_win: (u8, u8),
+    /// Client → RS windows: (the client's own shift, the one the RS reads
+    /// them with).
+    pub client_win: (u8, u8),
 }
 
 fn data_off(tcp: &[u8]) -> usize {
@@ -36,11 +41,11 @@ fn data_off(tcp: &[u8]) -> usize {
 /// its header is left alone (the caller drops such segments before).
 pub fn client_to_rs(tcp: &mut [u8], s: &SeqShift) {
     let hl = data_off(tcp);
-    if hl < HEADER_LEN || hl > tcp.len() || s.delta == 0 {
+    if hl < HEADER_LEN || hl > tcp.len() {
         return;
     }
     let flags = tcp[field::FLAGS];
-    let mut d = 0u32;
+    let mut d = window(tcp, s.client_win);
     if flags & TcpFlags::ACK != 0 {
         let old = get_u32(tcp, field::ACK);
         let new = old.wrapping_add(s.delta);
@@ -52,15 +57,26 @@ pub fn client_to_rs(tcp: &mut [u8], s: &SeqShift) {
     set_u16(tcp, field::CHECKSUM, checksum::apply(c, d));
 }
 
-/// The RS's window in the client's scale: exact when the shifts agree,
-/// rounded down otherwise (the client may send less, never more than the RS
-/// can take), saturated at 65535.
-pub fn rescale_window(win: u16, rs_wscale: u8, client_wscale: u8) -> u16 {
-    if rs_wscale == client_wscale {
+/// A window from shift `from` to shift `to`: exact when they agree, rounded
+/// down otherwise (the peer may send less, never more than was offered),
+/// saturated at 65535.
+pub fn rescale_window(win: u16, from: u8, to: u8) -> u16 {
+    if from == to {
         return win;
     }
-    let bytes = u64::from(win) << rs_wscale.min(14);
-    (bytes >> client_wscale.min(14)).min(65535) as u16
+    let bytes = u64::from(win) << from.min(14);
+    (bytes >> to.min(14)).min(65535) as u16
+}
+
+/// Rescales the window field; returns the checksum delta.
+fn window(tcp: &mut [u8], (from, to): (u8, u8)) -> u32 {
+    let w = get_u16(tcp, field::WINDOW);
+    let nw = rescale_window(w, from, to);
+    if nw == w {
+        return 0;
+    }
+    set_u16(tcp, field::WINDOW, nw);
+    checksum::delta16(w, nw)
 }
 
 /// RS → client.
@@ -69,18 +85,12 @@ pub fn rs_to_client(tcp: &mut [u8], s: &SeqShift) {
     if hl < HEADER_LEN || hl > tcp.len() {
         return;
     }
-    let mut d = 0u32;
+    let mut d = window(tcp, s.rs_win);
     let old = get_u32(tcp, field::SEQ);
     let new = old.wrapping_sub(s.delta);
     if new != old {
         set_u32(tcp, field::SEQ, new);
         d += checksum::delta32(old, new);
-    }
-    let w = get_u16(tcp, field::WINDOW);
-    let nw = rescale_window(w, s.rs_wscale, s.client_wscale);
-    if nw != w {
-        set_u16(tcp, field::WINDOW, nw);
-        d += checksum::delta16(w, nw);
     }
     if d != 0 {
         let c = get_u16(tcp, field::CHECKSUM);
@@ -136,14 +146,16 @@ mod tests {
         #[test]
         fn translations_match_a_rebuilt_segment(seq: u32, ack: u32, delta: u32, win: u16,
                                                 rs_ws in 0u8..15, cl_ws in 0u8..15,
+                                                c_ws in 0u8..15, at_rs in 0u8..15,
                                                 edges in proptest::collection::vec(any::<(u32, u32)>(), 0..4),
                                                 payload in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let s = SeqShift { delta, rs_wscale: rs_ws, client_wscale: cl_ws };
+            let s = SeqShift { delta, rs_win: (rs_ws, cl_ws), client_win: (c_ws, at_rs) };
             let mut c2r = segment(seq, ack, win, &edges, &payload);
             client_to_rs(&mut c2r, &s);
             let shifted: Vec<(u32, u32)> =
                 edges.iter().map(|&(l, r)| (l.wrapping_add(delta), r.wrapping_add(delta))).collect();
-            prop_assert_eq!(&c2r, &segment(seq, ack.wrapping_add(delta), win, &shifted, &payload));
+            let cw = rescale_window(win, c_ws, at_rs);
+            prop_assert_eq!(&c2r, &segment(seq, ack.wrapping_add(delta), cw, &shifted, &payload));
             prop_assert!(valid(&c2r));
 
             let mut r2c = segment(seq, ack, win, &edges, &payload);
