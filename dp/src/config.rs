@@ -349,6 +349,9 @@ pub struct VirtualServerConfig {
     pub sched_flags: Option<String>,
     pub persistence_timeout: Option<u32>,
     pub persistence_granularity: Option<Ipv4Addr>,
+    /// SYN proxy (ipvsadm -j enable): SYNs answered with cookies; NAT only.
+    #[serde(default)]
+    pub syn_proxy: bool,
     /// Minimum total weight of healthy real servers for the service to be up.
     #[serde(default = "default_quorum")]
     pub quorum: u32,
@@ -419,6 +422,7 @@ impl VirtualServerConfig {
         if let Some(m) = self.persistence_granularity {
             s.netmask = m;
         }
+        s.syn_proxy = self.syn_proxy;
         Ok(s)
     }
 
@@ -1036,6 +1040,21 @@ status_code = [200]
         );
         // /31 point-to-point links have no broadcast address.
         assert!(Config::from_str_named(&GOOD.replace("10.2.0.1/24", "10.2.0.1/31"), "rvs.toml").is_ok());
+    }
+
+    #[test]
+    fn syn_proxy_in_toml_needs_nat() {
+        let on = GOOD.replace("port = 80\n", "port = 80\nsyn_proxy = true\n");
+        assert_ne!(on, GOOD);
+        let c = Config::from_str_named(&on, "rvs.toml").unwrap();
+        assert!(c.virtual_server[0].service_spec().unwrap().syn_proxy);
+        let dr = on.replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"");
+        assert_ne!(dr, on, "GOOD sets lb_kind NAT");
+        let e = err(&dr);
+        assert!(
+            e.contains("virtual_server[0].real_server[0]") && e.contains("SYN proxy"),
+            "{e}"
+        );
     }
 
     #[test]
