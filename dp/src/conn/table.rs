@@ -563,7 +563,19 @@ impl ConnTable {
             if c.alive(now) {
                 self.evicted += 1;
             }
+            let tmpl = c.template;
             self.free_entry(h);
+            // Its template goes too if it controls nothing now: made for a
+            // handshake that never completed, it would otherwise hold its
+            // slot for the whole persistence timeout, and a flood on a
+            // persistent service would fill the table with them.
+            if let Some(t) = self.slab.get(tmpl as usize) {
+                if t.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE | F_IN_HASHED
+                    && t.children_or_next == 0
+                {
+                    self.free_entry(tmpl);
+                }
+            }
             return true;
         }
         false
