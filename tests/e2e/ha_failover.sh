@@ -53,6 +53,11 @@ mark_logs() { local f; for f in "$work"/dp-*.log; do MARK[$f]=$(wc -l < "$f"); d
 since_mark() { tail -n +$(( ${MARK[$1]:-0} + 1 )) "$1" 2>/dev/null; }
 wait_log() { for _ in $(seq "$2"); do since_mark "$1" | grep -Eq "$3" && return 0; sleep 0.1; done; return 1; }
 adm_of() { RVS_CTL=/run/$P-$1-lab/rvs.ctl "$RVSADM" "${@:2}"; }
+# owned_of D: whether director D's rvs-dp owns the VIP, from rvsadm --kernel --json.
+owned_of() {
+  adm_of "$1" --kernel --json 2>/dev/null \
+    | python3 -c "import json,sys; print(json.load(sys.stdin)['vips'].get('$VIP', 'none'))" 2>/dev/null || echo none
+}
 
 say "namespaces ($MODE)"
 for ns in $NSS; do
@@ -292,6 +297,7 @@ takeback() {  # takeback EVENT: A returns and takes the VIP back (preemption)
   wait_log "$work/dp-a.log" 100 "rvs-dp: owns VIP $VIP" || true
   wait_owner $mac_a && ok "A answers ARP for the VIP again" || fail "A did not take the VIP back"
   expected_owners+=" $mac_a"
+  expect_eq "$(owned_of a),$(owned_of b)" True,False "rvsadm --kernel --json: A owns the VIP, B not"
   measure "$2" "$1" -
 }
 
@@ -301,6 +307,7 @@ ev=$(now); kill -KILL "${dp_pid[a]}"
 wait_log "$work/dp-b.log" 30 "rvs-dp: owns VIP $VIP" || fail "B did not take the VIP"
 wait_owner $mac_b && ok "B answers ARP for the VIP" || fail "B does not answer ARP"
 expected_owners+=" $mac_b"
+expect_eq "$(owned_of b)" True "rvsadm --kernel --json on B: the VIP owned"
 measure "kill -9 rvs-dp A -> B" "$ev" 0.5
 ev=$(now); start_dp a
 takeback "$ev" "rvs-dp A restarted -> A (preempt)"
@@ -311,6 +318,7 @@ ev=$(now); stop_ka a
 wait_log "$work/dp-b.log" 30 "rvs-dp: owns VIP $VIP" || fail "B did not take the VIP"
 wait_owner $mac_b && ok "B answers ARP for the VIP" || fail "B does not answer ARP"
 expected_owners+=" $mac_b"
+expect_eq "$(owned_of a),$(owned_of b)" False,True "rvsadm --kernel --json: A does not own the VIP, B does"
 measure "keepalived A stopped -> B" "$ev" 0.2
 ev=$(now); start_ka a
 takeback "$ev" "keepalived A restarted -> A (preempt)"
