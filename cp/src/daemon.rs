@@ -493,14 +493,24 @@ impl Daemon {
         }
     }
 
-    /// Whether rvs-dp runs and holds the wanted configuration: nothing
-    /// pending, nothing failed since the last full reconcile.
+    /// Whether this director can serve: rvs-dp runs and holds the wanted
+    /// configuration (nothing pending, nothing failed since the last full
+    /// reconcile), and every service has its quorum of healthy real servers
+    /// or a sorry server to fall back on. A director whose checks cannot
+    /// reach the real servers (its link to them is down, say) must not take
+    /// the VIPs from a peer that can.
     pub fn is_ready(&self) -> bool {
+        let served = self
+            .cfg
+            .services
+            .iter()
+            .all(|s| s.sorry.is_some() || self.quorum.get(&s.key()).copied().unwrap_or(true));
         self.generation.is_some()
             && self.dp_error.is_none()
             && !self.dirty
             && self.retry_at.is_none()
             && self.last_sync.is_some()
+            && served
     }
 
     /// One turn of the loop: waits up to `max_wait` for check results, then

@@ -48,7 +48,7 @@ impl ReadyFile {
                     if ready {
                         "ready (0): rvs-dp holds the configuration"
                     } else {
-                        "not ready (1): rvs-dp is not running or not configured yet"
+                        "not ready (1): rvs-dp is not running or not configured yet, or a service lost its quorum"
                     }
                 );
                 self.written = Some(ready);

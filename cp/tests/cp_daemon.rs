@@ -818,3 +818,48 @@ fn ready_file_is_0_only_while_rvs_dp_holds_the_configuration() {
     assert!(d.is_ready());
     assert_eq!(ready_value(&ready), "0");
 }
+
+#[test]
+fn ready_file_is_1_while_a_service_has_lost_its_quorum_without_a_sorry_server() {
+    let dir = TempDir::new("ready-quorum");
+    let ready = dir.path("ready");
+    let dp = FakeDp::start("ready-quorum");
+    let up = TcpUp::start(0);
+    let port = up.port;
+    let cfg = |sorry: &str| {
+        format!(
+            r#"{HEAD}
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+delay_loop = 0.1
+{sorry}
+[[virtual_server.real_server]]
+address = "127.0.0.1"
+port = {}
+[virtual_server.real_server.tcp_check]
+connect_timeout = 0.5
+fall = 1
+rise = 1
+"#,
+            port
+        )
+    };
+    let mut d = start_ready(&dir, &dp.path, &cfg(""), &ready);
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    drop(up);
+    let k = key("10.1.0.100", 80);
+    assert!(d.run_until(Duration::from_secs(3), |d| d.quorum_up(&k) == Some(false)));
+    d.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(ready_value(&ready), "1", "no real server alive: not ready");
+    // With a sorry server the service still serves: ready.
+    std::fs::write(dir.path("rvs.toml"), cfg("sorry_server = \"127.0.0.1 9999\"")).unwrap();
+    d.reload().unwrap();
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    // The real server back, without the sorry server: ready again.
+    let _up = TcpUp::start(port);
+    std::fs::write(dir.path("rvs.toml"), cfg("")).unwrap();
+    d.reload().unwrap();
+    assert!(d.run_until(Duration::from_secs(3), |d| d.quorum_up(&k) == Some(true)));
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+}
