@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, IpvsError, Reply, RESTORE_CHUNK};
+use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, RESTORE_CHUNK};
 use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
@@ -102,6 +102,19 @@ pub struct Daemon {
 
 fn rid((k, ip, port): &RealId) -> String {
     format!("real server {ip}:{port} of {k}")
+}
+
+/// Whether a running daemon (as `-L --daemon` lists it, defaults resolved)
+/// is the configured one (defaults left at 0 or None).
+fn same_daemon(running: &SyncDaemonSpec, want: &SyncDaemonSpec) -> bool {
+    running.role == want.role
+        && running.mcast_ifn == want.mcast_ifn
+        && running.syncid == want.syncid
+        && (want.sync_maxlen == 0 || running.sync_maxlen == want.sync_maxlen)
+        && running.group() == want.group()
+        && running.port() == want.port()
+        && running.ttl() == want.ttl()
+        && running.peers == want.peers
 }
 
 /// A short description of a command for the log.
@@ -347,6 +360,7 @@ impl Daemon {
                 info!("applied batch {} of {}", n + 1, cmds.len().div_ceil(APPLY_BATCH));
             }
         }
+        applied += self.reconcile_sync(&mut refused)?;
         for r in refused.difference(&self.refusals) {
             // Most likely another tool changed the same service just now;
             // the retry compares again.
@@ -369,6 +383,56 @@ impl Daemon {
             return Err(format!("{} commands refused", self.refusals.len()));
         }
         Ok(applied)
+    }
+
+    /// Starts each configured sync daemon (keepalived.conf's
+    /// `lvs_sync_daemon`) that rvs-dp does not run as configured: at the
+    /// first connection, after an rvs-dp restart (which runs none), after a
+    /// reload that changed them. A role the configuration does not name is
+    /// left as it is (rvsadm's, or rvs.toml's `[sync]`). Returns the number
+    /// started; a refusal goes into `refused` and is retried.
+    fn reconcile_sync(&mut self, refused: &mut BTreeSet<String>) -> Result<usize, String> {
+        if self.cfg.sync.is_empty() {
+            return Ok(0);
+        }
+        let running = match self.transport.send(&Command::ListDaemons) {
+            Ok(Reply::Daemons(d)) => d,
+            Ok(other) => return Err(format!("list sync daemons: unexpected reply {other:?}")),
+            Err(e) => return Err(format!("list sync daemons: {e}")),
+        };
+        let mut started = 0;
+        for want in self.cfg.sync.clone() {
+            if running.iter().any(|r| same_daemon(r, &want)) {
+                continue;
+            }
+            let role = want.role.as_str();
+            if running.iter().any(|r| r.role == want.role) {
+                match self.transport.send(&Command::StopDaemon(want.role)) {
+                    Ok(Reply::Ok) => info!("stopped the {role} sync daemon (its settings changed)"),
+                    Ok(other) => warn!("stop the {role} sync daemon: {other:?}"),
+                    Err(e) => return Err(format!("stop the {role} sync daemon: {e}")),
+                }
+            }
+            match self.transport.send(&Command::StartDaemon(want.clone())) {
+                Ok(Reply::Ok) => {
+                    info!(
+                        "started the {role} sync daemon (mcast={}, syncid={})",
+                        want.mcast_ifn, want.syncid
+                    );
+                    started += 1;
+                }
+                Ok(Reply::Error(e)) => {
+                    refused.insert(format!("rvs-dp refused to start the {role} sync daemon: {e}"));
+                }
+                Ok(other) => {
+                    return Err(format!(
+                        "start the {role} sync daemon: unexpected reply {other:?}"
+                    ))
+                }
+                Err(e) => return Err(format!("start the {role} sync daemon: {e}")),
+            }
+        }
+        Ok(started)
     }
 
     /// Sends `batch` as one `Restore`. When rvs-dp refuses command i, the

@@ -4,6 +4,9 @@
 # keepalived moves the VIP, each director runs rvs-dp + rvs-cp, and each runs
 # a sync master and a sync backup on its outside kernel interface (outside0),
 # as IPVS allows both at once: whoever forwards sends, the other installs.
+# rvs-cp starts both from keepalived.conf's `lvs_sync_daemon outside0 VI_OUT`
+# (global_defs, an @rvs line: rvs-cp --config-id rvs) when it connects to
+# rvs-dp and again after an rvs-dp restart.
 #   tests/e2e/ha_sync.sh [nat|dr]
 #
 # Why outside0: it is the one network both lab variants have (DR has no
@@ -17,8 +20,9 @@
 # HTTP connection to VIP:80 every 10 ms (tests/e2e/ha_probe.py conns).
 # Scenario: kill -9 of A's rvs-dp. B takes the VIP (in NAT also the real
 # servers' gateway 10.2.0.1: vrrp_sync_group) and must carry all 32 streams
-# on with no reset and no gap. Printed: streams kept, entries synced to B,
-# the request loop's outage and the streams' longest stall.
+# on with no reset and no gap.
+# Printed: streams kept, entries synced to B, the request loop's outage and
+# the streams' longest stall.
 # Namespaces hs-c, hs-sw, hs-a, hs-b, hs-s1..3; /run/hs-{a,b}-lab; EAL file
 # prefixes hs-a, hs-b: never in the way of ha_failover.sh (ha-*).
 source "$(dirname "$0")/lib.sh"
@@ -128,7 +132,8 @@ start_dp() {
 start_cp() {
   local d=$1
   ip netns exec $P-$d "$RVS_CP" --keepalived-conf "$work/keepalived.conf" --ctl /run/$P-$d-lab/rvs.ctl \
-    --ready-file /run/$P-$d-lab/ready --metrics-listen off >>"$work/cp-$d.log" 2>&1 </dev/null &
+    --ready-file /run/$P-$d-lab/ready --metrics-listen off --config-id rvs \
+    >>"$work/cp-$d.log" 2>&1 </dev/null &
   cp_pid[$d]=$!
 }
 # keepalived --vrrp for director $1 with config $2; `-i` picks the @a / @b lines.
@@ -167,6 +172,11 @@ write_keepalived() {  # write_keepalived FILE preempt|nopreempt
 ! rvs failover lab ($MODE): one file for both directors.
 global_defs {
     router_id rvs_lab
+    ! rvs-cp (--config-id rvs) starts a master and a backup sync daemon on
+    ! outside0, syncid VI_OUT's virtual_router_id (51). Hidden from keepalived
+    ! (-i a|b), which would start the kernel's IPVS sync daemon on it (and,
+    ! with no IPVS in this kernel, its VRRP process dies).
+@rvs lvs_sync_daemon outside0 VI_OUT
     vrrp_version 3
     dynamic_interfaces allow_if_changes
     vrrp_garp_master_repeat 3
@@ -252,7 +262,7 @@ EOF
 write_toml a; write_toml b
 write_keepalived "$work/keepalived.conf" preempt
 write_keepalived "$work/keepalived-nopreempt.conf" nopreempt
-out=$("$RVS_CP" --keepalived-conf "$work/keepalived.conf" --config-test 2>&1) || { echo "$out"; die "rvs-cp --config-test refused the lab's keepalived.conf"; }
+out=$("$RVS_CP" --keepalived-conf "$work/keepalived.conf" --config-id rvs --config-test 2>&1) || { echo "$out"; die "rvs-cp --config-test refused the lab's keepalived.conf"; }
 ok "rvs-cp --config-test: $(grep -c '^-a' <<<"$out") real servers"
 nsx $P-a "$KEEPALIVED" -t -f "$work/keepalived.conf" -i a >/dev/null 2>&1 && ok "keepalived -t accepts it" \
   || fail "keepalived -t refuses the lab's keepalived.conf"
@@ -261,18 +271,17 @@ say "directors: rvs-dp, rvs-cp, keepalived"
 start_dp a; start_dp b
 ok "A: $(nsx $P-a ip -br addr | grep -E 'outside0|inside0' | tr -s ' ' | paste -sd';')"
 start_cp a; start_cp b
-start_sync() {  # both roles on outside0, as IPVS allows
-  local d=$1 r
-  for r in master backup; do
-    adm_of $d --start-daemon $r --mcast-interface outside0 --syncid 51 || die "director $d: --start-daemon $r"
-  done
-}
+# daemons D: the sync daemons rvs-dp on D runs, one line.
+daemons() { adm_of "$1" -L --daemon 2>/dev/null | paste -sd';'; }
 for d in a b; do
   for _ in $(seq 100); do [ "$(adm_of $d -Ln 2>/dev/null | grep -c -- '->.*Masq\|->.*Route')" = 6 ] && break; sleep 0.1; done
   expect_eq "$(adm_of $d -Ln | grep -c -- '->.*Masq\|->.*Route')" 6 "director $d: rvs-cp applied the 2 x 3 real servers"
 done
-start_sync a; start_sync b
-ok "A: $(adm_of a -L --daemon | paste -sd';')"
+for d in a b; do
+  for _ in $(seq 50); do [ "$(adm_of $d -L --daemon 2>/dev/null | grep -c 'syncid=51')" = 2 ] && break; sleep 0.1; done
+  expect_eq "$(adm_of $d -L --daemon | grep -c 'mcast=outside0, syncid=51')" 2 "director $d: rvs-cp started master and backup from lvs_sync_daemon"
+done
+ok "A: $(daemons a)"
 start_ka a; start_ka b
 wait_log "$work/dp-a.log" 100 "rvs-dp: owns VIP $VIP" || { tail -20 "$work/ka-a.log"; die "A never took the VIP"; }
 [ "$MODE" = nat ] && { wait_log "$work/dp-a.log" 50 "owns address 10.2.0.1 " || fail "A never took the inside gateway 10.2.0.1"; }
@@ -327,7 +336,7 @@ sleep 1
 on_a=$(synced_entries a) on_b=$(synced_entries b)
 expect_eq "$on_a" $NSTREAMS "A: stream connections in its table"
 expect_eq "$on_b" $NSTREAMS "B: stream connections synced from A before the failure"
-ok "B's sync daemons: $(adm_of b -L --daemon | paste -sd';')"
+ok "B: $(daemons b)"
 
 say "kill -9 A's rvs-dp"
 mark_logs
@@ -335,10 +344,12 @@ ev=$(now); kill -KILL "${dp_pid[a]}"
 wait_log "$work/dp-b.log" 30 "rvs-dp: owns VIP $VIP" || fail "B did not take the VIP"
 [ "$MODE" = nat ] && { wait_log "$work/dp-b.log" 30 "owns address 10.2.0.1 " || fail "B did not take the gateway 10.2.0.1"; }
 measure "kill -9 rvs-dp A -> B" "$ev" 0.5
-# Three more seconds of streaming through B, then every stream ends with FIN.
-sleep 3
-read -r stalled longest < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 6)
+wait_owner $mac_b && ok "B answers ARP for the VIP" || fail "B does not answer ARP"
+sleep 1
+read -r stalled longest < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 4)
 ok "$stalled of $NSTREAMS streams paused across the failover, the longest for $longest s"
+echo "$MODE | streams' longest stall, kill -9 A -> B | $longest | $stalled streams paused | -" >> "$work/outages"
+
 touch "$work/stop"
 for _ in $(seq 150); do kill -0 $st_pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $st_pid 2>/dev/null && fail "the stream client did not finish within 15 s"
@@ -364,7 +375,6 @@ echo "streams kept: $kept of $NSTREAMS ($bytes bytes checked in sequence)"
 echo "entries synced to B before the kill: $on_b stream connections; B installed $installed new entries in all (refused $refused; its exit report)"
 echo "request loop outage, and the streams' longest stall:"
 cat "$work/outages"
-echo "$MODE | streams' longest stall | $longest | $stalled streams paused | -"
 if [ "$FAILS" -gt 0 ]; then
   echo "ha_sync $MODE: $FAILS check(s) failed"
   for d in a b; do echo "--- dp-$d"; tail -30 "$work/dp-$d.log"; echo "--- cp-$d"; tail -10 "$work/cp-$d.log"; done

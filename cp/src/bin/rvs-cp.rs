@@ -16,6 +16,10 @@
 //!   configuration, "1" otherwise: a keepalived `vrrp_track_file` with
 //!   `weight 0`, so VRRP gives this director the VIPs only when it can serve
 //!   them (see README, "High availability").
+//! - `--config-id ID` (`-i ID`): keepalived's `-i`: the id of the
+//!   conditional lines (`@ID ...`) of a keepalived.conf (default: the short
+//!   host name). With `@rvs lvs_sync_daemon ...` and `--config-id rvs`, the
+//!   line is rvs-cp's and keepalived never sees it (see `keepalived::load`).
 //! - `--config-test` (`-t`): validate the file and print the rules it gives
 //!   at start, before any check result, as `ipvsadm -S -n` prints them; exit
 //!   0, or 1 with FILE:LINE and the problem on stderr (as `keepalived -t`).
@@ -37,7 +41,7 @@ use rvs_cp::reconcile::initial_table;
 use rvs_cp::source::{save_text, ConfigSource};
 
 const USAGE: &str =
-    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--check | --config-test]\n";
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--config-id ID] [--check | --config-test]\n";
 
 /// What to do once the file is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
                 })
             }
             "--ready-file" => ready_file = Some(PathBuf::from(value(name)?)),
+            "--config-id" | "-i" => rvs_cp::keepalived::set_config_id(&value(name)?),
             "--check" if mode != Mode::ConfigTest => mode = Mode::Check,
             "--config-test" | "-t" if mode != Mode::Check => mode = Mode::ConfigTest,
             "--check" | "--config-test" | "-t" => {
