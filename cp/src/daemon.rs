@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, RESTORE_CHUNK};
+use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, CONNS_PAGE, RESTORE_CHUNK};
 use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
@@ -25,6 +25,7 @@ use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
 use crate::metrics::{MetricsServer, MetricsState, RealStatus};
 use crate::ready::ReadyFile;
 use crate::reconcile::{alive_weight, desired_service, plan, quorum_next, Table};
+use crate::resync;
 use crate::source::ConfigSource;
 use crate::stats::StatsThread;
 use crate::transport::{resolve_ctl_path, ShmTransport};
@@ -51,7 +52,19 @@ pub struct Options {
     pub metrics_listen: Option<Option<SocketAddr>>,
     /// `--ready-file PATH`: see `ready`.
     pub ready_file: Option<PathBuf>,
+    /// `--resync-listen ADDR:PORT`: serve this director's table to a peer
+    /// that resyncs (see `resync`).
+    pub resync_listen: Option<SocketAddr>,
+    /// `--resync-from ADDR:PORT`: fetch the peer's table at start and after
+    /// each rvs-dp restart, before reporting ready.
+    pub resync_from: Option<SocketAddr>,
 }
+
+/// Fetches of a peer's table that broke off before the director reports
+/// ready without it.
+const RESYNC_TRIES: u32 = 3;
+/// The pause between two such fetches.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
 
 /// The file's configuration with the command line's overrides.
 fn load(source: &ConfigSource, metrics_listen: Option<Option<SocketAddr>>) -> Result<CpConfig, String> {
@@ -98,6 +111,13 @@ pub struct Daemon {
     settings: Arc<Mutex<ControlSettings>>,
     ready: Option<ReadyFile>,
     _stats: Option<StatsThread>,
+    resync_from: Option<SocketAddr>,
+    /// A full resync is owed (at start, after an rvs-dp restart): not ready
+    /// until it is done or given up.
+    resync_pending: bool,
+    resync_failures: u32,
+    resync_at: Option<Instant>,
+    _resync_server: Option<std::thread::JoinHandle<()>>,
 }
 
 fn rid((k, ip, port): &RealId) -> String {
@@ -178,6 +198,17 @@ impl Daemon {
             settings,
             ready: opts.ready_file.as_deref().map(ReadyFile::new),
             _stats: Some(stats),
+            resync_from: opts.resync_from,
+            resync_pending: opts.resync_from.is_some(),
+            resync_failures: 0,
+            resync_at: None,
+            _resync_server: match opts.resync_listen {
+                Some(a) => Some(
+                    resync::serve(a, path.clone())
+                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?,
+                ),
+                None => None,
+            },
         };
         let reals: Vec<(RealId, RealDef)> = d.cfg.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
         for (id, def) in reals {
@@ -325,6 +356,7 @@ impl Daemon {
                         );
                         self.dirty = true;
                         self.restart_checks();
+                        self.owe_resync();
                     }
                     None => self.dirty = true,
                     _ => {}
@@ -557,14 +589,73 @@ impl Daemon {
         }
     }
 
-    /// Whether rvs-dp runs and holds the wanted configuration: nothing
-    /// pending, nothing failed since the last full reconcile.
-    pub fn is_ready(&self) -> bool {
+    /// A restarted rvs-dp has an empty table: fetch the peer's again.
+    fn owe_resync(&mut self) {
+        self.resync_pending = self.resync_from.is_some();
+        self.resync_failures = 0;
+        self.resync_at = None;
+    }
+
+    /// Whether rvs-dp holds the configuration: nothing pending, nothing
+    /// failed since the last full reconcile.
+    fn configured(&self) -> bool {
         self.generation.is_some()
             && self.dp_error.is_none()
             && !self.dirty
             && self.retry_at.is_none()
             && self.last_sync.is_some()
+    }
+
+    /// Once rvs-dp holds the configuration (services to install into, the
+    /// sync daemons running), fetches the peer's table and hands it over in
+    /// pages. A fetch that breaks off is retried; after `RESYNC_TRIES` the
+    /// director reports ready without it (logged).
+    fn maybe_resync(&mut self) {
+        let Some(peer) = self.resync_from else { return };
+        if !self.resync_pending || !self.configured() || self.resync_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let t0 = Instant::now();
+        let r = resync::fetch(peer).and_then(|got| match got {
+            None => Ok(None),
+            Some(conns) => {
+                for page in conns.chunks(CONNS_PAGE as usize) {
+                    match self.transport.send(&Command::SyncInstall(page.to_vec())) {
+                        Ok(Reply::Ok) => {}
+                        Ok(other) => return Err(format!("rvs-dp: {other:?}")),
+                        Err(e) => return Err(format!("rvs-dp: {e}")),
+                    }
+                }
+                Ok(Some(conns.len()))
+            }
+        });
+        match r {
+            Ok(None) => info!("full resync: no peer at {peer}, nothing to resync"),
+            Ok(Some(n)) => info!(
+                "full resync from {peer}: {n} entries in {} ms",
+                t0.elapsed().as_millis()
+            ),
+            Err(e) => {
+                self.resync_failures += 1;
+                if self.resync_failures < RESYNC_TRIES {
+                    warn!("full resync from {peer}: {e}; retrying");
+                    self.resync_at = Some(Instant::now() + RESYNC_RETRY);
+                    return;
+                }
+                error!(
+                    "full resync from {peer}: {e}; giving up after {RESYNC_TRIES} tries, ready without it"
+                );
+            }
+        }
+        self.resync_pending = false;
+        self.resync_at = None;
+    }
+
+    /// Whether rvs-dp runs and holds the wanted configuration (nothing
+    /// pending, nothing failed since the last full reconcile) and, with
+    /// `--resync-from`, the peer's table.
+    pub fn is_ready(&self) -> bool {
+        self.configured() && !self.resync_pending
     }
 
     /// One turn of the loop: waits up to `max_wait` for check results, then
@@ -579,6 +670,7 @@ impl Daemon {
         self.update_quorum();
         self.check_dp();
         self.maybe_reconcile();
+        self.maybe_resync();
         self.publish_health();
         let ready = self.is_ready();
         if let Some(r) = self.ready.as_mut() {

@@ -291,6 +291,11 @@ pub enum Command {
     StopDaemon(DaemonRole),
     /// `-L --daemon`
     ListDaemons,
+    /// Full resync (rvs-cp, beyond IPVS): a page of a peer director's
+    /// connection listing, to install as the backup daemon installs what it
+    /// receives (each entry in its owner worker's table, bound to this
+    /// director's configured real server, `expires_s` as its timeout).
+    SyncInstall(Vec<ConnInfo>),
 }
 
 impl Command {
@@ -314,7 +319,7 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons
+            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons | Command::SyncInstall(_)
         )
     }
 }
@@ -476,6 +481,9 @@ pub enum IpvsError {
     /// A sync daemon could not open its socket: the system's error text (as
     /// ipvsadm prints `strerror` for errors it has no text of its own for).
     DaemonSocket(String),
+    /// `SyncInstall`: the workers' inbound sync rings stayed full (entries
+    /// handed over before that stay handed over).
+    SyncBusy,
 }
 
 impl fmt::Display for IpvsError {
@@ -510,6 +518,7 @@ impl fmt::Display for IpvsError {
             IpvsError::DaemonRunning => f.write_str("Daemon has already run"),
             IpvsError::NoDaemon => f.write_str("No daemon is running"),
             IpvsError::DaemonSocket(e) => f.write_str(e),
+            IpvsError::SyncBusy => f.write_str("Sync rings stay full: the workers do not install"),
             IpvsError::NoSuchRestore(id) => write!(
                 f,
                 "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \

@@ -20,9 +20,12 @@
 # HTTP connection to VIP:80 every 10 ms (tests/e2e/ha_probe.py conns).
 # Scenario: kill -9 of A's rvs-dp. B takes the VIP (in NAT also the real
 # servers' gateway 10.2.0.1: vrrp_sync_group) and must carry all 32 streams
-# on with no reset and no gap.
-# Printed: streams kept, entries synced to B, the request loop's outage and
-# the streams' longest stall.
+# on with no reset and no gap. Then A's rvs-dp restarts: A's rvs-cp fetches
+# B's whole table (full resync, rvs-cp --resync-from/--resync-listen, TCP on
+# outside0) before its --ready-file says 0, so A preempts only once it knows
+# the streams; A takes the VIP back and still no stream breaks.
+# Printed: streams kept, entries synced to B, the resync (entries, time), the
+# request loop's outages and the streams' longest stalls.
 # Namespaces hs-c, hs-sw, hs-a, hs-b, hs-s1..3; /run/hs-{a,b}-lab; EAL file
 # prefixes hs-a, hs-b: never in the way of ha_failover.sh (ha-*).
 source "$(dirname "$0")/lib.sh"
@@ -34,7 +37,7 @@ KEEPALIVED=${KEEPALIVED:-keepalived}
 RVS_CP=${RVS_CP:-$E2E_ROOT/target/release/rvs-cp}
 PROBE="$E2E_ROOT/tests/e2e/ha_probe.py"
 STREAMS="$E2E_ROOT/tests/e2e/ha_streams.py"
-NSTREAMS=32 SPORT=9000
+NSTREAMS=32 SPORT=9000 RESYNC_PORT=8849
 work=""
 declare -A dp_pid=() cp_pid=() ka_pid=() lcore=([a]=0 [b]=1) n=([a]=2 [b]=3)
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -131,8 +134,10 @@ start_dp() {
 }
 start_cp() {
   local d=$1
+  local peer=b; [ "$d" = b ] && peer=a
   ip netns exec $P-$d "$RVS_CP" --keepalived-conf "$work/keepalived.conf" --ctl /run/$P-$d-lab/rvs.ctl \
     --ready-file /run/$P-$d-lab/ready --metrics-listen off --config-id rvs \
+    --resync-listen 10.1.0.${n[$d]}:$RESYNC_PORT --resync-from 10.1.0.${n[$peer]}:$RESYNC_PORT \
     >>"$work/cp-$d.log" 2>&1 </dev/null &
   cp_pid[$d]=$!
 }
@@ -350,12 +355,29 @@ read -r stalled longest < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 
 ok "$stalled of $NSTREAMS streams paused across the failover, the longest for $longest s"
 echo "$MODE | streams' longest stall, kill -9 A -> B | $longest | $stalled streams paused | -" >> "$work/outages"
 
+say "A's rvs-dp restarts: full resync from B, then A preempts"
+mark_logs
+ev=$(now); start_dp a
+wait_log "$work/dp-a.log" 150 "rvs-dp: owns VIP $VIP" || fail "A did not take the VIP back"
+took=$(python3 -c "print(f'{$(now) - $ev:.3f}')")
+wait_owner $mac_a && ok "A answers ARP for the VIP again, $took s after its restart" || fail "A does not answer ARP"
+resync_line=$(grep "full resync from" "$work/cp-a.log" | tail -1)
+[ -n "$resync_line" ] || fail "A's rvs-cp logged no full resync"
+resync_n=$(sed -n 's/.*full resync from [^ ]*: \([0-9]*\) entries in \([0-9]*\) ms.*/\1/p' <<<"$resync_line")
+resync_ms=$(sed -n 's/.*full resync from [^ ]*: \([0-9]*\) entries in \([0-9]*\) ms.*/\2/p' <<<"$resync_line")
+ok "A's rvs-cp: ${resync_line##*INFO }"
+if [ "${resync_n:-0}" -ge $NSTREAMS ]; then ok "the resync carried at least the $NSTREAMS streams ($resync_n entries)"
+else fail "the resync carried ${resync_n:-no} entries, fewer than the $NSTREAMS streams"; fi
+measure "rvs-dp A restarted -> A (preempt)" "$ev" -
+read -r stalled2 longest2 < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 8)
+ok "$stalled2 of $NSTREAMS streams paused across the takeback, the longest for $longest2 s"
+echo "$MODE | streams' longest stall, takeback -> A | $longest2 | $stalled2 streams paused | -" >> "$work/outages"
 touch "$work/stop"
 for _ in $(seq 150); do kill -0 $st_pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $st_pid 2>/dev/null && fail "the stream client did not finish within 15 s"
 sleep 0.5
 kept=$(grep -c '^end [0-9]* ok ' "$work/streams.log" || true)
-expect_eq "$kept" $NSTREAMS "streams that ran to the end through B, every byte acknowledged"
+expect_eq "$kept" $NSTREAMS "streams that ran to the end (A, B, A again), every byte acknowledged"
 cat "$work"/st-s*.log > "$work/st-all.log"
 srv_ok=$(grep -c '^[0-9]* ok ' "$work/st-all.log" || true)
 expect_eq "$srv_ok" $NSTREAMS "streams the real servers saw end cleanly, in sequence"
@@ -372,6 +394,7 @@ refused=$( (grep -o 'sync_refused [0-9]*' "$work/dp-b.out" || true) | awk '{s+=$
 
 say "summary ($MODE)"
 echo "streams kept: $kept of $NSTREAMS ($bytes bytes checked in sequence)"
+echo "full resync of A from B: ${resync_n:-?} entries in ${resync_ms:-?} ms; A took the VIP back $took s after its rvs-dp restarted"
 echo "entries synced to B before the kill: $on_b stream connections; B installed $installed new entries in all (refused $refused; its exit report)"
 echo "request loop outage, and the streams' longest stall:"
 cat "$work/outages"
