@@ -1,7 +1,9 @@
 //! `lvs_sync_daemon` in `global_defs`: the connection sync daemons rvs-cp
 //! starts in rvs-dp (`Command::StartDaemon`, as `rvsadm --start-daemon`).
 //!
-//!     lvs_sync_daemon IF VRRP_INSTANCE [id N] [maxlen L] [port P] [ttl T] [group A]
+//! ```text
+//! lvs_sync_daemon IF VRRP_INSTANCE [id N] [maxlen L] [port P] [ttl T] [group A]
+//! ```
 //!
 //! As keepalived.conf(5): IF is the interface the sync traffic rides (for
 //! rvs, a kernel interface of the exception path, e.g. `outside0`), the
