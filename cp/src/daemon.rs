@@ -117,6 +117,8 @@ pub struct Daemon {
     resync_pending: bool,
     resync_failures: u32,
     resync_at: Option<Instant>,
+    /// When rvs-dp's sync counters were last fetched for /metrics.
+    sync_counters_at: Option<Instant>,
     _resync_server: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -202,6 +204,7 @@ impl Daemon {
             resync_pending: opts.resync_from.is_some(),
             resync_failures: 0,
             resync_at: None,
+            sync_counters_at: None,
             _resync_server: match opts.resync_listen {
                 Some(a) => Some(
                     resync::serve(a, path.clone())
@@ -562,6 +565,23 @@ impl Daemon {
         }
     }
 
+    /// rvs-dp's sync counters for /metrics, once a second while it runs.
+    fn publish_sync_counters(&mut self) {
+        if self.metrics.is_none() || self.generation.is_none() || self.dp_error.is_some() {
+            return;
+        }
+        if self
+            .sync_counters_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.sync_counters_at = Some(Instant::now());
+        if let Ok(Reply::SyncCounters(c)) = self.transport.send(&Command::SyncCounters) {
+            self.metrics_state.set_sync(c);
+        }
+    }
+
     fn publish_health(&self) {
         let h = self
             .reals
@@ -672,6 +692,7 @@ impl Daemon {
         self.maybe_reconcile();
         self.maybe_resync();
         self.publish_health();
+        self.publish_sync_counters();
         let ready = self.is_ready();
         if let Some(r) = self.ready.as_mut() {
             r.set(ready);

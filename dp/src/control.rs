@@ -316,6 +316,7 @@ impl ControlPlane {
         match cmd {
             Command::StartDaemon(spec) => done(self.sync.start(spec)),
             Command::StopDaemon(role) => done(self.sync.stop(*role)),
+            Command::SyncCounters => Reply::SyncCounters(self.sync.totals()),
             Command::SyncInstall(conns) => done(crate::sync::bulk::install(&self.shared, conns, BULK_WAIT)),
             _ => Reply::Daemons(self.sync.list()),
         }

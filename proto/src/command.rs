@@ -296,6 +296,8 @@ pub enum Command {
     /// receives (each entry in its owner worker's table, bound to this
     /// director's configured real server, `expires_s` as its timeout).
     SyncInstall(Vec<ConnInfo>),
+    /// The sync counters (`rvsadm -L --daemon --json`).
+    SyncCounters,
 }
 
 impl Command {
@@ -319,7 +321,11 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons | Command::SyncInstall(_)
+            Command::StartDaemon(_)
+                | Command::StopDaemon(_)
+                | Command::ListDaemons
+                | Command::SyncInstall(_)
+                | Command::SyncCounters
         )
     }
 }
@@ -361,6 +367,29 @@ pub struct ServiceInfo {
     pub stats: TrafficTotals,
     pub rates: Rates,
     pub dests: Vec<DestInfo>,
+}
+
+/// Connection sync's counters since rvs-dp started: the workers' (summed) and
+/// the running daemons' (since each started).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCountersInfo {
+    /// Entries the workers handed to the master thread (`sync_sent`).
+    pub sent: u64,
+    /// Entries lost to a full worker ring (`sync_dropped`).
+    pub dropped: u64,
+    /// Received entries installed new, or updating an entry (`sync_installed`).
+    pub installed: u64,
+    pub updated: u64,
+    /// Received entries (or datagrams) refused, by reason (`sync_refused`):
+    /// `unknown_service`, `unknown_dest`, `table_full`, `inbound_full`,
+    /// `foreign_peer`, and the decoder's reasons (`wrong_sync_id`, ...).
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// The master daemon's datagrams sent and failed sends.
+    pub messages_sent: u64,
+    pub send_errors: u64,
+    /// The backup daemon's datagrams received and accepted whole.
+    pub messages_received: u64,
+    pub messages_accepted: u64,
 }
 
 /// One connection (or persistence template) in a `ListConns` reply.
@@ -430,6 +459,7 @@ pub enum Reply {
     },
     /// `-L --daemon`: the running sync daemons, master first, defaults resolved.
     Daemons(Vec<SyncDaemonSpec>),
+    SyncCounters(SyncCountersInfo),
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.

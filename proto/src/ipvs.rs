@@ -322,7 +322,8 @@ impl IpvsConfig {
             Command::StartDaemon(_)
             | Command::StopDaemon(_)
             | Command::ListDaemons
-            | Command::SyncInstall(_) => Err(IpvsError::Unsupported(
+            | Command::SyncInstall(_)
+            | Command::SyncCounters => Err(IpvsError::Unsupported(
                 "a sync daemon command is not a configuration change".into(),
             )),
             Command::RestoreBegin

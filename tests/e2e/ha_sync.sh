@@ -386,7 +386,14 @@ broken=$(grep -v '^[0-9]* ok ' "$work/st-all.log" || true)
 { grep '^end [0-9]* fail' "$work/streams.log" || true; } | head -5
 bytes=$(awk '$1=="end" && $3=="ok" {s+=$4} END {print s*8}' "$work/streams.log")
 
-# B's exit report (stdout): its workers' sync counters.
+# B's sync counters as rvsadm -L --daemon --json gives them, then its exit report.
+counters_b=$(adm_of b -L --daemon --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin).get("SyncCounters") or {}
+print(" ".join(f"{k}={c.get(k, 0)}" for k in ("sent", "dropped", "installed", "updated", "messages_accepted")),
+      "refused=" + (",".join(f"{k}:{v}" for k, v in c.get("refused", {}).items()) or "none"))')
+ok "B's sync counters (rvsadm -L --daemon --json): $counters_b"
+case "$counters_b" in *installed=0\ *|"") fail "B's counters show no installed entry" ;; esac
 kill -TERM "${dp_pid[b]}" 2>/dev/null || true
 for _ in $(seq 50); do kill -0 "${dp_pid[b]}" 2>/dev/null || break; sleep 0.1; done
 installed=$( (grep -o 'sync_installed [0-9]*' "$work/dp-b.out" || true) | awk '{s+=$2} END {print s+0}')
