@@ -9,14 +9,17 @@
       One line per stream when it ends: "ID ok COUNT" (clean EOF after a
       contiguous sequence), "ID gap EXPECTED GOT", or "ID reset COUNT" (any
       error before EOF). Exits after MAXSECS.
-  ha_streams.py client VIP PORT N LOG STOPFILE MAXSECS
-      N streams to VIP:PORT, each sending 16 sequence numbers every 10 ms and
+  ha_streams.py client VIP PORT N LOG STOPFILE MAXSECS [FIRST_ID RESUMEFILE]
+      N streams to VIP:PORT (ids FIRST_ID.., default 0), each sending 16 sequence numbers every 10 ms and
       checking the answers (never backwards, never past what was sent). Runs
       until STOPFILE exists or MAXSECS have passed, then closes each stream
       (FIN) and waits up to 10 s for its last answer and the server's EOF.
       LOG gets one line per answer gap over 50 ms while running
       ("gap ID FROM_EPOCH SECONDS") and one line per stream at the end:
       "end ID ok SENT" or "end ID fail REASON SENT ACKED".
+      With RESUMEFILE: each stream sends for 1 s, then nothing at all (an idle
+      connection, which a sync master does not send again) until RESUMEFILE
+      exists, then goes on as the others.
   ha_streams.py stalls LOG EVENT_EPOCH SPAN
       From a client log: "STREAMS_WITH_A_GAP LONGEST_GAP" for the gaps that
       start in [event - 0.5 s, event + SPAN].
@@ -76,7 +79,7 @@ def server(port, log, maxsecs):
     asyncio.run(main())
 
 
-def client(vip, port, n, log, stop, maxsecs):
+def client(vip, port, n, log, stop, maxsecs, first=0, resume=None):
     out = open(log, "w", buffering=1)
     deadline = time.time() + maxsecs
 
@@ -117,7 +120,13 @@ def client(vip, port, n, log, stop, maxsecs):
         rt = asyncio.ensure_future(reader())
         try:
             nxt = time.time()
+            idle_from = nxt + 1.0 if resume else None
             while time.time() < deadline and not os.path.exists(stop) and not rt.done():
+                if idle_from and time.time() >= idle_from:
+                    while not os.path.exists(resume) and time.time() < deadline and not rt.done():
+                        await asyncio.sleep(0.05)
+                    idle_from = None
+                    last_ack = nxt = time.time()
                 w.write(b"".join(struct.pack("!Q", sent + i) for i in range(PER_TICK)))
                 sent += PER_TICK
                 # Bounded: a stalled stream stops adding once 1 MB waits.
@@ -143,7 +152,7 @@ def client(vip, port, n, log, stop, maxsecs):
             out.write(f"end {sid} fail {failed} {sent} {acked}\n")
 
     async def main():
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(one(first + i) for i in range(n)))
 
     asyncio.run(main())
 
@@ -169,6 +178,8 @@ def main():
         server(int(a[1]), a[2], float(a[3]))
     elif a[:1] == ["client"] and len(a) == 7:
         client(a[1], int(a[2]), int(a[3]), a[4], a[5], float(a[6]))
+    elif a[:1] == ["client"] and len(a) == 9:
+        client(a[1], int(a[2]), int(a[3]), a[4], a[5], float(a[6]), int(a[7]), a[8])
     elif a[:1] == ["stalls"] and len(a) == 4:
         stalls(a[1], float(a[2]), float(a[3]))
     else:

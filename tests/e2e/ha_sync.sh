@@ -23,7 +23,10 @@
 # on with no reset and no gap. Then A's rvs-dp restarts: A's rvs-cp fetches
 # B's whole table (full resync, rvs-cp --resync-from/--resync-listen, TCP on
 # outside0) before its --ready-file says 0, so A preempts only once it knows
-# the streams; A takes the VIP back and still no stream breaks.
+# the streams; A takes the VIP back and still no stream breaks. 8 more
+# streams, opened through B while A is down and idle across the takeback,
+# are the ones only the full resync can save (an idle connection is not sent
+# again by B's sync master); they must go on through A.
 # Printed: streams kept, entries synced to B, the resync (entries, time), the
 # request loop's outages and the streams' longest stalls.
 # Namespaces hs-c, hs-sw, hs-a, hs-b, hs-s1..3; /run/hs-{a,b}-lab; EAL file
@@ -37,7 +40,7 @@ KEEPALIVED=${KEEPALIVED:-keepalived}
 RVS_CP=${RVS_CP:-$E2E_ROOT/target/release/rvs-cp}
 PROBE="$E2E_ROOT/tests/e2e/ha_probe.py"
 STREAMS="$E2E_ROOT/tests/e2e/ha_streams.py"
-NSTREAMS=32 SPORT=9000 RESYNC_PORT=8849
+NSTREAMS=32 NIDLE=8 SPORT=9000 RESYNC_PORT=8849
 work=""
 declare -A dp_pid=() cp_pid=() ka_pid=() lcore=([a]=0 [b]=1) n=([a]=2 [b]=3)
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
@@ -354,6 +357,13 @@ sleep 1
 read -r stalled longest < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 4)
 ok "$stalled of $NSTREAMS streams paused across the failover, the longest for $longest s"
 echo "$MODE | streams' longest stall, kill -9 A -> B | $longest | $stalled streams paused | -" >> "$work/outages"
+# NIDLE more streams, opened through B while A is down (B's master sends
+# them, nobody hears), idle after 1 s: no packet, so no sync master sends them
+# again. Only the full resync can give them to A before it takes the VIP back.
+nsx $P-c python3 "$STREAMS" client $VIP $SPORT $NIDLE "$work/idle.log" "$work/stop" 150 100 "$work/resume" &
+idle_pid=$!
+sleep 2
+expect_eq "$(synced_entries b)" $((NSTREAMS + NIDLE)) "B: the $NSTREAMS streams and the $NIDLE idle ones"
 
 say "A's rvs-dp restarts: full resync from B, then A preempts"
 mark_logs
@@ -361,29 +371,34 @@ ev=$(now); start_dp a
 wait_log "$work/dp-a.log" 150 "rvs-dp: owns VIP $VIP" || fail "A did not take the VIP back"
 took=$(python3 -c "print(f'{$(now) - $ev:.3f}')")
 wait_owner $mac_a && ok "A answers ARP for the VIP again, $took s after its restart" || fail "A does not answer ARP"
-resync_line=$(grep "full resync from" "$work/cp-a.log" | tail -1)
+resync_line=$( (grep "full resync from" "$work/cp-a.log" || true) | tail -1)
 [ -n "$resync_line" ] || fail "A's rvs-cp logged no full resync"
 resync_n=$(sed -n 's/.*full resync from [^ ]*: \([0-9]*\) entries in \([0-9]*\) ms.*/\1/p' <<<"$resync_line")
 resync_ms=$(sed -n 's/.*full resync from [^ ]*: \([0-9]*\) entries in \([0-9]*\) ms.*/\2/p' <<<"$resync_line")
 ok "A's rvs-cp: ${resync_line##*INFO }"
-if [ "${resync_n:-0}" -ge $NSTREAMS ]; then ok "the resync carried at least the $NSTREAMS streams ($resync_n entries)"
-else fail "the resync carried ${resync_n:-no} entries, fewer than the $NSTREAMS streams"; fi
+if [ "${resync_n:-0}" -ge $((NSTREAMS + NIDLE)) ]; then ok "the resync carried at least the $((NSTREAMS + NIDLE)) streams ($resync_n entries)"
+else fail "the resync carried ${resync_n:-no} entries, fewer than the $((NSTREAMS + NIDLE)) streams"; fi
 measure "rvs-dp A restarted -> A (preempt)" "$ev" -
 read -r stalled2 longest2 < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 8)
 ok "$stalled2 of $NSTREAMS streams paused across the takeback, the longest for $longest2 s"
 echo "$MODE | streams' longest stall, takeback -> A | $longest2 | $stalled2 streams paused | -" >> "$work/outages"
+touch "$work/resume"  # the idle streams go on, now through A
+sleep 2
 touch "$work/stop"
-for _ in $(seq 150); do kill -0 $st_pid 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 150); do kill -0 $st_pid 2>/dev/null || kill -0 $idle_pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $st_pid 2>/dev/null && fail "the stream client did not finish within 15 s"
+kill -0 $idle_pid 2>/dev/null && fail "the idle stream client did not finish within 15 s"
 sleep 0.5
 kept=$(grep -c '^end [0-9]* ok ' "$work/streams.log" || true)
 expect_eq "$kept" $NSTREAMS "streams that ran to the end (A, B, A again), every byte acknowledged"
+idle_kept=$(grep -c '^end [0-9]* ok ' "$work/idle.log" || true)
+expect_eq "$idle_kept" $NIDLE "idle streams (opened through B, idle across the takeback) that ran to the end through A"
 cat "$work"/st-s*.log > "$work/st-all.log"
 srv_ok=$(grep -c '^[0-9]* ok ' "$work/st-all.log" || true)
-expect_eq "$srv_ok" $NSTREAMS "streams the real servers saw end cleanly, in sequence"
+expect_eq "$srv_ok" $((NSTREAMS + NIDLE)) "streams the real servers saw end cleanly, in sequence"
 broken=$(grep -v '^[0-9]* ok ' "$work/st-all.log" || true)
 [ -z "$broken" ] || { fail "real servers saw broken streams:"; echo "$broken" | head -10; }
-{ grep '^end [0-9]* fail' "$work/streams.log" || true; } | head -5
+{ grep -h '^end [0-9]* fail' "$work/streams.log" "$work/idle.log" || true; } | head -5
 bytes=$(awk '$1=="end" && $3=="ok" {s+=$4} END {print s*8}' "$work/streams.log")
 
 # B's sync counters as rvsadm -L --daemon --json gives them, then its exit report.
@@ -400,7 +415,7 @@ installed=$( (grep -o 'sync_installed [0-9]*' "$work/dp-b.out" || true) | awk '{
 refused=$( (grep -o 'sync_refused [0-9]*' "$work/dp-b.out" || true) | awk '{s+=$2} END {print s+0}')
 
 say "summary ($MODE)"
-echo "streams kept: $kept of $NSTREAMS ($bytes bytes checked in sequence)"
+echo "streams kept: $kept of $NSTREAMS ($bytes bytes checked in sequence), idle streams kept: $idle_kept of $NIDLE"
 echo "full resync of A from B: ${resync_n:-?} entries in ${resync_ms:-?} ms; A took the VIP back $took s after its rvs-dp restarted"
 echo "entries synced to B before the kill: $on_b stream connections; B installed $installed new entries in all (refused $refused; its exit report)"
 echo "request loop outage, and the streams' longest stall:"
