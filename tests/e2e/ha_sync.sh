@@ -362,7 +362,8 @@ echo "$MODE | streams' longest stall, kill -9 A -> B | $longest | $stalled strea
 # again. Only the full resync can give them to A before it takes the VIP back.
 nsx $P-c python3 "$STREAMS" client $VIP $SPORT $NIDLE "$work/idle.log" "$work/stop" 150 100 "$work/resume" &
 idle_pid=$!
-sleep 2
+for _ in $(seq 50); do [ "$(synced_entries b)" -ge $((NSTREAMS + NIDLE)) ] && break; sleep 0.1; done
+sleep 1  # past their first second of sending: idle from here on
 expect_eq "$(synced_entries b)" $((NSTREAMS + NIDLE)) "B: the $NSTREAMS streams and the $NIDLE idle ones"
 
 say "A's rvs-dp restarts: full resync from B, then A preempts"
