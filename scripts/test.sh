@@ -51,6 +51,8 @@ run "nat, 2 workers, persistence /24" tests/e2e/nat_two_workers_persistence.sh
 run "kernel interface, VIP ownership" tests/e2e/kernel_iface.sh
 run "nat, failover with keepalived (two directors)" tests/e2e/ha_failover.sh nat
 run "dr, failover with keepalived (two directors)" tests/e2e/ha_failover.sh dr
+run "nat, connection sync: kill -9 of the master, resync and takeback keep every stream" tests/e2e/ha_sync.sh nat
+run "dr, connection sync: kill -9 of the master, resync and takeback keep every stream" tests/e2e/ha_sync.sh dr
 run "nat, SYN flood" tests/e2e/syn_flood.sh
 run "nat, port reuse under draining (wrk)" tests/e2e/port_reuse.sh nat
 run "dr, port reuse under draining (wrk)" tests/e2e/port_reuse.sh dr

@@ -54,6 +54,8 @@ fn main() {
         ctl: Some(ctl.clone()),
         metrics_listen: None,
         ready_file: None,
+        resync_listen: None,
+        resync_from: None,
     })
     .unwrap();
     let mut probe = ShmTransport::new(&ctl);

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rvs_dp::config::{parse_endpoint, Config, ConfigError};
-use rvs_proto::command::{DestSpec, ServiceSpec};
+use rvs_proto::command::{DestSpec, ServiceSpec, SyncDaemonSpec};
 use rvs_proto::types::{ForwardMethod, ServiceKey};
 use serde::Deserialize;
 
@@ -155,6 +155,9 @@ pub struct CpConfig {
     /// `dataplane.ctl`, below `--ctl` and `$RVS_CTL`.
     pub ctl: Option<PathBuf>,
     pub services: Vec<ServiceDef>,
+    /// keepalived.conf's `lvs_sync_daemon`: sync daemons rvs-cp keeps running
+    /// in rvs-dp. Empty for rvs.toml, whose `[sync]` rvs-dp starts itself.
+    pub sync: Vec<SyncDaemonSpec>,
 }
 
 impl CpConfig {
@@ -264,6 +267,7 @@ impl CpConfig {
             control,
             ctl: cfg.dataplane.ctl.clone(),
             services,
+            sync: Vec::new(),
         })
     }
 

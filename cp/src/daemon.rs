@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, IpvsError, Reply, RESTORE_CHUNK};
+use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, CONNS_PAGE, RESTORE_CHUNK};
 use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
@@ -25,6 +25,7 @@ use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
 use crate::metrics::{MetricsServer, MetricsState, RealStatus};
 use crate::ready::ReadyFile;
 use crate::reconcile::{alive_weight, desired_service, plan, quorum_next, Table};
+use crate::resync;
 use crate::source::ConfigSource;
 use crate::stats::StatsThread;
 use crate::transport::{resolve_ctl_path, ShmTransport};
@@ -51,7 +52,19 @@ pub struct Options {
     pub metrics_listen: Option<Option<SocketAddr>>,
     /// `--ready-file PATH`: see `ready`.
     pub ready_file: Option<PathBuf>,
+    /// `--resync-listen ADDR:PORT`: serve this director's table to a peer
+    /// that resyncs (see `resync`).
+    pub resync_listen: Option<SocketAddr>,
+    /// `--resync-from ADDR:PORT`: fetch the peer's table at start and after
+    /// each rvs-dp restart, before reporting ready.
+    pub resync_from: Option<SocketAddr>,
 }
+
+/// Fetches of a peer's table that broke off before the director reports
+/// ready without it.
+const RESYNC_TRIES: u32 = 3;
+/// The pause between two such fetches.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
 
 /// The file's configuration with the command line's overrides.
 fn load(source: &ConfigSource, metrics_listen: Option<Option<SocketAddr>>) -> Result<CpConfig, String> {
@@ -98,10 +111,32 @@ pub struct Daemon {
     settings: Arc<Mutex<ControlSettings>>,
     ready: Option<ReadyFile>,
     _stats: Option<StatsThread>,
+    resync_from: Option<SocketAddr>,
+    /// A full resync is owed (at start, after an rvs-dp restart): not ready
+    /// until it is done or given up.
+    resync_pending: bool,
+    resync_failures: u32,
+    resync_at: Option<Instant>,
+    /// When rvs-dp's sync counters were last fetched for /metrics.
+    sync_counters_at: Option<Instant>,
+    _resync_server: Option<std::thread::JoinHandle<()>>,
 }
 
 fn rid((k, ip, port): &RealId) -> String {
     format!("real server {ip}:{port} of {k}")
+}
+
+/// Whether a running daemon (as `-L --daemon` lists it, defaults resolved)
+/// is the configured one (defaults left at 0 or None).
+fn same_daemon(running: &SyncDaemonSpec, want: &SyncDaemonSpec) -> bool {
+    running.role == want.role
+        && running.mcast_ifn == want.mcast_ifn
+        && running.syncid == want.syncid
+        && (want.sync_maxlen == 0 || running.sync_maxlen == want.sync_maxlen)
+        && running.group() == want.group()
+        && running.port() == want.port()
+        && running.ttl() == want.ttl()
+        && running.peers == want.peers
 }
 
 /// A short description of a command for the log.
@@ -165,6 +200,18 @@ impl Daemon {
             settings,
             ready: opts.ready_file.as_deref().map(ReadyFile::new),
             _stats: Some(stats),
+            resync_from: opts.resync_from,
+            resync_pending: opts.resync_from.is_some(),
+            resync_failures: 0,
+            resync_at: None,
+            sync_counters_at: None,
+            _resync_server: match opts.resync_listen {
+                Some(a) => Some(
+                    resync::serve(a, path.clone())
+                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?,
+                ),
+                None => None,
+            },
         };
         let reals: Vec<(RealId, RealDef)> = d.cfg.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
         for (id, def) in reals {
@@ -312,6 +359,7 @@ impl Daemon {
                         );
                         self.dirty = true;
                         self.restart_checks();
+                        self.owe_resync();
                     }
                     None => self.dirty = true,
                     _ => {}
@@ -347,6 +395,7 @@ impl Daemon {
                 info!("applied batch {} of {}", n + 1, cmds.len().div_ceil(APPLY_BATCH));
             }
         }
+        applied += self.reconcile_sync(&mut refused)?;
         for r in refused.difference(&self.refusals) {
             // Most likely another tool changed the same service just now;
             // the retry compares again.
@@ -369,6 +418,56 @@ impl Daemon {
             return Err(format!("{} commands refused", self.refusals.len()));
         }
         Ok(applied)
+    }
+
+    /// Starts each configured sync daemon (keepalived.conf's
+    /// `lvs_sync_daemon`) that rvs-dp does not run as configured: at the
+    /// first connection, after an rvs-dp restart (which runs none), after a
+    /// reload that changed them. A role the configuration does not name is
+    /// left as it is (rvsadm's, or rvs.toml's `[sync]`). Returns the number
+    /// started; a refusal goes into `refused` and is retried.
+    fn reconcile_sync(&mut self, refused: &mut BTreeSet<String>) -> Result<usize, String> {
+        if self.cfg.sync.is_empty() {
+            return Ok(0);
+        }
+        let running = match self.transport.send(&Command::ListDaemons) {
+            Ok(Reply::Daemons(d)) => d,
+            Ok(other) => return Err(format!("list sync daemons: unexpected reply {other:?}")),
+            Err(e) => return Err(format!("list sync daemons: {e}")),
+        };
+        let mut started = 0;
+        for want in self.cfg.sync.clone() {
+            if running.iter().any(|r| same_daemon(r, &want)) {
+                continue;
+            }
+            let role = want.role.as_str();
+            if running.iter().any(|r| r.role == want.role) {
+                match self.transport.send(&Command::StopDaemon(want.role)) {
+                    Ok(Reply::Ok) => info!("stopped the {role} sync daemon (its settings changed)"),
+                    Ok(other) => warn!("stop the {role} sync daemon: {other:?}"),
+                    Err(e) => return Err(format!("stop the {role} sync daemon: {e}")),
+                }
+            }
+            match self.transport.send(&Command::StartDaemon(want.clone())) {
+                Ok(Reply::Ok) => {
+                    info!(
+                        "started the {role} sync daemon (mcast={}, syncid={})",
+                        want.mcast_ifn, want.syncid
+                    );
+                    started += 1;
+                }
+                Ok(Reply::Error(e)) => {
+                    refused.insert(format!("rvs-dp refused to start the {role} sync daemon: {e}"));
+                }
+                Ok(other) => {
+                    return Err(format!(
+                        "start the {role} sync daemon: unexpected reply {other:?}"
+                    ))
+                }
+                Err(e) => return Err(format!("start the {role} sync daemon: {e}")),
+            }
+        }
+        Ok(started)
     }
 
     /// Sends `batch` as one `Restore`. When rvs-dp refuses command i, the
@@ -466,6 +565,23 @@ impl Daemon {
         }
     }
 
+    /// rvs-dp's sync counters for /metrics, once a second while it runs.
+    fn publish_sync_counters(&mut self) {
+        if self.metrics.is_none() || self.generation.is_none() || self.dp_error.is_some() {
+            return;
+        }
+        if self
+            .sync_counters_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.sync_counters_at = Some(Instant::now());
+        if let Ok(Reply::SyncCounters(c)) = self.transport.send(&Command::SyncCounters) {
+            self.metrics_state.set_sync(c);
+        }
+    }
+
     fn publish_health(&self) {
         let h = self
             .reals
@@ -493,24 +609,85 @@ impl Daemon {
         }
     }
 
-    /// Whether this director can serve: rvs-dp runs and holds the wanted
-    /// configuration (nothing pending, nothing failed since the last full
-    /// reconcile), and every service has its quorum of healthy real servers
-    /// or a sorry server to fall back on. A director whose checks cannot
-    /// reach the real servers (its link to them is down, say) must not take
-    /// the VIPs from a peer that can.
-    pub fn is_ready(&self) -> bool {
-        let served = self
-            .cfg
-            .services
-            .iter()
-            .all(|s| s.sorry.is_some() || self.quorum.get(&s.key()).copied().unwrap_or(true));
+    /// A restarted rvs-dp has an empty table: fetch the peer's again.
+    fn owe_resync(&mut self) {
+        self.resync_pending = self.resync_from.is_some();
+        self.resync_failures = 0;
+        self.resync_at = None;
+    }
+
+    /// Whether rvs-dp holds the configuration: nothing pending, nothing
+    /// failed since the last full reconcile.
+    fn configured(&self) -> bool {
         self.generation.is_some()
             && self.dp_error.is_none()
             && !self.dirty
             && self.retry_at.is_none()
             && self.last_sync.is_some()
-            && served
+    }
+
+    /// Once rvs-dp holds the configuration (services to install into, the
+    /// sync daemons running), fetches the peer's table and hands it over in
+    /// pages. A fetch that breaks off is retried; after `RESYNC_TRIES` the
+    /// director reports ready without it (logged).
+    fn maybe_resync(&mut self) {
+        let Some(peer) = self.resync_from else { return };
+        if !self.resync_pending || !self.configured() || self.resync_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let t0 = Instant::now();
+        let r = resync::fetch(peer).and_then(|got| match got {
+            None => Ok(None),
+            Some(conns) => {
+                for page in conns.chunks(CONNS_PAGE as usize) {
+                    match self.transport.send(&Command::SyncInstall(page.to_vec())) {
+                        Ok(Reply::Ok) => {}
+                        Ok(other) => return Err(format!("rvs-dp: {other:?}")),
+                        Err(e) => return Err(format!("rvs-dp: {e}")),
+                    }
+                }
+                Ok(Some(conns.len()))
+            }
+        });
+        match r {
+            Ok(None) => info!("full resync: no peer at {peer}, nothing to resync"),
+            Ok(Some(n)) => info!(
+                "full resync from {peer}: {n} entries in {} ms",
+                t0.elapsed().as_millis()
+            ),
+            Err(e) => {
+                self.resync_failures += 1;
+                if self.resync_failures < RESYNC_TRIES {
+                    warn!("full resync from {peer}: {e}; retrying");
+                    self.resync_at = Some(Instant::now() + RESYNC_RETRY);
+                    return;
+                }
+                error!(
+                    "full resync from {peer}: {e}; giving up after {RESYNC_TRIES} tries, ready without it"
+                );
+            }
+        }
+        self.resync_pending = false;
+        self.resync_at = None;
+    }
+
+    /// Whether this director can serve: rvs-dp runs and holds the wanted
+    /// configuration (nothing pending, nothing failed since the last full
+    /// reconcile), with `--resync-from` the peer's table, and every service
+    /// is served (`served`).
+    pub fn is_ready(&self) -> bool {
+        self.configured() && !self.resync_pending && self.served()
+    }
+
+    /// Every service has its quorum of healthy real servers, or a sorry
+    /// server to fall back on. A director whose checks cannot reach the
+    /// real servers (its link to them is down, say) must not take the VIPs
+    /// from a peer that can.
+    fn served(&self) -> bool {
+        self.cfg
+            .services
+            .iter()
+            .all(|s| s.sorry.is_some() || self.quorum.get(&s.key()).copied().unwrap_or(true))
     }
 
     /// One turn of the loop: waits up to `max_wait` for check results, then
@@ -525,7 +702,9 @@ impl Daemon {
         self.update_quorum();
         self.check_dp();
         self.maybe_reconcile();
+        self.maybe_resync();
         self.publish_health();
+        self.publish_sync_counters();
         let ready = self.is_ready();
         if let Some(r) = self.ready.as_mut() {
             r.set(ready);

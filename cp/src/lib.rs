@@ -10,6 +10,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod ready;
 pub mod reconcile;
+pub mod resync;
 pub mod source;
 pub mod stats;
 pub mod transport;

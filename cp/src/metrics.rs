@@ -58,6 +58,7 @@ use rvs_proto::types::TrafficTotals;
 
 use crate::config::RealId;
 use crate::stats::Snapshot;
+use rvs_proto::command::SyncCountersInfo;
 
 /// The health of one configured real server, as the daemon last decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +72,7 @@ pub struct RealStatus {
 pub struct MetricsState {
     snapshot: Mutex<Option<Arc<Snapshot>>>,
     health: Mutex<Vec<RealStatus>>,
+    sync: Mutex<Option<SyncCountersInfo>>,
 }
 
 impl MetricsState {
@@ -90,10 +92,60 @@ impl MetricsState {
         }
     }
 
+    /// rvs-dp's connection sync counters (`Command::SyncCounters`).
+    pub fn set_sync(&self, c: SyncCountersInfo) {
+        if let Ok(mut g) = self.sync.lock() {
+            *g = Some(c);
+        }
+    }
+
     pub fn render(&self) -> String {
         let health = self.health.lock().map(|g| g.clone()).unwrap_or_default();
-        render(self.snapshot().as_deref(), &health)
+        let mut out = render(self.snapshot().as_deref(), &health);
+        if let Some(c) = self.sync.lock().ok().and_then(|g| g.clone()) {
+            let at = out.rfind("# EOF").unwrap_or(out.len());
+            out.insert_str(at, &render_sync(&c));
+        }
+        out
     }
+}
+
+/// The sync counters in the text format, without `# EOF`: `rvs_sync_sent`,
+/// `rvs_sync_dropped`, `rvs_sync_installed`, `rvs_sync_updated`,
+/// `rvs_sync_refused{reason=...}`, `rvs_sync_messages{daemon,what}`.
+pub fn render_sync(c: &SyncCountersInfo) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let mut one = |name: &str, help: &str, n: u64| {
+        let _ = write!(
+            o,
+            "# HELP rvs_sync_{name} {help}.\n# TYPE rvs_sync_{name} counter\nrvs_sync_{name}_total {n}\n"
+        );
+    };
+    one("sent", "Entries the workers handed to the sync master", c.sent);
+    one("dropped", "Entries lost to a full worker sync ring", c.dropped);
+    one("installed", "Received entries installed new", c.installed);
+    one("updated", "Received entries that updated an entry", c.updated);
+    let _ = write!(
+        o,
+        "# HELP rvs_sync_refused Received sync entries or datagrams refused, by reason.\n# TYPE rvs_sync_refused counter\n"
+    );
+    for (reason, n) in &c.refused {
+        let _ = writeln!(o, "rvs_sync_refused_total{{reason=\"{reason}\"}} {n}");
+    }
+    let _ = write!(
+        o,
+        "# HELP rvs_sync_messages Sync datagrams of the running daemons.\n# TYPE rvs_sync_messages counter\n"
+    );
+    for (what, n) in [
+        ("sent", c.messages_sent),
+        ("send_errors", c.send_errors),
+        ("received", c.messages_received),
+        ("accepted", c.messages_accepted),
+    ] {
+        let _ = writeln!(o, "rvs_sync_messages_total{{what=\"{what}\"}} {n}");
+    }
+    o
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -698,6 +750,31 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn sync_counters_go_before_eof() {
+        let st = MetricsState::default();
+        assert!(!st.render().contains("rvs_sync_"), "none before rvs-dp answered");
+        let mut c = SyncCountersInfo {
+            sent: 7,
+            installed: 5,
+            messages_accepted: 2,
+            ..Default::default()
+        };
+        c.refused.insert("unknown_service".into(), 3);
+        st.set_sync(c);
+        let text = st.render();
+        for line in [
+            "rvs_sync_sent_total 7\n",
+            "rvs_sync_dropped_total 0\n",
+            "rvs_sync_installed_total 5\n",
+            "rvs_sync_refused_total{reason=\"unknown_service\"} 3\n",
+            "rvs_sync_messages_total{what=\"accepted\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 }

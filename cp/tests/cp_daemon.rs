@@ -39,6 +39,8 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
         ctl: Some(dp.path.clone()),
         metrics_listen: None,
         ready_file: None,
+        resync_listen: None,
+        resync_from: None,
     })
     .unwrap()
 }
@@ -764,6 +766,8 @@ fn start_ready(dir: &TempDir, ctl: &std::path::Path, text: &str, ready: &std::pa
         ctl: Some(ctl.to_path_buf()),
         metrics_listen: None,
         ready_file: Some(ready.to_path_buf()),
+        resync_listen: None,
+        resync_from: None,
     })
     .unwrap()
 }

@@ -73,6 +73,9 @@ fn minus(a: TrafficTotals, b: TrafficTotals) -> TrafficTotals {
     }
 }
 
+/// How long a `SyncInstall` waits for room in the workers' inbound rings.
+const BULK_WAIT: Duration = Duration::from_secs(2);
+
 pub struct ControlPlane {
     config: IpvsConfig,
     shared: Arc<Shared>,
@@ -314,6 +317,8 @@ impl ControlPlane {
         match cmd {
             Command::StartDaemon(spec) => done(self.sync.start(spec)),
             Command::StopDaemon(role) => done(self.sync.stop(*role)),
+            Command::SyncCounters => Reply::SyncCounters(self.sync.totals()),
+            Command::SyncInstall(conns) => done(crate::sync::bulk::install(&self.shared, conns, BULK_WAIT)),
             _ => Reply::Daemons(self.sync.list()),
         }
     }

@@ -300,6 +300,13 @@ pub enum Command {
     StopDaemon(DaemonRole),
     /// `-L --daemon`
     ListDaemons,
+    /// Full resync (rvs-cp, beyond IPVS): a page of a peer director's
+    /// connection listing, to install as the backup daemon installs what it
+    /// receives (each entry in its owner worker's table, bound to this
+    /// director's configured real server, `expires_s` as its timeout).
+    SyncInstall(Vec<ConnInfo>),
+    /// The sync counters (`rvsadm -L --daemon --json`).
+    SyncCounters,
 }
 
 impl Command {
@@ -324,7 +331,11 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons
+            Command::StartDaemon(_)
+                | Command::StopDaemon(_)
+                | Command::ListDaemons
+                | Command::SyncInstall(_)
+                | Command::SyncCounters
         )
     }
 }
@@ -417,6 +428,29 @@ pub struct VipOwned {
     pub owned: bool,
 }
 
+/// Connection sync's counters since rvs-dp started: the workers' (summed) and
+/// the running daemons' (since each started).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCountersInfo {
+    /// Entries the workers handed to the master thread (`sync_sent`).
+    pub sent: u64,
+    /// Entries lost to a full worker ring (`sync_dropped`).
+    pub dropped: u64,
+    /// Received entries installed new, or updating an entry (`sync_installed`).
+    pub installed: u64,
+    pub updated: u64,
+    /// Received entries (or datagrams) refused, by reason (`sync_refused`):
+    /// `unknown_service`, `unknown_dest`, `table_full`, `inbound_full`,
+    /// `foreign_peer`, and the decoder's reasons (`wrong_sync_id`, ...).
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// The master daemon's datagrams sent and failed sends.
+    pub messages_sent: u64,
+    pub send_errors: u64,
+    /// The backup daemon's datagrams received and accepted whole.
+    pub messages_received: u64,
+    pub messages_accepted: u64,
+}
+
 /// One connection (or persistence template) in a `ListConns` reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnInfo {
@@ -490,6 +524,7 @@ pub enum Reply {
         owned: OwnedAddrs,
         vips: Vec<VipOwned>,
     },
+    SyncCounters(SyncCountersInfo),
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
@@ -544,6 +579,9 @@ pub enum IpvsError {
     /// A sync daemon could not open its socket: the system's error text (as
     /// ipvsadm prints `strerror` for errors it has no text of its own for).
     DaemonSocket(String),
+    /// `SyncInstall`: the workers' inbound sync rings stayed full (entries
+    /// handed over before that stay handed over).
+    SyncBusy,
 }
 
 impl fmt::Display for IpvsError {
@@ -583,6 +621,7 @@ impl fmt::Display for IpvsError {
             IpvsError::DaemonRunning => f.write_str("Daemon has already run"),
             IpvsError::NoDaemon => f.write_str("No daemon is running"),
             IpvsError::DaemonSocket(e) => f.write_str(e),
+            IpvsError::SyncBusy => f.write_str("Sync rings stay full: the workers do not install"),
             IpvsError::NoSuchRestore(id) => write!(
                 f,
                 "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \

@@ -336,9 +336,13 @@ impl IpvsConfig {
             | Command::Ownership => Err(IpvsError::Unsupported(format!(
                 "{cmd:?} is a query, not a configuration change"
             ))),
-            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons => Err(
-                IpvsError::Unsupported("a sync daemon command is not a configuration change".into()),
-            ),
+            Command::StartDaemon(_)
+            | Command::StopDaemon(_)
+            | Command::ListDaemons
+            | Command::SyncInstall(_)
+            | Command::SyncCounters => Err(IpvsError::Unsupported(
+                "a sync daemon command is not a configuration change".into(),
+            )),
             Command::RestoreBegin
             | Command::RestoreChunk { .. }
             | Command::RestoreCommit { .. }

@@ -501,8 +501,17 @@ pub fn run(
                     out(stdout, &format::latency(&l));
                     0
                 }
-                (ListWhat::Daemons, r @ Reply::Daemons(_)) if opts.json => {
-                    out(stdout, &json(&r));
+                (ListWhat::Daemons, Reply::Daemons(d)) if opts.json => {
+                    // {"Daemons": [...], "SyncCounters": {...}}: the listing as
+                    // before, and the counters when this rvs-dp has them.
+                    let mut v = serde_json::json!({ "Daemons": d });
+                    if let Ok(Reply::SyncCounters(c)) = exchange::ask(transport, &Command::SyncCounters) {
+                        v["SyncCounters"] = serde_json::json!(c);
+                    }
+                    out(
+                        stdout,
+                        &(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+                    );
                     0
                 }
                 (ListWhat::Daemons, Reply::Daemons(d)) => {

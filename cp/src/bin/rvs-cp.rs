@@ -16,6 +16,14 @@
 //!   configuration, "1" otherwise: a keepalived `vrrp_track_file` with
 //!   `weight 0`, so VRRP gives this director the VIPs only when it can serve
 //!   them (see README, "High availability").
+//! - `--config-id ID` (`-i ID`): keepalived's `-i`: the id of the
+//!   conditional lines (`@ID ...`) of a keepalived.conf (default: the short
+//!   host name). With `@rvs lvs_sync_daemon ...` and `--config-id rvs`, the
+//!   line is rvs-cp's and keepalived never sees it (see `keepalived::load`).
+//! - `--resync-listen ADDR:PORT`: serve this director's connection table to
+//!   a peer's `--resync-from` (full resync, beyond IPVS; `rvs_cp::resync`).
+//! - `--resync-from ADDR:PORT`: at start and after each rvs-dp restart,
+//!   fetch the peer's table into rvs-dp before the ready file says 0.
 //! - `--config-test` (`-t`): validate the file and print the rules it gives
 //!   at start, before any check result, as `ipvsadm -S -n` prints them; exit
 //!   0, or 1 with FILE:LINE and the problem on stderr (as `keepalived -t`).
@@ -37,7 +45,7 @@ use rvs_cp::reconcile::initial_table;
 use rvs_cp::source::{save_text, ConfigSource};
 
 const USAGE: &str =
-    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--check | --config-test]\n";
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--config-id ID] [--resync-listen ADDR:PORT] [--resync-from ADDR:PORT] [--check | --config-test]\n";
 
 /// What to do once the file is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,8 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
     let mut ctl = None;
     let mut metrics_listen = None;
     let mut ready_file = None;
+    let mut resync_listen = None;
+    let mut resync_from = None;
     let mut mode = Mode::Run;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -80,6 +90,18 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
                 })
             }
             "--ready-file" => ready_file = Some(PathBuf::from(value(name)?)),
+            "--config-id" | "-i" => rvs_cp::keepalived::set_config_id(&value(name)?),
+            "--resync-listen" | "--resync-from" => {
+                let v = value(name)?;
+                let a = v
+                    .parse()
+                    .map_err(|_| format!("{name}: '{v}' is not ADDRESS:PORT"))?;
+                if name == "--resync-listen" {
+                    resync_listen = Some(a);
+                } else {
+                    resync_from = Some(a);
+                }
+            }
             "--check" if mode != Mode::ConfigTest => mode = Mode::Check,
             "--config-test" | "-t" if mode != Mode::Check => mode = Mode::ConfigTest,
             "--check" | "--config-test" | "-t" => {
@@ -106,6 +128,8 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
             ctl,
             metrics_listen,
             ready_file,
+            resync_listen,
+            resync_from,
         },
         mode,
     ))

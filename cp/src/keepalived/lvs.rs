@@ -11,8 +11,9 @@
 //!
 //! Top level: `virtual_server` and `virtual_server_group` are read;
 //! keepalived's other blocks (`global_defs`, `vrrp_*`, `static_*`, ...) are
-//! skipped; an unknown top-level keyword is an error (keepalived -t fails on
-//! it too, and a typo such as `virtual_sever` would drop a whole service).
+//! skipped here (`sync` reads `lvs_sync_daemon` in `global_defs`); an
+//! unknown top-level keyword is an error (keepalived -t fails on it too, and
+//! a typo such as `virtual_sever` would drop a whole service).
 //! Inside LVS blocks an unknown keyword is a warning. Keywords that would
 //! change what is forwarded or how health is judged, and that rvs cannot do,
 //! are refused rather than ignored: fwmark and IPv6 services, SCTP, `ops`,

@@ -5,6 +5,7 @@
 //! - `lexer`: words and lines (comments `#` `!`, quotes, braces, `@ID`).
 //! - `include`: `include` patterns (globs, braces) expanded in place.
 //! - `parse`: statements and `{ }` blocks.
+//! - `sync`: `lvs_sync_daemon` in `global_defs`, the sync daemons to run.
 //! - `lvs`: `virtual_server_group`, `virtual_server`, `real_server` and
 //!   checkers mapped to `ServiceDef`s; what is read, skipped and refused.
 //! - `diag`: errors and warnings with their file:line.
@@ -51,6 +52,7 @@ mod include;
 mod lexer;
 mod lvs;
 mod parse;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -68,10 +70,28 @@ pub struct KeepalivedConf {
     pub warnings: Vec<Warning>,
 }
 
-/// Reads `path` and its includes, with the host name as the `@ID` of
-/// conditional lines (as keepalived without `-i`).
+/// `rvs-cp --config-id ID` (keepalived's `-i`): set once, at start.
+static CONFIG_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the `@ID` of conditional lines for every later `load` (rvs-cp
+/// `--config-id`). A second call changes nothing.
+pub fn set_config_id(id: &str) {
+    let _ = CONFIG_ID.set(id.to_string());
+}
+
+/// Reads `path` and its includes, with the id `set_config_id` gave, or else
+/// the host name, as the `@ID` of conditional lines (as keepalived `-i`).
+///
+/// `lvs_sync_daemon` is the line to hide from keepalived this way
+/// (`@rvs lvs_sync_daemon ...` with `rvs-cp --config-id rvs`): keepalived
+/// would start the kernel's IPVS sync daemon on it, on the same group and
+/// port, and without IPVS in the kernel its VRRP process dies (keepalived
+/// 2.2.7: "Can't initialize ipvs", then SIGSEGV, respawned in a loop).
 pub fn load(path: &Path) -> Result<KeepalivedConf, KeepalivedError> {
-    load_as(path, &short_hostname())
+    match CONFIG_ID.get() {
+        Some(id) => load_as(path, id),
+        None => load_as(path, &short_hostname()),
+    }
 }
 
 /// As `load`, with an explicit configuration id for `@ID` lines.
@@ -80,11 +100,13 @@ pub fn load_as(path: &Path, config_id: &str) -> Result<KeepalivedConf, Keepalive
     let lines = include::read_all(path, config_id, &mut warnings)?;
     let stmts = parse::parse(lines)?;
     let services = lvs::services(&stmts, &mut warnings)?;
+    let sync = sync::sync_daemons(&stmts)?;
     Ok(KeepalivedConf {
         config: CpConfig {
             control: ControlSettings::default(),
             ctl: None,
             services,
+            sync,
         },
         warnings,
     })

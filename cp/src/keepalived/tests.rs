@@ -500,3 +500,107 @@ fn syn_proxy_as_dpvs_keepalived_writes_it() {
         error("virtual_server 10.1.0.1 80 {\n lb_kind DR\n syn_proxy\n real_server 10.2.0.1 80 {\n }\n}\n");
     assert!(e.contains("SYN proxy") && e.contains("10.2.0.1:80"), "{e}");
 }
+
+const VI_1: &str = "
+vrrp_instance VI_1 {
+    interface outside0
+    virtual_router_id 51
+}
+";
+
+#[test]
+fn lvs_sync_daemon_starts_master_and_backup_with_the_instance_vrid() {
+    use rvs_proto::command::DaemonRole;
+    let k = ok(&format!(
+        "global_defs {{\n    router_id lb\n    lvs_sync_daemon outside0 VI_1\n}}\n{VI_1}"
+    ));
+    let s = &k.config.sync;
+    assert_eq!(s.len(), 2);
+    assert_eq!((s[0].role, s[1].role), (DaemonRole::Master, DaemonRole::Backup));
+    for d in s {
+        assert_eq!(d.mcast_ifn, "outside0");
+        assert_eq!(d.syncid, 51, "id defaults to the instance's virtual_router_id");
+        assert_eq!(
+            (d.sync_maxlen, d.mcast_group, d.mcast_port, d.mcast_ttl),
+            (0, None, 0, 0)
+        );
+    }
+}
+
+#[test]
+fn lvs_sync_daemon_options() {
+    let k = ok(&format!(
+        "global_defs {{\n    lvs_sync_daemon inside0 VI_1 id 7 maxlen 1400 port 8900 ttl 2 group 239.1.2.3\n}}\n{VI_1}"
+    ));
+    let d = &k.config.sync[1];
+    assert_eq!(d.mcast_ifn, "inside0");
+    assert_eq!(d.syncid, 7);
+    assert_eq!(d.sync_maxlen, 1400);
+    assert_eq!(d.mcast_port, 8900);
+    assert_eq!(d.mcast_ttl, 2);
+    assert_eq!(d.mcast_group, Some("239.1.2.3".parse().unwrap()));
+}
+
+#[test]
+fn no_lvs_sync_daemon_no_daemons() {
+    let k = ok(&format!("global_defs {{\n    router_id lb\n}}\n{VI_1}"));
+    assert!(k.config.sync.is_empty());
+}
+
+#[test]
+fn bad_lvs_sync_daemon_lines_name_their_line() {
+    let cases = [
+        (
+            "lvs_sync_daemon outside0",
+            "needs an interface and a vrrp_instance",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_2",
+            "no vrrp_instance VI_2 with a virtual_router_id",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_2 id 3",
+            "no vrrp_instance VI_2 in the file",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 id 256",
+            "id '256' is not a whole number 0..255",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 maxlen 0",
+            "maxlen '0' is not a whole number 1..65507",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 port x",
+            "port 'x' is not a whole number 1..65535",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 ttl 0",
+            "ttl '0' is not a whole number 1..255",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 group 10.0.0.1",
+            "group 10.0.0.1 is not a multicast group",
+        ),
+        (
+            "lvs_sync_daemon outside0 VI_1 group nope",
+            "group 'nope' is not an IPv4 address",
+        ),
+        ("lvs_sync_daemon outside0 VI_1 id", "'id' needs a value"),
+        ("lvs_sync_daemon outside0 VI_1 mtu 1500", "unknown option 'mtu'"),
+    ];
+    for (line, want) in cases {
+        let e = error(&format!(
+            "global_defs {{\n    router_id lb\n    {line}\n}}\n{VI_1}"
+        ));
+        assert!(e.starts_with("keepalived.conf:3: lvs_sync_daemon"), "{line}: {e}");
+        assert!(e.contains(want), "{line}: {e}");
+    }
+    let twice = "global_defs {\n    lvs_sync_daemon outside0 VI_1\n    lvs_sync_daemon inside0 VI_1\n}\n";
+    let e = error(&format!("{twice}{VI_1}"));
+    assert!(
+        e.starts_with("keepalived.conf:3: lvs_sync_daemon is already given at "),
+        "{e}"
+    );
+    assert!(e.ends_with("keepalived.conf:2"), "{e}");
+}

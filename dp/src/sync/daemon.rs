@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rvs_proto::command::{DaemonRole, IpvsError, SyncDaemonSpec};
+use rvs_proto::command::{DaemonRole, IpvsError, SyncCountersInfo, SyncDaemonSpec};
 
 use super::decode::SyncDecoder;
 use super::encode::SyncEncoder;
@@ -184,6 +184,54 @@ impl SyncDaemons {
             .collect()
     }
 
+    /// Every sync counter: the workers' summed, the running daemons'.
+    pub fn totals(&self) -> SyncCountersInfo {
+        let mut t = SyncCountersInfo::default();
+        let mut refused = |k: &str, n: u64| {
+            if n > 0 {
+                *t.refused.entry(k.to_string()).or_default() += n;
+            }
+        };
+        let w = self
+            .shared
+            .sync
+            .stats
+            .iter()
+            .map(|s| s.snapshot())
+            .fold(Default::default(), |a: super::hub::SyncStatsSnapshot, b| a + b);
+        refused("unknown_service", w.unknown_service);
+        refused("unknown_dest", w.unknown_dest);
+        refused("table_full", w.table_full);
+        refused("inbound_full", w.inbound_dropped);
+        if let Some(b) = self.counters(DaemonRole::Backup) {
+            refused("foreign_peer", b.foreign_peer.load(Ordering::Relaxed));
+            for e in SyncError::ALL {
+                refused(&snake(&format!("{e:?}")), b.reason(e));
+            }
+        }
+        let (sent, dropped, installed, updated) = (w.pushed, w.dropped, w.installed, w.updated);
+        let (mut messages_sent, mut send_errors, mut messages_received, mut messages_accepted) = (0, 0, 0, 0);
+        if let Some(m) = self.counters(DaemonRole::Master) {
+            messages_sent = m.messages_sent.load(Ordering::Relaxed);
+            send_errors = m.send_errors.load(Ordering::Relaxed);
+        }
+        if let Some(b) = self.counters(DaemonRole::Backup) {
+            messages_received = b.messages_received.load(Ordering::Relaxed);
+            messages_accepted = b.messages_accepted.load(Ordering::Relaxed);
+        }
+        SyncCountersInfo {
+            sent,
+            dropped,
+            installed,
+            updated,
+            messages_sent,
+            send_errors,
+            messages_received,
+            messages_accepted,
+            ..t
+        }
+    }
+
     pub fn counters(&self, role: DaemonRole) -> Option<Arc<DaemonCounters>> {
         match role {
             DaemonRole::Master => &self.master,
@@ -192,6 +240,22 @@ impl SyncDaemons {
         .as_ref()
         .map(|r| r.counters.clone())
     }
+}
+
+/// `WrongSyncId` -> `wrong_sync_id`.
+fn snake(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for SyncDaemons {

@@ -10,6 +10,8 @@
 //! - `hub`: the per-worker rings between the workers and the sync threads, in
 //!   `core::Shared`; `event`: the fixed-size `SyncEvent` they carry.
 //! - `daemon`: the master and backup threads and their kernel UDP sockets.
+//! - `bulk`: full resync's receiving end (`Command::SyncInstall`): a peer's listing,
+//!   read by rvs-cp (`cp/src/resync.rs`), into the same inbound rings.
 //! - `install`: the worker's side, between bursts: its tap on or off, and the
 //!   received entries installed in its table, or refused and counted.
 //!
@@ -68,6 +70,7 @@
 //! - The encoder never puts more than 255 entries in one message (the kernel's count
 //!   byte would wrap on very large `sync_maxlen`), and never exceeds `sync_maxlen`.
 
+pub mod bulk;
 pub mod daemon;
 pub mod decode;
 pub mod encode;
