@@ -182,8 +182,19 @@ proptest! {
 /// verdict and bytes, every counter and drop, every connection's state.
 /// Returns how many frames the fast path took.
 fn fast_and_general_paths_agree(opts: CoreOptions, inputs: &[Vec<u8>]) -> u64 {
+    fast_and_general_paths_agree_after(opts, |_| {}, inputs)
+}
+
+/// As `fast_and_general_paths_agree`, with `setup` run on both directors first.
+fn fast_and_general_paths_agree_after(
+    opts: CoreOptions,
+    setup: impl Fn(&mut FuzzLab),
+    inputs: &[Vec<u8>],
+) -> u64 {
     let mut fast = FuzzLab::with_options(opts);
     let mut general = FuzzLab::with_options(opts);
+    setup(&mut fast);
+    setup(&mut general);
     for w in general.workers.iter_mut() {
         w.fast_path = false;
     }
@@ -325,6 +336,16 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
             tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "A", b"reply"),
         ));
     }
+    // Its MAC changes (a new NIC, a failover to another host): the replies
+    // follow the neighbour table, not what was resolved before.
+    let moved_mac = [2, 0, 0, 0, 0, 0x21];
+    v.push((0, lab::arp(1, moved_mac, learned, lab::DIP0, [0xff; 6])));
+    for i in 1..=3 {
+        v.push((
+            1,
+            tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "A", b"moved"),
+        ));
+    }
     for cip in [CIP, CIP_FAR] {
         v.push((0, tcp(C, P0, cip, VIP, 41000, 80, "S", b"")));
         for i in 1..=3 {
@@ -392,6 +413,65 @@ fn fast_path_matches_general_path_on_established_frames() {
     for opts in BOTH_OPTIONS {
         let hits = fast_and_general_paths_agree(opts, &[records(&established_frames())]);
         assert!(hits >= 10, "fast path took only {hits} frames");
+    }
+}
+
+/// Connections no packet of ours would have opened, as a sync from another
+/// director can bring them: a client, or a real server, at one of the
+/// director's own addresses (a martian source). Their packets are dropped,
+/// whichever path looks at them, however many there are.
+#[test]
+fn fast_path_drops_martians_of_synced_connections() {
+    use lab::{rs_mac, tcp, CIP_FAR, CLIENT_MAC as C, DIP1, P0_MAC as P0, P1_MAC as P1, VIP};
+    use rvs_dp::conn::{FlowKey, NewConn};
+    use rvs_dp::service::{ForwardMethod, Proto};
+    let setup = |l: &mut FuzzLab| {
+        for w in l.workers.iter_mut() {
+            for (cip, cport, rip) in [(DIP1, 41010, lab::rs_ip(1)), (CIP_FAR, 41011, DIP1)] {
+                let now = w.now();
+                w.conns
+                    .insert(
+                        NewConn {
+                            flow: FlowKey::new(Proto::Tcp, cip, cport, VIP, 80),
+                            rip,
+                            rport: 8080,
+                            method: ForwardMethod::Nat,
+                            dest: None,
+                            svc: None,
+                            template: None,
+                        },
+                        now,
+                    )
+                    .expect("room");
+            }
+        }
+    };
+    // To the worker that owns each client: elsewhere the martian is dropped
+    // before it could be redirected, and the fast path never sees it.
+    let mask = FuzzLab::new().workers[0].services().owner_mask();
+    let owner = |cip| (rvs_dp::core::owner_of(cip, mask, lab::WORKERS) as u8) << 1;
+    let frames = || {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push((owner(DIP1), tcp(C, P0, DIP1, VIP, 41010, 80, "A", b"in")));
+            v.push((
+                1 | owner(CIP_FAR),
+                tcp(rs_mac(1), P1, DIP1, CIP_FAR, 8080, 41011, "A", b"out"),
+            ));
+        }
+        records(&v)
+    };
+    for opts in BOTH_OPTIONS {
+        fast_and_general_paths_agree_after(opts, setup, &[frames()]);
+        let mut l = FuzzLab::with_options(opts);
+        setup(&mut l);
+        l.run(&frames());
+        let martians: u64 = l
+            .workers
+            .iter()
+            .map(|w| w.drops.get(rvs_dp::stats::DropReason::Martian))
+            .sum();
+        assert_eq!((martians, l.tally.forwarded), (6, 0), "{:?}", l.tally);
     }
 }
 

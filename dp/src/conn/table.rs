@@ -62,6 +62,11 @@ pub struct Conn {
     method: ForwardMethod,
     state: TcpState,
     flags: u8,
+    /// The worker's egress slot of each direction's packets, +1 (0: none
+    /// yet), index `Direction as usize`: the per-packet path's cache of route,
+    /// neighbour and port, kept by the worker (`core::egress`); the table
+    /// only clears it when the slot is reused.
+    egress: [u8; 2],
     expires: u32,
     /// A template's persistence timeout (seconds). A TCP connection's
     /// previous entry in the embryonic queue (NIL at its head or unqueued).
@@ -92,6 +97,7 @@ impl Conn {
         method: ForwardMethod::Dr,
         state: TcpState::None,
         flags: 0,
+        egress: [0; 2],
         expires: 0,
         timeout_or_prev: 0,
         template: NIL,
@@ -208,6 +214,12 @@ impl Conn {
     #[inline]
     pub fn is_embryonic(&self) -> bool {
         self.flags & F_EMBRYONIC != 0
+    }
+    /// The egress slot recorded for `dir` by `ConnTable::set_egress`, +1;
+    /// 0 when none is.
+    #[inline]
+    pub fn egress(&self, dir: Direction) -> u8 {
+        self.egress[dir as usize]
     }
     #[inline]
     pub fn dest(&self) -> Option<&Arc<DestStats>> {
@@ -706,6 +718,7 @@ impl ConnTable {
                 | F_IN_HASHED
                 | if nat { F_OUT_HASHED } else { F_NOOUTPUT }
                 | if tcp { F_EMBRYONIC } else { 0 },
+            egress: [0; 2],
             expires: now.saturating_add(INITIAL_TIMEOUT),
             timeout_or_prev: NIL,
             template: NIL,
@@ -756,6 +769,7 @@ impl ConnTable {
             method: t.method,
             state: TcpState::None,
             flags: F_LIVE | F_TEMPLATE | F_IN_HASHED | if nat { 0 } else { F_NOOUTPUT },
+            egress: [0; 2],
             expires: now.saturating_add(timeout),
             timeout_or_prev: timeout,
             template: NIL,
@@ -838,6 +852,16 @@ impl ConnTable {
             c.step(dir, tcp_flags, now, timeouts);
         }
         Some(c)
+    }
+
+    /// Records the egress slot (+1; 0 clears it) of connection `id`'s
+    /// packets in direction `dir`: a cache the worker keeps in the entry's
+    /// spare bytes (`core::egress`). Nothing in the table reads it.
+    #[inline]
+    pub fn set_egress(&mut self, id: ConnId, dir: Direction, slot: u8) {
+        if let Some(c) = self.slab.get_mut(id.0 as usize) {
+            c.egress[dir as usize] = slot;
+        }
     }
 
     /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A

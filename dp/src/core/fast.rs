@@ -17,9 +17,9 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
+use super::egress::Egress;
 use super::{Forwarder, Verdict};
 use crate::conn::{Direction, FlowKey};
-use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
 use crate::stats::DropReason;
@@ -28,7 +28,7 @@ use crate::wire::ipip::IPIP_HEADER_LEN;
 use crate::wire::ipv4::{self, field as ip, IpProtocol, HEADER_LEN as IP_LEN};
 use crate::wire::tcp::{self, TcpFlags};
 use crate::wire::{checksum, udp};
-use crate::xmit::{dr, tun};
+use crate::xmit::tun;
 
 /// Ethernet, IPv4 and the first 8 bytes of L4: ports, and UDP's length.
 const HEAD_LEN: usize = ETH_LEN + IP_LEN + udp::HEADER_LEN;
@@ -69,10 +69,6 @@ impl Forwarder {
         }
         let src = Ipv4Addr::from(be32(ip::SRC));
         let dst = Ipv4Addr::from(be32(ip::DST));
-        let (martian, local) = self.martian_or_local(src, dst);
-        if martian || local {
-            return None;
-        }
         let l4 = &head[ETH_LEN + IP_LEN..];
         let l4_16 = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
         let seg_len = total.checked_sub(IP_LEN)?;
@@ -135,9 +131,34 @@ impl Forwarder {
             (Direction::Output, ForwardMethod::Nat) => (ForwardMethod::Nat, c.cip(), c.vip(), c.vport()),
             _ => return None,
         };
-        let hop = self.shared.routes.lookup(toward)?;
-        let out = self.shared.ports.get(hop.port as usize)?;
-        let (out_mac, out_addr, out_mtu) = (out.mac, out.addr, out.mtu);
+        let slot = c.egress(dir);
+        // Read before any neighbour lookup whose answer is kept.
+        let generation = self.shared.neigh.generation();
+        let eg = match self.egress.get(slot, generation, self.now, &self.shared.neigh) {
+            Some(e) => *e,
+            // A slot that no longer resolves: the general path asks ARP.
+            None if slot != 0 => return None,
+            None => {
+                // The first packet this way on this connection: what the
+                // slot will stand for. Martian and local addresses (this
+                // packet's, which are the entry's keys: a slot is only ever
+                // recorded for addresses that pass), the route, the port,
+                // the neighbour.
+                let (martian, local) = self.martian_or_local(src, dst);
+                if martian || local {
+                    return None;
+                }
+                let hop = self.shared.routes.lookup(toward)?;
+                let out = self.shared.ports.get(hop.port as usize)?;
+                let fresh = self.shared.neigh.lookup_fresh(hop.via, self.now)?;
+                let e = Egress::new(hop, out, fresh, generation, self.now);
+                let slot = self.egress.insert(e);
+                if slot != 0 {
+                    self.conns.set_egress(id, dir, slot);
+                }
+                e
+            }
+        };
         // A packet (with TUN, its outer header too) past the egress MTU gets
         // an ICMP "fragmentation needed" or a drop: the general path's business.
         let outer = if method == ForwardMethod::Tun {
@@ -145,12 +166,9 @@ impl Forwarder {
         } else {
             0
         };
-        if total + outer > usize::from(out_mtu) {
+        if total + outer > usize::from(eg.mtu) {
             return None;
         }
-        let Neigh::Resolved(next_mac) = self.shared.neigh.lookup(hop.via, self.now) else {
-            return None;
-        };
 
         // Ours from here on. The checks above leave nothing below to fail;
         // were it to, the frame is a counted drop, never a second pass.
@@ -162,7 +180,7 @@ impl Forwarder {
         }
         let done = match self.track(id, dir, flags, true, len) {
             Ok(_) if method == ForwardMethod::Tun => {
-                match tun::encapsulate(pkt, ETH_LEN, out_addr, addr, out_mtu) {
+                match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
                     Ok(tun::TunOutcome::Encapsulated) => Ok(()),
                     Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
                     Err(r) => Err(r),
@@ -181,8 +199,10 @@ impl Forwarder {
                 };
                 *c += 1;
                 self.counters.fast_path += 1;
-                dr::set_macs(pkt.data_mut(), next_mac, out_mac);
-                Verdict::Forward { port: hop.port }
+                if let Some(h) = pkt.data_mut().get_mut(..12) {
+                    h.copy_from_slice(&eg.macs);
+                }
+                Verdict::Forward { port: eg.hop.port }
             }
             Err(r) => {
                 self.drops.count(r);

@@ -29,6 +29,7 @@
 //! disagree too. Setting `-M` on the first persistent service before traffic
 //! arrives avoids it.
 
+mod egress;
 mod fast;
 #[cfg(test)]
 mod tests;
@@ -349,6 +350,8 @@ pub struct Forwarder {
     /// Take established connections' packets through `fast` (on by
     /// default; off only to compare the two paths).
     pub fast_path: bool,
+    /// The next hops `fast` resolved, named by connection entries.
+    egress: egress::EgressCache,
 }
 
 impl Forwarder {
@@ -374,6 +377,7 @@ impl Forwarder {
             },
             stale_hops: Vec::with_capacity(16),
             fast_path: true,
+            egress: egress::EgressCache::default(),
         }
     }
 

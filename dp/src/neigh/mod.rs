@@ -46,6 +46,19 @@ pub enum Neigh {
 pub struct NeighTable {
     slots: Box<[Slot]>,
     mask: usize,
+    /// Bumped after every change of an entry's MAC or timestamp (`learn`,
+    /// `add_static`): what a worker resolved under an older generation it
+    /// must look up again (`core::egress`).
+    generation: AtomicU64,
+}
+
+/// A lookup that found a usable MAC, and for how long it stays usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fresh {
+    pub mac: MacAddr,
+    /// The last second at which `lookup` still answers `Resolved` with this
+    /// MAC, as long as the generation does not change.
+    pub until: u32,
 }
 
 fn pack(mac: MacAddr, stamp: u64) -> u64 {
@@ -74,7 +87,11 @@ impl NeighTable {
                 word: AtomicU64::new(0),
             })
             .collect();
-        NeighTable { slots, mask: n - 1 }
+        NeighTable {
+            slots,
+            mask: n - 1,
+            generation: AtomicU64::new(0),
+        }
     }
 
     fn find(&self, ip: Ipv4Addr) -> Option<&Slot> {
@@ -133,6 +150,38 @@ impl NeighTable {
         }
     }
 
+    /// As `lookup`, for a `Resolved` answer only, with the last second at
+    /// which it stays so (from `now_s` on, while `generation` is unchanged).
+    #[inline]
+    pub fn lookup_fresh(&self, ip: Ipv4Addr, now_s: u32) -> Option<Fresh> {
+        let w = self.find(ip)?.word.load(Ordering::Acquire);
+        if w == 0 {
+            return None;
+        }
+        let stamp = w >> 48;
+        let mac = unpack(w);
+        if stamp == STATIC_STAMP {
+            return Some(Fresh { mac, until: u32::MAX });
+        }
+        let age = (now_s as u64).wrapping_sub(stamp) & 0xFFFF;
+        let left = (NEIGH_REACHABLE_S as u64).checked_sub(age)?;
+        Some(Fresh {
+            mac,
+            until: now_s.saturating_add(left as u32),
+        })
+    }
+
+    /// The table's generation: it changes whenever an entry's MAC or age
+    /// does. Read it before a lookup whose answer is kept.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Records `ip is-at mac`. Returns false when the table is full.
     pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_s: u32) -> bool {
         let Some(s) = self.claim(ip) else { return false };
@@ -142,6 +191,7 @@ impl NeighTable {
         // Keep 0xFFFF for static entries.
         let stamp = (now_s as u64 & 0xFFFF).min(STATIC_STAMP - 1);
         s.word.store(pack(mac, stamp), Ordering::Release);
+        self.bump();
         true
     }
 
@@ -163,6 +213,7 @@ impl NeighTable {
     pub fn add_static(&self, ip: Ipv4Addr, mac: MacAddr) -> bool {
         let Some(s) = self.claim(ip) else { return false };
         s.word.store(pack(mac, STATIC_STAMP), Ordering::Release);
+        self.bump();
         true
     }
 
