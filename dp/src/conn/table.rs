@@ -10,6 +10,7 @@ use super::tcp::{next_state, StateTable, TcpState};
 use super::timeout::Timeouts;
 use super::{ConnError, ConnId, Direction, FlowKey, NewConn, NewTemplate};
 use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
+use crate::wire::tcp::TcpFlags;
 
 /// End of a chain, empty bucket, or no template.
 const NIL: u32 = u32::MAX;
@@ -241,6 +242,21 @@ impl Conn {
         match self.proto {
             Proto::Udp => {
                 self.expires = now.saturating_add(timeouts.udp);
+                false
+            }
+            // The segment nearly every packet is: an ACK without SYN, FIN or
+            // RST on an ESTABLISHED connection, which stays so in all three
+            // tables (and leaves F_NOOUTPUT as the general step below would
+            // only for a reply, done here too).
+            Proto::Tcp
+                if self.state == TcpState::Established
+                    && tcp_flags & (TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK)
+                        == TcpFlags::ACK =>
+            {
+                if dir == Direction::Output {
+                    self.flags &= !F_NOOUTPUT;
+                }
+                self.expires = now.saturating_add(timeouts.tcp_established());
                 false
             }
             Proto::Tcp => {
@@ -834,7 +850,7 @@ impl ConnTable {
     /// The per-packet path's `on_packet`: steps connection `id` when `l4`
     /// (the packet has its L4 header), and hands back the entry, so the
     /// caller reads it once. None for a free slot or a template.
-    #[inline]
+    #[inline(always)]
     pub fn touch(
         &mut self,
         id: ConnId,

@@ -178,15 +178,32 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
+        // The new Ethernet addresses go on with the rewrite, through one
+        // borrow of the frame (after the outer header, for TUN).
+        let set_macs = |frame: &mut [u8]| {
+            if let Some(h) = frame.get_mut(..eg.macs.len()) {
+                h.copy_from_slice(&eg.macs);
+            }
+        };
         let done = match self.track(id, dir, flags, true, len) {
             Ok(_) if method == ForwardMethod::Tun => {
                 match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
-                    Ok(tun::TunOutcome::Encapsulated) => Ok(()),
+                    Ok(tun::TunOutcome::Encapsulated) => {
+                        set_macs(pkt.data_mut());
+                        Ok(())
+                    }
                     Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
                     Err(r) => Err(r),
                 }
             }
-            Ok(_) => rewrite(pkt.data_mut(), proto, method, dir, addr, l4port),
+            Ok(_) => {
+                let frame = pkt.data_mut();
+                let r = rewrite(frame, proto, method, dir, addr, l4port);
+                if r.is_ok() {
+                    set_macs(frame);
+                }
+                r
+            }
             Err(r) => Err(r),
         };
         Some(match done {
@@ -199,9 +216,6 @@ impl Forwarder {
                 };
                 *c += 1;
                 self.counters.fast_path += 1;
-                if let Some(h) = pkt.data_mut().get_mut(..12) {
-                    h.copy_from_slice(&eg.macs);
-                }
                 Verdict::Forward { port: eg.hop.port }
             }
             Err(r) => {
