@@ -992,7 +992,14 @@ impl Forwarder {
         let w = self.worker as usize;
         let d = c.dest().map(|d| d.traffic.worker(w));
         let s = c.svc().map(|s| s.worker(w));
-        for t in [d, s].into_iter().flatten() {
+        // Straight-line: an iterator over the two cost a loop per packet.
+        if let Some(t) = d {
+            match dir {
+                Direction::Input => t.add_in(len),
+                Direction::Output => t.add_out(len),
+            }
+        }
+        if let Some(t) = s {
             match dir {
                 Direction::Input => t.add_in(len),
                 Direction::Output => t.add_out(len),
