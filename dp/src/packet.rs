@@ -67,11 +67,11 @@ impl VecBuf {
 }
 
 impl PacketBuf for VecBuf {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }

@@ -265,6 +265,13 @@ fn rewrite(
 /// address and port, each checksum updated once. The same arithmetic as
 /// `xmit::forward_rewrite`, whose general form also serves IP options,
 /// fragments and ICMP errors; here every offset is a constant.
+///
+/// The checksum arithmetic runs on native-endian words, with no byte swap:
+/// a ones' complement sum is the same in either byte order (RFC 1071 2.B),
+/// as long as every word of it (the checksums too) is taken in one order.
+/// The TTL decrement changes the TTL/protocol word by -0x0100 in network
+/// order, so its RFC 1624 term `!m + m'` is a constant: -1 in ones'
+/// complement, 0xFEFF big-endian, whichever byte order it is read in.
 #[inline(always)]
 fn nat_fixed<const N: usize>(
     h: &mut [u8; N],
@@ -277,34 +284,35 @@ fn nat_fixed<const N: usize>(
     const TTL: usize = ETH_LEN + ip::TTL;
     const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
     const L4: usize = ETH_LEN + IP_LEN;
+    /// `!m + m'` of the TTL/protocol word when the TTL drops by one.
+    const TTL_DELTA: u32 = u16::from_ne_bytes(0xFEFFu16.to_be_bytes()) as u32;
     let (addr_at, port_at) = match dir {
         Direction::Input => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
         Direction::Output => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
     };
-    let get16 = |h: &[u8; N], at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let get16 = |h: &[u8; N], at: usize| u16::from_ne_bytes([h[at], h[at + 1]]);
     let ttl = h[TTL];
     if ttl <= 1 {
         return Err(DropReason::TtlExpired);
     }
-    let old_ttl_word = get16(h, TTL);
     h[TTL] = ttl - 1;
-    let old_addr = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
-    let new_addr = u32::from(addr);
-    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_be_bytes());
+    let old_addr = u32::from_ne_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+    let new_addr = u32::from_ne_bytes(addr.octets());
+    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_ne_bytes());
     let addr_delta = checksum::delta32(old_addr, new_addr);
-    let ip_delta = checksum::delta16(old_ttl_word, old_ttl_word - 0x0100) + addr_delta;
-    let c = checksum::apply(get16(h, IP_CSUM), ip_delta);
-    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    let c = checksum::apply(get16(h, IP_CSUM), TTL_DELTA + addr_delta);
+    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
+    let new_port = u16::from_ne_bytes(port.to_be_bytes());
     let old_port = get16(h, port_at);
-    h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    h[port_at..port_at + 2].copy_from_slice(&new_port.to_ne_bytes());
     let old_csum = get16(h, l4_csum_at);
     if udp && old_csum == 0 {
         return Ok(()); // UDP without checksum stays without
     }
-    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
     if udp && c == 0 {
         c = 0xFFFF;
     }
-    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_ne_bytes());
     Ok(())
 }
