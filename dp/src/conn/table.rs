@@ -481,6 +481,12 @@ impl ConnTable {
     // scalars instead of being packed into an argument.
     #[inline(always)]
     pub fn lookup_in(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        self.find_in(flow, false, now).map(|(id, _)| id)
+    }
+
+    /// As `lookup_in`, with the entry found (no second access to it).
+    #[inline(always)]
+    pub fn lookup_in_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
         self.find_in(flow, false, now)
     }
 
@@ -490,6 +496,12 @@ impl ConnTable {
     // scalars instead of being packed into an argument.
     #[inline(always)]
     pub fn lookup_out(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        self.lookup_out_entry(flow, now).map(|(id, _)| id)
+    }
+
+    /// As `lookup_out`, with the entry found (no second access to it).
+    #[inline(always)]
+    pub fn lookup_out_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
             if c.cport == flow.dport
@@ -499,7 +511,7 @@ impl ConnTable {
                 && c.proto == flow.proto
                 && c.alive(now)
             {
-                return Some(ConnId(i));
+                return Some((ConnId(i), c));
             }
             i = c.out_next;
         }
@@ -510,12 +522,12 @@ impl ConnTable {
     /// (`flow`: client network:0 → VIP:vport, see `FlowKey` and `client_net`).
     #[inline]
     pub fn lookup_template(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
-        self.find_in(flow, true, now)
+        self.find_in(flow, true, now).map(|(id, _)| id)
     }
 
     /// The IN index holds connections and templates (cport 0) apart.
     #[inline(always)]
-    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<ConnId> {
+    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.in_heads[self.bucket(flow, template)];
         while let Some(c) = self.slab.get(i as usize) {
             if c.cport == flow.sport
@@ -526,7 +538,7 @@ impl ConnTable {
                 && (c.flags & F_TEMPLATE != 0) == template
                 && c.alive(now)
             {
-                return Some(ConnId(i));
+                return Some((ConnId(i), c));
             }
             i = c.in_next;
         }

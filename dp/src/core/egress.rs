@@ -10,10 +10,12 @@
 //!   destination (the real server in, the client out) is a key of the entry;
 //! - the neighbour's MAC can change, and its entry ages: a slot keeps the
 //!   neighbour table's generation it was resolved under, bumped by every
-//!   change (`NeighTable::generation`), and the seconds during which the
-//!   table would answer `Resolved` with that MAC. Outside either, the slot
-//!   is resolved again before use, and when the table no longer answers
-//!   `Resolved`, the packet goes the general path (which asks ARP again).
+//!   change (`NeighTable::generation`), and the second (the coarse clock)
+//!   it was resolved in. A lookup's answer depends on nothing else, so under
+//!   the same generation in the same second it is the same; otherwise the
+//!   slot is resolved again before use (once a second per slot at most), and
+//!   when the table no longer answers `Resolved`, the packet goes the general
+//!   path (which asks ARP again).
 //!
 //! A slot is one next hop (port and address to resolve), shared by every
 //! connection through it, so the slots stay few: one per real server and
@@ -23,10 +25,8 @@
 
 use std::net::Ipv4Addr;
 
-use crate::neigh::{Fresh, NeighTable};
+use crate::neigh::{Neigh, NeighTable};
 use crate::route::{NextHop, PortInfo};
-
-#[cfg(test)]
 use crate::wire::ethernet::MacAddr;
 
 /// Slots per worker: a slot number + 1 fits the entry's byte.
@@ -43,20 +43,17 @@ pub struct Egress {
     /// The output port's IP MTU and address (TUN's outer source).
     pub mtu: u16,
     pub addr: Ipv4Addr,
-    /// The neighbour table's generation when resolved.
+    /// The neighbour table's generation and the clock's second when resolved.
     generation: u64,
-    /// The seconds in which the neighbour table answers `Resolved` with
-    /// `macs`' destination (while the generation holds).
-    from: u32,
-    until: u32,
+    now: u32,
 }
 
 impl Egress {
-    /// An egress through `port` (the hop's port) to the neighbour `fresh`,
+    /// An egress through `port` (the hop's port) to the neighbour at `mac`,
     /// looked up at `now` under neighbour generation `generation`.
-    pub fn new(hop: NextHop, port: &PortInfo, fresh: Fresh, generation: u64, now: u32) -> Egress {
+    pub fn new(hop: NextHop, port: &PortInfo, mac: MacAddr, generation: u64, now: u32) -> Egress {
         let mut macs = [0; 12];
-        macs[..6].copy_from_slice(&fresh.mac.0);
+        macs[..6].copy_from_slice(&mac.0);
         macs[6..].copy_from_slice(&port.mac.0);
         Egress {
             hop,
@@ -64,8 +61,7 @@ impl Egress {
             mtu: port.mtu,
             addr: port.addr,
             generation,
-            from: now,
-            until: fresh.until,
+            now,
         }
     }
 
@@ -79,7 +75,7 @@ impl Egress {
 
     #[inline(always)]
     fn valid(&self, generation: u64, now: u32) -> bool {
-        self.generation == generation && now.wrapping_sub(self.from) <= self.until.wrapping_sub(self.from)
+        self.generation == generation && self.now == now
     }
 }
 
@@ -150,11 +146,12 @@ impl EgressCache {
 
 #[cold]
 fn refresh(e: &mut Egress, generation: u64, now: u32, neigh: &NeighTable) -> Option<()> {
-    let fresh = neigh.lookup_fresh(e.hop.via, now)?;
-    e.macs[..6].copy_from_slice(&fresh.mac.0);
+    let Neigh::Resolved(mac) = neigh.lookup(e.hop.via, now) else {
+        return None;
+    };
+    e.macs[..6].copy_from_slice(&mac.0);
     e.generation = generation;
-    e.from = now;
-    e.until = fresh.until;
+    e.now = now;
     Some(())
 }
 
@@ -183,12 +180,10 @@ mod tests {
         t.learn(via, m1, 100);
         let mut c = EgressCache::default();
         let g = t.generation();
-        let f = t.lookup_fresh(via, 100).unwrap();
-        assert_eq!(f.until, 100 + NEIGH_REACHABLE_S);
-        let s = c.insert(Egress::new(hop, &port(), f, g, 100));
+        let s = c.insert(Egress::new(hop, &port(), m1, g, 100));
         assert_eq!(s, 1);
         assert_eq!(
-            c.insert(Egress::new(hop, &port(), f, g, 100)),
+            c.insert(Egress::new(hop, &port(), m1, g, 100)),
             1,
             "one slot per hop"
         );
@@ -213,10 +208,7 @@ mod tests {
         let t = NeighTable::new(1024);
         let mut c = EgressCache::default();
         let g = t.generation();
-        let f = Fresh {
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            until: u32::MAX,
-        };
+        let f = MacAddr([2, 0, 0, 0, 0, 1]);
         for i in 0..SLOTS as u32 {
             let hop = NextHop {
                 port: (i & 1) as u16,

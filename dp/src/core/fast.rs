@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use super::egress::Egress;
 use super::{Forwarder, Verdict};
 use crate::conn::{Direction, FlowKey};
+use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
 use crate::stats::DropReason;
@@ -112,12 +113,11 @@ impl Forwarder {
             return None;
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
-        let (id, dir) = if to_vip {
-            (self.conns.lookup_in(flow, self.now)?, Direction::Input)
+        let ((id, c), dir) = if to_vip {
+            (self.conns.lookup_in_entry(flow, self.now)?, Direction::Input)
         } else {
-            (self.conns.lookup_out(flow, self.now)?, Direction::Output)
+            (self.conns.lookup_out_entry(flow, self.now)?, Direction::Output)
         };
-        let c = self.conns.get(id)?;
         // expire_nodest_conn ends the connection: the general path's job.
         if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
         {
@@ -150,8 +150,10 @@ impl Forwarder {
                 }
                 let hop = self.shared.routes.lookup(toward)?;
                 let out = self.shared.ports.get(hop.port as usize)?;
-                let fresh = self.shared.neigh.lookup_fresh(hop.via, self.now)?;
-                let e = Egress::new(hop, out, fresh, generation, self.now);
+                let Neigh::Resolved(mac) = self.shared.neigh.lookup(hop.via, self.now) else {
+                    return None;
+                };
+                let e = Egress::new(hop, out, mac, generation, self.now);
                 let slot = self.egress.insert(e);
                 if slot != 0 {
                     self.conns.set_egress(id, dir, slot);

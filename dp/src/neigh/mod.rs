@@ -52,15 +52,6 @@ pub struct NeighTable {
     generation: AtomicU64,
 }
 
-/// A lookup that found a usable MAC, and for how long it stays usable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fresh {
-    pub mac: MacAddr,
-    /// The last second at which `lookup` still answers `Resolved` with this
-    /// MAC, as long as the generation does not change.
-    pub until: u32,
-}
-
 fn pack(mac: MacAddr, stamp: u64) -> u64 {
     let m = mac.0;
     let low = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]);
@@ -148,27 +139,6 @@ impl NeighTable {
         } else {
             Neigh::Resolved(mac)
         }
-    }
-
-    /// As `lookup`, for a `Resolved` answer only, with the last second at
-    /// which it stays so (from `now_s` on, while `generation` is unchanged).
-    #[inline]
-    pub fn lookup_fresh(&self, ip: Ipv4Addr, now_s: u32) -> Option<Fresh> {
-        let w = self.find(ip)?.word.load(Ordering::Acquire);
-        if w == 0 {
-            return None;
-        }
-        let stamp = w >> 48;
-        let mac = unpack(w);
-        if stamp == STATIC_STAMP {
-            return Some(Fresh { mac, until: u32::MAX });
-        }
-        let age = (now_s as u64).wrapping_sub(stamp) & 0xFFFF;
-        let left = (NEIGH_REACHABLE_S as u64).checked_sub(age)?;
-        Some(Fresh {
-            mac,
-            until: now_s.saturating_add(left as u32),
-        })
     }
 
     /// The table's generation: it changes whenever an entry's MAC or age
