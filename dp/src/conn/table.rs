@@ -234,7 +234,11 @@ impl Conn {
     /// One packet of this connection seen: the TCP state machine (the
     /// kernel's set_tcp_state) and the idle timer. Returns whether the TCP
     /// state changed.
-    #[inline]
+    ///
+    /// Inline, the segment nearly every packet is: an ACK without SYN, FIN
+    /// or RST on an ESTABLISHED connection, which stays so in all three
+    /// tables, and UDP; the rest in `step_tcp`.
+    #[inline(always)]
     fn step(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
         if dir == Direction::Output {
             self.flags |= F_SEEN_REPLY;
@@ -244,52 +248,53 @@ impl Conn {
                 self.expires = now.saturating_add(timeouts.udp);
                 false
             }
-            // The segment nearly every packet is: an ACK without SYN, FIN or
-            // RST on an ESTABLISHED connection, which stays so in all three
-            // tables (and leaves F_NOOUTPUT as the general step below would
-            // only for a reply, done here too).
             Proto::Tcp
                 if self.state == TcpState::Established
                     && tcp_flags & (TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK)
                         == TcpFlags::ACK =>
             {
+                // A reply: the OUTPUT table from now on, as in `step_tcp`.
                 if dir == Direction::Output {
                     self.flags &= !F_NOOUTPUT;
                 }
                 self.expires = now.saturating_add(timeouts.tcp_established());
                 false
             }
-            Proto::Tcp => {
-                let table = match dir {
-                    Direction::Output => {
-                        self.flags &= !F_NOOUTPUT;
-                        StateTable::Output
-                    }
-                    Direction::Input if self.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
-                    Direction::Input => StateTable::Input,
-                };
-                let new = next_state(table, self.state, tcp_flags);
-                let changed = new != self.state;
-                if changed {
-                    let active = new.is_active();
-                    if active != (self.flags & F_ACTIVE != 0) {
-                        self.flags ^= F_ACTIVE;
-                        // Only on a state change, so the established
-                        // packet's path pays nothing; the entry leaves
-                        // the embryonic queue lazily (`ConnTable::unqueue`).
-                        if active {
-                            self.flags &= !F_EMBRYONIC;
-                        }
-                        if let Some(d) = &self.dest {
-                            d.set_active(active);
-                        }
-                    }
-                    self.state = new;
-                }
-                self.expires = now.saturating_add(timeouts.tcp(new));
-                changed
-            }
+            Proto::Tcp => self.step_tcp(dir, tcp_flags, now, timeouts),
         }
+    }
+
+    /// `step` for a TCP segment, through the kernel's tables.
+    #[inline(never)]
+    fn step_tcp(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
+        let table = match dir {
+            Direction::Output => {
+                self.flags &= !F_NOOUTPUT;
+                StateTable::Output
+            }
+            Direction::Input if self.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
+            Direction::Input => StateTable::Input,
+        };
+        let new = next_state(table, self.state, tcp_flags);
+        let changed = new != self.state;
+        if changed {
+            let active = new.is_active();
+            if active != (self.flags & F_ACTIVE != 0) {
+                self.flags ^= F_ACTIVE;
+                // Only on a state change, so the established
+                // packet's path pays nothing; the entry leaves
+                // the embryonic queue lazily (`ConnTable::unqueue`).
+                if active {
+                    self.flags &= !F_EMBRYONIC;
+                }
+                if let Some(d) = &self.dest {
+                    d.set_active(active);
+                }
+            }
+            self.state = new;
+        }
+        self.expires = now.saturating_add(timeouts.tcp(new));
+        changed
     }
 
     /// A template that still controls connections never expires (the kernel

@@ -49,9 +49,10 @@ impl Forwarder {
         let len = pkt.len();
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
-        let port = self.shared.ports.get(in_port as usize)?;
+        let port_mac = *self.shared.port_macs.get(in_port as usize)?;
+        let dst_mac = u64::from_le_bytes(head[..8].try_into().ok()?) & 0xFFFF_FFFF_FFFF;
         let ethertype = eth::ETHERTYPE..ETH_LEN;
-        if head[eth::DST] != port.mac.0 || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
+        if dst_mac != port_mac || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
             return None;
         }
         let iph: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;
