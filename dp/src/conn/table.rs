@@ -216,11 +216,27 @@ impl Conn {
     pub fn is_embryonic(&self) -> bool {
         self.flags & F_EMBRYONIC != 0
     }
-    /// The egress slot recorded for `dir` by `ConnTable::set_egress`, +1;
-    /// 0 when none is.
+    /// The egress slot recorded for `dir` by `set_egress`, +1; 0 when none is.
     #[inline]
     pub fn egress(&self, dir: Direction) -> u8 {
         self.egress[dir as usize]
+    }
+    /// Records the egress slot (+1; 0 clears it) of this connection's
+    /// packets in direction `dir`: a cache the worker keeps in the entry's
+    /// spare bytes (`core::egress`). Nothing in the table reads it.
+    #[inline]
+    pub fn set_egress(&mut self, dir: Direction, slot: u8) {
+        self.egress[dir as usize] = slot;
+    }
+    /// One packet with an L4 header on this connection, in direction `dir`:
+    /// `ConnTable::on_packet` on an entry in hand (`lookup_in_mut`,
+    /// `lookup_out_mut`). Nothing for a template or a free slot.
+    #[inline(always)]
+    pub fn on_packet(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
+        if self.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
+            return false;
+        }
+        self.step(dir, tcp_flags, now, timeouts)
     }
     #[inline]
     pub fn dest(&self) -> Option<&Arc<DestStats>> {
@@ -489,10 +505,12 @@ impl ConnTable {
         self.find_in(flow, false, now).map(|(id, _)| id)
     }
 
-    /// As `lookup_in`, with the entry found (no second access to it).
+    /// As `lookup_in`, the entry itself, to read and step in one access
+    /// (the per-packet path of an established connection).
     #[inline(always)]
-    pub fn lookup_in_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
-        self.find_in(flow, false, now)
+    pub fn lookup_in_mut(&mut self, flow: FlowKey, now: u32) -> Option<&mut Conn> {
+        let (id, _) = self.find_in(flow, false, now)?;
+        self.slab.get_mut(id.0 as usize)
     }
 
     /// The connection of a real server's reply, LVS-NAT only (`flow`:
@@ -504,9 +522,15 @@ impl ConnTable {
         self.lookup_out_entry(flow, now).map(|(id, _)| id)
     }
 
-    /// As `lookup_out`, with the entry found (no second access to it).
+    /// As `lookup_out`, the entry itself (see `lookup_in_mut`).
     #[inline(always)]
-    pub fn lookup_out_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
+    pub fn lookup_out_mut(&mut self, flow: FlowKey, now: u32) -> Option<&mut Conn> {
+        let (id, _) = self.lookup_out_entry(flow, now)?;
+        self.slab.get_mut(id.0 as usize)
+    }
+
+    #[inline(always)]
+    fn lookup_out_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
             if c.cport == flow.dport
@@ -885,16 +909,6 @@ impl ConnTable {
             c.step(dir, tcp_flags, now, timeouts);
         }
         Some(c)
-    }
-
-    /// Records the egress slot (+1; 0 clears it) of connection `id`'s
-    /// packets in direction `dir`: a cache the worker keeps in the entry's
-    /// spare bytes (`core::egress`). Nothing in the table reads it.
-    #[inline]
-    pub fn set_egress(&mut self, id: ConnId, dir: Direction, slot: u8) {
-        if let Some(c) = self.slab.get_mut(id.0 as usize) {
-            c.egress[dir as usize] = slot;
-        }
     }
 
     /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A

@@ -114,10 +114,11 @@ impl Forwarder {
             return None;
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
-        let ((id, c), dir) = if to_vip {
-            (self.conns.lookup_in_entry(flow, self.now)?, Direction::Input)
+        let now = self.now;
+        let (c, dir) = if to_vip {
+            (self.conns.lookup_in_mut(flow, now)?, Direction::Input)
         } else {
-            (self.conns.lookup_out_entry(flow, self.now)?, Direction::Output)
+            (self.conns.lookup_out_mut(flow, now)?, Direction::Output)
         };
         // expire_nodest_conn ends the connection: the general path's job.
         if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
@@ -133,9 +134,10 @@ impl Forwarder {
             _ => return None,
         };
         let slot = c.egress(dir);
+        let shared = &*self.shared;
         // Read before any neighbour lookup whose answer is kept.
-        let generation = self.shared.neigh.generation();
-        let eg = match self.egress.get(slot, generation, self.now, &self.shared.neigh) {
+        let generation = shared.neigh.generation();
+        let eg = match self.egress.get(slot, generation, now, &shared.neigh) {
             Some(e) => *e,
             // A slot that no longer resolves: the general path asks ARP.
             None if slot != 0 => return None,
@@ -145,20 +147,17 @@ impl Forwarder {
                 // packet's, which are the entry's keys: a slot is only ever
                 // recorded for addresses that pass), the route, the port,
                 // the neighbour.
-                let (martian, local) = self.martian_or_local(src, dst);
+                let (martian, local) = shared.martian_or_local(src, dst);
                 if martian || local {
                     return None;
                 }
-                let hop = self.shared.routes.lookup(toward)?;
-                let out = self.shared.ports.get(hop.port as usize)?;
-                let Neigh::Resolved(mac) = self.shared.neigh.lookup(hop.via, self.now) else {
+                let hop = shared.routes.lookup(toward)?;
+                let out = shared.ports.get(hop.port as usize)?;
+                let Neigh::Resolved(mac) = shared.neigh.lookup(hop.via, now) else {
                     return None;
                 };
-                let e = Egress::new(hop, out, mac, generation, self.now);
-                let slot = self.egress.insert(e);
-                if slot != 0 {
-                    self.conns.set_egress(id, dir, slot);
-                }
+                let e = Egress::new(hop, out, mac, generation, now);
+                c.set_egress(dir, self.egress.insert(e));
                 e
             }
         };
@@ -181,6 +180,10 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
+        // What every packet of a known connection does (`Forwarder::track`):
+        // the state step and the traffic counters.
+        c.on_packet(dir, flags, now, &self.timeouts);
+        super::count_traffic(c, self.worker, dir, len);
         // The new Ethernet addresses go on with the rewrite, through one
         // borrow of the frame (after the outer header, for TUN).
         let set_macs = |frame: &mut [u8]| {
@@ -188,18 +191,16 @@ impl Forwarder {
                 h.copy_from_slice(&eg.macs);
             }
         };
-        let done = match self.track(id, dir, flags, true, len) {
-            Ok(_) if method == ForwardMethod::Tun => {
-                match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
-                    Ok(tun::TunOutcome::Encapsulated) => {
-                        set_macs(pkt.data_mut());
-                        Ok(())
-                    }
-                    Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
-                    Err(r) => Err(r),
+        let done = match method {
+            ForwardMethod::Tun => match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
+                Ok(tun::TunOutcome::Encapsulated) => {
+                    set_macs(pkt.data_mut());
+                    Ok(())
                 }
-            }
-            Ok(_) => {
+                Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
+                Err(r) => Err(r),
+            },
+            _ => {
                 let frame = pkt.data_mut();
                 let r = rewrite(frame, proto, method, dir, addr, l4port);
                 if r.is_ok() {
@@ -207,7 +208,6 @@ impl Forwarder {
                 }
                 r
             }
-            Err(r) => Err(r),
         };
         Some(match done {
             Ok(()) => {

@@ -42,7 +42,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::conn::{
-    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
+    client_net, Bucket, Conn, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
 };
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
@@ -162,6 +162,22 @@ impl Shared {
         self
     }
 
+    /// Martian addresses, and whether the packet is for one of our ports:
+    /// one pass over the ports for both.
+    #[inline(always)]
+    fn martian_or_local(&self, src: Ipv4Addr, dst: Ipv4Addr) -> (bool, bool) {
+        let (s, d) = (u32::from(src), u32::from(dst));
+        let (s0, d0) = (s >> 24, d >> 24);
+        // 0/8, 127/8, multicast and broadcast sources; 0/8 and 127/8 destinations.
+        let mut martian = s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127;
+        let mut local = false;
+        for &a in self.port_addrs.iter() {
+            martian |= a == s;
+            local |= a == d;
+        }
+        (martian, local)
+    }
+
     /// Whether port `port` has a kernel interface.
     #[inline]
     pub fn has_kernel(&self, port: u16) -> bool {
@@ -237,6 +253,28 @@ pub struct WorkerCounters {
 const WARM_MIN_CONNS: usize = 32 * 1024;
 /// At most this many packets of a burst are warmed.
 const WARM_BURST: usize = 64;
+
+/// A packet of `len` bytes on connection `c` in direction `dir`, in its
+/// real server's and service's traffic counters (worker `worker`'s slots).
+/// With the state step (`ConnTable::touch`, `Conn::on_packet`), what every
+/// packet of a known connection does, on both paths.
+#[inline(always)]
+fn count_traffic(c: &Conn, worker: u16, dir: Direction, len: usize) {
+    let w = worker as usize;
+    // Straight-line: an iterator over the two cost a loop per packet.
+    if let Some(t) = c.dest().map(|d| d.traffic.worker(w)) {
+        match dir {
+            Direction::Input => t.add_in(len),
+            Direction::Output => t.add_out(len),
+        }
+    }
+    if let Some(t) = c.svc().map(|s| s.worker(w)) {
+        match dir {
+            Direction::Input => t.add_in(len),
+            Direction::Output => t.add_out(len),
+        }
+    }
+}
 
 /// Which worker owns connections of client `cip`, `mask` being the service
 /// table's `owner_mask`: every client of one masked network gets one owner.
@@ -609,20 +647,11 @@ impl Forwarder {
         })
     }
 
-    /// Martian addresses, and whether the packet is for one of our ports:
-    /// one pass over the ports for both.
+    /// Martian addresses, and whether the packet is for one of our ports
+    /// (`Shared::martian_or_local`).
     #[inline(always)]
     fn martian_or_local(&self, src: Ipv4Addr, dst: Ipv4Addr) -> (bool, bool) {
-        let (s, d) = (u32::from(src), u32::from(dst));
-        let (s0, d0) = (s >> 24, d >> 24);
-        // 0/8, 127/8, multicast and broadcast sources; 0/8 and 127/8 destinations.
-        let mut martian = s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127;
-        let mut local = false;
-        for &a in self.shared.port_addrs.iter() {
-            martian |= a == s;
-            local |= a == d;
-        }
-        (martian, local)
+        self.shared.martian_or_local(src, dst)
     }
 
     #[inline]
@@ -1000,22 +1029,7 @@ impl Forwarder {
             .conns
             .touch(id, dir, flags, l4, self.now, &self.timeouts)
             .ok_or(missing)?;
-        let w = self.worker as usize;
-        let d = c.dest().map(|d| d.traffic.worker(w));
-        let s = c.svc().map(|s| s.worker(w));
-        // Straight-line: an iterator over the two cost a loop per packet.
-        if let Some(t) = d {
-            match dir {
-                Direction::Input => t.add_in(len),
-                Direction::Output => t.add_out(len),
-            }
-        }
-        if let Some(t) = s {
-            match dir {
-                Direction::Input => t.add_in(len),
-                Direction::Output => t.add_out(len),
-            }
-        }
+        count_traffic(c, self.worker, dir, len);
         Ok(Endpoints {
             method: c.method(),
             flow: c.flow(),
