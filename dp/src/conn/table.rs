@@ -29,7 +29,7 @@ const F_OUT_HASHED: u8 = 1 << 6;
 /// when the state first becomes ESTABLISHED; see `ConnTable`'s embryonic queue.
 const F_EMBRYONIC: u8 = 1 << 7;
 
-/// Seconds a new connection lives before its first `on_packet`/`touch`, as
+/// Seconds a new connection lives before its first `on_packet`, as
 /// the kernel's ip_vs_conn_new. The caller runs one of them for the packet
 /// that created the connection, which sets the real timeout.
 pub const INITIAL_TIMEOUT: u32 = 3;
@@ -739,7 +739,7 @@ impl ConnTable {
     }
 
     /// Adds a connection in state NONE with `INITIAL_TIMEOUT`; the caller then
-    /// runs `on_packet` or `touch` for the packet that created it. The real server counts
+    /// runs `on_packet` for the packet that created it. The real server counts
     /// it inactive (`DestStats::bind_conn`). Counting it in the service's and
     /// real server's traffic (`conns`) is the caller's, who knows its worker slot.
     ///
@@ -886,29 +886,6 @@ impl ConnTable {
             Some(c) if c.flags & (F_LIVE | F_TEMPLATE) == F_LIVE => c.step(dir, tcp_flags, now, timeouts),
             _ => false,
         }
-    }
-
-    /// The per-packet path's `on_packet`: steps connection `id` when `l4`
-    /// (the packet has its L4 header), and hands back the entry, so the
-    /// caller reads it once. None for a free slot or a template.
-    #[inline(always)]
-    pub fn touch(
-        &mut self,
-        id: ConnId,
-        dir: Direction,
-        tcp_flags: u8,
-        l4: bool,
-        now: u32,
-        timeouts: &Timeouts,
-    ) -> Option<&Conn> {
-        let c = self.slab.get_mut(id.0 as usize)?;
-        if c.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
-            return None;
-        }
-        if l4 {
-            c.step(dir, tcp_flags, now, timeouts);
-        }
-        Some(c)
     }
 
     /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A

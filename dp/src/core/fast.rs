@@ -180,10 +180,7 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
-        // What every packet of a known connection does (`Forwarder::track`):
-        // the state step and the traffic counters.
-        c.on_packet(dir, flags, now, &self.timeouts);
-        super::count_traffic(c, self.worker, dir, len);
+        super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
         // The new Ethernet addresses go on with the rewrite, through one
         // borrow of the frame (after the outer header, for TUN).
         let set_macs = |frame: &mut [u8]| {

@@ -254,10 +254,30 @@ const WARM_MIN_CONNS: usize = 32 * 1024;
 /// At most this many packets of a burst are warmed.
 const WARM_BURST: usize = 64;
 
+/// What every packet of a known connection does, on both paths (`track`
+/// and `fast`): the state step, when the packet has its L4 header (`l4`),
+/// and its `len` bytes in the real server's and service's traffic counters
+/// (worker `worker`'s slots). A per-connection event hook belongs here.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn conn_packet(
+    c: &mut Conn,
+    dir: Direction,
+    flags: u8,
+    l4: bool,
+    now: u32,
+    timeouts: &Timeouts,
+    worker: u16,
+    len: usize,
+) {
+    if l4 {
+        c.on_packet(dir, flags, now, timeouts);
+    }
+    count_traffic(c, worker, dir, len);
+}
+
 /// A packet of `len` bytes on connection `c` in direction `dir`, in its
 /// real server's and service's traffic counters (worker `worker`'s slots).
-/// With the state step (`ConnTable::touch`, `Conn::on_packet`), what every
-/// packet of a known connection does, on both paths.
 #[inline(always)]
 fn count_traffic(c: &Conn, worker: u16, dir: Direction, len: usize) {
     let w = worker as usize;
@@ -1027,9 +1047,10 @@ impl Forwarder {
         }
         let c = self
             .conns
-            .touch(id, dir, flags, l4, self.now, &self.timeouts)
+            .get_mut(id)
+            .filter(|c| !c.is_template())
             .ok_or(missing)?;
-        count_traffic(c, self.worker, dir, len);
+        conn_packet(c, dir, flags, l4, self.now, &self.timeouts, self.worker, len);
         Ok(Endpoints {
             method: c.method(),
             flow: c.flow(),
