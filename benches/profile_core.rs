@@ -2,10 +2,12 @@
 //! in a plain loop, no criterion around it.
 //!
 //! cargo bench -p rvs-dp --bench profile_core --no-run, then run the binary
-//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst> <connections> <packets>
+//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst|nat_in_hwcsum> <connections> <packets>
 //!
 //! The `_burst` cases go through `Forwarder::process_burst` in bursts of 32,
 //! as the DPDK worker does; the others call `process` one packet at a time.
+//! `nat_in_hwcsum` is `nat_in` with the IPv4 header checksum reported good
+//! by the "NIC" (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`), so not summed again.
 
 mod lab;
 
@@ -58,6 +60,7 @@ fn main() {
             t
         }
         "nat_in_burst" | "dr_in_burst" => run_burst(&mut f, 0, &ins, &mut cur, packets),
+        "nat_in_hwcsum" => run_with_csum(&mut f, 0, &ins, &mut cur, packets, Some(true)),
         _ => run(&mut f, 0, &ins, &mut cur, packets),
     };
     println!(

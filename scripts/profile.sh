@@ -6,7 +6,8 @@
 #
 #   scripts/profile.sh [--tree DIR] [--keep DIR] [CASE...]
 #
-# CASE defaults to nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst.
+# CASE defaults to nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst
+# nat_in_hwcsum (the last where the checkout has it).
 # --tree DIR profiles another checkout (e.g. a worktree of an older commit) with
 # this script. --keep DIR leaves each case's callgrind.out.CASE there, for
 # `callgrind_annotate --inclusive=yes DIR/callgrind.out.nat_in`.
@@ -18,12 +19,15 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --tree) root="$(cd "$2" && pwd)"; shift 2 ;;
     --keep) keep="$2"; mkdir -p "$keep"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst)
+if [ ${#cases[@]} -eq 0 ]; then
+  cases=(nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst)
+  grep -q nat_in_hwcsum "$root/benches/profile_core.rs" && cases+=(nat_in_hwcsum)
+fi
 conns=${RVS_PROFILE_CONNS:-1024}
 packets=${RVS_PROFILE_PACKETS:-200000}
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; }

@@ -15,6 +15,14 @@ pub trait PacketBuf {
     fn truncate(&mut self, len: usize);
     /// Grows the packet by `n` bytes at the back (tailroom). False if no room.
     fn append(&mut self, n: usize) -> bool;
+    /// What the NIC found of the frame's IPv4 header checksum, where it
+    /// checked (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_GOOD`/`_BAD`): `Some(true)`
+    /// good, `Some(false)` bad; `None` when it did not say, and the header
+    /// is verified in software. Both paths ask it alike.
+    #[inline(always)]
+    fn rx_ip_csum(&self) -> Option<bool> {
+        None
+    }
     fn len(&self) -> usize {
         self.data().len()
     }
@@ -29,6 +37,8 @@ pub struct VecBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// `PacketBuf::rx_ip_csum`, as a NIC would report it (tests, benchmarks).
+    rx_ip_csum: Option<bool>,
 }
 
 /// As DPDK's RTE_PKTMBUF_HEADROOM.
@@ -46,6 +56,7 @@ impl VecBuf {
             buf,
             start: headroom,
             end: headroom + frame.len(),
+            rx_ip_csum: None,
         }
     }
 
@@ -64,6 +75,12 @@ impl VecBuf {
     pub fn headroom(&self) -> usize {
         self.start
     }
+
+    /// What `rx_ip_csum` answers from now on, as if a NIC had checked the
+    /// IPv4 header (kept across `reset`).
+    pub fn set_rx_ip_csum(&mut self, status: Option<bool>) {
+        self.rx_ip_csum = status;
+    }
 }
 
 impl PacketBuf for VecBuf {
@@ -74,6 +91,10 @@ impl PacketBuf for VecBuf {
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
+    }
+    #[inline(always)]
+    fn rx_ip_csum(&self) -> Option<bool> {
+        self.rx_ip_csum
     }
     fn prepend(&mut self, n: usize) -> bool {
         if n > self.start {

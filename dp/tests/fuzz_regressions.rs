@@ -475,6 +475,61 @@ fn fast_path_drops_martians_of_synced_connections() {
     }
 }
 
+/// Where the NIC gives a verdict on the IPv4 header checksum
+/// (RTE_MBUF_F_RX_IP_CKSUM_GOOD/BAD), both paths go by it instead of their
+/// own sum: BAD drops a right header (`BadIpChecksum`), GOOD takes a wrong
+/// one as it would a right one, on the fast path as on the general path.
+#[test]
+fn nic_checksum_verdicts_rule_both_paths() {
+    use rvs_dp::stats::DropReason;
+    let frames = established_frames();
+    // Every IPv4 frame's header checksum made wrong.
+    let wrong: Vec<(u8, Vec<u8>)> = frames
+        .iter()
+        .map(|(p, f)| {
+            let mut f = f.clone();
+            if f.get(12..14) == Some(&[0x08, 0x00]) {
+                f[24] ^= 0x01;
+            }
+            (*p, f)
+        })
+        .collect();
+    for opts in BOTH_OPTIONS {
+        for status in [Some(true), Some(false)] {
+            for input in [&frames, &wrong] {
+                fast_and_general_paths_agree_after(opts, |l| l.rx_ip_csum = status, &[records(input)]);
+            }
+        }
+        let run = |status, input: &[(u8, Vec<u8>)]| {
+            let mut l = FuzzLab::with_options(opts);
+            l.rx_ip_csum = status;
+            l.run(&records(input));
+            let bad: u64 = l
+                .workers
+                .iter()
+                .map(|w| w.drops.get(DropReason::BadIpChecksum))
+                .sum();
+            let fast: u64 = l.workers.iter().map(|w| w.counters.fast_path).sum();
+            (l.tally, bad, fast)
+        };
+        let (plain, bad, fast) = run(None, &frames);
+        assert_eq!(bad, 0);
+        assert!(fast >= 10, "{fast}");
+        // GOOD: the wrong sums go through as the right ones do.
+        assert_eq!(run(Some(true), &wrong), (plain, 0, fast));
+        // BAD: nothing IPv4 gets past the header check.
+        let ipv4 = frames
+            .iter()
+            .filter(|(_, f)| f.get(12..14) == Some(&[0x08, 0x00]))
+            .count() as u64;
+        let (t, bad, fast) = run(Some(false), &frames);
+        assert_eq!((bad, fast), (ipv4, 0), "{t:?}");
+        // Unreported: the software check drops every wrong sum.
+        let (_, bad, _) = run(None, &wrong);
+        assert_eq!(bad, ipv4);
+    }
+}
+
 fn set(f: &mut [u8], at: usize, b: u8) {
     if let Some(x) = f.get_mut(at) {
         *x = b;

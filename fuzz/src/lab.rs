@@ -85,6 +85,9 @@ pub struct FuzzLab {
     pub tally: Tally,
     /// When set, what became of every delivered frame.
     pub log: Option<Vec<Delivery>>,
+    /// What the "NIC" says of every frame's IPv4 header checksum
+    /// (`PacketBuf::rx_ip_csum`); None, software checks, by default.
+    pub rx_ip_csum: Option<bool>,
 }
 
 impl Default for FuzzLab {
@@ -214,6 +217,7 @@ impl FuzzLab {
             now: 100,
             tally: Tally::default(),
             log: None,
+            rx_ip_csum: None,
         }
     }
 
@@ -287,6 +291,7 @@ impl FuzzLab {
             } else {
                 VecBuf::new(frame)
             };
+            buf.set_rx_ip_csum(self.rx_ip_csum);
             self.deliver(worker, port, &mut buf);
         }
     }

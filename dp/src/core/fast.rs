@@ -65,7 +65,7 @@ impl Forwarder {
             || be16(ip::FLG_OFF) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0
             || iph[ip::TTL] <= 1
             || total > len - ETH_LEN
-            || !ipv4::header_checksum_ok(iph)
+            || !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph))
         {
             return None;
         }

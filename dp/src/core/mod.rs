@@ -648,10 +648,11 @@ impl Forwarder {
     }
 
     #[inline(always)]
-    fn parse_ip(&self, data: &[u8], l2: usize) -> Result<Ip, DropReason> {
+    fn parse_ip(&self, data: &[u8], l2: usize, nic_csum: Option<bool>) -> Result<Ip, DropReason> {
         let bytes = data.get(l2..).ok_or(DropReason::MalformedIpv4)?;
         let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::MalformedIpv4)?;
-        if !ip.verify_checksum() {
+        // The NIC's verdict where it gave one (`PacketBuf::rx_ip_csum`).
+        if !nic_csum.unwrap_or_else(|| ip.verify_checksum()) {
             return Err(DropReason::BadIpChecksum);
         }
         Ok(Ip {
@@ -676,7 +677,7 @@ impl Forwarder {
 
     #[inline]
     fn ipv4<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, redirected: bool) -> Verdict {
-        let ip = match self.parse_ip(pkt.data(), l2) {
+        let ip = match self.parse_ip(pkt.data(), l2, pkt.rx_ip_csum()) {
             Ok(ip) => ip,
             Err(r) => return Verdict::Drop(r),
         };
