@@ -65,7 +65,6 @@ impl Forwarder {
             || be16(ip::FLG_OFF) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0
             || iph[ip::TTL] <= 1
             || total > len - ETH_LEN
-            || !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph))
         {
             return None;
         }
@@ -98,6 +97,10 @@ impl Forwarder {
             }
             _ => return None,
         };
+        // After the SYN's way out above: it need not pay the sum twice.
+        if !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph)) {
+            return None;
+        }
         // TCP and UDP put their ports at the same offsets.
         let sport = l4_16(udp::field::SRC_PORT);
         let dport = l4_16(udp::field::DST_PORT);
