@@ -287,8 +287,6 @@ fn nat_fixed<const N: usize>(
     const TTL: usize = ETH_LEN + ip::TTL;
     const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
     const L4: usize = ETH_LEN + IP_LEN;
-    /// `!m + m'` of the TTL/protocol word when the TTL drops by one.
-    const TTL_DELTA: u32 = u16::from_ne_bytes(0xFEFFu16.to_be_bytes()) as u32;
     let (addr_at, port_at) = match dir {
         Direction::Input => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
         Direction::Output => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
@@ -303,7 +301,7 @@ fn nat_fixed<const N: usize>(
     let new_addr = u32::from_ne_bytes(addr.octets());
     h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_ne_bytes());
     let addr_delta = checksum::delta32(old_addr, new_addr);
-    let c = checksum::apply(get16(h, IP_CSUM), TTL_DELTA + addr_delta);
+    let c = checksum::apply(get16(h, IP_CSUM), checksum::TTL_DECREMENT_NE + addr_delta);
     h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
     let new_port = u16::from_ne_bytes(port.to_be_bytes());
     let old_port = get16(h, port_at);
