@@ -23,6 +23,12 @@ pub trait PacketBuf {
     fn rx_ip_csum(&self) -> Option<bool> {
         None
     }
+    /// As `rx_ip_csum`, for the TCP or UDP checksum
+    /// (`RTE_MBUF_F_RX_L4_CKSUM_GOOD`/`_BAD`).
+    #[inline(always)]
+    fn rx_l4_csum(&self) -> Option<bool> {
+        None
+    }
     fn len(&self) -> usize {
         self.data().len()
     }
@@ -37,8 +43,10 @@ pub struct VecBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// `PacketBuf::rx_ip_csum`, as a NIC would report it (tests, benchmarks).
+    /// `PacketBuf::rx_ip_csum` and `rx_l4_csum`, as a NIC would report
+    /// them (tests, benchmarks).
     rx_ip_csum: Option<bool>,
+    rx_l4_csum: Option<bool>,
 }
 
 /// As DPDK's RTE_PKTMBUF_HEADROOM.
@@ -57,6 +65,7 @@ impl VecBuf {
             start: headroom,
             end: headroom + frame.len(),
             rx_ip_csum: None,
+            rx_l4_csum: None,
         }
     }
 
@@ -81,6 +90,11 @@ impl VecBuf {
     pub fn set_rx_ip_csum(&mut self, status: Option<bool>) {
         self.rx_ip_csum = status;
     }
+
+    /// As `set_rx_ip_csum`, for `rx_l4_csum`.
+    pub fn set_rx_l4_csum(&mut self, status: Option<bool>) {
+        self.rx_l4_csum = status;
+    }
 }
 
 impl PacketBuf for VecBuf {
@@ -95,6 +109,10 @@ impl PacketBuf for VecBuf {
     #[inline(always)]
     fn rx_ip_csum(&self) -> Option<bool> {
         self.rx_ip_csum
+    }
+    #[inline(always)]
+    fn rx_l4_csum(&self) -> Option<bool> {
+        self.rx_l4_csum
     }
     fn prepend(&mut self, n: usize) -> bool {
         if n > self.start {

@@ -530,6 +530,39 @@ fn nic_checksum_verdicts_rule_both_paths() {
     }
 }
 
+/// As `nic_checksum_verdicts_rule_both_paths`, for the TCP/UDP checksum a
+/// packet opening an LVS-NAT connection must have
+/// (RTE_MBUF_F_RX_L4_CKSUM_GOOD/BAD): the NIC's verdict, where it gives
+/// one, decides instead of the sum.
+#[test]
+fn nic_l4_checksum_verdicts_rule_new_nat_connections() {
+    use lab::{tcp, CIP, CLIENT_MAC as C, P0_MAC as P0, VIP};
+    use rvs_dp::stats::DropReason;
+    let syn = tcp(C, P0, CIP, VIP, 41020, 80, "S", b"");
+    let mut wrong = syn.clone();
+    wrong[50] ^= 0x01;
+    for opts in BOTH_OPTIONS {
+        let run = |status, frame: &Vec<u8>| {
+            let input = records(&[(0, frame.clone())]);
+            fast_and_general_paths_agree_after(opts, |l| l.rx_l4_csum = status, std::slice::from_ref(&input));
+            let mut l = FuzzLab::with_options(opts);
+            l.rx_l4_csum = status;
+            l.run(&input);
+            let bad: u64 = l
+                .workers
+                .iter()
+                .map(|w| w.drops.get(DropReason::BadL4Checksum))
+                .sum();
+            let made: u64 = l.workers.iter().map(|w| w.counters.conns_created).sum();
+            (made, bad)
+        };
+        assert_eq!(run(None, &syn), (1, 0));
+        assert_eq!(run(None, &wrong), (0, 1));
+        assert_eq!(run(Some(true), &wrong), (1, 0), "GOOD opens whatever the sum");
+        assert_eq!(run(Some(false), &syn), (0, 1), "BAD refuses whatever the sum");
+    }
+}
+
 fn set(f: &mut [u8], at: usize, b: u8) {
     if let Some(x) = f.get_mut(at) {
         *x = b;

@@ -85,9 +85,11 @@ pub struct FuzzLab {
     pub tally: Tally,
     /// When set, what became of every delivered frame.
     pub log: Option<Vec<Delivery>>,
-    /// What the "NIC" says of every frame's IPv4 header checksum
-    /// (`PacketBuf::rx_ip_csum`); None, software checks, by default.
+    /// What the "NIC" says of every frame's IPv4 header and TCP/UDP
+    /// checksums (`PacketBuf::rx_ip_csum`, `rx_l4_csum`); None, software
+    /// checks, by default.
     pub rx_ip_csum: Option<bool>,
+    pub rx_l4_csum: Option<bool>,
 }
 
 impl Default for FuzzLab {
@@ -218,6 +220,7 @@ impl FuzzLab {
             tally: Tally::default(),
             log: None,
             rx_ip_csum: None,
+            rx_l4_csum: None,
         }
     }
 
@@ -292,6 +295,7 @@ impl FuzzLab {
                 VecBuf::new(frame)
             };
             buf.set_rx_ip_csum(self.rx_ip_csum);
+            buf.set_rx_l4_csum(self.rx_l4_csum);
             self.deliver(worker, port, &mut buf);
         }
     }

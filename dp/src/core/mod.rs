@@ -362,9 +362,15 @@ impl FragCache {
 /// update keeps a wrong checksum exactly as wrong, so the receiver drops the
 /// segment as it would have without us, and the per-packet path pays no
 /// full-payload sum. DR and TUN leave the packet unchanged and never verify.
-fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto) -> bool {
+///
+/// `nic`: the NIC's verdict where it gave one (`PacketBuf::rx_l4_csum`),
+/// taken instead of the sum (for an unfragmented packet).
+fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto, nic: Option<bool>) -> bool {
     if ip.frag {
         return true;
+    }
+    if let Some(ok) = nic {
+        return ok;
     }
     let Some(seg) = frame.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
         return false;
@@ -894,7 +900,8 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto)
+        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat)
+            && !l4_checksum_ok(pkt.data(), ip, proto, pkt.rx_l4_csum())
         {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }

@@ -206,6 +206,16 @@ impl Mbuf {
         }
     }
 
+    /// As `rx_ip_csum`, for the TCP or UDP checksum (RX_L4_CKSUM_*).
+    #[inline(always)]
+    pub fn rx_l4_csum(&self) -> Option<bool> {
+        match self.m().ol_flags & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK {
+            sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD => Some(true),
+            sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => Some(false),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn data_ptr(&self) -> *mut u8 {
         let m = self.m();
