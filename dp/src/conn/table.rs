@@ -30,7 +30,7 @@ const F_OUT_HASHED: u8 = 1 << 6;
 const F_EMBRYONIC: u8 = 1 << 7;
 
 /// Seconds a new connection lives before its first `on_packet`, as
-/// the kernel's ip_vs_conn_new. The caller runs one of them for the packet
+/// the kernel's ip_vs_conn_new. The caller runs it for the packet
 /// that created the connection, which sets the real timeout.
 pub const INITIAL_TIMEOUT: u32 = 3;
 

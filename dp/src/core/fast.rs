@@ -7,9 +7,16 @@
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
 //!
+//! Where its packets go was resolved by the connection's first packet this
+//! way and is kept in an egress slot (`egress`): route, port, MACs, and the
+//! martian check of the entry's addresses, revalidated by the neighbour
+//! table's generation. The IPv4 header checksum is the NIC's verdict where it
+//! gives one (`PacketBuf::rx_ip_csum`), else summed here.
+//!
 //! Anything else, and anything that would drop, returns `None` before any
-//! state changes, and the general path (`Forwarder::classify`) handles the
-//! frame from the start: it stays the one definition of behaviour. The fast
+//! state changes (a cache slot filled aside), and the general path
+//! (`Forwarder::classify`) handles the frame from the start: it stays the
+//! one definition of behaviour. The fast
 //! path only skips its layers, never decides differently; the
 //! `fast_path_matches_general_path*` property tests in `dp/tests/fuzz_regressions.rs`
 //! holds it to that, frame by frame, counters and connection states included.
