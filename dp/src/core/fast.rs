@@ -152,23 +152,9 @@ impl Forwarder {
             // A slot that no longer resolves: the general path asks ARP.
             None if slot != 0 => return None,
             None => {
-                // The first packet this way on this connection: what the
-                // slot will stand for. Martian and local addresses (this
-                // packet's, which are the entry's keys: a slot is only ever
-                // recorded for addresses that pass), the route, the port,
-                // the neighbour.
-                let (martian, local) = shared.martian_or_local(src, dst);
-                if martian || local {
-                    return None;
-                }
-                let hop = shared.routes.lookup(toward)?;
-                let out = shared.ports.get(hop.port as usize)?;
-                let Neigh::Resolved(mac) = shared.neigh.lookup(hop.via, now) else {
-                    return None;
-                };
-                let e = Egress::new(hop, out, mac, generation, now);
-                c.set_egress(dir, self.egress.insert(e));
-                e
+                let e = resolve(shared, &mut self.egress, src, dst, toward, generation, now)?;
+                c.set_egress(dir, e.0);
+                e.1
             }
         };
         // A packet (with TUN, its outer header too) past the egress MTU gets
@@ -234,6 +220,35 @@ impl Forwarder {
             }
         })
     }
+}
+
+/// The first packet one way on a connection: what its egress slot will stand
+/// for. Martian and local addresses (this packet's, which are the entry's
+/// keys: a slot is only ever recorded for addresses that pass), the route
+/// toward `toward`, the port, the neighbour. Returns the slot number (+1, 0
+/// when the slots are all taken) and the egress; None for the general path.
+#[cold]
+#[inline(never)]
+fn resolve(
+    shared: &super::Shared,
+    cache: &mut super::egress::EgressCache,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    toward: Ipv4Addr,
+    generation: u64,
+    now: u32,
+) -> Option<(u8, Egress)> {
+    let (martian, local) = shared.martian_or_local(src, dst);
+    if martian || local {
+        return None;
+    }
+    let hop = shared.routes.lookup(toward)?;
+    let out = shared.ports.get(hop.port as usize)?;
+    let Neigh::Resolved(mac) = shared.neigh.lookup(hop.via, now) else {
+        return None;
+    };
+    let e = Egress::new(hop, out, mac, generation, now);
+    Some((cache.insert(e), e))
 }
 
 /// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is).
