@@ -93,11 +93,13 @@ fn main() {
         .allowlist_function("rte_(mempool_free|mempool_lookup|mempool_avail_count|mempool_in_use_count)")
         .allowlist_function("rte_pktmbuf_(pool_create|free_bulk)")
         .allowlist_function("rte_ring_(create|free|lookup)")
-        .allowlist_function("rte_eth_(dev_|rx_queue_setup|tx_queue_setup|macaddr_get|promiscuous_|stats_).*")
+        .allowlist_function(
+            "rte_eth_(dev_|rx_queue_setup|tx_queue_setup|macaddr_get|promiscuous_|stats_|link_get_nowait).*",
+        )
         .allowlist_function("rte_(malloc|zmalloc|free)")
         .allowlist_function("rvs_.*")
         .allowlist_type("rte_mbuf")
-        .allowlist_type("rte_eth_(conf|dev_info|stats|rxconf|txconf)")
+        .allowlist_type("rte_eth_(conf|dev_info|stats|rxconf|txconf|link)")
         .allowlist_var("RTE_(MAX_LCORE|MAX_ETHPORTS|PKTMBUF_HEADROOM|MBUF_DEFAULT_.*|ETHER_.*)")
         .allowlist_var("RTE_ETH_(RSS_|RX_OFFLOAD_|TX_OFFLOAD_|MQ_|NAME_MAX).*")
         .allowlist_var("RING_F_.*|SOCKET_ID_ANY|LCORE_ID_ANY|RTE_VER_.*|RTE_MBUF_F_.*")

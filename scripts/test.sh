@@ -49,6 +49,8 @@ run "nat, 2 workers" tests/e2e/nat_two_workers.sh
 run "af_packet checksum offload" tests/e2e/af_packet_offload.sh
 run "nat, 2 workers, persistence /24" tests/e2e/nat_two_workers_persistence.sh
 run "kernel interface, VIP ownership" tests/e2e/kernel_iface.sh
+run "nat, failover with keepalived (two directors)" tests/e2e/ha_failover.sh nat
+run "dr, failover with keepalived (two directors)" tests/e2e/ha_failover.sh dr
 run "nat, SYN flood" tests/e2e/syn_flood.sh
 run "nat, port reuse under draining (wrk)" tests/e2e/port_reuse.sh nat
 run "dr, port reuse under draining (wrk)" tests/e2e/port_reuse.sh dr

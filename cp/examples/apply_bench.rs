@@ -53,6 +53,7 @@ fn main() {
         config: rvs_cp::source::ConfigSource::Rvs(path),
         ctl: Some(ctl.clone()),
         metrics_listen: None,
+        ready_file: None,
     })
     .unwrap();
     let mut probe = ShmTransport::new(&ctl);

@@ -23,6 +23,7 @@ use crate::adm::exchange::list_services;
 use crate::check::{self, CheckEvent, CheckHandle, Health};
 use crate::config::{ControlSettings, CpConfig, RealDef, RealId};
 use crate::metrics::{MetricsServer, MetricsState, RealStatus};
+use crate::ready::ReadyFile;
 use crate::reconcile::{alive_weight, desired_service, plan, quorum_next, Table};
 use crate::source::ConfigSource;
 use crate::stats::StatsThread;
@@ -48,6 +49,8 @@ pub struct Options {
     /// `--metrics-listen ADDR|off`: wins over `control.metrics_listen`, and
     /// is the only way to move /metrics for a keepalived.conf.
     pub metrics_listen: Option<Option<SocketAddr>>,
+    /// `--ready-file PATH`: see `ready`.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// The file's configuration with the command line's overrides.
@@ -93,6 +96,7 @@ pub struct Daemon {
     metrics_state: Arc<MetricsState>,
     metrics: Option<MetricsServer>,
     settings: Arc<Mutex<ControlSettings>>,
+    ready: Option<ReadyFile>,
     _stats: Option<StatsThread>,
 }
 
@@ -159,6 +163,7 @@ impl Daemon {
             metrics_state,
             metrics,
             settings,
+            ready: opts.ready_file.as_deref().map(ReadyFile::new),
             _stats: Some(stats),
         };
         let reals: Vec<(RealId, RealDef)> = d.cfg.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
@@ -301,8 +306,12 @@ impl Daemon {
                 }
                 match self.generation {
                     Some(old) if old != g => {
-                        warn!("rvs-dp restarted (generation {old:#x} -> {g:#x}): re-applying the whole configuration");
+                        warn!(
+                            "rvs-dp restarted (generation {old:#x} -> {g:#x}): re-applying the whole configuration, \
+                             health checks start over"
+                        );
                         self.dirty = true;
+                        self.restart_checks();
                     }
                     None => self.dirty = true,
                     _ => {}
@@ -469,6 +478,41 @@ impl Daemon {
         self.metrics_state.set_health(h);
     }
 
+    /// Starts every check afresh, from its initial verdict. After an rvs-dp
+    /// restart, the failures seen while it was gone (its kernel interfaces
+    /// vanished with it) say nothing about the real servers, and keeping
+    /// them would leave the restarted director without real servers until
+    /// each check passes again.
+    fn restart_checks(&mut self) {
+        let ids: Vec<RealId> = self.reals.keys().copied().collect();
+        for id in ids {
+            if let Some(def) = self.reals.get(&id).map(|r| r.def.clone()) {
+                let st = self.new_real(id, def);
+                self.reals.insert(id, st);
+            }
+        }
+    }
+
+    /// Whether this director can serve: rvs-dp runs and holds the wanted
+    /// configuration (nothing pending, nothing failed since the last full
+    /// reconcile), and every service has its quorum of healthy real servers
+    /// or a sorry server to fall back on. A director whose checks cannot
+    /// reach the real servers (its link to them is down, say) must not take
+    /// the VIPs from a peer that can.
+    pub fn is_ready(&self) -> bool {
+        let served = self
+            .cfg
+            .services
+            .iter()
+            .all(|s| s.sorry.is_some() || self.quorum.get(&s.key()).copied().unwrap_or(true));
+        self.generation.is_some()
+            && self.dp_error.is_none()
+            && !self.dirty
+            && self.retry_at.is_none()
+            && self.last_sync.is_some()
+            && served
+    }
+
     /// One turn of the loop: waits up to `max_wait` for check results, then
     /// decides quorum, notices an rvs-dp restart and reconciles if needed.
     pub fn step(&mut self, max_wait: Duration) {
@@ -482,6 +526,10 @@ impl Daemon {
         self.check_dp();
         self.maybe_reconcile();
         self.publish_health();
+        let ready = self.is_ready();
+        if let Some(r) = self.ready.as_mut() {
+            r.set(ready);
+        }
     }
 
     /// Steps until `done` holds or `timeout` passes; true if it held.

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod hlog;
 pub mod keepalived;
 pub mod metrics;
+pub mod ready;
 pub mod reconcile;
 pub mod source;
 pub mod stats;

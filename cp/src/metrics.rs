@@ -24,6 +24,9 @@
 //! | `worker_embryonic_evicted` | counter | worker |
 //! | `packet_latency_seconds` | histogram | (none): buckets at every power of two from 16 ns to 2^32 ns |
 //! | `packet_latency_quantile_seconds` | gauge | quantile (0.5, 0.9, 0.99, 0.999, 1) |
+//! | `kernel_packets` | counter | port, iface, direction (`up`: to the kernel interface, `down`: from it to the wire) |
+//! | `kernel_dropped` | counter | port, iface, reason (`up_ratelimited`, `up_txfull`, `down_bad`, `down_txfull`) |
+//! | `vip_owned` | gauge | vip (each VIP of a configured service, 1 owned / 0 not) |
 //!
 //! Counters get the `_total` suffix in the text, as OpenMetrics wants.
 
@@ -117,6 +120,25 @@ struct WorkerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelLabels {
+    port: String,
+    iface: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelDropLabels {
+    port: String,
+    iface: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VipLabels {
+    vip: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -268,6 +290,24 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         "Embryonic TCP connections (never established) evicted to make room for new ones",
         evicted.clone(),
     );
+    let kernel_pkts = Counters::<KernelLabels>::default();
+    let kernel_drops = Counters::<KernelDropLabels>::default();
+    let vip_owned = Gauges::<VipLabels>::default();
+    reg.register(
+        "kernel_packets",
+        "Frames through a port's kernel interface: up to the kernel, down from it to the wire",
+        kernel_pkts.clone(),
+    );
+    reg.register(
+        "kernel_dropped",
+        "Frames the exception path dropped, by port and reason",
+        kernel_drops.clone(),
+    );
+    reg.register(
+        "vip_owned",
+        "Whether this director owns the VIP now (answers ARP for it, forwards it): 1 owned, 0 not",
+        vip_owned.clone(),
+    );
     let quantiles = FGauges::<QuantileLabels>::default();
     reg.register(
         "packet_latency_quantile_seconds",
@@ -340,6 +380,35 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
             tx_pps.get_or_create(&l).set(w.tx_pps);
             conns_used.get_or_create(&l).set(w.conn_table_used as i64);
             counter(&evicted, &l, w.embryonic_evicted);
+        }
+        for k in &s.kernel {
+            let (port, iface) = (k.port.to_string(), k.iface());
+            for (direction, v) in [("up", k.counters.up), ("down", k.counters.down)] {
+                let l = KernelLabels {
+                    port: port.clone(),
+                    iface: iface.clone(),
+                    direction: direction.into(),
+                };
+                counter(&kernel_pkts, &l, v);
+            }
+            for (reason, v) in k.counters.drops() {
+                let l = KernelDropLabels {
+                    port: port.clone(),
+                    iface: iface.clone(),
+                    reason: reason.into(),
+                };
+                counter(&kernel_drops, &l, v);
+            }
+        }
+        // Each VIP once, however many services it has; a data plane that
+        // does not say leaves it out.
+        for si in &s.services {
+            if let Some(owned) = si.owned {
+                let l = VipLabels {
+                    vip: si.spec.vip.to_string(),
+                };
+                vip_owned.get_or_create(&l).set(owned as i64);
+            }
         }
         if !s.latency_hdr.is_empty() {
             for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
@@ -478,6 +547,7 @@ impl Drop for MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_proto::statsarea::KernelPortStats;
 
     #[test]
     fn latency_histogram_folds_exactly_at_powers_of_two() {
@@ -503,6 +573,111 @@ mod tests {
             "clamped into the last bucket, below 2^32"
         );
         assert_eq!(le(4294967296.0), Some(1));
+    }
+
+    fn snapshot(services: Vec<rvs_proto::command::ServiceInfo>, kernel: Vec<KernelPortStats>) -> Snapshot {
+        Snapshot {
+            taken: std::time::SystemTime::now(),
+            services,
+            workers: Vec::new(),
+            kernel,
+            latency: LatencyHist::default(),
+            latency_hdr: crate::hlog::new_histogram(),
+            interval: crate::hlog::new_histogram(),
+        }
+    }
+
+    fn service(vip: &str, port: u16, owned: Option<bool>) -> rvs_proto::command::ServiceInfo {
+        use rvs_proto::command::ServiceSpec;
+        rvs_proto::command::ServiceInfo {
+            spec: ServiceSpec::new(rvs_proto::types::Proto::Tcp, vip.parse().unwrap(), port),
+            stats: TrafficTotals::default(),
+            rates: Default::default(),
+            dests: Vec::new(),
+            owned,
+        }
+    }
+
+    /// The lines of `text` that are samples of `family` (not HELP/TYPE).
+    fn samples<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(family))
+            .collect()
+    }
+
+    #[test]
+    fn kernel_interfaces_and_vip_ownership_are_rendered() {
+        use rvs_proto::statsarea::ExceptionCounters;
+        let c = ExceptionCounters {
+            up: 120,
+            down: 80,
+            up_ratelimited: 7,
+            up_txfull: 1,
+            down_bad: 2,
+            down_txfull: 3,
+        };
+        let kernel = vec![
+            KernelPortStats::new(0, "outside0", c),
+            KernelPortStats::new(2, "inside0", ExceptionCounters::default()),
+        ];
+        let services = vec![
+            service("10.1.0.100", 80, Some(true)),
+            service("10.1.0.100", 443, Some(true)),
+            service("10.1.0.101", 80, Some(false)),
+            service("10.1.0.102", 80, None),
+        ];
+        let text = render(Some(&snapshot(services, kernel)), &[]);
+        assert!(text.contains("# TYPE rvs_kernel_packets counter\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_kernel_dropped counter\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_vip_owned gauge\n"), "{text}");
+        let mut pkts = samples(&text, "rvs_kernel_packets_total");
+        pkts.sort();
+        assert_eq!(
+            pkts,
+            [
+                r#"rvs_kernel_packets_total{port="0",iface="outside0",direction="down"} 80"#,
+                r#"rvs_kernel_packets_total{port="0",iface="outside0",direction="up"} 120"#,
+                r#"rvs_kernel_packets_total{port="2",iface="inside0",direction="down"} 0"#,
+                r#"rvs_kernel_packets_total{port="2",iface="inside0",direction="up"} 0"#,
+            ]
+        );
+        let drops = samples(&text, "rvs_kernel_dropped_total");
+        assert_eq!(drops.len(), 8, "every reason of every port, zeros too");
+        for (reason, n) in [
+            ("up_ratelimited", 7),
+            ("up_txfull", 1),
+            ("down_bad", 2),
+            ("down_txfull", 3),
+        ] {
+            let want =
+                format!(r#"rvs_kernel_dropped_total{{port="0",iface="outside0",reason="{reason}"}} {n}"#);
+            assert!(drops.contains(&want.as_str()), "{want} in {drops:?}");
+        }
+        let mut owned = samples(&text, "rvs_vip_owned");
+        owned.sort();
+        assert_eq!(
+            owned,
+            [
+                r#"rvs_vip_owned{vip="10.1.0.100"} 1"#,
+                r#"rvs_vip_owned{vip="10.1.0.101"} 0"#
+            ],
+            "each VIP once; one the data plane says nothing of is left out"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn no_kernel_interface_no_kernel_samples() {
+        let text = render(
+            Some(&snapshot(vec![service("10.1.0.100", 80, Some(true))], vec![])),
+            &[],
+        );
+        assert!(samples(&text, "rvs_kernel_packets_total").is_empty());
+        assert!(samples(&text, "rvs_kernel_dropped_total").is_empty());
+        assert_eq!(
+            samples(&text, "rvs_vip_owned"),
+            [r#"rvs_vip_owned{vip="10.1.0.100"} 1"#]
+        );
     }
 
     #[test]

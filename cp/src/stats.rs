@@ -1,7 +1,8 @@
 //! Reads rvs-dp's counters every `stats_interval`: the `List` reply (per
-//! service and real server counters) and each worker's stats block (packets,
-//! drops by reason, redirects, latency), computes rates, and hands a
-//! `Snapshot` to the metrics endpoint and the latency log.
+//! service and real server counters, and whether each VIP is owned), each
+//! worker's stats block (packets, drops by reason, redirects, latency) and
+//! the exception path's block (per kernel interface), computes rates, and
+//! hands a `Snapshot` to the metrics endpoint and the latency log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use rvs_proto::command::ServiceInfo;
 use rvs_proto::latency::LatencyHist;
-use rvs_proto::statsarea::WorkerStatsBlock;
+use rvs_proto::statsarea::{KernelPortStats, WorkerStatsBlock};
 use rvs_proto::types::DropReason;
 
 use crate::adm::exchange::list_services;
@@ -47,6 +48,9 @@ pub struct Snapshot {
     pub services: Vec<ServiceInfo>,
     /// Workers whose block could be read (a worker caught mid-write is skipped).
     pub workers: Vec<WorkerSnap>,
+    /// Each port with a kernel interface: frames up, down, dropped by reason
+    /// (empty without kernel interfaces, or if the block could not be read).
+    pub kernel: Vec<KernelPortStats>,
     /// All workers' latency since they started.
     pub latency: LatencyHist,
     /// The same as an HdrHistogram (bucket midpoints).
@@ -108,6 +112,10 @@ impl Collector {
             }
             latency.merge(&block.latency);
         }
+        let kernel = reader
+            .read_kernel()
+            .map(|b| b.ports().to_vec())
+            .unwrap_or_default();
         let gained = match &self.prev_latency {
             Some(p) => hlog::delta(&latency, p),
             None => latency,
@@ -121,6 +129,7 @@ impl Collector {
             taken: SystemTime::now(),
             services,
             workers,
+            kernel,
             latency,
             latency_hdr,
             interval,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rvs_proto::command::{Command, Reply};
 use rvs_proto::region::{RegionError as RingError, DEFAULT_PATH};
 use rvs_proto::ring::CtlClient;
-use rvs_proto::statsarea::StatsReader;
+use rvs_proto::statsarea::{KernelStatsBlock, StatsReader};
 use rvs_proto::types::DropReason;
 
 use crate::adm::CtlTransport;
@@ -153,6 +153,15 @@ impl CtlTransport for ShmTransport {
             }
         }
         Ok(total)
+    }
+
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        match self.stats()?.read_kernel() {
+            Some(b) => Ok(b),
+            None => anyhow::bail!(
+                "rvs-dp's kernel interface counters are being written and could not be read (its exception thread may have died mid-update)"
+            ),
+        }
     }
 }
 

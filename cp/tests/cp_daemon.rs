@@ -38,6 +38,7 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
         config: ConfigSource::Rvs(cfg),
         ctl: Some(dp.path.clone()),
         metrics_listen: None,
+        ready_file: None,
     })
     .unwrap()
 }
@@ -530,6 +531,19 @@ weight = 4
     b1.latency.record(40_000);
     published.record(40_000);
     dp.publish(1, &b1);
+    // The exception path of a director with one kernel interface, which
+    // holds the VIP.
+    let mut kb = rvs_proto::statsarea::KernelStatsBlock::default();
+    let kc = rvs_proto::statsarea::ExceptionCounters {
+        up: 31,
+        down: 29,
+        up_ratelimited: 4,
+        ..Default::default()
+    };
+    kb.push(rvs_proto::statsarea::KernelPortStats::new(0, "k0", kc))
+        .unwrap();
+    dp.publish_kernel(&kb);
+    dp.set_owned(rvs_proto::command::OwnedAddrs::only([k.vip]));
 
     let mut d = start(&dir, &dp, &cfg);
     let addr = d.metrics_addr().unwrap();
@@ -619,6 +633,36 @@ weight = 4
         Some("10")
     );
     assert!(metric(&text, "rvs_packet_latency_quantile_seconds{quantile=\"0.5\"}").is_some());
+    let k0 = "port=\"0\",iface=\"k0\"";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_packets_total{{{k0},direction=\"up\"}}")
+        )
+        .as_deref(),
+        Some("31"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_packets_total{{{k0},direction=\"down\"}}")
+        )
+        .as_deref(),
+        Some("29")
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("rvs_kernel_dropped_total{{{k0},reason=\"up_ratelimited\"}}")
+        )
+        .as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        metric(&text, "rvs_vip_owned{vip=\"10.1.0.100\"}").as_deref(),
+        Some("1")
+    );
     assert!(text.contains("# TYPE rvs_packet_latency_seconds histogram"));
     assert!(text.ends_with("# EOF\n"));
     assert_eq!(http_get(addr, "/").0, 404);
@@ -710,4 +754,112 @@ fn an_unappliable_file_is_retried_with_backoff() {
     let sent = dp.changes();
     assert!((3..=5).contains(&sent), "{sent} change requests in 3.5 s");
     assert_eq!(dp.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 1);
+}
+
+fn start_ready(dir: &TempDir, ctl: &std::path::Path, text: &str, ready: &std::path::Path) -> Daemon {
+    let cfg = dir.path("rvs.toml");
+    std::fs::write(&cfg, text).unwrap();
+    Daemon::start(&Options {
+        config: ConfigSource::Rvs(cfg),
+        ctl: Some(ctl.to_path_buf()),
+        metrics_listen: None,
+        ready_file: Some(ready.to_path_buf()),
+    })
+    .unwrap()
+}
+
+fn ready_value(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn ready_file_is_0_only_while_rvs_dp_holds_the_configuration() {
+    let dir = TempDir::new("ready");
+    let ready = dir.path("ready");
+    let cfg = many_reals(2);
+
+    // No rvs-dp at all: not ready.
+    let mut d = start_ready(&dir, &dir.path("absent.ctl"), &cfg, &ready);
+    d.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(ready_value(&ready), "1", "no rvs-dp");
+    assert!(!d.is_ready());
+    drop(d);
+
+    // rvs-dp refuses part of the table: not ready, however long it runs.
+    let full = FakeDp::start_with_limits(
+        "ready-full",
+        rvs_proto::ipvs::Limits {
+            max_services: 10,
+            max_dests_per_service: 1,
+        },
+    );
+    let mut d = start_ready(&dir, &full.path, &cfg, &ready);
+    d.run_until(Duration::from_millis(1500), |_| false);
+    assert_eq!(full.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 1);
+    assert_eq!(ready_value(&ready), "1", "a partial table is not ready");
+    drop(d);
+
+    // Everything applied: ready; an rvs-dp restart empties the table, and
+    // the file says 0 again only once the table is back.
+    let mut dp = FakeDp::start("ready-ok");
+    let mut d = start_ready(&dir, &dp.path, &cfg, &ready);
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    assert_eq!(dp.service(&key("10.1.0.1", 80)).unwrap().dests.len(), 2);
+    dp.restart();
+    assert!(dp.services().is_empty());
+    let back = |dp: &FakeDp| {
+        dp.service(&key("10.1.0.1", 80))
+            .is_some_and(|s| s.dests.len() == 2)
+    };
+    assert!(d.run_until(Duration::from_secs(3), |_| back(&dp)));
+    assert!(d.is_ready());
+    assert_eq!(ready_value(&ready), "0");
+}
+
+#[test]
+fn ready_file_is_1_while_a_service_has_lost_its_quorum_without_a_sorry_server() {
+    let dir = TempDir::new("ready-quorum");
+    let ready = dir.path("ready");
+    let dp = FakeDp::start("ready-quorum");
+    let up = TcpUp::start(0);
+    let port = up.port;
+    let cfg = |sorry: &str| {
+        format!(
+            r#"{HEAD}
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+delay_loop = 0.1
+{sorry}
+[[virtual_server.real_server]]
+address = "127.0.0.1"
+port = {}
+[virtual_server.real_server.tcp_check]
+connect_timeout = 0.5
+fall = 1
+rise = 1
+"#,
+            port
+        )
+    };
+    let mut d = start_ready(&dir, &dp.path, &cfg(""), &ready);
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    drop(up);
+    let k = key("10.1.0.100", 80);
+    assert!(d.run_until(Duration::from_secs(3), |d| d.quorum_up(&k) == Some(false)));
+    d.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(ready_value(&ready), "1", "no real server alive: not ready");
+    // With a sorry server the service still serves: ready.
+    std::fs::write(dir.path("rvs.toml"), cfg("sorry_server = \"127.0.0.1 9999\"")).unwrap();
+    d.reload().unwrap();
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
+    // The real server back, without the sorry server: ready again.
+    let _up = TcpUp::start(port);
+    std::fs::write(dir.path("rvs.toml"), cfg("")).unwrap();
+    d.reload().unwrap();
+    assert!(d.run_until(Duration::from_secs(3), |d| d.quorum_up(&k) == Some(true)));
+    assert!(d.run_until(Duration::from_secs(3), |_| ready_value(&ready) == "0"));
 }

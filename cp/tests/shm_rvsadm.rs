@@ -233,3 +233,124 @@ fn drops_are_listed_by_reason_over_all_workers() {
     let o = rvsadm(&mut t, "--drops --latency");
     assert_eq!(o.code, 2, "{}", o.stderr);
 }
+
+/// `rvsadm --kernel` reads the exception path's counters from the stats
+/// area and asks which addresses are owned; `-Ln --json` says per service.
+#[test]
+fn kernel_interfaces_and_vip_ownership() {
+    use rvs_proto::command::OwnedAddrs;
+    use rvs_proto::statsarea::{ExceptionCounters, KernelPortStats, KernelStatsBlock};
+
+    let dp = FakeDp::start("kernel");
+    let mut t = ShmTransport::new(&dp.path);
+    assert_eq!(rvsadm(&mut t, "-A -t 10.1.0.100:80").code, 0);
+    assert_eq!(rvsadm(&mut t, "-A -t 10.1.0.100:443").code, 0);
+    assert_eq!(rvsadm(&mut t, "-A -u 10.1.0.101:53").code, 0);
+
+    // No kernel interface (nothing published, every VIP owned).
+    let o = rvsadm(&mut t, "--kernel");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(
+        o.stdout,
+        "No kernel interface\n\
+         Owned: every VIP (no kernel interface decides)\n\
+         VIP              Owned\n\
+         10.1.0.100       yes\n\
+         10.1.0.101       yes\n"
+    );
+
+    let mut b = KernelStatsBlock {
+        timestamp_ns: 1,
+        ..KernelStatsBlock::default()
+    };
+    let c = ExceptionCounters {
+        up: 120,
+        down: 80,
+        up_ratelimited: 7,
+        up_txfull: 1,
+        down_bad: 2,
+        down_txfull: 3,
+    };
+    b.push(KernelPortStats::new(0, "outside0", c)).unwrap();
+    b.push(KernelPortStats::new(1, "inside0", ExceptionCounters::default()))
+        .unwrap();
+    dp.publish_kernel(&b);
+    let vip = "10.1.0.100".parse::<Ipv4Addr>().unwrap();
+    dp.set_owned(OwnedAddrs::only(["10.1.0.1".parse().unwrap(), vip]));
+
+    let o = rvsadm(&mut t, "--kernel");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    let want = "\
+Kernel iface     Port           Up         Down      Dropped up_ratelimited      up_txfull       down_bad    down_txfull
+outside0            0          120           80           13              7              1              2              3
+inside0             1            0            0            0              0              0              0              0
+Owned: 10.1.0.1 10.1.0.100
+VIP              Owned
+10.1.0.100       yes
+10.1.0.101       no
+";
+    assert_eq!(o.stdout, want);
+
+    let o = rvsadm(&mut t, "--kernel --json");
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["ports"].as_array().map(Vec::len), Some(2));
+    let p = &v["ports"][0];
+    assert_eq!(
+        (p["port"].as_u64(), p["iface"].as_str()),
+        (Some(0), Some("outside0"))
+    );
+    for (k, n) in [
+        ("up", 120),
+        ("down", 80),
+        ("dropped", 13),
+        ("up_ratelimited", 7),
+        ("up_txfull", 1),
+        ("down_bad", 2),
+        ("down_txfull", 3),
+    ] {
+        assert_eq!(p[k].as_u64(), Some(n), "{k}");
+    }
+    assert_eq!(v["ports"][1]["iface"], "inside0");
+    assert_eq!(v["owned"]["all"], false);
+    assert_eq!(
+        v["owned"]["addresses"],
+        serde_json::json!(["10.1.0.1", "10.1.0.100"])
+    );
+    assert_eq!(
+        v["vips"],
+        serde_json::json!({"10.1.0.100": true, "10.1.0.101": false})
+    );
+
+    // The listing says it per service.
+    let o = rvsadm(&mut t, "-Ln --json");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let owned: Vec<(String, u64, bool)> = v["Services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["spec"]["vip"].as_str().unwrap().to_string(),
+                s["spec"]["port"].as_u64().unwrap(),
+                s["owned"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owned,
+        vec![
+            ("10.1.0.100".into(), 80, true),
+            ("10.1.0.100".into(), 443, true),
+            ("10.1.0.101".into(), 53, false),
+        ]
+    );
+
+    // Ownership moves: the next query says so.
+    dp.set_owned(OwnedAddrs::only(["10.1.0.1".parse().unwrap()]));
+    let v: serde_json::Value = serde_json::from_str(&rvsadm(&mut t, "--kernel --json").stdout).unwrap();
+    assert_eq!(v["vips"]["10.1.0.100"], false);
+
+    assert_eq!(rvsadm(&mut t, "--kernel --latency").code, 2);
+}

@@ -8,8 +8,9 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rvs_proto::command::{Command, IpvsError};
+use rvs_proto::command::{Command, DaemonRole, IpvsError, SyncDaemonSpec, SYNC_MAX_MAXLEN};
 use rvs_proto::ipvs::{IpvsConfig, Limits};
+use rvs_proto::kernelblock::KERNEL_PORTS;
 use serde::Deserialize;
 
 use crate::service::{ForwardMethod, Proto};
@@ -47,6 +48,120 @@ pub struct Config {
     /// rvs-cp's own settings (metrics address, histogram log); rvs-dp ignores them.
     #[serde(default)]
     pub control: Option<toml::Table>,
+    /// Connection sync daemons started at boot, as `rvsadm --start-daemon` does.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: the sync parameters, and `[sync.master]` / `[sync.backup]` (either,
+/// both or none), each as `rvsadm --start-daemon ROLE` would start it:
+///
+/// ```toml
+/// [sync]
+/// sync_threshold = [3, 50]     # the kernel's sysctl of that name (default)
+/// sync_refresh_period = 0      # seconds (default 0: off)
+/// [sync.master]
+/// mcast_interface = "outside0" # a kernel interface (kernel_iface) of the exception path
+/// syncid = 1
+/// [sync.backup]
+/// mcast_interface = "outside0"
+/// syncid = 1
+/// peers = ["192.0.2.2"]        # sources accepted (default: any)
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(default = "default_sync_threshold")]
+    pub sync_threshold: [u32; 2],
+    #[serde(default)]
+    pub sync_refresh_period: u32,
+    pub master: Option<SyncDaemonConfig>,
+    pub backup: Option<SyncDaemonConfig>,
+}
+
+fn default_sync_threshold() -> [u32; 2] {
+    [3, 50]
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            sync_threshold: default_sync_threshold(),
+            sync_refresh_period: 0,
+            master: None,
+            backup: None,
+        }
+    }
+}
+
+/// One daemon of `[sync]`; the fields are `--start-daemon`'s options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemonConfig {
+    pub mcast_interface: String,
+    #[serde(default)]
+    pub syncid: u8,
+    /// 0: derived as the kernel does.
+    #[serde(default)]
+    pub sync_maxlen: u32,
+    pub mcast_group: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub mcast_port: u16,
+    #[serde(default)]
+    pub mcast_ttl: u8,
+    /// Backup only: the source addresses accepted; empty: any.
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+}
+
+impl SyncConfig {
+    /// The sync parameters, checked as the kernel checks its sysctl.
+    pub fn params(&self) -> Result<crate::sync::SyncParams, String> {
+        let p = crate::sync::SyncParams {
+            threshold: self.sync_threshold[0],
+            period: self.sync_threshold[1],
+            refresh_period: self.sync_refresh_period,
+        };
+        if !p.valid() {
+            return Err(format!(
+                "sync.sync_threshold: {} {}: the threshold must be below the period (or the period 0)",
+                p.threshold, p.period
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The daemons to start, master first, with the config key each comes from.
+    pub fn daemons(&self) -> Result<Vec<(String, SyncDaemonSpec)>, String> {
+        let mut out = Vec::new();
+        for (key, role, d) in [
+            ("sync.master", DaemonRole::Master, &self.master),
+            ("sync.backup", DaemonRole::Backup, &self.backup),
+        ] {
+            let Some(d) = d else { continue };
+            if d.sync_maxlen > SYNC_MAX_MAXLEN {
+                return Err(format!("{key}.sync_maxlen: at most {SYNC_MAX_MAXLEN}"));
+            }
+            if role == DaemonRole::Master && !d.peers.is_empty() {
+                return Err(format!("{key}.peers: only a backup filters its peers"));
+            }
+            let mut s = SyncDaemonSpec::new(role, &d.mcast_interface);
+            s.syncid = d.syncid;
+            s.sync_maxlen = d.sync_maxlen;
+            s.mcast_group = d.mcast_group;
+            s.mcast_port = d.mcast_port;
+            s.mcast_ttl = d.mcast_ttl;
+            s.peers = d.peers.clone();
+            if !s.group().is_multicast() {
+                return Err(format!(
+                    "{key}.mcast_group: {} is not a multicast group",
+                    s.group()
+                ));
+            }
+            out.push((key.to_string(), s));
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +349,9 @@ pub struct VirtualServerConfig {
     pub sched_flags: Option<String>,
     pub persistence_timeout: Option<u32>,
     pub persistence_granularity: Option<Ipv4Addr>,
+    /// SYN proxy (ipvsadm -j enable): SYNs answered with cookies; NAT only.
+    #[serde(default)]
+    pub syn_proxy: bool,
     /// Minimum total weight of healthy real servers for the service to be up.
     #[serde(default = "default_quorum")]
     pub quorum: u32,
@@ -304,6 +422,7 @@ impl VirtualServerConfig {
         if let Some(m) = self.persistence_granularity {
             s.netmask = m;
         }
+        s.syn_proxy = self.syn_proxy;
         Ok(s)
     }
 
@@ -647,6 +766,14 @@ impl Config {
                         "two ports have this kernel interface".into(),
                     ));
                 }
+                // The exception path's counters have a fixed place in the
+                // control region, one entry per such port.
+                if out.iter().filter(|o| o.kernel_iface.is_some()).count() >= KERNEL_PORTS {
+                    return Err(bad(
+                        k("kernel_iface"),
+                        format!("at most {KERNEL_PORTS} ports can have a kernel interface"),
+                    ));
+                }
             }
             if p.kernel_vdev.is_some() && p.kernel_iface.is_none() {
                 return Err(bad(
@@ -691,6 +818,47 @@ pub fn parse_endpoint(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sync_table_starts_daemons_with_ipvsadm_defaults() {
+        let cfg: Config = toml::from_str(
+            r#"
+[sync]
+sync_threshold = [2, 10]
+[sync.master]
+mcast_interface = "outside0"
+syncid = 9
+[sync.backup]
+mcast_interface = "outside0"
+mcast_port = 9000
+peers = ["192.0.2.2"]
+"#,
+        )
+        .unwrap();
+        let p = cfg.sync.params().unwrap();
+        assert_eq!((p.threshold, p.period, p.refresh_period), (2, 10, 0));
+        let d = cfg.sync.daemons().unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].0, "sync.master");
+        assert_eq!(d[0].1.role, DaemonRole::Master);
+        assert_eq!(
+            (d[0].1.syncid, d[0].1.group(), d[0].1.port(), d[0].1.ttl()),
+            (9, Ipv4Addr::new(224, 0, 0, 81), 8848, 1)
+        );
+        assert_eq!(d[1].1.port(), 9000);
+        assert_eq!(d[1].1.peers, [Ipv4Addr::new(192, 0, 2, 2)]);
+        // Nothing configured: no daemon, the kernel's defaults.
+        let none = Config::default();
+        assert!(none.sync.daemons().unwrap().is_empty());
+        assert_eq!(none.sync.params().unwrap(), crate::sync::SyncParams::default());
+        // The kernel's check on sync_threshold, and a group that is no group.
+        let bad: Config = toml::from_str("[sync]\nsync_threshold = [50, 50]\n").unwrap();
+        assert!(bad.sync.params().is_err());
+        let bad: Config =
+            toml::from_str("[sync.backup]\nmcast_interface = \"x\"\nmcast_group = \"10.0.0.1\"\n").unwrap();
+        assert!(bad.sync.daemons().is_err());
+        assert!(toml::from_str::<Config>("[sync.master]\nmcast_interface = \"x\"\nbogus = 1\n").is_err());
+    }
+
     const GOOD: &str = r#"
 [dataplane]
 workers = [1]
@@ -730,6 +898,30 @@ weight = 3
 path = "/health"
 status_code = [200]
 "#;
+
+    #[test]
+    fn kernel_interfaces_fit_the_control_regions_kernel_slot() {
+        let ports = |n: usize| {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "[[port]]\nname = \"p{i}\"\ndevice = \"net_null{i}\"\naddress = \"10.{i}.0.1/24\"\nkernel_iface = \"k{i}\"\n"
+                    )
+                })
+                .collect::<String>()
+        };
+        let text = |n: usize| format!("[dataplane]\nworkers = [1]\n{}", ports(n));
+        let c = Config::from_str_named(&text(KERNEL_PORTS), "rvs.toml").unwrap();
+        assert_eq!(c.ports("rvs.toml").unwrap().len(), KERNEL_PORTS);
+        let e = Config::from_str_named(&text(KERNEL_PORTS + 1), "rvs.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("port[{KERNEL_PORTS}] (p{KERNEL_PORTS}).kernel_iface"))
+                && e.contains(&format!("at most {KERNEL_PORTS} ports")),
+            "{e}"
+        );
+    }
 
     #[test]
     fn good_config_parses() {
@@ -848,6 +1040,21 @@ status_code = [200]
         );
         // /31 point-to-point links have no broadcast address.
         assert!(Config::from_str_named(&GOOD.replace("10.2.0.1/24", "10.2.0.1/31"), "rvs.toml").is_ok());
+    }
+
+    #[test]
+    fn syn_proxy_in_toml_needs_nat() {
+        let on = GOOD.replace("port = 80\n", "port = 80\nsyn_proxy = true\n");
+        assert_ne!(on, GOOD);
+        let c = Config::from_str_named(&on, "rvs.toml").unwrap();
+        assert!(c.virtual_server[0].service_spec().unwrap().syn_proxy);
+        let dr = on.replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"");
+        assert_ne!(dr, on, "GOOD sets lb_kind NAT");
+        let e = err(&dr);
+        assert!(
+            e.contains("virtual_server[0].real_server[0]") && e.contains("SYN proxy"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ use crate::service::{
     DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
     WorkerTraffic,
 };
-use rvs_proto::command::{Command, ConnInfo, DestInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use crate::sync::{SyncDaemons, SyncParams};
+use rvs_proto::command::{
+    Command, ConnInfo, DestInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+};
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 
@@ -85,13 +88,15 @@ pub struct ControlPlane {
     pub conn_capacity_total: u32,
     /// Paged listings and staged restores in progress.
     sessions: Sessions,
+    /// The connection sync daemons (`--start-daemon`), off until started.
+    pub sync: SyncDaemons,
 }
 
 impl ControlPlane {
     pub fn new(shared: Arc<Shared>, conn_capacity_total: u32) -> Self {
         ControlPlane {
             config: IpvsConfig::new(),
-            shared,
+            shared: shared.clone(),
             generation: 0,
             dest_stats: HashMap::new(),
             svc_stats: HashMap::new(),
@@ -101,6 +106,7 @@ impl ControlPlane {
             dest_est: HashMap::new(),
             conn_capacity_total,
             sessions: Sessions::default(),
+            sync: SyncDaemons::new(shared, SyncParams::default()),
         }
     }
 
@@ -186,6 +192,7 @@ impl ControlPlane {
                     timeout_s,
                     netmask: vs.spec.netmask,
                 }),
+                syn_proxy: vs.spec.syn_proxy,
                 dests,
                 stats,
                 sched,
@@ -258,11 +265,9 @@ impl ControlPlane {
         }
     }
 
-    /// `List`: the configuration with live counters.
-    pub fn list(&self) -> Reply {
-        let mut out = self.config.list();
-        self.fill_counters(&mut out);
-        Reply::Services(out)
+    /// `List`: the configuration with live counters and VIP ownership.
+    pub fn list(&mut self) -> Reply {
+        self.handle(&Command::List, Vec::new, Vec::new).0
     }
 
     fn fill_counters(&self, services: &mut [ServiceInfo]) {
@@ -287,6 +292,9 @@ impl ControlPlane {
         conns: impl FnOnce() -> Vec<ConnInfo>,
         latency: impl FnOnce() -> Vec<WorkerLatency>,
     ) -> (Reply, Option<u64>) {
+        if cmd.is_daemon() {
+            return (self.daemon(cmd), None);
+        }
         serve::handle(
             &mut Serving {
                 cp: self,
@@ -295,6 +303,19 @@ impl ControlPlane {
             },
             cmd,
         )
+    }
+
+    /// `--start-daemon`, `--stop-daemon`, `-L --daemon`.
+    fn daemon(&mut self, cmd: &Command) -> Reply {
+        let done = |r: Result<(), IpvsError>| match r {
+            Ok(()) => Reply::Ok,
+            Err(e) => Reply::Error(e),
+        };
+        match cmd {
+            Command::StartDaemon(spec) => done(self.sync.start(spec)),
+            Command::StopDaemon(role) => done(self.sync.stop(*role)),
+            _ => Reply::Daemons(self.sync.list()),
+        }
     }
 
     /// Drops staged restores whose tool went quiet (see `Sessions::expire`).
@@ -336,6 +357,9 @@ where
     }
     fn conn_tab_size(&self) -> u32 {
         self.cp.conn_capacity_total
+    }
+    fn owned(&self) -> OwnedAddrs {
+        self.cp.shared.owned.load().to_addrs()
     }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.cp.commit(next, cmds)
@@ -440,6 +464,46 @@ mod tests {
         (ControlPlane::new(shared.clone(), 1024), shared)
     }
 
+    #[test]
+    fn sync_daemon_commands_start_list_and_stop() {
+        use rvs_proto::command::{DaemonRole, SyncDaemonSpec};
+        // SO_BINDTODEVICE needs CAP_NET_RAW. Nothing is sent: no worker pushes.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let (mut cp, shared) = cp();
+        let mut h = |c: Command| cp.handle(&c, Vec::new, Vec::new).0;
+        let mut m = SyncDaemonSpec::new(DaemonRole::Master, "lo");
+        m.syncid = 3;
+        assert_eq!(h(Command::StartDaemon(m.clone())), Reply::Ok);
+        assert!(shared.sync.master_on());
+        assert_eq!(h(Command::StartDaemon(m)), Reply::Error(IpvsError::DaemonRunning));
+        let Reply::Daemons(d) = h(Command::ListDaemons) else {
+            panic!("not a daemon listing")
+        };
+        let lines: Vec<String> = d.iter().map(|s| s.ipvsadm_line()).collect();
+        assert_eq!(
+            lines,
+            ["master sync daemon (mcast=lo, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)"]
+        );
+        assert_eq!(
+            h(Command::StopDaemon(DaemonRole::Backup)),
+            Reply::Error(IpvsError::NoDaemon)
+        );
+        assert_eq!(h(Command::StopDaemon(DaemonRole::Master)), Reply::Ok);
+        assert!(!shared.sync.master_on());
+        assert_eq!(h(Command::ListDaemons), Reply::Daemons(vec![]));
+        assert_eq!(
+            h(Command::StartDaemon(SyncDaemonSpec::new(
+                DaemonRole::Backup,
+                "nosuchdev0"
+            ))),
+            Reply::Error(IpvsError::DaemonSocket("No such device".into()))
+        );
+    }
+
     fn svc() -> ServiceSpec {
         let mut s = ServiceSpec::new(Proto::Tcp, Ipv4Addr::new(10, 1, 0, 100), 80);
         s.scheduler = "wrr".into();
@@ -476,6 +540,43 @@ mod tests {
             panic!()
         };
         assert_eq!(list[0].dests[0].active, 7);
+    }
+
+    /// Listings and the `Ownership` query follow what the address watcher
+    /// publishes in `Shared::owned`.
+    #[test]
+    fn ownership_follows_the_published_set() {
+        use crate::ownership::Owned;
+        use rvs_proto::command::VipOwned;
+        let (mut cp, shared) = cp();
+        cp.apply(&Command::AddService(svc())).unwrap();
+        let vip = svc().vip;
+        let owned_flag = |cp: &mut ControlPlane| match cp.list() {
+            Reply::Services(l) => l[0].owned,
+            r => panic!("{r:?}"),
+        };
+        let query = |cp: &mut ControlPlane| cp.handle(&Command::Ownership, Vec::new, Vec::new).0;
+        assert_eq!(owned_flag(&mut cp), Some(true), "no kernel interface: owned");
+        shared
+            .owned
+            .store(Arc::new(Owned::only(1, [Ipv4Addr::new(10, 1, 0, 1)])));
+        assert_eq!(owned_flag(&mut cp), Some(false));
+        assert_eq!(
+            query(&mut cp),
+            Reply::Ownership {
+                owned: OwnedAddrs::only([Ipv4Addr::new(10, 1, 0, 1)]),
+                vips: vec![VipOwned { vip, owned: false }],
+            }
+        );
+        shared
+            .owned
+            .store(Arc::new(Owned::only(2, [Ipv4Addr::new(10, 1, 0, 1), vip])));
+        assert_eq!(owned_flag(&mut cp), Some(true));
+        let Reply::Ownership { owned, vips } = query(&mut cp) else {
+            panic!()
+        };
+        assert_eq!(owned.addresses, vec![Ipv4Addr::new(10, 1, 0, 1), vip]);
+        assert_eq!(vips, vec![VipOwned { vip, owned: true }]);
     }
 
     #[test]

@@ -154,6 +154,8 @@ impl Director {
                     tap_tx,
                     out,
                     mtu: spec.mtu,
+                    carrier: kernel::Carrier::for_port(port, &spec.device),
+                    link_up: true,
                     counters: Default::default(),
                 });
             }
@@ -220,6 +222,20 @@ impl Director {
             ))
             .map_err(|e| format!("{file}: virtual_server: {e}"))?;
 
+        control.sync = crate::sync::SyncDaemons::new(
+            shared.clone(),
+            cfg.sync.params().map_err(|e| format!("{file}: {e}"))?,
+        );
+        for (key, spec) in cfg.sync.daemons().map_err(|e| format!("{file}: {e}"))? {
+            control.sync.start(&spec).map_err(|e| {
+                format!(
+                    "{file}: {key}: cannot start the sync daemon on {}: {e}",
+                    spec.mcast_ifn
+                )
+            })?;
+            eprintln!("rvs-dp: {}", spec_line(&control, spec.role));
+        }
+
         let server = CtlServer::create(ctl_path, Layout::with_workers(nworkers as u32))
             .map_err(|e| format!("control region {}: {e}", ctl_path.display()))?;
 
@@ -281,6 +297,7 @@ impl Director {
             from_workers,
             rate_pps: cfg.dataplane.kernel_rate_pps,
             stop: stop.clone(),
+            stats: Some(server.kernel_writer()),
         });
         Ok(Director {
             ports,
@@ -372,4 +389,12 @@ fn redirect_rings(n: usize) -> Result<RedirectRings, String> {
         }
     }
     Ok((producers, consumers))
+}
+
+/// The `-L --daemon` line of the running daemon of `role`.
+fn spec_line(control: &ControlPlane, role: rvs_proto::command::DaemonRole) -> String {
+    (control.sync.list().into_iter())
+        .find(|s| s.role == role)
+        .map(|s| s.ipvsadm_line())
+        .unwrap_or_default()
 }

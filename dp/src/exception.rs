@@ -1,7 +1,10 @@
 //! The exception path's pure parts: the token bucket that bounds what goes
 //! up to the kernel, the check every frame the kernel sends must pass before
-//! it goes out of a port, and the path's counters. The DPDK side (taps,
-//! rings, the thread) is `kernel`.
+//! it goes out of a port, and the path's counters (defined in the control
+//! ABI, `rvs_proto::kernelblock`, since the tools read them live from the
+//! stats area). The DPDK side (taps, rings, the thread) is `kernel`.
+
+pub use rvs_proto::kernelblock::ExceptionCounters;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 /// Time is whatever monotonic nanoseconds the caller passes.
@@ -77,29 +80,6 @@ pub fn check_from_kernel(frame: &[u8], segments: u16, mtu: u16) -> Result<(), Ba
         return Err(BadFrame::NotEthernetII);
     }
     Ok(())
-}
-
-/// The exception path's tallies, printed in the exit report.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExceptionCounters {
-    /// Frames handed to the kernel.
-    pub up: u64,
-    /// Frames the kernel sent, transmitted on the port.
-    pub down: u64,
-    /// Up: over the rate limit.
-    pub up_ratelimited: u64,
-    /// Up: the tap did not take them.
-    pub up_txfull: u64,
-    /// Down: failed `check_from_kernel`.
-    pub down_bad: u64,
-    /// Down: the port's queue (or the ring to worker 0) was full.
-    pub down_txfull: u64,
-}
-
-impl ExceptionCounters {
-    pub fn dropped(&self) -> u64 {
-        self.up_ratelimited + self.up_txfull + self.down_bad + self.down_txfull
-    }
 }
 
 #[cfg(test)]

@@ -27,10 +27,22 @@
 //!   (the port is configured with one TX queue more than there are
 //!   workers), or, for devices without a spare TX queue (af_packet), through
 //!   a ring that worker 0 drains into its own queue between bursts.
+//! - the kernel interface follows the port's carrier (`Carrier`): when the
+//!   port loses its link, the interface goes down, so keepalived sees a
+//!   fault on it and hands its VIPs to the peer, as it would on a plain
+//!   host whose cable is pulled; when the link returns, the interface comes
+//!   back up.
+//!
+//! Its counters (`ExceptionCounters`, per port) are the thread's own: it
+//! publishes them into the control region's kernel slot every
+//! `PUBLISH_EVERY` (`rvsadm --kernel`, rvs-cp's metrics read them there) and
+//! prints them in the exit report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rvs_proto::statsarea::{monotonic_ns, KernelPortStats, KernelStatsBlock, KernelStatsWriter};
 
 use crate::dpdk::{EthdevConf, MbufBurst, Mempool, Port, RingConsumer, RingProducer, RxQueue, TxQueue};
 use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket};
@@ -40,9 +52,13 @@ use crate::wire::ethernet::MacAddr;
 const BURST: usize = 32;
 /// How long the exception thread sleeps when nothing moved.
 const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// How often the exception thread reads the ports' carriers.
+const CARRIER_POLL: Duration = Duration::from_millis(50);
 /// Depth of each worker's ring to the exception path, and of the ring to
 /// worker 0 for ports without a spare TX queue.
 pub const RING_SIZE: u32 = 1024;
+/// How often the counters go to the control region.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// How frames from the kernel reach the wire.
 pub enum KernelTx {
@@ -64,7 +80,63 @@ pub struct KernelPort {
     pub tap_tx: TxQueue,
     pub out: KernelTx,
     pub mtu: u16,
+    pub carrier: Carrier,
+    /// The carrier last mirrored onto the kernel interface.
+    pub link_up: bool,
     pub counters: ExceptionCounters,
+}
+
+/// Where a port's carrier is read.
+pub enum Carrier {
+    /// The PMD's link status (`rte_eth_link_get_nowait`).
+    Ethdev(Port),
+    /// A kernel interface's `/sys/class/net/IFACE/carrier`. af_packet's PMD
+    /// reports its link up from start to stop, whatever the interface under
+    /// it does, so for af_packet ports the kernel's view is the truth.
+    Sysfs(String),
+}
+
+impl Carrier {
+    /// The carrier source for a port opened with `devargs`.
+    pub fn for_port(port: Port, devargs: &str) -> Carrier {
+        match crate::vdev::driver(devargs) {
+            "net_af_packet" | "eth_af_packet" => match crate::vdev::devarg(devargs, "iface") {
+                Some(iface) => Carrier::Sysfs(format!("/sys/class/net/{iface}/carrier")),
+                None => Carrier::Ethdev(port),
+            },
+            _ => Carrier::Ethdev(port),
+        }
+    }
+
+    /// Whether the link is up; an unreadable source counts as up, so a
+    /// driver without link reporting never takes the kernel interface down.
+    pub fn up(&self) -> bool {
+        match self {
+            Carrier::Ethdev(p) => p.link_up().unwrap_or(true),
+            Carrier::Sysfs(path) => std::fs::read_to_string(path).map_or(true, |s| s.trim() != "0"),
+        }
+    }
+}
+
+/// Mirrors the port's carrier onto its kernel interface if it changed. A
+/// failure is reported once, not at every poll.
+fn follow_carrier(k: &mut KernelPort) {
+    let up = k.carrier.up();
+    if up == k.link_up {
+        return;
+    }
+    k.link_up = up;
+    let state = if up { "up" } else { "down" };
+    match k.tap.set_link(up) {
+        Ok(()) => eprintln!(
+            "rvs-dp: port {} link {state}: kernel interface {} set {state}",
+            k.port, k.iface
+        ),
+        Err(e) => eprintln!(
+            "rvs-dp: port {} link {state}: cannot set kernel interface {} {state}: {e}",
+            k.port, k.iface
+        ),
+    }
 }
 
 /// The devargs of port `i`'s kernel interface: a net_tap named `iface`
@@ -104,6 +176,8 @@ pub struct ExceptionPath {
     /// Frames a second up to the kernel, over all ports.
     pub rate_pps: u64,
     pub stop: Arc<AtomicBool>,
+    /// The control region's kernel slot (this thread is its only writer).
+    pub stats: Option<KernelStatsWriter>,
 }
 
 impl ExceptionPath {
@@ -115,8 +189,24 @@ impl ExceptionPath {
         let mut bucket = TokenBucket::new(self.rate_pps, (self.rate_pps / 10).max(64), now());
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
         let mut up: Vec<MbufBurst<BURST>> = self.ports.iter().map(|_| MbufBurst::new()).collect();
+        let mut carrier_at = Instant::now();
+        let mut block = KernelStatsBlock::default();
+        for k in &self.ports {
+            // The config allows no more ports than the block holds.
+            let _ = block.push(KernelPortStats::new(k.port, &k.iface, k.counters));
+        }
+        self.publish(&mut block);
+        let mut published = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if published.elapsed() >= PUBLISH_EVERY {
+                self.publish(&mut block);
+                published = Instant::now();
+            }
             let mut moved = 0;
+            if carrier_at.elapsed() >= CARRIER_POLL {
+                carrier_at = Instant::now();
+                self.ports.iter_mut().for_each(follow_carrier);
+            }
             // Up: workers → taps, rate limited.
             for r in self.from_workers.iter_mut() {
                 if r.dequeue_burst(&mut burst) == 0 {
@@ -163,6 +253,7 @@ impl ExceptionPath {
                 std::thread::sleep(IDLE_SLEEP);
             }
         }
+        self.publish(&mut block);
         let mut out = Vec::new();
         for k in &self.ports {
             let c = &k.counters;
@@ -179,9 +270,20 @@ impl ExceptionPath {
                 c.down_txfull
             );
             let _ = k.tap.stop();
-            out.push(c.clone());
+            out.push(*c);
         }
         out
+    }
+
+    /// Copies the ports' counters into `block` (which lists the ports in
+    /// order) and into the control region.
+    fn publish(&self, block: &mut KernelStatsBlock) {
+        let Some(w) = &self.stats else { return };
+        for (slot, k) in block.ports_mut().iter_mut().zip(&self.ports) {
+            slot.counters = k.counters;
+        }
+        block.timestamp_ns = monotonic_ns();
+        w.publish(block);
     }
 }
 

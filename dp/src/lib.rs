@@ -25,6 +25,7 @@ pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod sync;
+pub mod synproxy;
 pub mod vdev;
 pub mod wire;
 #[cfg(feature = "dpdk")]

@@ -19,6 +19,8 @@
 
 use std::net::Ipv4Addr;
 
+use rvs_proto::command::OwnedAddrs;
+
 /// An immutable set of owned addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owned {
@@ -74,6 +76,15 @@ impl Owned {
         &self.addrs
     }
 
+    /// What the tools are told (`rvsadm --kernel`, rvs-cp's `rvs_vip_owned`).
+    pub fn to_addrs(&self) -> OwnedAddrs {
+        if self.all {
+            OwnedAddrs::all()
+        } else {
+            OwnedAddrs::only(self.addrs.iter().copied())
+        }
+    }
+
     /// What `self` owns that `before` did not, and what it no longer owns.
     pub fn diff(&self, before: &Owned) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
         let gained = (self.addrs.iter())
@@ -100,6 +111,15 @@ mod tests {
         assert!(Owned::ALL.owns(A));
         assert!(!Owned::ALL.listed(A));
         assert!(Owned::ALL.is_all());
+    }
+
+    #[test]
+    fn the_tools_are_told_the_same() {
+        assert_eq!(Owned::ALL.to_addrs(), OwnedAddrs::all());
+        let one = Owned::only(1, [B, A]).to_addrs();
+        assert_eq!((one.all, one.addresses.as_slice()), (false, &[A, B][..]));
+        assert!(Owned::only(2, []).to_addrs().addresses.is_empty());
+        assert!(!Owned::only(2, []).to_addrs().owns(A));
     }
 
     #[test]

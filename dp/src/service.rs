@@ -25,6 +25,8 @@ pub struct VirtualService {
     pub sched_name: String,
     pub sched_opts: crate::sched::SchedOptions,
     pub persistence: Option<Persistence>,
+    /// `-j enable`: SYNs answered with cookies (see `core::synproxy`).
+    pub syn_proxy: bool,
     pub dests: Vec<RealServer>,
     /// Service-level traffic counters, shared across snapshots like `DestStats`.
     pub stats: Arc<WorkerTraffic>,

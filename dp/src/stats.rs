@@ -4,9 +4,17 @@
 pub use rvs_proto::types::DropReason;
 
 /// A worker's drop tally, indexed by reason.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DropCounters {
     pub by_reason: [u64; DropReason::COUNT],
+}
+
+impl Default for DropCounters {
+    fn default() -> Self {
+        DropCounters {
+            by_reason: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl DropCounters {

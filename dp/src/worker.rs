@@ -505,6 +505,7 @@ impl Worker {
                 let now_s = (tsc.wrapping_sub(start) / hz) as u32;
                 self.fwd.set_now(now_s);
                 self.fwd.refresh();
+                crate::sync::worker_tick(&mut self.fwd);
                 if self.id == 0 {
                     let new = io.arp.to_announce(self.fwd.services(), self.fwd.owned());
                     for v in new {
@@ -564,6 +565,32 @@ impl Worker {
         );
         if self.kernel_out.is_some() {
             line.push_str(&format!(" to_kernel {}", io.to_kernel));
+        }
+        if c.synproxy_syn_acks > 0 {
+            line.push_str(&format!(
+                " synproxy_syn_acks {} synproxy_accepted {} synproxy_established {}",
+                c.synproxy_syn_acks, c.synproxy_accepted, c.synproxy_established
+            ));
+        }
+        crate::sync::worker_tick(&mut self.fwd);
+        if let Some(s) = self
+            .fwd
+            .shared()
+            .sync
+            .stats
+            .get(self.id as usize)
+            .map(|s| s.snapshot())
+        {
+            if s != Default::default() {
+                line.push_str(&format!(
+                    " sync_sent {} sync_dropped {} sync_installed {} sync_updated {} sync_refused {}",
+                    s.pushed,
+                    s.dropped,
+                    s.installed,
+                    s.updated,
+                    s.unknown_service + s.unknown_dest + s.table_full
+                ));
+            }
         }
         if self.rx_csum.iter().any(Option::is_some) {
             let (sampled, bad) = self

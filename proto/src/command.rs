@@ -40,6 +40,11 @@ pub struct ServiceSpec {
     pub persistence: Option<u32>,
     /// `-M`: the persistence granularity; 255.255.255.255 when not given.
     pub netmask: Ipv4Addr,
+    /// `-j enable` (DPVS's syntax): the director answers SYNs with SYN
+    /// cookies and opens a connection to a real server only for a client
+    /// that completes the handshake. NAT real servers only.
+    #[serde(default)]
+    pub syn_proxy: bool,
 }
 
 impl ServiceSpec {
@@ -53,6 +58,7 @@ impl ServiceSpec {
             flags: SchedFlags::default(),
             persistence: None,
             netmask: Ipv4Addr::BROADCAST,
+            syn_proxy: false,
         }
     }
 
@@ -112,6 +118,109 @@ impl Default for IpvsTimeouts {
     }
 }
 
+/// Which sync daemon: the one that sends (master) or the one that receives (backup).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DaemonRole {
+    #[default]
+    Master,
+    Backup,
+}
+
+impl DaemonRole {
+    /// ipvsadm's word: `master` / `backup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonRole::Master => "master",
+            DaemonRole::Backup => "backup",
+        }
+    }
+}
+
+/// The IPVS sync protocol's defaults (`IP_VS_SYNC_GROUP`, `IP_VS_SYNC_PORT`, ttl 1).
+pub const SYNC_DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+pub const SYNC_DEFAULT_PORT: u16 = 8848;
+pub const SYNC_DEFAULT_TTL: u8 = 1;
+/// Longest sync payload ipvsadm accepts (`--sync-maxlen`): a 64 KiB datagram less
+/// the IPv4 and UDP headers.
+pub const SYNC_MAX_MAXLEN: u32 = 65535 - 20 - 8;
+
+/// A sync daemon as `--start-daemon` describes it, and as `-L --daemon` lists it
+/// (then with every default resolved).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemonSpec {
+    pub role: DaemonRole,
+    /// `--mcast-interface`: a kernel interface of the exception path.
+    pub mcast_ifn: String,
+    /// `--syncid` (0..=255). A backup with 0 takes every syncid.
+    pub syncid: u8,
+    /// `--sync-maxlen`: 0 = derived as the kernel does (1472 for a master).
+    pub sync_maxlen: u32,
+    /// `--mcast-group`: None = 224.0.0.81.
+    pub mcast_group: Option<Ipv4Addr>,
+    /// `--mcast-port`: 0 = 8848.
+    pub mcast_port: u16,
+    /// `--mcast-ttl`: 0 = 1.
+    pub mcast_ttl: u8,
+    /// Backup only (rvs's `sync_peer`): the source addresses accepted; empty = any.
+    #[serde(default)]
+    pub peers: Vec<Ipv4Addr>,
+}
+
+impl SyncDaemonSpec {
+    pub fn new(role: DaemonRole, mcast_ifn: &str) -> Self {
+        SyncDaemonSpec {
+            role,
+            mcast_ifn: mcast_ifn.to_string(),
+            syncid: 0,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
+            peers: Vec::new(),
+        }
+    }
+
+    pub fn group(&self) -> Ipv4Addr {
+        self.mcast_group.unwrap_or(SYNC_DEFAULT_GROUP)
+    }
+
+    pub fn port(&self) -> u16 {
+        if self.mcast_port == 0 {
+            SYNC_DEFAULT_PORT
+        } else {
+            self.mcast_port
+        }
+    }
+
+    pub fn ttl(&self) -> u8 {
+        if self.mcast_ttl == 0 {
+            SYNC_DEFAULT_TTL
+        } else {
+            self.mcast_ttl
+        }
+    }
+
+    /// The line `ipvsadm -L --daemon` prints for this daemon (defaults resolved first).
+    pub fn ipvsadm_line(&self) -> String {
+        let mut s = format!(
+            "{} sync daemon (mcast={}, syncid={}",
+            self.role.as_str(),
+            self.mcast_ifn,
+            self.syncid
+        );
+        if self.sync_maxlen != 0 {
+            s.push_str(&format!(", maxlen={}", self.sync_maxlen));
+        }
+        s.push_str(&format!(
+            ", group={}, port={}, ttl={})",
+            self.group(),
+            self.port(),
+            self.ttl()
+        ));
+        s
+    }
+}
+
 /// One request to the data plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -164,6 +273,9 @@ pub enum Command {
     Latency,
     /// The connection table size, for the `-L` header line.
     GetInfo,
+    /// `--kernel` (rvs only): the addresses this director owns now, and
+    /// which VIPs of configured services are among them.
+    Ownership,
     /// `-R`: the commands are applied as one transaction, all or nothing.
     Restore(Vec<Command>),
     /// `-R` of any size, staged: `RestoreBegin` opens a staging area,
@@ -182,6 +294,12 @@ pub enum Command {
     RestoreAbort {
         restore: u64,
     },
+    /// `--start-daemon`: a connection sync daemon (both roles may run at once).
+    StartDaemon(SyncDaemonSpec),
+    /// `--stop-daemon`
+    StopDaemon(DaemonRole),
+    /// `-L --daemon`
+    ListDaemons,
 }
 
 impl Command {
@@ -196,6 +314,17 @@ impl Command {
                 | Command::GetTimeouts
                 | Command::Latency
                 | Command::GetInfo
+                | Command::ListDaemons
+                | Command::Ownership
+        )
+    }
+
+    /// The sync daemon commands: served by the data plane's sync threads, not
+    /// by the IPVS model (they are not part of a restore or a save).
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons
         )
     }
 }
@@ -237,6 +366,55 @@ pub struct ServiceInfo {
     pub stats: TrafficTotals,
     pub rates: Rates,
     pub dests: Vec<DestInfo>,
+    /// Whether the director owns the VIP now (answers ARP for it and
+    /// forwards it; see `OwnedAddrs`). None from a data plane that does not
+    /// say; left out of the JSON then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<bool>,
+}
+
+/// The addresses a director owns now. With kernel interfaces, exactly the
+/// addresses on them (rvs-dp follows them with rtnetlink: keepalived's
+/// `virtual_ipaddress`, `ip addr add`), port addresses and floating gateways
+/// included; without, every VIP (`all`), as a lone director.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedAddrs {
+    /// No kernel interface decides: every VIP is owned.
+    pub all: bool,
+    /// Sorted, no duplicates; empty when `all`.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+impl OwnedAddrs {
+    /// A director without kernel interfaces.
+    pub fn all() -> Self {
+        OwnedAddrs {
+            all: true,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// Exactly `addrs` (sorted and deduplicated here).
+    pub fn only(addrs: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+        let mut addresses: Vec<Ipv4Addr> = addrs.into_iter().collect();
+        addresses.sort();
+        addresses.dedup();
+        OwnedAddrs {
+            all: false,
+            addresses,
+        }
+    }
+
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.all || self.addresses.contains(&ip)
+    }
+}
+
+/// A VIP of the configured services, and whether the director owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipOwned {
+    pub vip: Ipv4Addr,
+    pub owned: bool,
 }
 
 /// One connection (or persistence template) in a `ListConns` reply.
@@ -304,6 +482,14 @@ pub enum Reply {
     Info {
         conn_tab_size: u32,
     },
+    /// `-L --daemon`: the running sync daemons, master first, defaults resolved.
+    Daemons(Vec<SyncDaemonSpec>),
+    /// `Ownership`: what is owned, and each VIP of the configured services
+    /// (sorted, once each) with its state.
+    Ownership {
+        owned: OwnedAddrs,
+        vips: Vec<VipOwned>,
+    },
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
@@ -337,6 +523,9 @@ pub enum IpvsError {
     PortMismatch { vport: u16, rport: u16 },
     /// VIP or RIP 0.0.0.0, broadcast or multicast (the kernel answers EINVAL).
     AddressNotUnicast(Ipv4Addr),
+    /// A SYN proxy with a real server that is not NAT: the proxy must see
+    /// the real server's replies to translate their sequence numbers.
+    SynProxyNeedsNat { rip: Ipv4Addr, port: u16 },
     /// A table limit of the data plane was reached.
     NoMemory,
     /// A query or a nested restore inside `Restore`, or an operation rvs lacks.
@@ -348,6 +537,13 @@ pub enum IpvsError {
     /// A restore step for a staging area that is gone: it failed, was
     /// aborted or committed, or was idle too long.
     NoSuchRestore(u64),
+    /// `--start-daemon` of a role already running (the kernel's EEXIST).
+    DaemonRunning,
+    /// `--stop-daemon` of a role not running (the kernel's ESRCH).
+    NoDaemon,
+    /// A sync daemon could not open its socket: the system's error text (as
+    /// ipvsadm prints `strerror` for errors it has no text of its own for).
+    DaemonSocket(String),
 }
 
 impl fmt::Display for IpvsError {
@@ -372,6 +568,11 @@ impl fmt::Display for IpvsError {
                 "Real server port {rport} differs from virtual service port {vport}: \
                  gatewaying (DR) and ipip (TUN) keep the port, only masquerading (NAT) can change it"
             ),
+            IpvsError::SynProxyNeedsNat { rip, port } => write!(
+                f,
+                "SYN proxy (-j enable) needs masquerading (-m) real servers: {rip}:{port} is not; \
+                 its replies would bypass the director, which translates their sequence numbers"
+            ),
             IpvsError::AddressNotUnicast(_) => {
                 f.write_str("Invalid operation.  Possibly wrong module version, address not unicast, ...")
             }
@@ -379,6 +580,9 @@ impl fmt::Display for IpvsError {
             IpvsError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
             IpvsError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),
             IpvsError::TableChanged => f.write_str("the table changed while it was listed; list again"),
+            IpvsError::DaemonRunning => f.write_str("Daemon has already run"),
+            IpvsError::NoDaemon => f.write_str("No daemon is running"),
+            IpvsError::DaemonSocket(e) => f.write_str(e),
             IpvsError::NoSuchRestore(id) => write!(
                 f,
                 "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \
@@ -449,6 +653,7 @@ mod tests {
             Command::GetTimeouts,
             Command::Latency,
             Command::GetInfo,
+            Command::Ownership,
         ];
         let all = Command::Restore(cmds);
         let bytes = serde_json::to_vec(&all).unwrap();
@@ -479,6 +684,13 @@ mod tests {
                 count: 6,
             }]),
             Reply::Info { conn_tab_size: 4096 },
+            Reply::Ownership {
+                owned: OwnedAddrs::only([Ipv4Addr::new(10, 1, 0, 100), Ipv4Addr::new(10, 1, 0, 1)]),
+                vips: vec![VipOwned {
+                    vip: Ipv4Addr::new(10, 1, 0, 100),
+                    owned: true,
+                }],
+            },
         ];
         for r in replies {
             let s = serde_json::to_string(&r).unwrap();

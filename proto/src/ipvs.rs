@@ -120,6 +120,7 @@ impl IpvsConfig {
                 stats: TrafficTotals::default(),
                 rates: Rates::default(),
                 dests: s.dests.iter().map(dest_info).collect(),
+                owned: None,
             })
             .collect()
     }
@@ -150,6 +151,7 @@ impl IpvsConfig {
                 stats: TrafficTotals::default(),
                 rates: Rates::default(),
                 dests: s.dests[start..start + take].iter().map(dest_info).collect(),
+                owned: None,
             });
             if start + take < s.dests.len() {
                 return (
@@ -229,6 +231,18 @@ impl IpvsConfig {
             Command::EditService(spec) => {
                 check_service(spec)?;
                 let i = self.find(&spec.key()).ok_or(IpvsError::NoSuchService)?;
+                if spec.syn_proxy {
+                    if let Some(d) = self.services[i]
+                        .dests
+                        .iter()
+                        .find(|d| d.method != ForwardMethod::Nat)
+                    {
+                        return Err(IpvsError::SynProxyNeedsNat {
+                            rip: d.rip,
+                            port: d.port,
+                        });
+                    }
+                }
                 self.services[i].spec = spec.clone();
                 Ok(())
             }
@@ -260,6 +274,7 @@ impl IpvsConfig {
             Command::AddDest(key, dest) => {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
+                check_syn_proxy(&self.services[i].spec, dest)?;
                 if self.has_dest(key, dest.rip, dest.port) {
                     return Err(IpvsError::DestExists);
                 }
@@ -274,6 +289,7 @@ impl IpvsConfig {
             Command::EditDest(key, dest) => {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
+                check_syn_proxy(&self.services[i].spec, dest)?;
                 let svc = &mut self.services[i];
                 let d = svc
                     .dests
@@ -316,9 +332,13 @@ impl IpvsConfig {
             | Command::ListConnsPage { .. }
             | Command::GetTimeouts
             | Command::Latency
-            | Command::GetInfo => Err(IpvsError::Unsupported(format!(
+            | Command::GetInfo
+            | Command::Ownership => Err(IpvsError::Unsupported(format!(
                 "{cmd:?} is a query, not a configuration change"
             ))),
+            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons => Err(
+                IpvsError::Unsupported("a sync daemon command is not a configuration change".into()),
+            ),
             Command::RestoreBegin
             | Command::RestoreChunk { .. }
             | Command::RestoreCommit { .. }
@@ -359,6 +379,16 @@ fn check_service(spec: &ServiceSpec) -> Result<(), IpvsError> {
         Some(t) if t == 0 || t > MAX_TIMEOUT_S => return Err(IpvsError::BadTimeout(t)),
         None if spec.port == 0 => return Err(IpvsError::ZeroPortNotPersistent),
         _ => {}
+    }
+    Ok(())
+}
+
+fn check_syn_proxy(spec: &ServiceSpec, dest: &DestSpec) -> Result<(), IpvsError> {
+    if spec.syn_proxy && dest.method != ForwardMethod::Nat {
+        return Err(IpvsError::SynProxyNeedsNat {
+            rip: dest.rip,
+            port: dest.port,
+        });
     }
     Ok(())
 }
@@ -438,6 +468,43 @@ mod tests {
         let before = c.clone();
         assert_eq!(c.apply(&cmd), Err(err), "{cmd:?}");
         assert_eq!(*c, before, "a refused {cmd:?} changed the model");
+    }
+
+    #[test]
+    fn syn_proxy_takes_nat_real_servers_only() {
+        let mut c = base();
+        let mut sp = svc(80);
+        sp.syn_proxy = true;
+        c.apply(&Command::EditService(sp.clone())).unwrap();
+        let dr = DestSpec::new(ip("10.0.1.3"), 80, ForwardMethod::Dr);
+        let no = IpvsError::SynProxyNeedsNat {
+            rip: ip("10.0.1.3"),
+            port: 80,
+        };
+        refused(&mut c, Command::AddDest(key(80), dr.clone()), no.clone());
+        let mut to_dr = nat("10.0.1.1", 80, 3);
+        to_dr.method = ForwardMethod::Tun;
+        refused(
+            &mut c,
+            Command::EditDest(key(80), to_dr),
+            IpvsError::SynProxyNeedsNat {
+                rip: ip("10.0.1.1"),
+                port: 80,
+            },
+        );
+        // Without the proxy the DR server goes in; the proxy then cannot be
+        // turned on while it is there.
+        let mut plain = svc(80);
+        plain.syn_proxy = false;
+        c.apply(&Command::EditService(plain)).unwrap();
+        c.apply(&Command::AddDest(key(80), dr)).unwrap();
+        refused(&mut c, Command::EditService(sp), no);
+        assert!(IpvsError::SynProxyNeedsNat {
+            rip: ip("10.0.1.3"),
+            port: 80
+        }
+        .to_string()
+        .contains("10.0.1.3:80"));
     }
 
     #[test]

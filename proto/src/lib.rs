@@ -8,7 +8,8 @@
 //!   one rvs-dp applies and rvsadm checks against.
 //! - `serve`: how a data plane answers commands (queries, changes, paged
 //!   listings, staged restores), shared by rvs-dp and rvsadm's local one.
-//! - `region`, `ring`, `statsarea`, `latency`: the shared-memory region;
+//! - `region`, `ring`, `statsarea`, `statsblock`, `kernelblock`, `latency`:
+//!   the shared-memory region;
 //!   `trust`: whose file and directory the region may be.
 //!
 //! Unsafe code: `region` (mapping the file, header atomics), `ring` and
@@ -17,6 +18,7 @@
 
 pub mod command;
 pub mod ipvs;
+pub mod kernelblock;
 pub mod latency;
 pub mod region;
 pub mod ring;

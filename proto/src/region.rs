@@ -6,6 +6,7 @@
 //! cmd_off      command ring   (tools -> rvs-dp), see ring.rs
 //! reply_off    reply ring     (rvs-dp -> tools), see ring.rs
 //! stats_off    one seqlocked stats slot per worker, see statsarea.rs
+//! kernel_off   one seqlocked slot for the exception path, see kernelblock.rs
 //! ```
 //!
 //! Every section starts on a 64-byte boundary. A tool never trusts the header:
@@ -36,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::kernelblock::{KernelStatsBlock, KERNEL_PORTS, KERNEL_SLOT_BYTES};
 use crate::latency::LATENCY_BUCKETS;
 use crate::statsblock::{STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
 use crate::trust::{self, Distrust};
@@ -43,7 +45,7 @@ use crate::types::DropReason;
 
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
 /// Bump on any change of the header, ring or stats block layout.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 4;
 /// Where rvs-dp serves the region unless `--ctl`, `RVS_CTL` or the config's
 /// `dataplane.ctl` say otherwise; every tool's default. Its directory is
 /// root's (rvs-dp creates it with mode 0700), not the world-writable
@@ -204,6 +206,8 @@ pub(crate) struct Geometry {
     pub reply_len: u64,
     pub stats_off: u64,
     pub stats_len: u64,
+    pub kernel_off: u64,
+    pub kernel_len: u64,
     pub file_size: u64,
 }
 
@@ -219,7 +223,10 @@ impl Geometry {
         let reply_len = ring_len(layout.reply_slots);
         let stats_off = reply_off + reply_len;
         let stats_len = layout.workers as u64 * STATS_SLOT_BYTES as u64;
-        let file_size = align_up(stats_off + stats_len, 4096).ok_or_else(overflow)?;
+        // Slots are whole cache lines, so this stays 64-byte aligned.
+        let kernel_off = stats_off + stats_len;
+        let kernel_len = KERNEL_SLOT_BYTES as u64;
+        let file_size = align_up(kernel_off + kernel_len, 4096).ok_or_else(overflow)?;
         if file_size > MAX_FILE_BYTES {
             return Err(format!(
                 "region would be {file_size} bytes, over the {MAX_FILE_BYTES} cap"
@@ -234,6 +241,8 @@ impl Geometry {
             reply_len,
             stats_off,
             stats_len,
+            kernel_off,
+            kernel_len,
             file_size,
         })
     }
@@ -264,12 +273,18 @@ pub struct Header {
     pub stats_reals: u32,
     pub latency_buckets: u32,
     pub drop_reasons: u32,
+    /// Ports the kernel block has room for (`KERNEL_PORTS`).
+    pub kernel_ports: u32,
+    /// Size of `KernelStatsBlock`.
+    pub kernel_block_bytes: u32,
     pub cmd_off: u64,
     pub cmd_len: u64,
     pub reply_off: u64,
     pub reply_len: u64,
     pub stats_off: u64,
     pub stats_len: u64,
+    pub kernel_off: u64,
+    pub kernel_len: u64,
     /// Command fragments rvs-dp discarded as malformed or left incomplete by a dead tool.
     pub cmd_dropped: AtomicU64,
     /// Reply fragments overwritten before the tool they were for took them.
@@ -501,12 +516,16 @@ impl Region {
                     stats_reals: STATS_REALS as u32,
                     latency_buckets: LATENCY_BUCKETS as u32,
                     drop_reasons: DropReason::COUNT as u32,
+                    kernel_ports: KERNEL_PORTS as u32,
+                    kernel_block_bytes: std::mem::size_of::<KernelStatsBlock>() as u32,
                     cmd_off: geom.cmd_off,
                     cmd_len: geom.cmd_len,
                     reply_off: geom.reply_off,
                     reply_len: geom.reply_len,
                     stats_off: geom.stats_off,
                     stats_len: geom.stats_len,
+                    kernel_off: geom.kernel_off,
+                    kernel_len: geom.kernel_len,
                     cmd_dropped: AtomicU64::new(0),
                     replies_lost: AtomicU64::new(0),
                 },
@@ -574,6 +593,12 @@ impl Region {
             ("stats real servers", h.stats_reals, STATS_REALS as u32),
             ("latency buckets", h.latency_buckets, LATENCY_BUCKETS as u32),
             ("drop reasons", h.drop_reasons, DropReason::COUNT as u32),
+            ("kernel ports", h.kernel_ports, KERNEL_PORTS as u32),
+            (
+                "kernel block bytes",
+                h.kernel_block_bytes,
+                std::mem::size_of::<KernelStatsBlock>() as u32,
+            ),
         ];
         for (what, theirs, mine) in ours {
             if theirs != mine {
@@ -597,6 +622,8 @@ impl Region {
             ("reply_len", h.reply_len, geom.reply_len),
             ("stats_off", h.stats_off, geom.stats_off),
             ("stats_len", h.stats_len, geom.stats_len),
+            ("kernel_off", h.kernel_off, geom.kernel_off),
+            ("kernel_len", h.kernel_len, geom.kernel_len),
             ("file_size", h.file_size, geom.file_size),
             ("file length", len, geom.file_size),
         ];
@@ -697,12 +724,14 @@ mod tests {
     #[test]
     fn default_layout_is_valid_and_sections_are_aligned() {
         let g = Geometry::of(Layout::with_workers(8)).unwrap();
-        for off in [g.cmd_off, g.reply_off, g.stats_off] {
+        for off in [g.cmd_off, g.reply_off, g.stats_off, g.kernel_off] {
             assert_eq!(off % ALIGN, 0);
         }
         assert!(g.cmd_off >= std::mem::size_of::<Header>() as u64);
         assert_eq!(g.file_size % 4096, 0);
-        assert!(g.file_size >= g.stats_off + g.stats_len);
+        assert_eq!(g.kernel_off, g.stats_off + g.stats_len, "sections do not overlap");
+        assert!(g.kernel_len as usize >= 64 + std::mem::size_of::<KernelStatsBlock>());
+        assert!(g.file_size >= g.kernel_off + g.kernel_len);
     }
 
     #[test]

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use crate::region::{
     pid_alive, Geometry, Layout, Region, RegionError, Result, RING_CTL_BYTES, SLOT_HDR_BYTES,
 };
-use crate::statsarea::{monotonic_ns, StatsReader, StatsWriter};
+use crate::statsarea::{monotonic_ns, KernelStatsWriter, StatsReader, StatsWriter};
 
 /// Longest time rvs-dp keeps an untaken reply after publishing it, whatever
 /// deadline its tool announced.
@@ -308,6 +308,12 @@ impl CtlServer {
     /// The stats slot of `worker`, for that worker alone to publish into.
     pub fn stats_writer(&self, worker: usize) -> Result<StatsWriter> {
         StatsWriter::new(self.region.clone(), worker)
+    }
+
+    /// The exception path's slot, for the one thread that moves frames
+    /// between the ports and their kernel interfaces to publish into.
+    pub fn kernel_writer(&self) -> KernelStatsWriter {
+        KernelStatsWriter::new(self.region.clone())
     }
 
     fn max_msg(&self) -> usize {

@@ -8,11 +8,12 @@
 //! (`IpvsConfig::apply`) and gives the data plane the finished copy to commit
 //! as one transaction, or an error and nothing moved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::command::{
-    Command, ConnInfo, IpvsError, Reply, ServiceInfo, WorkerLatency, CONNS_PAGE, LIST_PAGE, RESTORE_IDLE_S,
+    Command, ConnInfo, IpvsError, OwnedAddrs, Reply, ServiceInfo, VipOwned, WorkerLatency, CONNS_PAGE,
+    LIST_PAGE, RESTORE_IDLE_S,
 };
 use crate::ipvs::IpvsConfig;
 
@@ -30,6 +31,8 @@ pub trait DataPlane {
     fn conns(&mut self) -> Vec<ConnInfo>;
     fn latency(&mut self) -> Vec<WorkerLatency>;
     fn conn_tab_size(&self) -> u32;
+    /// The addresses owned now (`OwnedAddrs::all()` without kernel interfaces).
+    fn owned(&self) -> OwnedAddrs;
     /// Puts `next` (already validated) in force as one transaction; `cmds` are
     /// the commands that made it (for what the model does not hold, such as
     /// `-Z`). Returns the generation to wait for before replying.
@@ -105,6 +108,7 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
         Command::List => {
             let mut all = dp.model().list();
             dp.fill_counters(&mut all);
+            mark_owned(&dp.owned(), &mut all);
             (Reply::Services(all), None)
         }
         Command::ListPage { generation, from } => {
@@ -114,6 +118,7 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
             }
             let (mut services, next) = dp.model().list_page(*from, LIST_PAGE as usize);
             dp.fill_counters(&mut services);
+            mark_owned(&dp.owned(), &mut services);
             let page = Reply::ServicesPage {
                 generation: current,
                 services,
@@ -143,6 +148,17 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
             },
             None,
         ),
+        Command::Ownership => {
+            let owned = dp.owned();
+            let vips: BTreeSet<_> = dp.model().services().iter().map(|s| s.spec.vip).collect();
+            let vips = (vips.into_iter())
+                .map(|vip| VipOwned {
+                    vip,
+                    owned: owned.owns(vip),
+                })
+                .collect();
+            (Reply::Ownership { owned, vips }, None)
+        }
         Command::RestoreBegin => {
             let staging = Staging {
                 model: dp.model().clone(),
@@ -217,6 +233,13 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
     }
 }
 
+/// Says of each listed service whether its VIP is owned.
+fn mark_owned(owned: &OwnedAddrs, services: &mut [ServiceInfo]) {
+    for s in services {
+        s.owned = Some(owned.owns(s.spec.vip));
+    }
+}
+
 /// Applies restore commands `base..` to `model`, stopping at the first error
 /// (which names its index in the whole restore). A nested restore is refused
 /// as `IpvsConfig`'s own `Restore` refuses it.
@@ -273,6 +296,8 @@ mod tests {
         model: IpvsConfig,
         generation: u64,
         sessions: Sessions,
+        /// None: everything owned.
+        owned: Option<OwnedAddrs>,
     }
 
     impl DataPlane for Bare {
@@ -294,6 +319,9 @@ mod tests {
         }
         fn conn_tab_size(&self) -> u32 {
             4096
+        }
+        fn owned(&self) -> OwnedAddrs {
+            self.owned.clone().unwrap_or_else(OwnedAddrs::all)
         }
         fn commit(&mut self, next: IpvsConfig, _: &[Command]) -> Result<u64, IpvsError> {
             self.model = next;
@@ -327,6 +355,63 @@ mod tests {
         let (r, _) = handle(dp, cmd);
         assert!(!matches!(r, Reply::Error(_)), "{cmd:?}: {r:?}");
         r
+    }
+
+    /// Listings say of each service whether its VIP is owned, and
+    /// `Ownership` lists the owned addresses and each configured VIP once.
+    #[test]
+    fn ownership_is_listed_and_queried() {
+        let mut dp = Bare::default();
+        for i in [2, 1, 2] {
+            let mut spec = ServiceSpec::new(Proto::Tcp, key(i).vip, 80);
+            if let Reply::Error(_) = handle(&mut dp, &Command::AddService(spec.clone())).0 {
+                spec.port = 443;
+                ok(&mut dp, &Command::AddService(spec));
+            }
+        }
+        let owned_flags = |dp: &mut Bare| match ok(dp, &Command::List) {
+            Reply::Services(s) => s.iter().map(|s| (s.spec.vip, s.owned)).collect::<Vec<_>>(),
+            r => panic!("{r:?}"),
+        };
+        let (a, b) = (key(1).vip, key(2).vip);
+        // No kernel interface: everything is owned.
+        assert!(owned_flags(&mut dp).iter().all(|(_, o)| *o == Some(true)));
+        let want_vips =
+            |oa: bool, ob: bool| vec![VipOwned { vip: a, owned: oa }, VipOwned { vip: b, owned: ob }];
+        assert_eq!(
+            ok(&mut dp, &Command::Ownership),
+            Reply::Ownership {
+                owned: OwnedAddrs::all(),
+                vips: want_vips(true, true)
+            }
+        );
+        // The kernel holds b and a port address: a is not owned.
+        let port_addr = Ipv4Addr::new(10, 9, 0, 1);
+        dp.owned = Some(OwnedAddrs::only([b, port_addr, b]));
+        assert_eq!(dp.owned().addresses, vec![b, port_addr], "sorted, deduplicated");
+        let flags = owned_flags(&mut dp);
+        assert_eq!(flags.len(), 3);
+        for (vip, o) in flags {
+            assert_eq!(o, Some(vip == b), "{vip}");
+        }
+        assert_eq!(
+            ok(&mut dp, &Command::Ownership),
+            Reply::Ownership {
+                owned: OwnedAddrs::only([port_addr, b]),
+                vips: want_vips(false, true)
+            }
+        );
+        let Reply::ServicesPage { services, .. } = ok(
+            &mut dp,
+            &Command::ListPage {
+                generation: None,
+                from: ListCursor::default(),
+            },
+        ) else {
+            panic!()
+        };
+        assert!(services.iter().all(|s| s.owned == Some(s.spec.vip == b)));
+        assert!(Command::Ownership.is_query());
     }
 
     /// Lists `dp` page by page as rvsadm does; also returns the biggest page in bytes.
@@ -369,11 +454,9 @@ mod tests {
         assert_eq!(dp.model.services().len(), 65536);
         assert_eq!(dp.model.dest_count(), 65536);
         let (listed, biggest) = paged(&mut dp);
-        assert_eq!(
-            listed,
-            dp.model.list(),
-            "pages put together are the whole listing"
-        );
+        let mut whole = dp.model.list();
+        mark_owned(&dp.owned(), &mut whole);
+        assert!(listed == whole, "pages put together are the whole listing");
         assert!(biggest < 512 << 10, "a page of {biggest} bytes");
     }
 

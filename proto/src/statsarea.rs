@@ -18,10 +18,18 @@
 //! plane assigns (the same id on every worker). Each traffic block is 40
 //! bytes, so a worker's block is about 55 KB and 16 workers need under 1 MB.
 //! Changing either capacity changes the block and needs an ABI version bump.
+//!
+//! After the workers' slots comes one more slot, with the same seqlock, for
+//! the exception path (`kernelblock::KernelStatsBlock`): the one thread
+//! between the ports and their kernel interfaces publishes its counters
+//! there (`KernelStatsWriter`), and tools read them with
+//! `StatsReader::read_kernel`.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::kernelblock::KERNEL_BLOCK_WORDS;
+pub use crate::kernelblock::{ExceptionCounters, KernelPortStats, KernelStatsBlock, KERNEL_PORTS};
 use crate::region::{Region, RegionError, Result};
 pub use crate::statsblock::{TrafficBlock, WorkerStatsBlock, STATS_REALS, STATS_SERVICES, STATS_SLOT_BYTES};
 use crate::statsblock::{BLOCK_WORDS, SLOT_SEQ_BYTES};
@@ -45,10 +53,66 @@ pub fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The sequence word and the block words of one worker's slot.
+/// The sequence word and the block words of one seqlocked slot.
 struct Slot<'a> {
     seq: &'a AtomicU64,
     words: &'a [AtomicU64],
+}
+
+impl Slot<'_> {
+    /// Stores `src` under the seqlock. One writer per slot.
+    fn store(&self, src: &[u64]) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Odd while writing; a sequence left odd by a crashed predecessor stays odd.
+        let start = seq | 1;
+        self.seq.store(start, Ordering::Relaxed);
+        // Orders the odd sequence before the data stores that follow.
+        fence(Ordering::Release);
+        for (dst, src) in self.words.iter().zip(src.iter()) {
+            dst.store(*src, Ordering::Relaxed);
+        }
+        self.seq.store(start.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Copies the slot into `dst`; false if every try found it being written.
+    fn load(&self, dst: &mut [u64]) -> bool {
+        for attempt in 0..READ_TRIES {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                for (d, src) in dst.iter_mut().zip(self.words.iter()) {
+                    *d = src.load(Ordering::Relaxed);
+                }
+                // Orders the data loads before the re-check of the sequence.
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == before {
+                    return true;
+                }
+            }
+            if attempt > 100 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        false
+    }
+}
+
+/// The slot at byte `off` of the region, with `words` block words.
+///
+/// # Safety
+/// `off` must be 64-byte aligned and `off + SLOT_SEQ_BYTES + 8 * words` must
+/// lie inside the mapping (a section of the validated geometry).
+unsafe fn slot_at(region: &Region, off: usize, words: usize) -> Slot<'_> {
+    // SAFETY: per the contract, inside the mapping and aligned; AtomicU64 has
+    // the layout of u64 and any bit pattern is valid.
+    unsafe {
+        let base = region.base().add(off);
+        Slot {
+            seq: &*(base as *const AtomicU64),
+            words: std::slice::from_raw_parts(base.add(SLOT_SEQ_BYTES) as *const AtomicU64, words),
+        }
+    }
 }
 
 fn slot(region: &Region, worker: usize) -> Result<Slot<'_>> {
@@ -59,15 +123,15 @@ fn slot(region: &Region, worker: usize) -> Result<Slot<'_>> {
     }
     let off = g.stats_off as usize + worker * STATS_SLOT_BYTES;
     // SAFETY: the geometry was validated against the mapping length, the slot
-    // lies inside the stats section, and it is 64-byte aligned. AtomicU64 has
-    // the layout of u64 and any bit pattern is valid.
-    unsafe {
-        let base = region.base().add(off);
-        Ok(Slot {
-            seq: &*(base as *const AtomicU64),
-            words: std::slice::from_raw_parts(base.add(SLOT_SEQ_BYTES) as *const AtomicU64, BLOCK_WORDS),
-        })
-    }
+    // lies inside the stats section, and it is 64-byte aligned.
+    Ok(unsafe { slot_at(region, off, BLOCK_WORDS) })
+}
+
+fn kernel_slot(region: &Region) -> Slot<'_> {
+    let g = region.geometry();
+    // SAFETY: as in `slot`: the kernel section is one validated, 64-byte
+    // aligned slot of KERNEL_SLOT_BYTES.
+    unsafe { slot_at(region, g.kernel_off as usize, KERNEL_BLOCK_WORDS) }
 }
 
 /// A worker's handle on its own stats slot. One writer per slot: rvs-dp hands
@@ -91,23 +155,31 @@ impl StatsWriter {
     /// costs a ~55 KB copy, so call it once every N bursts, not per packet.
     pub fn publish(&self, block: &WorkerStatsBlock) {
         // `new` checked the index, so this cannot fail.
-        let Ok(s) = slot(&self.region, self.worker) else {
-            return;
-        };
-        let seq = s.seq.load(Ordering::Relaxed);
-        // Odd while writing; a sequence left odd by a crashed predecessor stays odd.
-        let start = seq | 1;
-        s.seq.store(start, Ordering::Relaxed);
-        // Orders the odd sequence before the data stores that follow.
-        fence(Ordering::Release);
-        for (dst, src) in s.words.iter().zip(block.words().iter()) {
-            dst.store(*src, Ordering::Relaxed);
+        if let Ok(s) = slot(&self.region, self.worker) {
+            s.store(block.words());
         }
-        s.seq.store(start.wrapping_add(1), Ordering::Release);
     }
 }
 
-/// A tool's read access to every worker's stats slot.
+/// The exception path's handle on the kernel slot. One writer: rvs-dp gives
+/// it to the exception thread alone (see `CtlServer::kernel_writer`).
+pub struct KernelStatsWriter {
+    region: Arc<Region>,
+}
+
+impl KernelStatsWriter {
+    pub(crate) fn new(region: Arc<Region>) -> KernelStatsWriter {
+        KernelStatsWriter { region }
+    }
+
+    /// Copies `block` into the shared slot (about 2 KB). Lock-free and
+    /// allocation-free.
+    pub fn publish(&self, block: &KernelStatsBlock) {
+        kernel_slot(&self.region).store(block.words());
+    }
+}
+
+/// A tool's read access to every worker's stats slot and the kernel slot.
 pub struct StatsReader {
     region: Arc<Region>,
 }
@@ -130,29 +202,19 @@ impl StatsReader {
 
     /// As `read`, into a caller-provided block (avoids a 55 KB stack temporary).
     pub fn read_into(&self, worker: usize, out: &mut WorkerStatsBlock) -> bool {
-        let Ok(s) = slot(&self.region, worker) else {
-            return false;
-        };
-        let dst = out.words_mut();
-        for attempt in 0..READ_TRIES {
-            let before = s.seq.load(Ordering::Acquire);
-            if before & 1 == 0 {
-                for (d, src) in dst.iter_mut().zip(s.words.iter()) {
-                    *d = src.load(Ordering::Relaxed);
-                }
-                // Orders the data loads before the re-check of the sequence.
-                fence(Ordering::Acquire);
-                if s.seq.load(Ordering::Relaxed) == before {
-                    return true;
-                }
-            }
-            if attempt > 100 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+        match slot(&self.region, worker) {
+            Ok(s) => s.load(out.words_mut()),
+            Err(_) => false,
         }
-        false
+    }
+
+    /// A consistent copy of the exception path's last published block, or
+    /// `None` if it kept writing over every try (or died mid-publish). A
+    /// block with `timestamp_ns` 0 was never published: rvs-dp has no kernel
+    /// interface, or has not started its exception path yet.
+    pub fn read_kernel(&self) -> Option<KernelStatsBlock> {
+        let mut b = KernelStatsBlock::default();
+        kernel_slot(&self.region).load(b.words_mut()).then_some(b)
     }
 }
 
@@ -203,6 +265,98 @@ mod tests {
         assert_eq!(r.read(1).map(|b| b.rx_pkts), Some(6));
         assert!(r.read(2).is_none());
         assert!(server.stats_writer(2).is_err());
+    }
+
+    fn scratch_server(name: &str, workers: u32) -> crate::ring::CtlServer {
+        let dir = if std::path::Path::new("/dev/shm").is_dir() {
+            "/dev/shm".into()
+        } else {
+            std::env::temp_dir()
+        };
+        let path = dir.join(format!(
+            "rvs-unit-{}-{name}-{}.ctl",
+            std::process::id(),
+            monotonic_ns()
+        ));
+        crate::ring::CtlServer::create(&path, crate::region::Layout::with_workers(workers)).unwrap()
+    }
+
+    #[test]
+    fn kernel_block_round_trips_and_leaves_the_workers_alone() {
+        let server = scratch_server("kernel", 2);
+        let r = StatsReader::new(server.region().clone());
+        // Never published: all zero, timestamp 0.
+        let fresh = r.read_kernel().unwrap();
+        assert_eq!((fresh.timestamp_ns, fresh.ports().len()), (0, 0));
+
+        let w1 = server.stats_writer(1).unwrap();
+        let mut wb = WorkerStatsBlock::new_boxed();
+        wb.rx_pkts = u64::MAX;
+        wb.latency.counts[crate::latency::LATENCY_BUCKETS - 1] = u64::MAX;
+        w1.publish(&wb);
+
+        let k = server.kernel_writer();
+        let mut b = KernelStatsBlock {
+            timestamp_ns: 42,
+            ..KernelStatsBlock::default()
+        };
+        let c = ExceptionCounters {
+            up: 10,
+            down: 20,
+            up_ratelimited: 1,
+            up_txfull: 2,
+            down_bad: 3,
+            down_txfull: 4,
+        };
+        b.push(KernelPortStats::new(0, "k0", c)).unwrap();
+        for i in 1..KERNEL_PORTS {
+            let c = ExceptionCounters {
+                up: u64::MAX - i as u64,
+                ..ExceptionCounters::default()
+            };
+            b.push(KernelPortStats::new(i as u16, &format!("if{i}"), c))
+                .unwrap();
+        }
+        k.publish(&b);
+        let got = r.read_kernel().unwrap();
+        assert_eq!(got, b);
+        assert_eq!(got.ports()[0].iface(), "k0");
+        assert_eq!(got.ports()[0].counters, c);
+        assert_eq!(
+            got.ports()[KERNEL_PORTS - 1].iface(),
+            format!("if{}", KERNEL_PORTS - 1)
+        );
+        // The last worker's slot, just below the kernel slot, is untouched.
+        let back = r.read(1).unwrap();
+        assert_eq!(back.rx_pkts, u64::MAX);
+        assert_eq!(back.latency.counts[crate::latency::LATENCY_BUCKETS - 1], u64::MAX);
+        // And the kernel slot survives a worker publishing again.
+        w1.publish(&WorkerStatsBlock::new_boxed());
+        assert_eq!(r.read_kernel().unwrap(), b);
+
+        // A tool that opens the region sees the same block.
+        let client = crate::ring::CtlClient::open(server.region().path()).unwrap();
+        assert_eq!(client.stats().read_kernel().unwrap(), b);
+
+        // Dying mid-publish makes reads fail, not tear; the next publish heals.
+        kernel_slot(server.region()).seq.fetch_add(1, Ordering::Relaxed);
+        assert!(r.read_kernel().is_none());
+        assert!(r.read(0).is_some(), "workers unaffected");
+        b.timestamp_ns = 43;
+        k.publish(&b);
+        assert_eq!(r.read_kernel().map(|b| b.timestamp_ns), Some(43));
+    }
+
+    #[test]
+    fn a_torn_count_from_the_region_is_clamped() {
+        let server = scratch_server("kernel-count", 1);
+        let b = KernelStatsBlock {
+            count: KERNEL_PORTS as u64 + 1000,
+            ..KernelStatsBlock::default()
+        };
+        server.kernel_writer().publish(&b);
+        let got = StatsReader::new(server.region().clone()).read_kernel().unwrap();
+        assert_eq!(got.ports().len(), KERNEL_PORTS);
     }
 
     #[test]

@@ -214,10 +214,16 @@ pub enum DropReason {
     /// connection (established NAT traffic keeps its wrong checksum: the
     /// incremental update carries the error through to the receiver).
     BadL4Checksum,
+    /// SYN proxy: an ACK matching no connection whose acknowledgment is no
+    /// valid cookie (forged, expired, or for another tuple).
+    SynProxyBadCookie,
+    /// SYN proxy: a packet of a connection whose real server has not
+    /// answered the director's SYN yet (the client resends it).
+    SynProxyWaiting,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::BadL4Checksum as usize + 1;
+    pub const COUNT: usize = DropReason::SynProxyWaiting as usize + 1;
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedL2,
@@ -251,6 +257,8 @@ impl DropReason {
         DropReason::VipNotOwned,
         DropReason::KernelQueueFull,
         DropReason::BadL4Checksum,
+        DropReason::SynProxyBadCookie,
+        DropReason::SynProxyWaiting,
     ];
 
     /// snake_case name for metrics labels and listings.
@@ -287,6 +295,8 @@ impl DropReason {
             DropReason::VipNotOwned => "vip_not_owned",
             DropReason::KernelQueueFull => "kernel_queue_full",
             DropReason::BadL4Checksum => "bad_l4_checksum",
+            DropReason::SynProxyBadCookie => "synproxy_bad_cookie",
+            DropReason::SynProxyWaiting => "synproxy_waiting",
         }
     }
 }

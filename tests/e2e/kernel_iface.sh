@@ -9,6 +9,8 @@
 # 3. `ip addr add VIP/32 dev k0`: ARP answered, the service forwards;
 # 4. `ip addr del`: it stops again;
 # 5. the exit report counts frames up and down the exception path.
+# Live, `rvsadm --kernel --json` (and `-Ln --json`) show the VIP owned or
+# not at each step, and k0's frames up and down counted while running.
 source "$(dirname "$0")/lib.sh"
 P=ki
 VIP=10.1.0.100
@@ -24,6 +26,18 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# rvsadm against this rvs-dp's control region.
+adm_ki() { RVS_CTL="$work/rvs.ctl" "$RVSADM" "$@"; }
+# kjson EXPR: a Python expression over `rvsadm --kernel --json` (as j).
+kjson() { adm_ki --kernel --json | python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+# owned_in_list: the "owned" flag of the one service in `rvsadm -Ln --json`.
+owned_in_list() { adm_ki -Ln --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["Services"][0].get("owned"))'; }
+# wait_kjson EXPR WANT: up to 2 s for EXPR to print WANT (what it printed last).
+wait_kjson() {
+  local got=""
+  for _ in $(seq 20); do got=$(kjson "$1" 2>&1) && [ "$got" = "$2" ] && break; sleep 0.1; done
+  echo "$got"
+}
 cleanup_quiet() { cleanup >/dev/null 2>&1; work=$(mktemp -d /tmp/rvs-e2e-ki.XXXXXX); }
 cleanup_quiet
 
@@ -92,10 +106,22 @@ grep -q "mac $mac_k0" "$work/dp.log" && ok "k0 carries the port's MAC ($mac_k0)"
 grep -q "warning: VIP $VIP has services but is on no kernel interface" "$work/dp.log" \
   && ok "warned about the VIP on no kernel interface" || fail "no warning about the unowned VIP"
 
+say "rvsadm --kernel --json: k0 listed, its address owned, the VIP not"
+expect_eq "$(wait_kjson 'j["ports"][0]["iface"], j["ports"][0]["port"]' "k0 0")" "k0 0" "k0, port 0"
+expect_eq "$(kjson 'j["owned"]["all"], "10.1.0.1" in j["owned"]["addresses"]')" "False True" "not all owned, 10.1.0.1 owned"
+expect_eq "$(kjson "j['vips']['$VIP']")" False "VIP $VIP not owned"
+expect_eq "$(owned_in_list)" False "-Ln --json: the service's VIP not owned"
+
 say "ping the port's address: the kernel answers through the tap"
 if nsx $P-c ping -c 3 -i 0.2 -W 1 10.1.0.1 >/dev/null; then ok "ping 10.1.0.1"; else fail "ping 10.1.0.1"; fi
 rx=$(nsx $P-d cat /sys/class/net/k0/statistics/rx_packets)
 [ "$rx" -gt 0 ] && ok "k0 received $rx frames" || fail "k0 received nothing"
+# Published every 100 ms by the exception thread.
+moved=$(wait_kjson 'j["ports"][0]["up"] > 0 and j["ports"][0]["down"] > 0' True)
+live=$(kjson 'j["ports"][0]["up"], j["ports"][0]["down"], j["ports"][0]["dropped"]') || live="(rvsadm failed)"
+[ "$moved" = True ] && ok "rvsadm --kernel --json while running: (up, down, dropped) = $live" \
+  || fail "rvsadm --kernel --json: nothing counted up and down: $live"
+adm_ki --kernel | sed 's/^/   | /'
 
 http() { nsx $P-c curl -s -m "${1:-1}" "http://$VIP/" || echo FAILED; }
 say "VIP on no kernel interface: not owned"
@@ -110,11 +136,17 @@ for _ in $(seq 50); do grep -q "owns VIP $VIP" "$work/dp.log" && break; sleep 0.
 grep -q "owns VIP $VIP" "$work/dp.log" && ok "logged: $(grep "owns VIP $VIP" "$work/dp.log" | tail -1)" || fail "ownership not logged"
 expect_eq "$(http 3)" s1 "the service forwards"
 expect_eq "$(nsx $P-c ip neigh show $VIP | grep -o 'lladdr [^ ]*' | cut -d' ' -f2)" "$mac_k0" "ARP for the VIP answered with the port's MAC"
+expect_eq "$(wait_kjson "j['vips']['$VIP']" True)" True "rvsadm --kernel --json: VIP owned"
+expect_eq "$(kjson "'$VIP' in j['owned']['addresses']")" True "rvsadm --kernel --json: VIP among the owned addresses"
+expect_eq "$(owned_in_list)" True "-Ln --json: the service's VIP owned"
 
 say "ip addr del: not owned again"
 nsx $P-d ip addr del $VIP/32 dev k0
 for _ in $(seq 50); do grep -q "no longer owns VIP $VIP" "$work/dp.log" && break; sleep 0.1; done
 grep -q "no longer owns VIP $VIP" "$work/dp.log" && ok "logged release" || fail "release not logged"
+expect_eq "$(wait_kjson "j['vips']['$VIP']" False)" False "rvsadm --kernel --json: VIP no longer owned"
+expect_eq "$(owned_in_list)" False "-Ln --json: the service's VIP no longer owned"
+live_up=$(kjson 'j["ports"][0]["up"]') || live_up=0
 expect_eq "$(http)" FAILED "no service after removal (the client still has the MAC: vip_not_owned)"
 nsx $P-c ip neigh flush dev eth0
 expect_eq "$(http)" FAILED "no service after removal (fresh ARP)"
@@ -128,6 +160,8 @@ up=$(sed -n 's/^kernel k0 .* up \([0-9]*\) down \([0-9]*\).*/\1/p' "$work/dp.out
 down=$(sed -n 's/^kernel k0 .* up \([0-9]*\) down \([0-9]*\).*/\2/p' "$work/dp.out")
 [ "${up:-0}" -gt 0 ] && ok "up $up" || fail "nothing went up"
 [ "${down:-0}" -gt 0 ] && ok "down $down" || fail "nothing came down"
+[ "${up:-0}" -ge "${live_up:-0}" ] && [ "${live_up:-0}" -gt 0 ] \
+  && ok "exit report's up ($up) >= the last live value ($live_up)" || fail "exit up $up, live up $live_up"
 grep -q "drop.vip_not_owned [1-9]" "$work/dp.out" && ok "vip_not_owned counted" || fail "vip_not_owned not counted"
 
 if [ "$FAILS" -gt 0 ]; then echo "kernel_iface: $FAILS check(s) failed"; cat "$work/dp.log"; exit 1; fi

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Hardening item 2: a SYN flood must not lock real clients out.
+# Hardening item 2: a SYN flood must not lock real clients out, with and
+# without the SYN proxy.
 #   tests/e2e/syn_flood.sh     (hping3 from apt; RVS_LAB names the lab)
-# NAT lab with a 2097152-entry table (SYN_FLOOD_CAPACITY). Under a flood, a
-# client's embryonic entry lives about capacity / flood rate seconds (the
-# flood's SYNs take the oldest slots). hping3 reaches 140-400 K SYN/s here, so
-# that is 5-15 s: enough for a handshake that needs retransmissions (about a
-# third of the frames are lost in this lab, see curl_every_50ms). With 262144
-# entries at 391 K/s (0.7 s) 3% of the curls failed that way, with 1048576 at
-# 350 K/s (3 s) up to 1%, and
-# with 65536 entries (0.4 s) some 1.5% of the curls failed that way. The client namespace
-# floods the VIP with random-source SYNs for FLOOD_S seconds at hping3's
-# fastest rate, while the real client (10.1.0.10) fetches http://VIP/ every
-# 50 ms, during the flood and for AFTER_S seconds after it. Passes when at
-# least 99% of the curls during the flood and 100% of those after it succeed.
-# Prints both rates, the flood's size and rvs-dp's counters (drops by reason,
-# embryonic_evicted).
+# NAT lab with a 2097152-entry table (SYN_FLOOD_CAPACITY). The client
+# namespace floods the VIP with random-source SYNs for FLOOD_S seconds at
+# hping3's fastest rate, while the real client (10.1.0.10) fetches
+# http://VIP/ every 50 ms, during the flood and for AFTER_S seconds after it.
+# Twice: first plain (every SYN takes a table entry), then, on a fresh
+# rvs-dp, with the service's SYN proxy (-j enable: SYNs are answered with
+# cookies and take no entry). Each run passes when at least 99% of the curls
+# during the flood and 100% of those after it succeed; the proxy must do
+# better: the flood leaves (almost) nothing in its table. Prints the rates,
+# the flood's size, the table after it and rvs-dp's counters.
+#
+# Without the proxy, a client's embryonic entry lives about capacity / flood
+# rate seconds (the flood's SYNs take the oldest slots). hping3 reaches
+# 140-400 K SYN/s here, so that is 5-15 s: enough for a handshake that needs
+# retransmissions (about a third of the frames are lost in this lab, see
+# curl_every_50ms). With 262144 entries at 391 K/s (0.7 s) 3% of the curls
+# failed that way, with 1048576 at 350 K/s (3 s) up to 1%, and with 65536
+# entries (0.4 s) some 1.5%.
 #
 # The spoofed sources stay in the lab: every interface of its namespaces is a
 # veth whose peer is in another lab namespace (checked below), so nothing
-# routes out; the servers' SYN-ACKs to them end at the director (no_route).
+# routes out; the servers' SYN-ACKs (and the proxy's) to them end in the lab.
 source "$(dirname "$0")/lib.sh"
 MODE=nat
 CAP=${SYN_FLOOD_CAPACITY:-2097152}
@@ -87,37 +92,71 @@ pct_ok() {  # pct_ok FILE MIN: true when at least MIN percent of its curls succe
   [ "$total" -gt 0 ] && awk -v o="$ok" -v t="$total" -v m="$2" 'BEGIN { exit !(100 * o >= m * t) }'
 }
 
-say "a ${FLOOD_S} s random-source SYN flood, a curl every 50 ms"
-# timeout bounds it (SIGINT, so hping3 prints its count; SIGKILL 3 s later);
-# stop_flood and lab_down bound it again if this script dies first.
-ip netns exec "$RVS_LAB-c" timeout -s INT -k 3 "$FLOOD_S" \
-  hping3 -S -p 80 --flood --rand-source "$VIP" >"$work/hping.log" 2>&1 &
-flood_pid=$!
-: >"$work/during"
-curl_every_50ms "$FLOOD_S" "$work/during"
-stop_flood
-sent=$(grep -o '^[0-9]* packets transmitted' "$work/hping.log" | cut -d' ' -f1)
-echo "   hping3: ${sent:-?} SYNs in ${FLOOD_S} s ($(( ${sent:-0} / FLOOD_S )) per second)"
-adm -Lnc | awk 'NR > 2 {n[$3]++} END {for (s in n) printf "   table: %s %d\n", s, n[s]}' | sort
+# flood_run NAME: the flood, the curls during and after it; checks and
+# records the rates and the table's size after the flood.
+flood_run() {
+  local name=$1
+  say "$name: a ${FLOOD_S} s random-source SYN flood, a curl every 50 ms"
+  # timeout bounds it (SIGINT, so hping3 prints its count; SIGKILL 3 s later);
+  # stop_flood and lab_down bound it again if this script dies first.
+  ip netns exec "$RVS_LAB-c" timeout -s INT -k 3 "$FLOOD_S" \
+    hping3 -S -p 80 --flood --rand-source "$VIP" >"$work/hping-$name.log" 2>&1 &
+  flood_pid=$!
+  : >"$work/during-$name"
+  curl_every_50ms "$FLOOD_S" "$work/during-$name"
+  stop_flood
+  local sent entries
+  sent=$(grep -o '^[0-9]* packets transmitted' "$work/hping-$name.log" | cut -d' ' -f1)
+  echo "   hping3: ${sent:-?} SYNs in ${FLOOD_S} s ($(( ${sent:-0} / FLOOD_S )) per second)"
+  entries=$(adm -Lnc | awk 'NR > 2' | wc -l)
+  adm -Lnc | awk 'NR > 2 {n[$3]++} END {for (s in n) printf "   table: %s %d\n", s, n[s]}' | sort
+  echo "   table after the flood: $entries entries"
+  say "$name: after the flood, ${AFTER_S} s more of curls"
+  : >"$work/after-$name"
+  curl_every_50ms "$AFTER_S" "$work/after-$name"
+  local during after
+  during=$(rate "$work/during-$name"); after=$(rate "$work/after-$name")
+  echo "   curls during the flood: $during"
+  echo "   curls after the flood:  $after"
+  pct_ok "$work/during-$name" 99 && ok "$name, during the flood: $during succeeded (>= 99%)" \
+    || fail "$name, during the flood: only $during succeeded (want >= 99%)"
+  pct_ok "$work/after-$name" 100 && ok "$name, after the flood: $after succeeded (100%)" \
+    || fail "$name, after the flood: only $after succeeded (want 100%)"
+  echo "$name | ${sent:-0} | $entries | $during | $after" >>"$work/summary"
+  eval "entries_$name=$entries sent_$name=${sent:-0}"
+}
 
-say "after the flood: ${AFTER_S} s more of curls"
-: >"$work/after"
-curl_every_50ms "$AFTER_S" "$work/after"
+flood_run plain
 
-during=$(rate "$work/during"); after=$(rate "$work/after")
-echo "   curls during the flood: $during"
-echo "   curls after the flood:  $after"
-pct_ok "$work/during" 99 && ok "during the flood: $during succeeded (>= 99%)" \
-  || fail "during the flood: only $during succeeded (want >= 99%)"
-pct_ok "$work/after" 100 && ok "after the flood: $after succeeded (100%)" \
-  || fail "after the flood: only $after succeeded (want 100%)"
+say "a fresh rvs-dp; the service with its SYN proxy (-j enable)"
+"$LAB" restart-dp >/dev/null
+for _ in $(seq 100); do adm -Ln >/dev/null 2>&1 && break; sleep 0.2; done
+adm -A -t $VIP:80 -s rr -j enable || die "rvsadm -A -j enable"
+for i in 1 2 3; do adm -a -t $VIP:80 -r "$(rs_addr $i):80" -m -w 1 || die "rvsadm -a"; done
+expect_eq "$(adm -Ln | grep -c 'rr synproxy')" 1 "-Ln shows the proxy"
+expect_eq "$(http_spread 3)" "s1=1 s2=1 s3=1 failed=0" "the proxied service answers before the flood"
+flood_run proxy
+
+say "the proxy does better"
+echo "   run | SYNs sent | table entries after | curls during | curls after"
+sed 's/^/   /' "$work/summary"
+# Each curl leaves one entry; the flood's SYNs may leave none.
+[ "$sent_proxy" -gt 0 ] && [ "$entries_proxy" -lt $(( sent_proxy / 100 )) ] \
+  && ok "with the proxy the flood left $entries_proxy entries of $sent_proxy SYNs (< 1%)" \
+  || fail "with the proxy the flood left $entries_proxy entries of $sent_proxy SYNs"
+[ "$entries_proxy" -lt "$entries_plain" ] \
+  && ok "fewer entries than without it ($entries_proxy < $entries_plain)" \
+  || fail "the proxy left as many entries as no proxy ($entries_proxy >= $entries_plain)"
 
 say "rvs-dp's counters"
 lab_down
 dplog=/tmp/$RVS_LAB-lab-last-dp.log
-line=$(grep '^worker 0:' "$dplog" | tail -1)
-echo "   rx $(sed -n 's/.* rx \([0-9]*\) .*/\1/p' <<<"$line") conns $(sed -n 's/.* conns \([0-9]*\) .*/\1/p' <<<"$line")"
-grep -oE '(drop\.[a-z0-9_]+|embryonic_evicted) [0-9]+' <<<"$line" | sed 's/^/   /' || true
+for run in plain proxy; do
+  # One exit report per rvs-dp: the first is the plain run's, the last the proxy's.
+  if [ $run = plain ]; then line=$(grep '^worker 0:' "$dplog" | head -1); else line=$(grep '^worker 0:' "$dplog" | tail -1); fi
+  echo "   $run: rx $(sed -n 's/.* rx \([0-9]*\) .*/\1/p' <<<"$line") conns $(sed -n 's/.* conns \([0-9]*\) .*/\1/p' <<<"$line")"
+  grep -oE '(drop\.[a-z0-9_]+|embryonic_evicted|synproxy_[a-z_]+) [0-9]+' <<<"$line" | sed 's/^/     /' || true
+done
 
 if [ "$FAILS" -gt 0 ]; then echo "e2e syn flood: $FAILS check(s) failed"; exit 1; fi
 echo "e2e syn flood: all checks passed"

@@ -1,6 +1,7 @@
 //! ipvsadm's listings, column for column: `-L` in its plain, `--stats`,
 //! `--rate`, `--thresholds`, `--persistent-conn` and `--tun-info` forms,
-//! `-c`, `--timeout` and `-S`.
+//! `-c`, `--timeout` and `-S`; and rvs's own `--latency`, `--drops` and
+//! `--kernel`.
 //!
 //! Addresses and ports are always printed numerically: ipvsadm without `-n`
 //! resolves them to host and service names, which rvsadm does not do, so
@@ -10,7 +11,10 @@ use std::cmp::Ordering;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::{ConnInfo, DestInfo, IpvsTimeouts, ServiceInfo, ServiceSpec, WorkerLatency};
+use rvs_proto::command::{
+    ConnInfo, DestInfo, IpvsTimeouts, OwnedAddrs, ServiceInfo, ServiceSpec, VipOwned, WorkerLatency,
+};
+use rvs_proto::kernelblock::{KernelPortStats, KERNEL_DROP_REASONS};
 use rvs_proto::types::{DropReason, ForwardMethod, Proto};
 
 use super::parse::ListOpts;
@@ -149,6 +153,10 @@ pub fn service_entry(s: &ServiceInfo, o: &ListOpts) -> String {
                 let _ = write!(out, " mask {m}");
             }
         }
+        if s.spec.syn_proxy {
+            // As DPVS's ipvsadm lists it.
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
 
@@ -265,6 +273,9 @@ pub fn save(services: &[ServiceInfo]) -> String {
         if let Some(f) = sched_flags(spec) {
             let _ = write!(out, " -b {f}");
         }
+        if spec.syn_proxy {
+            out.push_str(" -j enable");
+        }
         out.push('\n');
         let mut dests: Vec<&DestInfo> = s.dests.iter().collect();
         dests.sort_by_key(|d| (d.spec.rip, d.spec.port));
@@ -354,6 +365,86 @@ pub fn drops(d: &[u64; DropReason::COUNT]) -> String {
     }
     let _ = writeln!(out, "{:<20} {:>14}", "total", d.iter().sum::<u64>());
     out
+}
+
+/// `rvsadm --kernel` (rvs only): each kernel interface's exception-path
+/// counters (frames up to the kernel, down from it, dropped by reason), the
+/// addresses the director owns, and each configured VIP's state.
+pub fn kernel(ports: &[KernelPortStats], owned: &OwnedAddrs, vips: &[VipOwned]) -> String {
+    let mut out = String::new();
+    if ports.is_empty() {
+        out.push_str("No kernel interface\n");
+    } else {
+        let _ = write!(
+            out,
+            "{:<16} {:>4} {:>12} {:>12} {:>12}",
+            "Kernel iface", "Port", "Up", "Down", "Dropped"
+        );
+        for r in KERNEL_DROP_REASONS {
+            let _ = write!(out, " {r:>14}");
+        }
+        out.push('\n');
+        for p in ports {
+            let c = &p.counters;
+            let _ = write!(
+                out,
+                "{:<16} {:>4} {:>12} {:>12} {:>12}",
+                p.iface(),
+                p.port,
+                c.up,
+                c.down,
+                c.dropped()
+            );
+            for (_, n) in c.drops() {
+                let _ = write!(out, " {n:>14}");
+            }
+            out.push('\n');
+        }
+    }
+    if owned.all {
+        out.push_str("Owned: every VIP (no kernel interface decides)\n");
+    } else if owned.addresses.is_empty() {
+        out.push_str("Owned: nothing\n");
+    } else {
+        let list: Vec<String> = owned.addresses.iter().map(Ipv4Addr::to_string).collect();
+        let _ = writeln!(out, "Owned: {}", list.join(" "));
+    }
+    if !vips.is_empty() {
+        let _ = writeln!(out, "{:<16} Owned", "VIP");
+        for v in vips {
+            let _ = writeln!(out, "{:<16} {}", v.vip, if v.owned { "yes" } else { "no" });
+        }
+    }
+    out
+}
+
+/// `rvsadm --kernel --json`: `ports` (one object per kernel interface:
+/// port, iface, up, down, dropped and each drop reason), `owned` (`all`,
+/// `addresses`) and `vips` (each configured VIP: true if owned).
+pub fn kernel_json(ports: &[KernelPortStats], owned: &OwnedAddrs, vips: &[VipOwned]) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|p| {
+            let c = &p.counters;
+            let mut o = Map::new();
+            o.insert("port".into(), p.port.into());
+            o.insert("iface".into(), p.iface().into());
+            o.insert("up".into(), c.up.into());
+            o.insert("down".into(), c.down.into());
+            o.insert("dropped".into(), c.dropped().into());
+            for (r, n) in c.drops() {
+                o.insert(r.into(), n.into());
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let vips: Map<String, Value> = vips.iter().map(|v| (v.vip.to_string(), v.owned.into())).collect();
+    json!({
+        "ports": ports,
+        "owned": { "all": owned.all, "addresses": owned.addresses },
+        "vips": vips,
+    })
 }
 
 #[cfg(test)]

@@ -20,8 +20,11 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::{Command, ConnInfo, IpvsError, Rates, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::command::{
+    Command, ConnInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+};
 use rvs_proto::ipvs::IpvsConfig;
+use rvs_proto::kernelblock::KernelStatsBlock;
 use rvs_proto::serve::{self, DataPlane, Sessions};
 use rvs_proto::types::{DropReason, ServiceKey, TrafficTotals};
 
@@ -36,6 +39,12 @@ pub trait CtlTransport {
     /// stats area; the workers count them, the control thread does not).
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         anyhow::bail!("this data plane reports no drop counters")
+    }
+
+    /// The exception path's last published counters, per port with a kernel
+    /// interface (rvs-dp's stats area; its kernel thread counts them).
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        anyhow::bail!("this data plane reports no kernel interface counters")
     }
 }
 
@@ -62,6 +71,9 @@ pub struct LocalTransport {
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
+    pub kernel: KernelStatsBlock,
+    /// What the data plane owns (every VIP unless a test says otherwise).
+    pub owned: OwnedAddrs,
     pub conn_tab_size: u32,
     pub generation: u64,
     pub sessions: Sessions,
@@ -76,6 +88,8 @@ impl Default for LocalTransport {
             conns: Vec::new(),
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
+            kernel: KernelStatsBlock::default(),
+            owned: OwnedAddrs::all(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
             generation: 0,
@@ -149,6 +163,9 @@ impl DataPlane for LocalTransport {
     fn conn_tab_size(&self) -> u32 {
         self.conn_tab_size
     }
+    fn owned(&self) -> OwnedAddrs {
+        self.owned.clone()
+    }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.config = next;
         for z in cmds.iter().flat_map(Self::zeroes_in) {
@@ -166,6 +183,9 @@ impl CtlTransport for LocalTransport {
     fn drops(&mut self) -> anyhow::Result<[u64; DropReason::COUNT]> {
         Ok(self.drops)
     }
+    fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
+        Ok(self.kernel)
+    }
 }
 
 const USAGE: &str = "\
@@ -182,6 +202,9 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
   rvsadm --drops [--json]
+  rvsadm --kernel [--json]
+  rvsadm --start-daemon state --mcast-interface interface [daemon-options]
+  rvsadm --stop-daemon state
   rvsadm -h
 
 Commands (long or short):
@@ -197,6 +220,8 @@ Commands (long or short):
   --list            -L|-l     list the table
   --zero            -Z        zero the counters of one service or all
   --set tcp tcpfin udp        set connection timeouts in seconds (0 keeps one)
+  --start-daemon master|backup  start a connection sync daemon (IPVS sync v1)
+  --stop-daemon master|backup   stop it
   --help            -h        this text
 
 virtual-service:
@@ -228,6 +253,15 @@ Options:
   --json                      print the data plane's reply as JSON
   --latency                   per-worker packet latency percentiles
   --drops                     packets not forwarded, by reason, over all workers
+  --kernel                    kernel interfaces: frames up, down and dropped;
+                              the addresses owned and each VIP's state
+  --daemon                    list the sync daemons (-L --daemon)
+  --mcast-interface interface a kernel interface (exception path) for sync traffic
+  --syncid sid                syncid 0..255 (a backup with 0 takes every syncid)
+  --sync-maxlen length        largest sync message payload (default 1472)
+  --mcast-group address       multicast group (default 224.0.0.81)
+  --mcast-port port           UDP port (default 8848)
+  --mcast-ttl ttl             multicast TTL (default 1)
 ";
 
 fn out(w: &mut dyn Write, s: &str) {
@@ -363,6 +397,27 @@ pub fn run(
                 2
             }
         },
+        Action::List(ListWhat::Kernel, opts) => {
+            let block = match transport.kernel() {
+                Ok(b) => b,
+                Err(e) => {
+                    out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
+                    return 2;
+                }
+            };
+            let (owned, vips) = match exchange::ask(transport, &Command::Ownership) {
+                Ok(Reply::Ownership { owned, vips }) => (owned, vips),
+                Ok(r) => return unexpected(stderr, &r),
+                Err(e) => return failed(stderr, e, 1),
+            };
+            if opts.json {
+                let v = format::kernel_json(block.ports(), &owned, &vips);
+                out(stdout, &(v.to_string() + "\n"));
+            } else {
+                out(stdout, &format::kernel(block.ports(), &owned, &vips));
+            }
+            0
+        }
         Action::Save { .. } => match exchange::list_services(transport) {
             Ok(s) => {
                 out(stdout, &format::save(&s));
@@ -378,8 +433,9 @@ pub fn run(
                 ListWhat::Conns => exchange::list_conns(transport).map(Reply::Conns),
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
-                // Answered by the arm above, from the stats area.
-                ListWhat::Drops => return 1,
+                ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
+                // Answered by the arms above, from the stats area.
+                ListWhat::Drops | ListWhat::Kernel => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,
@@ -443,6 +499,15 @@ pub fn run(
                 }
                 (ListWhat::Latency, Reply::Latency(l)) => {
                     out(stdout, &format::latency(&l));
+                    0
+                }
+                (ListWhat::Daemons, r @ Reply::Daemons(_)) if opts.json => {
+                    out(stdout, &json(&r));
+                    0
+                }
+                (ListWhat::Daemons, Reply::Daemons(d)) => {
+                    let text: String = d.iter().map(|s| s.ipvsadm_line() + "\n").collect();
+                    out(stdout, &text);
                     0
                 }
                 (_, r) => unexpected(stderr, &r),

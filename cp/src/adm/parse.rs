@@ -15,14 +15,15 @@
 //!   looked up in a small built-in table rather than /etc/services;
 //! - a `-g`/`-i` real server given a port different from the service's is an
 //!   error, where ipvsadm silently replaces it by the service's port;
-//! - fwmark, SCTP, IPv6, one-packet scheduling, persistence engines, GUE and
-//!   the sync daemon are refused with an explicit "not supported".
+//! - fwmark, SCTP, IPv6, one-packet scheduling, persistence engines and GUE
+//!   are refused with an explicit "not supported";
+//! - the sync daemon's options come last in the legality table, after rvs's own.
 
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{
-    Command, DestSpec, IpvsError, ServiceSpec, DEFAULT_PERSISTENT_TIMEOUT_S, DEFAULT_SCHEDULER,
-    MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
+    Command, DaemonRole, DestSpec, IpvsError, ServiceSpec, SyncDaemonSpec, DEFAULT_PERSISTENT_TIMEOUT_S,
+    DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT, SYNC_MAX_MAXLEN,
 };
 use rvs_proto::types::{ForwardMethod, Proto, SchedFlags, ServiceKey};
 
@@ -67,6 +68,10 @@ pub enum ListWhat {
     Latency,
     /// `--drops` (rvs only)
     Drops,
+    /// `-L --daemon`
+    Daemons,
+    /// `--kernel` (rvs only): the exception path's counters, VIP ownership
+    Kernel,
 }
 
 /// `-L`'s output options.
@@ -114,6 +119,8 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    StartDaemon,
+    StopDaemon,
 }
 
 impl Cmd {
@@ -132,13 +139,15 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
         }
     }
 }
 
 /// Options as ipvsadm counts them for its legality table, in its order (the
 /// order decides which of two conflicting options a message names first).
-/// `json`, `latency` and `drops` are rvs's own and come last.
+/// `json`, `latency`, `drops` and `kernel` are rvs's own and come last.
 mod opt {
     pub const NUMERIC: usize = 0;
     pub const CONNECTION: usize = 1;
@@ -164,7 +173,16 @@ mod opt {
     pub const JSON: usize = 21;
     pub const LATENCY: usize = 22;
     pub const DROPS: usize = 23;
-    pub const COUNT: usize = 24;
+    pub const KERNEL: usize = 24;
+    pub const DAEMON: usize = 25;
+    pub const MCAST: usize = 26;
+    pub const SYNCID: usize = 27;
+    pub const SYNC_MAXLEN: usize = 28;
+    pub const MCAST_GROUP: usize = 29;
+    pub const MCAST_PORT: usize = 30;
+    pub const MCAST_TTL: usize = 31;
+    pub const SYN_PROXY: usize = 32;
+    pub const COUNT: usize = 33;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -191,23 +209,34 @@ mod opt {
         "json",
         "latency",
         "drops",
+        "kernel",
+        "daemon",
+        "mcast-interface",
+        "syncid",
+        "sync-maxlen",
+        "mcast-group",
+        "mcast-port",
+        "mcast-ttl",
+        "syn-proxy",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d
-    //                               c             o t a h c o x   n y s a
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j
+    //                               c             o t a h c o x   n y s a a r c y y g p t
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxx",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 11",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx ",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxx",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     x",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     }
 }
 
@@ -246,6 +275,17 @@ enum Id {
     Json,
     Latency,
     Drops,
+    Kernel,
+    SynProxy,
+    StartDaemon,
+    StopDaemon,
+    Daemon,
+    McastInterface,
+    Syncid,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
     Help,
     Version,
     /// Known to ipvsadm, not to rvs: the text says why.
@@ -264,7 +304,6 @@ const fn o(long: &'static str, short: Option<char>, arg: Arg, id: Id) -> OptSpec
 }
 
 const NO_FWMARK: &str = "rvs has no firewall-mark services";
-const NO_SYNC: &str = "rvs has no connection sync daemon";
 
 static OPTIONS: &[OptSpec] = &[
     o("add-service", Some('A'), Arg::None, Id::Cmd(Cmd::Add)),
@@ -315,6 +354,8 @@ static OPTIONS: &[OptSpec] = &[
     o("json", None, Arg::None, Id::Json),
     o("latency", None, Arg::None, Id::Latency),
     o("drops", None, Arg::None, Id::Drops),
+    o("kernel", None, Arg::None, Id::Kernel),
+    o("syn-proxy", Some('j'), Arg::Required, Id::SynProxy),
     o(
         "fwmark-service",
         Some('f'),
@@ -340,15 +381,15 @@ static OPTIONS: &[OptSpec] = &[
         Arg::Required,
         Id::Unsupported("rvs has no persistence engines"),
     ),
-    o("start-daemon", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("stop-daemon", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("daemon", None, Arg::None, Id::Unsupported(NO_SYNC)),
-    o("mcast-interface", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("syncid", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-group", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-port", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("mcast-ttl", None, Arg::Required, Id::Unsupported(NO_SYNC)),
-    o("sync-maxlen", None, Arg::Required, Id::Unsupported(NO_SYNC)),
+    o("start-daemon", None, Arg::Required, Id::StartDaemon),
+    o("stop-daemon", None, Arg::Required, Id::StopDaemon),
+    o("daemon", None, Arg::None, Id::Daemon),
+    o("mcast-interface", None, Arg::Required, Id::McastInterface),
+    o("syncid", None, Arg::Required, Id::Syncid),
+    o("mcast-group", None, Arg::Required, Id::McastGroup),
+    o("mcast-port", None, Arg::Required, Id::McastPort),
+    o("mcast-ttl", None, Arg::Required, Id::McastTtl),
+    o("sync-maxlen", None, Arg::Required, Id::SyncMaxlen),
     o(
         "tun-port",
         None,
@@ -557,17 +598,40 @@ fn sched_flags(sched: &str, arg: &str) -> Result<SchedFlags, ParseError> {
     Ok(f)
 }
 
+/// Which options a command line gave (too many for `[bool; N]: Default`).
+struct OptSet([bool; opt::COUNT]);
+
+impl Default for OptSet {
+    fn default() -> Self {
+        OptSet([false; opt::COUNT])
+    }
+}
+
+impl std::ops::Index<usize> for OptSet {
+    type Output = bool;
+    fn index(&self, i: usize) -> &bool {
+        &self.0[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for OptSet {
+    fn index_mut(&mut self, i: usize) -> &mut bool {
+        &mut self.0[i]
+    }
+}
+
 /// Everything one command line sets.
 #[derive(Default)]
 struct State {
     cmd: Option<Cmd>,
-    set: [bool; opt::COUNT],
+    set: OptSet,
     proto: Option<Proto>,
     vip: Option<Ipv4Addr>,
     vport: u16,
     scheduler: Option<String>,
     persistence: Option<u32>,
     netmask: Option<Ipv4Addr>,
+    syn_proxy: bool,
     rip: Option<Ipv4Addr>,
     rport: Option<u16>,
     method: Option<ForwardMethod>,
@@ -576,6 +640,8 @@ struct State {
     l_threshold: u32,
     sched_flags: Option<String>,
     list: ListOpts,
+    /// `--start-daemon`/`--stop-daemon` and their options.
+    daemon: SyncDaemonSpec,
     help: bool,
     version: bool,
 }
@@ -734,6 +800,65 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             }
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
+            Id::Kernel => st.set_option(opt::KERNEL)?,
+            Id::SynProxy => {
+                st.set_option(opt::SYN_PROXY)?;
+                st.syn_proxy = match v.as_str() {
+                    "enable" => true,
+                    "disable" => false,
+                    _ => return fail("illegal syn-proxy value specified: enable or disable"),
+                };
+            }
+            Id::StartDaemon | Id::StopDaemon => {
+                let start = id == Id::StartDaemon;
+                st.set_command(if start { Cmd::StartDaemon } else { Cmd::StopDaemon })?;
+                st.daemon.role = match v.as_str() {
+                    "master" => DaemonRole::Master,
+                    "backup" => DaemonRole::Backup,
+                    _ if start => return fail("illegal start-daemon parameter specified"),
+                    _ => return fail("illegal start_daemon specified"),
+                };
+            }
+            Id::Daemon => st.set_option(opt::DAEMON)?,
+            Id::McastInterface => {
+                st.set_option(opt::MCAST)?;
+                st.daemon.mcast_ifn = v;
+            }
+            Id::Syncid => {
+                st.set_option(opt::SYNCID)?;
+                match number(&v, 0, 255) {
+                    Some(n) => st.daemon.syncid = n as u8,
+                    None => return fail("illegal syncid specified"),
+                }
+            }
+            Id::SyncMaxlen => {
+                st.set_option(opt::SYNC_MAXLEN)?;
+                match number(&v, 1, u64::from(SYNC_MAX_MAXLEN)) {
+                    Some(n) => st.daemon.sync_maxlen = n as u32,
+                    None => return fail("illegal sync maxlen specified"),
+                }
+            }
+            Id::McastGroup => {
+                st.set_option(opt::MCAST_GROUP)?;
+                match v.parse::<Ipv4Addr>() {
+                    Ok(a) if a.is_multicast() => st.daemon.mcast_group = Some(a),
+                    _ => return fail("illegal multicast group specified"),
+                }
+            }
+            Id::McastPort => {
+                st.set_option(opt::MCAST_PORT)?;
+                match number(&v, 1, 65535) {
+                    Some(n) => st.daemon.mcast_port = n as u16,
+                    None => return fail("illegal multicast port specified"),
+                }
+            }
+            Id::McastTtl => {
+                st.set_option(opt::MCAST_TTL)?;
+                match number(&v, 1, 255) {
+                    Some(n) => st.daemon.mcast_ttl = n as u8,
+                    None => return fail("illegal multicast ttl specified"),
+                }
+            }
         }
     }
 
@@ -746,7 +871,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
     let cmd = match st.cmd {
         Some(c) => c,
         // `rvsadm --latency` alone reads as a listing.
-        None if st.set[opt::LATENCY] || st.set[opt::DROPS] => Cmd::List,
+        None if st.set[opt::LATENCY] || st.set[opt::DROPS] || st.set[opt::KERNEL] => Cmd::List,
         None => return popt_fail(TRY_HELP),
     };
 
@@ -832,6 +957,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 flags,
                 persistence: st.persistence,
                 netmask: st.netmask.unwrap_or(Ipv4Addr::BROADCAST),
+                syn_proxy: st.syn_proxy,
             };
             Action::Apply(if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -895,7 +1021,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
         Cmd::List => {
             let s = &st.set;
-            let own = s[opt::LATENCY] || s[opt::DROPS];
+            let own = s[opt::LATENCY] || s[opt::DROPS] || s[opt::KERNEL];
             if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || own)
                 && (s[opt::STATS] || s[opt::RATE] || s[opt::THRESHOLDS]))
                 || ((s[opt::TIMEOUT] || own) && s[opt::PERSISTENTCONN])
@@ -912,6 +1038,10 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Latency
             } else if s[opt::DROPS] {
                 ListWhat::Drops
+            } else if s[opt::KERNEL] {
+                ListWhat::Kernel
+            } else if s[opt::DAEMON] {
+                ListWhat::Daemons
             } else {
                 ListWhat::All
             };
@@ -921,6 +1051,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             numeric: st.list.numeric,
         },
         Cmd::Restore => Action::Restore,
+        Cmd::StartDaemon => Action::Apply(Command::StartDaemon(st.daemon)),
+        Cmd::StopDaemon => Action::Apply(Command::StopDaemon(st.daemon.role)),
     })
 }
 
@@ -960,6 +1092,28 @@ mod tests {
         let mut s = ServiceSpec::new(proto, ip(vip), port);
         s.scheduler = sched.into();
         s
+    }
+
+    #[test]
+    fn syn_proxy_on_services_only() {
+        let mut want = spec(Proto::Tcp, "10.0.0.1", 80, "wrr");
+        want.syn_proxy = true;
+        assert_eq!(
+            ok("-A -t 10.0.0.1:80 -s wrr -j enable"),
+            Action::Apply(Command::AddService(want.clone()))
+        );
+        assert_eq!(
+            ok("-E -t 10.0.0.1:80 -s wrr --syn-proxy=enable"),
+            Action::Apply(Command::EditService(want))
+        );
+        assert_eq!(
+            ok("-E -t 10.0.0.1:80 -s wrr -j disable"),
+            Action::Apply(Command::EditService(spec(Proto::Tcp, "10.0.0.1", 80, "wrr")))
+        );
+        assert_eq!(err("-A -t 10.0.0.1:80 -j on").1, 2);
+        assert!(err("-A -t 10.0.0.1:80 -j on").0.contains("syn-proxy"));
+        assert_eq!(err("-a -t 10.0.0.1:80 -r 10.0.1.1 -j enable").1, 2);
+        assert_eq!(err("-L -j enable").1, 2);
     }
 
     #[test]
@@ -1241,6 +1395,15 @@ mod tests {
             Action::List(ListWhat::Latency, ListOpts::default())
         );
         assert_eq!(
+            ok("--kernel"),
+            Action::List(ListWhat::Kernel, ListOpts::default())
+        );
+        let json = ListOpts {
+            json: true,
+            ..ListOpts::default()
+        };
+        assert_eq!(ok("-L --kernel --json"), Action::List(ListWhat::Kernel, json));
+        assert_eq!(
             ok("-Ln -t 10.0.0.1:80"),
             Action::List(ListWhat::Service(tcp("10.0.0.1", 80)), n)
         );
@@ -1310,6 +1473,17 @@ mod tests {
             ),
             ("-L -c --stats", "options conflicts in the list command", 2),
             ("-L --latency --rate", "options conflicts in the list command", 2),
+            ("--kernel --stats", "options conflicts in the list command", 2),
+            (
+                "--kernel --drops",
+                "The option 'kernel' conflicts with the 'drops' option in the 'list' command",
+                2,
+            ),
+            (
+                "-A -t 10.0.0.1:80 --kernel",
+                "Illegal 'kernel' option with the 'add-service' command",
+                2,
+            ),
             ("-A -D", "multiple commands specified", 2),
             ("-L -l", "multiple commands specified", 2),
             ("-Ln -n", "multiple 'numeric' options specified", 2),
@@ -1428,14 +1602,91 @@ mod tests {
             "-A --sctp-service 10.0.0.1:80",
             "-A -t 10.0.0.1:80 -o",
             "-A -t 10.0.0.1:80 --pe sip",
-            "--start-daemon master",
-            "-L --daemon",
             "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gue",
             "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-port 5555",
         ] {
             let (msg, code) = err(line);
             assert_eq!(code, 2, "{line}");
             assert!(msg.contains("not supported"), "{line}: {msg}");
+        }
+    }
+
+    #[test]
+    fn sync_daemon_commands() {
+        let mut m = SyncDaemonSpec::new(DaemonRole::Master, "outside0");
+        assert_eq!(
+            ok("--start-daemon master --mcast-interface outside0"),
+            Action::Apply(Command::StartDaemon(m.clone()))
+        );
+        m.syncid = 9;
+        m.sync_maxlen = 1400;
+        m.mcast_group = Some(ip("239.1.2.3"));
+        m.mcast_port = 9000;
+        m.mcast_ttl = 2;
+        assert_eq!(
+            ok(
+                "--start-daemon=master --mcast-interface=outside0 --syncid 9 --sync-maxlen 1400 \
+                --mcast-group 239.1.2.3 --mcast-port 9000 --mcast-ttl 2"
+            ),
+            Action::Apply(Command::StartDaemon(m))
+        );
+        let b = SyncDaemonSpec::new(DaemonRole::Backup, "eth1");
+        assert_eq!(
+            ok("--start-daemon backup --mcast-interface eth1"),
+            Action::Apply(Command::StartDaemon(b))
+        );
+        assert_eq!(
+            ok("--stop-daemon backup"),
+            Action::Apply(Command::StopDaemon(DaemonRole::Backup))
+        );
+        assert_eq!(
+            ok("-L --daemon"),
+            Action::List(ListWhat::Daemons, ListOpts::default())
+        );
+        for (line, msg) in [
+            (
+                "--start-daemon primary --mcast-interface x",
+                "illegal start-daemon parameter specified",
+            ),
+            ("--stop-daemon primary", "illegal start_daemon specified"),
+            (
+                "--start-daemon master --mcast-interface x --syncid 256",
+                "illegal syncid specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --sync-maxlen 0",
+                "illegal sync maxlen specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-group 10.0.0.1",
+                "illegal multicast group specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-port 0",
+                "illegal multicast port specified",
+            ),
+            (
+                "--start-daemon master --mcast-interface x --mcast-ttl 256",
+                "illegal multicast ttl specified",
+            ),
+            (
+                "--start-daemon master",
+                "You need to supply the 'mcast-interface' option for the 'start-daemon' command",
+            ),
+            (
+                "--stop-daemon master --syncid 1",
+                "Illegal 'syncid' option with the 'stop-daemon' command",
+            ),
+            (
+                "-L -c --daemon",
+                "The option 'daemon' conflicts with the 'connection' option in the 'list' command",
+            ),
+            (
+                "-A -t 10.0.0.1:80 --syncid 1",
+                "Illegal 'syncid' option with the 'add-service' command",
+            ),
+        ] {
+            assert_eq!(err(line), (msg.to_string(), 2), "{line}");
         }
     }
 

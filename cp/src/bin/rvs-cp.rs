@@ -12,6 +12,10 @@
 //!   `dataplane.ctl`, else `/run/rvs/rvs.ctl`).
 //! - `--check`: validate the file, print what it configures, and exit
 //!   (0 valid, 1 invalid).
+//! - `--ready-file PATH`: keep PATH at "0" while rvs-dp runs and holds the
+//!   configuration, "1" otherwise: a keepalived `vrrp_track_file` with
+//!   `weight 0`, so VRRP gives this director the VIPs only when it can serve
+//!   them (see README, "High availability").
 //! - `--config-test` (`-t`): validate the file and print the rules it gives
 //!   at start, before any check result, as `ipvsadm -S -n` prints them; exit
 //!   0, or 1 with FILE:LINE and the problem on stderr (as `keepalived -t`).
@@ -33,7 +37,7 @@ use rvs_cp::reconcile::initial_table;
 use rvs_cp::source::{save_text, ConfigSource};
 
 const USAGE: &str =
-    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--check | --config-test]\n";
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--check | --config-test]\n";
 
 /// What to do once the file is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
     let mut keepalived = None;
     let mut ctl = None;
     let mut metrics_listen = None;
+    let mut ready_file = None;
     let mut mode = Mode::Run;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,6 +79,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
                     ),
                 })
             }
+            "--ready-file" => ready_file = Some(PathBuf::from(value(name)?)),
             "--check" if mode != Mode::ConfigTest => mode = Mode::Check,
             "--config-test" | "-t" if mode != Mode::Check => mode = Mode::ConfigTest,
             "--check" | "--config-test" | "-t" => {
@@ -99,6 +105,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
             config,
             ctl,
             metrics_listen,
+            ready_file,
         },
         mode,
     ))

@@ -411,6 +411,7 @@ fn virtual_server(
         sched_flags: None,
         persistence_timeout: None,
         persistence_granularity: None,
+        syn_proxy: false,
         quorum: 1,
         hysteresis: 0,
         sorry_server: None,
@@ -442,6 +443,13 @@ fn virtual_server(
                 vs.lb_algo = a.to_string();
             }
             "lb_kind" | "lvs_method" => vs.lb_kind = method_word(method(k)?).into(),
+            // DPVS's keepalived: the service's SYN proxy (ipvsadm -j enable).
+            "syn_proxy" => {
+                if !k.args.is_empty() {
+                    return Err(err(k, "syn_proxy takes no value"));
+                }
+                vs.syn_proxy = true;
+            }
             "persistence_timeout" => {
                 vs.persistence_timeout = Some(match k.args.as_slice() {
                     [] => DEFAULT_PERSISTENCE_S,

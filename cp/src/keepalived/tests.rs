@@ -483,3 +483,20 @@ proptest! {
         let _ = read(&text);
     }
 }
+
+#[test]
+fn syn_proxy_as_dpvs_keepalived_writes_it() {
+    let k =
+        ok("virtual_server 10.1.0.1 80 {\n lb_algo rr\n syn_proxy\n real_server 10.2.0.1 8080 {\n }\n}\n");
+    assert!(k.config.services[0].spec.syn_proxy);
+    assert!(
+        rules(&k).contains("-A -t 10.1.0.1:80 -s rr -j enable\n"),
+        "{}",
+        rules(&k)
+    );
+    let e = error("virtual_server 10.1.0.1 80 {\n syn_proxy yes\n}\n");
+    assert_eq!(e, "keepalived.conf:2: syn_proxy takes no value");
+    let e =
+        error("virtual_server 10.1.0.1 80 {\n lb_kind DR\n syn_proxy\n real_server 10.2.0.1 80 {\n }\n}\n");
+    assert!(e.contains("SYN proxy") && e.contains("10.2.0.1:80"), "{e}");
+}

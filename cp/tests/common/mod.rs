@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, ConnInfo, IpvsError, Reply, ServiceInfo, WorkerLatency};
+use rvs_proto::command::{Command, ConnInfo, IpvsError, OwnedAddrs, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::ipvs::{IpvsConfig, Limits, ServiceRules};
 use rvs_proto::region::Layout;
 use rvs_proto::ring::CtlServer;
 use rvs_proto::serve::{self, DataPlane, Sessions};
-use rvs_proto::statsarea::{StatsWriter, WorkerStatsBlock};
+use rvs_proto::statsarea::{KernelStatsBlock, KernelStatsWriter, StatsWriter, WorkerStatsBlock};
 use rvs_proto::types::{ServiceKey, TrafficTotals};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -62,6 +62,8 @@ pub struct Counters {
 struct Shared {
     model: Mutex<Model>,
     counters: Mutex<Counters>,
+    /// What the fake says it owns.
+    owned: Mutex<OwnedAddrs>,
     log: Mutex<Vec<Command>>,
     /// Table limits of the model (a new one at each restart).
     limits: Limits,
@@ -96,6 +98,7 @@ pub struct FakeDp {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     writers: Vec<StatsWriter>,
+    kernel_writer: Option<KernelStatsWriter>,
     pub workers: u32,
 }
 
@@ -103,6 +106,7 @@ pub struct FakeDp {
 struct Serving<'a> {
     model: &'a mut Model,
     counters: &'a Counters,
+    owned: OwnedAddrs,
     log: &'a Mutex<Vec<Command>>,
 }
 
@@ -140,6 +144,9 @@ impl DataPlane for Serving<'_> {
     fn conn_tab_size(&self) -> u32 {
         4096
     }
+    fn owned(&self) -> OwnedAddrs {
+        self.owned.clone()
+    }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.model.config = next;
         self.model.generation += 1;
@@ -171,6 +178,7 @@ fn handle(shared: &Shared, msg: &[u8]) -> Reply {
     let mut dp = Serving {
         model: &mut model,
         counters: &counters,
+        owned: shared.owned.lock().unwrap().clone(),
         log: &shared.log,
     };
     serve::handle(&mut dp, &cmd).0
@@ -191,6 +199,7 @@ impl FakeDp {
         let shared = Arc::new(Shared {
             model: Mutex::new(Model::new(limits)),
             counters: Mutex::new(Counters::default()),
+            owned: Mutex::new(OwnedAddrs::all()),
             log: Mutex::new(Vec::new()),
             limits,
             restores: AtomicU64::new(0),
@@ -202,6 +211,7 @@ impl FakeDp {
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
             writers: Vec::new(),
+            kernel_writer: None,
             workers: 2,
         };
         dp.serve();
@@ -213,6 +223,7 @@ impl FakeDp {
         self.writers = (0..self.workers as usize)
             .map(|w| server.stats_writer(w).unwrap())
             .collect();
+        self.kernel_writer = Some(server.kernel_writer());
         let stop = Arc::new(AtomicBool::new(false));
         self.stop = stop.clone();
         let shared = self.shared.clone();
@@ -239,6 +250,7 @@ impl FakeDp {
             t.join().unwrap();
         }
         self.writers.clear();
+        self.kernel_writer = None;
     }
 
     /// rvs-dp restarted: a new region (new generation) and an empty table.
@@ -281,6 +293,18 @@ impl FakeDp {
 
     pub fn publish(&self, worker: usize, block: &WorkerStatsBlock) {
         self.writers[worker].publish(block);
+    }
+
+    /// Publishes the exception path's counters, as rvs-dp's kernel thread does.
+    pub fn publish_kernel(&self, block: &KernelStatsBlock) {
+        if let Some(w) = &self.kernel_writer {
+            w.publish(block);
+        }
+    }
+
+    /// Sets what the fake owns (rvs-dp: the addresses on its kernel interfaces).
+    pub fn set_owned(&self, owned: OwnedAddrs) {
+        *self.shared.owned.lock().unwrap() = owned;
     }
 }
 

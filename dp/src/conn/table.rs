@@ -505,12 +505,12 @@ impl ConnTable {
         self.find_in(flow, false, now).map(|(id, _)| id)
     }
 
-    /// As `lookup_in`, the entry itself, to read and step in one access
+    /// As `lookup_in`, with the entry itself, to read and step in one access
     /// (the per-packet path of an established connection).
     #[inline(always)]
-    pub fn lookup_in_mut(&mut self, flow: FlowKey, now: u32) -> Option<&mut Conn> {
+    pub fn lookup_in_mut(&mut self, flow: FlowKey, now: u32) -> Option<(ConnId, &mut Conn)> {
         let (id, _) = self.find_in(flow, false, now)?;
-        self.slab.get_mut(id.0 as usize)
+        Some((id, self.slab.get_mut(id.0 as usize)?))
     }
 
     /// The connection of a real server's reply, LVS-NAT only (`flow`:
@@ -522,11 +522,11 @@ impl ConnTable {
         self.lookup_out_entry(flow, now).map(|(id, _)| id)
     }
 
-    /// As `lookup_out`, the entry itself (see `lookup_in_mut`).
+    /// As `lookup_out`, with the entry itself (see `lookup_in_mut`).
     #[inline(always)]
-    pub fn lookup_out_mut(&mut self, flow: FlowKey, now: u32) -> Option<&mut Conn> {
+    pub fn lookup_out_mut(&mut self, flow: FlowKey, now: u32) -> Option<(ConnId, &mut Conn)> {
         let (id, _) = self.lookup_out_entry(flow, now)?;
-        self.slab.get_mut(id.0 as usize)
+        Some((id, self.slab.get_mut(id.0 as usize)?))
     }
 
     #[inline(always)]
@@ -632,7 +632,19 @@ impl ConnTable {
             if c.alive(now) {
                 self.evicted += 1;
             }
+            let tmpl = c.template;
             self.free_entry(h);
+            // Its template goes too if it controls nothing now: made for a
+            // handshake that never completed, it would otherwise hold its
+            // slot for the whole persistence timeout, and a flood on a
+            // persistent service would fill the table with them.
+            if let Some(t) = self.slab.get(tmpl as usize) {
+                if t.flags & (F_LIVE | F_TEMPLATE | F_IN_HASHED) == F_LIVE | F_TEMPLATE | F_IN_HASHED
+                    && t.children_or_next == 0
+                {
+                    self.free_entry(tmpl);
+                }
+            }
             return true;
         }
         false
@@ -886,6 +898,80 @@ impl ConnTable {
             Some(c) if c.flags & (F_LIVE | F_TEMPLATE) == F_LIVE => c.step(dir, tcp_flags, now, timeouts),
             _ => false,
         }
+    }
+
+    /// Installs a connection a peer director synced (`crate::sync`), or brings the
+    /// entry already there for its flow up to date: the synced TCP state (with the
+    /// real server's active/inactive counters following it) and `timeout` seconds
+    /// from `now`. An entry of the flow bound to another real server or method is
+    /// replaced. A synced connection is embryonic (first to give way on a full table)
+    /// only in a handshake state. Nothing changes when `TableFull` is returned.
+    /// Returns the id and whether the entry is new.
+    pub fn install_synced(
+        &mut self,
+        p: NewConn,
+        state: TcpState,
+        timeout: u32,
+        now: u32,
+    ) -> Result<(ConnId, bool), ConnError> {
+        let found = self.lookup_in(p.flow, now).filter(|id| {
+            let c = &self.slab[id.0 as usize];
+            c.rip == p.rip && c.rport == p.rport && c.method == p.method
+        });
+        let (id, new) = match found {
+            Some(id) => (id, false),
+            None => {
+                // An entry bound elsewhere goes; its slot then takes the new one.
+                if let Some(old) = self.lookup_in(p.flow, now) {
+                    self.remove(old);
+                }
+                (self.insert(p, now)?, true)
+            }
+        };
+        let tcp = self.slab[id.0 as usize].proto == Proto::Tcp;
+        let c = &mut self.slab[id.0 as usize];
+        if tcp && c.state != state {
+            let active = state.is_active();
+            if active != (c.flags & F_ACTIVE != 0) {
+                c.flags ^= F_ACTIVE;
+                if let Some(d) = &c.dest {
+                    d.set_active(active);
+                }
+            }
+            c.state = state;
+        }
+        if tcp
+            && !matches!(
+                state,
+                TcpState::None | TcpState::SynSent | TcpState::SynRecv | TcpState::Listen | TcpState::SynAck
+            )
+        {
+            // Leaves the embryonic queue lazily, as on ESTABLISHED.
+            c.flags &= !F_EMBRYONIC;
+        }
+        c.expires = now.saturating_add(timeout);
+        Ok((id, new))
+    }
+
+    /// Installs a persistence template a peer director synced, or refreshes the one
+    /// there (its persistence timeout becomes `timeout`); one bound to another real
+    /// server is replaced. Returns the id and whether the template is new.
+    pub fn install_synced_template(
+        &mut self,
+        t: NewTemplate,
+        timeout: u32,
+        now: u32,
+    ) -> Result<(ConnId, bool), ConnError> {
+        if let Some(id) = self.lookup_template(t.flow, now) {
+            let c = &mut self.slab[id.0 as usize];
+            if c.rip == t.rip && c.rport == t.rport && c.method == t.method {
+                c.timeout_or_prev = timeout;
+                c.expires = now.saturating_add(timeout);
+                return Ok((id, false));
+            }
+            self.remove(id);
+        }
+        Ok((self.insert_template(t, timeout, now)?, true))
     }
 
     /// Ends entry `id` now (expire_nodest_conn, `ipvsadm -C`, tests). A

@@ -1077,3 +1077,35 @@ proptest! {
         }
     }
 }
+
+/// A flood on a persistent service: every spoofed client leaves a template
+/// and an embryonic connection. Evicting the connection must take its
+/// template along (it controls nothing any more), or the table fills with
+/// orphan templates and refuses every new client.
+#[test]
+fn a_flood_on_a_persistent_service_does_not_fill_the_table_with_templates() {
+    const N: u32 = 64;
+    let d = dest();
+    let to = Timeouts::default();
+    let mut t = ConnTable::with_seed(N, 23);
+    let pair = |t: &mut ConnTable, i: u32, now: u32| -> Result<ConnId, ConnError> {
+        let mut tm = template(client(i), &d);
+        tm.flow = FlowKey::new(Proto::Tcp, client(i), 0, VIP, 80);
+        let tid = t.insert_template(tm, 300, now)?;
+        let mut c = tcp_nat(client(i), 1000, &d);
+        c.template = Some(tid);
+        let id = t.insert(c, now)?;
+        t.on_packet(id, Direction::Input, SYN, now, &to);
+        Ok(id)
+    };
+    for i in 0..8 * N {
+        pair(&mut t, i, 1).unwrap_or_else(|e| panic!("flood SYN {i}: {e:?}"));
+        assert!(t.len() <= N as usize);
+    }
+    assert!(t.templates() <= (N / 2) as usize, "{} templates", t.templates());
+    // A real client still gets in and completes its handshake.
+    let id = pair(&mut t, 100_000, 2).unwrap();
+    t.on_packet(id, Direction::Output, SYN | ACK, 2, &to);
+    t.on_packet(id, Direction::Input, ACK, 2, &to);
+    assert_eq!(t.get(id).unwrap().state(), TcpState::Established);
+}

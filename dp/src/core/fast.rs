@@ -125,11 +125,19 @@ impl Forwarder {
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
         let now = self.now;
-        let (c, dir) = if to_vip {
+        let ((id, c), dir) = if to_vip {
             (self.conns.lookup_in_mut(flow, now)?, Direction::Input)
         } else {
             (self.conns.lookup_out_mut(flow, now)?, Direction::Output)
         };
+        // A proxied connection's sequence numbers are translated: the general path's job.
+        if self
+            .synproxy
+            .as_deref()
+            .is_some_and(|t| super::synproxy::proxied(t, id, c))
+        {
+            return None;
+        }
         // expire_nodest_conn ends the connection: the general path's job.
         if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
         {
@@ -177,6 +185,10 @@ impl Forwarder {
             self.counters.rx_bytes += len as u64;
         }
         super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
+        // The sync daemon's count of the connection's packets (`Forwarder::track`).
+        if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
+            t.on_input(&self.conns, id, now);
+        }
         // The new Ethernet addresses go on with the rewrite, through one
         // borrow of the frame (after the outer header, for TUN).
         let set_macs = |frame: &mut [u8]| {

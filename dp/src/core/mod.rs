@@ -31,6 +31,7 @@
 
 mod egress;
 mod fast;
+mod synproxy;
 #[cfg(test)]
 mod tests;
 
@@ -124,6 +125,10 @@ pub struct Shared {
     /// The service generation each worker has switched to: the control
     /// thread replies to a command once every worker has seen it.
     pub seen_generation: Vec<CachePadded<AtomicU64>>,
+    /// Connection sync: the master flag and the rings to and from the sync threads.
+    pub sync: crate::sync::SyncHub,
+    /// The SYN proxy's cookie secret, one per process.
+    pub cookie_key: crate::synproxy::cookie::CookieKey,
 }
 
 impl Shared {
@@ -146,6 +151,8 @@ impl Shared {
             seen_generation: (0..workers)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
+            sync: crate::sync::SyncHub::new(workers as usize),
+            cookie_key: crate::synproxy::cookie::CookieKey::random_or_seeded(),
         }
     }
 
@@ -246,6 +253,11 @@ pub struct WorkerCounters {
     pub templates_created: u64,
     /// Packets `fast` forwarded whole (the rest went the general path).
     pub fast_path: u64,
+    /// SYN proxy: SYN-ACKs with a cookie sent, cookies accepted (a
+    /// connection to a real server opened), real servers' handshakes done.
+    pub synproxy_syn_acks: u64,
+    pub synproxy_accepted: u64,
+    pub synproxy_established: u64,
 }
 
 /// Below this many connections the table stays in cache and warming a burst
@@ -427,6 +439,12 @@ pub struct Forwarder {
     pub fast_path: bool,
     /// The next hops `fast` resolved, named by connection entries.
     egress: egress::EgressCache,
+    /// While a master sync daemon runs: decides which connections to send
+    /// (`sync::threshold`); switched by `sync::worker_tick` between bursts.
+    pub sync: Option<Box<crate::sync::SyncTap>>,
+    /// SYN proxy state by connection id, made with the first proxied
+    /// connection (see `synproxy`).
+    synproxy: Option<Box<[synproxy::ProxySlot]>>,
 }
 
 impl Forwarder {
@@ -453,6 +471,8 @@ impl Forwarder {
             stale_hops: Vec::with_capacity(16),
             fast_path: true,
             egress: egress::EgressCache::default(),
+            sync: None,
+            synproxy: None,
         }
     }
 
@@ -804,24 +824,44 @@ impl Forwarder {
         };
         let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
-            let id = match self.conns.lookup_in(flow, self.now) {
+            let found = self.conns.lookup_in(flow, self.now);
+            if proto == Proto::Tcp && found.is_none_or(|id| flags & TcpFlags::SYN != 0 && self.reuse_ends(id))
+            {
+                if let Some(v) = self.syn_proxy_open(in_port, pkt, ip, flow, flags) {
+                    if let (Some(id), Verdict::Forward { .. }) = (found, &v) {
+                        // A reused port: the old connection ends (the cookie
+                        // answer went out, or the ACK opened a new one).
+                        if self.conns.get(id).is_some_and(|c| c.flow() == flow) && flags & TcpFlags::SYN != 0
+                        {
+                            self.conns.remove(id);
+                        }
+                    }
+                    return v;
+                }
+            }
+            let id = match found {
                 Some(id) if flags & TcpFlags::SYN != 0 && self.reuse_ends(id) => {
                     // The client reused the port of a closed connection: a new
                     // connection, scheduled and counted as such.
                     self.conns.remove(id);
-                    match self.new_conn(in_port, pkt, ip, flow, flags) {
+                    match self.new_conn(in_port, pkt, ip, flow, flags, pkt.rx_l4_csum()) {
                         Ok(id) => id,
                         Err(v) => return v,
                     }
                 }
                 Some(id) => id,
-                None => match self.new_conn(in_port, pkt, ip, flow, flags) {
+                None => match self.new_conn(in_port, pkt, ip, flow, flags, pkt.rx_l4_csum()) {
                     Ok(id) => id,
                     Err(v) => return v,
                 },
             };
             if ip.frag {
                 self.frags.remember(ip, false, id, self.now);
+            }
+            if self.synproxy.is_some() {
+                if let Err(v) = self.syn_proxy_in(pkt, ip, id) {
+                    return v;
+                }
             }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
@@ -830,6 +870,11 @@ impl Forwarder {
             };
             if ip.frag {
                 self.frags.remember(ip, true, id, self.now);
+            }
+            if self.synproxy.is_some() {
+                if let Some(v) = self.syn_proxy_out(in_port, pkt, ip, id, flags) {
+                    return v;
+                }
             }
             self.xmit_out(in_port, pkt, ip, id, flags, true)
         }
@@ -876,6 +921,8 @@ impl Forwarder {
     }
 
     /// A connection for `flow` (CIP:cport → VIP:vport), if its service can take it.
+    /// `nic_l4_csum`: the NIC's verdict on the packet's TCP/UDP checksum
+    /// (`PacketBuf::rx_l4_csum`), None for one rewritten since it arrived.
     fn new_conn<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -883,6 +930,7 @@ impl Forwarder {
         ip: &Ip,
         flow: FlowKey,
         flags: u8,
+        nic_l4_csum: Option<bool>,
     ) -> Result<ConnId, Verdict> {
         let proto = flow.proto;
         let Some(si) = self.snap.lookup(proto, flow.dst, flow.dport) else {
@@ -901,7 +949,7 @@ impl Forwarder {
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
         if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat)
-            && !l4_checksum_ok(pkt.data(), ip, proto, pkt.rx_l4_csum())
+            && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum)
         {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }
@@ -1059,12 +1107,16 @@ impl Forwarder {
             .filter(|c| !c.is_template())
             .ok_or(missing)?;
         conn_packet(c, dir, flags, l4, self.now, &self.timeouts, self.worker, len);
-        Ok(Endpoints {
+        let e = Endpoints {
             method: c.method(),
             flow: c.flow(),
             rip: c.rip(),
             rport: c.rport(),
-        })
+        };
+        if let (Some(t), Direction::Input, true) = (self.sync.as_deref_mut(), dir, l4) {
+            t.on_input(&self.conns, id, self.now);
+        }
+        Ok(e)
     }
 
     /// Client → real server on connection `id`. `l4`: the packet has its L4

@@ -36,6 +36,7 @@ fn service(port: u16, netmask: Option<Ipv4Addr>) -> VirtualService {
             timeout_s: 300,
             netmask,
         }),
+        syn_proxy: false,
         dests: Vec::new(),
         stats: Arc::new(WorkerTraffic::new(1)),
     }

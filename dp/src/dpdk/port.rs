@@ -271,6 +271,29 @@ impl Port {
         DpdkError::check("rte_eth_dev_stop", unsafe { sys::rte_eth_dev_stop(self.id) }).map(drop)
     }
 
+    /// Whether the PMD reports the link up, without waiting for autonegotiation.
+    pub fn link_up(&self) -> Result<bool, DpdkError> {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: valid out pointer.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.id, &mut link) };
+        DpdkError::check("rte_eth_link_get_nowait", ret)?;
+        Ok(link.link_status() != 0)
+    }
+
+    /// Sets the link administratively up or down; on a net_tap this sets the
+    /// kernel interface up or down.
+    pub fn set_link(&self, up: bool) -> Result<(), DpdkError> {
+        // SAFETY: plain control calls.
+        let ret = unsafe {
+            if up {
+                sys::rte_eth_dev_set_link_up(self.id)
+            } else {
+                sys::rte_eth_dev_set_link_down(self.id)
+            }
+        };
+        DpdkError::check("rte_eth_dev_set_link_up/down", ret).map(drop)
+    }
+
     pub fn mac_addr(&self) -> Result<[u8; 6], DpdkError> {
         let mut mac = sys::rte_ether_addr::default();
         // SAFETY: valid out pointer.

@@ -1,7 +1,17 @@
 //! Connection sync between directors: the IPVS sync protocol, version 1, byte for byte
 //! as Linux speaks it (net/netfilter/ipvs/ip_vs_sync.c), so an rvs director can back
-//! up a kernel LVS director and the other way round. This module is the codec only:
-//! no sockets, no timers, no connection table.
+//! up a kernel LVS director and the other way round.
+//!
+//! # Where it lives
+//! - The codec (`msg`, `repr`, `decode`, `encode`): no sockets, no timers, no table.
+//! - `threshold`: which connections a master sends and when (the kernel's
+//!   `sync_threshold`, state changes, `sync_refresh_period`, templates), applied by a
+//!   `SyncTap` in each worker's `Forwarder` while a master daemon runs.
+//! - `hub`: the per-worker rings between the workers and the sync threads, in
+//!   `core::Shared`; `event`: the fixed-size `SyncEvent` they carry.
+//! - `daemon`: the master and backup threads and their kernel UDP sockets.
+//! - `install`: the worker's side, between bursts: its tap on or off, and the
+//!   received entries installed in its table, or refused and counted.
 //!
 //! # What is carried
 //! Per IPv4 connection or persistence template: protocol (TCP or UDP), client, virtual
@@ -58,20 +68,30 @@
 //! - The encoder never puts more than 255 entries in one message (the kernel's count
 //!   byte would wrap on very large `sync_maxlen`), and never exceeds `sync_maxlen`.
 
+pub mod daemon;
 pub mod decode;
 pub mod encode;
+pub mod event;
+pub mod hub;
+pub mod install;
 pub mod msg;
 pub mod repr;
+pub mod threshold;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::Ipv4Addr;
 
+pub use daemon::{DaemonCounters, SyncDaemons};
 pub use decode::{SyncCounters, SyncDecoder, SyncEntries};
 pub use encode::SyncEncoder;
+pub use event::SyncEvent;
+pub use hub::SyncHub;
+pub use install::worker_tick;
 pub use msg::{SyncConnEntry, SyncMessage, SyncOption, SyncOptions};
 pub use repr::{EmitError, PeParam, SeqAdjust, SeqDelta, SyncConn, SyncState};
+pub use threshold::{SyncParams, SyncTap};
 
 /// The version byte of the messages we send and accept.
 pub const SYNC_PROTO_VER: u8 = 1;

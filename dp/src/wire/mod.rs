@@ -16,6 +16,7 @@ pub mod icmp;
 pub mod ipip;
 pub mod ipv4;
 pub mod tcp;
+pub mod tcpopt;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};

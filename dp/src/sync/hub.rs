@@ -1,0 +1,147 @@
+//! `SyncHub`: what the workers and the sync threads share, in `core::Shared`.
+//!
+//! - The master flag, read by each worker once per housekeeping round (not per
+//!   packet): on, the worker puts a `SyncTap` in its `Forwarder`; off, it drops it.
+//! - Per worker, two bounded lock-free rings: `out` (worker → master thread, the
+//!   connections to send) and `inbound` (backup thread → worker, the connections to
+//!   install). Neither side ever waits: a full ring drops and counts.
+//! - Per worker, counters of what became of the events, for listings and tests.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_utils::CachePadded;
+
+use super::threshold::{SyncParams, SyncRing, SYNC_RING_SIZE};
+
+/// What one worker did with sync events. Written by that worker (or, for
+/// `inbound_dropped`, the backup thread), read by anyone.
+#[derive(Debug, Default)]
+pub struct WorkerSyncStats {
+    /// Events the master tap handed to the master thread.
+    pub pushed: AtomicU64,
+    /// Events lost to a full `out` ring (`sync_dropped`).
+    pub dropped: AtomicU64,
+    /// Received entries installed as new connections or templates.
+    pub installed: AtomicU64,
+    /// Received entries that refreshed a connection or template already there.
+    pub updated: AtomicU64,
+    /// Received entries for no configured virtual service (or a template for a
+    /// service without persistence).
+    pub unknown_service: AtomicU64,
+    /// Received entries for a real server the service does not have.
+    pub unknown_dest: AtomicU64,
+    /// Received entries refused by a full connection table.
+    pub table_full: AtomicU64,
+    /// Received entries lost to a full `inbound` ring.
+    pub inbound_dropped: AtomicU64,
+}
+
+/// A plain copy of `WorkerSyncStats`, summed or per worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStatsSnapshot {
+    pub pushed: u64,
+    pub dropped: u64,
+    pub installed: u64,
+    pub updated: u64,
+    pub unknown_service: u64,
+    pub unknown_dest: u64,
+    pub table_full: u64,
+    pub inbound_dropped: u64,
+}
+
+impl WorkerSyncStats {
+    pub fn snapshot(&self) -> SyncStatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SyncStatsSnapshot {
+            pushed: g(&self.pushed),
+            dropped: g(&self.dropped),
+            installed: g(&self.installed),
+            updated: g(&self.updated),
+            unknown_service: g(&self.unknown_service),
+            unknown_dest: g(&self.unknown_dest),
+            table_full: g(&self.table_full),
+            inbound_dropped: g(&self.inbound_dropped),
+        }
+    }
+}
+
+impl std::ops::Add for SyncStatsSnapshot {
+    type Output = SyncStatsSnapshot;
+    fn add(self, o: Self) -> Self {
+        SyncStatsSnapshot {
+            pushed: self.pushed + o.pushed,
+            dropped: self.dropped + o.dropped,
+            installed: self.installed + o.installed,
+            updated: self.updated + o.updated,
+            unknown_service: self.unknown_service + o.unknown_service,
+            unknown_dest: self.unknown_dest + o.unknown_dest,
+            table_full: self.table_full + o.table_full,
+            inbound_dropped: self.inbound_dropped + o.inbound_dropped,
+        }
+    }
+}
+
+pub struct SyncHub {
+    master: AtomicBool,
+    params: Mutex<SyncParams>,
+    /// Index: worker. Worker → master thread.
+    pub out: Vec<Arc<SyncRing>>,
+    /// Index: worker. Backup thread → worker.
+    pub inbound: Vec<Arc<SyncRing>>,
+    pub stats: Vec<CachePadded<WorkerSyncStats>>,
+}
+
+impl SyncHub {
+    pub fn new(workers: usize) -> Self {
+        let rings = || {
+            (0..workers)
+                .map(|_| Arc::new(SyncRing::new(SYNC_RING_SIZE)))
+                .collect()
+        };
+        SyncHub {
+            master: AtomicBool::new(false),
+            params: Mutex::new(SyncParams::default()),
+            out: rings(),
+            inbound: rings(),
+            stats: (0..workers)
+                .map(|_| CachePadded::new(WorkerSyncStats::default()))
+                .collect(),
+        }
+    }
+
+    /// Whether a master daemon runs: workers then feed `out`.
+    #[inline]
+    pub fn master_on(&self) -> bool {
+        self.master.load(Ordering::Acquire)
+    }
+
+    /// Turns the workers' taps on (with `params`) or off.
+    pub fn set_master(&self, on: bool, params: SyncParams) {
+        if let Ok(mut p) = self.params.lock() {
+            *p = params;
+        }
+        self.master.store(on, Ordering::Release);
+    }
+
+    pub fn params(&self) -> SyncParams {
+        self.params.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    /// Every worker's counters summed.
+    pub fn totals(&self) -> SyncStatsSnapshot {
+        self.stats
+            .iter()
+            .map(|s| s.snapshot())
+            .fold(SyncStatsSnapshot::default(), |a, b| a + b)
+    }
+}
+
+impl std::fmt::Debug for SyncHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncHub")
+            .field("master", &self.master_on())
+            .field("workers", &self.out.len())
+            .finish()
+    }
+}

@@ -1,0 +1,136 @@
+//! The worker's side of sync, run between bursts (`worker_tick`): switch the master
+//! tap on or off as the hub says, publish its counters, and install the entries the
+//! backup thread routed to this worker.
+//!
+//! An entry is installed bound to the real server this director has configured for
+//! it, with that server's forwarding method (as a kernel backup does), or refused and
+//! counted: no virtual service for its VIP:port, no such real server in it, a
+//! template for a service without persistence, or a full table. Installing is one
+//! table operation: an entry is either wholly there or not at all.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::event::SyncEvent;
+use super::hub::SyncHub;
+use super::threshold::SyncTap;
+use crate::conn::{FlowKey, NewConn, NewTemplate, TcpState};
+use crate::core::Forwarder;
+use crate::service::Proto;
+
+/// Entries installed per tick at most, so a burst of sync traffic cannot hold a
+/// worker off its queues for long (the rest wait in the ring for the next tick).
+pub const INSTALL_BUDGET: usize = 1024;
+
+/// Why a received entry was kept out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    UnknownService,
+    UnknownDest,
+    TableFull,
+}
+
+/// What became of an installed entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Installed {
+    New,
+    Updated,
+}
+
+/// Installs one received entry in `fwd`'s table.
+pub fn install(fwd: &mut Forwarder, e: &SyncEvent) -> Result<Installed, Refused> {
+    let snap = fwd.services().clone();
+    let svc = snap
+        .lookup(e.proto, e.vip, e.vport)
+        .and_then(|i| snap.get(i))
+        .ok_or(Refused::UnknownService)?;
+    // A port-0 service's real servers have port 0 and keep the client's port.
+    let d = svc
+        .dests
+        .iter()
+        .find(|d| d.rip == e.rip && (d.port == e.rport || d.port == 0))
+        .ok_or(Refused::UnknownDest)?;
+    let now = fwd.now();
+    let timeouts = fwd.shared().timeouts.load_full();
+    let r = if e.is_template() {
+        let p = svc.persistence.ok_or(Refused::UnknownService)?;
+        let timeout = if e.timeout == 0 { p.timeout_s } else { e.timeout };
+        fwd.conns.install_synced_template(
+            NewTemplate {
+                flow: FlowKey::new(e.proto, e.cip, e.cport, e.vip, e.vport),
+                rip: e.rip,
+                rport: e.rport,
+                method: d.method,
+                dest: Some(d.stats.clone()),
+            },
+            timeout,
+            now,
+        )
+    } else {
+        let state = e.tcp_state();
+        let timeout = match (e.timeout, e.proto) {
+            (0, Proto::Tcp) => timeouts.tcp(state),
+            (0, Proto::Udp) => timeouts.udp,
+            (t, _) => t,
+        };
+        fwd.conns.install_synced(
+            NewConn {
+                flow: FlowKey::new(e.proto, e.cip, e.cport, e.vip, e.vport),
+                rip: e.rip,
+                rport: e.rport,
+                method: d.method,
+                dest: Some(d.stats.clone()),
+                svc: Some(svc.stats.clone()),
+                template: None,
+            },
+            if e.proto == Proto::Tcp {
+                state
+            } else {
+                TcpState::None
+            },
+            timeout,
+            now,
+        )
+    };
+    match r {
+        Ok((_, true)) => Ok(Installed::New),
+        Ok((_, false)) => Ok(Installed::Updated),
+        Err(_) => Err(Refused::TableFull),
+    }
+}
+
+/// Between bursts: the master tap follows the hub's flag, its counters are
+/// published, and up to `INSTALL_BUDGET` received entries are installed.
+pub fn worker_tick(fwd: &mut Forwarder) {
+    let shared = fwd.shared().clone();
+    let hub: &SyncHub = &shared.sync;
+    let w = fwd.worker as usize;
+    let Some(stats) = hub.stats.get(w) else { return };
+    if let Some(t) = fwd.sync.as_deref_mut() {
+        let (pushed, dropped) = t.take_counts();
+        stats.pushed.fetch_add(pushed, Ordering::Relaxed);
+        stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+    let on = hub.master_on();
+    let stale = fwd.sync.as_ref().is_some_and(|t| t.params() != hub.params());
+    if !on {
+        fwd.sync = None;
+    } else if fwd.sync.is_none() || stale {
+        if let Some(ring) = hub.out.get(w) {
+            let tap = SyncTap::new(hub.params(), Arc::clone(ring), fwd.conns.capacity());
+            fwd.sync = Some(Box::new(tap));
+        }
+    }
+    let Some(ring) = hub.inbound.get(w) else { return };
+    for _ in 0..INSTALL_BUDGET {
+        let Some(e) = ring.pop() else { break };
+        let c = match install(fwd, &e) {
+            Ok(Installed::New) => &stats.installed,
+            Ok(Installed::Updated) => &stats.updated,
+            Err(Refused::UnknownService) => &stats.unknown_service,
+            Err(Refused::UnknownDest) => &stats.unknown_dest,
+            Err(Refused::TableFull) => &stats.table_full,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
