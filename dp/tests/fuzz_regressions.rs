@@ -54,6 +54,31 @@ fn seeds_exercise_their_paths() {
         "evicted {evicted}, refused {drops}: {:?}",
         l.tally
     );
+    // The proxied handshake: the SYN-ACK, the cookie accepted (the SYN to the
+    // RS), the early data dropped, the RS's handshake answered, then data
+    // both ways and the client's last ACK.
+    let mut l = FuzzLab::new();
+    l.run(&seed("synproxy"));
+    let sum = |f: fn(&rvs_dp::core::WorkerCounters) -> u64| -> u64 {
+        l.workers.iter().map(|w| f(&w.counters)).sum()
+    };
+    assert_eq!(
+        (
+            sum(|c| c.synproxy_syn_acks),
+            sum(|c| c.synproxy_accepted),
+            sum(|c| c.synproxy_established)
+        ),
+        (1, 1, 1),
+        "{:?}",
+        l.tally
+    );
+    assert_eq!(l.tally.forwarded, 6, "{:?}", l.tally);
+    let waiting: u64 = l
+        .workers
+        .iter()
+        .map(|w| w.drops.get(rvs_dp::stats::DropReason::SynProxyWaiting))
+        .sum();
+    assert_eq!(waiting, 1);
     // ARP: two requests answered, one wanted reply learned.
     let mut l = FuzzLab::new();
     l.run(&seed("arp"));

@@ -27,6 +27,7 @@ use etherparse::PacketBuilder;
 use rvs_dp::core::{CoreOptions, Forwarder, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto, RealServer, ServiceTable};
+use rvs_dp::synproxy::cookie::{self, CookieKey, CookieOptions, Handshake};
 use rvs_dp::wire::ethernet::MacAddr;
 use rvs_proto::command::Command;
 
@@ -57,6 +58,16 @@ pub fn rs_ip(i: u8) -> Ipv4Addr {
 pub fn rs_mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 2, i]
 }
+/// The SYN proxy's key in the fuzz lab: fixed, so seeds can carry valid
+/// cookies (`synproxy_ack`) and the fuzzer mutates real proxied exchanges.
+pub fn fuzz_cookie_key() -> CookieKey {
+    CookieKey::from_bytes([0x5a; 16])
+}
+
+/// The proxied service (`-j enable`, NAT) and its real server port.
+pub const PROXIED_PORT: u16 = 84;
+pub const PROXIED_RS_PORT: u16 = 8084;
+
 /// A real server whose MAC nobody has told us: its packets wait for ARP.
 pub const RS_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 99);
 
@@ -113,7 +124,7 @@ impl FuzzLab {
             (CIP, MacAddr(CLIENT_MAC)),
         ];
         neighbours.extend((1..=3).map(|i| (rs_ip(i), MacAddr(rs_mac(i)))));
-        let mut dir = LabDirector::new(
+        let mut dir = LabDirector::new_with(
             vec![
                 port(MacAddr(P0_MAC), DIP0, 1500),
                 // A smaller MTU toward the real servers: TUN's "fragmentation
@@ -124,6 +135,7 @@ impl FuzzLab {
             &neighbours,
             WORKERS,
             opts,
+            |s| s.with_cookie_key(fuzz_cookie_key()),
         );
         use ForwardMethod::{Dr, Nat, Tun};
         // One `-R` batch: a table build per command would rebuild mh's
@@ -198,6 +210,14 @@ impl FuzzLab {
         );
         // Every real server quiesced: SYNs get a RST.
         svc(Proto::Tcp, VIP2, 443, "wlc", None, &[(rs_ip(1), 443, 0, Dr)]);
+        // The SYN proxy.
+        let mut sp = service(Proto::Tcp, VIP, PROXIED_PORT, "rr", None);
+        sp.syn_proxy = true;
+        let spk = sp.key();
+        cmds.push(Command::AddService(sp));
+        for i in 1..=2 {
+            cmds.push(Command::AddDest(spk, dest(rs_ip(i), PROXIED_RS_PORT, 1, Nat)));
+        }
         dir.apply(Command::Restore(cmds));
         // The second table is the first without real server 3 of VIP:80, as
         // `-d` leaves it; the fuzzer swaps between the two snapshots.
@@ -555,7 +575,52 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             })
             .collect::<Vec<_>>(),
     );
+    // A proxied handshake with a valid cookie (the lab's fixed key, its time
+    // 100), then data both ways.
+    let cport = 40_010;
+    let k = cookie::make(
+        &fuzz_cookie_key(),
+        &Handshake {
+            cip: CIP,
+            cport,
+            vip: VIP,
+            vport: PROXIED_PORT,
+            client_isn: 1000,
+        },
+        &CookieOptions::from_syn(None, None, false),
+        100,
+    );
+    let seg = |from_client: bool, seq: u32, ack: u32, syn: bool, payload: &[u8]| {
+        let (smac, dmac, src, dst, sp, dp) = if from_client {
+            (c, p0, CIP, VIP, cport, PROXIED_PORT)
+        } else {
+            (rs_mac(1), p1, rs_ip(1), CIP, PROXIED_RS_PORT, cport)
+        };
+        let mut t = PacketBuilder::ethernet2(smac, dmac)
+            .ipv4(src.octets(), dst.octets(), 64)
+            .tcp(sp, dp, seq, 502)
+            .ack(ack);
+        if syn {
+            t = t.syn();
+        }
+        let mut out = Vec::new();
+        let _ = t.write(&mut out, payload);
+        out
+    };
+    let synproxy = records(&[
+        (0, tcp(c, p0, CIP, VIP, cport, PROXIED_PORT, "S", b"")),
+        (0, seg(true, 1001, k.wrapping_add(1), false, b"")),
+        (0, seg(true, 1001, k.wrapping_add(1), false, b"early")),
+        (1, seg(false, 5000, 1001, true, b"")),
+        (
+            0,
+            seg(true, 1001, k.wrapping_add(1), false, b"GET / HTTP/1.0\r\n\r\n"),
+        ),
+        (1, seg(false, 5001, 1019, false, b"HTTP/1.0 200 OK\r\n\r\n")),
+        (0, seg(true, 1019, k.wrapping_add(20), false, b"")),
+    ]);
     vec![
+        ("synproxy", synproxy),
         ("nat_tcp", nat_tcp),
         ("far_client", far),
         ("udp_nat", udp_nat),

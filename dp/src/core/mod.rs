@@ -156,6 +156,13 @@ impl Shared {
         }
     }
 
+    /// A fixed SYN cookie key instead of a random one: for tests and fuzzing
+    /// that must compute the cookies a director makes.
+    pub fn with_cookie_key(mut self, key: crate::synproxy::cookie::CookieKey) -> Self {
+        self.cookie_key = key;
+        self
+    }
+
     /// Gives the ports flagged in `kernel` (index: our port index) a kernel
     /// interface. With any, ownership follows the kernel: nothing is owned
     /// until the address watcher publishes what the interfaces hold.

@@ -32,6 +32,19 @@ impl LabDirector {
         workers: u16,
         opts: CoreOptions,
     ) -> LabDirector {
+        Self::new_with(ports, static_routes, neighbours, workers, opts, |s| s)
+    }
+
+    /// As `new`, with `tweak` applied to the `Shared` before it is shared
+    /// (a fixed SYN cookie key, say).
+    pub fn new_with(
+        ports: Vec<PortInfo>,
+        static_routes: &[(Ipv4Addr, u8, Ipv4Addr)],
+        neighbours: &[(Ipv4Addr, MacAddr)],
+        workers: u16,
+        opts: CoreOptions,
+        tweak: impl FnOnce(Shared) -> Shared,
+    ) -> LabDirector {
         let mut routes = RouteTable::new();
         for (i, p) in ports.iter().enumerate() {
             routes.add_connected(p.addr, p.prefix_len, i as u16).unwrap();
@@ -39,7 +52,7 @@ impl LabDirector {
         for &(net, len, via) in static_routes {
             routes.add_static(net, len, via).unwrap();
         }
-        let shared = Arc::new(Shared::new(ports, routes, workers, opts));
+        let shared = Arc::new(tweak(Shared::new(ports, routes, workers, opts)));
         for &(ip, mac) in neighbours {
             shared.neigh.add_static(ip, mac);
         }
