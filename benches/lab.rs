@@ -236,7 +236,21 @@ pub fn flow_frames(n: u32, vport: u16, replies_from: Option<&[(Ipv4Addr, u16)]>)
 
 /// Times `iters` packets from `frames`, continuing where the last call stopped.
 pub fn run(f: &mut Forwarder, port: u16, frames: &Frames, cursor: &mut usize, iters: u64) -> Duration {
+    run_with_csum(f, port, frames, cursor, iters, None)
+}
+
+/// As `run`, each frame's IPv4 header checksum reported by the "NIC" as
+/// `csum` (`PacketBuf::rx_ip_csum`).
+pub fn run_with_csum(
+    f: &mut Forwarder,
+    port: u16,
+    frames: &Frames,
+    cursor: &mut usize,
+    iters: u64,
+    csum: Option<bool>,
+) -> Duration {
     let mut buf = VecBuf::new(frames.get(0));
+    buf.set_rx_ip_csum(csum);
     let mut i = *cursor;
     let start = Instant::now();
     for _ in 0..iters {

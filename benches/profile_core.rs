@@ -2,10 +2,14 @@
 //! in a plain loop, no criterion around it.
 //!
 //! cargo bench -p rvs-dp --bench profile_core --no-run, then run the binary
-//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst> <connections> <packets>
+//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst|nat_in_hwcsum|nat_new_hwcsum>
+//! <connections> <packets>
 //!
 //! The `_burst` cases go through `Forwarder::process_burst` in bursts of 32,
 //! as the DPDK worker does; the others call `process` one packet at a time.
+//! `nat_in_hwcsum` is `nat_in` with the IPv4 header checksum reported good
+//! by the "NIC" (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`), so not summed again;
+//! `nat_new_hwcsum` is `nat_new` with the IPv4 and TCP checksums so.
 
 mod lab;
 
@@ -30,9 +34,13 @@ fn main() {
     let mut cur = 0;
     let t = match case {
         "nat_out" => run(&mut f, 1, outs.as_ref().expect("NAT replies"), &mut cur, packets),
-        "nat_new" => {
+        "nat_new" | "nat_new_hwcsum" => {
             let mut t = std::time::Duration::ZERO;
             let mut buf = VecBuf::new(&[0u8; FRAME_LEN]);
+            if case == "nat_new_hwcsum" {
+                buf.set_rx_ip_csum(Some(true));
+                buf.set_rx_l4_csum(Some(true));
+            }
             let mut fr = [0u8; 64];
             let mut done = 0;
             while done < packets {
@@ -58,6 +66,7 @@ fn main() {
             t
         }
         "nat_in_burst" | "dr_in_burst" => run_burst(&mut f, 0, &ins, &mut cur, packets),
+        "nat_in_hwcsum" => run_with_csum(&mut f, 0, &ins, &mut cur, packets, Some(true)),
         _ => run(&mut f, 0, &ins, &mut cur, packets),
     };
     println!(

@@ -83,8 +83,10 @@ impl WorkerTraffic {
     /// The slot of `worker`; out-of-range workers share the last slot rather than panic.
     #[inline]
     pub fn worker(&self, worker: usize) -> &TrafficCounters {
-        let i = worker.min(self.slots.len() - 1);
-        &self.slots[i]
+        match self.slots.get(worker) {
+            Some(s) => s,
+            None => &self.slots[self.slots.len() - 1],
+        }
     }
     pub fn total(&self) -> TrafficTotals {
         let mut t = TrafficTotals::default();

@@ -15,6 +15,20 @@ pub trait PacketBuf {
     fn truncate(&mut self, len: usize);
     /// Grows the packet by `n` bytes at the back (tailroom). False if no room.
     fn append(&mut self, n: usize) -> bool;
+    /// What the NIC found of the frame's IPv4 header checksum, where it
+    /// checked (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_GOOD`/`_BAD`): `Some(true)`
+    /// good, `Some(false)` bad; `None` when it did not say, and the header
+    /// is verified in software. Both paths ask it alike.
+    #[inline(always)]
+    fn rx_ip_csum(&self) -> Option<bool> {
+        None
+    }
+    /// As `rx_ip_csum`, for the TCP or UDP checksum
+    /// (`RTE_MBUF_F_RX_L4_CKSUM_GOOD`/`_BAD`).
+    #[inline(always)]
+    fn rx_l4_csum(&self) -> Option<bool> {
+        None
+    }
     fn len(&self) -> usize {
         self.data().len()
     }
@@ -29,6 +43,10 @@ pub struct VecBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// `PacketBuf::rx_ip_csum` and `rx_l4_csum`, as a NIC would report
+    /// them (tests, benchmarks).
+    rx_ip_csum: Option<bool>,
+    rx_l4_csum: Option<bool>,
 }
 
 /// As DPDK's RTE_PKTMBUF_HEADROOM.
@@ -46,6 +64,8 @@ impl VecBuf {
             buf,
             start: headroom,
             end: headroom + frame.len(),
+            rx_ip_csum: None,
+            rx_l4_csum: None,
         }
     }
 
@@ -64,16 +84,35 @@ impl VecBuf {
     pub fn headroom(&self) -> usize {
         self.start
     }
+
+    /// What `rx_ip_csum` answers from now on, as if a NIC had checked the
+    /// IPv4 header (kept across `reset`).
+    pub fn set_rx_ip_csum(&mut self, status: Option<bool>) {
+        self.rx_ip_csum = status;
+    }
+
+    /// As `set_rx_ip_csum`, for `rx_l4_csum`.
+    pub fn set_rx_l4_csum(&mut self, status: Option<bool>) {
+        self.rx_l4_csum = status;
+    }
 }
 
 impl PacketBuf for VecBuf {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
+    }
+    #[inline(always)]
+    fn rx_ip_csum(&self) -> Option<bool> {
+        self.rx_ip_csum
+    }
+    #[inline(always)]
+    fn rx_l4_csum(&self) -> Option<bool> {
+        self.rx_l4_csum
     }
     fn prepend(&mut self, n: usize) -> bool {
         if n > self.start {

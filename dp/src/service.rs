@@ -144,7 +144,7 @@ impl ServiceTable {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         // Most directors have a handful of VIPs: a scan beats a search's
         // branches there, and every packet asks.

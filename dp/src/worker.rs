@@ -38,6 +38,14 @@ impl PacketBuf for Mbuf {
     fn data_mut(&mut self) -> &mut [u8] {
         Mbuf::data_mut(self)
     }
+    #[inline(always)]
+    fn rx_ip_csum(&self) -> Option<bool> {
+        Mbuf::rx_ip_csum(self)
+    }
+    #[inline(always)]
+    fn rx_l4_csum(&self) -> Option<bool> {
+        Mbuf::rx_l4_csum(self)
+    }
     fn prepend(&mut self, n: usize) -> bool {
         Mbuf::prepend(self, n).is_some()
     }

@@ -207,8 +207,19 @@ proptest! {
 /// verdict and bytes, every counter and drop, every connection's state.
 /// Returns how many frames the fast path took.
 fn fast_and_general_paths_agree(opts: CoreOptions, inputs: &[Vec<u8>]) -> u64 {
+    fast_and_general_paths_agree_after(opts, |_| {}, inputs)
+}
+
+/// As `fast_and_general_paths_agree`, with `setup` run on both directors first.
+fn fast_and_general_paths_agree_after(
+    opts: CoreOptions,
+    setup: impl Fn(&mut FuzzLab),
+    inputs: &[Vec<u8>],
+) -> u64 {
     let mut fast = FuzzLab::with_options(opts);
     let mut general = FuzzLab::with_options(opts);
+    setup(&mut fast);
+    setup(&mut general);
     for w in general.workers.iter_mut() {
         w.fast_path = false;
     }
@@ -350,6 +361,16 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
             tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "A", b"reply"),
         ));
     }
+    // Its MAC changes (a new NIC, a failover to another host): the replies
+    // follow the neighbour table, not what was resolved before.
+    let moved_mac = [2, 0, 0, 0, 0, 0x21];
+    v.push((0, lab::arp(1, moved_mac, learned, lab::DIP0, [0xff; 6])));
+    for i in 1..=3 {
+        v.push((
+            1,
+            tcp(rs_mac(i), P1, rs_ip(i), learned, 8080, 41004, "A", b"moved"),
+        ));
+    }
     for cip in [CIP, CIP_FAR] {
         v.push((0, tcp(C, P0, cip, VIP, 41000, 80, "S", b"")));
         for i in 1..=3 {
@@ -417,6 +438,153 @@ fn fast_path_matches_general_path_on_established_frames() {
     for opts in BOTH_OPTIONS {
         let hits = fast_and_general_paths_agree(opts, &[records(&established_frames())]);
         assert!(hits >= 10, "fast path took only {hits} frames");
+    }
+}
+
+/// Connections no packet of ours would have opened, as a sync from another
+/// director can bring them: a client, or a real server, at one of the
+/// director's own addresses (a martian source). Their packets are dropped,
+/// whichever path looks at them, however many there are.
+#[test]
+fn fast_path_drops_martians_of_synced_connections() {
+    use lab::{rs_mac, tcp, CIP_FAR, CLIENT_MAC as C, DIP1, P0_MAC as P0, P1_MAC as P1, VIP};
+    use rvs_dp::conn::{FlowKey, NewConn};
+    use rvs_dp::service::{ForwardMethod, Proto};
+    let setup = |l: &mut FuzzLab| {
+        for w in l.workers.iter_mut() {
+            for (cip, cport, rip) in [(DIP1, 41010, lab::rs_ip(1)), (CIP_FAR, 41011, DIP1)] {
+                let now = w.now();
+                w.conns
+                    .insert(
+                        NewConn {
+                            flow: FlowKey::new(Proto::Tcp, cip, cport, VIP, 80),
+                            rip,
+                            rport: 8080,
+                            method: ForwardMethod::Nat,
+                            dest: None,
+                            svc: None,
+                            template: None,
+                        },
+                        now,
+                    )
+                    .expect("room");
+            }
+        }
+    };
+    // To the worker that owns each client: elsewhere the martian is dropped
+    // before it could be redirected, and the fast path never sees it.
+    let mask = FuzzLab::new().workers[0].services().owner_mask();
+    let owner = |cip| (rvs_dp::core::owner_of(cip, mask, lab::WORKERS) as u8) << 1;
+    let frames = || {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push((owner(DIP1), tcp(C, P0, DIP1, VIP, 41010, 80, "A", b"in")));
+            v.push((
+                1 | owner(CIP_FAR),
+                tcp(rs_mac(1), P1, DIP1, CIP_FAR, 8080, 41011, "A", b"out"),
+            ));
+        }
+        records(&v)
+    };
+    for opts in BOTH_OPTIONS {
+        fast_and_general_paths_agree_after(opts, setup, &[frames()]);
+        let mut l = FuzzLab::with_options(opts);
+        setup(&mut l);
+        l.run(&frames());
+        let martians: u64 = l
+            .workers
+            .iter()
+            .map(|w| w.drops.get(rvs_dp::stats::DropReason::Martian))
+            .sum();
+        assert_eq!((martians, l.tally.forwarded), (6, 0), "{:?}", l.tally);
+    }
+}
+
+/// Where the NIC gives a verdict on the IPv4 header checksum
+/// (RTE_MBUF_F_RX_IP_CKSUM_GOOD/BAD), both paths go by it instead of their
+/// own sum: BAD drops a right header (`BadIpChecksum`), GOOD takes a wrong
+/// one as it would a right one, on the fast path as on the general path.
+#[test]
+fn nic_checksum_verdicts_rule_both_paths() {
+    use rvs_dp::stats::DropReason;
+    let frames = established_frames();
+    // Every IPv4 frame's header checksum made wrong.
+    let wrong: Vec<(u8, Vec<u8>)> = frames
+        .iter()
+        .map(|(p, f)| {
+            let mut f = f.clone();
+            if f.get(12..14) == Some(&[0x08, 0x00]) {
+                f[24] ^= 0x01;
+            }
+            (*p, f)
+        })
+        .collect();
+    for opts in BOTH_OPTIONS {
+        for status in [Some(true), Some(false)] {
+            for input in [&frames, &wrong] {
+                fast_and_general_paths_agree_after(opts, |l| l.rx_ip_csum = status, &[records(input)]);
+            }
+        }
+        let run = |status, input: &[(u8, Vec<u8>)]| {
+            let mut l = FuzzLab::with_options(opts);
+            l.rx_ip_csum = status;
+            l.run(&records(input));
+            let bad: u64 = l
+                .workers
+                .iter()
+                .map(|w| w.drops.get(DropReason::BadIpChecksum))
+                .sum();
+            let fast: u64 = l.workers.iter().map(|w| w.counters.fast_path).sum();
+            (l.tally, bad, fast)
+        };
+        let (plain, bad, fast) = run(None, &frames);
+        assert_eq!(bad, 0);
+        assert!(fast >= 10, "{fast}");
+        // GOOD: the wrong sums go through as the right ones do.
+        assert_eq!(run(Some(true), &wrong), (plain, 0, fast));
+        // BAD: nothing IPv4 gets past the header check.
+        let ipv4 = frames
+            .iter()
+            .filter(|(_, f)| f.get(12..14) == Some(&[0x08, 0x00]))
+            .count() as u64;
+        let (t, bad, fast) = run(Some(false), &frames);
+        assert_eq!((bad, fast), (ipv4, 0), "{t:?}");
+        // Unreported: the software check drops every wrong sum.
+        let (_, bad, _) = run(None, &wrong);
+        assert_eq!(bad, ipv4);
+    }
+}
+
+/// As `nic_checksum_verdicts_rule_both_paths`, for the TCP/UDP checksum a
+/// packet opening an LVS-NAT connection must have
+/// (RTE_MBUF_F_RX_L4_CKSUM_GOOD/BAD): the NIC's verdict, where it gives
+/// one, decides instead of the sum.
+#[test]
+fn nic_l4_checksum_verdicts_rule_new_nat_connections() {
+    use lab::{tcp, CIP, CLIENT_MAC as C, P0_MAC as P0, VIP};
+    use rvs_dp::stats::DropReason;
+    let syn = tcp(C, P0, CIP, VIP, 41020, 80, "S", b"");
+    let mut wrong = syn.clone();
+    wrong[50] ^= 0x01;
+    for opts in BOTH_OPTIONS {
+        let run = |status, frame: &Vec<u8>| {
+            let input = records(&[(0, frame.clone())]);
+            fast_and_general_paths_agree_after(opts, |l| l.rx_l4_csum = status, std::slice::from_ref(&input));
+            let mut l = FuzzLab::with_options(opts);
+            l.rx_l4_csum = status;
+            l.run(&input);
+            let bad: u64 = l
+                .workers
+                .iter()
+                .map(|w| w.drops.get(DropReason::BadL4Checksum))
+                .sum();
+            let made: u64 = l.workers.iter().map(|w| w.counters.conns_created).sum();
+            (made, bad)
+        };
+        assert_eq!(run(None, &syn), (1, 0));
+        assert_eq!(run(None, &wrong), (0, 1));
+        assert_eq!(run(Some(true), &wrong), (1, 0), "GOOD opens whatever the sum");
+        assert_eq!(run(Some(false), &syn), (0, 1), "BAD refuses whatever the sum");
     }
 }
 

@@ -96,6 +96,11 @@ pub struct FuzzLab {
     pub tally: Tally,
     /// When set, what became of every delivered frame.
     pub log: Option<Vec<Delivery>>,
+    /// What the "NIC" says of every frame's IPv4 header and TCP/UDP
+    /// checksums (`PacketBuf::rx_ip_csum`, `rx_l4_csum`); None, software
+    /// checks, by default.
+    pub rx_ip_csum: Option<bool>,
+    pub rx_l4_csum: Option<bool>,
 }
 
 impl Default for FuzzLab {
@@ -234,6 +239,8 @@ impl FuzzLab {
             now: 100,
             tally: Tally::default(),
             log: None,
+            rx_ip_csum: None,
+            rx_l4_csum: None,
         }
     }
 
@@ -307,6 +314,8 @@ impl FuzzLab {
             } else {
                 VecBuf::new(frame)
             };
+            buf.set_rx_ip_csum(self.rx_ip_csum);
+            buf.set_rx_l4_csum(self.rx_l4_csum);
             self.deliver(worker, port, &mut buf);
         }
     }

@@ -10,6 +10,7 @@ use super::tcp::{next_state, StateTable, TcpState};
 use super::timeout::Timeouts;
 use super::{ConnError, ConnId, Direction, FlowKey, NewConn, NewTemplate};
 use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
+use crate::wire::tcp::TcpFlags;
 
 /// End of a chain, empty bucket, or no template.
 const NIL: u32 = u32::MAX;
@@ -28,8 +29,8 @@ const F_OUT_HASHED: u8 = 1 << 6;
 /// when the state first becomes ESTABLISHED; see `ConnTable`'s embryonic queue.
 const F_EMBRYONIC: u8 = 1 << 7;
 
-/// Seconds a new connection lives before its first `on_packet`/`touch`, as
-/// the kernel's ip_vs_conn_new. The caller runs one of them for the packet
+/// Seconds a new connection lives before its first `on_packet`, as
+/// the kernel's ip_vs_conn_new. The caller runs it for the packet
 /// that created the connection, which sets the real timeout.
 pub const INITIAL_TIMEOUT: u32 = 3;
 
@@ -62,6 +63,11 @@ pub struct Conn {
     method: ForwardMethod,
     state: TcpState,
     flags: u8,
+    /// The worker's egress slot of each direction's packets, +1 (0: none
+    /// yet), index `Direction as usize`: the per-packet path's cache of route,
+    /// neighbour and port, kept by the worker (`core::egress`); the table
+    /// only clears it when the slot is reused.
+    egress: [u8; 2],
     expires: u32,
     /// A template's persistence timeout (seconds). A TCP connection's
     /// previous entry in the embryonic queue (NIL at its head or unqueued).
@@ -92,6 +98,7 @@ impl Conn {
         method: ForwardMethod::Dr,
         state: TcpState::None,
         flags: 0,
+        egress: [0; 2],
         expires: 0,
         timeout_or_prev: 0,
         template: NIL,
@@ -209,6 +216,28 @@ impl Conn {
     pub fn is_embryonic(&self) -> bool {
         self.flags & F_EMBRYONIC != 0
     }
+    /// The egress slot recorded for `dir` by `set_egress`, +1; 0 when none is.
+    #[inline]
+    pub fn egress(&self, dir: Direction) -> u8 {
+        self.egress[dir as usize]
+    }
+    /// Records the egress slot (+1; 0 clears it) of this connection's
+    /// packets in direction `dir`: a cache the worker keeps in the entry's
+    /// spare bytes (`core::egress`). Nothing in the table reads it.
+    #[inline]
+    pub fn set_egress(&mut self, dir: Direction, slot: u8) {
+        self.egress[dir as usize] = slot;
+    }
+    /// One packet with an L4 header on this connection, in direction `dir`:
+    /// `ConnTable::on_packet` on an entry in hand (`lookup_in_mut`,
+    /// `lookup_out_mut`). Nothing for a template or a free slot.
+    #[inline(always)]
+    pub fn on_packet(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
+        if self.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
+            return false;
+        }
+        self.step(dir, tcp_flags, now, timeouts)
+    }
     #[inline]
     pub fn dest(&self) -> Option<&Arc<DestStats>> {
         self.dest.as_ref()
@@ -221,7 +250,11 @@ impl Conn {
     /// One packet of this connection seen: the TCP state machine (the
     /// kernel's set_tcp_state) and the idle timer. Returns whether the TCP
     /// state changed.
-    #[inline]
+    ///
+    /// Inline, the segment nearly every packet is: an ACK without SYN, FIN
+    /// or RST on an ESTABLISHED connection, which stays so in all three
+    /// tables, and UDP; the rest in `step_tcp`.
+    #[inline(always)]
     fn step(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
         if dir == Direction::Output {
             self.flags |= F_SEEN_REPLY;
@@ -231,37 +264,53 @@ impl Conn {
                 self.expires = now.saturating_add(timeouts.udp);
                 false
             }
-            Proto::Tcp => {
-                let table = match dir {
-                    Direction::Output => {
-                        self.flags &= !F_NOOUTPUT;
-                        StateTable::Output
-                    }
-                    Direction::Input if self.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
-                    Direction::Input => StateTable::Input,
-                };
-                let new = next_state(table, self.state, tcp_flags);
-                let changed = new != self.state;
-                if changed {
-                    let active = new.is_active();
-                    if active != (self.flags & F_ACTIVE != 0) {
-                        self.flags ^= F_ACTIVE;
-                        // Only on a state change, so the established
-                        // packet's path pays nothing; the entry leaves
-                        // the embryonic queue lazily (`ConnTable::unqueue`).
-                        if active {
-                            self.flags &= !F_EMBRYONIC;
-                        }
-                        if let Some(d) = &self.dest {
-                            d.set_active(active);
-                        }
-                    }
-                    self.state = new;
+            Proto::Tcp
+                if self.state == TcpState::Established
+                    && tcp_flags & (TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK)
+                        == TcpFlags::ACK =>
+            {
+                // A reply: the OUTPUT table from now on, as in `step_tcp`.
+                if dir == Direction::Output {
+                    self.flags &= !F_NOOUTPUT;
                 }
-                self.expires = now.saturating_add(timeouts.tcp(new));
-                changed
+                self.expires = now.saturating_add(timeouts.tcp_established());
+                false
             }
+            Proto::Tcp => self.step_tcp(dir, tcp_flags, now, timeouts),
         }
+    }
+
+    /// `step` for a TCP segment, through the kernel's tables.
+    #[inline(never)]
+    fn step_tcp(&mut self, dir: Direction, tcp_flags: u8, now: u32, timeouts: &Timeouts) -> bool {
+        let table = match dir {
+            Direction::Output => {
+                self.flags &= !F_NOOUTPUT;
+                StateTable::Output
+            }
+            Direction::Input if self.flags & F_NOOUTPUT != 0 => StateTable::InputOnly,
+            Direction::Input => StateTable::Input,
+        };
+        let new = next_state(table, self.state, tcp_flags);
+        let changed = new != self.state;
+        if changed {
+            let active = new.is_active();
+            if active != (self.flags & F_ACTIVE != 0) {
+                self.flags ^= F_ACTIVE;
+                // Only on a state change, so the established
+                // packet's path pays nothing; the entry leaves
+                // the embryonic queue lazily (`ConnTable::unqueue`).
+                if active {
+                    self.flags &= !F_EMBRYONIC;
+                }
+                if let Some(d) = &self.dest {
+                    d.set_active(active);
+                }
+            }
+            self.state = new;
+        }
+        self.expires = now.saturating_add(timeouts.tcp(new));
+        changed
     }
 
     /// A template that still controls connections never expires (the kernel
@@ -453,7 +502,15 @@ impl ConnTable {
     // scalars instead of being packed into an argument.
     #[inline(always)]
     pub fn lookup_in(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
-        self.find_in(flow, false, now)
+        self.find_in(flow, false, now).map(|(id, _)| id)
+    }
+
+    /// As `lookup_in`, with the entry itself, to read and step in one access
+    /// (the per-packet path of an established connection).
+    #[inline(always)]
+    pub fn lookup_in_mut(&mut self, flow: FlowKey, now: u32) -> Option<(ConnId, &mut Conn)> {
+        let (id, _) = self.find_in(flow, false, now)?;
+        Some((id, self.slab.get_mut(id.0 as usize)?))
     }
 
     /// The connection of a real server's reply, LVS-NAT only (`flow`:
@@ -462,6 +519,18 @@ impl ConnTable {
     // scalars instead of being packed into an argument.
     #[inline(always)]
     pub fn lookup_out(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
+        self.lookup_out_entry(flow, now).map(|(id, _)| id)
+    }
+
+    /// As `lookup_out`, with the entry itself (see `lookup_in_mut`).
+    #[inline(always)]
+    pub fn lookup_out_mut(&mut self, flow: FlowKey, now: u32) -> Option<(ConnId, &mut Conn)> {
+        let (id, _) = self.lookup_out_entry(flow, now)?;
+        Some((id, self.slab.get_mut(id.0 as usize)?))
+    }
+
+    #[inline(always)]
+    fn lookup_out_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
             if c.cport == flow.dport
@@ -471,7 +540,7 @@ impl ConnTable {
                 && c.proto == flow.proto
                 && c.alive(now)
             {
-                return Some(ConnId(i));
+                return Some((ConnId(i), c));
             }
             i = c.out_next;
         }
@@ -482,12 +551,12 @@ impl ConnTable {
     /// (`flow`: client network:0 → VIP:vport, see `FlowKey` and `client_net`).
     #[inline]
     pub fn lookup_template(&self, flow: FlowKey, now: u32) -> Option<ConnId> {
-        self.find_in(flow, true, now)
+        self.find_in(flow, true, now).map(|(id, _)| id)
     }
 
     /// The IN index holds connections and templates (cport 0) apart.
     #[inline(always)]
-    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<ConnId> {
+    fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.in_heads[self.bucket(flow, template)];
         while let Some(c) = self.slab.get(i as usize) {
             if c.cport == flow.sport
@@ -498,7 +567,7 @@ impl ConnTable {
                 && (c.flags & F_TEMPLATE != 0) == template
                 && c.alive(now)
             {
-                return Some(ConnId(i));
+                return Some((ConnId(i), c));
             }
             i = c.in_next;
         }
@@ -682,7 +751,7 @@ impl ConnTable {
     }
 
     /// Adds a connection in state NONE with `INITIAL_TIMEOUT`; the caller then
-    /// runs `on_packet` or `touch` for the packet that created it. The real server counts
+    /// runs `on_packet` for the packet that created it. The real server counts
     /// it inactive (`DestStats::bind_conn`). Counting it in the service's and
     /// real server's traffic (`conns`) is the caller's, who knows its worker slot.
     ///
@@ -718,6 +787,7 @@ impl ConnTable {
                 | F_IN_HASHED
                 | if nat { F_OUT_HASHED } else { F_NOOUTPUT }
                 | if tcp { F_EMBRYONIC } else { 0 },
+            egress: [0; 2],
             expires: now.saturating_add(INITIAL_TIMEOUT),
             timeout_or_prev: NIL,
             template: NIL,
@@ -768,6 +838,7 @@ impl ConnTable {
             method: t.method,
             state: TcpState::None,
             flags: F_LIVE | F_TEMPLATE | F_IN_HASHED | if nat { 0 } else { F_NOOUTPUT },
+            egress: [0; 2],
             expires: now.saturating_add(timeout),
             timeout_or_prev: timeout,
             template: NIL,
@@ -827,29 +898,6 @@ impl ConnTable {
             Some(c) if c.flags & (F_LIVE | F_TEMPLATE) == F_LIVE => c.step(dir, tcp_flags, now, timeouts),
             _ => false,
         }
-    }
-
-    /// The per-packet path's `on_packet`: steps connection `id` when `l4`
-    /// (the packet has its L4 header), and hands back the entry, so the
-    /// caller reads it once. None for a free slot or a template.
-    #[inline]
-    pub fn touch(
-        &mut self,
-        id: ConnId,
-        dir: Direction,
-        tcp_flags: u8,
-        l4: bool,
-        now: u32,
-        timeouts: &Timeouts,
-    ) -> Option<&Conn> {
-        let c = self.slab.get_mut(id.0 as usize)?;
-        if c.flags & (F_LIVE | F_TEMPLATE) != F_LIVE {
-            return None;
-        }
-        if l4 {
-            c.step(dir, tcp_flags, now, timeouts);
-        }
-        Some(c)
     }
 
     /// Installs a connection a peer director synced (`crate::sync`), or brings the

@@ -39,6 +39,12 @@ impl Timeouts {
         self.tcp[state as usize]
     }
 
+    /// `tcp(TcpState::Established)`, at a constant index.
+    #[inline]
+    pub fn tcp_established(&self) -> u32 {
+        self.tcp[TcpState::Established as usize]
+    }
+
     /// `ipvsadm --set tcp tcpfin udp`: ESTABLISHED, FIN_WAIT and UDP
     /// timeouts; 0 leaves a value unchanged, as in ipvsadm.
     pub fn set_ipvsadm(&mut self, tcp: u32, tcpfin: u32, udp: u32) {

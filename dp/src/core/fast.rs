@@ -7,9 +7,16 @@
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
 //!
+//! Where its packets go was resolved by the connection's first packet this
+//! way and is kept in an egress slot (`egress`): route, port, MACs, and the
+//! martian check of the entry's addresses, revalidated by the neighbour
+//! table's generation. The IPv4 header checksum is the NIC's verdict where it
+//! gives one (`PacketBuf::rx_ip_csum`), else summed here.
+//!
 //! Anything else, and anything that would drop, returns `None` before any
-//! state changes, and the general path (`Forwarder::classify`) handles the
-//! frame from the start: it stays the one definition of behaviour. The fast
+//! state changes (a cache slot filled aside), and the general path
+//! (`Forwarder::classify`) handles the frame from the start: it stays the
+//! one definition of behaviour. The fast
 //! path only skips its layers, never decides differently; the
 //! `fast_path_matches_general_path*` property tests in `dp/tests/fuzz_regressions.rs`
 //! holds it to that, frame by frame, counters and connection states included.
@@ -17,6 +24,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
+use super::egress::Egress;
 use super::{Forwarder, Verdict};
 use crate::conn::{Direction, FlowKey};
 use crate::neigh::Neigh;
@@ -28,7 +36,7 @@ use crate::wire::ipip::IPIP_HEADER_LEN;
 use crate::wire::ipv4::{self, field as ip, IpProtocol, HEADER_LEN as IP_LEN};
 use crate::wire::tcp::{self, TcpFlags};
 use crate::wire::{checksum, udp};
-use crate::xmit::{dr, tun};
+use crate::xmit::tun;
 
 /// Ethernet, IPv4 and the first 8 bytes of L4: ports, and UDP's length.
 const HEAD_LEN: usize = ETH_LEN + IP_LEN + udp::HEADER_LEN;
@@ -48,9 +56,10 @@ impl Forwarder {
         let len = pkt.len();
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
-        let port = self.shared.ports.get(in_port as usize)?;
+        let port_mac = *self.shared.port_macs.get(in_port as usize)?;
+        let dst_mac = u64::from_le_bytes(head[..8].try_into().ok()?) & 0xFFFF_FFFF_FFFF;
         let ethertype = eth::ETHERTYPE..ETH_LEN;
-        if head[eth::DST] != port.mac.0 || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
+        if dst_mac != port_mac || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
             return None;
         }
         let iph: &[u8; IP_LEN] = head[ETH_LEN..ETH_LEN + IP_LEN].try_into().ok()?;
@@ -63,16 +72,11 @@ impl Forwarder {
             || be16(ip::FLG_OFF) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0
             || iph[ip::TTL] <= 1
             || total > len - ETH_LEN
-            || !ipv4::header_checksum_ok(iph)
         {
             return None;
         }
         let src = Ipv4Addr::from(be32(ip::SRC));
         let dst = Ipv4Addr::from(be32(ip::DST));
-        let (martian, local) = self.martian_or_local(src, dst);
-        if martian || local {
-            return None;
-        }
         let l4 = &head[ETH_LEN + IP_LEN..];
         let l4_16 = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
         let seg_len = total.checked_sub(IP_LEN)?;
@@ -100,6 +104,10 @@ impl Forwarder {
             }
             _ => return None,
         };
+        // After the SYN's way out above: it need not pay the sum twice.
+        if !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph)) {
+            return None;
+        }
         // TCP and UDP put their ports at the same offsets.
         let sport = l4_16(udp::field::SRC_PORT);
         let dport = l4_16(udp::field::DST_PORT);
@@ -116,16 +124,20 @@ impl Forwarder {
             return None;
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
-        let (id, dir) = if to_vip {
-            (self.conns.lookup_in(flow, self.now)?, Direction::Input)
+        let now = self.now;
+        let ((id, c), dir) = if to_vip {
+            (self.conns.lookup_in_mut(flow, now)?, Direction::Input)
         } else {
-            (self.conns.lookup_out(flow, self.now)?, Direction::Output)
+            (self.conns.lookup_out_mut(flow, now)?, Direction::Output)
         };
         // A proxied connection's sequence numbers are translated: the general path's job.
-        if self.synproxy.is_some() && self.proxy_slot(id).is_some() {
+        if self
+            .synproxy
+            .as_deref()
+            .is_some_and(|t| super::synproxy::proxied(t, id, c))
+        {
             return None;
         }
-        let c = self.conns.get(id)?;
         // expire_nodest_conn ends the connection: the general path's job.
         if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
         {
@@ -139,9 +151,20 @@ impl Forwarder {
             (Direction::Output, ForwardMethod::Nat) => (ForwardMethod::Nat, c.cip(), c.vip(), c.vport()),
             _ => return None,
         };
-        let hop = self.shared.routes.lookup(toward)?;
-        let out = self.shared.ports.get(hop.port as usize)?;
-        let (out_mac, out_addr, out_mtu) = (out.mac, out.addr, out.mtu);
+        let slot = c.egress(dir);
+        let shared = &*self.shared;
+        // Read before any neighbour lookup whose answer is kept.
+        let generation = shared.neigh.generation();
+        let eg = match self.egress.get(slot, generation, now, &shared.neigh) {
+            Some(e) => *e,
+            // A slot that no longer resolves: the general path asks ARP.
+            None if slot != 0 => return None,
+            None => {
+                let e = resolve(shared, &mut self.egress, src, dst, toward, generation, now)?;
+                c.set_egress(dir, e.0);
+                e.1
+            }
+        };
         // A packet (with TUN, its outer header too) past the egress MTU gets
         // an ICMP "fragmentation needed" or a drop: the general path's business.
         let outer = if method == ForwardMethod::Tun {
@@ -149,12 +172,9 @@ impl Forwarder {
         } else {
             0
         };
-        if total + outer > usize::from(out_mtu) {
+        if total + outer > usize::from(eg.mtu) {
             return None;
         }
-        let Neigh::Resolved(next_mac) = self.shared.neigh.lookup(hop.via, self.now) else {
-            return None;
-        };
 
         // Ours from here on. The checks above leave nothing below to fail;
         // were it to, the frame is a counted drop, never a second pass.
@@ -164,16 +184,35 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
-        let done = match self.track(id, dir, flags, true, len) {
-            Ok(_) if method == ForwardMethod::Tun => {
-                match tun::encapsulate(pkt, ETH_LEN, out_addr, addr, out_mtu) {
-                    Ok(tun::TunOutcome::Encapsulated) => Ok(()),
-                    Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
-                    Err(r) => Err(r),
-                }
+        super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
+        // The sync daemon's count of the connection's packets (`Forwarder::track`).
+        if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
+            t.on_input(&self.conns, id, now);
+        }
+        // The new Ethernet addresses go on with the rewrite, through one
+        // borrow of the frame (after the outer header, for TUN).
+        let set_macs = |frame: &mut [u8]| {
+            if let Some(h) = frame.get_mut(..eg.macs.len()) {
+                h.copy_from_slice(&eg.macs);
             }
-            Ok(_) => rewrite(pkt.data_mut(), proto, method, dir, addr, l4port),
-            Err(r) => Err(r),
+        };
+        let done = match method {
+            ForwardMethod::Tun => match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
+                Ok(tun::TunOutcome::Encapsulated) => {
+                    set_macs(pkt.data_mut());
+                    Ok(())
+                }
+                Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
+                Err(r) => Err(r),
+            },
+            _ => {
+                let frame = pkt.data_mut();
+                let r = rewrite(frame, proto, method, dir, addr, l4port);
+                if r.is_ok() {
+                    set_macs(frame);
+                }
+                r
+            }
         };
         Some(match done {
             Ok(()) => {
@@ -185,8 +224,7 @@ impl Forwarder {
                 };
                 *c += 1;
                 self.counters.fast_path += 1;
-                dr::set_macs(pkt.data_mut(), next_mac, out_mac);
-                Verdict::Forward { port: hop.port }
+                Verdict::Forward { port: eg.hop.port }
             }
             Err(r) => {
                 self.drops.count(r);
@@ -194,6 +232,35 @@ impl Forwarder {
             }
         })
     }
+}
+
+/// The first packet one way on a connection: what its egress slot will stand
+/// for. Martian and local addresses (this packet's, which are the entry's
+/// keys: a slot is only ever recorded for addresses that pass), the route
+/// toward `toward`, the port, the neighbour. Returns the slot number (+1, 0
+/// when the slots are all taken) and the egress; None for the general path.
+#[cold]
+#[inline(never)]
+fn resolve(
+    shared: &super::Shared,
+    cache: &mut super::egress::EgressCache,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    toward: Ipv4Addr,
+    generation: u64,
+    now: u32,
+) -> Option<(u8, Egress)> {
+    let (martian, local) = shared.martian_or_local(src, dst);
+    if martian || local {
+        return None;
+    }
+    let hop = shared.routes.lookup(toward)?;
+    let out = shared.ports.get(hop.port as usize)?;
+    let Neigh::Resolved(mac) = shared.neigh.lookup(hop.via, now) else {
+        return None;
+    };
+    let e = Egress::new(hop, out, mac, generation, now);
+    Some((cache.insert(e), e))
 }
 
 /// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is).
@@ -235,6 +302,13 @@ fn rewrite(
 /// address and port, each checksum updated once. The same arithmetic as
 /// `xmit::forward_rewrite`, whose general form also serves IP options,
 /// fragments and ICMP errors; here every offset is a constant.
+///
+/// The checksum arithmetic runs on native-endian words, with no byte swap:
+/// a ones' complement sum is the same in either byte order (RFC 1071 2.B),
+/// as long as every word of it (the checksums too) is taken in one order.
+/// The TTL decrement changes the TTL/protocol word by -0x0100 in network
+/// order, so its RFC 1624 term `!m + m'` is a constant: -1 in ones'
+/// complement, 0xFEFF big-endian, whichever byte order it is read in.
 #[inline(always)]
 fn nat_fixed<const N: usize>(
     h: &mut [u8; N],
@@ -251,30 +325,29 @@ fn nat_fixed<const N: usize>(
         Direction::Input => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
         Direction::Output => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
     };
-    let get16 = |h: &[u8; N], at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let get16 = |h: &[u8; N], at: usize| u16::from_ne_bytes([h[at], h[at + 1]]);
     let ttl = h[TTL];
     if ttl <= 1 {
         return Err(DropReason::TtlExpired);
     }
-    let old_ttl_word = get16(h, TTL);
     h[TTL] = ttl - 1;
-    let old_addr = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
-    let new_addr = u32::from(addr);
-    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_be_bytes());
+    let old_addr = u32::from_ne_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+    let new_addr = u32::from_ne_bytes(addr.octets());
+    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_ne_bytes());
     let addr_delta = checksum::delta32(old_addr, new_addr);
-    let ip_delta = checksum::delta16(old_ttl_word, old_ttl_word - 0x0100) + addr_delta;
-    let c = checksum::apply(get16(h, IP_CSUM), ip_delta);
-    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+    let c = checksum::apply(get16(h, IP_CSUM), checksum::TTL_DECREMENT_NE + addr_delta);
+    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
+    let new_port = u16::from_ne_bytes(port.to_be_bytes());
     let old_port = get16(h, port_at);
-    h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    h[port_at..port_at + 2].copy_from_slice(&new_port.to_ne_bytes());
     let old_csum = get16(h, l4_csum_at);
     if udp && old_csum == 0 {
         return Ok(()); // UDP without checksum stays without
     }
-    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
     if udp && c == 0 {
         c = 0xFFFF;
     }
-    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_ne_bytes());
     Ok(())
 }

@@ -29,6 +29,7 @@
 //! disagree too. Setting `-M` on the first persistent service before traffic
 //! arrives avoids it.
 
+mod egress;
 mod fast;
 mod synproxy;
 #[cfg(test)]
@@ -42,7 +43,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use crate::conn::{
-    client_net, Bucket, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
+    client_net, Bucket, Conn, ConnId, ConnTable, Direction, FlowKey, NewConn, NewTemplate, TcpState, Timeouts,
 };
 use crate::neigh::arp::{self, ArpInput};
 use crate::neigh::{Neigh, NeighTable};
@@ -115,6 +116,9 @@ pub struct Shared {
     pub ports: Vec<PortInfo>,
     /// The ports' addresses, for the per-packet martian and local checks.
     port_addrs: Vec<u32>,
+    /// The ports' MACs as `mac_word` reads a frame's destination, for the
+    /// fast path's one compare.
+    port_macs: Vec<u64>,
     pub routes: RouteTable,
     pub workers: u16,
     pub opts: CoreOptions,
@@ -131,8 +135,10 @@ impl Shared {
     pub fn new(ports: Vec<PortInfo>, routes: RouteTable, workers: u16, opts: CoreOptions) -> Self {
         let workers = workers.max(1);
         let port_addrs = ports.iter().map(|p| u32::from(p.addr)).collect();
+        let port_macs = ports.iter().map(|p| mac_word(&p.mac.0)).collect();
         Shared {
             port_addrs,
+            port_macs,
             services: ArcSwap::from_pointee(ServiceTable::default()),
             timeouts: ArcSwap::from_pointee(Timeouts::default()),
             owned: ArcSwap::from_pointee(Owned::ALL),
@@ -170,6 +176,22 @@ impl Shared {
         self
     }
 
+    /// Martian addresses, and whether the packet is for one of our ports:
+    /// one pass over the ports for both.
+    #[inline(always)]
+    fn martian_or_local(&self, src: Ipv4Addr, dst: Ipv4Addr) -> (bool, bool) {
+        let (s, d) = (u32::from(src), u32::from(dst));
+        let (s0, d0) = (s >> 24, d >> 24);
+        // 0/8, 127/8, multicast and broadcast sources; 0/8 and 127/8 destinations.
+        let mut martian = s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127;
+        let mut local = false;
+        for &a in self.port_addrs.iter() {
+            martian |= a == s;
+            local |= a == d;
+        }
+        (martian, local)
+    }
+
     /// Whether port `port` has a kernel interface.
     #[inline]
     pub fn has_kernel(&self, port: u16) -> bool {
@@ -182,6 +204,12 @@ impl Shared {
             .iter()
             .all(|g| g.load(Ordering::Acquire) >= gen)
     }
+}
+
+/// A MAC address as one integer (the same whatever the CPU's byte order).
+#[inline(always)]
+fn mac_word(m: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
 /// Where a packet goes after `Forwarder::process`.
@@ -244,6 +272,48 @@ pub struct WorkerCounters {
 const WARM_MIN_CONNS: usize = 32 * 1024;
 /// At most this many packets of a burst are warmed.
 const WARM_BURST: usize = 64;
+
+/// What every packet of a known connection does, on both paths (`track`
+/// and `fast`): the state step, when the packet has its L4 header (`l4`),
+/// and its `len` bytes in the real server's and service's traffic counters
+/// (worker `worker`'s slots). A per-connection event hook belongs here.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn conn_packet(
+    c: &mut Conn,
+    dir: Direction,
+    flags: u8,
+    l4: bool,
+    now: u32,
+    timeouts: &Timeouts,
+    worker: u16,
+    len: usize,
+) {
+    if l4 {
+        c.on_packet(dir, flags, now, timeouts);
+    }
+    count_traffic(c, worker, dir, len);
+}
+
+/// A packet of `len` bytes on connection `c` in direction `dir`, in its
+/// real server's and service's traffic counters (worker `worker`'s slots).
+#[inline(always)]
+fn count_traffic(c: &Conn, worker: u16, dir: Direction, len: usize) {
+    let w = worker as usize;
+    // Straight-line: an iterator over the two cost a loop per packet.
+    if let Some(t) = c.dest().map(|d| d.traffic.worker(w)) {
+        match dir {
+            Direction::Input => t.add_in(len),
+            Direction::Output => t.add_out(len),
+        }
+    }
+    if let Some(t) = c.svc().map(|s| s.worker(w)) {
+        match dir {
+            Direction::Input => t.add_in(len),
+            Direction::Output => t.add_out(len),
+        }
+    }
+}
 
 /// Which worker owns connections of client `cip`, `mask` being the service
 /// table's `owner_mask`: every client of one masked network gets one owner.
@@ -311,9 +381,15 @@ impl FragCache {
 /// update keeps a wrong checksum exactly as wrong, so the receiver drops the
 /// segment as it would have without us, and the per-packet path pays no
 /// full-payload sum. DR and TUN leave the packet unchanged and never verify.
-fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto) -> bool {
+///
+/// `nic`: the NIC's verdict where it gave one (`PacketBuf::rx_l4_csum`),
+/// taken instead of the sum (for an unfragmented packet).
+fn l4_checksum_ok(frame: &[u8], ip: &Ip, proto: Proto, nic: Option<bool>) -> bool {
     if ip.frag {
         return true;
+    }
+    if let Some(ok) = nic {
+        return ok;
     }
     let Some(seg) = frame.get(ip.l2 + ip.hl..ip.l2 + ip.total) else {
         return false;
@@ -368,6 +444,8 @@ pub struct Forwarder {
     /// Take established connections' packets through `fast` (on by
     /// default; off only to compare the two paths).
     pub fast_path: bool,
+    /// The next hops `fast` resolved, named by connection entries.
+    egress: egress::EgressCache,
     /// While a master sync daemon runs: decides which connections to send
     /// (`sync::threshold`); switched by `sync::worker_tick` between bursts.
     pub sync: Option<Box<crate::sync::SyncTap>>,
@@ -399,6 +477,7 @@ impl Forwarder {
             },
             stale_hops: Vec::with_capacity(16),
             fast_path: true,
+            egress: egress::EgressCache::default(),
             sync: None,
             synproxy: None,
         }
@@ -602,10 +681,11 @@ impl Forwarder {
     }
 
     #[inline(always)]
-    fn parse_ip(&self, data: &[u8], l2: usize) -> Result<Ip, DropReason> {
+    fn parse_ip(&self, data: &[u8], l2: usize, nic_csum: Option<bool>) -> Result<Ip, DropReason> {
         let bytes = data.get(l2..).ok_or(DropReason::MalformedIpv4)?;
         let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::MalformedIpv4)?;
-        if !ip.verify_checksum() {
+        // The NIC's verdict where it gave one (`PacketBuf::rx_ip_csum`).
+        if !nic_csum.unwrap_or_else(|| ip.verify_checksum()) {
             return Err(DropReason::BadIpChecksum);
         }
         Ok(Ip {
@@ -621,25 +701,16 @@ impl Forwarder {
         })
     }
 
-    /// Martian addresses, and whether the packet is for one of our ports:
-    /// one pass over the ports for both.
+    /// Martian addresses, and whether the packet is for one of our ports
+    /// (`Shared::martian_or_local`).
     #[inline(always)]
     fn martian_or_local(&self, src: Ipv4Addr, dst: Ipv4Addr) -> (bool, bool) {
-        let (s, d) = (u32::from(src), u32::from(dst));
-        let (s0, d0) = (s >> 24, d >> 24);
-        // 0/8, 127/8, multicast and broadcast sources; 0/8 and 127/8 destinations.
-        let mut martian = s0 == 0 || s0 == 127 || s0 >= 224 || d0 == 0 || d0 == 127;
-        let mut local = false;
-        for &a in self.shared.port_addrs.iter() {
-            martian |= a == s;
-            local |= a == d;
-        }
-        (martian, local)
+        self.shared.martian_or_local(src, dst)
     }
 
     #[inline]
     fn ipv4<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, l2: usize, redirected: bool) -> Verdict {
-        let ip = match self.parse_ip(pkt.data(), l2) {
+        let ip = match self.parse_ip(pkt.data(), l2, pkt.rx_ip_csum()) {
             Ok(ip) => ip,
             Err(r) => return Verdict::Drop(r),
         };
@@ -780,13 +851,13 @@ impl Forwarder {
                     // The client reused the port of a closed connection: a new
                     // connection, scheduled and counted as such.
                     self.conns.remove(id);
-                    match self.new_conn(in_port, pkt, ip, flow, flags) {
+                    match self.new_conn(in_port, pkt, ip, flow, flags, pkt.rx_l4_csum()) {
                         Ok(id) => id,
                         Err(v) => return v,
                     }
                 }
                 Some(id) => id,
-                None => match self.new_conn(in_port, pkt, ip, flow, flags) {
+                None => match self.new_conn(in_port, pkt, ip, flow, flags, pkt.rx_l4_csum()) {
                     Ok(id) => id,
                     Err(v) => return v,
                 },
@@ -857,6 +928,8 @@ impl Forwarder {
     }
 
     /// A connection for `flow` (CIP:cport → VIP:vport), if its service can take it.
+    /// `nic_l4_csum`: the NIC's verdict on the packet's TCP/UDP checksum
+    /// (`PacketBuf::rx_l4_csum`), None for one rewritten since it arrived.
     fn new_conn<B: PacketBuf>(
         &mut self,
         in_port: u16,
@@ -864,6 +937,7 @@ impl Forwarder {
         ip: &Ip,
         flow: FlowKey,
         flags: u8,
+        nic_l4_csum: Option<bool>,
     ) -> Result<ConnId, Verdict> {
         let proto = flow.proto;
         let Some(si) = self.snap.lookup(proto, flow.dst, flow.dport) else {
@@ -881,7 +955,8 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat) && !l4_checksum_ok(pkt.data(), ip, proto)
+        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat)
+            && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum)
         {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }
@@ -1035,17 +1110,10 @@ impl Forwarder {
         }
         let c = self
             .conns
-            .touch(id, dir, flags, l4, self.now, &self.timeouts)
+            .get_mut(id)
+            .filter(|c| !c.is_template())
             .ok_or(missing)?;
-        let w = self.worker as usize;
-        let d = c.dest().map(|d| d.traffic.worker(w));
-        let s = c.svc().map(|s| s.worker(w));
-        for t in [d, s].into_iter().flatten() {
-            match dir {
-                Direction::Input => t.add_in(len),
-                Direction::Output => t.add_out(len),
-            }
-        }
+        conn_packet(c, dir, flags, l4, self.now, &self.timeouts, self.worker, len);
         let e = Endpoints {
             method: c.method(),
             flow: c.flow(),

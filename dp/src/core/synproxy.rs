@@ -16,7 +16,7 @@
 //! matches the entry's, so a reused id never inherits a translation.
 
 use super::{Forwarder, Ip, Verdict};
-use crate::conn::{ConnId, Direction, FlowKey};
+use crate::conn::{Conn, ConnId, Direction, FlowKey};
 use crate::packet::PacketBuf;
 use crate::service::Proto;
 use crate::stats::DropReason;
@@ -50,6 +50,13 @@ pub struct ProxySlot {
 
 fn tcp_range(ip: &Ip) -> std::ops::Range<usize> {
     ip.l2 + ip.hl..ip.l2 + ip.total
+}
+
+/// Whether connection `id`, whose entry is `c`, is a proxied one (in the
+/// slots `table`): `Forwarder::proxy_slot` for a caller holding the entry.
+#[inline]
+pub(super) fn proxied(table: &[ProxySlot], id: ConnId, c: &Conn) -> bool {
+    table.get(id.0 as usize).is_some_and(|s| s.flow == Some(c.flow()))
 }
 
 impl Forwarder {
@@ -167,11 +174,13 @@ impl Forwarder {
         if !handshake::write(pkt, ip.l2, &syn) {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
-        let ip2 = match self.parse_ip(pkt.data(), ip.l2) {
+        // Rewritten here: what the NIC said of the ACK's checksums no longer
+        // applies (None: summed in software).
+        let ip2 = match self.parse_ip(pkt.data(), ip.l2, None) {
             Ok(ip2) => ip2,
             Err(r) => return Verdict::Drop(r),
         };
-        let id = match self.new_conn(in_port, pkt, &ip2, flow, TcpFlags::SYN) {
+        let id = match self.new_conn(in_port, pkt, &ip2, flow, TcpFlags::SYN, None) {
             Ok(id) => id,
             Err(v) => return v,
         };

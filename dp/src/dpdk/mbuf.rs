@@ -193,6 +193,29 @@ impl Mbuf {
         (m.ol_flags & sys::RTE_MBUF_F_RX_RSS_HASH != 0).then_some(hash)
     }
 
+    /// What the PMD found of the IPv4 header checksum: `Some(true)` for
+    /// RX_IP_CKSUM_GOOD, `Some(false)` for RX_IP_CKSUM_BAD, `None` when it
+    /// did not check (UNKNOWN) or says NONE (the header is intact but its
+    /// checksum field is not filled in: verified in software, as before).
+    #[inline(always)]
+    pub fn rx_ip_csum(&self) -> Option<bool> {
+        match self.m().ol_flags & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK {
+            sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD => Some(true),
+            sys::RTE_MBUF_F_RX_IP_CKSUM_BAD => Some(false),
+            _ => None,
+        }
+    }
+
+    /// As `rx_ip_csum`, for the TCP or UDP checksum (RX_L4_CKSUM_*).
+    #[inline(always)]
+    pub fn rx_l4_csum(&self) -> Option<bool> {
+        match self.m().ol_flags & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK {
+            sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD => Some(true),
+            sys::RTE_MBUF_F_RX_L4_CKSUM_BAD => Some(false),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn data_ptr(&self) -> *mut u8 {
         let m = self.m();

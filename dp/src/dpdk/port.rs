@@ -192,6 +192,13 @@ impl Port {
                 conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
             }
         }
+        // The NIC's verdict on IPv4 header checksums, where it can give one
+        // (`Mbuf::rx_ip_csum`): the per-packet path then skips its own sum.
+        // Not the TCP/UDP offload: on virtio it negotiates GUEST_CSUM, and
+        // the host may then hand over partial checksums (flagged NONE) that
+        // a NAT rewrite would forward as if whole. Where a PMD reports L4
+        // verdicts anyway, `Mbuf::rx_l4_csum` uses them.
+        conf.rxmode.offloads |= info.rx_offload_capa & sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
         if let Some(mtu) = cfg.mtu {
             if mtu < info.min_mtu || mtu > info.max_mtu {
                 return Err(DpdkError::InvalidArgument(format!(

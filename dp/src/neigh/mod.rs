@@ -46,6 +46,10 @@ pub enum Neigh {
 pub struct NeighTable {
     slots: Box<[Slot]>,
     mask: usize,
+    /// Bumped after every change of an entry's MAC or timestamp (`learn`,
+    /// `add_static`): what a worker resolved under an older generation it
+    /// must look up again (`core::egress`).
+    generation: AtomicU64,
 }
 
 fn pack(mac: MacAddr, stamp: u64) -> u64 {
@@ -74,7 +78,11 @@ impl NeighTable {
                 word: AtomicU64::new(0),
             })
             .collect();
-        NeighTable { slots, mask: n - 1 }
+        NeighTable {
+            slots,
+            mask: n - 1,
+            generation: AtomicU64::new(0),
+        }
     }
 
     fn find(&self, ip: Ipv4Addr) -> Option<&Slot> {
@@ -133,6 +141,17 @@ impl NeighTable {
         }
     }
 
+    /// The table's generation: it changes whenever an entry's MAC or age
+    /// does. Read it before a lookup whose answer is kept.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Records `ip is-at mac`. Returns false when the table is full.
     pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr, now_s: u32) -> bool {
         let Some(s) = self.claim(ip) else { return false };
@@ -142,6 +161,7 @@ impl NeighTable {
         // Keep 0xFFFF for static entries.
         let stamp = (now_s as u64 & 0xFFFF).min(STATIC_STAMP - 1);
         s.word.store(pack(mac, stamp), Ordering::Release);
+        self.bump();
         true
     }
 
@@ -163,6 +183,7 @@ impl NeighTable {
     pub fn add_static(&self, ip: Ipv4Addr, mac: MacAddr) -> bool {
         let Some(s) = self.claim(ip) else { return false };
         s.word.store(pack(mac, STATIC_STAMP), Ordering::Release);
+        self.bump();
         true
     }
 

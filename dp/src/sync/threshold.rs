@@ -212,7 +212,7 @@ impl SyncTap {
     }
 
     /// One client → VIP packet of connection `id`, its state and timeout already
-    /// updated for it (`ConnTable::touch`).
+    /// updated for it (`core::conn_packet`).
     #[inline]
     pub fn on_input(&mut self, conns: &ConnTable, id: ConnId, now: u32) {
         let Some(c) = conns.get(id) else { return };

@@ -26,6 +26,30 @@ pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
     }
 }
 
+/// As `get_u16`, in the CPU's byte order: for ones' complement arithmetic,
+/// which comes out the same in either order (RFC 1071) as long as every
+/// word of it, the checksum too, is read and written in one order.
+#[inline(always)]
+pub(crate) fn get_ne16(buf: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes(get_array(buf, at))
+}
+
+/// As `get_u32`, in the CPU's byte order (see `get_ne16`).
+#[inline(always)]
+pub(crate) fn get_ne32(buf: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(get_array(buf, at))
+}
+
+#[inline(always)]
+pub(crate) fn set_ne16(buf: &mut [u8], at: usize, v: u16) {
+    set_array(buf, at, v.to_ne_bytes());
+}
+
+#[inline(always)]
+pub(crate) fn set_ne32(buf: &mut [u8], at: usize, v: u32) {
+    set_array(buf, at, v.to_ne_bytes());
+}
+
 #[inline(always)]
 pub(crate) fn get_array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     buf.get(at..at.wrapping_add(N))

@@ -112,6 +112,12 @@ pub fn delta32(old: u32, new: u32) -> u32 {
     u32::from(!(old >> 16) as u16) + u32::from(!(old as u16)) + (new >> 16) + (new & 0xffff)
 }
 
+/// The `delta16` of the TTL/protocol word when the TTL drops by one (it
+/// must be above 0), in the CPU's byte order, for arithmetic on words read
+/// in that order (see `wire::bytes::get_ne16`): `!m + m'` with
+/// m' = m - 0x0100 is 0xFEFF in network order, whatever m is.
+pub const TTL_DECREMENT_NE: u32 = u16::from_ne_bytes(0xFEFFu16.to_be_bytes()) as u32;
+
 /// The checksum after changes whose `delta16`/`delta32` sum to `delta` (at
 /// most a few of them, so the u32 cannot overflow).
 #[inline(always)]

@@ -245,15 +245,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
 /// The header check of the usual 20-byte header: five 32-bit words, no loop
 /// (every packet runs it).
+///
+/// The ones' complement sum folds to 0xFFFF exactly when the plain sum `s`
+/// of the header's 16-bit words is a non-zero multiple of 0xFFFF (folding
+/// keeps `s` modulo 0xFFFF, as 0x10000 = 1 modulo 0xFFFF). So the words are
+/// summed as native-endian 32-bit loads, with no byte swap (a swapped word is
+/// the word times 256 modulo 0xFFFF, and 256 is invertible modulo 0xFFFF, so
+/// the multiple stays a multiple: RFC 1071's byte-order independence), and
+/// tested with one remainder instead of the folds.
 #[inline(always)]
 pub fn header_checksum_ok(w: &[u8; 20]) -> bool {
-    let word = |i: usize| u64::from(u32::from_be_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
+    let word = |i: usize| u64::from(u32::from_ne_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]));
     let s = word(0) + word(4) + word(8) + word(12) + word(16);
-    let s = (s & 0xffff_ffff) + (s >> 32);
-    let s = (s & 0xffff) + (s >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    s as u16 == 0xffff
+    s != 0 && s % 0xffff == 0
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
@@ -780,7 +784,40 @@ pub(crate) mod tests {
             })
     }
 
+    /// The 20-byte check against the general sum, on headers whose checksum
+    /// field is right (then edited or not), and on arbitrary bytes.
+    fn header_checksum_matches_the_sum(h: [u8; 20]) {
+        let slow = checksum::finish(checksum::sum(&h)) == 0;
+        assert_eq!(header_checksum_ok(&h), slow, "{h:02x?}");
+    }
+
+    #[test]
+    fn header_checksum_edge_cases() {
+        header_checksum_matches_the_sum([0; 20]);
+        header_checksum_matches_the_sum([0xff; 20]);
+        header_checksum_matches_the_sum(KNOWN);
+        assert!(header_checksum_ok(&KNOWN));
+        let mut h = KNOWN;
+        h[10] ^= 0x01;
+        header_checksum_matches_the_sum(h);
+        assert!(!header_checksum_ok(&h));
+    }
+
     proptest! {
+        #[test]
+        fn header_checksum_ok_is_the_sum(mut h in any::<[u8; 20]>(), fix in any::<bool>(), flip in 0usize..200) {
+            if fix {
+                h[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum::finish(checksum::sum(&h));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                assert!(header_checksum_ok(&h));
+            }
+            if flip < 160 {
+                h[flip / 8] ^= 1 << (flip % 8);
+            }
+            header_checksum_matches_the_sum(h);
+        }
+
         #[test]
         fn verify_accepts_valid_and_catches_any_byte_flip(mut v in arb_header(), at in any::<usize>(), x in 1u8..=255) {
             // Both paths: the 20-byte fast path and the general one (options).

@@ -17,7 +17,7 @@ pub mod tun;
 
 use std::net::Ipv4Addr;
 
-use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
+use crate::wire::bytes::{get_ne16, get_ne32, get_u8, set_ne16, set_ne32, set_u8};
 use crate::wire::ipv4::field::{CHECKSUM as IP_CSUM, DST as IP_DST, PROTOCOL, SRC as IP_SRC, TTL as IP_TTL};
 use crate::wire::ipv4::IpProtocol;
 use crate::wire::{checksum, tcp, udp};
@@ -65,27 +65,28 @@ pub(crate) fn forward_rewrite(
     if ttl <= 1 {
         return false;
     }
-    let old = get_u16(ip, IP_TTL);
-    let new = old.wrapping_sub(0x0100);
     set_u8(ip, IP_TTL, ttl - 1);
-    rewrite(ip, hl, side, addr, port, l4, checksum::delta16(old, new));
+    rewrite(ip, hl, side, addr, port, l4, checksum::TTL_DECREMENT_NE);
     true
 }
 
 /// The endpoint rewrite, with `ip_delta`: header changes already made whose
 /// checksum update is still to do.
+///
+/// The checksum arithmetic runs on words in the CPU's byte order (`ip_delta`
+/// too), no byte swaps: the ones' complement sum is the same either way.
 #[inline(always)]
 fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: bool, ip_delta: u32) {
     let (addr_off, port_off) = match side {
         Side::Src => (IP_SRC, udp::field::SRC_PORT),
         Side::Dst => (IP_DST, udp::field::DST_PORT),
     };
-    let old_addr = get_u32(ip, addr_off);
-    let new_addr = u32::from(addr);
-    set_u32(ip, addr_off, new_addr);
+    let old_addr = get_ne32(ip, addr_off);
+    let new_addr = u32::from_ne_bytes(addr.octets());
+    set_ne32(ip, addr_off, new_addr);
     let addr_delta = checksum::delta32(old_addr, new_addr);
-    let c = checksum::apply(get_u16(ip, IP_CSUM), ip_delta + addr_delta);
-    set_u16(ip, IP_CSUM, c);
+    let c = checksum::apply(get_ne16(ip, IP_CSUM), ip_delta + addr_delta);
+    set_ne16(ip, IP_CSUM, c);
     if !l4 {
         return;
     }
@@ -94,17 +95,18 @@ fn rewrite(ip: &mut [u8], hl: usize, side: Side, addr: Ipv4Addr, port: u16, l4: 
         return;
     };
     let Some(seg) = ip.get_mut(hl..) else { return };
-    let old_port = get_u16(seg, port_off);
-    set_u16(seg, port_off, port);
-    let old_csum = get_u16(seg, csum_off);
+    let new_port = u16::from_ne_bytes(port.to_be_bytes());
+    let old_port = get_ne16(seg, port_off);
+    set_ne16(seg, port_off, new_port);
+    let old_csum = get_ne16(seg, csum_off);
     if proto == IpProtocol::UDP && old_csum == 0 {
         return; // UDP without checksum stays without
     }
-    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, port));
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
     if proto == IpProtocol::UDP && c == 0 {
         c = 0xFFFF;
     }
-    set_u16(seg, csum_off, c);
+    set_ne16(seg, csum_off, c);
 }
 
 #[cfg(test)]
