@@ -67,6 +67,9 @@ pub struct ServiceTable {
     /// The coarsest persistence netmask of all services (255.255.255.255 when
     /// none is persistent): what worker ownership hashes. See `core::owner_of`.
     owner_mask: Ipv4Addr,
+    /// Some service has the SYN proxy: only then does a packet without a
+    /// connection look for it (see `core::synproxy`).
+    any_syn_proxy: bool,
 }
 
 #[inline]
@@ -102,13 +105,21 @@ impl ServiceTable {
             .iter()
             .filter_map(|s| s.persistence)
             .fold(Ipv4Addr::BROADCAST, |m, p| m & p.netmask);
+        let any_syn_proxy = services.iter().any(|s| s.syn_proxy);
         ServiceTable {
             generation,
             services,
             index,
             vips,
             owner_mask,
+            any_syn_proxy,
         }
+    }
+
+    /// Whether any service has the SYN proxy.
+    #[inline]
+    pub fn any_syn_proxy(&self) -> bool {
+        self.any_syn_proxy
     }
 
     #[inline]

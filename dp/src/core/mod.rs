@@ -832,7 +832,9 @@ impl Forwarder {
         let flow = FlowKey::new(proto, ip.src, sport, ip.dst, dport);
         if to_vip {
             let found = self.conns.lookup_in(flow, self.now);
-            if proto == Proto::Tcp && found.is_none_or(|id| flags & TcpFlags::SYN != 0 && self.reuse_ends(id))
+            if proto == Proto::Tcp
+                && self.snap.any_syn_proxy()
+                && found.is_none_or(|id| flags & TcpFlags::SYN != 0 && self.reuse_ends(id))
             {
                 if let Some(v) = self.syn_proxy_open(in_port, pkt, ip, flow, flags) {
                     if let (Some(id), Verdict::Forward { .. }) = (found, &v) {
