@@ -42,14 +42,10 @@ use crate::wire::bytes::{get_u16, get_u32, get_u8, set_u16, set_u32, set_u8};
 use crate::wire::checksum;
 use crate::wire::TcpFlags;
 
-const TCP_SEQ: usize = 4;
-const TCP_ACK: usize = 8;
-const TCP_DATA_OFF: usize = 12;
-const TCP_FLAGS: usize = 13;
-const TCP_CHECKSUM: usize = 16;
-const TCP_OPT_EOL: u8 = 0;
-const TCP_OPT_NOP: u8 = 1;
-const TCP_OPT_SACK: u8 = 5;
+use crate::wire::tcp::field::{
+    ACK as TCP_ACK, CHECKSUM as TCP_CHECKSUM, DATA_OFF as TCP_DATA_OFF, FLAGS as TCP_FLAGS, SEQ as TCP_SEQ,
+};
+use crate::wire::tcpopt::kind::{EOL as TCP_OPT_EOL, NOP as TCP_OPT_NOP, SACK as TCP_OPT_SACK};
 
 /// Serial-number comparison (RFC 1982): `a - b` as a signed distance.
 #[inline(always)]

@@ -33,8 +33,7 @@ pub const TOA_LEN: usize = 8;
 /// The most a TCP header can be: a 4-bit data offset counts 32-bit words.
 pub const TCP_MAX_HEADER_LEN: usize = 60;
 
-const TCP_DATA_OFF: usize = 12;
-const TCP_CHECKSUM: usize = 16;
+use crate::wire::tcp::field::{CHECKSUM as TCP_CHECKSUM, DATA_OFF as TCP_DATA_OFF};
 
 /// The option's bytes for the client `cip:cport`.
 #[inline]
