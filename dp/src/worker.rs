@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::conn::ConnId;
 use crate::core::{Forwarder, PortInfo, Verdict};
 use crate::dpdk::{rdtsc, tsc_hz};
 use crate::dpdk::{Mbuf, MbufBurst, Mempool};
@@ -158,7 +159,24 @@ struct Io {
     redirect_drops: u64,
     neigh_drops: u64,
     nombuf: u64,
+    /// SYN proxy: client packets held until their real server answers
+    /// (`Verdict::Hold`), oldest first; at most `HELD_MAX`.
+    held: Vec<Held>,
 }
+
+/// A packet held for a proxied connection.
+struct Held {
+    conn: ConnId,
+    port: u16,
+    since_s: u32,
+    m: Mbuf,
+}
+
+/// Packets a worker holds for proxied connections at most.
+const HELD_MAX: usize = 256;
+/// A held packet whose connection was not released within this many
+/// seconds is dropped (the client resends it).
+const HELD_SECS: u32 = 3;
 
 impl Worker {
     fn flush_tx(&mut self, io: &mut Io) {
@@ -273,6 +291,42 @@ impl Worker {
         }
     }
 
+    /// Processes again the packets held for the proxied connections the
+    /// forwarder released (their real server answered), in arrival order.
+    fn release_held(&mut self, io: &mut Io) {
+        let released = std::mem::take(&mut self.fwd.synproxy_released);
+        for &conn in &released {
+            let mut i = 0;
+            while i < io.held.len() {
+                if io.held[i].conn != conn {
+                    i += 1;
+                    continue;
+                }
+                let Held { port, mut m, .. } = io.held.remove(i);
+                let v = self.fwd.process_held(port, &mut m);
+                self.dispatch(io, m, v);
+            }
+        }
+        // Given back with its capacity: no allocation per release.
+        self.fwd.synproxy_released = released;
+        self.fwd.synproxy_released.clear();
+        self.flush_tx(io);
+    }
+
+    /// Drops the held packets older than `HELD_SECS`.
+    fn expire_held(&mut self, io: &mut Io) {
+        let now = self.fwd.now();
+        while io
+            .held
+            .first()
+            .is_some_and(|h| now.saturating_sub(h.since_s) >= HELD_SECS)
+        {
+            let h = io.held.remove(0);
+            self.fwd.drops.count(DropReason::SynProxyWaiting);
+            drop(h.m);
+        }
+    }
+
     #[inline]
     fn dispatch(&mut self, io: &mut Io, m: Mbuf, v: Verdict) {
         match v {
@@ -306,6 +360,20 @@ impl Worker {
                     io.neigh_drops += 1;
                 }
                 self.send_arp_request(io, port, via, false);
+            }
+            Verdict::Hold { conn } => {
+                if io.held.len() < HELD_MAX {
+                    let port = self.port_index.get(m.port() as usize).copied().unwrap_or(0);
+                    io.held.push(Held {
+                        conn,
+                        port,
+                        since_s: self.fwd.now(),
+                        m,
+                    });
+                } else {
+                    self.fwd.drops.count(DropReason::SynProxyWaiting);
+                    io.dropped.push_for_free(m);
+                }
             }
             Verdict::Consumed { learned } => {
                 drop(m);
@@ -429,6 +497,7 @@ impl Worker {
             redirect_drops: 0,
             neigh_drops: 0,
             nombuf: 0,
+            held: Vec::with_capacity(HELD_MAX),
         };
         let mut block = WorkerStatsBlock::new_boxed();
         let mut rx: MbufBurst<32> = MbufBurst::new();
@@ -499,8 +568,14 @@ impl Worker {
                 }
                 self.flush_tx(&mut io);
             }
+            if !self.fwd.synproxy_released.is_empty() {
+                self.release_held(&mut io);
+            }
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(HOUSEKEEPING_EVERY) {
+                if !io.held.is_empty() {
+                    self.expire_held(&mut io);
+                }
                 let tsc = rdtsc();
                 let now_s = (tsc.wrapping_sub(start) / hz) as u32;
                 self.fwd.set_now(now_s);
@@ -568,8 +643,8 @@ impl Worker {
         }
         if c.synproxy_syn_acks > 0 {
             line.push_str(&format!(
-                " synproxy_syn_acks {} synproxy_accepted {} synproxy_established {}",
-                c.synproxy_syn_acks, c.synproxy_accepted, c.synproxy_established
+                " synproxy_syn_acks {} synproxy_accepted {} synproxy_established {} synproxy_held {}",
+                c.synproxy_syn_acks, c.synproxy_accepted, c.synproxy_established, c.synproxy_held
             ));
         }
         crate::sync::worker_tick(&mut self.fwd);

@@ -247,15 +247,20 @@ fn a_proxied_connection_end_to_end() {
         .contains(&TcpOptionElement::SelectiveAcknowledgementPermitted));
     assert_eq!(fwd.conns.len(), 1);
 
-    // Data before the real server answered: dropped, the client resends.
+    // Data before the real server answered: handed back to be held.
     let early = Seg {
         seq: CLIENT_ISN + 1,
         ack: Some(cookie.wrapping_add(1)),
         payload: b"GET / HTTP/1.0\r\n\r\n",
         ..Default::default()
     };
-    let (v, _) = send(&mut fwd, 0, &from_client(40_000, early));
-    assert_eq!(v, Verdict::Drop(DropReason::SynProxyWaiting));
+    let early_frame = from_client(40_000, early);
+    let (v, held) = send(&mut fwd, 0, &early_frame);
+    let Verdict::Hold { conn } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(held, early_frame, "a held frame is untouched");
+    assert!(fwd.synproxy_released.is_empty());
 
     // The real server's SYN-ACK is answered by the director, for the client.
     let rs_opts = [
@@ -280,6 +285,21 @@ fn a_proxied_connection_end_to_end() {
     assert_eq!((o.seq, o.ack), (CLIENT_ISN + 1, RS_ISN + 1));
     assert_eq!(o.win, 502, "the client's window, in the scale both use");
     assert!(o.sums_ok);
+
+    // The held request goes now, translated, counted once.
+    assert_eq!(fwd.synproxy_released, vec![conn]);
+    fwd.synproxy_released.clear();
+    let rx_before = fwd.counters.rx_pkts;
+    let mut b = VecBuf::new(&held);
+    assert_eq!(fwd.process_held(0, &mut b), Verdict::Forward { port: 1 });
+    let o = out(b.data());
+    assert_eq!(
+        (o.dst, o.dport, o.seq, o.ack),
+        (RIP, 8080, CLIENT_ISN + 1, RS_ISN + 1)
+    );
+    assert_eq!(o.payload, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(o.sums_ok);
+    assert_eq!(fwd.counters.rx_pkts, rx_before, "not received twice");
 
     // From now on, translated both ways, with the fast path on.
     let get = Seg {
@@ -321,7 +341,8 @@ fn a_proxied_connection_end_to_end() {
         (1, 1, 1)
     );
     assert_eq!(fwd.drops.get(DropReason::SynProxyBadCookie), 2);
-    assert_eq!(fwd.drops.get(DropReason::SynProxyWaiting), 1);
+    assert_eq!(fwd.counters.synproxy_held, 1);
+    assert_eq!(fwd.drops.get(DropReason::SynProxyWaiting), 0);
 }
 
 #[test]

@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use etherparse::PacketBuilder;
+use rvs_dp::conn::ConnId;
 use rvs_dp::core::{CoreOptions, Forwarder, Shared, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto, RealServer, ServiceTable};
@@ -79,6 +80,8 @@ pub struct Tally {
     pub redirected: u64,
     pub consumed: u64,
     pub dropped: u64,
+    /// SYN proxy: frames held until their real server answered.
+    pub held: u64,
 }
 
 /// A delivered frame's final verdict and bytes, and the next hops its
@@ -101,6 +104,8 @@ pub struct FuzzLab {
     /// checks, by default.
     pub rx_ip_csum: Option<bool>,
     pub rx_l4_csum: Option<bool>,
+    /// Frames held for proxied connections: (worker, connection, port, frame).
+    held: Vec<(usize, ConnId, u16, VecBuf)>,
 }
 
 impl Default for FuzzLab {
@@ -241,6 +246,7 @@ impl FuzzLab {
             log: None,
             rx_ip_csum: None,
             rx_l4_csum: None,
+            held: Vec::new(),
         }
     }
 
@@ -333,10 +339,43 @@ impl FuzzLab {
             v = self.workers[usize::from(to)].process(port, buf, true);
             assert!(!matches!(v, Verdict::Redirect { .. }), "redirected twice: {v:?}");
         }
+        self.account(v, buf, last, port);
+        self.release(last);
+    }
+
+    /// As the DPDK worker does with `Verdict::Hold`: frames held for a
+    /// proxied connection are processed again once the forwarder released it.
+    fn release(&mut self, worker: usize) {
+        let released = std::mem::take(&mut self.workers[worker].synproxy_released);
+        for conn in released {
+            let mut i = 0;
+            while i < self.held.len() {
+                if self.held[i].0 != worker || self.held[i].1 != conn {
+                    i += 1;
+                    continue;
+                }
+                let (_, _, port, mut buf) = self.held.remove(i);
+                let v = self.workers[worker].process_held(port, &mut buf);
+                assert!(
+                    !matches!(v, Verdict::Hold { .. } | Verdict::Redirect { .. }),
+                    "{v:?}"
+                );
+                self.account(v, &mut buf, worker, port);
+            }
+        }
+    }
+
+    fn account(&mut self, v: Verdict, buf: &mut VecBuf, last: usize, in_port: u16) {
         if let Some(log) = self.log.as_mut() {
             log.push((v, buf.data().to_vec(), self.workers[last].stale_hops.clone()));
         }
         match v {
+            Verdict::Hold { conn } => {
+                self.tally.held += 1;
+                if self.held.len() < 64 {
+                    self.held.push((last, conn, in_port, buf.clone()));
+                }
+            }
             Verdict::Forward { port } => {
                 assert!(port < 2, "{v:?}");
                 assert!(buf.len() >= 14, "forwarded a {}-byte frame", buf.len());

@@ -157,6 +157,11 @@ for run in plain proxy; do
   echo "   $run: rx $(sed -n 's/.* rx \([0-9]*\) .*/\1/p' <<<"$line") conns $(sed -n 's/.* conns \([0-9]*\) .*/\1/p' <<<"$line")"
   grep -oE '(drop\.[a-z0-9_]+|embryonic_evicted|synproxy_[a-z_]+) [0-9]+' <<<"$line" | sed 's/^/     /' || true
 done
+# The proxy holds a client's request sent before its real server answered,
+# and forwards it then: none of them is dropped (synproxy_waiting).
+waiting=$(grep -oE 'drop\.synproxy_waiting [0-9]+' <<<"$line" | cut -d' ' -f2)
+held=$(grep -oE 'synproxy_held [0-9]+' <<<"$line" | cut -d' ' -f2)
+expect_eq "${waiting:-0}" 0 "proxy: early client data dropped (held ${held:-0})"
 
 if [ "$FAILS" -gt 0 ]; then echo "e2e syn flood: $FAILS check(s) failed"; exit 1; fi
 echo "e2e syn flood: all checks passed"

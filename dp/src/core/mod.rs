@@ -238,6 +238,12 @@ pub enum Verdict {
     /// address or to an owned address that is no VIP, ARP replies, other
     /// EtherTypes). Never given without a kernel interface.
     ToKernel,
+    /// SYN proxy: a client packet of connection `conn`, whose real server
+    /// has not answered the director's SYN yet. The worker keeps it and
+    /// processes it again once `conn` appears in `synproxy_released`.
+    Hold {
+        conn: ConnId,
+    },
     Drop(DropReason),
 }
 
@@ -265,6 +271,8 @@ pub struct WorkerCounters {
     pub synproxy_syn_acks: u64,
     pub synproxy_accepted: u64,
     pub synproxy_established: u64,
+    /// Client packets held until their real server answered (`Verdict::Hold`).
+    pub synproxy_held: u64,
 }
 
 /// Below this many connections the table stays in cache and warming a burst
@@ -452,6 +460,10 @@ pub struct Forwarder {
     /// SYN proxy state by connection id, made with the first proxied
     /// connection (see `synproxy`).
     synproxy: Option<Box<[synproxy::ProxySlot]>>,
+    /// Proxied connections whose real server answered since the worker last
+    /// looked: their held packets can go (`Verdict::Hold`). Bounded; see
+    /// `synproxy::RELEASED_MAX`.
+    pub synproxy_released: Vec<ConnId>,
 }
 
 impl Forwarder {
@@ -480,6 +492,7 @@ impl Forwarder {
             egress: egress::EgressCache::default(),
             sync: None,
             synproxy: None,
+            synproxy_released: Vec::with_capacity(synproxy::RELEASED_MAX),
         }
     }
 
@@ -562,6 +575,17 @@ impl Forwarder {
             self.counters.redirected_in += 1;
         }
         let v = self.classify(in_port, pkt, redirected);
+        if let Verdict::Drop(r) = v {
+            self.drops.count(r);
+        }
+        v
+    }
+
+    /// A packet given back as `Verdict::Hold`, once its connection is in
+    /// `synproxy_released`: the general path again, without counting it as
+    /// received a second time.
+    pub fn process_held<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B) -> Verdict {
+        let v = self.classify(in_port, pkt, true);
         if let Verdict::Drop(r) = v {
             self.drops.count(r);
         }

@@ -9,8 +9,11 @@
 //!    answers it with the ACK the client would have sent. From then on the
 //!    connection's packets are translated (`crate::synproxy::translate`).
 //!
-//! Client packets that arrive between 2 and 3 are dropped (counted
-//! `synproxy_waiting`): the client resends them, as it does any loss.
+//! Client packets that arrive between 2 and 3 (a client sends its request
+//! right after its ACK) are handed back as `Verdict::Hold`: the worker keeps
+//! them and processes them again once step 3 lists the connection in
+//! `synproxy_released`. What a worker cannot hold, or holds too long, is
+//! dropped and counted `synproxy_waiting`; the client resends it.
 //! Per-connection state is a side array indexed by connection id, made the
 //! first time a proxied connection opens; a slot counts only while its flow
 //! matches the entry's, so a reused id never inherits a translation.
@@ -25,6 +28,10 @@ use crate::synproxy::handshake::{self, Seen};
 use crate::synproxy::translate::{self, SeqShift};
 use crate::wire::tcpopt::SynOptions;
 use crate::wire::TcpFlags;
+
+/// Connections released in one burst at most; later ones wait for their
+/// held packets' timeout (the clients resend them).
+pub const RELEASED_MAX: usize = 64;
 
 /// The window shift the director announces to clients that offer scaling.
 pub const ANNOUNCED_WSCALE: u8 = 7;
@@ -219,7 +226,8 @@ impl Forwarder {
                     slot.client_window = seen.window;
                 }
             }
-            return Err(Verdict::Drop(DropReason::SynProxyWaiting));
+            self.counters.synproxy_held += 1;
+            return Err(Verdict::Hold { conn: id });
         }
         if let Some(tcp) = pkt.data_mut().get_mut(tcp_range(ip)) {
             translate::client_to_rs(tcp, &s.shift);
@@ -300,6 +308,9 @@ impl Forwarder {
         if let Some(slot) = self.proxy_slot_mut(id) {
             slot.waiting = false;
             slot.shift = shift;
+        }
+        if self.synproxy_released.len() < RELEASED_MAX {
+            self.synproxy_released.push(id);
         }
         self.counters.synproxy_established += 1;
         Some(Verdict::Forward { port: in_port })
