@@ -862,12 +862,10 @@ impl Forwarder {
             {
                 if let Some(v) = self.syn_proxy_open(in_port, pkt, ip, flow, flags) {
                     if let (Some(id), Verdict::Forward { .. }) = (found, &v) {
-                        // A reused port: the old connection ends (the cookie
-                        // answer went out, or the ACK opened a new one).
-                        if self.conns.get(id).is_some_and(|c| c.flow() == flow) && flags & TcpFlags::SYN != 0
-                        {
-                            self.conns.remove(id);
-                        }
+                        // A SYN on the reused port of a closed connection (the
+                        // only way `found` gets here): the old one ends, the
+                        // cookie answer went out.
+                        self.conns.remove(id);
                     }
                     return v;
                 }
