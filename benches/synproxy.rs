@@ -48,12 +48,6 @@ fn client(i: u32) -> (Ipv4Addr, u16) {
     )
 }
 
-fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
 /// Ethernet + IPv4 + TCP (no options), seq/ack as given, valid checksums.
 fn frame(
     dst_mac: MacAddr,
@@ -71,7 +65,7 @@ fn frame(
     ip.copy_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     ip[12..16].copy_from_slice(&src.0.octets());
     ip[16..20].copy_from_slice(&dst.0.octets());
-    let c = checksum::finish(sum16(ip));
+    let c = checksum::finish(checksum::sum(ip));
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let tcp = &mut f[34..54];
     tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
@@ -81,8 +75,8 @@ fn frame(
     tcp[12] = 5 << 4;
     tcp[13] = flags;
     tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo = sum16(&src.0.octets()) + sum16(&dst.0.octets()) + 6 + 20;
-    let c = checksum::finish(pseudo + sum16(tcp));
+    let pseudo = checksum::pseudo_header_sum(src.0, dst.0, 6, 20);
+    let c = checksum::finish(pseudo + checksum::sum(tcp));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     f
 }
