@@ -931,18 +931,42 @@ fn main() {
             ),
         );
     }
+    // The unique-SYN file and the flood file serve two scenarios each:
+    // generated once, when first needed.
+    let mut syn_file: Option<PathBuf> = None;
+    let mut syn_unique = || {
+        syn_file
+            .get_or_insert_with(|| {
+                let spec = Spec {
+                    kind: Kind::Syn,
+                    flows: o.syn_flows,
+                    vport: 80,
+                    ..base.clone()
+                };
+                pcap(&o, "syn-unique", &spec).0
+            })
+            .clone()
+    };
+    const FLOOD_CAP: u32 = 65536;
+    let mut flood_path: Option<PathBuf> = None;
+    let mut flood_file = || {
+        flood_path
+            .get_or_insert_with(|| {
+                let spec = Spec {
+                    kind: Kind::Udp,
+                    flows: 1024,
+                    vport: 53,
+                    flood_syns: 8 * FLOOD_CAP,
+                    flood_vport: 80,
+                    ..base.clone()
+                };
+                pcap(&o, "flood", &spec).0
+            })
+            .clone()
+    };
     if o.wants("syn") {
         let n = o.syn_flows;
-        let (ps, _) = pcap(
-            &o,
-            "syn-unique",
-            &Spec {
-                kind: Kind::Syn,
-                flows: n,
-                vport: 80,
-                ..base.clone()
-            },
-        );
+        let ps = syn_unique();
         let mbufs = n + 65536;
         let r = run_rvs(
             &o,
@@ -975,19 +999,8 @@ fn main() {
         );
     }
     if o.wants("flood") {
-        let cap = 65536;
-        let (pf, _) = pcap(
-            &o,
-            "flood",
-            &Spec {
-                kind: Kind::Udp,
-                flows: 1024,
-                vport: 53,
-                flood_syns: 8 * cap,
-                flood_vport: 80,
-                ..base.clone()
-            },
-        );
+        let cap = FLOOD_CAP;
+        let pf = flood_file();
         let mbufs = 16 * cap + 65536;
         let r = run_rvs(
             &o,
@@ -1031,16 +1044,7 @@ fn main() {
         // cookies, so the proxied handshake's cost is profile_core's
         // synproxy_conn case.)
         let n = o.syn_flows;
-        let (ps, _) = pcap(
-            &o,
-            "syn-unique",
-            &Spec {
-                kind: Kind::Syn,
-                flows: n,
-                vport: 80,
-                ..base.clone()
-            },
-        );
+        let ps = syn_unique();
         let mbufs = n + 65536;
         let r = run_rvs(
             &o,
@@ -1068,19 +1072,8 @@ fn main() {
             "every SYN answered, no entry",
             verdict(r.table_used == 0 && r.tx_pps > 0.99 * r.rx_pps).into(),
         );
-        let cap = 65536;
-        let (pf, _) = pcap(
-            &o,
-            "flood",
-            &Spec {
-                kind: Kind::Udp,
-                flows: 1024,
-                vport: 53,
-                flood_syns: 8 * cap,
-                flood_vport: 80,
-                ..base.clone()
-            },
-        );
+        let cap = FLOOD_CAP;
+        let pf = flood_file();
         let mbufs = 16 * cap + 65536;
         let r = run_rvs(
             &o,
