@@ -70,6 +70,7 @@ pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up
     ServiceRules {
         spec: def.spec.clone(),
         dests,
+        laddrs: Vec::new(),
     }
 }
 

@@ -154,6 +154,17 @@ impl ControlPlane {
         let mut services = Vec::with_capacity(cfg.services().len());
         for vs in cfg.services() {
             let key = vs.spec.key();
+            // Until the FULLNAT path is in the forwarding core (see `fnat`).
+            if let Some(d) = vs
+                .dests
+                .iter()
+                .find(|d| d.method == crate::service::ForwardMethod::FullNat)
+            {
+                return Err(IpvsError::Unsupported(format!(
+                    "FULLNAT (-b) real server {}:{}: not forwarded by this build yet",
+                    d.rip, d.port
+                )));
+            }
             let dests: Vec<RealServer> = vs
                 .dests
                 .iter()

@@ -45,6 +45,57 @@ pub struct ServiceSpec {
     /// that completes the handshake. NAT real servers only.
     #[serde(default)]
     pub syn_proxy: bool,
+    /// How a FULLNAT real server learns the client's address (rvs's
+    /// `--proxy-protocol v1|v2` / `--toa`); `None` for every other method.
+    #[serde(default)]
+    pub client_addr: ClientAddr,
+}
+
+/// What a FULLNAT connection carries to the real server about its client,
+/// whose address the director replaced with a local address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ClientAddr {
+    /// Nothing: the real server sees only the LIP.
+    #[default]
+    None,
+    /// TCP option 254 (client port and address) on the handshake, as DPVS
+    /// writes it for servers that run a TOA module.
+    Toa,
+    /// A PROXY protocol v1 (text) header at the start of the TCP stream.
+    ProxyV1,
+    /// A PROXY protocol v2 (binary) header at the start of the TCP stream.
+    ProxyV2,
+}
+
+impl ClientAddr {
+    /// The word rvsadm takes and prints (`-Ln`, `-S`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAddr::None => "none",
+            ClientAddr::Toa => "toa",
+            ClientAddr::ProxyV1 => "v1",
+            ClientAddr::ProxyV2 => "v2",
+        }
+    }
+}
+
+/// A local address of a FULLNAT service (DPVS's `--add-laddr -z LIP -F PORT`):
+/// the source address its connections leave with, on the port named.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaddrSpec {
+    pub addr: Ipv4Addr,
+    /// The rvs-dp port (its name in rvs.toml) the LIP lives on.
+    pub port_name: String,
+}
+
+/// `-G` (`--get-laddr`): one local address of a service and its use now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaddrInfo {
+    pub spec: LaddrSpec,
+    /// Connections holding one of its ports now, all workers.
+    pub conns: u64,
+    /// New connections refused because every port of it was taken.
+    pub exhausted: u64,
 }
 
 impl ServiceSpec {
@@ -59,6 +110,7 @@ impl ServiceSpec {
             persistence: None,
             netmask: Ipv4Addr::BROADCAST,
             syn_proxy: false,
+            client_addr: ClientAddr::None,
         }
     }
 
@@ -307,6 +359,13 @@ pub enum Command {
     SyncInstall(Vec<ConnInfo>),
     /// The sync counters (`rvsadm -L --daemon --json`).
     SyncCounters,
+    /// `--add-laddr -z LIP -t VIP:port -F PORT` (DPVS's syntax): a local
+    /// address for the service's FULLNAT connections.
+    AddLaddr(ServiceKey, LaddrSpec),
+    /// `--del-laddr -z LIP -t VIP:port`
+    DelLaddr(ServiceKey, Ipv4Addr),
+    /// `--get-laddr` / `-G -t VIP:port`: the service's local addresses.
+    GetLaddr(ServiceKey),
 }
 
 impl Command {
@@ -323,6 +382,7 @@ impl Command {
                 | Command::GetInfo
                 | Command::ListDaemons
                 | Command::Ownership
+                | Command::GetLaddr(_)
         )
     }
 
@@ -525,6 +585,8 @@ pub enum Reply {
         vips: Vec<VipOwned>,
     },
     SyncCounters(SyncCountersInfo),
+    /// `GetLaddr`: the service's local addresses, in the order added.
+    Laddrs(Vec<LaddrInfo>),
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.
@@ -561,6 +623,21 @@ pub enum IpvsError {
     /// A SYN proxy with a real server that is not NAT: the proxy must see
     /// the real server's replies to translate their sequence numbers.
     SynProxyNeedsNat { rip: Ipv4Addr, port: u16 },
+    /// `--add-laddr` of a local address the service has already.
+    LaddrExists(Ipv4Addr),
+    /// `--del-laddr` of a local address the service does not have.
+    NoSuchLaddr(Ipv4Addr),
+    /// `--add-laddr` of a local address another service holds: its ports
+    /// would be shared by two pools that do not know of each other.
+    LaddrInUse { addr: Ipv4Addr, service: ServiceKey },
+    /// `--add-laddr` naming a port rvs-dp does not have, or a LIP that is not
+    /// on that port's subnet (replies to it would not come back).
+    LaddrNotOnPort { addr: Ipv4Addr, port_name: String },
+    /// PROXY protocol or TOA on a UDP service: both are TCP's.
+    ClientAddrNeedsTcp,
+    /// PROXY protocol or TOA with a real server that is not FULLNAT: only
+    /// FULLNAT hides the client's address and rewrites the stream.
+    ClientAddrNeedsFullNat { rip: Ipv4Addr, port: u16 },
     /// A table limit of the data plane was reached.
     NoMemory,
     /// A query or a nested restore inside `Restore`, or an operation rvs lacks.
@@ -614,6 +691,23 @@ impl fmt::Display for IpvsError {
             IpvsError::AddressNotUnicast(_) => {
                 f.write_str("Invalid operation.  Possibly wrong module version, address not unicast, ...")
             }
+            IpvsError::LaddrExists(a) => write!(f, "Local address {a} already exists for this service"),
+            IpvsError::NoSuchLaddr(a) => write!(f, "No such local address: {a}"),
+            IpvsError::LaddrInUse { addr, service } => {
+                write!(f, "Local address {addr} is already used by service {service}")
+            }
+            IpvsError::LaddrNotOnPort { addr, port_name } => write!(
+                f,
+                "Local address {addr} is not on port {port_name}'s subnet (or there is no such port): \
+                 replies to it would not reach the director"
+            ),
+            IpvsError::ClientAddrNeedsTcp => {
+                f.write_str("PROXY protocol and TOA carry the client address in TCP only, not UDP")
+            }
+            IpvsError::ClientAddrNeedsFullNat { rip, port } => write!(
+                f,
+                "PROXY protocol and TOA need FULLNAT (-b) real servers: {rip}:{port} is not"
+            ),
             IpvsError::NoMemory => f.write_str("Memory allocation problem"),
             IpvsError::Unsupported(what) => write!(f, "Operation not supported: {what}"),
             IpvsError::Restore { index, error } => write!(f, "restore command {}: {error}", index + 1),

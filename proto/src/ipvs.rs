@@ -19,8 +19,8 @@ use crate::types::TrafficTotals;
 use crate::types::{ForwardMethod, ServiceKey};
 
 use crate::command::{
-    Command, DestInfo, DestSpec, IpvsError, IpvsTimeouts, ListCursor, Rates, ServiceInfo, ServiceSpec,
-    MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
+    ClientAddr, Command, DestInfo, DestSpec, IpvsError, IpvsTimeouts, LaddrSpec, ListCursor, Rates,
+    ServiceInfo, ServiceSpec, MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
 };
 
 /// Every scheduler ipvsadm knows, in the kernel's order. rvs-dp's scheduler
@@ -34,6 +34,8 @@ pub const SCHEDULER_NAMES: &[&str] = &[
 pub struct ServiceRules {
     pub spec: ServiceSpec,
     pub dests: Vec<DestSpec>,
+    /// FULLNAT local addresses, in the order added.
+    pub laddrs: Vec<LaddrSpec>,
 }
 
 impl ServiceRules {
@@ -74,6 +76,8 @@ pub struct IpvsConfig {
     service_at: HashMap<ServiceKey, usize>,
     /// Every (service, RIP, port) of a real server.
     dest_keys: HashSet<(ServiceKey, Ipv4Addr, u16)>,
+    /// The service each FULLNAT local address belongs to: one only.
+    laddr_owner: HashMap<Ipv4Addr, ServiceKey>,
 }
 
 impl IpvsConfig {
@@ -187,6 +191,9 @@ impl IpvsConfig {
             for d in &s.dests {
                 out.push(Command::AddDest(s.spec.key(), d.clone()));
             }
+            for l in &s.laddrs {
+                out.push(Command::AddLaddr(s.spec.key(), l.clone()));
+            }
         }
         out
     }
@@ -225,6 +232,7 @@ impl IpvsConfig {
                 self.services.push(ServiceRules {
                     spec: spec.clone(),
                     dests: Vec::new(),
+                    laddrs: Vec::new(),
                 });
                 Ok(())
             }
@@ -243,6 +251,9 @@ impl IpvsConfig {
                         });
                     }
                 }
+                for d in &self.services[i].dests {
+                    check_client_addr(spec, d)?;
+                }
                 self.services[i].spec = spec.clone();
                 Ok(())
             }
@@ -251,6 +262,9 @@ impl IpvsConfig {
                 let gone = self.services.remove(i);
                 for d in &gone.dests {
                     self.dest_keys.remove(&(*key, d.rip, d.port));
+                }
+                for l in &gone.laddrs {
+                    self.laddr_owner.remove(&l.addr);
                 }
                 self.service_at.remove(key);
                 for (j, s) in self.services.iter().enumerate().skip(i) {
@@ -262,6 +276,7 @@ impl IpvsConfig {
                 self.services.clear();
                 self.service_at.clear();
                 self.dest_keys.clear();
+                self.laddr_owner.clear();
                 Ok(())
             }
             Command::Zero(key) => {
@@ -275,6 +290,7 @@ impl IpvsConfig {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
                 check_syn_proxy(&self.services[i].spec, dest)?;
+                check_client_addr(&self.services[i].spec, dest)?;
                 if self.has_dest(key, dest.rip, dest.port) {
                     return Err(IpvsError::DestExists);
                 }
@@ -290,6 +306,7 @@ impl IpvsConfig {
                 let i = self.find(key).ok_or(IpvsError::ServiceNotDefined)?;
                 check_dest(key, dest)?;
                 check_syn_proxy(&self.services[i].spec, dest)?;
+                check_client_addr(&self.services[i].spec, dest)?;
                 let svc = &mut self.services[i];
                 let d = svc
                     .dests
@@ -326,7 +343,45 @@ impl IpvsConfig {
                 };
                 Ok(())
             }
+            Command::AddLaddr(key, laddr) => {
+                let i = self.find(key).ok_or(IpvsError::NoSuchService)?;
+                if !is_unicast(laddr.addr) {
+                    return Err(IpvsError::AddressNotUnicast(laddr.addr));
+                }
+                if laddr.port_name.is_empty() {
+                    return Err(IpvsError::LaddrNotOnPort {
+                        addr: laddr.addr,
+                        port_name: String::new(),
+                    });
+                }
+                match self.laddr_owner.get(&laddr.addr) {
+                    Some(owner) if owner == key => return Err(IpvsError::LaddrExists(laddr.addr)),
+                    Some(owner) => {
+                        return Err(IpvsError::LaddrInUse {
+                            addr: laddr.addr,
+                            service: *owner,
+                        })
+                    }
+                    None => {}
+                }
+                self.services[i].laddrs.push(laddr.clone());
+                self.laddr_owner.insert(laddr.addr, *key);
+                Ok(())
+            }
+            Command::DelLaddr(key, addr) => {
+                let i = self.find(key).ok_or(IpvsError::NoSuchService)?;
+                let svc = &mut self.services[i];
+                let j = svc
+                    .laddrs
+                    .iter()
+                    .position(|l| l.addr == *addr)
+                    .ok_or(IpvsError::NoSuchLaddr(*addr))?;
+                svc.laddrs.remove(j);
+                self.laddr_owner.remove(addr);
+                Ok(())
+            }
             Command::List
+            | Command::GetLaddr(_)
             | Command::ListPage { .. }
             | Command::ListConns
             | Command::ListConnsPage { .. }
@@ -376,6 +431,9 @@ fn check_service(spec: &ServiceSpec) -> Result<(), IpvsError> {
     if !is_unicast(spec.vip) {
         return Err(IpvsError::AddressNotUnicast(spec.vip));
     }
+    if spec.client_addr != ClientAddr::None && spec.proto != crate::types::Proto::Tcp {
+        return Err(IpvsError::ClientAddrNeedsTcp);
+    }
     if !SCHEDULER_NAMES.contains(&spec.scheduler.as_str()) {
         return Err(IpvsError::SchedulerNotFound(spec.scheduler.clone()));
     }
@@ -390,6 +448,16 @@ fn check_service(spec: &ServiceSpec) -> Result<(), IpvsError> {
 fn check_syn_proxy(spec: &ServiceSpec, dest: &DestSpec) -> Result<(), IpvsError> {
     if spec.syn_proxy && dest.method != ForwardMethod::Nat {
         return Err(IpvsError::SynProxyNeedsNat {
+            rip: dest.rip,
+            port: dest.port,
+        });
+    }
+    Ok(())
+}
+
+fn check_client_addr(spec: &ServiceSpec, dest: &DestSpec) -> Result<(), IpvsError> {
+    if spec.client_addr != ClientAddr::None && dest.method != ForwardMethod::FullNat {
+        return Err(IpvsError::ClientAddrNeedsFullNat {
             rip: dest.rip,
             port: dest.port,
         });
@@ -472,6 +540,118 @@ mod tests {
         let before = c.clone();
         assert_eq!(c.apply(&cmd), Err(err), "{cmd:?}");
         assert_eq!(*c, before, "a refused {cmd:?} changed the model");
+    }
+
+    fn laddr(a: &str) -> LaddrSpec {
+        LaddrSpec {
+            addr: ip(a),
+            port_name: "inside".into(),
+        }
+    }
+
+    #[test]
+    fn local_addresses_belong_to_one_service() {
+        let mut c = base();
+        c.apply(&Command::AddService(svc(443))).unwrap();
+        c.apply(&Command::AddLaddr(key(80), laddr("10.0.2.1"))).unwrap();
+        c.apply(&Command::AddLaddr(key(80), laddr("10.0.2.2"))).unwrap();
+        refused(
+            &mut c,
+            Command::AddLaddr(key(80), laddr("10.0.2.1")),
+            IpvsError::LaddrExists(ip("10.0.2.1")),
+        );
+        refused(
+            &mut c,
+            Command::AddLaddr(key(443), laddr("10.0.2.2")),
+            IpvsError::LaddrInUse {
+                addr: ip("10.0.2.2"),
+                service: key(80),
+            },
+        );
+        refused(
+            &mut c,
+            Command::AddLaddr(key(81), laddr("10.0.2.3")),
+            IpvsError::NoSuchService,
+        );
+        refused(
+            &mut c,
+            Command::AddLaddr(key(80), laddr("255.255.255.255")),
+            IpvsError::AddressNotUnicast(ip("255.255.255.255")),
+        );
+        let mut nameless = laddr("10.0.2.3");
+        nameless.port_name.clear();
+        assert!(matches!(
+            c.apply(&Command::AddLaddr(key(80), nameless)),
+            Err(IpvsError::LaddrNotOnPort { .. })
+        ));
+        refused(
+            &mut c,
+            Command::DelLaddr(key(80), ip("10.0.2.9")),
+            IpvsError::NoSuchLaddr(ip("10.0.2.9")),
+        );
+        let laddrs = |c: &IpvsConfig, k| c.service(&k).unwrap().laddrs.clone();
+        assert_eq!(laddrs(&c, key(80)), vec![laddr("10.0.2.1"), laddr("10.0.2.2")]);
+
+        // The commands rebuild the same model, laddrs included.
+        let mut again = IpvsConfig::new();
+        again.apply(&Command::Restore(c.to_commands())).unwrap();
+        assert_eq!(again, c);
+
+        // Deleting the address or the service frees it for another service.
+        c.apply(&Command::DelLaddr(key(80), ip("10.0.2.2"))).unwrap();
+        c.apply(&Command::AddLaddr(key(443), laddr("10.0.2.2"))).unwrap();
+        c.apply(&Command::DelService(key(80))).unwrap();
+        c.apply(&Command::AddLaddr(key(443), laddr("10.0.2.1"))).unwrap();
+        c.apply(&Command::Clear).unwrap();
+        c.apply(&Command::AddService(svc(80))).unwrap();
+        c.apply(&Command::AddLaddr(key(80), laddr("10.0.2.1"))).unwrap();
+    }
+
+    #[test]
+    fn client_address_headers_need_tcp_and_fullnat() {
+        let mut c = IpvsConfig::new();
+        let mut udp = ServiceSpec::new(Proto::Udp, ip("192.168.1.100"), 53);
+        udp.client_addr = ClientAddr::ProxyV2;
+        refused(&mut c, Command::AddService(udp), IpvsError::ClientAddrNeedsTcp);
+
+        let mut c = base();
+        let mut pp = svc(80);
+        pp.client_addr = ClientAddr::ProxyV1;
+        // base()'s real servers are NAT.
+        refused(
+            &mut c,
+            Command::EditService(pp.clone()),
+            IpvsError::ClientAddrNeedsFullNat {
+                rip: ip("10.0.1.1"),
+                port: 80,
+            },
+        );
+        let fnat = |rip: &str| DestSpec::new(ip(rip), 8080, ForwardMethod::FullNat);
+        let mut c = IpvsConfig::new();
+        c.apply(&Command::AddService(pp.clone())).unwrap();
+        c.apply(&Command::AddDest(key(80), fnat("10.0.1.1"))).unwrap();
+        refused(
+            &mut c,
+            Command::AddDest(key(80), nat("10.0.1.2", 80, 1)),
+            IpvsError::ClientAddrNeedsFullNat {
+                rip: ip("10.0.1.2"),
+                port: 80,
+            },
+        );
+        let mut to_nat = fnat("10.0.1.1");
+        to_nat.method = ForwardMethod::Nat;
+        refused(
+            &mut c,
+            Command::EditDest(key(80), to_nat),
+            IpvsError::ClientAddrNeedsFullNat {
+                rip: ip("10.0.1.1"),
+                port: 8080,
+            },
+        );
+        // FULLNAT changes the port as NAT does.
+        c.apply(&Command::AddDest(key(80), fnat("10.0.1.2"))).unwrap();
+        pp.client_addr = ClientAddr::Toa;
+        c.apply(&Command::EditService(pp)).unwrap();
     }
 
     #[test]

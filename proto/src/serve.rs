@@ -12,10 +12,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::command::{
-    Command, ConnInfo, IpvsError, OwnedAddrs, Reply, ServiceInfo, VipOwned, WorkerLatency, CONNS_PAGE,
-    LIST_PAGE, RESTORE_IDLE_S,
+    Command, ConnInfo, IpvsError, LaddrInfo, OwnedAddrs, Reply, ServiceInfo, VipOwned, WorkerLatency,
+    CONNS_PAGE, LIST_PAGE, RESTORE_IDLE_S,
 };
 use crate::ipvs::IpvsConfig;
+use crate::types::ServiceKey;
 
 /// What `handle` needs from a data plane.
 pub trait DataPlane {
@@ -37,6 +38,9 @@ pub trait DataPlane {
     /// the commands that made it (for what the model does not hold, such as
     /// `-Z`). Returns the generation to wait for before replying.
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError>;
+    /// Fills the live use of a service's local addresses (`-G`); a data
+    /// plane without FULLNAT leaves the zeros.
+    fn fill_laddrs(&self, _key: &ServiceKey, _laddrs: &mut [LaddrInfo]) {}
 }
 
 /// A restore being staged.
@@ -148,6 +152,20 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
             },
             None,
         ),
+        Command::GetLaddr(key) => {
+            let Some(svc) = dp.model().service(key) else {
+                return (Reply::Error(IpvsError::NoSuchService), None);
+            };
+            let mut laddrs: Vec<LaddrInfo> = (svc.laddrs.iter())
+                .map(|l| LaddrInfo {
+                    spec: l.clone(),
+                    conns: 0,
+                    exhausted: 0,
+                })
+                .collect();
+            dp.fill_laddrs(key, &mut laddrs);
+            (Reply::Laddrs(laddrs), None)
+        }
         Command::Ownership => {
             let owned = dp.owned();
             let vips: BTreeSet<_> = dp.model().services().iter().map(|s| s.spec.vip).collect();
@@ -355,6 +373,31 @@ mod tests {
         let (r, _) = handle(dp, cmd);
         assert!(!matches!(r, Reply::Error(_)), "{cmd:?}: {r:?}");
         r
+    }
+
+    #[test]
+    fn get_laddr_lists_the_services_local_addresses() {
+        let mut dp = Bare::default();
+        assert_eq!(
+            handle(&mut dp, &Command::GetLaddr(key(1))).0,
+            Reply::Error(IpvsError::NoSuchService)
+        );
+        ok(&mut dp, &add_svc(1));
+        assert_eq!(ok(&mut dp, &Command::GetLaddr(key(1))), Reply::Laddrs(vec![]));
+        let spec = crate::command::LaddrSpec {
+            addr: Ipv4Addr::new(10, 9, 0, 1),
+            port_name: "inside".into(),
+        };
+        ok(&mut dp, &Command::AddLaddr(key(1), spec.clone()));
+        assert_eq!(
+            ok(&mut dp, &Command::GetLaddr(key(1))),
+            Reply::Laddrs(vec![LaddrInfo {
+                spec,
+                conns: 0,
+                exhausted: 0
+            }])
+        );
+        assert!(Command::GetLaddr(key(1)).is_query());
     }
 
     /// Listings say of each service whether its VIP is owned, and

@@ -50,6 +50,10 @@ pub enum ForwardMethod {
     Dr = 1,
     /// LVS-TUN ("Tunnel"): IP-in-IP to the real server.
     Tun = 2,
+    /// FULLNAT (DPVS's FNAT, `-b` on `-a`/`-e`): both ends rewritten,
+    /// CIP:cport → VIP:vport leaves as LIP:lport → RIP:rport, so replies come
+    /// back to one of the service's local addresses from anywhere.
+    FullNat = 3,
 }
 
 impl ForwardMethod {
@@ -59,6 +63,7 @@ impl ForwardMethod {
             ForwardMethod::Nat => "Masq",
             ForwardMethod::Dr => "Route",
             ForwardMethod::Tun => "Tunnel",
+            ForwardMethod::FullNat => "FullNat",
         }
     }
 
@@ -67,6 +72,7 @@ impl ForwardMethod {
             0 => Some(ForwardMethod::Nat),
             1 => Some(ForwardMethod::Dr),
             2 => Some(ForwardMethod::Tun),
+            3 => Some(ForwardMethod::FullNat),
             _ => None,
         }
     }
@@ -80,7 +86,8 @@ impl FromStr for ForwardMethod {
             "nat" | "masq" | "masquerading" | "m" => Ok(ForwardMethod::Nat),
             "dr" | "route" | "direct" | "gatewaying" | "g" => Ok(ForwardMethod::Dr),
             "tun" | "tunnel" | "ipip" | "i" => Ok(ForwardMethod::Tun),
-            other => Err(format!("unknown forward method '{other}' (nat, dr or tun)")),
+            "fnat" | "fullnat" | "b" => Ok(ForwardMethod::FullNat),
+            other => Err(format!("unknown forward method '{other}' (nat, dr, tun or fnat)")),
         }
     }
 }
@@ -220,10 +227,13 @@ pub enum DropReason {
     /// SYN proxy: a packet of a connection whose real server has not
     /// answered the director's SYN yet (the client resends it).
     SynProxyWaiting,
+    /// FULLNAT: every port of the service's local addresses in this worker's
+    /// share is taken (or held in TIME_WAIT), or it has none: SYN refused.
+    LaddrExhausted,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::SynProxyWaiting as usize + 1;
+    pub const COUNT: usize = DropReason::LaddrExhausted as usize + 1;
 
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::TruncatedL2,
@@ -259,6 +269,7 @@ impl DropReason {
         DropReason::BadL4Checksum,
         DropReason::SynProxyBadCookie,
         DropReason::SynProxyWaiting,
+        DropReason::LaddrExhausted,
     ];
 
     /// snake_case name for metrics labels and listings.
@@ -297,6 +308,7 @@ impl DropReason {
             DropReason::BadL4Checksum => "bad_l4_checksum",
             DropReason::SynProxyBadCookie => "synproxy_bad_cookie",
             DropReason::SynProxyWaiting => "synproxy_waiting",
+            DropReason::LaddrExhausted => "laddr_exhausted",
         }
     }
 }

@@ -251,6 +251,8 @@ fn method_switch(m: ForwardMethod) -> &'static str {
         ForwardMethod::Nat => "-m",
         ForwardMethod::Dr => "-g",
         ForwardMethod::Tun => "-i",
+        // DPVS's ipvsadm: on a real server, -b is FULLNAT.
+        ForwardMethod::FullNat => "-b",
     }
 }
 

@@ -958,6 +958,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 persistence: st.persistence,
                 netmask: st.netmask.unwrap_or(Ipv4Addr::BROADCAST),
                 syn_proxy: st.syn_proxy,
+                client_addr: rvs_proto::command::ClientAddr::None,
             };
             Action::Apply(if cmd == Cmd::Add {
                 Command::AddService(spec)

@@ -241,6 +241,7 @@ fn method_word(m: ForwardMethod) -> &'static str {
         ForwardMethod::Nat => "NAT",
         ForwardMethod::Dr => "DR",
         ForwardMethod::Tun => "TUN",
+        ForwardMethod::FullNat => "FNAT",
     }
 }
 

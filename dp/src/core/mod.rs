@@ -1198,6 +1198,9 @@ impl Forwarder {
                 Ok(tun::TunOutcome::FragNeeded { mtu }) => self.frag_needed(in_port, pkt, ip.l2, mtu),
                 Err(r) => Verdict::Drop(r),
             },
+            // The control plane refuses FULLNAT real servers until its
+            // forwarding is in (see `fnat`): no entry can name it yet.
+            ForwardMethod::FullNat => Verdict::Drop(DropReason::NoRealServer),
         }
     }
 
@@ -1382,6 +1385,7 @@ impl Forwarder {
                     Ok(tun::TunOutcome::FragNeeded { .. }) => Verdict::Drop(DropReason::TooBig),
                     Err(r) => Verdict::Drop(r),
                 },
+                ForwardMethod::FullNat => Verdict::Drop(DropReason::IcmpNoConn),
             }
         } else {
             let Some(id) = self.conns.lookup_out(flow, self.now) else {

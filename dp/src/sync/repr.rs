@@ -21,6 +21,10 @@ pub mod flags {
     pub const TUNNEL: u32 = 0x0002;
     pub const DROUTE: u32 = 0x0003;
     pub const BYPASS: u32 = 0x0004;
+    /// DPVS's value for FULLNAT; the kernel has none. Sent so that a peer
+    /// can tell such an entry apart (v1 carries no local address, so rvs
+    /// installs none: see `SyncError::UnsupportedForward`).
+    pub const FULLNAT: u32 = 0x0005;
     pub const SYNC: u32 = 0x0020;
     pub const HASHED: u32 = 0x0040;
     pub const NOOUTPUT: u32 = 0x0080;
@@ -273,6 +277,7 @@ impl<'a> SyncConn<'a> {
             ForwardMethod::Nat => flags::MASQ,
             ForwardMethod::Tun => flags::TUNNEL | flags::NOOUTPUT,
             ForwardMethod::Dr => flags::DROUTE | flags::NOOUTPUT,
+            ForwardMethod::FullNat => flags::FULLNAT,
         };
         if self.state.is_template() {
             f |= flags::TEMPLATE;
