@@ -1037,6 +1037,7 @@ proptest! {
                             reconcile(&t, &mut model, now);
                             prop_assert!(model.values().all(|m| !m.embryonic), "refused with an embryonic conn in the table");
                         }
+                        Err(ConnError::NoLocalAddress) => prop_assert!(false, "NAT/DR refused for a local address"),
                     }
                 }
                 Op::Packet { c, port, vip, udp, out, flags } => {

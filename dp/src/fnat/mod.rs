@@ -69,7 +69,9 @@
 //! randomisation, which would shift RS → client seq as well.
 
 pub mod laddr;
+pub mod pools;
 pub mod proxy;
 pub mod segment;
 pub mod seq;
+pub mod side;
 pub mod toa;

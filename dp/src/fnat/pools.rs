@@ -1,0 +1,212 @@
+//! One worker's local-address pools, one per FULLNAT service, kept across
+//! service snapshots; and the per-LIP counters the control thread reads
+//! (`ipvsadm -G`) without locks.
+//!
+//! The worker rebuilds its pools between bursts when it switches to a new
+//! snapshot (`WorkerPools::rebuild`): each LIP keeps its ports' state
+//! (leases of live connections, TIME_WAIT holds) wherever it moves, so a
+//! configuration change never hands out a port a live connection holds. A
+//! LIP removed from its service but still used ("retired": the control
+//! thread keeps it in the snapshot while its counters show connections)
+//! stays in a pool no allocation draws from, so it is whole again if the
+//! LIP comes back; its connections carry on, their ports are returned when
+//! they end.
+//!
+//! Counters: each worker writes only its own slot (relaxed stores, one
+//! writer), the control thread sums them.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use super::laddr::{LaddrConfig, LaddrError, LaddrPool, LocalAddr};
+use crate::service::{ForwardMethod, ServiceTable};
+
+#[derive(Debug, Default)]
+struct Slot {
+    conns: AtomicU64,
+    exhausted: AtomicU64,
+}
+
+/// A LIP's use, per worker: connections holding one of its ports, and new
+/// connections refused because its service's ports were all taken.
+#[derive(Debug)]
+pub struct LaddrStats {
+    slots: Box<[CachePadded<Slot>]>,
+}
+
+impl LaddrStats {
+    pub fn new(workers: usize) -> Self {
+        LaddrStats {
+            slots: (0..workers.max(1)).map(|_| CachePadded::default()).collect(),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, worker: usize) -> &Slot {
+        match self.slots.get(worker) {
+            Some(s) => s,
+            None => &self.slots[self.slots.len() - 1],
+        }
+    }
+
+    /// Worker `worker` leased (`up`) or returned a port. One writer per slot.
+    #[inline]
+    pub fn conn(&self, worker: usize, up: bool) {
+        let c = &self.slot(worker).conns;
+        let v = c.load(Ordering::Relaxed);
+        c.store(if up { v + 1 } else { v.saturating_sub(1) }, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn exhausted(&self, worker: usize) {
+        let c = &self.slot(worker).exhausted;
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Connections holding a port now, all workers.
+    pub fn conns(&self) -> u64 {
+        self.slots.iter().map(|s| s.conns.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Refusals for exhaustion, all workers.
+    pub fn exhaustions(&self) -> u64 {
+        self.slots.iter().map(|s| s.exhausted.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A LIP as the worker frees ports to it.
+struct Lip {
+    addr: Ipv4Addr,
+    /// Index in `WorkerPools::pools`.
+    pool: usize,
+    stats: Arc<LaddrStats>,
+}
+
+/// One worker's pools.
+pub struct WorkerPools {
+    worker: u16,
+    workers: u16,
+    cfg: LaddrConfig,
+    /// One per FULLNAT service with LIPs, and last the retired LIPs' pool
+    /// (never allocated from).
+    pools: Vec<LaddrPool>,
+    /// By service index of the snapshot: its pool, if it has one.
+    by_service: Vec<Option<usize>>,
+    /// Every LIP, sorted by address.
+    lips: Vec<Lip>,
+    /// Ports returned to no pool (a LIP gone for good); for tests and stats.
+    pub orphaned: u64,
+}
+
+impl WorkerPools {
+    pub fn new(worker: u16, workers: u16) -> Self {
+        WorkerPools {
+            worker,
+            workers,
+            cfg: LaddrConfig::default(),
+            pools: Vec::new(),
+            by_service: Vec::new(),
+            lips: Vec::new(),
+            orphaned: 0,
+        }
+    }
+
+    /// The pools for `snap` (between bursts; allocates). LIPs keep their
+    /// ports' state wherever they move (`LaddrPool::regroup`).
+    pub fn rebuild(&mut self, snap: &ServiceTable) -> Result<(), LaddrError> {
+        let mut sets: Vec<Vec<Ipv4Addr>> = Vec::new();
+        let mut by_service = vec![None; snap.len()];
+        for (i, s) in snap.services().iter().enumerate() {
+            let fnat = s.dests.iter().any(|d| d.method == ForwardMethod::FullNat);
+            if fnat && !s.laddrs.is_empty() {
+                by_service[i] = Some(sets.len());
+                sets.push(s.laddrs.iter().map(|l| l.addr).collect());
+            }
+        }
+        // The retired LIPs, and those of services without FULLNAT servers:
+        // owned, never allocated from.
+        let in_use: Vec<Ipv4Addr> = sets.iter().flatten().copied().collect();
+        sets.push(
+            snap.lips()
+                .iter()
+                .map(|l| l.addr)
+                .filter(|a| !in_use.contains(a))
+                .collect(),
+        );
+        let old = std::mem::take(&mut self.pools);
+        self.pools = LaddrPool::regroup(old, &sets, &self.cfg, self.worker, self.workers)?;
+        self.by_service = by_service;
+        self.lips = snap
+            .lips()
+            .iter()
+            .map(|l| Lip {
+                addr: l.addr,
+                pool: sets.iter().position(|s| s.contains(&l.addr)).unwrap_or(sets.len() - 1),
+                stats: l.stats.clone(),
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// A local address for a new connection of service `si` (its index in
+    /// the snapshot the pools were built for). On exhaustion every LIP of
+    /// the service counts it.
+    #[inline]
+    pub fn allocate(&mut self, si: usize, now: u32) -> Result<LocalAddr, LaddrError> {
+        let p = self
+            .by_service
+            .get(si)
+            .copied()
+            .flatten()
+            .ok_or(LaddrError::NoLocalAddress)?;
+        let pool = self.pools.get_mut(p).ok_or(LaddrError::NoLocalAddress)?;
+        let w = self.worker as usize;
+        match pool.allocate(now) {
+            Ok(a) => {
+                if let Some(l) = find(&self.lips, a.lip) {
+                    l.stats.conn(w, true);
+                }
+                Ok(a)
+            }
+            Err(e) => {
+                if e == LaddrError::Exhausted {
+                    for lip in pool.lips() {
+                        if let Some(l) = find(&self.lips, lip) {
+                            l.stats.exhausted(w);
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A connection that held `a` ended at `now`: the port is usable again
+    /// after the hold.
+    #[inline]
+    pub fn free(&mut self, a: LocalAddr, now: u32) {
+        let Some(l) = find(&self.lips, a.lip) else {
+            self.orphaned += 1;
+            return;
+        };
+        l.stats.conn(self.worker as usize, false);
+        match self.pools.get_mut(l.pool).map(|p| p.free(a, now)) {
+            Some(Ok(())) => {}
+            _ => self.orphaned += 1,
+        }
+    }
+
+    /// Ports leased now over all pools (tests).
+    pub fn leased(&self) -> usize {
+        self.pools.iter().map(|p| p.leased()).sum()
+    }
+}
+
+#[inline]
+fn find(lips: &[Lip], addr: Ipv4Addr) -> Option<&Lip> {
+    let i = lips.binary_search_by_key(&addr, |l| l.addr).ok()?;
+    lips.get(i)
+}
