@@ -115,6 +115,8 @@ pub struct Shared {
     kernel_ports: Vec<bool>,
     pub neigh: NeighTable,
     pub ports: Vec<PortInfo>,
+    /// How FULLNAT local addresses share their ports out (range, TIME_WAIT hold).
+    pub laddr: crate::fnat::laddr::LaddrConfig,
     /// The ports' names (rvs.toml's `[[port]] name`; `port0`, `port1`...
     /// unless given): what a local address names its port by.
     pub port_names: Vec<String>,
@@ -148,6 +150,7 @@ impl Shared {
             owned: ArcSwap::from_pointee(Owned::ALL),
             kernel_ports: vec![false; ports.len()],
             neigh: NeighTable::new(4096),
+            laddr: crate::fnat::laddr::LaddrConfig::default(),
             port_names: (0..ports.len()).map(|i| format!("port{i}")).collect(),
             ports,
             routes,
@@ -173,6 +176,13 @@ impl Shared {
         for (n, name) in self.port_names.iter_mut().zip(names) {
             *n = name;
         }
+        self
+    }
+
+    /// Local ports and hold of FULLNAT local addresses, instead of
+    /// 1024..=65535 and 60 s.
+    pub fn with_laddr_config(mut self, cfg: crate::fnat::laddr::LaddrConfig) -> Self {
+        self.laddr = cfg;
         self
     }
 
@@ -506,6 +516,7 @@ impl Forwarder {
         let scheds = snap.services().iter().map(|s| s.sched.clone_box()).collect();
         let seed = 0x5eed_0000_0000_0000 ^ ((worker as u64) << 32) ^ std::process::id() as u64;
         let shared_workers = shared.workers;
+        let laddr_cfg = shared.laddr.clone();
         let mut f = Forwarder {
             worker,
             shared,
@@ -526,7 +537,7 @@ impl Forwarder {
             sync: None,
             synproxy: None,
             synproxy_released: Vec::with_capacity(synproxy::RELEASED_MAX),
-            pools: crate::fnat::pools::WorkerPools::new(worker, shared_workers),
+            pools: crate::fnat::pools::WorkerPools::new(worker, shared_workers, laddr_cfg),
         };
         f.fnat_refresh();
         f

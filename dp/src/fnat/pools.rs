@@ -102,11 +102,11 @@ pub struct WorkerPools {
 }
 
 impl WorkerPools {
-    pub fn new(worker: u16, workers: u16) -> Self {
+    pub fn new(worker: u16, workers: u16, cfg: LaddrConfig) -> Self {
         WorkerPools {
             worker,
             workers,
-            cfg: LaddrConfig::default(),
+            cfg,
             pools: Vec::new(),
             by_service: Vec::new(),
             lips: Vec::new(),
