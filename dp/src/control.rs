@@ -19,11 +19,11 @@ use rvs_proto::ring::CtlServer;
 
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
-use crate::sched::{self, SchedOptions};
 use crate::fnat::pools::LaddrStats;
+use crate::sched::{self, SchedOptions};
 use crate::service::{
-    DestStats, LocalAddress, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
-    WorkerTraffic,
+    DestStats, LocalAddress, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals,
+    VirtualService, WorkerTraffic,
 };
 use crate::sync::{SyncDaemons, SyncParams};
 use rvs_proto::command::{
@@ -215,8 +215,11 @@ impl ControlPlane {
         }
         // LIPs no service has any more: kept (owned, not allocated from)
         // while connections use them; forgotten at the first build after.
-        let configured: std::collections::HashSet<Ipv4Addr> =
-            cfg.services().iter().flat_map(|s| s.laddrs.iter().map(|l| l.addr)).collect();
+        let configured: std::collections::HashSet<Ipv4Addr> = cfg
+            .services()
+            .iter()
+            .flat_map(|s| s.laddrs.iter().map(|l| l.addr))
+            .collect();
         self.laddr_stats
             .retain(|a, (_, st)| configured.contains(a) || st.conns() > 0);
         let retired = (self.laddr_stats.iter())

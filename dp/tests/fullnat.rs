@@ -46,7 +46,10 @@ impl Lab {
     /// `workers` forwarders, local ports `ports` held `hold` s after use.
     fn new(proto: Proto, client_addr: ClientAddr, workers: u16, ports: (u16, u16), hold: u32) -> Lab {
         let mut dir = LabDirector::new_with(
-            vec![port(P0_MAC, Ipv4Addr::new(10, 1, 0, 1), 1500), port(P1_MAC, Ipv4Addr::new(10, 2, 0, 1), 1500)],
+            vec![
+                port(P0_MAC, Ipv4Addr::new(10, 1, 0, 1), 1500),
+                port(P1_MAC, Ipv4Addr::new(10, 2, 0, 1), 1500),
+            ],
             &[],
             &[(CIP, MacAddr(CLIENT_MAC)), (RIP, MacAddr(RS_MAC))],
             workers,
@@ -92,7 +95,10 @@ impl Lab {
     }
 
     fn laddrs(&mut self) -> Vec<(Ipv4Addr, u64, u64)> {
-        let (r, _) = self.dir.control.handle(&Command::GetLaddr(self.key), Vec::new, Vec::new);
+        let (r, _) = self
+            .dir
+            .control
+            .handle(&Command::GetLaddr(self.key), Vec::new, Vec::new);
         let Reply::Laddrs(l) = r else { panic!("{r:?}") };
         l.iter().map(|l| (l.spec.addr, l.conns, l.exhausted)).collect()
     }
@@ -166,8 +172,12 @@ struct Out {
 
 fn parse(frame: &[u8]) -> Out {
     let p = SlicedPacket::from_ethernet(frame).expect("valid frame");
-    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else { panic!() };
-    let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!("not ipv4") };
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+        panic!()
+    };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not ipv4")
+    };
     let h = ip.header().to_header();
     assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
     assert_eq!(usize::from(h.total_len), frame.len() - 14, "frame length");
@@ -175,7 +185,11 @@ fn parse(frame: &[u8]) -> Out {
     match &p.transport {
         Some(TransportSlice::Tcp(t)) => {
             let th = t.to_header();
-            assert_eq!(t.checksum(), th.calc_checksum_ipv4(&h, t.payload()).unwrap(), "TCP checksum");
+            assert_eq!(
+                t.checksum(),
+                th.calc_checksum_ipv4(&h, t.payload()).unwrap(),
+                "TCP checksum"
+            );
             let mut sack = Vec::new();
             let mut toa = None;
             // etherparse stops at options it does not know (TOA's 254).
@@ -225,7 +239,14 @@ const RS_ISN: u32 = 900_000;
 
 /// The client's SYN through worker 0; returns the local port it left with.
 fn open(lab: &mut Lab) -> u16 {
-    let (v, out) = lab.send(0, &client(Seg { flags: "S", seq: ISN, ..Seg::default() }));
+    let (v, out) = lab.send(
+        0,
+        &client(Seg {
+            flags: "S",
+            seq: ISN,
+            ..Seg::default()
+        }),
+    );
     assert_eq!(v, Verdict::Forward { port: 1 });
     let o = parse(&out);
     assert_eq!(o.src.0, LIP);
@@ -239,7 +260,18 @@ fn tcp_both_ways_rewrites_both_ends() {
     let mut lab = Lab::tcp(ClientAddr::None);
     let lport = open(&mut lab);
     assert!(lport >= 1024);
-    let (v, out) = lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
+    let (v, out) = lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
     assert_eq!(v, Verdict::Forward { port: 0 });
     let o = parse(&out);
     assert_eq!((o.src, o.dst), ((VIP, 80), (CIP, 40000)));
@@ -247,7 +279,13 @@ fn tcp_both_ways_rewrites_both_ends() {
     assert_eq!(o.dst_mac, CLIENT_MAC);
     let (v, out) = lab.send(
         0,
-        &client(Seg { flags: "AP", seq: ISN + 1, ack: RS_ISN + 1, payload: b"GET / HTTP/1.0\r\n\r\n", ..Seg::default() }),
+        &client(Seg {
+            flags: "AP",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            payload: b"GET / HTTP/1.0\r\n\r\n",
+            ..Seg::default()
+        }),
     );
     assert_eq!(v, Verdict::Forward { port: 1 });
     let o = parse(&out);
@@ -258,7 +296,17 @@ fn tcp_both_ways_rewrites_both_ends() {
     assert_eq!((c.fnat_in, c.fnat_out, c.fnat_replies_direct), (2, 1, 1));
     assert_eq!(lab.laddrs(), vec![(LIP, 1, 0)]);
     // A reply to a port no connection holds is no one's.
-    let (v, _) = lab.send(1, &server(lport ^ 1, Seg { flags: "A", seq: RS_ISN + 1, ..Seg::default() }));
+    let (v, _) = lab.send(
+        1,
+        &server(
+            lport ^ 1,
+            Seg {
+                flags: "A",
+                seq: RS_ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
     assert_eq!(v, Verdict::Drop(DropReason::OutNoConn));
 }
 
@@ -275,7 +323,10 @@ fn udp_both_ways() {
     let (v, out) = lab.send(1, &a);
     assert_eq!(v, Verdict::Forward { port: 0 });
     let o = parse(&out);
-    assert_eq!((o.src, o.dst, o.payload.as_slice()), ((VIP, 53), (CIP, 5353), &b"answer"[..]));
+    assert_eq!(
+        (o.src, o.dst, o.payload.as_slice()),
+        ((VIP, 53), (CIP, 5353), &b"answer"[..])
+    );
     // The same flow keeps its local port.
     let (_, out) = lab.send(0, &q);
     assert_eq!(parse(&out).src, (LIP, lport));
@@ -287,7 +338,16 @@ fn exhausted_pool_refuses_new_syns_only_and_frees_after_the_hold() {
     let mut lab = Lab::new(Proto::Tcp, ClientAddr::None, 1, (2000, 2063), 10);
     let mut ports = Vec::new();
     for i in 0..64u16 {
-        let f = tcp((CIP, 30000 + i), (VIP, 80), Seg { flags: "S", seq: ISN, ..Seg::default() }, (MacAddr(CLIENT_MAC), P0_MAC));
+        let f = tcp(
+            (CIP, 30000 + i),
+            (VIP, 80),
+            Seg {
+                flags: "S",
+                seq: ISN,
+                ..Seg::default()
+            },
+            (MacAddr(CLIENT_MAC), P0_MAC),
+        );
         let (v, out) = lab.send(0, &f);
         assert_eq!(v, Verdict::Forward { port: 1 }, "conn {i}");
         ports.push(parse(&out).src.1);
@@ -295,14 +355,36 @@ fn exhausted_pool_refuses_new_syns_only_and_frees_after_the_hold() {
     ports.sort();
     ports.dedup();
     assert_eq!(ports, (2000..=2063).collect::<Vec<_>>(), "every port once");
-    let syn = tcp((CIP, 31000), (VIP, 80), Seg { flags: "S", seq: ISN, ..Seg::default() }, (MacAddr(CLIENT_MAC), P0_MAC));
+    let syn = tcp(
+        (CIP, 31000),
+        (VIP, 80),
+        Seg {
+            flags: "S",
+            seq: ISN,
+            ..Seg::default()
+        },
+        (MacAddr(CLIENT_MAC), P0_MAC),
+    );
     let (v, _) = lab.send(0, &syn);
     assert_eq!(v, Verdict::Drop(DropReason::LaddrExhausted));
-    assert_eq!(lab.fwds[0].drops.by_reason[DropReason::LaddrExhausted as usize], 1);
+    assert_eq!(
+        lab.fwds[0].drops.by_reason[DropReason::LaddrExhausted as usize],
+        1
+    );
     assert_eq!(lab.fwds[0].conns.len(), 64, "no entry for the refused SYN");
     assert_eq!(lab.laddrs(), vec![(LIP, 64, 1)]);
     // Established flows are untouched.
-    let f = tcp((CIP, 30000), (VIP, 80), Seg { flags: "A", seq: ISN + 1, ack: 1, ..Seg::default() }, (MacAddr(CLIENT_MAC), P0_MAC));
+    let f = tcp(
+        (CIP, 30000),
+        (VIP, 80),
+        Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ack: 1,
+            ..Seg::default()
+        },
+        (MacAddr(CLIENT_MAC), P0_MAC),
+    );
     assert_eq!(lab.send(0, &f).0, Verdict::Forward { port: 1 });
 
     // The SYN_RECV entries expire (60 s for a SYN_RECV... any timeout well
@@ -325,16 +407,37 @@ fn replies_reach_the_owner_of_their_port() {
         let cip = Ipv4Addr::new(10, 1, 0, 20 + i as u8);
         lab.dir.shared.neigh.add_static(cip, MacAddr(CLIENT_MAC));
         let owner = owner_of(cip, Ipv4Addr::BROADCAST, 2) as usize;
-        let syn = tcp((cip, 40000), (VIP, 80), Seg { flags: "S", seq: ISN, ..Seg::default() }, (MacAddr(CLIENT_MAC), P0_MAC));
+        let syn = tcp(
+            (cip, 40000),
+            (VIP, 80),
+            Seg {
+                flags: "S",
+                seq: ISN,
+                ..Seg::default()
+            },
+            (MacAddr(CLIENT_MAC), P0_MAC),
+        );
         // The SYN on the wrong worker goes to the client's owner, as for NAT.
         let (v, _) = lab.send_on(1 - owner, 0, &syn, false);
         assert_eq!(v, Verdict::Redirect { worker: owner as u16 });
         let (v, out) = lab.send_on(owner, 0, &syn, true);
         assert_eq!(v, Verdict::Forward { port: 1 });
         let lport = parse(&out).src.1;
-        assert_eq!(owner_of_port(lport, 2) as usize, owner, "the port names the owner");
+        assert_eq!(
+            owner_of_port(lport, 2) as usize,
+            owner,
+            "the port names the owner"
+        );
         // The reply arrives on both workers in turn (RSS knows nothing of ports).
-        let reply = server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() });
+        let reply = server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        );
         let (v, _) = lab.send_on(1 - owner, 1, &reply, false);
         assert_eq!(v, Verdict::Redirect { worker: owner as u16 });
         let (v, out) = lab.send_on(owner, 1, &reply, true);
@@ -377,12 +480,15 @@ fn local_address_must_be_on_its_named_port() {
     let mut lab = Lab::tcp(ClientAddr::None);
     let before = lab.dir.shared.services.load().generation;
     for (addr, name) in [
-        (Ipv4Addr::new(10, 9, 0, 1), "inside"), // on no port's subnet
+        (Ipv4Addr::new(10, 9, 0, 1), "inside"),   // on no port's subnet
         (Ipv4Addr::new(10, 1, 0, 201), "inside"), // on the other port's
         (Ipv4Addr::new(10, 2, 0, 201), "nosuchport"),
         (Ipv4Addr::new(10, 2, 0, 1), "inside"), // the port's own address
     ] {
-        let e = lab.dir.control.apply(&Command::AddLaddr(lab.key, laddr(addr, name)));
+        let e = lab
+            .dir
+            .control
+            .apply(&Command::AddLaddr(lab.key, laddr(addr, name)));
         assert_eq!(
             e,
             Err(IpvsError::LaddrNotOnPort {
@@ -391,7 +497,11 @@ fn local_address_must_be_on_its_named_port() {
             })
         );
     }
-    assert_eq!(lab.dir.shared.services.load().generation, before, "nothing applied");
+    assert_eq!(
+        lab.dir.shared.services.load().generation,
+        before,
+        "nothing applied"
+    );
     assert_eq!(lab.laddrs(), vec![(LIP, 0, 0)]);
 }
 
@@ -399,17 +509,48 @@ fn local_address_must_be_on_its_named_port() {
 fn removed_local_address_keeps_its_connections() {
     let mut lab = Lab::tcp(ClientAddr::None);
     let lport = open(&mut lab);
-    lab.dir.apply(Command::AddLaddr(lab.key, laddr(Ipv4Addr::new(10, 2, 0, 201), "inside")));
+    lab.dir.apply(Command::AddLaddr(
+        lab.key,
+        laddr(Ipv4Addr::new(10, 2, 0, 201), "inside"),
+    ));
     lab.dir.apply(Command::DelLaddr(lab.key, LIP));
     lab.refresh();
     // The old connection carries on both ways, the LIP still ours.
-    let (v, _) = lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
+    let (v, _) = lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
     assert_eq!(v, Verdict::Forward { port: 0 });
-    let (v, out) = lab.send(0, &client(Seg { flags: "A", seq: ISN + 1, ack: RS_ISN + 1, ..Seg::default() }));
+    let (v, out) = lab.send(
+        0,
+        &client(Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            ..Seg::default()
+        }),
+    );
     assert_eq!(v, Verdict::Forward { port: 1 });
     assert_eq!(parse(&out).src, (LIP, lport));
     // New connections use the remaining LIP.
-    let f = tcp((CIP, 40001), (VIP, 80), Seg { flags: "S", seq: ISN, ..Seg::default() }, (MacAddr(CLIENT_MAC), P0_MAC));
+    let f = tcp(
+        (CIP, 40001),
+        (VIP, 80),
+        Seg {
+            flags: "S",
+            seq: ISN,
+            ..Seg::default()
+        },
+        (MacAddr(CLIENT_MAC), P0_MAC),
+    );
     let (_, out) = lab.send(0, &f);
     assert_eq!(parse(&out).src.0, Ipv4Addr::new(10, 2, 0, 201));
 }
@@ -417,18 +558,50 @@ fn removed_local_address_keeps_its_connections() {
 #[test]
 fn toa_rides_on_the_syn_and_the_handshake_ack() {
     let mut lab = Lab::tcp(ClientAddr::Toa);
-    let (_, out) = lab.send(0, &client(Seg { flags: "S", seq: ISN, ..Seg::default() }));
+    let (_, out) = lab.send(
+        0,
+        &client(Seg {
+            flags: "S",
+            seq: ISN,
+            ..Seg::default()
+        }),
+    );
     let o = parse(&out);
     assert_eq!(o.toa, Some(SocketAddrV4::new(CIP, 40000)));
     let lport = o.src.1;
-    lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
-    let (v, out) = lab.send(0, &client(Seg { flags: "A", seq: ISN + 1, ack: RS_ISN + 1, ..Seg::default() }));
+    lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
+    let (v, out) = lab.send(
+        0,
+        &client(Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            ..Seg::default()
+        }),
+    );
     assert_eq!(v, Verdict::Forward { port: 1 });
     assert_eq!(parse(&out).toa, Some(SocketAddrV4::new(CIP, 40000)));
     // Once the server's data is acked, no more.
     let (_, out) = lab.send(
         0,
-        &client(Seg { flags: "A", seq: ISN + 1, ack: RS_ISN + 100, payload: b"x", ..Seg::default() }),
+        &client(Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ack: RS_ISN + 100,
+            payload: b"x",
+            ..Seg::default()
+        }),
     );
     let o = parse(&out);
     assert_eq!((o.toa, o.payload.as_slice()), (None, &b"x"[..]));
@@ -439,12 +612,29 @@ fn toa_rides_on_the_syn_and_the_handshake_ack() {
 fn proxy_v2_header_then_shifted_sequence_both_ways() {
     let mut lab = Lab::tcp(ClientAddr::ProxyV2);
     let lport = open(&mut lab);
-    let (_, out) = lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
+    let (_, out) = lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
     assert_eq!(parse(&out).ack, ISN + 1);
     let data = b"GET / HTTP/1.0\r\n\r\n";
     let (v, out) = lab.send(
         0,
-        &client(Seg { flags: "AP", seq: ISN + 1, ack: RS_ISN + 1, payload: data, ..Seg::default() }),
+        &client(Seg {
+            flags: "AP",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            payload: data,
+            ..Seg::default()
+        }),
     );
     assert_eq!(v, Verdict::Forward { port: 1 });
     let o = parse(&out);
@@ -460,7 +650,16 @@ fn proxy_v2_header_then_shifted_sequence_both_ways() {
     let end = ISN + 1 + n + data.len() as u32;
     let (v, out) = lab.send(
         1,
-        &server(lport, Seg { flags: "A", seq: RS_ISN + 1, ack: end, sack: Some((end + 100, end + 200)), ..Seg::default() }),
+        &server(
+            lport,
+            Seg {
+                flags: "A",
+                seq: RS_ISN + 1,
+                ack: end,
+                sack: Some((end + 100, end + 200)),
+                ..Seg::default()
+            },
+        ),
     );
     assert_eq!(v, Verdict::Forward { port: 0 });
     let o = parse(&out);
@@ -468,15 +667,34 @@ fn proxy_v2_header_then_shifted_sequence_both_ways() {
     assert_eq!(o.ack, cend, "the client's numbering");
     assert_eq!(o.sack, vec![(cend + 100, cend + 200)]);
     // Later client segments, retransmits included, are shifted.
-    let (_, out) = lab.send(0, &client(Seg { flags: "A", seq: cend, ack: RS_ISN + 1, payload: b"more", ..Seg::default() }));
+    let (_, out) = lab.send(
+        0,
+        &client(Seg {
+            flags: "A",
+            seq: cend,
+            ack: RS_ISN + 1,
+            payload: b"more",
+            ..Seg::default()
+        }),
+    );
     let o = parse(&out);
     assert_eq!((o.seq, o.payload.as_slice()), (cend + n, &b"more"[..]));
     let (_, out) = lab.send(
         0,
-        &client(Seg { flags: "AP", seq: ISN + 1, ack: RS_ISN + 1, payload: data, ..Seg::default() }),
+        &client(Seg {
+            flags: "AP",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            payload: data,
+            ..Seg::default()
+        }),
     );
     let o = parse(&out);
-    assert_eq!((o.seq, o.payload.as_slice()), (ISN + 1 + n, &data[..]), "acked header: not again");
+    assert_eq!(
+        (o.seq, o.payload.as_slice()),
+        (ISN + 1 + n, &data[..]),
+        "acked header: not again"
+    );
     assert_eq!(lab.fwds[0].counters.proxy_inserted, 1);
 }
 
@@ -484,8 +702,25 @@ fn proxy_v2_header_then_shifted_sequence_both_ways() {
 fn proxy_header_without_room_drops_instead_of_corrupting() {
     let mut lab = Lab::tcp(ClientAddr::ProxyV1);
     let lport = open(&mut lab);
-    lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
-    let seg = client(Seg { flags: "AP", seq: ISN + 1, ack: RS_ISN + 1, payload: b"hi", ..Seg::default() });
+    lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
+    let seg = client(Seg {
+        flags: "AP",
+        seq: ISN + 1,
+        ack: RS_ISN + 1,
+        payload: b"hi",
+        ..Seg::default()
+    });
     // A buffer with no tailroom: the header cannot go in front of the data.
     let mut b = VecBuf::with_room(&seg, 128, 0);
     let v = lab.fwds[0].process(0, &mut b, false);
@@ -494,7 +729,9 @@ fn proxy_header_without_room_drops_instead_of_corrupting() {
     // With room, the same segment goes, header first.
     let (v, out) = lab.send(0, &seg);
     assert_eq!(v, Verdict::Forward { port: 1 });
-    assert!(parse(&out).payload.starts_with(b"PROXY TCP4 10.1.0.10 10.1.0.100 40000 80\r\nhi"));
+    assert!(parse(&out)
+        .payload
+        .starts_with(b"PROXY TCP4 10.1.0.10 10.1.0.100 40000 80\r\nhi"));
 }
 
 #[test]
@@ -502,7 +739,14 @@ fn icmp_errors_translated_both_ways() {
     let mut lab = Lab::tcp(ClientAddr::None);
     let lport = open(&mut lab);
     // A router on the servers' side: fragmentation needed, about LIP:lport → RIP:8080.
-    let quoted = server(8080, Seg { flags: "A", seq: ISN + 1, ..Seg::default() });
+    let quoted = server(
+        8080,
+        Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ..Seg::default()
+        },
+    );
     let mut quoted = quoted[14..14 + 28].to_vec();
     quoted[12..16].copy_from_slice(&LIP.octets());
     quoted[16..20].copy_from_slice(&RIP.octets());
@@ -519,7 +763,9 @@ fn icmp_errors_translated_both_ways() {
     let (v, out) = lab.send(1, &f);
     assert_eq!(v, Verdict::Forward { port: 0 });
     let p = SlicedPacket::from_ethernet(&out).unwrap();
-    let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
     assert_eq!(ip.header().destination_addr(), CIP);
     assert_eq!(ip.header().source_addr(), VIP);
     let inner = &out[14 + 20 + 8..];
@@ -528,10 +774,17 @@ fn icmp_errors_translated_both_ways() {
     assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), 40000);
     assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), 80);
     let icmp = &out[14 + 20..];
-    assert_eq!(rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(icmp)), 0xffff, "ICMP checksum");
+    assert_eq!(
+        rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(icmp)),
+        0xffff,
+        "ICMP checksum"
+    );
 
     // The client side: port unreachable about VIP:80 → CIP:40000.
-    let quoted = client(Seg { flags: "A", ..Seg::default() });
+    let quoted = client(Seg {
+        flags: "A",
+        ..Seg::default()
+    });
     let mut quoted = quoted[14..14 + 28].to_vec();
     quoted[12..16].copy_from_slice(&VIP.octets());
     quoted[16..20].copy_from_slice(&CIP.octets());
@@ -560,20 +813,52 @@ fn icmp_errors_translated_both_ways() {
 fn proxy_header_within_the_mtu_cuts_the_payload() {
     let mut lab = Lab::tcp(ClientAddr::ProxyV2);
     let lport = open(&mut lab);
-    lab.send(1, &server(lport, Seg { flags: "SA", seq: RS_ISN, ack: ISN + 1, ..Seg::default() }));
+    lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
     // A full-size first segment: header + all of it would pass 1500.
     let big: Vec<u8> = (0..1460u32).map(|i| i as u8).collect();
     let (v, out) = lab.send(
         0,
-        &client(Seg { flags: "A", seq: ISN + 1, ack: RS_ISN + 1, payload: &big, ..Seg::default() }),
+        &client(Seg {
+            flags: "A",
+            seq: ISN + 1,
+            ack: RS_ISN + 1,
+            payload: &big,
+            ..Seg::default()
+        }),
     );
     assert_eq!(v, Verdict::Forward { port: 1 });
     assert_eq!(out.len() - 14, 1500, "up to the MTU");
     let o = parse(&out);
     assert_eq!(&o.payload[..12], &rvs_dp::fnat::proxy::V2_SIGNATURE);
-    assert_eq!(&o.payload[28..], &big[..1460 - 28], "the tail is cut, the client resends it");
+    assert_eq!(
+        &o.payload[28..],
+        &big[..1460 - 28],
+        "the tail is cut, the client resends it"
+    );
     // The server acks what it got: the client hears of its first 1432 bytes.
-    let (_, out) = lab.send(1, &server(lport, Seg { flags: "A", seq: RS_ISN + 1, ack: ISN + 1 + 1460, ..Seg::default() }));
+    let (_, out) = lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "A",
+                seq: RS_ISN + 1,
+                ack: ISN + 1 + 1460,
+                ..Seg::default()
+            },
+        ),
+    );
     assert_eq!(parse(&out).ack, ISN + 1 + 1432);
 }
 

@@ -34,7 +34,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::{Forwarder, Ip, Verdict};
+use super::{Endpoints, Forwarder, Ip, Verdict};
 use crate::conn::ConnId;
 use crate::fnat::laddr::owner_of_port;
 use crate::fnat::proxy::{self, ProxyVersion};
@@ -123,15 +123,21 @@ impl Forwarder {
         pkt: &mut B,
         ip: &Ip,
         id: ConnId,
-        (rip, rport): (Ipv4Addr, u16),
-        (client, vip): (SocketAddrV4, SocketAddrV4),
+        e: &Endpoints,
         l4: bool,
         hop: NextHop,
     ) -> Verdict {
+        let (rip, rport) = (e.rip, e.rport);
+        let client = SocketAddrV4::new(e.flow.src, e.flow.sport);
+        let vip = SocketAddrV4::new(e.flow.dst, e.flow.dport);
         let Some(side) = self.conns.fnat(id).copied() else {
             return Verdict::Drop(DropReason::NoConnNotSyn);
         };
-        let mtu = self.shared.ports.get(hop.port as usize).map_or(0, |p| usize::from(p.mtu));
+        let mtu = self
+            .shared
+            .ports
+            .get(hop.port as usize)
+            .map_or(0, |p| usize::from(p.mtu));
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
@@ -200,11 +206,12 @@ impl Forwarder {
         pkt: &mut B,
         ip: &Ip,
         id: ConnId,
-        (vip, vport): (Ipv4Addr, u16),
-        (cip, cport): (Ipv4Addr, u16),
+        e: &Endpoints,
         l4: bool,
         hop: NextHop,
     ) -> Verdict {
+        let (vip, vport) = (e.flow.dst, e.flow.dport);
+        let (cip, cport) = (e.flow.src, e.flow.sport);
         let tcp = ip.proto == crate::wire::ipv4::IpProtocol::TCP && l4;
         let hint = self.conns.fnat(id).map(|s| s.hint);
         match hint {

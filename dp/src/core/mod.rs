@@ -1278,10 +1278,11 @@ impl Forwarder {
         flags: u8,
         l4: bool,
     ) -> Verdict {
-        let (method, rip, rport, flow) = match self.track(id, Direction::Input, flags, l4, pkt.len()) {
-            Ok(e) => (e.method, e.rip, e.rport, e.flow),
+        let e = match self.track(id, Direction::Input, flags, l4, pkt.len()) {
+            Ok(e) => e,
             Err(r) => return Verdict::Drop(r),
         };
+        let (method, rip, rport) = (e.method, e.rip, e.rport);
         let Some(hop) = self.shared.routes.lookup(rip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
@@ -1318,11 +1319,7 @@ impl Forwarder {
                 if let Some(mtu) = self.too_big_for(hop, ip.total) {
                     return self.too_big(in_port, pkt, ip.l2, mtu);
                 }
-                let ends = (
-                    std::net::SocketAddrV4::new(flow.src, flow.sport),
-                    std::net::SocketAddrV4::new(flow.dst, flow.dport),
-                );
-                self.fnat_in(pkt, ip, id, (rip, rport), ends, l4, hop)
+                self.fnat_in(pkt, ip, id, &e, l4, hop)
             }
         }
     }
@@ -1396,18 +1393,19 @@ impl Forwarder {
         flags: u8,
         l4: bool,
     ) -> Verdict {
-        let (vip, vport, cip, cport, method) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
-            Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src, e.flow.sport, e.method),
+        let e = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
+            Ok(e) => e,
             Err(r) => return Verdict::Drop(r),
         };
+        let (vip, vport, cip) = (e.flow.dst, e.flow.dport, e.flow.src);
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         if let Some(mtu) = self.too_big_for(hop, ip.total) {
             return self.too_big(in_port, pkt, ip.l2, mtu);
         }
-        if method == ForwardMethod::FullNat {
-            return self.fnat_out(pkt, ip, id, (vip, vport), (cip, cport), l4, hop);
+        if e.method == ForwardMethod::FullNat {
+            return self.fnat_out(pkt, ip, id, &e, l4, hop);
         }
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);

@@ -73,7 +73,10 @@ impl LaddrStats {
 
     /// Refusals for exhaustion, all workers.
     pub fn exhaustions(&self) -> u64 {
-        self.slots.iter().map(|s| s.exhausted.load(Ordering::Relaxed)).sum()
+        self.slots
+            .iter()
+            .map(|s| s.exhausted.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -144,7 +147,10 @@ impl WorkerPools {
             .iter()
             .map(|l| Lip {
                 addr: l.addr,
-                pool: sets.iter().position(|s| s.contains(&l.addr)).unwrap_or(sets.len() - 1),
+                pool: sets
+                    .iter()
+                    .position(|s| s.contains(&l.addr))
+                    .unwrap_or(sets.len() - 1),
                 stats: l.stats.clone(),
             })
             .collect();
@@ -209,4 +215,86 @@ impl WorkerPools {
 fn find(lips: &[Lip], addr: Ipv4Addr) -> Option<&Lip> {
     let i = lips.binary_search_by_key(&addr, |l| l.addr).ok()?;
     lips.get(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{LocalAddress, ServiceTable};
+
+    const L1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 201);
+    const L2: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 202);
+
+    fn lip(addr: Ipv4Addr, stats: &Arc<LaddrStats>) -> LocalAddress {
+        LocalAddress {
+            addr,
+            port: 1,
+            stats: stats.clone(),
+        }
+    }
+
+    /// A table whose only LIPs are retired ones (`with_retired_lips`): enough
+    /// for the pools, which take the services' LIPs from the services.
+    fn table(lips: Vec<LocalAddress>) -> ServiceTable {
+        ServiceTable::new(1, Vec::new()).with_retired_lips(lips)
+    }
+
+    fn cfg() -> LaddrConfig {
+        LaddrConfig {
+            ports: 2000..=2009,
+            hold: 5,
+        }
+    }
+
+    #[test]
+    fn regroup_keeps_leases_wherever_a_lip_goes() {
+        let mut a = LaddrPool::new(&[L1, L2], &cfg(), 0, 1).unwrap();
+        let x = a.allocate(0).unwrap();
+        let y = a.allocate(0).unwrap();
+        assert_eq!((x.lip, y.lip), (L1, L2));
+        // L2 moves to a pool of its own, L1 leaves, a new LIP comes.
+        let l3 = Ipv4Addr::new(10, 2, 0, 203);
+        let mut v = LaddrPool::regroup(vec![a], &[vec![l3], vec![L2]], &cfg(), 0, 1).unwrap();
+        assert_eq!(v[1].leased(), 1, "L2's lease moved with it");
+        assert_eq!(v[0].leased(), 0);
+        // Its port is never handed out again while leased.
+        let mut got = Vec::new();
+        while let Ok(a) = v[1].allocate(0) {
+            got.push(a.lport);
+        }
+        assert_eq!(got.len(), 9);
+        assert!(!got.contains(&y.lport));
+        assert_eq!(v[1].free(y, 0), Ok(()));
+        assert_eq!(v[0].free(x, 0), Err(LaddrError::NotLeased), "L1 is gone");
+    }
+
+    #[test]
+    fn retired_lip_pool_is_never_allocated_from_and_counts_stay_right() {
+        let s1 = Arc::new(LaddrStats::new(1));
+        let mut w = WorkerPools::new(0, 1, cfg());
+        w.rebuild(&table(vec![lip(L1, &s1)])).unwrap();
+        // No service: nothing to allocate for.
+        assert_eq!(w.allocate(0, 0), Err(LaddrError::NoLocalAddress));
+        // A port freed to a retired LIP the pool never leased: orphaned, counts sane.
+        w.free(LocalAddr { lip: L1, lport: 2000 }, 0);
+        assert_eq!((w.orphaned, s1.conns()), (1, 0));
+        // A LIP no table knows.
+        w.free(LocalAddr { lip: L2, lport: 2000 }, 0);
+        assert_eq!(w.orphaned, 2);
+    }
+
+    #[test]
+    fn stats_sum_their_workers() {
+        let s = LaddrStats::new(2);
+        s.conn(0, true);
+        s.conn(1, true);
+        s.conn(1, true);
+        s.conn(1, false);
+        s.exhausted(0);
+        s.conn(7, true); // past the last slot: the last one
+        assert_eq!((s.conns(), s.exhaustions()), (3, 1));
+        s.conn(0, false);
+        s.conn(0, false);
+        assert_eq!(s.conns(), 2, "never below zero");
+    }
 }

@@ -55,13 +55,21 @@ mod tests {
 
     fn ends(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16, u8) {
         let p = assert_checksums_valid(f);
-        let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
         let (s, d) = match &p.transport {
             Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
             Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
             _ => panic!(),
         };
-        (ip.header().source(), s, ip.header().destination(), d, ip.header().ttl())
+        (
+            ip.header().source(),
+            s,
+            ip.header().destination(),
+            d,
+            ip.header().ttl(),
+        )
     }
 
     #[test]
@@ -79,8 +87,14 @@ mod tests {
             } else {
                 tcp_frame(RIP, LIP, 8080, 5001, false, b"200")
             };
-            fnat_out(&mut r[14..], 20, (VIP.into(), if udp { 53 } else { 80 }), (CIP.into(), 40000), true)
-                .unwrap();
+            fnat_out(
+                &mut r[14..],
+                20,
+                (VIP.into(), if udp { 53 } else { 80 }),
+                (CIP.into(), 40000),
+                true,
+            )
+            .unwrap();
             assert_eq!(ends(&r), (VIP, if udp { 53 } else { 80 }, CIP, 40000, 63));
         }
     }
