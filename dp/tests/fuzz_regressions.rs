@@ -34,11 +34,29 @@ fn seeds_exercise_their_paths() {
         ("icmp_error", seed("icmp_error"), 3),
         ("fragments", seed("fragments"), 2),
         ("vlan", seed("vlan"), 1),
+        ("fnat_proxy", seed("fnat_proxy"), 8),
+        ("fnat_toa", seed("fnat_toa"), 5),
+        ("fnat_udp", seed("fnat_udp"), 3),
     ] {
         let mut l = FuzzLab::new();
         l.run(&input);
         assert!(l.tally.forwarded >= min_forwarded, "{name}: {:?}", l.tally);
     }
+    // The FULLNAT seeds went the FULLNAT way, client hints included.
+    let mut l = FuzzLab::new();
+    for name in ["fnat_proxy", "fnat_toa", "fnat_udp"] {
+        l.run(&seed(name));
+    }
+    let sum =
+        |f: fn(&rvs_dp::core::WorkerCounters) -> u64| l.workers.iter().map(|w| f(&w.counters)).sum::<u64>();
+    assert_eq!(sum(|c| c.fnat_in), 5 + 3 + 2, "client -> RS");
+    assert_eq!(sum(|c| c.fnat_out), 3 + 2 + 1, "RS -> client");
+    assert_eq!(
+        sum(|c| c.proxy_inserted),
+        2,
+        "on the handshake ACK and the first data"
+    );
+    assert_eq!(sum(|c| c.toa_inserted), 3, "SYN, handshake ACK, first data");
     // The flood fills both workers' tables with embryonic connections: later
     // SYNs take the oldest ones' slots, none is refused.
     let mut l = FuzzLab::new();

@@ -39,7 +39,7 @@ use crate::conn::ConnId;
 use crate::fnat::laddr::owner_of_port;
 use crate::fnat::proxy::{self, ProxyVersion};
 use crate::fnat::segment::SegError;
-use crate::fnat::seq::SeqShift;
+use crate::fnat::seq::{ClientPlan, SeqShift};
 use crate::fnat::side::{ClientHint, FnatSide};
 use crate::fnat::toa;
 use crate::packet::PacketBuf;
@@ -179,6 +179,16 @@ impl Forwarder {
                 let Ok(n) = proxy::emit(version, &mut hdr, client, vip) else {
                     return Verdict::Drop(DropReason::MalformedL4);
                 };
+                let plan = {
+                    let seg = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total).unwrap_or(&[]);
+                    let doff = usize::from(seg.get(tcp_field::DATA_OFF).copied().unwrap_or(0) >> 4) * 4;
+                    let flags = seg.get(tcp_field::FLAGS).copied().unwrap_or(0);
+                    shift.plan(
+                        get_u32(seg, tcp_field::SEQ),
+                        flags,
+                        seg.len().saturating_sub(doff),
+                    )
+                };
                 let before = shift.state();
                 let r = grow(pkt, ip.l2, ip.total, n, mtu, |b| shift.client_to_rs(b, &hdr[..n]));
                 match r {
@@ -186,8 +196,10 @@ impl Forwarder {
                     Err(SegError::NoRoom) => return Verdict::Drop(DropReason::TooBig),
                     Err(_) => return Verdict::Drop(DropReason::MalformedL4),
                 }
-                if shift.state() != before {
+                if plan == ClientPlan::Insert {
                     self.counters.proxy_inserted += 1;
+                }
+                if shift.state() != before {
                     if let Some(s) = self.conns.fnat_mut(id) {
                         s.hint = ClientHint::Proxy { version, shift };
                     }
