@@ -76,6 +76,9 @@ pub const PROXIED_RS_PORT: u16 = 8084;
 pub const FNAT_PROXY_PORT: u16 = 85;
 pub const FNAT_TOA_PORT: u16 = 86;
 pub const FNAT_UDP_PORT: u16 = 54;
+/// And VIP:87, FULLNAT TCP with no client hint (the fast path's).
+pub const FNAT_PLAIN_PORT: u16 = 87;
+pub const LIP_PLAIN: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 203);
 pub const FNAT_RS_PORT: u16 = 8085;
 pub const LIP_PROXY: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 200);
 pub const LIP_TOA: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 201);
@@ -258,6 +261,7 @@ impl FuzzLab {
             (Proto::Tcp, FNAT_PROXY_PORT, ClientAddr::ProxyV2, LIP_PROXY, 2),
             (Proto::Tcp, FNAT_TOA_PORT, ClientAddr::Toa, LIP_TOA, 1),
             (Proto::Udp, FNAT_UDP_PORT, ClientAddr::None, LIP_UDP, 2),
+            (Proto::Tcp, FNAT_PLAIN_PORT, ClientAddr::None, LIP_PLAIN, 1),
         ] {
             let mut spec = service(proto, VIP, vport, "rr", None);
             spec.client_addr = client_addr;

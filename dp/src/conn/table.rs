@@ -633,6 +633,40 @@ impl ConnTable {
         None
     }
 
+    /// As `lookup_in_mut`, with a FULLNAT entry's side (the fast path's
+    /// one access to both).
+    #[inline(always)]
+    pub fn lookup_in_mut_side(
+        &mut self,
+        flow: FlowKey,
+        now: u32,
+    ) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let (id, _) = self.find_in(flow, false, now)?;
+        self.entry_and_side(id)
+    }
+
+    /// As `lookup_out_mut`, with a FULLNAT entry's side.
+    #[inline(always)]
+    pub fn lookup_out_mut_side(
+        &mut self,
+        flow: FlowKey,
+        now: u32,
+    ) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let (id, _) = self.lookup_out_entry(flow, now)?;
+        self.entry_and_side(id)
+    }
+
+    #[inline(always)]
+    fn entry_and_side(&mut self, id: ConnId) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let c = self.slab.get_mut(id.0 as usize)?;
+        let side = if c.method == ForwardMethod::FullNat {
+            self.fnat.get(id.0 as usize)
+        } else {
+            None
+        };
+        Some((id, c, side))
+    }
+
     /// The persistence template for a client network on a virtual service
     /// (`flow`: client network:0 → VIP:vport, see `FlowKey` and `client_net`).
     #[inline]
