@@ -193,6 +193,14 @@ fn rvs_config_with(
             0x11 + i
         );
     }
+    if fnat.one_rs {
+        // The file carries the real server's replies: they need a way back
+        // to the clients (a router on the clients' port).
+        let _ = writeln!(
+            s,
+            "[[route]]\ndst = \"0.0.0.0/0\"\nvia = \"10.1.0.254\"\n\n[[neighbor]]\nip = \"10.1.0.254\"\nmac = \"02:00:00:00:00:fe\"\n"
+        );
+    }
     for (proto, port) in [("UDP", 53), ("TCP", 80)] {
         let _ = writeln!(
             s,
@@ -1225,7 +1233,8 @@ fn main() {
             notes.push(
                 "FULLNAT + PROXY v2: every data segment is shifted by the header's 28 bytes \
                  (the general path: the fast path takes FULLNAT without a client hint only); \
-                 1 frame in 16 is a real server's ack to the LIP, which NAT drops (not_for_us)."
+                 1 frame in 16 is a real server's ack to the LIP (sent on to the client), \
+                 which NAT drops (not_for_us)."
                     .into(),
             );
         }
