@@ -1109,37 +1109,46 @@ fn main() {
         let ps = syn_unique();
         let mbufs = n + 65536;
         let lips = (n / 64512 + 1).min(50) as u8;
-        let mut rates = Vec::new();
-        for (name, m) in [
-            ("rvs-syn-new-vs-fnat", Method::Nat),
-            ("rvs-fnat-syn-new", Method::FullNat),
-        ] {
-            let fnat = Fnat {
-                lips,
-                ..Fnat::default()
-            };
-            let r = run_rvs(
-                &o,
-                &RvsRun {
-                    name,
-                    config: rvs_config_with(
-                        std::slice::from_ref(&ps),
-                        &[1],
-                        n + 65536,
+        // Interleaved rounds, each keeping its best (noise only lowers a rate).
+        let mut rates = vec![((0.0, 0), 0, String::new()); 2];
+        for _ in 0..o.reps {
+            for (i, (name, m)) in [
+                ("rvs-syn-new-vs-fnat", Method::Nat),
+                ("rvs-fnat-syn-new", Method::FullNat),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let fnat = Fnat {
+                    lips,
+                    ..Fnat::default()
+                };
+                let r = run_rvs(
+                    &o,
+                    &RvsRun {
+                        name,
+                        config: rvs_config_with(
+                            std::slice::from_ref(&ps),
+                            &[1],
+                            n + 65536,
+                            mbufs,
+                            m,
+                            false,
+                            &fnat,
+                        ),
+                        lcores: "1",
+                        workers: 1,
                         mbufs,
-                        m,
-                        false,
-                        &fnat,
-                    ),
-                    lcores: "1",
-                    workers: 1,
-                    mbufs,
-                    ramp_to: Some(n as u64),
-                    idle: false,
-                    data_room: DATA_ROOM,
-                },
-            );
-            rates.push((r.new_conn_rate.unwrap_or((0.0, 0)), r.conns_created, drops(&r)));
+                        ramp_to: Some(n as u64),
+                        idle: false,
+                        data_room: DATA_ROOM,
+                    },
+                );
+                let rate = r.new_conn_rate.unwrap_or((0.0, 0));
+                if rate.0 > rates[i].0 .0 {
+                    rates[i] = (rate, r.conns_created, drops(&r));
+                }
+            }
         }
         let ((nat, _), _, _) = rates[0];
         let ((f, pubs), created, d) = &rates[1];
