@@ -333,6 +333,7 @@ fn fast_path_takes_the_seeds_established_traffic() {
             ("dr", seed("dr")),
             ("tun", tun),
             ("fnat_udp", seed("fnat_udp")),
+            ("fnat_proxy", seed("fnat_proxy")),
         ] {
             let h = fast_and_general_paths_agree(opts, &[input]);
             assert!(h > 0, "{name}: no frame took the fast path");

@@ -2,9 +2,10 @@
 //!
 //! An untagged IPv4 frame to our MAC, a 20-byte header, no fragment, TTL
 //! above 1, TCP or UDP, of a connection this worker owns and already has,
-//! forwarded by NAT (either way), FULLNAT without a client hint (either
-//! way; TOA and PROXY connections take the general path), DR, or TUN within
-//! the egress MTU, to a resolved next hop. Such a frame
+//! forwarded by NAT (either way), FULLNAT (either way; with PROXY only once
+//! the header is acked and a segment needs no more than its seq or ack
+//! shifted; TOA connections take the general path), DR, or TUN within the
+//! egress MTU, to a resolved next hop. Such a frame
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
 //!
@@ -140,14 +141,26 @@ impl Forwarder {
         } else {
             (self.conns.lookup_out_mut_side(flow, now)?, Direction::Output)
         };
-        // FULLNAT: the other end's rewrite; with a client hint (TOA, PROXY),
-        // the general path's job.
+        // FULLNAT: the other end's rewrite; a PROXY connection past its
+        // header here too when all a segment needs is its seq (client → RS)
+        // or ack (RS → client) shifted (`SeqShift::steady`); TOA, and PROXY
+        // otherwise, the general path's job.
+        let mut seq_fix = None;
         let other = match side {
-            Some(s) if s.hint != ClientHint::None => return None,
-            Some(s) => match dir {
-                Direction::Input => Some((s.laddr.lip, s.laddr.lport)),
-                Direction::Output => Some((c.cip(), c.cport())),
-            },
+            Some(s) => {
+                match s.hint {
+                    ClientHint::None => {}
+                    ClientHint::Proxy { shift, .. } if proto == Proto::Tcp => {
+                        let tcp_seg = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
+                        seq_fix = Some(shift.steady(dir == Direction::Input, tcp_seg)?);
+                    }
+                    _ => return None,
+                }
+                Some(match dir {
+                    Direction::Input => (s.laddr.lip, s.laddr.lport),
+                    Direction::Output => (c.cip(), c.cport()),
+                })
+            }
             None => None,
         };
         // A proxied connection's sequence numbers are translated: the general path's job.
@@ -242,6 +255,9 @@ impl Forwarder {
                 let frame = pkt.data_mut();
                 let r = rewrite(frame, proto, method, dir, (addr, l4port), other);
                 if r.is_ok() {
+                    if let Some(f) = seq_fix {
+                        shift_number(frame, f);
+                    }
                     set_macs(frame);
                 }
                 r
@@ -336,6 +352,20 @@ fn rewrite(
                 None => nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true),
             }
         }
+    }
+}
+
+/// A PROXY connection's seq or ack (`SeqShift::steady`: its offset in the
+/// TCP header, old and new value) rewritten, the TCP checksum with it.
+#[inline(always)]
+fn shift_number(frame: &mut [u8], (at, old, new): (usize, u32, u32)) {
+    const TCP: usize = ETH_LEN + IP_LEN;
+    if let Some(b) = frame.get_mut(TCP + at..TCP + at + 4) {
+        b.copy_from_slice(&new.to_be_bytes());
+    }
+    if let Some(b) = frame.get_mut(TCP + tcp::field::CHECKSUM..TCP + tcp::field::CHECKSUM + 2) {
+        let c = u16::from_be_bytes([b[0], b[1]]);
+        b.copy_from_slice(&checksum::update32(c, old, new).to_be_bytes());
     }
 }
 

@@ -23,6 +23,10 @@
 //!   past the room are cut (resent when the server's ack stops short).
 //! - RS → client: the ack and SACK shift back (PROXY), then VIP:vport →
 //!   CIP:cport.
+//! - The fast path (`core::fast`) takes established FULLNAT packets without
+//!   a client hint, and PROXY ones past the header that need only their seq
+//!   or ack shifted (`SeqShift::steady`); everything above is the general
+//!   path's.
 //! - Ports return to their pool when the entry is freed, after a TIME_WAIT
 //!   hold (`ConnTable::take_fnat_freed`, drained after every packet of the
 //!   general path and every housekeeping round).
