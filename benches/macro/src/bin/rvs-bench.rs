@@ -1241,7 +1241,7 @@ fn main() {
             );
             notes.push(
                 "FULLNAT + PROXY v2: every data segment is shifted by the header's 28 bytes \
-                 (the general path: the fast path takes FULLNAT without a client hint only); \
+                 (on the fast path once the header is acked: `SeqShift::steady`); \
                  1 frame in 16 is a real server's ack to the LIP (sent on to the client), \
                  which NAT drops (not_for_us)."
                     .into(),
