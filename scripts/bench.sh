@@ -17,13 +17,15 @@ pages=${RVS_BENCH_HUGEPAGES:-3600}
 
 command -v dpdk-testpmd >/dev/null || { echo "bench.sh: dpdk-testpmd not found (apt-get install dpdk)" >&2; exit 1; }
 echo "bench.sh: building (release)..." >&2
-(cd "$root" && cargo build --release --features dpdk -p rvs-dp >&2)
+(cd "$root" && cargo build --release -p rvs-dp --features dpdk -p rvs-cp >&2)
 (cd "$root/benches/macro" && cargo build --release >&2)
 
 mem=--no-huge
 restore_pages=""
 mounted=""
 cleanup() {
+  # The sync scenario's namespace, should rvs-bench have exited on a failure.
+  ip netns del rvsbench 2>/dev/null || true
   if [ -n "$mounted" ]; then umount /dev/hugepages 2>/dev/null || true; fi
   if [ -n "$restore_pages" ]; then echo "$restore_pages" > /proc/sys/vm/nr_hugepages 2>/dev/null || true; fi
 }
@@ -54,6 +56,7 @@ mkdir -p "$work"
   echo
 } | tee "$work/table.md"
 "$CARGO_TARGET_DIR/release/rvs-bench" --rvs-dp "$CARGO_TARGET_DIR/release/rvs-dp" \
+  --rvs-cp "$CARGO_TARGET_DIR/release/rvs-cp" \
   --work "$work" "$mem" "$@" 2>"$work/bench.log" | tee -a "$work/table.md"
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$work/table.md"
 echo "bench.sh: table in $work/table.md, per-run logs and final counters in $work/" >&2

@@ -56,6 +56,7 @@ fn main() {
         ready_file: None,
         resync_listen: None,
         resync_from: None,
+        resync_allow: Vec::new(),
     })
     .unwrap();
     let mut probe = ShmTransport::new(&ctl);

@@ -58,6 +58,10 @@ pub struct Options {
     /// `--resync-from ADDR:PORT`: fetch the peer's table at start and after
     /// each rvs-dp restart, before reporting ready.
     pub resync_from: Option<SocketAddr>,
+    /// `--resync-allow ADDR[,ADDR...]`: who may fetch from `resync_listen`;
+    /// empty: the backup sync daemon's peers (keepalived.conf's `sync_peer`),
+    /// and if there are none, anyone.
+    pub resync_allow: Vec<std::net::IpAddr>,
 }
 
 /// Fetches of a peer's table that broke off before the director reports
@@ -174,6 +178,14 @@ impl Daemon {
         let stats = StatsThread::start(ShmTransport::new(&path), settings.clone(), move |s| {
             published.set_snapshot(s)
         })?;
+        let resync_allow = if opts.resync_allow.is_empty() {
+            cfg.sync
+                .iter()
+                .flat_map(|d| d.peers.iter().map(|a| std::net::IpAddr::V4(*a)))
+                .collect()
+        } else {
+            opts.resync_allow.clone()
+        };
         let (tx, rx) = channel();
         let mut d = Daemon {
             source: opts.config.clone(),
@@ -207,8 +219,9 @@ impl Daemon {
             sync_counters_at: None,
             _resync_server: match opts.resync_listen {
                 Some(a) => Some(
-                    resync::serve(a, path.clone())
-                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?,
+                    resync::serve(a, path.clone(), resync_allow)
+                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?
+                        .0,
                 ),
                 None => None,
             },

@@ -41,6 +41,7 @@ fn start(dir: &TempDir, dp: &FakeDp, text: &str) -> Daemon {
         ready_file: None,
         resync_listen: None,
         resync_from: None,
+        resync_allow: Vec::new(),
     })
     .unwrap()
 }
@@ -768,6 +769,7 @@ fn start_ready(dir: &TempDir, ctl: &std::path::Path, text: &str, ready: &std::pa
         ready_file: Some(ready.to_path_buf()),
         resync_listen: None,
         resync_from: None,
+        resync_allow: Vec::new(),
     })
     .unwrap()
 }

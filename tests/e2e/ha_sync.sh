@@ -50,7 +50,10 @@ HA_GLOBAL_DEFS='    ! rvs-cp (--config-id rvs) starts a master and a backup sync
     ! outside0, syncid VI_OUT'"'"'s virtual_router_id (51). Hidden from keepalived
     ! (-i a|b), which would start the kernel'"'"'s IPVS sync daemon on it (and,
     ! with no IPVS in this kernel, its VRRP process dies).
-@rvs lvs_sync_daemon outside0 VI_OUT'
+@rvs lvs_sync_daemon outside0 VI_OUT
+    ! Sync messages and full resyncs only from the two directors (the backup
+    ! daemon filters on it; rvs-cp --resync-listen answers only them).
+@rvs sync_peer 10.1.0.2 10.1.0.3'
 ha_services_extra() { virtual_server $SPORT; }
 source "$(dirname "$0")/ha_lib.sh"
 

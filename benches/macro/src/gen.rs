@@ -26,7 +26,15 @@ pub enum Kind {
     Tcp,
     /// TCP SYNs only, one per flow (new-connection rate).
     Syn,
+    /// TCP, flow after flow: a SYN then `HANDSHAKE_FRAMES - 1` ACKs, back to
+    /// back. The client's third packet finds the connection ESTABLISHED: with
+    /// the kernel's default `sync_threshold` (3 50) a sync master sends it
+    /// then (new-connection rate with sync).
+    Handshake,
 }
+
+/// Frames per flow of `Kind::Handshake`.
+pub const HANDSHAKE_FRAMES: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
@@ -274,6 +282,8 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
         2 * spec.flood_syns
     } else if spec.packets > 0 {
         spec.packets
+    } else if spec.kind == Kind::Handshake {
+        spec.flows.max(1).saturating_mul(HANDSHAKE_FRAMES)
     } else {
         spec.flows.max(1)
     };
@@ -296,14 +306,22 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
                 wire_len: 64,
             }
         } else {
-            let i = (est_k % spec.flows.max(1)) as usize;
-            let first = est_k < spec.flows.max(1);
+            let i = if spec.kind == Kind::Handshake {
+                (est_k / HANDSHAKE_FRAMES % spec.flows.max(1)) as usize
+            } else {
+                (est_k % spec.flows.max(1)) as usize
+            };
+            let first = if spec.kind == Kind::Handshake {
+                est_k.is_multiple_of(HANDSHAKE_FRAMES)
+            } else {
+                est_k < spec.flows.max(1)
+            };
             est_k += 1;
             let (proto, flags) = match spec.kind {
                 Kind::Udp => (PROTO_UDP, 0),
                 Kind::Syn => (PROTO_TCP, TCP_SYN),
-                Kind::Tcp if first => (PROTO_TCP, TCP_SYN),
-                Kind::Tcp => (PROTO_TCP, TCP_ACK),
+                Kind::Tcp | Kind::Handshake if first => (PROTO_TCP, TCP_SYN),
+                Kind::Tcp | Kind::Handshake => (PROTO_TCP, TCP_ACK),
             };
             let isn = (i as u32).wrapping_mul(2_654_435_761);
             // A FULLNAT stream's data starts after the SYN's sequence number.
@@ -471,6 +489,24 @@ mod tests {
             off += 16 + len;
         }
         assert_eq!(flood_clients, vec![1, 2, 3], "every flood SYN is a new client");
+    }
+
+    #[test]
+    fn handshake_files_open_each_flow_then_ack_it_twice() {
+        let spec = Spec {
+            kind: Kind::Handshake,
+            flows: 2,
+            ..Spec::default()
+        };
+        let mut out = Vec::new();
+        let s = generate(&spec, &mut out).unwrap();
+        assert_eq!(s.frames, 6);
+        let rec = |k: usize| &out[24 + k * 76 + 16..24 + (k + 1) * 76];
+        for k in 0..6 {
+            let flags = rec(k)[14 + 20 + 13];
+            assert_eq!(flags, if k % 3 == 0 { TCP_SYN } else { TCP_ACK }, "frame {k}");
+            assert_eq!(rec(k)[14 + 15], 1 + (k / 3) as u8, "client of frame {k}");
+        }
     }
 
     #[test]

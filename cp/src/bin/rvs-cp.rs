@@ -22,6 +22,10 @@
 //!   line is rvs-cp's and keepalived never sees it (see `keepalived::load`).
 //! - `--resync-listen ADDR:PORT`: serve this director's connection table to
 //!   a peer's `--resync-from` (full resync, beyond IPVS; `rvs_cp::resync`).
+//! - `--resync-allow ADDR[,ADDR...]`: the only sources `--resync-listen`
+//!   answers (others get `ERR not allowed`, counted and logged); default: the
+//!   backup sync daemon's peers (keepalived.conf's `sync_peer`), and with
+//!   none of those, anyone.
 //! - `--resync-from ADDR:PORT`: at start and after each rvs-dp restart,
 //!   fetch the peer's table into rvs-dp before the ready file says 0.
 //! - `--config-test` (`-t`): validate the file and print the rules it gives
@@ -45,7 +49,7 @@ use rvs_cp::reconcile::initial_table;
 use rvs_cp::source::{save_text, ConfigSource};
 
 const USAGE: &str =
-    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--config-id ID] [--resync-listen ADDR:PORT] [--resync-from ADDR:PORT] [--check | --config-test]\n";
+    "usage: rvs-cp (--config FILE | --keepalived-conf FILE) [--ctl PATH] [--metrics-listen ADDR:PORT|off] [--ready-file PATH] [--config-id ID] [--resync-listen ADDR:PORT] [--resync-allow ADDR[,ADDR...]] [--resync-from ADDR:PORT] [--check | --config-test]\n";
 
 /// What to do once the file is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
     let mut ready_file = None;
     let mut resync_listen = None;
     let mut resync_from = None;
+    let mut resync_allow = Vec::new();
     let mut mode = Mode::Run;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -91,6 +96,16 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
             }
             "--ready-file" => ready_file = Some(PathBuf::from(value(name)?)),
             "--config-id" | "-i" => rvs_cp::keepalived::set_config_id(&value(name)?),
+            "--resync-allow" => {
+                let v = value(name)?;
+                for a in v.split(',') {
+                    resync_allow.push(
+                        a.trim()
+                            .parse()
+                            .map_err(|_| format!("--resync-allow: '{a}' is not an IP address"))?,
+                    );
+                }
+            }
             "--resync-listen" | "--resync-from" => {
                 let v = value(name)?;
                 let a = v
@@ -130,6 +145,7 @@ fn parse(args: &[String]) -> Result<(Options, Mode), String> {
             ready_file,
             resync_listen,
             resync_from,
+            resync_allow,
         },
         mode,
     ))

@@ -15,6 +15,20 @@
 //! rvs-cp does not see VRRP states (keepalived --vrrp runs apart), so it
 //! starts both roles on every director, which IPVS allows: the director that
 //! forwards sends, the other installs what it receives.
+//!
+//! An rvs extension beside it, in `global_defs`:
+//!
+//! ```text
+//! sync_peer ADDR [ADDR ...]
+//! ```
+//!
+//! The source addresses the backup daemon accepts sync messages from (rvs.toml's
+//! `[sync.backup] peers`): a datagram from any other source is counted
+//! (`foreign_peer`) and ignored. Without it, any source is accepted, as with
+//! IPVS. It may be given on several lines (they add up) and needs an
+//! `lvs_sync_daemon`. keepalived does not know it: hide it as
+//! `@rvs sync_peer ...` with `rvs-cp --config-id rvs`, as `lvs_sync_daemon`.
+//!
 //! Also skipped in `global_defs`: everything else (VRRP's and mail's settings).
 
 use std::net::Ipv4Addr;
@@ -31,8 +45,15 @@ const MAX_MAXLEN: u32 = 65507;
 /// the same settings.
 pub fn sync_daemons(top: &[Stmt]) -> Result<Vec<SyncDaemonSpec>, KeepalivedError> {
     let mut found: Option<&Stmt> = None;
+    let mut peers: Vec<Ipv4Addr> = Vec::new();
+    let mut peer_stmt: Option<&Stmt> = None;
     for g in top.iter().filter(|s| s.name() == "global_defs") {
         for s in g.block.as_deref().unwrap_or(&[]) {
+            if s.name() == "sync_peer" {
+                parse_peers(s, &mut peers)?;
+                peer_stmt = peer_stmt.or(Some(s));
+                continue;
+            }
             if s.name() != "lvs_sync_daemon" {
                 continue;
             }
@@ -45,11 +66,46 @@ pub fn sync_daemons(top: &[Stmt]) -> Result<Vec<SyncDaemonSpec>, KeepalivedError
             found = Some(s);
         }
     }
-    let Some(s) = found else { return Ok(Vec::new()) };
+    let Some(s) = found else {
+        return match peer_stmt {
+            Some(p) => Err(err(
+                p,
+                "sync_peer without lvs_sync_daemon: it filters what the backup sync daemon receives",
+            )),
+            None => Ok(Vec::new()),
+        };
+    };
     let spec = parse(s, top)?;
     let mut backup = spec.clone();
     backup.role = DaemonRole::Backup;
+    backup.peers = peers;
     Ok(vec![spec, backup])
+}
+
+/// One `sync_peer` line's addresses, added to `peers` (each once).
+fn parse_peers(s: &Stmt, peers: &mut Vec<Ipv4Addr>) -> Result<(), KeepalivedError> {
+    if s.block.is_some() {
+        return Err(err(s, "sync_peer takes no { } block"));
+    }
+    if s.args.is_empty() {
+        return Err(err(
+            s,
+            "sync_peer needs at least one address: sync_peer ADDR [ADDR ...]",
+        ));
+    }
+    for w in &s.args {
+        let a: Ipv4Addr = w
+            .text
+            .parse()
+            .map_err(|_| err(s, format!("sync_peer: '{}' is not an IPv4 address", w.text)))?;
+        if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+            return Err(err(s, format!("sync_peer: {a} is no director's address")));
+        }
+        if !peers.contains(&a) {
+            peers.push(a);
+        }
+    }
+    Ok(())
 }
 
 fn err(s: &Stmt, msg: impl Into<String>) -> KeepalivedError {

@@ -542,6 +542,59 @@ fn lvs_sync_daemon_options() {
 }
 
 #[test]
+fn sync_peer_limits_the_backups_sources() {
+    let k = ok(&format!(
+        "global_defs {{\n    lvs_sync_daemon outside0 VI_1\n    sync_peer 192.0.2.2 192.0.2.3\n    sync_peer 192.0.2.3 198.51.100.7\n}}\n{VI_1}"
+    ));
+    let s = &k.config.sync;
+    assert_eq!(s.len(), 2);
+    assert!(s[0].peers.is_empty(), "a master sends, it filters nothing");
+    let want: Vec<std::net::Ipv4Addr> = ["192.0.2.2", "192.0.2.3", "198.51.100.7"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(s[1].peers, want, "the lines add up, each address once");
+    // Without it the backup accepts any source, as IPVS.
+    let k = ok(&format!(
+        "global_defs {{\n    lvs_sync_daemon outside0 VI_1\n}}\n{VI_1}"
+    ));
+    assert!(k.config.sync[1].peers.is_empty());
+}
+
+#[test]
+fn sync_peer_hidden_from_keepalived_with_the_rvs_config_id() {
+    let text = format!(
+        "global_defs {{\n    @rvs lvs_sync_daemon outside0 VI_1\n    @rvs sync_peer 192.0.2.2\n}}\n{VI_1}"
+    );
+    let d = Dir::new();
+    let path = d.write("keepalived.conf", &text);
+    let k = load_as(&path, "rvs").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        k.config.sync[1].peers,
+        ["192.0.2.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    let other = load_as(&path, "lb1").unwrap_or_else(|e| panic!("{e}"));
+    assert!(other.config.sync.is_empty(), "other hosts skip both lines");
+}
+
+#[test]
+fn bad_sync_peer_lines_name_their_line() {
+    for (line, want) in [
+        ("sync_peer", "needs at least one address"),
+        ("sync_peer 192.0.2.300", "'192.0.2.300' is not an IPv4 address"),
+        ("sync_peer 224.0.0.81", "224.0.0.81 is no director's address"),
+        ("sync_peer 0.0.0.0", "is no director's address"),
+    ] {
+        let text = format!("global_defs {{\n    lvs_sync_daemon outside0 VI_1\n    {line}\n}}\n{VI_1}");
+        let e = error(&text);
+        assert!(e.starts_with("keepalived.conf:3: sync_peer"), "{line}: {e}");
+        assert!(e.contains(want), "{line}: {e}");
+    }
+    let e = error("global_defs {\n    sync_peer 192.0.2.2\n}\n");
+    assert!(e.contains("sync_peer without lvs_sync_daemon"), "{e}");
+}
+
+#[test]
 fn no_lvs_sync_daemon_no_daemons() {
     let k = ok(&format!("global_defs {{\n    router_id lb\n}}\n{VI_1}"));
     assert!(k.config.sync.is_empty());

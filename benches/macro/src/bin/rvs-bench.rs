@@ -4,15 +4,17 @@
 //! markdown table. rvs-dp's numbers come from its own stats area (forwarded =
 //! transformed and sent, `tx_pkts`); testpmd's from its periodic port stats.
 //!
-//!     rvs-bench --rvs-dp PATH [--huge | --no-huge] [--work DIR] [--warmup S]
-//!               [--window S] [--big-flows N] [--huge-flows N] [--syn-flows N]
-//!               [--only a,b,...]
+//!     rvs-bench --rvs-dp PATH [--rvs-cp PATH] [--huge | --no-huge] [--work DIR]
+//!               [--warmup S] [--window S] [--big-flows N] [--huge-flows N]
+//!               [--syn-flows N] [--resync-conns N] [--only a,b,...]
 //!
 //! Scenarios (names for --only): ref, nat, dr, tun, latency, imix, big (1M
-//! flows), huge (10M flows), syn, flood, synproxy, scale, mem, fnat (FULLNAT
-//! established, against NAT in the same run), fnat-syn (FULLNAT new
-//! connections, against NAT), fnat-proxy (FULLNAT with PROXY v2, against NAT
-//! on the same TCP file).
+//! flows), huge (10M flows), syn, syncnew (new connections with a sync master
+//! on vs off), resync (full resync of 1M connections between two directors),
+//! flood, synproxy, scale, mem, fnat (FULLNAT established, against NAT in
+//! the same run), fnat-syn (FULLNAT new connections, against NAT),
+//! fnat-proxy (FULLNAT with PROXY v2, against NAT on the same TCP file).
+//! `--rvs-cp` defaults to rvs-cp beside rvs-dp.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,7 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rvs_macro::gen::{generate, FnatStream, Kind, Size, Spec};
+use rvs_macro::gen::{generate, FnatStream, Kind, Size, Spec, HANDSHAKE_FRAMES};
+use rvs_proto::command::{Command as CtlCommand, Reply, SyncCountersInfo};
 use rvs_proto::latency::LatencyHist;
 use rvs_proto::ring::CtlClient;
 use rvs_proto::statsarea::WorkerStatsBlock;
@@ -43,6 +46,8 @@ const RS: [&str; 4] = ["10.2.0.11", "10.2.0.12", "10.2.0.13", "10.2.0.14"];
 
 struct Opts {
     rvs_dp: PathBuf,
+    /// For the full resync (`resync`): two rvs-cp, one serving, one fetching.
+    rvs_cp: PathBuf,
     testpmd: String,
     work: PathBuf,
     huge: bool,
@@ -51,6 +56,8 @@ struct Opts {
     big_flows: u32,
     huge_flows: u32,
     syn_flows: u32,
+    /// Connections in the peer's table for the full resync.
+    resync_conns: u32,
     only: Option<Vec<String>>,
     ctl: PathBuf,
     /// Runs of each pair, interleaved; the best window of each counts.
@@ -359,6 +366,21 @@ struct RvsResult {
     rss_kb: u64,
     new_conn_rate: Option<(f64, usize)>,
     final_lines: Vec<String>,
+    /// The sync counters at the end of the window, when a master ran.
+    sync: Option<SyncCountersInfo>,
+}
+
+/// rvs-dp's sync counters (what `rvsadm -L --daemon --json` prints).
+fn sync_counters(c: &mut CtlClient) -> Result<SyncCountersInfo, String> {
+    let msg = serde_json::to_vec(&CtlCommand::SyncCounters).map_err(|e| e.to_string())?;
+    let reply = c
+        .request(&msg, Duration::from_secs(5))
+        .map_err(|e| format!("sync counters: {e}"))?;
+    match serde_json::from_slice(&reply) {
+        Ok(Reply::SyncCounters(s)) => Ok(s),
+        Ok(other) => Err(format!("sync counters: unexpected reply {other:?}")),
+        Err(e) => Err(format!("sync counters: {e}")),
+    }
 }
 
 struct RvsRun<'a> {
@@ -376,10 +398,25 @@ struct RvsRun<'a> {
 }
 
 fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
+    run_rvs_in(o, r, None)
+}
+
+/// `run_rvs`, rvs-dp started in network namespace `netns` when given. With a
+/// sync master in the config, the result carries the sync counters read at
+/// the end of the window.
+fn run_rvs_in(o: &Opts, r: &RvsRun, netns: Option<&str>) -> RvsResult {
     let cfg = o.work.join(format!("{}.toml", r.name));
     std::fs::write(&cfg, &r.config).unwrap_or_else(|e| fail(format!("{}: {e}", cfg.display())));
     let _ = std::fs::remove_file(&o.ctl);
-    let mut cmd = Command::new(&o.rvs_dp);
+    let mut cmd = match netns {
+        // `ip netns exec` execs the program: the pid stays the child's.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&o.rvs_dp);
+            c
+        }
+        None => Command::new(&o.rvs_dp),
+    };
     cmd.arg("-l").arg(r.lcores);
     cmd.args(o.mem_args(r.mbufs, r.data_room));
     cmd.args([
@@ -395,7 +432,7 @@ fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
     let log = o.work.join(format!("{}.log", r.name));
     let mut p = Proc::spawn(cmd, &log);
     let t0 = Instant::now();
-    let client = loop {
+    let mut client = loop {
         if !p.alive() {
             fail(format!("[{}] rvs-dp exited early; see {}", r.name, log.display()));
         }
@@ -467,6 +504,9 @@ fn run_rvs(o: &Opts, r: &RvsRun) -> RvsResult {
     let a = sample(&client, r.workers).unwrap_or_else(|| fail("stats unreadable"));
     sleep_s(o.window);
     let b = sample(&client, r.workers).unwrap_or_else(|| fail("stats unreadable"));
+    if r.config.contains("[sync.master]") {
+        res.sync = Some(sync_counters(&mut client).unwrap_or_else(|e| fail(format!("[{}] {e}", r.name))));
+    }
     res.rss_kb = proc_status_kb(p.pid(), "VmRSS:");
     let d = dt(&a, &b).max(1e-9);
     res.rx_pps = (sum(&b, |x| x.rx_pkts) - sum(&a, |x| x.rx_pkts)) as f64 / d;
@@ -644,10 +684,230 @@ fn drops(r: &RvsResult) -> String {
         .join(", ")
 }
 
+/// The namespace of the sync scenario, and the interface the master daemon
+/// sends its multicast on (one end of a veth pair; this kernel has no dummy).
+const NETNS: &str = "rvsbench";
+const SYNC_IFACE: &str = "rvsb-sync";
+
+/// A network namespace holding a veth pair `iface` / `iface-p`, up; deleted when
+/// dropped (and by bench.sh's exit trap, should the driver exit on a failure).
+struct Netns(String);
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    fn create(name: &str, iface: &str) -> Netns {
+        let peer = format!("{iface}-p");
+        let _ = ip(&["netns", "del", name]);
+        let ok = ip(&["netns", "add", name])
+            && ip(&["-n", name, "link", "set", "lo", "up"])
+            && ip(&[
+                "-n", name, "link", "add", iface, "type", "veth", "peer", "name", &peer,
+            ])
+            && ip(&["-n", name, "link", "set", iface, "up"])
+            && ip(&["-n", name, "link", "set", &peer, "up"]);
+        let ns = Netns(name.into());
+        if !ok {
+            drop(ns);
+            fail(format!(
+                "cannot create network namespace {name} with a veth pair {iface} (root?)"
+            ));
+        }
+        ns
+    }
+
+    /// Packets the kernel counted leaving `iface` in the namespace.
+    fn tx_packets(&self, iface: &str) -> u64 {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, "cat"])
+            .arg(format!("/sys/class/net/{iface}/statistics/tx_packets"))
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+#[derive(Default)]
+struct ResyncResult {
+    /// Entries in the fetching director's table at the end.
+    installed: u64,
+    /// From the fetching rvs-cp's start to all entries in its rvs-dp's table.
+    seconds: f64,
+    /// What the fetching rvs-cp logged: entries, milliseconds.
+    logged_entries: u64,
+    logged_ms: u64,
+    /// Entries in the serving director's table.
+    peer_table: u64,
+}
+
+/// Starts rvs-dp with `config` (`lcores`, one worker) and waits until its
+/// workers publish; the caller stops it.
+fn start_dp(o: &Opts, name: &str, config: &str, lcores: &str, ctl: &Path) -> (Proc, CtlClient) {
+    let cfg = o.work.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config).unwrap_or_else(|e| fail(format!("{}: {e}", cfg.display())));
+    let _ = std::fs::remove_file(ctl);
+    let mut cmd = Command::new(&o.rvs_dp);
+    cmd.arg("-l").arg(lcores);
+    cmd.args(o.mem_args(65535, DATA_ROOM));
+    cmd.args([
+        "--no-pci",
+        "--file-prefix",
+        name,
+        "--log-level=lib.eal:error",
+        "--",
+        "--config",
+    ]);
+    cmd.arg(&cfg).arg("--ctl").arg(ctl);
+    eprintln!("rvs-bench: [{name}] {cmd:?}");
+    let log = o.work.join(format!("{name}.log"));
+    let mut p = Proc::spawn(cmd, &log);
+    let t0 = Instant::now();
+    loop {
+        if !p.alive() || t0.elapsed() > Duration::from_secs(120) {
+            fail(format!("[{name}] rvs-dp did not come up; see {}", log.display()));
+        }
+        if let Ok(c) = CtlClient::open(ctl) {
+            let published = sample(&c, 1).is_some_and(|s| s.iter().all(|b| b.timestamp_ns > 0));
+            if c.region().dp_pid() as i32 == p.pid() && published {
+                return (p, c);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `log` holds a line with `needle` (or the process ends); returns it.
+fn wait_log(p: &mut Proc, log: &Path, needle: &str, timeout: Duration) -> Option<String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(needle)) {
+            return Some(l.to_string());
+        }
+        if !p.alive() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// Full resync between two directors on this machine: A's rvs-dp reads
+/// `pcap` once (n unique UDP flows: n connections), A's rvs-cp serves its
+/// table (`--resync-listen` on loopback), then B's rvs-cp starts with
+/// `--resync-from` and hands A's table to B's rvs-dp. A's worker sleeps when
+/// idle (lcore 0, shared with both rvs-cp and the control threads); B's
+/// worker busy-polls lcore 1.
+fn run_resync(o: &Opts, pcap: &Path, n: u32) -> ResyncResult {
+    let mut res = ResyncResult::default();
+    let cap = n + 65536;
+    let a_cfg = rvs_config(&[], &[0], cap, 65535, Method::Nat)
+        .replacen(
+            "net_null0,no-rx=1",
+            &format!("net_pcap0,rx_pcap={}", pcap.display()),
+            1,
+        )
+        .replacen("[dataplane]\n", "[dataplane]\nidle_sleep_us = 100\n", 1);
+    let b_cfg = rvs_config(&[], &[1], cap, 65535, Method::Nat);
+    let (ctl_a, ctl_b) = (o.work.join("resync-a.ctl"), o.work.join("resync-b.ctl"));
+    let (dp_a, ca) = start_dp(o, "rvsbench-resync-a", &a_cfg, "0", &ctl_a);
+    let t0 = Instant::now();
+    loop {
+        let used = sample(&ca, 1).map_or(0, |s| sum(&s, |b| b.conn_table_used));
+        if used >= u64::from(n) {
+            res.peer_table = used;
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            fail(format!(
+                "[resync] A's table holds {used} of {n} connections after 120 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (dp_b, cb) = start_dp(o, "rvsbench-resync-b", &b_cfg, "0,1", &ctl_b);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| fail(format!("[resync] no free port: {e}")));
+    let addr = format!("127.0.0.1:{port}");
+    let cp = |name: &str, ctl: &Path, resync: [&str; 2]| {
+        let mut cmd = Command::new(&o.rvs_cp);
+        cmd.arg("--config").arg(o.work.join(format!("{name}.toml")));
+        cmd.arg("--ctl").arg(ctl);
+        cmd.args(["--metrics-listen", "off"]);
+        cmd.args(resync);
+        eprintln!("rvs-bench: [{name}-cp] {cmd:?}");
+        let log = o.work.join(format!("{name}-cp.log"));
+        (Proc::spawn(cmd, &log), log)
+    };
+    let (mut cp_a, log_a) = cp("rvsbench-resync-a", &ctl_a, ["--resync-listen", &addr]);
+    if wait_log(&mut cp_a, &log_a, "serving full resync", Duration::from_secs(30)).is_none() {
+        fail(format!(
+            "[resync] A's rvs-cp does not serve; see {}",
+            log_a.display()
+        ));
+    }
+    let t0 = Instant::now();
+    let (mut cp_b, log_b) = cp("rvsbench-resync-b", &ctl_b, ["--resync-from", &addr]);
+    let mut done = None;
+    while t0.elapsed() < Duration::from_secs(120) {
+        let used = sample(&cb, 1).map_or(0, |s| sum(&s, |b| b.conn_table_used));
+        res.installed = used;
+        if used >= u64::from(n) {
+            done = Some(t0.elapsed());
+            break;
+        }
+        if !cp_b.alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    res.seconds = done.map_or(f64::INFINITY, |d| d.as_secs_f64());
+    // "full resync from ADDR: N entries in M ms"
+    if let Some(l) = wait_log(&mut cp_b, &log_b, "full resync from", Duration::from_secs(10)) {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w == "entries" {
+                res.logged_entries = words
+                    .get(i.wrapping_sub(1))
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+            }
+            if *w == "ms" {
+                res.logged_ms = words
+                    .get(i.wrapping_sub(1))
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    for p in [cp_b, cp_a, dp_b, dp_a] {
+        let _ = p.stop();
+    }
+    res
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut o = Opts {
         rvs_dp: PathBuf::from("target/release/rvs-dp"),
+        rvs_cp: PathBuf::new(),
         testpmd: "dpdk-testpmd".into(),
         work: PathBuf::from("/tmp/rvs-bench"),
         huge: false,
@@ -656,6 +916,7 @@ fn main() {
         big_flows: 1 << 20,
         huge_flows: 10_000_000,
         syn_flows: 1 << 20,
+        resync_conns: 1 << 20,
         only: None,
         ctl: PathBuf::from("/dev/shm/rvs-bench.ctl"),
         reps: 2,
@@ -669,6 +930,7 @@ fn main() {
         };
         match a.as_str() {
             "--rvs-dp" => o.rvs_dp = val().into(),
+            "--rvs-cp" => o.rvs_cp = val().into(),
             "--testpmd" => o.testpmd = val(),
             "--work" => o.work = val().into(),
             "--huge" => o.huge = true,
@@ -678,11 +940,15 @@ fn main() {
             "--big-flows" => o.big_flows = val().parse().unwrap_or_else(|_| fail("--big-flows: N")),
             "--huge-flows" => o.huge_flows = val().parse().unwrap_or_else(|_| fail("--huge-flows: N")),
             "--syn-flows" => o.syn_flows = val().parse().unwrap_or_else(|_| fail("--syn-flows: N")),
+            "--resync-conns" => o.resync_conns = val().parse().unwrap_or_else(|_| fail("--resync-conns: N")),
             "--only" => o.only = Some(val().split(',').map(String::from).collect()),
             "--ctl" => o.ctl = val().into(),
             "--reps" => o.reps = val().parse::<u32>().unwrap_or_else(|_| fail("--reps: N")).max(1),
             other => fail(format!("unknown argument {other}")),
         }
+    }
+    if o.rvs_cp.as_os_str().is_empty() {
+        o.rvs_cp = o.rvs_dp.with_file_name("rvs-cp");
     }
     std::fs::create_dir_all(&o.work).unwrap_or_else(|e| fail(format!("{}: {e}", o.work.display())));
     let started = Instant::now();
@@ -1100,6 +1366,136 @@ fn main() {
             ),
             "≥ 2M conns/s per worker",
             verdict(rate >= 2e6).into(),
+        );
+    }
+    if o.wants("syncnew") {
+        // The same file twice per round, sync master off then on: every flow
+        // a SYN and two ACKs, so each new connection is ESTABLISHED and due
+        // for sync (default sync_threshold 3 50) by its third packet. rvs-dp
+        // runs in a namespace of its own with a veth pair for the master's
+        // multicast: a kernel_iface (net_tap) would make VIP
+        // ownership follow kernel addresses, and the pcap's first pass would
+        // start before the VIP could be put on it. The master thread runs on
+        // lcore 0 (the main lcore), the worker on lcore 1.
+        let n = o.syn_flows;
+        let (ph, _) = pcap(
+            &o,
+            "handshake",
+            &Spec {
+                kind: Kind::Handshake,
+                flows: n,
+                vport: 80,
+                ..base.clone()
+            },
+        );
+        let mbufs = n * HANDSHAKE_FRAMES + 65536;
+        let ns = Netns::create(NETNS, SYNC_IFACE);
+        let config = |on: bool| {
+            let c = rvs_config(std::slice::from_ref(&ph), &[1], n + 65536, mbufs, Method::Nat).replacen(
+                "[dataplane]\n",
+                &format!("[dataplane]\nmbuf_data_room = {SMALL_DATA_ROOM}\n"),
+                1,
+            );
+            if on {
+                c + &format!("[sync.master]\nmcast_interface = \"{SYNC_IFACE}\"\nsyncid = 1\n")
+            } else {
+                c
+            }
+        };
+        let tx0 = ns.tx_packets(SYNC_IFACE);
+        let (mut best_on, mut best_off) = (0.0f64, 0.0f64);
+        let (mut rounds_on, mut rounds_off) = (Vec::new(), Vec::new());
+        let mut synced: Vec<SyncCountersInfo> = Vec::new();
+        for _ in 0..o.reps {
+            for on in [false, true] {
+                let r = run_rvs_in(
+                    &o,
+                    &RvsRun {
+                        name: if on { "rvs-syncnew-on" } else { "rvs-syncnew-off" },
+                        config: config(on),
+                        lcores: "0,1",
+                        workers: 1,
+                        mbufs,
+                        ramp_to: Some(n as u64),
+                        idle: false,
+                        data_room: SMALL_DATA_ROOM,
+                    },
+                    Some(NETNS),
+                );
+                let rate = r.new_conn_rate.map_or(0.0, |x| x.0);
+                if on {
+                    rounds_on.push(format!("{:.2}", rate / 1e6));
+                    best_on = best_on.max(rate);
+                    synced.push(r.sync.unwrap_or_else(|| fail("[syncnew] no sync counters")));
+                } else {
+                    rounds_off.push(format!("{:.2}", rate / 1e6));
+                    best_off = best_off.max(rate);
+                }
+            }
+        }
+        let left = ns.tx_packets(SYNC_IFACE).saturating_sub(tx0);
+        drop(ns);
+        let _ = std::fs::remove_file(&ph);
+        // Every round's master must have sent every connection of the first
+        // pass, or the row measured a tap that did nothing.
+        let min_sent = synced.iter().map(|c| c.sent).min().unwrap_or(0);
+        let msgs: u64 = synced.iter().map(|c| c.messages_sent).sum();
+        let dropped: u64 = synced.iter().map(|c| c.dropped).sum();
+        let errors: u64 = synced.iter().map(|c| c.send_errors).sum();
+        let ratio = best_on / best_off.max(1.0);
+        let really = min_sent >= n as u64 && msgs > 0 && left >= msgs;
+        row(
+            &format!("New connections with a sync master: {n} TCP handshakes (SYN, ACK, ACK), 1 worker"),
+            format!(
+                "sync on {:.2} M conns/s, off {:.2} M conns/s (rounds on: {}; off: {}); per sync-on round at least {} entries \
+                 handed to the master ({} dropped in all), {} datagrams sent in all ({} send errors, {} counted leaving {SYNC_IFACE})",
+                best_on / 1e6,
+                best_off / 1e6,
+                rounds_on.join(", "),
+                rounds_off.join(", "),
+                min_sent,
+                dropped,
+                msgs,
+                errors,
+                left
+            ),
+            "≥ 0.8x sync off",
+            format!(
+                "{ratio:.2}x, {}",
+                if really {
+                    verdict(ratio >= 0.8)
+                } else {
+                    "**missed** (sync sent less than every connection)"
+                }
+            ),
+        );
+    }
+    if o.wants("resync") {
+        let n = o.resync_conns;
+        let (pf, _) = pcap(
+            &o,
+            "udp-resync",
+            &Spec {
+                flows: n,
+                ..udp1k.clone()
+            },
+        );
+        let r = run_resync(&o, &pf, n);
+        let _ = std::fs::remove_file(&pf);
+        let secs = r.seconds;
+        row(
+            &format!("Full resync of {n} connections between two rvs-dp (rvs-cp to rvs-cp over TCP on loopback)"),
+            format!(
+                "{} entries in {secs:.2} s = {:.2} M entries/s (from the fetching rvs-cp's start to all of them in its rvs-dp's table; \
+                 rvs-cp's own count: {} entries in {} ms; peer table {})",
+                r.installed,
+                r.installed as f64 / secs.max(1e-9) / 1e6,
+                r.logged_entries,
+                r.logged_ms,
+                r.peer_table
+            ),
+            "< 5 s",
+            verdict(r.installed >= u64::from(n) && secs < 5.0).into(),
         );
     }
     if o.wants("fnat-syn") {
