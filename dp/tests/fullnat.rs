@@ -925,3 +925,72 @@ fn proxy_connection_fragments_are_dropped_both_ways() {
     r[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     assert_eq!(lab.send(1, &r).0, Verdict::Drop(DropReason::Fragment));
 }
+
+/// With kernel interfaces (ownership following the kernel's addresses), a
+/// LIP is still always the director's: ARP answered, replies forwarded,
+/// nothing to it handed to the kernel.
+#[test]
+fn local_addresses_stay_owned_with_kernel_interfaces() {
+    let mut dir = LabDirector::new_with(
+        vec![
+            port(P0_MAC, Ipv4Addr::new(10, 1, 0, 1), 1500),
+            port(P1_MAC, Ipv4Addr::new(10, 2, 0, 1), 1500),
+        ],
+        &[],
+        &[(CIP, MacAddr(CLIENT_MAC)), (RIP, MacAddr(RS_MAC))],
+        1,
+        CoreOptions::default(),
+        |s| {
+            s.with_port_names(vec!["outside".into(), "inside".into()])
+                .with_kernel_ports(&[true, true])
+        },
+    );
+    // The VIP owned (as the address watcher would publish it), the LIP not.
+    dir.shared
+        .owned
+        .store(std::sync::Arc::new(rvs_dp::ownership::Owned::only(1, [VIP])));
+    let spec = lab::service(Proto::Tcp, VIP, 80, "rr", None);
+    let key = spec.key();
+    dir.apply(Command::AddService(spec));
+    dir.real_server(key, RIP, 8080, 1, ForwardMethod::FullNat);
+    dir.apply(Command::AddLaddr(key, laddr(LIP, "inside")));
+    let mut lab = Lab {
+        fwds: vec![dir.forwarder(0, 1024, 100)],
+        dir,
+        key,
+    };
+    let mut arp = vec![0xffu8; 6];
+    arp.extend_from_slice(&RS_MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&RS_MAC);
+    arp.extend_from_slice(&RIP.octets());
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&LIP.octets());
+    arp.resize(60, 0);
+    assert_eq!(lab.send(1, &arp).0, Verdict::Forward { port: 1 });
+    let lport = open(&mut lab);
+    let (v, _) = lab.send(
+        1,
+        &server(
+            lport,
+            Seg {
+                flags: "SA",
+                seq: RS_ISN,
+                ack: ISN + 1,
+                ..Seg::default()
+            },
+        ),
+    );
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    let (v, _) = lab.send(
+        1,
+        &server(
+            lport ^ 1,
+            Seg {
+                flags: "A",
+                ..Seg::default()
+            },
+        ),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::OutNoConn), "not the kernel's");
+}
