@@ -549,6 +549,14 @@ impl Forwarder {
         if !self.snap.any_fnat() && self.snap.lips().is_empty() && !self.conns.fnat_enabled() {
             return;
         }
+        if !self.conns.fnat_enabled() && self.worker == 0 && self.shared.workers > 1 {
+            // Said once, when the first FULLNAT service appears.
+            eprintln!(
+                "rvs-dp: FULLNAT replies reach the worker owning their local port through the \
+                 software redirect rings (no NIC flow rules in this build); the workers count \
+                 fnat_replies direct/redirected"
+            );
+        }
         self.conns.enable_fnat();
         if let Err(e) = self.pools.rebuild(&self.snap) {
             eprintln!("rvs-dp: worker {}: FULLNAT local address pools: {e}", self.worker);
