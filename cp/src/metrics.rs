@@ -647,6 +647,7 @@ mod tests {
             rates: Default::default(),
             dests: Vec::new(),
             owned,
+            laddrs: Vec::new(),
         }
     }
 
