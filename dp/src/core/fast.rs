@@ -2,8 +2,9 @@
 //!
 //! An untagged IPv4 frame to our MAC, a 20-byte header, no fragment, TTL
 //! above 1, TCP or UDP, of a connection this worker owns and already has,
-//! forwarded by NAT (either way), DR, or TUN within the egress MTU, to a resolved
-//! next hop. Such a frame
+//! forwarded by NAT (either way), FULLNAT without a client hint (either
+//! way; TOA and PROXY connections take the general path), DR, or TUN within
+//! the egress MTU, to a resolved next hop. Such a frame
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
 //!
@@ -27,6 +28,8 @@ use std::sync::atomic::Ordering;
 use super::egress::Egress;
 use super::{Forwarder, Verdict};
 use crate::conn::{Direction, FlowKey};
+use crate::fnat::laddr::owner_of_port;
+use crate::fnat::side::ClientHint;
 use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
@@ -117,18 +120,35 @@ impl Forwarder {
             return None;
         }
         let cip = if to_vip { src } else { dst };
-        if !redirected
-            && self.shared.workers > 1
-            && super::owner_of(cip, self.snap.owner_mask(), self.shared.workers) != self.worker
-        {
-            return None;
+        // A FULLNAT reply: its destination port names the owner.
+        let to_lip = !to_vip && self.snap.lip(dst).is_some();
+        if !redirected && self.shared.workers > 1 {
+            let n = self.shared.workers;
+            let owner = if to_lip {
+                owner_of_port(dport, n)
+            } else {
+                super::owner_of(cip, self.snap.owner_mask(), n)
+            };
+            if owner != self.worker {
+                return None;
+            }
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
         let now = self.now;
-        let ((id, c), dir) = if to_vip {
-            (self.conns.lookup_in_mut(flow, now)?, Direction::Input)
+        let ((id, c, side), dir) = if to_vip {
+            (self.conns.lookup_in_mut_side(flow, now)?, Direction::Input)
         } else {
-            (self.conns.lookup_out_mut(flow, now)?, Direction::Output)
+            (self.conns.lookup_out_mut_side(flow, now)?, Direction::Output)
+        };
+        // FULLNAT: the other end's rewrite; with a client hint (TOA, PROXY),
+        // the general path's job.
+        let other = match side {
+            Some(s) if s.hint != ClientHint::None => return None,
+            Some(s) => match dir {
+                Direction::Input => Some((s.laddr.lip, s.laddr.lport)),
+                Direction::Output => Some((c.cip(), c.cport())),
+            },
+            None => None,
         };
         // A proxied connection's sequence numbers are translated: the general path's job.
         if self
@@ -149,6 +169,12 @@ impl Forwarder {
                 (m, c.rip(), c.rip(), c.rport())
             }
             (Direction::Output, ForwardMethod::Nat) => (ForwardMethod::Nat, c.cip(), c.vip(), c.vport()),
+            (Direction::Input, ForwardMethod::FullNat) if other.is_some() => {
+                (ForwardMethod::FullNat, c.rip(), c.rip(), c.rport())
+            }
+            (Direction::Output, ForwardMethod::FullNat) if other.is_some() => {
+                (ForwardMethod::FullNat, c.cip(), c.vip(), c.vport())
+            }
             _ => return None,
         };
         let slot = c.egress(dir);
@@ -184,6 +210,13 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
+        if to_lip {
+            if redirected {
+                self.counters.fnat_replies_redirected += 1;
+            } else {
+                self.counters.fnat_replies_direct += 1;
+            }
+        }
         super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
         // The sync daemon's count of the connection's packets (`Forwarder::track`).
         if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
@@ -207,7 +240,7 @@ impl Forwarder {
             },
             _ => {
                 let frame = pkt.data_mut();
-                let r = rewrite(frame, proto, method, dir, addr, l4port);
+                let r = rewrite(frame, proto, method, dir, (addr, l4port), other);
                 if r.is_ok() {
                     set_macs(frame);
                 }
@@ -219,6 +252,8 @@ impl Forwarder {
                 let c = match (method, dir) {
                     (ForwardMethod::Nat, Direction::Input) => &mut self.counters.nat_in,
                     (ForwardMethod::Nat, Direction::Output) => &mut self.counters.nat_out,
+                    (ForwardMethod::FullNat, Direction::Input) => &mut self.counters.fnat_in,
+                    (ForwardMethod::FullNat, Direction::Output) => &mut self.counters.fnat_out,
                     (ForwardMethod::Tun, _) => &mut self.counters.tun_out,
                     _ => &mut self.counters.dr_out,
                 };
@@ -263,17 +298,18 @@ fn resolve(
     Some((cache.insert(e), e))
 }
 
-/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is).
+/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is);
+/// FULLNAT's (`other`: the opposite end's new address and port) too.
 #[inline(always)]
 fn rewrite(
     frame: &mut [u8],
     proto: Proto,
     method: ForwardMethod,
     dir: Direction,
-    addr: Ipv4Addr,
-    l4port: u16,
+    (addr, l4port): (Ipv4Addr, u16),
+    other: Option<(Ipv4Addr, u16)>,
 ) -> Result<(), DropReason> {
-    if method != ForwardMethod::Nat {
+    if !matches!(method, ForwardMethod::Nat | ForwardMethod::FullNat) {
         return Ok(());
     }
     // `fast` checked the frame holds the whole L4 header: 20 bytes of TCP
@@ -285,16 +321,62 @@ fn rewrite(
                 .get_mut(..L4 + tcp::HEADER_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)
+            nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)?;
+            if let Some(o) = other {
+                other_end(h, dir, o, L4 + tcp::field::CHECKSUM, false);
+            }
+            Ok(())
         }
         Proto::Udp => {
             let h: &mut [u8; HEAD_LEN] = frame
                 .get_mut(..HEAD_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)
+            nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)?;
+            if let Some(o) = other {
+                other_end(h, dir, o, L4 + udp::field::CHECKSUM, true);
+            }
+            Ok(())
         }
     }
+}
+
+/// FULLNAT's second rewrite, after `nat_fixed`: the end `nat_fixed` left
+/// (the source client → real server, the destination of replies), at the
+/// same fixed offsets, without touching the TTL.
+#[inline(always)]
+fn other_end<const N: usize>(
+    h: &mut [u8; N],
+    dir: Direction,
+    (addr, port): (Ipv4Addr, u16),
+    l4_csum_at: usize,
+    udp: bool,
+) {
+    const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
+    const L4: usize = ETH_LEN + IP_LEN;
+    let (addr_at, port_at) = match dir {
+        Direction::Input => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
+        Direction::Output => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
+    };
+    let get16 = |h: &[u8; N], at: usize| u16::from_ne_bytes([h[at], h[at + 1]]);
+    let old_addr = u32::from_ne_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+    let new_addr = u32::from_ne_bytes(addr.octets());
+    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_ne_bytes());
+    let addr_delta = checksum::delta32(old_addr, new_addr);
+    let c = checksum::apply(get16(h, IP_CSUM), addr_delta);
+    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
+    let new_port = u16::from_ne_bytes(port.to_be_bytes());
+    let old_port = get16(h, port_at);
+    h[port_at..port_at + 2].copy_from_slice(&new_port.to_ne_bytes());
+    let old_csum = get16(h, l4_csum_at);
+    if udp && old_csum == 0 {
+        return; // UDP without checksum stays without
+    }
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
+    if udp && c == 0 {
+        c = 0xFFFF;
+    }
+    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_ne_bytes());
 }
 
 /// NAT at the fixed offsets of an untagged frame with a 20-byte IPv4 header:

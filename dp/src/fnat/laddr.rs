@@ -248,6 +248,44 @@ impl LaddrPool {
         })
     }
 
+    /// Pools over new sets of LIPs (`sets[i]` for the i-th result), for a new
+    /// configuration: a LIP that some pool of `old` has keeps its state
+    /// (leases of live connections, holds), whichever pool it moves to; a new
+    /// LIP starts with every port free; a LIP in no set is dropped (ports
+    /// freed to it later are refused with `NotLeased`). Allocates; call from
+    /// the control path. `cfg`, `worker` and `workers` as for `new`.
+    pub fn regroup(
+        old: Vec<LaddrPool>,
+        sets: &[Vec<Ipv4Addr>],
+        cfg: &LaddrConfig,
+        worker: u16,
+        workers: u16,
+    ) -> Result<Vec<LaddrPool>, LaddrError> {
+        let mut kept: Vec<LipPorts> = old
+            .into_iter()
+            .filter(|p| p.workers == workers && p.worker == worker)
+            .flat_map(|p| p.lips.into_vec())
+            .collect();
+        let mut out = Vec::with_capacity(sets.len());
+        for set in sets {
+            let mut pool = LaddrPool::new(&[], cfg, worker, workers)?;
+            pool.lips = set
+                .iter()
+                .map(|&lip| match kept.iter().position(|l| l.lip == lip) {
+                    Some(i) => kept.swap_remove(i),
+                    None => LipPorts::new(lip, &cfg.ports, worker, workers),
+                })
+                .collect();
+            out.push(pool);
+        }
+        Ok(out)
+    }
+
+    /// The LIPs of this pool, in allocation order.
+    pub fn lips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.lips.iter().map(|l| l.lip)
+    }
+
     /// This pool's worker index.
     pub fn worker(&self) -> u16 {
         self.worker

@@ -11,6 +11,7 @@
 //! validated, through the total accessors of `wire::bytes`, so no input panics.
 
 pub mod dr;
+pub mod fnat;
 pub mod icmp;
 pub mod nat;
 pub mod tun;
