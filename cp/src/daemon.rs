@@ -148,6 +148,8 @@ pub fn describe(c: &Command) -> String {
         Command::AddDest(k, d) => format!("add {}:{} to {k} (weight {})", d.rip, d.port, d.weight),
         Command::EditDest(k, d) => format!("edit {}:{} of {k} (weight {})", d.rip, d.port, d.weight),
         Command::DelDest(k, ip, port) => format!("remove {ip}:{port} from {k}"),
+        Command::AddLaddr(k, l) => format!("add local address {} (port {}) to {k}", l.addr, l.port_name),
+        Command::DelLaddr(k, ip) => format!("remove local address {ip} from {k}"),
         other => format!("{other:?}"),
     }
 }

@@ -14,7 +14,11 @@
 #      servers reports each client's own address and port (and the VIP), and a
 #      1 MB upload and a 1 MB download across the inserted header are intact;
 #    - rvsadm -S | rvsadm -R round-trips the live table (-b, --add-laddr,
-#      --proxy-protocol).
+#      --proxy-protocol);
+#    - (two arms) rvs-cp reads DPVS's keepalived.conf (lb_kind FNAT,
+#      local_address_group with a range, laddr_group_name): the table, the
+#      spread, TOA inserted (as DPVS, on FNAT TCP), a SIGHUP that changes
+#      only the local addresses, and /metrics' rvs_laddr_connections.
 # 2. Two workers: 200 requests from 8 client addresses all succeed, no reply
 #    is dropped for want of its connection, and rvs-dp's exit report counts
 #    the FULLNAT replies each worker owned by the path they came (straight
@@ -171,10 +175,66 @@ adm -S -n >"$work/again"
 cmp -s "$work/saved" "$work/again" && ok "restored table saves the same" || fail "save after restore differs"
 expect_eq "$(spread 6)" "s1=3 s2=2 s3=1 failed=0" "the restored service forwards"
 
+say "two arms: rvs-cp reads DPVS's keepalived.conf (lb_kind FNAT, local_address_group)"
+adm -C
+kconf() {  # kconf LOCAL_ADDRESS_GROUP_ENTRY...
+  {
+    echo "local_address_group lg {"
+    for e in "$@"; do echo "    $e servers"; done
+    echo "}"
+    echo "virtual_server $VIP 80 {"
+    echo "    lb_algo wrr"
+    echo "    lb_kind FNAT"
+    echo "    protocol TCP"
+    echo "    laddr_group_name lg"
+    for i in 1 2 3; do
+      echo "    real_server $(rs_addr $i) 80 {"
+      echo "        weight $((4 - i))"
+      echo "        TCP_CHECK {"
+      echo "            connect_timeout 1"
+      echo "        }"
+      echo "    }"
+    done
+    echo "}"
+  } >"$work/keepalived.conf"
+}
+kconf 10.2.0.205-206
+ip netns exec $RVS_LAB-d "$RVSCP" --keepalived-conf "$work/keepalived.conf" --ctl "$RVS_CTL" \
+  --metrics-listen 127.0.0.1:19280 >"$work/cp.log" 2>&1 &
+cp_pid=$!
+for _ in $(seq 100); do [ "$(adm -Ln | grep -c FullNat)" = 3 ] && break; sleep 0.1; done
+expect_eq "$(adm -Ln | grep -c FullNat)" 3 "rvs-cp applied the keepalived.conf's FNAT real servers"
+expect_eq "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" "10.2.0.205 10.2.0.206 " \
+  "rvs-cp applied the local_address_group (a range)"
+expect_eq "$(adm -Ln -t $VIP:80 | awk 'NR==3 {print $NF}')" "toa" "FNAT over TCP carries TOA, as DPVS"
+expect_eq "$(spread 60)" "s1=30 s2=20 s3=10 failed=0" "keepalived.conf's service: the spread"
+say "two arms: the group changed, SIGHUP: only the local addresses change"
+kconf 10.2.0.207
+kill -HUP "$cp_pid"
+for _ in $(seq 50); do
+  [ "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" = "10.2.0.207 " ] && break
+  sleep 0.1
+done
+expect_eq "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" "10.2.0.207 " "after the reload"
+peers=$(client bash -c "for i in \$(seq 6); do curl -s -m 3 http://$VIP/peer || echo FAILED; done" | awk '{split($2, a, ":"); print a[1]}' | sort -u)
+expect_eq "$peers" "10.2.0.207" "the servers see the new local address only"
+sleep 1.5   # one stats interval: the snapshot /metrics renders is taken every second
+ip netns exec $RVS_LAB-d curl -s -m 3 -o "$work/metrics" http://127.0.0.1:19280/metrics || true
+metrics=$(cat "$work/metrics" 2>/dev/null)
+echo "   /metrics: $(wc -l <"$work/metrics" 2>/dev/null || echo 0) lines"
+grep -q "^rvs_laddr_connections{proto=\"TCP\",vip=\"$VIP\",port=\"80\",laddr=\"10.2.0.207\"} " <<<"$metrics" \
+  && ok "/metrics has rvs_laddr_connections for 10.2.0.207" || fail "/metrics lacks rvs_laddr_connections for 10.2.0.207"
+grep -q '^rvs_drops_total{reason="laddr_exhausted"} ' <<<"$metrics" \
+  && ok "/metrics has rvs_drops_total{reason=\"laddr_exhausted\"}" || fail "/metrics lacks the laddr_exhausted drop reason"
+stop_cp
+
 # ---------------------------------------------------------------- one arm
 say "one arm: lab up (fnat1)"
 MODE=fnat1
 lab_down
+toa=$(sed -n 's/^worker 0: .* toa \([0-9]*\).*/\1/p' /tmp/$RVS_LAB-lab-last-dp.log | head -1)
+[ "${toa:-0}" -gt 0 ] && ok "two arms: rvs-dp inserted TOA $toa times (keepalived.conf's FNAT service)" \
+  || fail "two arms: no TOA inserted (exit report: $(grep '^worker 0' /tmp/$RVS_LAB-lab-last-dp.log | grep -o 'toa [0-9]*'))"
 lab_up fnat1
 basic "one arm" lan 10.1.0.201 10.1.0.202
 
