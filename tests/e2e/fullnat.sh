@@ -165,6 +165,25 @@ expect_eq "$got" "$(blob_sha 1048576)" "PROXY v2: a 1 MB download arrives intact
 headerless=$(cat "$work"/pp-s*.log 2>/dev/null | grep -c 'PROXY header' || true)
 expect_eq "$((headerless - probes))" 0 "PROXY v2: connections without a valid header"
 
+say "two arms: bad input is refused with ipvsadm's messages, nothing applied"
+adm -S -n >"$work/before"
+refuse() {  # refuse WANT_CODE MESSAGE_PART ARGS...
+  local code=$1 part=$2; shift 2
+  local out rc=0
+  out=$(adm "$@" 2>&1) || rc=$?
+  if [ "$rc" = "$code" ] && grep -qF -- "$part" <<<"$out"; then ok "rvsadm $*: $out"
+  else fail "rvsadm $*: exit $rc, '$out' (want $code, '$part')"; fi
+}
+refuse 255 "not on port servers's subnet" --add-laddr -z 10.3.0.9 -t $VIP:80 -F servers
+refuse 255 "not on port nosuch's subnet (or there is no such port)" --add-laddr -z 10.2.0.209 -t $VIP:80 -F nosuch
+refuse 255 "is already used by service TCP $VIP:80" --add-laddr -z 10.2.0.201 -t $VIP:8080 -F servers
+refuse 255 "TCP only, not UDP" -E -u $VIP:53 -s rr --proxy-protocol v2
+refuse 255 "need FULLNAT (-b) real servers" -a -t $VIP:8080 -r "$(rs_addr 1):8081" -m
+refuse 2 "You need to supply the 'local-address' option" --add-laddr -t $VIP:80 -F servers
+refuse 2 "illegal local address" --add-laddr -z 10.2.0 -t $VIP:80 -F servers
+adm -S -n >"$work/after"
+cmp -s "$work/before" "$work/after" && ok "the table is as it was" || fail "a refused command changed the table"
+
 say "two arms: rvsadm -S | rvsadm -R round-trips the live table"
 adm -S -n >"$work/saved"
 grep -q -- '--add-laddr -z 10.2.0.201 -t 10.1.0.100:80 -F servers' "$work/saved" \
