@@ -833,6 +833,27 @@ impl Daemon {
 mod tests {
     use super::*;
 
+    #[test]
+    fn local_address_commands_are_logged_by_name() {
+        let k = rvs_proto::types::ServiceKey {
+            proto: rvs_proto::types::Proto::Tcp,
+            vip: "10.1.0.100".parse().unwrap(),
+            port: 80,
+        };
+        let l = rvs_proto::command::LaddrSpec {
+            addr: "10.2.0.201".parse().unwrap(),
+            port_name: "inside".into(),
+        };
+        assert_eq!(
+            describe(&Command::AddLaddr(k, l)),
+            "add local address 10.2.0.201 (port inside) to TCP 10.1.0.100:80"
+        );
+        assert_eq!(
+            describe(&Command::DelLaddr(k, "10.2.0.201".parse().unwrap())),
+            "remove local address 10.2.0.201 from TCP 10.1.0.100:80"
+        );
+    }
+
     /// `--metrics-listen` wins over the file, for either kind of file.
     #[test]
     fn command_line_metrics_listen_overrides_the_file() {

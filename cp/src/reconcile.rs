@@ -412,5 +412,14 @@ address = "10.2.0.11"
             matches!(&cmds[..], [Command::EditService(_), Command::EditDest(..)]),
             "{cmds:?}"
         );
+        // The same rule for a SYN proxy (NAT real servers only), from DR.
+        let dr = nat.replace("\"NAT\"", "\"DR\"");
+        converge(&table(&dr), &mut m, &BTreeSet::new());
+        let proxied = nat.replace("port = 80\n", "port = 80\nsyn_proxy = true\n");
+        let cmds = converge(&table(&proxied), &mut m, &BTreeSet::new());
+        assert!(
+            matches!(&cmds[..], [Command::EditDest(..), Command::EditService(s)] if s.syn_proxy),
+            "{cmds:?}"
+        );
     }
 }
