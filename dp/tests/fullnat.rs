@@ -875,3 +875,53 @@ fn syn_proxy_with_fullnat_is_refused() {
         Err(IpvsError::SynProxyNeedsNat { .. })
     ));
 }
+
+#[test]
+fn local_address_answers_ping() {
+    let mut lab = Lab::tcp(ClientAddr::None);
+    let b = PacketBuilder::ethernet2(RS_MAC, P1_MAC.0)
+        .ipv4(RIP.octets(), LIP.octets(), 64)
+        .icmpv4_echo_request(7, 1);
+    let mut f = Vec::new();
+    b.write(&mut f, b"ping").unwrap();
+    let (v, out) = lab.send(1, &f);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    assert_eq!(&out[26..30], &LIP.octets(), "from the LIP");
+    assert_eq!(&out[30..34], &RIP.octets());
+    assert_eq!(out[34], 0, "echo reply");
+}
+
+#[test]
+fn proxy_connection_fragments_are_dropped_both_ways() {
+    let mut lab = Lab::tcp(ClientAddr::ProxyV2);
+    let lport = open(&mut lab);
+    let mut f = client(Seg {
+        flags: "A",
+        seq: ISN + 1,
+        ack: RS_ISN + 1,
+        payload: b"abcdefgh",
+        ..Seg::default()
+    });
+    f[14 + 6] = 0x20; // MF, offset 0: a first fragment
+    f[14 + 10] = 0;
+    f[14 + 11] = 0;
+    let c = !rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(&f[14..34]));
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(lab.send(0, &f).0, Verdict::Drop(DropReason::Fragment));
+    let mut r = server(
+        lport,
+        Seg {
+            flags: "A",
+            seq: RS_ISN + 1,
+            ack: ISN + 1,
+            payload: b"abcdefgh",
+            ..Seg::default()
+        },
+    );
+    r[14 + 6] = 0x20;
+    r[14 + 10] = 0;
+    r[14 + 11] = 0;
+    let c = !rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(&r[14..34]));
+    r[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(lab.send(1, &r).0, Verdict::Drop(DropReason::Fragment));
+}

@@ -504,7 +504,7 @@ pub struct SyncCountersInfo {
     pub installed: u64,
     pub updated: u64,
     /// Received entries (or datagrams) refused, by reason (`sync_refused`):
-    /// `unknown_service`, `unknown_dest`, `table_full`, `inbound_full`,
+    /// `unknown_service`, `unknown_dest`, `table_full`, `fullnat`, `inbound_full`,
     /// `foreign_peer`, and the decoder's reasons (`wrong_sync_id`, ...).
     pub refused: std::collections::BTreeMap<String, u64>,
     /// The master daemon's datagrams sent and failed sends.

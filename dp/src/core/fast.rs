@@ -321,62 +321,83 @@ fn rewrite(
                 .get_mut(..L4 + tcp::HEADER_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)?;
-            if let Some(o) = other {
-                other_end(h, dir, o, L4 + tcp::field::CHECKSUM, false);
+            match other {
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + tcp::field::CHECKSUM, false),
+                None => nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false),
             }
-            Ok(())
         }
         Proto::Udp => {
             let h: &mut [u8; HEAD_LEN] = frame
                 .get_mut(..HEAD_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)?;
-            if let Some(o) = other {
-                other_end(h, dir, o, L4 + udp::field::CHECKSUM, true);
+            match other {
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + udp::field::CHECKSUM, true),
+                None => nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true),
             }
-            Ok(())
         }
     }
 }
 
-/// FULLNAT's second rewrite, after `nat_fixed`: the end `nat_fixed` left
-/// (the source client → real server, the destination of replies), at the
-/// same fixed offsets, without touching the TTL.
+/// FULLNAT at the same fixed offsets as `nat_fixed`: the TTL and both
+/// ends, the end `nat_fixed` rewrites (`addr:port`) and the other one
+/// (`other`: the source client → real server, the destination of replies),
+/// each checksum updated once for all of it.
 #[inline(always)]
-fn other_end<const N: usize>(
+fn fnat_fixed<const N: usize>(
     h: &mut [u8; N],
     dir: Direction,
     (addr, port): (Ipv4Addr, u16),
+    (addr2, port2): (Ipv4Addr, u16),
     l4_csum_at: usize,
     udp: bool,
-) {
+) -> Result<(), DropReason> {
+    const TTL: usize = ETH_LEN + ip::TTL;
     const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
     const L4: usize = ETH_LEN + IP_LEN;
-    let (addr_at, port_at) = match dir {
-        Direction::Input => (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
-        Direction::Output => (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
+    let (src, dst) = (
+        (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
+        (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
+    );
+    let ((a1, p1), (a2, p2)) = match dir {
+        Direction::Input => (dst, src),
+        Direction::Output => (src, dst),
     };
     let get16 = |h: &[u8; N], at: usize| u16::from_ne_bytes([h[at], h[at + 1]]);
-    let old_addr = u32::from_ne_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
-    let new_addr = u32::from_ne_bytes(addr.octets());
-    h[addr_at..addr_at + 4].copy_from_slice(&new_addr.to_ne_bytes());
-    let addr_delta = checksum::delta32(old_addr, new_addr);
-    let c = checksum::apply(get16(h, IP_CSUM), addr_delta);
+    let get32 = |h: &[u8; N], at: usize| u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let ttl = h[TTL];
+    if ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    h[TTL] = ttl - 1;
+    let (old1, old2) = (get32(h, a1), get32(h, a2));
+    let (new1, new2) = (
+        u32::from_ne_bytes(addr.octets()),
+        u32::from_ne_bytes(addr2.octets()),
+    );
+    h[a1..a1 + 4].copy_from_slice(&new1.to_ne_bytes());
+    h[a2..a2 + 4].copy_from_slice(&new2.to_ne_bytes());
+    let addr_delta = checksum::delta32(old1, new1) + checksum::delta32(old2, new2);
+    let c = checksum::apply(get16(h, IP_CSUM), checksum::TTL_DECREMENT_NE + addr_delta);
     h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
-    let new_port = u16::from_ne_bytes(port.to_be_bytes());
-    let old_port = get16(h, port_at);
-    h[port_at..port_at + 2].copy_from_slice(&new_port.to_ne_bytes());
+    let (np1, np2) = (
+        u16::from_ne_bytes(port.to_be_bytes()),
+        u16::from_ne_bytes(port2.to_be_bytes()),
+    );
+    let (op1, op2) = (get16(h, p1), get16(h, p2));
+    h[p1..p1 + 2].copy_from_slice(&np1.to_ne_bytes());
+    h[p2..p2 + 2].copy_from_slice(&np2.to_ne_bytes());
     let old_csum = get16(h, l4_csum_at);
     if udp && old_csum == 0 {
-        return; // UDP without checksum stays without
+        return Ok(()); // UDP without checksum stays without
     }
-    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
+    let delta = addr_delta + checksum::delta16(op1, np1) + checksum::delta16(op2, np2);
+    let mut c = checksum::apply(old_csum, delta);
     if udp && c == 0 {
         c = 0xFFFF;
     }
     h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_ne_bytes());
+    Ok(())
 }
 
 /// NAT at the fixed offsets of an untagged frame with a 20-byte IPv4 header:

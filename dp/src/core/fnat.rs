@@ -148,6 +148,10 @@ impl Forwarder {
         let tcp = ip.proto == crate::wire::ipv4::IpProtocol::TCP && l4;
         match side.hint {
             ClientHint::None => {}
+            // A fragment cannot be shifted (the checksum covers the whole
+            // datagram, the first fragment's header the rest): none of the
+            // connection's fragments go.
+            ClientHint::Proxy { .. } if ip.frag => return Verdict::Drop(DropReason::Fragment),
             _ if !tcp => {}
             ClientHint::Toa { rs_data } => {
                 let (flags, ack) = {
@@ -172,13 +176,6 @@ impl Forwarder {
                 }
             }
             ClientHint::Proxy { version, mut shift } => {
-                if ip.frag {
-                    return Verdict::Drop(DropReason::Fragment);
-                }
-                let mut hdr = [0u8; HDR_MAX];
-                let Ok(n) = proxy::emit(version, &mut hdr, client, vip) else {
-                    return Verdict::Drop(DropReason::MalformedL4);
-                };
                 let plan = {
                     let seg = pkt.data().get(ip.l2 + ip.hl..ip.l2 + ip.total).unwrap_or(&[]);
                     let doff = usize::from(seg.get(tcp_field::DATA_OFF).copied().unwrap_or(0) >> 4) * 4;
@@ -190,7 +187,26 @@ impl Forwarder {
                     )
                 };
                 let before = shift.state();
-                let r = grow(pkt, ip.l2, ip.total, n, mtu, |b| shift.client_to_rs(b, &hdr[..n]));
+                // Only a segment at the stream's start takes the header (and
+                // room to grow); the rest only shift or trim in place.
+                let r = if plan == ClientPlan::Insert {
+                    let mut hdr = [0u8; HDR_MAX];
+                    let Ok(n) = proxy::emit(version, &mut hdr, client, vip) else {
+                        return Verdict::Drop(DropReason::MalformedL4);
+                    };
+                    grow(pkt, ip.l2, ip.total, n, mtu, |b| shift.client_to_rs(b, &hdr[..n]))
+                } else {
+                    let r = match pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) {
+                        Some(b) => shift.client_to_rs(b, &[]),
+                        None => Err(SegError::NoRoom),
+                    };
+                    if let Ok(t) = r {
+                        if t != ip.total {
+                            pkt.truncate(ip.l2 + t);
+                        }
+                    }
+                    r
+                };
                 match r {
                     Ok(_) => {}
                     Err(SegError::NoRoom) => return Verdict::Drop(DropReason::TooBig),
@@ -228,10 +244,8 @@ impl Forwarder {
         let hint = self.conns.fnat(id).map(|s| s.hint);
         match hint {
             None => return Verdict::Drop(DropReason::OutNoConn),
+            Some(ClientHint::Proxy { .. }) if ip.frag => return Verdict::Drop(DropReason::Fragment),
             Some(ClientHint::Proxy { version, mut shift }) if tcp => {
-                if ip.frag {
-                    return Verdict::Drop(DropReason::Fragment);
-                }
                 let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                     return Verdict::Drop(DropReason::MalformedIpv4);
                 };

@@ -1434,7 +1434,8 @@ impl Forwarder {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
             let t = msg.msg_type();
-            if t == IcmpType::ECHO_REQUEST && to_vip {
+            // Pings to a VIP or a local address are answered.
+            if t == IcmpType::ECHO_REQUEST && (to_vip || self.snap.lip(ip.dst).is_some()) {
                 return self.echo(in_port, pkt, ip);
             }
             // Redirects are not relayed: they are about routes, not connections.

@@ -177,7 +177,11 @@ impl LipPorts {
             return None;
         }
         let p = *self.ports.get(self.head)?;
-        self.head = (self.head + 1) % self.ports.len();
+        // No division on the per-SYN path: the ring wraps by comparison.
+        self.head += 1;
+        if self.head >= self.ports.len() {
+            self.head = 0;
+        }
         self.len -= 1;
         self.set_leased(p, true);
         Some(p)
@@ -189,7 +193,10 @@ impl LipPorts {
         if self.len >= cap {
             return false;
         }
-        let tail = (self.head + self.len) % cap;
+        let mut tail = self.head + self.len;
+        if tail >= cap {
+            tail -= cap;
+        }
         match (self.ports.get_mut(tail), self.ready.get_mut(tail)) {
             (Some(slot), Some(r)) => {
                 *slot = p;
@@ -299,13 +306,19 @@ impl LaddrPool {
         if n == 0 {
             return Err(LaddrError::NoLocalAddress);
         }
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
+        // Round-robin from the cursor, wrapping by comparison (no division
+        // on the per-SYN path).
+        let mut i = self.cursor;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
             let Some(l) = self.lips.get_mut(i) else { break };
             if let Some(lport) = l.pop(now) {
-                self.cursor = (i + 1) % n;
+                self.cursor = i + 1;
                 return Ok(LocalAddr { lip: l.lip, lport });
             }
+            i += 1;
         }
         Err(LaddrError::Exhausted)
     }

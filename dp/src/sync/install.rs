@@ -5,8 +5,11 @@
 //! An entry is installed bound to the real server this director has configured for
 //! it, with that server's forwarding method (as a kernel backup does), or refused and
 //! counted: no virtual service for its VIP:port, no such real server in it, a
-//! template for a service without persistence, or a full table. Installing is one
-//! table operation: an entry is either wholly there or not at all.
+//! template for a service without persistence, a real server this director
+//! forwards by FULLNAT (sync v1 carries no local address, so the entry could
+//! not be rebuilt: the sending side does not send FULLNAT entries either), or
+//! a full table. Installing is one table operation: an entry is either wholly
+//! there or not at all.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,6 +30,8 @@ pub const INSTALL_BUDGET: usize = 1024;
 pub enum Refused {
     UnknownService,
     UnknownDest,
+    /// The real server is FULLNAT here: no local address to install it with.
+    FullNat,
     TableFull,
 }
 
@@ -50,6 +55,9 @@ pub fn install(fwd: &mut Forwarder, e: &SyncEvent) -> Result<Installed, Refused>
         .iter()
         .find(|d| d.rip == e.rip && (d.port == e.rport || d.port == 0))
         .ok_or(Refused::UnknownDest)?;
+    if d.method == crate::service::ForwardMethod::FullNat {
+        return Err(Refused::FullNat);
+    }
     let now = fwd.now();
     let timeouts = fwd.shared().timeouts.load_full();
     let r = if e.is_template() {
@@ -130,6 +138,7 @@ pub fn worker_tick(fwd: &mut Forwarder) {
             Err(Refused::UnknownService) => &stats.unknown_service,
             Err(Refused::UnknownDest) => &stats.unknown_dest,
             Err(Refused::TableFull) => &stats.table_full,
+            Err(Refused::FullNat) => &stats.fullnat,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }

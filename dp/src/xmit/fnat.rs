@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{forward_rewrite, rewrite_endpoint, Side};
+use super::forward_rewrite_both;
 use crate::stats::DropReason;
 
 /// Client → real server: source to `lip:lport`, destination to `rip:rport`.
@@ -19,10 +19,9 @@ pub fn fnat_in(
     (rip, rport): (Ipv4Addr, u16),
     l4: bool,
 ) -> Result<(), DropReason> {
-    if !forward_rewrite(ip, hl, Side::Dst, rip, rport, l4) {
+    if !forward_rewrite_both(ip, hl, (lip, lport), (rip, rport), l4) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, Side::Src, lip, lport, l4);
     Ok(())
 }
 
@@ -35,10 +34,9 @@ pub fn fnat_out(
     (cip, cport): (Ipv4Addr, u16),
     l4: bool,
 ) -> Result<(), DropReason> {
-    if !forward_rewrite(ip, hl, Side::Src, vip, vport, l4) {
+    if !forward_rewrite_both(ip, hl, (vip, vport), (cip, cport), l4) {
         return Err(DropReason::TtlExpired);
     }
-    rewrite_endpoint(ip, hl, Side::Dst, cip, cport, l4);
     Ok(())
 }
 
@@ -97,6 +95,23 @@ mod tests {
             .unwrap();
             assert_eq!(ends(&r), (VIP, if udp { 53 } else { 80 }, CIP, 40000, 63));
         }
+    }
+
+    #[test]
+    fn udp_without_checksum_stays_without_and_fragments_keep_their_ports() {
+        let mut f = udp_frame(CIP, VIP, 40000, 53, b"query");
+        f[14 + 20 + 6] = 0;
+        f[14 + 20 + 7] = 0;
+        fnat_in(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true).unwrap();
+        assert_eq!(&f[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
+        assert_eq!(&f[14 + 12..14 + 20], &[LIP, RIP].concat()[..]);
+        // A non-first fragment: addresses only (its bytes are payload).
+        let mut g = udp_frame(CIP, VIP, 40000, 53, b"query");
+        let ports = g[34..38].to_vec();
+        fnat_in(&mut g[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), false).unwrap();
+        assert_eq!(&g[34..38], &ports[..]);
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&g[14..]).unwrap();
+        assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
     }
 
     #[test]
