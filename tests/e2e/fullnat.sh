@@ -18,7 +18,8 @@
 #    - (two arms) rvs-cp reads DPVS's keepalived.conf (lb_kind FNAT,
 #      local_address_group with a range, laddr_group_name): the table, the
 #      spread, TOA inserted (as DPVS, on FNAT TCP), a SIGHUP that changes
-#      only the local addresses, and /metrics' rvs_laddr_connections.
+#      only the local addresses, and /metrics' rvs_laddr_connections;
+#    - (one arm) rvs-dp applies an rvs.toml FULLNAT service with laddrs at start.
 # 2. Two workers: 200 requests from 8 client addresses all succeed, no reply
 #    is dropped for want of its connection, and rvs-dp's exit report counts
 #    the FULLNAT replies each worker owned by the path they came (straight
@@ -256,6 +257,25 @@ toa=$(sed -n 's/^worker 0: .* toa \([0-9]*\).*/\1/p' /tmp/$RVS_LAB-lab-last-dp.l
   || fail "two arms: no TOA inserted (exit report: $(grep '^worker 0' /tmp/$RVS_LAB-lab-last-dp.log | grep -o 'toa [0-9]*'))"
 lab_up fnat1
 basic "one arm" lan 10.1.0.201 10.1.0.202
+
+say "one arm: rvs-dp applies rvs.toml's FULLNAT service (laddrs, FNAT real server) at start"
+cat >>"${RVS_LAB_DIR:-/tmp/$RVS_LAB-lab}/rvs.toml" <<EOF
+
+[[virtual_server]]
+address = "$VIP"
+port = 81
+lb_algo = "rr"
+lb_kind = "FNAT"
+laddrs = [{ address = "10.1.0.203", port = "lan" }]
+[[virtual_server.real_server]]
+address = "$(rs_addr 1)"
+port = 80
+EOF
+"$LAB" restart-dp >/dev/null
+for _ in $(seq 50); do adm -Ln -t $VIP:81 >/dev/null 2>&1 && break; sleep 0.2; done
+expect_eq "$(adm -G -t $VIP:81 | awk '$1 ~ /^10\.1\.0\.[0-9]+$/ {print $1}')" "10.1.0.203" "rvs.toml's local address in -G"
+expect_eq "$(client curl -s -m 3 http://$VIP:81/peer | awk '{split($2, a, ":"); print $1, a[1]}')" "s1 10.1.0.203" \
+  "rvs.toml's FULLNAT service forwards from its local address"
 
 # ---------------------------------------------------------------- two workers
 say "two workers: lab up (fnat, 2 workers)"
