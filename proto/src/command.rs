@@ -442,6 +442,10 @@ pub struct ServiceInfo {
     /// say; left out of the JSON then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned: Option<bool>,
+    /// FULLNAT local addresses, in the order added (so `-S` can save them);
+    /// left out of the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laddrs: Vec<LaddrSpec>,
 }
 
 /// The addresses a director owns now. With kernel interfaces, exactly the
