@@ -19,7 +19,7 @@ use rvs_proto::ring::CtlServer;
 
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
-use crate::fnat::pools::LaddrStats;
+use crate::fnat::stats::LaddrStats;
 use crate::sched::{self, SchedOptions};
 use crate::service::{
     DestStats, LocalAddress, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals,

@@ -10,7 +10,7 @@ pub use crate::dest::{
     DestStats, ForwardMethod, RealServer, SchedFlags, TrafficCounters, TrafficTotals, WorkerTraffic,
 };
 pub use crate::flow::Proto;
-use crate::fnat::pools::LaddrStats;
+use crate::fnat::stats::LaddrStats;
 pub use rvs_proto::command::ClientAddr;
 pub use rvs_proto::types::ServiceKey;
 

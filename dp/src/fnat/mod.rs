@@ -86,4 +86,5 @@ pub mod proxy;
 pub mod segment;
 pub mod seq;
 pub mod side;
+pub mod stats;
 pub mod toa;
