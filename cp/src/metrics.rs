@@ -22,6 +22,10 @@
 //! | `worker_rx_packets`, `worker_tx_packets`, `worker_redirects_sent`, `worker_redirects_received` | counter | worker |
 //! | `worker_rx_pps`, `worker_tx_pps`, `worker_conn_table_used` | gauge | worker |
 //! | `worker_embryonic_evicted` | counter | worker |
+//! | `fnat_packets` | counter | worker, direction (`in`: client → real server, `out`: back) |
+//! | `fnat_replies` | counter | worker, path (`direct`: the reply reached its owner from the NIC, `redirected`: through another worker's redirect ring) |
+//! | `fnat_toa` | counter | worker, result (`inserted`, `skipped`: no room in the segment) |
+//! | `fnat_proxy_headers` | counter | worker (PROXY headers put in a segment, resends included) |
 //! | `packet_latency_seconds` | histogram | (none): buckets at every power of two from 16 ns to 2^32 ns |
 //! | `packet_latency_quantile_seconds` | gauge | quantile (0.5, 0.9, 0.99, 0.999, 1) |
 //! | `kernel_packets` | counter | port, iface, direction (`up`: to the kernel interface, `down`: from it to the wire) |
@@ -172,6 +176,24 @@ struct RealLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
     worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerPathLabels {
+    worker: String,
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerDirectionLabels {
+    worker: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerResultLabels {
+    worker: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -355,6 +377,30 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         "Embryonic TCP connections (never established) evicted to make room for new ones",
         evicted.clone(),
     );
+    let fnat_pkts = Counters::<WorkerDirectionLabels>::default();
+    let fnat_replies = Counters::<WorkerPathLabels>::default();
+    let fnat_toa = Counters::<WorkerResultLabels>::default();
+    let fnat_proxy = Counters::<WorkerLabels>::default();
+    reg.register(
+        "fnat_packets",
+        "FULLNAT packets forwarded, client to real server (in) and back (out)",
+        fnat_pkts.clone(),
+    );
+    reg.register(
+        "fnat_replies",
+        "FULLNAT replies handled by the worker owning their connection, by the way they came: from the NIC (direct) or another worker's redirect ring (redirected)",
+        fnat_replies.clone(),
+    );
+    reg.register(
+        "fnat_toa",
+        "FULLNAT TOA options inserted, or skipped for want of room in the segment",
+        fnat_toa.clone(),
+    );
+    reg.register(
+        "fnat_proxy_headers",
+        "FULLNAT PROXY protocol headers put in a segment, resends included",
+        fnat_proxy.clone(),
+    );
     let kernel_pkts = Counters::<KernelLabels>::default();
     let kernel_drops = Counters::<KernelDropLabels>::default();
     let vip_owned = Gauges::<VipLabels>::default();
@@ -457,6 +503,29 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
             tx_pps.get_or_create(&l).set(w.tx_pps);
             conns_used.get_or_create(&l).set(w.conn_table_used as i64);
             counter(&evicted, &l, w.embryonic_evicted);
+            let f = &w.fnat;
+            for (direction, v) in [("in", f.fnat_in), ("out", f.fnat_out)] {
+                let dl = WorkerDirectionLabels {
+                    worker: l.worker.clone(),
+                    direction: direction.into(),
+                };
+                counter(&fnat_pkts, &dl, v);
+            }
+            for (path, v) in [("direct", f.replies_direct), ("redirected", f.replies_redirected)] {
+                let pl = WorkerPathLabels {
+                    worker: l.worker.clone(),
+                    path: path.into(),
+                };
+                counter(&fnat_replies, &pl, v);
+            }
+            for (result, v) in [("inserted", f.toa_inserted), ("skipped", f.toa_skipped)] {
+                let rl = WorkerResultLabels {
+                    worker: l.worker.clone(),
+                    result: result.into(),
+                };
+                counter(&fnat_toa, &rl, v);
+            }
+            counter(&fnat_proxy, &l, f.proxy_inserted);
         }
         for k in &s.kernel {
             let (port, iface) = (k.port.to_string(), k.iface());
@@ -775,7 +844,7 @@ mod tests {
     /// refusals summed over the workers among the drop reasons.
     #[test]
     fn local_addresses_are_rendered() {
-        use crate::stats::WorkerSnap;
+        use crate::stats::{FnatCounters, WorkerSnap};
         use rvs_proto::command::{LaddrInfo, LaddrSpec};
         let mut snap = snapshot(vec![service("10.1.0.100", 80, Some(true))], vec![]);
         let key = snap.services[0].spec.key();
@@ -805,6 +874,15 @@ mod tests {
                 conn_table_used: 0,
                 conn_table_size: 0,
                 embryonic_evicted: 0,
+                fnat: FnatCounters {
+                    fnat_in: 10 * n,
+                    fnat_out: 9 * n,
+                    replies_direct: 5 * n,
+                    replies_redirected: 4 * n,
+                    toa_inserted: n,
+                    toa_skipped: 1,
+                    proxy_inserted: 2,
+                },
                 drops,
             }
         };
@@ -825,6 +903,25 @@ mod tests {
             &r#"rvs_laddr_exhausted_total{proto="TCP",vip="10.1.0.100",port="80",laddr="10.2.0.201"} 7"#
         ));
         assert!(samples(&text, "rvs_drops_total").contains(&r#"rvs_drops_total{reason="laddr_exhausted"} 7"#));
+        // The workers' FULLNAT counters, one series per worker and path.
+        assert!(text.contains("# TYPE rvs_fnat_replies counter\n"), "{text}");
+        let mut replies = samples(&text, "rvs_fnat_replies_total");
+        replies.sort();
+        assert_eq!(
+            replies,
+            [
+                r#"rvs_fnat_replies_total{worker="0",path="direct"} 15"#,
+                r#"rvs_fnat_replies_total{worker="0",path="redirected"} 12"#,
+                r#"rvs_fnat_replies_total{worker="1",path="direct"} 20"#,
+                r#"rvs_fnat_replies_total{worker="1",path="redirected"} 16"#,
+            ]
+        );
+        assert!(samples(&text, "rvs_fnat_packets_total")
+            .contains(&r#"rvs_fnat_packets_total{worker="1",direction="out"} 36"#));
+        assert!(samples(&text, "rvs_fnat_toa_total")
+            .contains(&r#"rvs_fnat_toa_total{worker="0",result="skipped"} 1"#));
+        assert!(samples(&text, "rvs_fnat_proxy_headers_total")
+            .contains(&r#"rvs_fnat_proxy_headers_total{worker="1"} 2"#));
         // Without FULLNAT services, no samples.
         let text = render(
             Some(&snapshot(vec![service("10.1.0.100", 80, Some(true))], vec![])),

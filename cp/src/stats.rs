@@ -40,7 +40,38 @@ pub struct WorkerSnap {
     pub conn_table_size: u64,
     /// Embryonic connections evicted for new ones (see `WorkerStatsBlock`).
     pub embryonic_evicted: u64,
+    /// FULLNAT counters, as the worker's stats block has them.
+    pub fnat: FnatCounters,
     pub drops: [u64; DropReason::COUNT],
+}
+
+/// One worker's FULLNAT counters (see `WorkerStatsBlock`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FnatCounters {
+    /// Packets forwarded client → real server, and back.
+    pub fnat_in: u64,
+    pub fnat_out: u64,
+    /// Replies that reached their owner straight from the NIC, or through
+    /// another worker's redirect ring.
+    pub replies_direct: u64,
+    pub replies_redirected: u64,
+    pub toa_inserted: u64,
+    pub toa_skipped: u64,
+    pub proxy_inserted: u64,
+}
+
+impl From<&WorkerStatsBlock> for FnatCounters {
+    fn from(b: &WorkerStatsBlock) -> Self {
+        FnatCounters {
+            fnat_in: b.fnat_in,
+            fnat_out: b.fnat_out,
+            replies_direct: b.fnat_replies_direct,
+            replies_redirected: b.fnat_replies_redirected,
+            toa_inserted: b.toa_inserted,
+            toa_skipped: b.toa_skipped,
+            proxy_inserted: b.proxy_inserted,
+        }
+    }
 }
 
 /// Everything one stats read saw.
@@ -115,6 +146,7 @@ impl Collector {
                 conn_table_used: block.conn_table_used,
                 conn_table_size: block.conn_table_size,
                 embryonic_evicted: block.embryonic_evicted,
+                fnat: FnatCounters::from(&*block),
                 drops: block.drops,
             });
             // Only move the baseline when the worker published anew, so a

@@ -522,6 +522,8 @@ weight = 4
     b.rx_pkts = 1000;
     b.drops[DropReason::NoService as usize] = 5;
     b.redirects_sent = 9;
+    b.fnat_replies_direct = 12;
+    b.fnat_replies_redirected = 13;
     for (v, n) in [(100u64, 5), (2000, 3)] {
         for _ in 0..n {
             b.latency.record(v);
@@ -616,6 +618,15 @@ weight = 4
     assert_eq!(
         metric(&text, "rvs_worker_redirects_sent_total{worker=\"0\"}").as_deref(),
         Some("9")
+    );
+    // The stats block's FULLNAT counters reach /metrics as read.
+    assert_eq!(
+        metric(&text, "rvs_fnat_replies_total{worker=\"0\",path=\"direct\"}").as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        metric(&text, "rvs_fnat_replies_total{worker=\"0\",path=\"redirected\"}").as_deref(),
+        Some("13")
     );
     assert_eq!(
         metric(&text, "rvs_packet_latency_seconds_count").as_deref(),

@@ -427,6 +427,13 @@ impl Worker {
         block.conn_table_used = self.fwd.conns.len() as u64;
         block.conn_table_size = self.fwd.conns.capacity() as u64;
         block.embryonic_evicted = self.fwd.conns.embryonic_evicted();
+        block.fnat_in = c.fnat_in;
+        block.fnat_out = c.fnat_out;
+        block.fnat_replies_direct = c.fnat_replies_direct;
+        block.fnat_replies_redirected = c.fnat_replies_redirected;
+        block.toa_inserted = c.toa_inserted;
+        block.toa_skipped = c.toa_skipped;
+        block.proxy_inserted = c.proxy_inserted;
         block.latency = io.hist;
         let snap = self.fwd.services().clone();
         let wid = self.id as usize;

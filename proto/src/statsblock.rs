@@ -68,6 +68,18 @@ pub struct WorkerStatsBlock {
     /// Embryonic connections (TCP, never ESTABLISHED) this worker's table
     /// evicted while alive to make room for a new one: a SYN flood's mark.
     pub embryonic_evicted: u64,
+    /// FULLNAT packets forwarded client → real server and back.
+    pub fnat_in: u64,
+    pub fnat_out: u64,
+    /// FULLNAT replies this worker owned, by the way they reached it: straight
+    /// from the NIC, or through another worker's redirect ring.
+    pub fnat_replies_direct: u64,
+    pub fnat_replies_redirected: u64,
+    /// TOA options inserted, and left out for want of room in the segment.
+    pub toa_inserted: u64,
+    pub toa_skipped: u64,
+    /// PROXY protocol headers put in a segment (first sends and resends).
+    pub proxy_inserted: u64,
     /// Indexed by the service's stats id.
     pub services: [TrafficBlock; STATS_SERVICES],
     /// Indexed by the real server's stats id.
@@ -81,7 +93,7 @@ const _: () = assert!(std::mem::size_of::<TrafficBlock>() == 5 * 8);
 // No padding anywhere: the field sizes add up to the block size.
 const _: () = assert!(
     std::mem::size_of::<WorkerStatsBlock>()
-        == 8 * (11 + DropReason::COUNT)
+        == 8 * (18 + DropReason::COUNT)
             + 40 * (STATS_SERVICES + STATS_REALS)
             + std::mem::size_of::<LatencyHist>()
 );

@@ -115,6 +115,9 @@ fn a_published_block_reads_back_field_by_field() {
     b.drops[DropReason::NoService as usize] = 3;
     b.redirects_sent = 4;
     b.conn_table_used = 5;
+    b.fnat_replies_direct = 8;
+    b.fnat_replies_redirected = 9;
+    b.proxy_inserted = 11;
     b.services[STATS_SERVICES - 1].inpkts = 6;
     b.reals[STATS_REALS - 1].outbytes = 7;
     let mut h = LatencyHist::default();
@@ -125,6 +128,10 @@ fn a_published_block_reads_back_field_by_field() {
     let r = CtlClient::open(&p.0).unwrap().stats().read(0).unwrap();
     assert_eq!(r, *b);
     assert_eq!(r.drop_count(DropReason::NoService), 3);
+    assert_eq!(
+        (r.fnat_replies_direct, r.fnat_replies_redirected, r.proxy_inserted),
+        (8, 9, 11)
+    );
     assert_eq!(r.service(STATS_SERVICES - 1).unwrap().inpkts, 6);
     assert_eq!(r.real(STATS_REALS - 1).unwrap().outbytes, 7);
     // Bucket [248, 256) capped by the exact max.

@@ -23,7 +23,9 @@
 # 2. Two workers: 200 requests from 8 client addresses all succeed, no reply
 #    is dropped for want of its connection, and rvs-dp's exit report counts
 #    the FULLNAT replies each worker owned by the path they came (straight
-#    from the NIC queue, or redirected by the other worker).
+#    from the NIC queue, or redirected by the other worker); rvs-cp's
+#    /metrics (rvs_fnat_replies_total{worker,path}), read live once traffic
+#    stopped, shows the same figures.
 # 3. A one-LIP pool (64,512 local ports with one worker) exhausted by an
 #    hping3 random-source SYN flood: a rate-limited 4 MB download started
 #    before goes on and arrives intact; new connections are refused while the
@@ -282,14 +284,25 @@ say "two workers: lab up (fnat, 2 workers)"
 MODE=fnat
 lab_down
 lab_up fnat --workers 2
-adm -A -t $VIP:80 -s rr || die "rvsadm -A"
-for i in 1 2 3; do adm -a -t $VIP:80 -r "$(rs_addr $i):80" -b || die "rvsadm -a -b"; done
-adm --add-laddr -z 10.2.0.201 -t $VIP:80 -F servers || die "rvsadm --add-laddr"
-adm --add-laddr -z 10.2.0.202 -t $VIP:80 -F servers || die "rvsadm --add-laddr"
+# rvs-cp applies the service (keepalived.conf, two local addresses) and
+# serves /metrics, so the reply counters are read live as well as at exit.
+kconf 10.2.0.201-202
+ip netns exec $RVS_LAB-d "$RVSCP" --keepalived-conf "$work/keepalived.conf" --ctl "$RVS_CTL" \
+  --metrics-listen 127.0.0.1:19281 >"$work/cp2.log" 2>&1 &
+cp_pid=$!
+for _ in $(seq 100); do [ "$(adm -Ln | grep -c FullNat)" = 3 ] && break; sleep 0.1; done
+expect_eq "$(adm -Ln | grep -c FullNat)" 3 "two workers: rvs-cp applied the FNAT real servers"
 for k in $(seq 20 27); do client ip addr add 10.1.0.$k/24 dev eth0; done
 out=$(client bash -c "for i in \$(seq 200); do curl -s -m 3 --interface 10.1.0.\$((20 + i % 8)) http://$VIP/ || echo failed; done" | sort | uniq -c)
 echo "$out"
 expect_eq "$(awk '$2=="failed"{print $1}' <<<"$out" | grep . || echo 0)" 0 "two workers: failed requests"
+sleep 1.5   # one stats interval after the last request
+ip netns exec $RVS_LAB-d curl -s -m 3 -o "$work/metrics2" http://127.0.0.1:19281/metrics || true
+live_path() {  # live_path WORKER PATH: rvs_fnat_replies_total{worker,path} from /metrics
+  sed -n "s/^rvs_fnat_replies_total{worker=\"$1\",path=\"$2\"} \([0-9]*\).*/\1/p" "$work/metrics2" 2>/dev/null | head -1
+}
+grep '^rvs_fnat_replies_total' "$work/metrics2" 2>/dev/null
+stop_cp
 "$LAB" down >/dev/null
 log=/tmp/$RVS_LAB-lab-last-dp.log
 grep '^worker' "$log" || die "no final counters in $log"
@@ -300,6 +313,9 @@ for w in 0 1; do
   r=$(sed -n "s/^worker $w: .* fnat_replies direct [0-9]* redirected \([0-9]*\).*/\1/p" "$log" | head -1)
   [ -n "$d" ] && [ -n "$r" ] || { fail "worker $w: no 'fnat_replies direct N redirected M' in the exit report"; continue; }
   ok "worker $w owned $((d + r)) FULLNAT replies: $d straight from its queue, $r redirected to it"
+  # Traffic had stopped when /metrics was read: the live counters are the final ones.
+  expect_eq "$(live_path $w direct)/$(live_path $w redirected)" "$d/$r" \
+    "worker $w: /metrics' rvs_fnat_replies_total{path=direct/redirected} match the exit report"
   direct=$((direct + d)); redirected=$((redirected + r))
 done
 [ "$((direct + redirected))" -gt 0 ] && ok "replies counted by path: direct $direct, redirected $redirected" \
