@@ -189,6 +189,7 @@ mod tests {
             vport: 80,
             rip: Ipv4Addr::new(10, 2, 0, 11),
             rport: 80,
+            laddr: None,
         }
     }
 

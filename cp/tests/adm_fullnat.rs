@@ -4,10 +4,10 @@
 //! and their errors. The golden files were written from ipvsadm.c's (and
 //! for `-G`, DPVS ipvsadm.c's) printf formats, not from rvsadm's output.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use rvs_cp::adm::{run, CtlTransport, LocalTransport};
-use rvs_proto::command::{ClientAddr, Command, LaddrSpec, Reply};
+use rvs_proto::command::{ClientAddr, Command, ConnInfo, LaddrSpec, Reply};
 use rvs_proto::types::{ForwardMethod, Proto, ServiceKey};
 
 struct Out {
@@ -321,4 +321,89 @@ fn a_restore_with_a_bad_laddr_line_applies_nothing() {
         )
     );
     assert!(t.config.services().is_empty());
+}
+
+fn conn(
+    state: &str,
+    expires_s: u32,
+    c: (&str, u16),
+    v: (&str, u16),
+    r: (&str, u16),
+    l: Option<(&str, u16)>,
+) -> ConnInfo {
+    ConnInfo {
+        proto: Proto::Tcp,
+        state: state.into(),
+        expires_s,
+        cip: ip(c.0),
+        cport: c.1,
+        vip: ip(v.0),
+        vport: v.1,
+        rip: ip(r.0),
+        rport: r.1,
+        laddr: l.map(|(a, p)| SocketAddrV4::new(ip(a), p)),
+    }
+}
+
+#[test]
+fn connections_show_the_local_address_of_fullnat_entries() {
+    let mut t = fixture();
+    t.conns = vec![
+        conn(
+            "ESTABLISHED",
+            900,
+            ("203.0.113.7", 51234),
+            ("192.168.1.100", 80),
+            ("10.0.1.1", 8080),
+            Some(("10.0.9.1", 1025)),
+        ),
+        conn(
+            "TIME_WAIT",
+            65,
+            ("203.0.113.8", 40000),
+            ("192.168.1.100", 80),
+            ("10.0.1.2", 8080),
+            Some(("10.0.9.2", 65535)),
+        ),
+        // A NAT entry in the same listing: `-` in the local column.
+        conn(
+            "ESTABLISHED",
+            300,
+            ("203.0.113.9", 1234),
+            ("192.168.1.100", 81),
+            ("10.0.1.1", 81),
+            None,
+        ),
+    ];
+    assert_eq!(ok(&mut t, "-Lnc"), golden("conns-fullnat.txt"));
+    assert_eq!(ok(&mut t, "-L -c -n"), golden("conns-fullnat.txt"));
+    let persistent = ok(&mut t, "-Lnc --persistent-conn");
+    assert_eq!(
+        persistent.lines().nth(1),
+        Some(
+            "pro expire state       source             virtual            local              destination        pe name          pe_data"
+        )
+    );
+    // --json: the FULLNAT entries carry `laddr`, the NAT one has no such key.
+    let v: serde_json::Value = serde_json::from_str(&ok(&mut t, "-Lnc --json")).unwrap();
+    let conns = v["Conns"].as_array().unwrap();
+    assert_eq!(conns[0]["laddr"], "10.0.9.1:1025");
+    assert_eq!(conns[1]["laddr"], "10.0.9.2:65535");
+    assert!(conns[2].get("laddr").is_none(), "{}", conns[2]);
+    // Without a FULLNAT entry the listing is ipvsadm's, no local column.
+    t.conns.truncate(0);
+    t.conns.push(conn(
+        "ESTABLISHED",
+        300,
+        ("203.0.113.9", 1234),
+        ("192.168.1.100", 81),
+        ("10.0.1.1", 81),
+        None,
+    ));
+    assert_eq!(
+        ok(&mut t, "-Lnc"),
+        "IPVS connection entries\n\
+         pro expire state       source             virtual            destination\n\
+         TCP 05:00  ESTABLISHED 203.0.113.9:1234   192.168.1.100:81   10.0.1.1:81\n"
+    );
 }

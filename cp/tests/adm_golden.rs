@@ -161,6 +161,7 @@ fn fixture() -> LocalTransport {
         vport: v.1,
         rip: ip(r.0),
         rport: r.1,
+        laddr: None,
     };
     t.conns = vec![
         conn(
@@ -570,6 +571,7 @@ fn big_connection_listing_comes_in_pages_and_is_complete() {
         vport: 80,
         rip: Ipv4Addr::new(10, 2, 0, 11),
         rport: 80,
+        laddr: None,
     }));
     let out = ok(&mut t, "-Lnc");
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("TCP ")).collect();
@@ -601,6 +603,7 @@ fn the_local_data_plane_answers_as_rvs_dp_does() {
             vport: 80,
             rip: Ipv4Addr::new(10, 2, 0, 11),
             rport: 80,
+            laddr: None,
         })
         .collect();
     let mut local = LocalTransport {

@@ -685,6 +685,7 @@ mod tests {
             vport: 80,
             rip: Ipv4Addr::new(10, 2, 0, 11),
             rport: 80,
+            laddr: None,
         };
         let all: Vec<ConnInfo> = (0..2500).map(conn).collect();
         let first = cp.handle(

@@ -461,23 +461,7 @@ impl Worker {
             return;
         }
         let now = self.fwd.now();
-        let list: Vec<ConnInfo> = self
-            .fwd
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.is_expired(now))
-            .map(|(_, c)| ConnInfo {
-                proto: c.proto(),
-                state: c.state_name().to_string(),
-                expires_s: c.remaining(now),
-                cip: c.cip(),
-                cport: c.cport(),
-                vip: c.vip(),
-                vport: c.vport(),
-                rip: c.rip(),
-                rport: c.rport(),
-            })
-            .collect();
+        let list = crate::conn::list::listing(&self.fwd.conns, now);
         if let Ok(mut g) = slot.lock() {
             *g = list;
         }

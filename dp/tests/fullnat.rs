@@ -311,6 +311,21 @@ fn tcp_both_ways_rewrites_both_ends() {
 }
 
 #[test]
+fn the_connection_listing_shows_the_local_address() {
+    let mut lab = Lab::tcp(ClientAddr::None);
+    let lport = open(&mut lab);
+    let f = &lab.fwds[0];
+    let list = rvs_dp::conn::list::listing(&f.conns, f.now());
+    assert_eq!(list.len(), 1);
+    let c = &list[0];
+    assert_eq!(
+        (c.cip, c.cport, c.vip, c.vport, c.rip, c.rport),
+        (CIP, 40000, VIP, 80, RIP, 8080)
+    );
+    assert_eq!(c.laddr, Some(SocketAddrV4::new(LIP, lport)));
+}
+
+#[test]
 fn udp_both_ways() {
     let mut lab = Lab::new(Proto::Udp, ClientAddr::None, 1, (1024, 65535), 60);
     let q = udp((CIP, 5353), (VIP, 53), b"query", (MacAddr(CLIENT_MAC), P0_MAC));

@@ -7,7 +7,7 @@
 //! them keep working.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
@@ -530,6 +530,11 @@ pub struct ConnInfo {
     pub vport: u16,
     pub rip: Ipv4Addr,
     pub rport: u16,
+    /// FULLNAT only: the local address and port (LIP:lport) the connection
+    /// uses toward its real server, which its replies come back to. Absent
+    /// for the other methods, and in JSON from a data plane that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub laddr: Option<SocketAddrV4>,
 }
 
 /// Packet latency percentiles of one worker, in nanoseconds.
@@ -833,6 +838,34 @@ mod tests {
             let s = serde_json::to_string(&r).unwrap();
             assert_eq!(serde_json::from_str::<Reply>(&s).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn a_conn_info_without_local_address_keeps_its_json() {
+        let nat = ConnInfo {
+            proto: Proto::Tcp,
+            state: "ESTABLISHED".into(),
+            expires_s: 899,
+            cip: Ipv4Addr::new(10, 1, 0, 10),
+            cport: 40000,
+            vip: Ipv4Addr::new(10, 1, 0, 100),
+            vport: 80,
+            rip: Ipv4Addr::new(10, 2, 0, 11),
+            rport: 8080,
+            laddr: None,
+        };
+        // What a data plane without FULLNAT's column wrote: no `laddr` key,
+        // and it still reads.
+        let old = r#"{"proto":"Tcp","state":"ESTABLISHED","expires_s":899,"cip":"10.1.0.10","cport":40000,"vip":"10.1.0.100","vport":80,"rip":"10.2.0.11","rport":8080}"#;
+        assert_eq!(serde_json::from_str::<ConnInfo>(old).unwrap(), nat);
+        assert_eq!(serde_json::to_string(&nat).unwrap(), old);
+        let fnat = ConnInfo {
+            laddr: Some(SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 201), 1025)),
+            ..nat
+        };
+        let s = serde_json::to_string(&fnat).unwrap();
+        assert!(s.ends_with(r#","laddr":"10.2.0.201:1025"}"#), "{s}");
+        assert_eq!(serde_json::from_str::<ConnInfo>(&s).unwrap(), fnat);
     }
 
     #[test]

@@ -296,6 +296,12 @@ for k in $(seq 20 27); do client ip addr add 10.1.0.$k/24 dev eth0; done
 out=$(client bash -c "for i in \$(seq 200); do curl -s -m 3 --interface 10.1.0.\$((20 + i % 8)) http://$VIP/ || echo failed; done" | sort | uniq -c)
 echo "$out"
 expect_eq "$(awk '$2=="failed"{print $1}' <<<"$out" | grep . || echo 0)" 0 "two workers: failed requests"
+# The entries left (TIME_WAIT) list their local address: -Lnc's `local` column.
+lnc=$(adm -Lnc)
+expect_eq "$(sed -n 2p <<<"$lnc" | awk '{print $6}')" "local" "-Lnc has a local column with FULLNAT entries"
+n=$(awk 'NR>2 && $6 ~ /^10\.2\.0\.20[12]:[0-9]+$/' <<<"$lnc" | wc -l)
+[ "$n" -gt 0 ] && ok "-Lnc lists $n FULLNAT entries with their local address" \
+  || fail "-Lnc shows no local address: $(head -4 <<<"$lnc")"
 sleep 1.5   # one stats interval after the last request
 ip netns exec $RVS_LAB-d curl -s -m 3 -o "$work/metrics2" http://127.0.0.1:19281/metrics || true
 live_path() {  # live_path WORKER PATH: rvs_fnat_replies_total{worker,path} from /metrics

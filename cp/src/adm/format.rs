@@ -356,32 +356,39 @@ pub fn laddrs(each: &[(ServiceKey, Vec<LaddrInfo>)]) -> String {
 /// `-L -c`: connection entries in the order the data plane gave them.
 /// rvs has no persistence engines, so `--persistent-conn` changes only the
 /// title, as it does in ipvsadm for entries without engine data.
+///
+/// A FULLNAT entry has a fourth address, its local one (LIP:lport). When
+/// the listing holds any, a `local` column comes between `virtual` and
+/// `destination` (DPVS lists a FULLNAT connection as client, virtual, local,
+/// real server, in that order), `-` in it for the other entries. Without
+/// one the output is ipvsadm's, byte for byte.
 pub fn conns(conns: &[ConnInfo], persistent_conn: bool) -> String {
+    let local = conns.iter().any(|c| c.laddr.is_some());
     let mut out = String::from("IPVS connection entries\n");
+    let mut head = format!("pro expire {:<11} {:<18} {:<18} ", "state", "source", "virtual");
+    if local {
+        let _ = write!(head, "{:<18} ", "local");
+    }
     if persistent_conn {
-        let _ = writeln!(
-            out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
-            "state", "source", "virtual", "destination", "pe name"
-        );
+        let _ = writeln!(out, "{head}{:<18} {:<16} pe_data", "destination", "pe name");
     } else {
-        let _ = writeln!(
-            out,
-            "pro expire {:<11} {:<18} {:<18} destination",
-            "state", "source", "virtual"
-        );
+        let _ = writeln!(out, "{head}destination");
     }
     for c in conns {
         let expire = format!("{:02}:{:02}", c.expires_s / 60, c.expires_s % 60);
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
+            "{:<3} {expire:<6} {:<11} {:<18} {:<18} ",
             c.proto.as_str(),
             c.state,
             addr_port(c.cip, c.cport),
             addr_port(c.vip, c.vport),
-            addr_port(c.rip, c.rport)
         );
+        if local {
+            let l = c.laddr.map_or("-".to_string(), |l| addr_port(*l.ip(), l.port()));
+            let _ = write!(out, "{l:<18} ");
+        }
+        let _ = writeln!(out, "{}", addr_port(c.rip, c.rport));
     }
     out
 }

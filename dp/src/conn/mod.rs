@@ -45,6 +45,7 @@ use std::sync::Arc;
 pub use crate::flow::FlowKey;
 use crate::service::{DestStats, ForwardMethod, WorkerTraffic};
 
+pub mod list;
 mod mem;
 mod table;
 pub mod tcp;
