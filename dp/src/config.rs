@@ -51,6 +51,99 @@ pub struct Config {
     /// Connection sync daemons started at boot, as `rvsadm --start-daemon` does.
     #[serde(default)]
     pub sync: SyncConfig,
+    /// FULLNAT's local ports, shared by every local address of every service.
+    #[serde(default)]
+    pub fullnat: FullnatConfig,
+}
+
+/// `[fullnat]`: the local ports FULLNAT connections take on every local
+/// address, and how long a freed one stays out of use.
+///
+/// ```toml
+/// [fullnat]
+/// lport_min = 1024   # default; at least 1024
+/// lport_max = 65535  # default
+/// hold_s = 60        # default: Linux's TIME_WAIT; 0..=3600
+/// ```
+///
+/// Worker `w` of `n` owns the ports `p` with `(p % 64) % n == w` (the reply's
+/// destination port names its worker), so the range must give each worker
+/// one: any range of 64 ports or more does.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FullnatConfig {
+    #[serde(default = "default_lport_min")]
+    pub lport_min: u32,
+    #[serde(default = "default_lport_max")]
+    pub lport_max: u32,
+    #[serde(default = "default_hold_s")]
+    pub hold_s: u32,
+}
+
+fn default_lport_min() -> u32 {
+    1024
+}
+fn default_lport_max() -> u32 {
+    65535
+}
+fn default_hold_s() -> u32 {
+    crate::fnat::laddr::DEFAULT_HOLD_SECS
+}
+
+/// The longest `[fullnat] hold_s` accepted: an hour.
+pub const MAX_HOLD_SECS: u32 = 3600;
+
+impl Default for FullnatConfig {
+    fn default() -> Self {
+        FullnatConfig {
+            lport_min: default_lport_min(),
+            lport_max: default_lport_max(),
+            hold_s: default_hold_s(),
+        }
+    }
+}
+
+impl FullnatConfig {
+    /// The pools' configuration, checked for `workers` workers: Err is
+    /// (key, problem).
+    pub fn laddr_config(&self, workers: usize) -> Result<crate::fnat::laddr::LaddrConfig, (String, String)> {
+        use crate::fnat::laddr::{LaddrConfig as Pools, LaddrError, MAX_WORKERS};
+        let (min, max) = (self.lport_min, self.lport_max);
+        for (key, v) in [("fullnat.lport_min", min), ("fullnat.lport_max", max)] {
+            if !(1024..=65535).contains(&v) {
+                return Err((key.into(), format!("{v}: must be 1024..=65535")));
+            }
+        }
+        if min > max {
+            return Err((
+                "fullnat.lport_min".into(),
+                format!("{min} is above lport_max {max}"),
+            ));
+        }
+        if self.hold_s > MAX_HOLD_SECS {
+            return Err((
+                "fullnat.hold_s".into(),
+                format!("{}: at most {MAX_HOLD_SECS} seconds", self.hold_s),
+            ));
+        }
+        let cfg = Pools {
+            ports: min as u16..=max as u16,
+            hold: self.hold_s,
+        };
+        let workers = u16::try_from(workers).unwrap_or(u16::MAX).min(MAX_WORKERS + 1);
+        match cfg.check(workers) {
+            Ok(()) => Ok(cfg),
+            Err(LaddrError::RangeTooSmall) => Err((
+                "fullnat.lport_min".into(),
+                format!(
+                    "{min}..={max} holds {} ports, which leaves one of the {workers} workers without any \
+                     (worker w owns the ports p with p % 64 % {workers} == w): widen it to 64 ports or more",
+                    max - min + 1
+                ),
+            )),
+            Err(e) => Err(("fullnat".into(), e.to_string())),
+        }
+    }
 }
 
 /// `[sync]`: the sync parameters, and `[sync.master]` / `[sync.backup]` (either,
@@ -564,6 +657,9 @@ impl Config {
         if seen.len() != dp.workers.len() {
             return Err(bad("dataplane.workers".into(), "an lcore is listed twice".into()));
         }
+        self.fullnat
+            .laddr_config(dp.workers.len())
+            .map_err(|(key, problem)| bad(key, problem))?;
         if dp.conn_capacity < 16 || dp.conn_capacity > (1 << 30) {
             return Err(bad(
                 "dataplane.conn_capacity".into(),
@@ -1177,6 +1273,59 @@ status_code = [200]
             .replace("lb_kind = \"NAT\"", "lb_kind = \"DR\"")
             .replace("weight = 3", "weight = 3\nport = 8080"));
         assert!(e.contains("DR needs"), "{e}");
+    }
+
+    #[test]
+    fn fullnat_ports_and_hold() {
+        let c = Config::from_str_named(GOOD, "rvs.toml").unwrap();
+        assert_eq!(c.fullnat, FullnatConfig::default());
+        let l = c.fullnat.laddr_config(1).unwrap();
+        assert_eq!((l.ports, l.hold), (1024..=65535, 60));
+        let with = |workers: &str, v: &str| {
+            GOOD.replace("workers = [1]", &format!("workers = {workers}")) + &format!("\n[fullnat]\n{v}\n")
+        };
+        let c = Config::from_str_named(
+            &with("[1]", "lport_min = 20000\nlport_max = 29999\nhold_s = 5"),
+            "rvs.toml",
+        )
+        .unwrap();
+        let l = c.fullnat.laddr_config(1).unwrap();
+        assert_eq!((l.ports, l.hold), (20000..=29999, 5));
+        // Bad values: the key named, the reason given, nothing accepted.
+        for (workers, v, key, words) in [
+            ("[1]", "lport_min = 80", "fullnat.lport_min", "1024..=65535"),
+            ("[1]", "lport_max = 70000", "fullnat.lport_max", "1024..=65535"),
+            (
+                "[1]",
+                "lport_min = 3000\nlport_max = 2000",
+                "fullnat.lport_min",
+                "above lport_max 2000",
+            ),
+            ("[1]", "hold_s = 86400", "fullnat.hold_s", "at most 3600"),
+            (
+                "[1, 2, 3]",
+                "lport_min = 2000\nlport_max = 2001",
+                "fullnat.lport_min",
+                "holds 2 ports, which leaves one of the 3 workers without any",
+            ),
+            ("[1]", "lport = 2000", "lport", "unknown field"),
+        ] {
+            let e = err(&with(workers, v));
+            assert!(e.contains(key) && e.contains(words), "{v}: {e}");
+        }
+        // Just enough: as many ports as workers, one class each.
+        let c = Config::from_str_named(
+            &with("[1, 2, 3]", "lport_min = 2000\nlport_max = 2002"),
+            "rvs.toml",
+        )
+        .unwrap();
+        let l = c.fullnat.laddr_config(3).unwrap();
+        for w in 0..3 {
+            assert!(l
+                .ports
+                .clone()
+                .any(|p| crate::fnat::laddr::owner_of_port(p, 3) == w));
+        }
     }
 
     #[test]

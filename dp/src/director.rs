@@ -206,7 +206,11 @@ impl Director {
         let shared = Arc::new(
             Shared::new(infos.clone(), routes, nworkers as u16, opts)
                 .with_kernel_ports(&kernel_mask)
-                .with_port_names(port_specs.iter().map(|s| s.name.clone()).collect()),
+                .with_port_names(port_specs.iter().map(|s| s.name.clone()).collect())
+                .with_laddr_config(
+                    (cfg.fullnat.laddr_config(nworkers))
+                        .map_err(|(key, problem)| format!("{file}: {key}: {problem}"))?,
+                ),
         );
         for (i, n) in cfg.neighbor.iter().enumerate() {
             let mac = parse_mac(&n.mac).map_err(|e| format!("{file}: neighbor[{i}].mac: {e}"))?;

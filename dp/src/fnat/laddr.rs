@@ -111,6 +111,31 @@ impl Default for LaddrConfig {
     }
 }
 
+impl LaddrConfig {
+    /// Whether `workers` workers can share this range: it is not empty, has
+    /// no port 0, and gives every worker at least one port.
+    pub fn check(&self, workers: u16) -> Result<(), LaddrError> {
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(LaddrError::BadWorkers);
+        }
+        let (first, last) = (*self.ports.start(), *self.ports.end());
+        if first == 0 || first > last {
+            return Err(LaddrError::BadRange);
+        }
+        // Every worker needs a port, or its share of new connections could never
+        // be made. Class c first appears at the first port >= first with low bits
+        // c, so each class (hence each worker) is present once the range spans
+        // PORT_CLASSES ports; below that, check the classes that are there.
+        let span = u32::from(last - first) + 1;
+        if span < u32::from(PORT_CLASSES)
+            && (0..workers).any(|w| !(first..=last).any(|p| owner_of_port(p, workers) == w))
+        {
+            return Err(LaddrError::RangeTooSmall);
+        }
+        Ok(())
+    }
+}
+
 /// One LIP's ports owned by one worker.
 #[derive(Debug)]
 struct LipPorts {
@@ -226,23 +251,10 @@ impl LaddrPool {
     /// The pool of worker `worker` of `workers` over `lips`. Allocates; call
     /// from the control path.
     pub fn new(lips: &[Ipv4Addr], cfg: &LaddrConfig, worker: u16, workers: u16) -> Result<Self, LaddrError> {
-        if workers == 0 || workers > MAX_WORKERS || worker >= workers {
+        if worker >= workers {
             return Err(LaddrError::BadWorkers);
         }
-        let (first, last) = (*cfg.ports.start(), *cfg.ports.end());
-        if first == 0 || first > last {
-            return Err(LaddrError::BadRange);
-        }
-        // Every worker needs a port, or its share of new connections could never
-        // be made. Class c first appears at the first port >= first with low bits
-        // c, so each class (hence each worker) is present once the range spans
-        // PORT_CLASSES ports; below that, check the classes that are there.
-        let span = u32::from(last - first) + 1;
-        if span < u32::from(PORT_CLASSES)
-            && (0..workers).any(|w| !(first..=last).any(|p| owner_of_port(p, workers) == w))
-        {
-            return Err(LaddrError::RangeTooSmall);
-        }
+        cfg.check(workers)?;
         Ok(LaddrPool {
             worker,
             workers,
