@@ -155,6 +155,18 @@ impl CtlTransport for ShmTransport {
         Ok(total)
     }
 
+    fn workers(&mut self) -> anyhow::Result<Vec<crate::adm::WorkerCounters>> {
+        let reader = self.stats()?;
+        let mut block = rvs_proto::statsarea::WorkerStatsBlock::new_boxed();
+        let mut out = Vec::new();
+        for w in 0..reader.workers() {
+            if reader.read_into(w, &mut block) {
+                out.push(crate::adm::WorkerCounters::from_block(w as u32, &block));
+            }
+        }
+        Ok(out)
+    }
+
     fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
         match self.stats()?.read_kernel() {
             Some(b) => Ok(b),

@@ -6,7 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use rvs_cp::adm::{run, CtlTransport, LocalTransport};
+use rvs_cp::adm::{run, CtlTransport, LocalTransport, WorkerCounters};
 use rvs_proto::command::{ClientAddr, Command, ConnInfo, LaddrSpec, Reply};
 use rvs_proto::types::{ForwardMethod, Proto, ServiceKey};
 
@@ -406,4 +406,43 @@ fn connections_show_the_local_address_of_fullnat_entries() {
          pro expire state       source             virtual            destination\n\
          TCP 05:00  ESTABLISHED 203.0.113.9:1234   192.168.1.100:81   10.0.1.1:81\n"
     );
+}
+
+#[test]
+fn workers_show_fullnat_replies_by_path() {
+    let mut t = fixture();
+    let w = |worker: u32, direct: u64, redirected: u64| WorkerCounters {
+        worker,
+        rx_pkts: 1000 + u64::from(worker),
+        tx_pkts: 990,
+        redirects_sent: 7,
+        redirects_received: 8,
+        conns_created: 100,
+        conn_table_used: 40,
+        fnat_in: 700,
+        fnat_out: direct + redirected,
+        fnat_replies_direct: direct,
+        fnat_replies_redirected: redirected,
+        toa_inserted: 300,
+        toa_skipped: 1,
+        proxy_inserted: 0,
+    };
+    t.workers = vec![w(0, 245, 255), w(1, 250, 250)];
+    assert_eq!(
+        ok(&mut t, "--workers"),
+        "\
+Worker         RxPkts         TxPkts     RedirOut      RedirIn     ConnsNew   ConnsNow
+0                1000            990            7            8          100         40
+1                1001            990            7            8          100         40
+FNAT               In            Out    RepDirect     RepRedir       ToaIns    ToaSkip   ProxyHdr
+0                 700            500          245          255          300          1          0
+1                 700            500          250          250          300          1          0
+"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&mut t, "--workers --json")).unwrap();
+    assert_eq!(v[1]["fnat_replies_direct"], 250);
+    assert_eq!(v[0]["fnat_replies_redirected"], 255);
+    // With another listing option, or on a command that is not a listing: refused.
+    assert_eq!(rvsadm(&mut t, "--workers --drops").code, 2);
+    assert_eq!(rvsadm(&mut t, "-A -t 10.0.0.1:80 --workers").code, 2);
 }

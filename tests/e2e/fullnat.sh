@@ -24,8 +24,8 @@
 #    is dropped for want of its connection, and rvs-dp's exit report counts
 #    the FULLNAT replies each worker owned by the path they came (straight
 #    from the NIC queue, or redirected by the other worker); rvs-cp's
-#    /metrics (rvs_fnat_replies_total{worker,path}), read live once traffic
-#    stopped, shows the same figures.
+#    /metrics (rvs_fnat_replies_total{worker,path}) and rvsadm --workers,
+#    read live once traffic stopped, show the same figures.
 # 3. A one-LIP pool (64,512 local ports with one worker) exhausted by an
 #    hping3 random-source SYN flood: a rate-limited 4 MB download started
 #    before goes on and arrives intact; new connections are refused while the
@@ -308,6 +308,11 @@ live_path() {  # live_path WORKER PATH: rvs_fnat_replies_total{worker,path} from
   sed -n "s/^rvs_fnat_replies_total{worker=\"$1\",path=\"$2\"} \([0-9]*\).*/\1/p" "$work/metrics2" 2>/dev/null | head -1
 }
 grep '^rvs_fnat_replies_total' "$work/metrics2" 2>/dev/null
+adm --workers >"$work/workers2" || true
+cat "$work/workers2"
+adm_path() {  # adm_path WORKER: "direct/redirected" from rvsadm --workers' FNAT table
+  awk -v w="$1" '$1 == "FNAT" {f = 1; next} f && $1 == w {print $4 "/" $5}' "$work/workers2"
+}
 stop_cp
 "$LAB" down >/dev/null
 log=/tmp/$RVS_LAB-lab-last-dp.log
@@ -322,6 +327,7 @@ for w in 0 1; do
   # Traffic had stopped when /metrics was read: the live counters are the final ones.
   expect_eq "$(live_path $w direct)/$(live_path $w redirected)" "$d/$r" \
     "worker $w: /metrics' rvs_fnat_replies_total{path=direct/redirected} match the exit report"
+  expect_eq "$(adm_path $w)" "$d/$r" "worker $w: rvsadm --workers' RepDirect/RepRedir match the exit report"
   direct=$((direct + d)); redirected=$((redirected + r))
 done
 [ "$((direct + redirected))" -gt 0 ] && ok "replies counted by path: direct $direct, redirected $redirected" \

@@ -414,6 +414,51 @@ pub fn latency(workers: &[WorkerLatency]) -> String {
     out
 }
 
+/// `rvsadm --workers` (rvs only): one line per worker for its packets,
+/// redirects and connections, then one per worker for FULLNAT: packets each
+/// way, the replies it owned by the way they came (from its own queue,
+/// through another worker's redirect ring), TOA options inserted and
+/// skipped, PROXY headers sent.
+pub fn workers(ws: &[super::WorkerCounters]) -> String {
+    let mut out = format!(
+        "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10}\n",
+        "Worker", "RxPkts", "TxPkts", "RedirOut", "RedirIn", "ConnsNew", "ConnsNow"
+    );
+    for w in ws {
+        let _ = writeln!(
+            out,
+            "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10}",
+            w.worker,
+            w.rx_pkts,
+            w.tx_pkts,
+            w.redirects_sent,
+            w.redirects_received,
+            w.conns_created,
+            w.conn_table_used
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "FNAT", "In", "Out", "RepDirect", "RepRedir", "ToaIns", "ToaSkip", "ProxyHdr"
+    );
+    for w in ws {
+        let _ = writeln!(
+            out,
+            "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            w.worker,
+            w.fnat_in,
+            w.fnat_out,
+            w.fnat_replies_direct,
+            w.fnat_replies_redirected,
+            w.toa_inserted,
+            w.toa_skipped,
+            w.proxy_inserted
+        );
+    }
+    out
+}
+
 /// `rvsadm --drops`: every reason with a non-zero count, in the data plane's
 /// order, and the total.
 pub fn drops(d: &[u64; DropReason::COUNT]) -> String {

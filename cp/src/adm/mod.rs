@@ -46,6 +46,53 @@ pub trait CtlTransport {
     fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
         anyhow::bail!("this data plane reports no kernel interface counters")
     }
+
+    /// Each worker's last published counters (rvs-dp's stats area), workers
+    /// caught mid-publish left out.
+    fn workers(&mut self) -> anyhow::Result<Vec<WorkerCounters>> {
+        anyhow::bail!("this data plane reports no worker counters")
+    }
+}
+
+/// One worker's counters as `--workers` shows them: packets, redirects,
+/// connections, and FULLNAT's (see `WorkerStatsBlock`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCounters {
+    pub worker: u32,
+    pub rx_pkts: u64,
+    pub tx_pkts: u64,
+    pub redirects_sent: u64,
+    pub redirects_received: u64,
+    pub conns_created: u64,
+    pub conn_table_used: u64,
+    pub fnat_in: u64,
+    pub fnat_out: u64,
+    pub fnat_replies_direct: u64,
+    pub fnat_replies_redirected: u64,
+    pub toa_inserted: u64,
+    pub toa_skipped: u64,
+    pub proxy_inserted: u64,
+}
+
+impl WorkerCounters {
+    pub fn from_block(worker: u32, b: &rvs_proto::statsarea::WorkerStatsBlock) -> Self {
+        WorkerCounters {
+            worker,
+            rx_pkts: b.rx_pkts,
+            tx_pkts: b.tx_pkts,
+            redirects_sent: b.redirects_sent,
+            redirects_received: b.redirects_received,
+            conns_created: b.conns_created,
+            conn_table_used: b.conn_table_used,
+            fnat_in: b.fnat_in,
+            fnat_out: b.fnat_out,
+            fnat_replies_direct: b.fnat_replies_direct,
+            fnat_replies_redirected: b.fnat_replies_redirected,
+            toa_inserted: b.toa_inserted,
+            toa_skipped: b.toa_skipped,
+            proxy_inserted: b.proxy_inserted,
+        }
+    }
 }
 
 /// Counters of one real server, as the data plane would report them.
@@ -74,6 +121,7 @@ pub struct LocalTransport {
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
     pub kernel: KernelStatsBlock,
+    pub workers: Vec<WorkerCounters>,
     /// What the data plane owns (every VIP unless a test says otherwise).
     pub owned: OwnedAddrs,
     pub conn_tab_size: u32,
@@ -92,6 +140,7 @@ impl Default for LocalTransport {
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
             kernel: KernelStatsBlock::default(),
+            workers: Vec::new(),
             owned: OwnedAddrs::all(),
             // The kernel's default connection table size (2^12).
             conn_tab_size: 4096,
@@ -197,6 +246,9 @@ impl CtlTransport for LocalTransport {
     fn kernel(&mut self) -> anyhow::Result<KernelStatsBlock> {
         Ok(self.kernel)
     }
+    fn workers(&mut self) -> anyhow::Result<Vec<WorkerCounters>> {
+        Ok(self.workers.clone())
+    }
 }
 
 const USAGE: &str = "\
@@ -217,6 +269,7 @@ Usage:
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
   rvsadm --drops [--json]
+  rvsadm --workers [--json]
   rvsadm --kernel [--json]
   rvsadm --start-daemon state --mcast-interface interface [daemon-options]
   rvsadm --stop-daemon state
@@ -421,6 +474,23 @@ pub fn run(
                 2
             }
         },
+        Action::List(ListWhat::Workers, opts) => match transport.workers() {
+            Ok(w) if opts.json => {
+                out(
+                    stdout,
+                    &(serde_json::to_string_pretty(&w).unwrap_or_default() + "\n"),
+                );
+                0
+            }
+            Ok(w) => {
+                out(stdout, &format::workers(&w));
+                0
+            }
+            Err(e) => {
+                out(stderr, &format!("rvsadm: cannot reach the data plane: {e:#}\n"));
+                2
+            }
+        },
         Action::List(ListWhat::Kernel, opts) => {
             let block = match transport.kernel() {
                 Ok(b) => b,
@@ -490,7 +560,7 @@ pub fn run(
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
                 ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
                 // Answered by the arms above.
-                ListWhat::Drops | ListWhat::Kernel | ListWhat::Laddrs(_) => return 1,
+                ListWhat::Drops | ListWhat::Kernel | ListWhat::Workers | ListWhat::Laddrs(_) => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,

@@ -82,6 +82,8 @@ pub enum ListWhat {
     Daemons,
     /// `--kernel` (rvs only): the exception path's counters, VIP ownership
     Kernel,
+    /// `--workers` (rvs only): each worker's packet, redirect and FULLNAT counters
+    Workers,
     /// `--get-laddr`/`-G [-t VIP:port]` (DPVS's): local addresses of one
     /// service, or of every service.
     Laddrs(Option<ServiceKey>),
@@ -207,7 +209,8 @@ mod opt {
     pub const IFNAME: usize = 34;
     pub const PROXY_PROTOCOL: usize = 35;
     pub const TOA: usize = 36;
-    pub const COUNT: usize = 37;
+    pub const WORKERS: usize = 37;
+    pub const COUNT: usize = 38;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -247,30 +250,31 @@ mod opt {
         "ifname",
         "proxy-protocol",
         "toa",
+        "workers",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j z F p t
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j z F p t w
     //                               c             o t a h c o x   n y s a a r c y y g p t     p o
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx xx  ",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxxxxxx",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxxxxxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     xxxxx",
-        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx xx  x",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxxxxxx1",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     xxxxxx",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         // DPVS's table, except that `--del-laddr` does not need `-F` (a
         // local address belongs to one service, so the address says which).
-        Cmd::AddLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx++xx",
-        Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
-        Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx",
+        Cmd::AddLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx++xxx",
+        Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xxx",
+        Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxx",
     }
 }
 
@@ -310,6 +314,7 @@ enum Id {
     Latency,
     Drops,
     Kernel,
+    Workers,
     SynProxy,
     Laddr,
     Ifname,
@@ -393,6 +398,7 @@ static OPTIONS: &[OptSpec] = &[
     o("latency", None, Arg::None, Id::Latency),
     o("drops", None, Arg::None, Id::Drops),
     o("kernel", None, Arg::None, Id::Kernel),
+    o("workers", None, Arg::None, Id::Workers),
     o("syn-proxy", Some('j'), Arg::Required, Id::SynProxy),
     // DPVS's FULLNAT commands and options. `-b` is FULLNAT only on a real
     // server command (see `FULLNAT_B`); `--fullnat` is always.
@@ -883,6 +889,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
             Id::Latency => st.set_option(opt::LATENCY)?,
             Id::Drops => st.set_option(opt::DROPS)?,
             Id::Kernel => st.set_option(opt::KERNEL)?,
+            Id::Workers => st.set_option(opt::WORKERS)?,
             Id::SynProxy => {
                 st.set_option(opt::SYN_PROXY)?;
                 st.syn_proxy = match v.as_str() {
@@ -986,7 +993,9 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
     let cmd = match st.cmd {
         Some(c) => c,
         // `rvsadm --latency` alone reads as a listing.
-        None if st.set[opt::LATENCY] || st.set[opt::DROPS] || st.set[opt::KERNEL] => Cmd::List,
+        None if st.set[opt::LATENCY] || st.set[opt::DROPS] || st.set[opt::KERNEL] || st.set[opt::WORKERS] => {
+            Cmd::List
+        }
         None => return popt_fail(TRY_HELP),
     };
 
@@ -1145,7 +1154,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
         Cmd::List => {
             let s = &st.set;
-            let own = s[opt::LATENCY] || s[opt::DROPS] || s[opt::KERNEL];
+            let own = s[opt::LATENCY] || s[opt::DROPS] || s[opt::KERNEL] || s[opt::WORKERS];
             if ((s[opt::CONNECTION] || s[opt::TIMEOUT] || own)
                 && (s[opt::STATS] || s[opt::RATE] || s[opt::THRESHOLDS]))
                 || ((s[opt::TIMEOUT] || own) && s[opt::PERSISTENTCONN])
@@ -1164,6 +1173,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 ListWhat::Drops
             } else if s[opt::KERNEL] {
                 ListWhat::Kernel
+            } else if s[opt::WORKERS] {
+                ListWhat::Workers
             } else if s[opt::DAEMON] {
                 ListWhat::Daemons
             } else {
@@ -1743,7 +1754,15 @@ mod tests {
             json: true,
             ..ListOpts::default()
         };
-        assert_eq!(ok("-L --kernel --json"), Action::List(ListWhat::Kernel, json));
+        assert_eq!(
+            ok("-L --kernel --json"),
+            Action::List(ListWhat::Kernel, json.clone())
+        );
+        assert_eq!(
+            ok("--workers"),
+            Action::List(ListWhat::Workers, ListOpts::default())
+        );
+        assert_eq!(ok("-L --workers --json"), Action::List(ListWhat::Workers, json));
         assert_eq!(
             ok("-Ln -t 10.0.0.1:80"),
             Action::List(ListWhat::Service(tcp("10.0.0.1", 80)), n)
