@@ -19,7 +19,8 @@
 #      local_address_group with a range, laddr_group_name): the table, the
 #      spread, TOA inserted (as DPVS, on FNAT TCP), a SIGHUP that changes
 #      only the local addresses, and /metrics' rvs_laddr_connections;
-#    - (one arm) rvs-dp applies an rvs.toml FULLNAT service with laddrs at start.
+#    - (one arm) rvs-dp applies an rvs.toml FULLNAT service with laddrs at start,
+#      and its [fullnat] port range is the one the servers see.
 # 2. Two workers: 200 requests from 8 client addresses all succeed, no reply
 #    is dropped for want of its connection, and rvs-dp's exit report counts
 #    the FULLNAT replies each worker owned by the path they came (straight
@@ -272,12 +273,21 @@ laddrs = [{ address = "10.1.0.203", port = "lan" }]
 [[virtual_server.real_server]]
 address = "$(rs_addr 1)"
 port = 80
+
+[fullnat]
+lport_min = 20000
+lport_max = 20999
+hold_s = 30
 EOF
 "$LAB" restart-dp >/dev/null
 for _ in $(seq 50); do adm -Ln -t $VIP:81 >/dev/null 2>&1 && break; sleep 0.2; done
 expect_eq "$(adm -G -t $VIP:81 | awk '$1 ~ /^10\.1\.0\.[0-9]+$/ {print $1}')" "10.1.0.203" "rvs.toml's local address in -G"
 expect_eq "$(client curl -s -m 3 http://$VIP:81/peer | awk '{split($2, a, ":"); print $1, a[1]}')" "s1 10.1.0.203" \
   "rvs.toml's FULLNAT service forwards from its local address"
+lports=$(client bash -c "for i in \$(seq 5); do curl -s -m 3 http://$VIP:81/peer; echo; done" | awk '{split($2, a, ":"); print a[2]}')
+echo "   local ports seen by the server: $(echo $lports)"
+inrange=$(awk '$1 >= 20000 && $1 <= 20999' <<<"$lports" | wc -l)
+expect_eq "$inrange" 5 "rvs.toml's [fullnat] lport_min..lport_max: every local port in 20000..20999"
 
 # ---------------------------------------------------------------- two workers
 say "two workers: lab up (fnat, 2 workers)"
