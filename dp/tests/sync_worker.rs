@@ -221,6 +221,7 @@ fn entry(rip: Ipv4Addr, rport: u16, state: SyncState) -> SyncEvent {
         fwd: ForwardMethod::Nat,
         state,
         inactive: false,
+        proxy: None,
     }
 }
 
