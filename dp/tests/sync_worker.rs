@@ -631,3 +631,43 @@ fn a_malformed_resync_page_is_refused_whole_and_counted() {
     assert_eq!(bfwd.conns.len(), 3);
     assert_eq!(bulk.handed(), 3);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// A resync page damaged anywhere (a byte changed, bytes cut off, a count
+    /// off by some): refused whole with nothing handed to the workers, or
+    /// accepted whole with exactly the entries it states. Never a panic,
+    /// never part of a page.
+    #[test]
+    fn a_damaged_page_is_refused_whole_or_installed_whole(
+        at in 0usize..400, byte: u8, cut in 0usize..8, skew in -2i64..=2,
+    ) {
+        let events: Vec<SyncEvent> = (0..8u16)
+            .map(|p| SyncEvent { cport: 46000 + p, ..entry(rs_ip(1), 8080, SyncState::Tcp(TcpState::Established)) })
+            .collect();
+        let (n, mut page) = rvs_dp::sync::bulk::encode_page(&events, 1 << 20);
+        let i = at % page.len();
+        page[i] = byte;
+        page.truncate(page.len() - cut);
+        let count = (i64::from(n) + skew).max(0) as u32;
+        let b = director(ForwardMethod::Nat, false);
+        let mut bulk = Bulk::default();
+        let req = BulkRequest::Install { count, entries: &page }.to_bytes();
+        let reply = bulk.serve(&b.shared, BulkRequest::parse(&req).unwrap());
+        let ring = &b.shared.sync.inbound[0];
+        match serde_json::from_slice::<Reply>(&reply).unwrap() {
+            Reply::Ok => {
+                // Entries the decoder skipped one by one (a damaged protocol or
+                // state) are counted; the rest are whole.
+                let skipped: u64 = bulk.refused().iter()
+                    .filter(|(k, _)| !k.ends_with("pages_refused")).map(|(_, v)| *v).sum();
+                proptest::prop_assert_eq!(ring.len() as u64 + skipped, u64::from(count));
+            }
+            Reply::Error(IpvsError::SyncPageRefused(_)) => {
+                proptest::prop_assert!(ring.is_empty());
+                proptest::prop_assert!(bulk.refused()["resync_pages_refused"] == 1);
+            }
+            r => proptest::prop_assert!(false, "{r:?}"),
+        }
+    }
+}

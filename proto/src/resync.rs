@@ -294,6 +294,33 @@ impl<'a> ListPage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives: a header, a request or a page is read or refused,
+        /// never a panic, and what is read is within its limits.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), magic: bool) {
+            let mut b = bytes.clone();
+            if magic {
+                b.splice(0..0, BULK_MAGIC);
+            }
+            if let Some(Ok(BulkRequest::Install { count, entries })) = BulkRequest::parse(&b) {
+                prop_assert!(plausible(count, entries.len() as u32));
+            }
+            if let Some(Ok(p)) = ListPage::parse(&b) {
+                prop_assert!(u64::from(p.offset) + u64::from(p.count) <= u64::from(p.total));
+            }
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            for (d, s) in h.iter_mut().zip(&bytes) {
+                *d = *s;
+            }
+            if let Ok(f) = FrameHeader::parse(&h) {
+                prop_assert!(f.len <= MAX_FRAME_BYTES);
+                prop_assert_eq!(FrameHeader::parse(&f.to_bytes()), Ok(f));
+            }
+        }
+    }
 
     #[test]
     fn frame_headers_round_trip_and_bad_ones_are_refused() {
