@@ -1,7 +1,7 @@
 //! Shared setup of the core benchmarks and the profiling driver: a director
-//! with two ports, one VIP carrying a NAT, a DR and a TUN service (rr over three
-//! real servers), clients behind a router, and a worker's table filled with
-//! ESTABLISHED flows.
+//! with two ports, one VIP carrying a NAT, a DR, a TUN and a FULLNAT service
+//! (rr over three real servers; FULLNAT from one local address), clients
+//! behind a router, and a worker's table filled with ESTABLISHED flows.
 
 #![allow(dead_code)]
 
@@ -31,6 +31,9 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
 pub const NAT_PORT: u16 = 80;
 pub const DR_PORT: u16 = 81;
 pub const TUN_PORT: u16 = 82;
+pub const FNAT_PORT: u16 = 83;
+/// The FULLNAT service's local address, on port 1.
+pub const LIP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 200);
 pub const RS_NAT_PORT: u16 = 8080;
 /// Head room above N for the new-connection bench: SYNs go in batches of
 /// this size, and the batch is removed again outside the timed section.
@@ -54,19 +57,28 @@ pub fn client(i: u32, syn_range: bool) -> (Ipv4Addr, u16) {
 pub fn shared() -> Arc<Shared> {
     let mut neighbours = vec![(CLIENT_GW, GW_MAC)];
     neighbours.extend((1..=3).map(|i| (rs_ip(i), MacAddr([2, 0, 0, 0, 2, i]))));
-    let mut dir = LabDirector::new(
+    let mut dir = LabDirector::new_with(
         vec![port(P0_MAC, DIP0, 1500), port(P1_MAC, DIP1, 1500)],
         &[(Ipv4Addr::new(172, 16, 0, 0), 12, CLIENT_GW)],
         &neighbours,
         1,
         CoreOptions::default(),
+        // No TIME_WAIT hold: the new-connection cases free their ports
+        // outside the timed section and lease them again at once.
+        |s| {
+            s.with_laddr_config(rvs_dp::fnat::laddr::LaddrConfig {
+                ports: 1024..=65535,
+                hold: 0,
+            })
+        },
     );
     for (vport, method) in [
         (NAT_PORT, ForwardMethod::Nat),
         (DR_PORT, ForwardMethod::Dr),
         (TUN_PORT, ForwardMethod::Tun),
+        (FNAT_PORT, ForwardMethod::FullNat),
     ] {
-        let rport = if method == ForwardMethod::Nat {
+        let rport = if matches!(method, ForwardMethod::Nat | ForwardMethod::FullNat) {
             RS_NAT_PORT
         } else {
             vport
@@ -74,6 +86,15 @@ pub fn shared() -> Arc<Shared> {
         let key = dir.service(Proto::Tcp, VIP, vport, "rr", None);
         for i in 1..=3 {
             dir.real_server(key, rs_ip(i), rport, 1, method);
+        }
+        if method == ForwardMethod::FullNat {
+            dir.apply(rvs_proto::command::Command::AddLaddr(
+                key,
+                rvs_proto::command::LaddrSpec {
+                    addr: LIP,
+                    port_name: "port1".into(),
+                },
+            ));
         }
     }
     dir.shared
@@ -186,6 +207,7 @@ pub fn send(f: &mut Forwarder, port: u16, frame: &[u8], buf: &mut VecBuf) -> Ver
 /// each ends ESTABLISHED). Returns each flow's real server.
 pub fn open_flows(f: &mut Forwarder, n: u32, vport: u16) -> Vec<(Ipv4Addr, u16)> {
     let nat = vport == NAT_PORT;
+    let fnat = vport == FNAT_PORT;
     let mut buf = VecBuf::new(&[0u8; FRAME_LEN]);
     let mut fr = [0u8; 64];
     let mut rs = Vec::with_capacity(n as usize);
@@ -204,6 +226,11 @@ pub fn open_flows(f: &mut Forwarder, n: u32, vport: u16) -> Vec<(Ipv4Addr, u16)>
             tcp_frame(P1_MAC, rip, cip, rport, cport, SYN | ACK, &mut fr);
             assert_eq!(send(f, 1, &fr, &mut buf), Verdict::Forward { port: 0 });
         }
+        if fnat {
+            let (lip, lport) = fnat_laddr(f, cip, cport);
+            tcp_frame(P1_MAC, rip, lip, rport, lport, SYN | ACK, &mut fr);
+            assert_eq!(send(f, 1, &fr, &mut buf), Verdict::Forward { port: 0 });
+        }
         tcp_frame(P0_MAC, cip, VIP, cport, vport, ACK, &mut fr);
         assert_eq!(send(f, 0, &fr, &mut buf), Verdict::Forward { port: 1 });
     }
@@ -215,6 +242,29 @@ pub fn open_flows(f: &mut Forwarder, n: u32, vport: u16) -> Vec<(Ipv4Addr, u16)>
         .count();
     assert_eq!(established, n as usize, "every flow ESTABLISHED");
     rs
+}
+
+/// The local address FULLNAT flow `cip:cport` leaves with.
+pub fn fnat_laddr(f: &Forwarder, cip: Ipv4Addr, cport: u16) -> (Ipv4Addr, u16) {
+    let s = f
+        .conns
+        .lookup_in(FlowKey::new(Proto::Tcp, cip, cport, VIP, FNAT_PORT), NOW)
+        .and_then(|id| f.conns.fnat(id))
+        .expect("a FULLNAT connection");
+    (s.laddr.lip, s.laddr.lport)
+}
+
+/// The real servers' replies to FULLNAT flows opened by `open_flows`
+/// (RIP:rport → LIP:lport), in `flow_frames`' shuffled order.
+pub fn fnat_replies(f: &Forwarder, n: u32, rs: &[(Ipv4Addr, u16)]) -> Frames {
+    let mut outs = Frames::with_capacity(n as usize);
+    for &i in &shuffled(n) {
+        let (cip, cport) = client(i, false);
+        let (lip, lport) = fnat_laddr(f, cip, cport);
+        let (rip, rport) = rs[i as usize];
+        outs.push(|b| tcp_frame(P1_MAC, rip, lip, rport, lport, ACK, b));
+    }
+    outs
 }
 
 /// One more ACK per flow opened by `open_flows`, in a shuffled order: client

@@ -2,7 +2,8 @@
 //! in a plain loop, no criterion around it.
 //!
 //! cargo bench -p rvs-dp --bench profile_core --no-run, then run the binary
-//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst|nat_in_hwcsum|nat_new_hwcsum>
+//! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst|nat_in_hwcsum|nat_new_hwcsum
+//! |fnat_in|fnat_out|fnat_new>
 //! <connections> <packets>
 //!
 //! The `_burst` cases go through `Forwarder::process_burst` in bursts of 32,
@@ -27,6 +28,7 @@ fn main() {
     let vport = match case {
         "dr_in" | "dr_in_burst" => DR_PORT,
         "tun_in" => TUN_PORT,
+        "fnat_in" | "fnat_out" | "fnat_new" => FNAT_PORT,
         _ => NAT_PORT,
     };
     let rs = open_flows(&mut f, n, vport);
@@ -34,7 +36,11 @@ fn main() {
     let mut cur = 0;
     let t = match case {
         "nat_out" => run(&mut f, 1, outs.as_ref().expect("NAT replies"), &mut cur, packets),
-        "nat_new" | "nat_new_hwcsum" => {
+        "fnat_out" => {
+            let outs = fnat_replies(&f, n, &rs);
+            run(&mut f, 1, &outs, &mut cur, packets)
+        }
+        "nat_new" | "nat_new_hwcsum" | "fnat_new" => {
             let mut t = std::time::Duration::ZERO;
             let mut buf = VecBuf::new(&[0u8; FRAME_LEN]);
             if case == "nat_new_hwcsum" {
@@ -48,19 +54,21 @@ fn main() {
                 let start = std::time::Instant::now();
                 for j in 0..k {
                     let (cip, cport) = client(j, true);
-                    tcp_frame(P0_MAC, cip, VIP, cport, NAT_PORT, SYN, &mut fr);
+                    tcp_frame(P0_MAC, cip, VIP, cport, vport, SYN, &mut fr);
                     std::hint::black_box(send(&mut f, 0, &fr, &mut buf));
                 }
                 t += start.elapsed();
                 for j in 0..k {
                     let (cip, cport) = client(j, true);
                     if let Some(id) = f.conns.lookup_in(
-                        FlowKey::new(rvs_dp::service::Proto::Tcp, cip, cport, VIP, NAT_PORT),
+                        FlowKey::new(rvs_dp::service::Proto::Tcp, cip, cport, VIP, vport),
                         NOW,
                     ) {
                         f.conns.remove(id);
                     }
                 }
+                // FULLNAT's freed ports back to the pool, untimed too.
+                f.housekeeping(0);
                 done += u64::from(k);
             }
             t

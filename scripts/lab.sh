@@ -2,7 +2,7 @@
 # A netns lab: a client, the director running rvs-dp on af_packet vdevs, and
 # three real servers (HTTP on :80 naming themselves, UDP echo on :53).
 #
-#   lab.sh up [nat|dr|tun] [--workers N] [--conn-capacity N]
+#   lab.sh up [nat|dr|tun|fnat|fnat1] [--workers N] [--conn-capacity N]
 #                                          build it and start rvs-dp (conn_capacity:
 #                                          per worker, 65536 unless given)
 #   lab.sh down                            remove everything it made
@@ -14,6 +14,11 @@
 #      the VIP 10.1.0.100 also on each server's lo, with ARP for it suppressed.
 # tun: as dr, but the director sends IP-in-IP; the servers decapsulate with XDP
 #      (this kernel has no ipip module) and hold the VIP on lo. MTU 1520 inside.
+# fnat: as nat, but the servers have no default route: nothing to the clients,
+#      only their own subnet, where FULLNAT's local addresses (10.2.0.200-254) live.
+# fnat1: one arm, as dr's bridge, but the servers hold 10.1.0.11-13/32 and a route
+#      to 10.1.0.200/29 only (FULLNAT's local addresses): no route to the client,
+#      though on its link. rp_filter off, so they answer the director's ARP.
 # The director's kernel holds no addresses: rvs-dp owns d0/d1 through af_packet.
 # nat also gives the director's kernel a management address, 10.2.0.2 on m0,
 # on the servers' bridge, for rvs-cp's health checks.
@@ -94,7 +99,7 @@ up() {
       *) echo "unknown option $1" >&2; exit 2 ;;
     esac
   done
-  case $mode in nat|dr|tun) ;; *) echo "mode must be nat, dr or tun" >&2; exit 2 ;; esac
+  case $mode in nat|dr|tun|fnat|fnat1) ;; *) echo "mode must be nat, dr, tun, fnat or fnat1" >&2; exit 2 ;; esac
   [ -x "$RVS_DP" ] || { echo "no rvs-dp at $RVS_DP: cargo build --release --features dpdk" >&2; exit 1; }
   down
   mkdir -p "$state"
@@ -111,7 +116,7 @@ up() {
   local qp=""
   [ "$workers" -gt 1 ] && qp=",qpairs=$workers"
   local i=0
-  if [ "$mode" = nat ]; then
+  if [ "$mode" = nat ] || [ "$mode" = fnat ]; then
     MTU=1500 mkveth "$NS_C" eth0 "$NS_D" d0 1500
     nsx "$NS_C" ip link set eth0 address 02:00:0a:01:00:0a
     nsx "$NS_C" ip addr add 10.1.0.10/24 dev eth0
@@ -128,7 +133,7 @@ up() {
       mkveth "$L-$s" eth0 "$NS_SW" "b$s"
       nsx "$NS_SW" ip link set "b$s" master br0
       nsx "$L-$s" ip addr add "10.2.0.1$i/24" dev eth0
-      nsx "$L-$s" ip route add default via 10.2.0.1
+      [ "$mode" = fnat ] || nsx "$L-$s" ip route add default via 10.2.0.1
     done
   else
     mkveth "$NS_C" eth0 "$NS_SW" bc
@@ -141,6 +146,12 @@ up() {
       i=$((i + 1))
       mkveth "$L-$s" eth0 "$NS_SW" "b$s"
       nsx "$NS_SW" ip link set "b$s" master br0
+      if [ "$mode" = fnat1 ]; then
+        nsx "$L-$s" ip addr add "10.1.0.1$i/32" dev eth0
+        nsx "$L-$s" ip route add 10.1.0.200/29 dev eth0
+        nsx "$L-$s" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0
+        continue
+      fi
       nsx "$L-$s" ip addr add "10.1.0.1$i/24" dev eth0
       if [ "$mode" = dr ]; then
         nsx "$L-$s" "$here/realserver.sh" start dr "$VIP"
@@ -171,7 +182,7 @@ up() {
     echo "conn_capacity = $capacity"
     echo "idle_sleep_us = 20"
     echo
-    if [ "$mode" = nat ]; then
+    if [ "$mode" = nat ] || [ "$mode" = fnat ]; then
       printf '[[port]]\nname = "client"\ndevice = "net_af_packet0,iface=d0%s"\naddress = "10.1.0.1/24"\n\n' "$qp"
       printf '[[port]]\nname = "servers"\ndevice = "net_af_packet1,iface=d1%s"\naddress = "10.2.0.1/24"\n' "$qp"
     else
@@ -206,5 +217,5 @@ case "${1:-}" in
     node=${2:?node}; shift 2
     case $node in c) ns=$NS_C ;; d) ns=$NS_D ;; s[123]) ns=$L-$node ;; *) echo "node: c d s1 s2 s3" >&2; exit 2 ;; esac
     nsx "$ns" "$@" ;;
-  *) echo "usage: $0 up [nat|dr|tun] [--workers N] [--conn-capacity N] | down | exec NODE CMD..." >&2; exit 2 ;;
+  *) echo "usage: $0 up [nat|dr|tun|fnat|fnat1] [--workers N] [--conn-capacity N] | down | exec NODE CMD..." >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 """A lab real server: HTTP on a TCP port and a UDP echo, both naming themselves.
 
 HTTP:  GET /            -> "NAME\n"
+       GET /peer        -> "NAME PEERADDR:PEERPORT\n" (who the connection came from)
        GET /blob?size=N -> N deterministic bytes (header X-Server: NAME)
        GET /slow?secs=S -> streams one line per 0.2 s for S seconds
        GET /health      -> 200 "ok" unless the file FAILFLAG exists (then 503)
@@ -55,6 +56,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(u.query)
         if u.path == "/":
             self.reply(200, f"{NAME}\n".encode())
+        elif u.path == "/peer":
+            a, p = self.client_address[:2]
+            self.reply(200, f"{NAME} {a}:{p}\n".encode())
         elif u.path == "/health":
             if os.path.exists(FAILFLAG):
                 self.reply(503, b"failing\n")

@@ -54,6 +54,7 @@ run "dr, failover with keepalived (two directors)" tests/e2e/ha_failover.sh dr
 run "nat, connection sync: kill -9 of the master, resync and takeback keep every stream" tests/e2e/ha_sync.sh nat
 run "dr, connection sync: kill -9 of the master, resync and takeback keep every stream" tests/e2e/ha_sync.sh dr
 run "nat, SYN flood" tests/e2e/syn_flood.sh
+run "fullnat: two arms, one arm, PROXY v2, 2 workers, LIP exhaustion" tests/e2e/fullnat.sh
 run "nat, port reuse under draining (wrk)" tests/e2e/port_reuse.sh nat
 run "dr, port reuse under draining (wrk)" tests/e2e/port_reuse.sh dr
 run "IPv4 fragments on net_pcap" tests/pcap/fragments.sh

@@ -24,6 +24,11 @@
 //!   check) to the delay_loop; HTTP_GET `path` to `/` and `status_code` to
 //!   `[200]`.
 //! - `inhibit_on_failure` of a real server overrides its virtual server's.
+//! - FULLNAT (DPVS's keepalived): `lb_kind = "FNAT"`, the service's local
+//!   addresses `laddrs = [{ address, port }]` (its `local_address_group`) and
+//!   `client_addr` (`"none"`, `"toa"`, `"proxy-v1"`, `"proxy-v2"`; DPVS's
+//!   `proxy_protocol`). Local addresses do not depend on health: they stay
+//!   while the service exists.
 //!
 //! An operator's keepalived.conf (`rvs_cp::keepalived`) loads into the same
 //! `CpConfig` through `from_config`, with keepalived's own defaults where
@@ -35,8 +40,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_dp::config::{parse_endpoint, Config, ConfigError};
-use rvs_proto::command::{DestSpec, ServiceSpec, SyncDaemonSpec};
+use rvs_dp::config::{parse_client_addr, parse_endpoint, Config, ConfigError};
+use rvs_proto::command::{DestSpec, LaddrSpec, ServiceSpec, SyncDaemonSpec};
 use rvs_proto::types::{ForwardMethod, ServiceKey};
 use serde::Deserialize;
 
@@ -140,6 +145,9 @@ pub struct ServiceDef {
     /// Added (weight 1) while the quorum is lost.
     pub sorry: Option<DestSpec>,
     pub reals: Vec<RealDef>,
+    /// FULLNAT local addresses, in the order configured (always in the
+    /// service, whatever the health of its real servers).
+    pub laddrs: Vec<LaddrSpec>,
 }
 
 impl ServiceDef {
@@ -185,6 +193,9 @@ impl CpConfig {
             // Protocol, lb_kind and sched_flags were validated by Config::load;
             // the spec is built the same way rvs-dp builds it at start.
             let kind: ForwardMethod = vs.lb_kind.parse().map_err(|p| bad(k("lb_kind"), p))?;
+            if let Some(c) = &vs.client_addr {
+                parse_client_addr(c).map_err(|p| bad(k("client_addr"), p))?;
+            }
             let spec = vs.service_spec().map_err(|p| bad(k("protocol"), p))?;
             if let Some(t) = vs.persistence_timeout {
                 if t == 0 || t > rvs_proto::command::MAX_TIMEOUT_S {
@@ -196,7 +207,7 @@ impl CpConfig {
                     return Err(bad(
                         what,
                         format!(
-                            "port {} differs from the virtual port {}: only NAT can change the port",
+                            "port {} differs from the virtual port {}: only NAT and FNAT can change the port",
                             d.port, vs.port
                         ),
                     ));
@@ -261,6 +272,7 @@ impl CpConfig {
                 hysteresis: vs.hysteresis,
                 sorry,
                 reals,
+                laddrs: vs.laddr_specs(),
             });
         }
         Ok(CpConfig {
@@ -644,5 +656,116 @@ rise = 3
         assert!(e.contains("misc_check.misc_path: is required"), "{e}");
         // rvs-dp, which runs no check, still reads the same file.
         assert!(rvs_dp::config::Config::from_str_named(CFG, "rvs.toml").is_ok());
+    }
+
+    const FNAT: &str = r#"
+[[port]]
+name = "outside"
+device = "net_af_packet0,iface=veth0"
+address = "10.1.0.1/24"
+[[port]]
+name = "inside"
+device = "net_af_packet1,iface=veth1"
+address = "10.2.0.1/24"
+
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+lb_algo = "wrr"
+lb_kind = "FNAT"
+client_addr = "proxy-v2"
+laddrs = [{ address = "10.2.0.201", port = "inside" }, { address = "10.2.0.202", port = "inside" }]
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+port = 8080
+weight = 3
+
+[[virtual_server]]
+address = "10.1.0.100"
+port = 53
+protocol = "UDP"
+lb_kind = "fullnat"
+[[virtual_server.laddrs]]
+address = "10.1.0.203"
+port = "outside"
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+"#;
+
+    /// FULLNAT in rvs.toml: FNAT real servers (which may change the port),
+    /// the client address mode and the local addresses, in order.
+    #[test]
+    fn fullnat_services_carry_laddrs_and_client_addr() {
+        use rvs_proto::command::ClientAddr;
+        let c = CpConfig::from_str_named(FNAT, "rvs.toml").unwrap();
+        let web = &c.services[0];
+        assert_eq!(web.spec.client_addr, ClientAddr::ProxyV2);
+        assert_eq!(web.reals[0].dest.method, ForwardMethod::FullNat);
+        assert_eq!(web.reals[0].dest.port, 8080);
+        let lips: Vec<(String, &str)> = (web.laddrs.iter())
+            .map(|l| (l.addr.to_string(), l.port_name.as_str()))
+            .collect();
+        assert_eq!(
+            lips,
+            [("10.2.0.201".into(), "inside"), ("10.2.0.202".into(), "inside")]
+        );
+        let dns = &c.services[1];
+        assert_eq!(dns.spec.client_addr, ClientAddr::None);
+        assert_eq!(dns.reals[0].dest.method, ForwardMethod::FullNat);
+        assert_eq!(dns.laddrs[0].port_name, "outside");
+        // rvs-dp applies the same at start: the local addresses are in its commands.
+        let dp = rvs_dp::config::Config::from_str_named(FNAT, "rvs.toml").unwrap();
+        let adds = (dp.ipvs_commands().unwrap().into_iter())
+            .filter(|(_, c)| matches!(c, rvs_proto::command::Command::AddLaddr(..)))
+            .count();
+        assert_eq!(adds, 3);
+    }
+
+    #[test]
+    fn fullnat_errors_name_the_key() {
+        let e = err(&FNAT.replace("\"proxy-v2\"", "\"proxy-v3\""));
+        assert_eq!(
+            e,
+            "rvs.toml: virtual_server[0] (10.1.0.100:80).client_addr: unknown client_addr 'proxy-v3' (none, toa, proxy-v1 or proxy-v2)"
+        );
+        let e = err(&FNAT.replace("port = \"outside\"", "port = \"dmz\""));
+        assert_eq!(
+            e,
+            "rvs.toml: virtual_server[1] (10.1.0.100:53).laddrs[0] (10.1.0.203).port: no [[port]] is named 'dmz'"
+        );
+        let e = err(&FNAT.replace("10.2.0.202", "10.3.0.202"));
+        assert!(
+            e.contains("virtual_server[0] (10.1.0.100:80).laddrs[1] (10.3.0.202).address")
+                && e.contains("not on port 'inside''s subnet 10.2.0.1/24"),
+            "{e}"
+        );
+        // One service per local address (the model's rule), named by key.
+        let e = err(&FNAT.replace(
+            "10.1.0.203\"\nport = \"outside\"",
+            "10.2.0.201\"\nport = \"inside\"",
+        ));
+        assert!(
+            e.contains("virtual_server[1] (10.1.0.100:53).laddrs[0] (10.2.0.201)")
+                && e.contains("already used by service TCP 10.1.0.100:80"),
+            "{e}"
+        );
+        let e = err(&FNAT.replace(
+            "lb_kind = \"fullnat\"",
+            "lb_kind = \"fullnat\"\nclient_addr = \"toa\"",
+        ));
+        assert!(e.contains("TCP only, not UDP"), "{e}");
+        let e = err(&FNAT.replace("lb_kind = \"FNAT\"", "lb_kind = \"NAT\""));
+        assert!(
+            e.contains("virtual_server[0].real_server[0] (10.2.0.11)")
+                && e.contains("need FULLNAT (-b) real servers"),
+            "{e}"
+        );
+        let e = err(&FNAT.replace(
+            "laddrs = [{ address = \"10.2.0.201\", port = \"inside\" }",
+            "laddrs = [{ address = \"10.2.0.201\", port = \"inside\", weight = 1 }",
+        ));
+        assert!(e.contains("unknown field `weight`"), "{e}");
+        let e = err(&FNAT.replace("lb_kind = \"FNAT\"", "lb_kind = \"SNAT\""));
+        assert!(e.contains("lb_kind") && e.contains("fnat"), "{e}");
     }
 }

@@ -152,6 +152,8 @@ pub fn describe(c: &Command) -> String {
         Command::AddDest(k, d) => format!("add {}:{} to {k} (weight {})", d.rip, d.port, d.weight),
         Command::EditDest(k, d) => format!("edit {}:{} of {k} (weight {})", d.rip, d.port, d.weight),
         Command::DelDest(k, ip, port) => format!("remove {ip}:{port} from {k}"),
+        Command::AddLaddr(k, l) => format!("add local address {} (port {}) to {k}", l.addr, l.port_name),
+        Command::DelLaddr(k, ip) => format!("remove local address {ip} from {k}"),
         other => format!("{other:?}"),
     }
 }
@@ -836,6 +838,27 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_address_commands_are_logged_by_name() {
+        let k = rvs_proto::types::ServiceKey {
+            proto: rvs_proto::types::Proto::Tcp,
+            vip: "10.1.0.100".parse().unwrap(),
+            port: 80,
+        };
+        let l = rvs_proto::command::LaddrSpec {
+            addr: "10.2.0.201".parse().unwrap(),
+            port_name: "inside".into(),
+        };
+        assert_eq!(
+            describe(&Command::AddLaddr(k, l)),
+            "add local address 10.2.0.201 (port inside) to TCP 10.1.0.100:80"
+        );
+        assert_eq!(
+            describe(&Command::DelLaddr(k, "10.2.0.201".parse().unwrap())),
+            "remove local address 10.2.0.201 from TCP 10.1.0.100:80"
+        );
+    }
 
     /// `--metrics-listen` wins over the file, for either kind of file.
     #[test]

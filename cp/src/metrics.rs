@@ -27,6 +27,11 @@
 //! | `kernel_packets` | counter | port, iface, direction (`up`: to the kernel interface, `down`: from it to the wire) |
 //! | `kernel_dropped` | counter | port, iface, reason (`up_ratelimited`, `up_txfull`, `down_bad`, `down_txfull`) |
 //! | `vip_owned` | gauge | vip (each VIP of a configured service, 1 owned / 0 not) |
+//! | `laddr_connections` | gauge | proto, vip, port, laddr (FULLNAT: connections holding a port of the local address) |
+//! | `laddr_exhausted` | counter | proto, vip, port, laddr (FULLNAT: new connections refused, no free port on it) |
+//!
+//! `drops{reason="laddr_exhausted"}` is the same refusal summed over the
+//! workers, as every drop reason.
 //!
 //! Counters get the `_total` suffix in the text, as OpenMetrics wants.
 
@@ -186,6 +191,14 @@ struct KernelDropLabels {
     port: String,
     iface: String,
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaddrLabels {
+    proto: String,
+    vip: String,
+    port: String,
+    laddr: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -360,6 +373,18 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         "Whether this director owns the VIP now (answers ARP for it, forwards it): 1 owned, 0 not",
         vip_owned.clone(),
     );
+    let laddr_conns = Gauges::<LaddrLabels>::default();
+    let laddr_exhausted = Counters::<LaddrLabels>::default();
+    reg.register(
+        "laddr_connections",
+        "FULLNAT: connections holding a port of the local address, all workers",
+        laddr_conns.clone(),
+    );
+    reg.register(
+        "laddr_exhausted",
+        "FULLNAT: new connections refused because no port of the local address was free",
+        laddr_exhausted.clone(),
+    );
     let quantiles = FGauges::<QuantileLabels>::default();
     reg.register(
         "packet_latency_quantile_seconds",
@@ -460,6 +485,18 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
                     vip: si.spec.vip.to_string(),
                 };
                 vip_owned.get_or_create(&l).set(owned as i64);
+            }
+        }
+        for (k, ls) in &s.laddrs {
+            for li in ls {
+                let l = LaddrLabels {
+                    proto: k.proto.to_string(),
+                    vip: k.vip.to_string(),
+                    port: k.port.to_string(),
+                    laddr: li.spec.addr.to_string(),
+                };
+                laddr_conns.get_or_create(&l).set(li.conns as i64);
+                counter(&laddr_exhausted, &l, li.exhausted);
             }
         }
         if !s.latency_hdr.is_empty() {
@@ -633,6 +670,7 @@ mod tests {
             services,
             workers: Vec::new(),
             kernel,
+            laddrs: Vec::new(),
             latency: LatencyHist::default(),
             latency_hdr: crate::hlog::new_histogram(),
             interval: crate::hlog::new_histogram(),
@@ -647,6 +685,7 @@ mod tests {
             rates: Default::default(),
             dests: Vec::new(),
             owned,
+            laddrs: Vec::new(),
         }
     }
 
@@ -730,6 +769,68 @@ mod tests {
             samples(&text, "rvs_vip_owned"),
             [r#"rvs_vip_owned{vip="10.1.0.100"} 1"#]
         );
+    }
+
+    /// FULLNAT: each local address's connections and refusals, and the
+    /// refusals summed over the workers among the drop reasons.
+    #[test]
+    fn local_addresses_are_rendered() {
+        use crate::stats::WorkerSnap;
+        use rvs_proto::command::{LaddrInfo, LaddrSpec};
+        let mut snap = snapshot(vec![service("10.1.0.100", 80, Some(true))], vec![]);
+        let key = snap.services[0].spec.key();
+        let info = |a: &str, conns, exhausted| LaddrInfo {
+            spec: LaddrSpec {
+                addr: a.parse().unwrap(),
+                port_name: "inside".into(),
+            },
+            conns,
+            exhausted,
+        };
+        snap.laddrs = vec![(key, vec![info("10.2.0.201", 1200, 7), info("10.2.0.202", 34, 0)])];
+        let worker = |w: usize, n: u64| {
+            let mut drops = [0; DropReason::COUNT];
+            drops[DropReason::LaddrExhausted as usize] = n;
+            WorkerSnap {
+                worker: w,
+                rx_pkts: 0,
+                rx_bytes: 0,
+                tx_pkts: 0,
+                tx_bytes: 0,
+                rx_pps: 0.0,
+                tx_pps: 0.0,
+                redirects_sent: 0,
+                redirects_received: 0,
+                conns_created: 0,
+                conn_table_used: 0,
+                conn_table_size: 0,
+                embryonic_evicted: 0,
+                drops,
+            }
+        };
+        snap.workers = vec![worker(0, 3), worker(1, 4)];
+        let text = render(Some(&snap), &[]);
+        assert!(text.contains("# TYPE rvs_laddr_connections gauge\n"), "{text}");
+        assert!(text.contains("# TYPE rvs_laddr_exhausted counter\n"), "{text}");
+        let mut conns = samples(&text, "rvs_laddr_connections");
+        conns.sort();
+        assert_eq!(
+            conns,
+            [
+                r#"rvs_laddr_connections{proto="TCP",vip="10.1.0.100",port="80",laddr="10.2.0.201"} 1200"#,
+                r#"rvs_laddr_connections{proto="TCP",vip="10.1.0.100",port="80",laddr="10.2.0.202"} 34"#,
+            ]
+        );
+        assert!(samples(&text, "rvs_laddr_exhausted_total").contains(
+            &r#"rvs_laddr_exhausted_total{proto="TCP",vip="10.1.0.100",port="80",laddr="10.2.0.201"} 7"#
+        ));
+        assert!(samples(&text, "rvs_drops_total").contains(&r#"rvs_drops_total{reason="laddr_exhausted"} 7"#));
+        // Without FULLNAT services, no samples.
+        let text = render(
+            Some(&snapshot(vec![service("10.1.0.100", 80, Some(true))], vec![])),
+            &[],
+        );
+        assert!(samples(&text, "rvs_laddr_connections").is_empty());
     }
 
     #[test]

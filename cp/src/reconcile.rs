@@ -7,15 +7,16 @@
 //! health changes and rvs-cp restarts. A restarted rvs-dp lists nothing, so
 //! the same comparison re-applies everything.
 //!
-//! rvs-cp owns the services of its file: it adds, edits and deletes them and
-//! their real servers (an extra real server added by hand to such a service is
-//! removed at the next compare). Services not in the file are never touched,
+//! rvs-cp owns the services of its file: it adds, edits and deletes them,
+//! their real servers and their FULLNAT local addresses (an extra real server
+//! or local address added by hand to such a service is removed at the next
+//! compare). Services not in the file are never touched,
 //! except those it removed from the file (`retired`), which it deletes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use rvs_proto::command::{Command, DestSpec, ServiceInfo};
+use rvs_proto::command::{ClientAddr, Command, DestSpec, ServiceInfo, ServiceSpec};
 use rvs_proto::ipvs::ServiceRules;
 use rvs_proto::types::ServiceKey;
 
@@ -70,7 +71,7 @@ pub fn desired_service(def: &ServiceDef, up: &dyn Fn(&RealId) -> bool, quorum_up
     ServiceRules {
         spec: def.spec.clone(),
         dests,
-        laddrs: Vec::new(),
+        laddrs: def.laddrs.clone(),
     }
 }
 
@@ -98,23 +99,53 @@ pub fn initial_table(cfg: &CpConfig) -> Table {
         .collect()
 }
 
+/// True if `want` asks more of the real servers than `have`: a SYN proxy
+/// (NAT only) or a client address header (FULLNAT only) turned on. Such an
+/// edit goes after the real servers' changes, every other edit before them.
+fn demands_more(have: &ServiceSpec, want: &ServiceSpec) -> bool {
+    (want.syn_proxy && !have.syn_proxy)
+        || (want.client_addr != ClientAddr::None && have.client_addr == ClientAddr::None)
+}
+
 /// The commands that turn `current` into `desired` for the services rvs-cp
-/// owns, and delete the `retired` ones. Order: services first, then real
-/// servers added, edited, removed (adding before removing, so a swap to the
-/// sorry server never leaves the service empty), then retired services.
+/// owns, and delete the `retired` ones. Order: local addresses removed
+/// (those of retired services too, so an address can move to another
+/// service in one reload), services added or edited, then real servers
+/// added, edited, removed (adding before removing, so a swap to the sorry
+/// server never leaves the service empty), the service edits that need the
+/// new real servers (`demands_more`), local addresses added, and last the
+/// retired services. A local address is matched by address and port name:
+/// one that moves to another port is removed and added again.
 pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<ServiceKey>) -> Vec<Command> {
     let now: BTreeMap<ServiceKey, &ServiceInfo> = current.iter().map(|s| (s.spec.key(), s)).collect();
     let (mut svc, mut add, mut edit, mut del, mut gone) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ldel, mut late, mut ladd) = (Vec::new(), Vec::new(), Vec::new());
     for (key, want) in desired {
         match now.get(key) {
             None => {
                 svc.push(Command::AddService(want.spec.clone()));
                 add.extend(want.dests.iter().map(|d| Command::AddDest(*key, d.clone())));
+                ladd.extend(want.laddrs.iter().map(|l| Command::AddLaddr(*key, l.clone())));
             }
             Some(have) => {
                 if have.spec != want.spec {
-                    svc.push(Command::EditService(want.spec.clone()));
+                    let edit = Command::EditService(want.spec.clone());
+                    if demands_more(&have.spec, &want.spec) {
+                        late.push(edit);
+                    } else {
+                        svc.push(edit);
+                    }
+                }
+                for l in &have.laddrs {
+                    if !want.laddrs.contains(l) {
+                        ldel.push(Command::DelLaddr(*key, l.addr));
+                    }
+                }
+                for l in &want.laddrs {
+                    if !have.laddrs.contains(l) {
+                        ladd.push(Command::AddLaddr(*key, l.clone()));
+                    }
                 }
                 // Indexed by (RIP, port): a scan per real server would make a
                 // 10,000-real-server service 10^8 comparisons.
@@ -140,14 +171,18 @@ pub fn plan(desired: &Table, current: &[ServiceInfo], retired: &BTreeSet<Service
         }
     }
     for key in retired {
-        if !desired.contains_key(key) && now.contains_key(key) {
+        if let (false, Some(have)) = (desired.contains_key(key), now.get(key)) {
+            ldel.extend(have.laddrs.iter().map(|l| Command::DelLaddr(*key, l.addr)));
             gone.push(Command::DelService(*key));
         }
     }
-    svc.into_iter()
+    ldel.into_iter()
+        .chain(svc)
         .chain(add)
         .chain(edit)
         .chain(del)
+        .chain(late)
+        .chain(ladd)
         .chain(gone)
         .collect()
 }
@@ -238,5 +273,153 @@ inhibit_on_failure = true
         m.apply(&Command::AddService(other)).unwrap();
         let cmds = plan(&Table::new(), &m.list(), &BTreeSet::from([key]));
         assert_eq!(cmds, vec![Command::DelService(key)]);
+    }
+
+    const FNAT: &str = r#"
+[[port]]
+name = "inside"
+device = "net_af_packet1,iface=veth1"
+address = "10.2.0.1/24"
+[[virtual_server]]
+address = "10.1.0.100"
+port = 80
+lb_kind = "FNAT"
+client_addr = "proxy-v2"
+laddrs = [{ address = "10.2.0.201", port = "inside" }, { address = "10.2.0.202", port = "inside" }]
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+[[virtual_server]]
+address = "10.1.0.100"
+port = 443
+lb_kind = "FNAT"
+laddrs = [{ address = "10.2.0.203", port = "inside" }]
+[[virtual_server.real_server]]
+address = "10.2.0.11"
+"#;
+
+    fn table(text: &str) -> Table {
+        let c = CpConfig::from_str_named(text, "t").unwrap();
+        let up = |_: &RealId| true;
+        c.services
+            .iter()
+            .map(|s| (s.key(), desired_service(s, &up, true)))
+            .collect()
+    }
+
+    /// Applies `plan` to `m` as rvs-cp does (one transaction) and checks
+    /// that a second plan is empty.
+    fn converge(want: &Table, m: &mut IpvsConfig, retired: &BTreeSet<ServiceKey>) -> Vec<Command> {
+        let cmds = plan(want, &m.list(), retired);
+        m.apply(&Command::Restore(cmds.clone()))
+            .unwrap_or_else(|e| panic!("{cmds:?}: {e}"));
+        assert!(plan(want, &m.list(), retired).is_empty(), "converged");
+        cmds
+    }
+
+    #[test]
+    fn local_addresses_are_desired_whatever_the_health() {
+        let c = CpConfig::from_str_named(FNAT, "t").unwrap();
+        let down = |_: &RealId| false;
+        let d = desired_service(&c.services[0], &down, false);
+        assert!(d.dests.is_empty());
+        assert_eq!(d.laddrs, c.services[0].laddrs);
+        assert_eq!(d.laddrs.len(), 2);
+    }
+
+    #[test]
+    fn plan_adds_and_removes_local_addresses_by_difference() {
+        let mut m = IpvsConfig::new();
+        let want = table(FNAT);
+        let cmds = converge(&want, &mut m, &BTreeSet::new());
+        let adds = cmds.iter().filter(|c| matches!(c, Command::AddLaddr(..))).count();
+        assert_eq!(adds, 3);
+        let k80 = *want.keys().find(|k| k.port == 80).unwrap();
+        let k443 = *want.keys().find(|k| k.port == 443).unwrap();
+
+        // One address removed, one moved to the other service, one moved to
+        // another port name: only those change; the rest is not touched.
+        let next = FNAT
+            .replace(", { address = \"10.2.0.202\", port = \"inside\" }]", "]")
+            .replace(
+                "laddrs = [{ address = \"10.2.0.203\", port = \"inside\" }]",
+                "laddrs = [{ address = \"10.2.0.203\", port = \"inside\" }, { address = \"10.2.0.202\", port = \"inside\" }]",
+            );
+        let cmds = converge(&table(&next), &mut m, &BTreeSet::new());
+        assert_eq!(
+            cmds,
+            vec![
+                Command::DelLaddr(k80, "10.2.0.202".parse().unwrap()),
+                Command::AddLaddr(
+                    k443,
+                    rvs_proto::command::LaddrSpec {
+                        addr: "10.2.0.202".parse().unwrap(),
+                        port_name: "inside".into()
+                    }
+                ),
+            ]
+        );
+        // A service rvs-cp does not own keeps its local addresses.
+        let other = rvs_proto::command::ServiceSpec::new(
+            rvs_proto::types::Proto::Tcp,
+            "10.9.9.9".parse().unwrap(),
+            80,
+        );
+        let okey = other.key();
+        m.apply(&Command::AddService(other)).unwrap();
+        let lip = rvs_proto::command::LaddrSpec {
+            addr: "10.2.0.250".parse().unwrap(),
+            port_name: "inside".into(),
+        };
+        m.apply(&Command::AddLaddr(okey, lip.clone())).unwrap();
+        assert!(plan(&table(&next), &m.list(), &BTreeSet::new()).is_empty());
+
+        // A retired service's addresses are freed before they are given to
+        // another service, in the same transaction.
+        let moved = next.replace("10.2.0.201", "10.2.0.203").replace(
+            "laddrs = [{ address = \"10.2.0.203\", port = \"inside\" }, { address = \"10.2.0.202\", port = \"inside\" }]\n[[virtual_server.real_server]]\naddress = \"10.2.0.11\"\n",
+            "",
+        );
+        let mut only80 = table(&moved);
+        only80.retain(|k, _| *k == k80);
+        let cmds = converge(&only80, &mut m, &BTreeSet::from([k443]));
+        let at = |want: &dyn Fn(&Command) -> bool| cmds.iter().position(want).unwrap();
+        let freed =
+            at(&|c| matches!(c, Command::DelLaddr(k, a) if *k == k443 && a.to_string() == "10.2.0.203"));
+        let given =
+            at(&|c| matches!(c, Command::AddLaddr(k, l) if *k == k80 && l.addr.to_string() == "10.2.0.203"));
+        assert!(freed < given, "{cmds:?}");
+        assert_eq!(cmds.last(), Some(&Command::DelService(k443)));
+        assert_eq!(m.service(&k80).unwrap().laddrs[0].addr.to_string(), "10.2.0.203");
+        assert_eq!(m.service(&okey).unwrap().laddrs, vec![lip]);
+    }
+
+    /// Turning PROXY protocol on while the real servers become FULLNAT:
+    /// the service edit waits for them (the model refuses it before).
+    #[test]
+    fn a_client_address_header_is_turned_on_after_the_real_servers() {
+        let nat = "[[virtual_server]]\naddress = \"10.1.0.100\"\nport = 80\nlb_kind = \"NAT\"\n[[virtual_server.real_server]]\naddress = \"10.2.0.11\"\n";
+        let mut m = IpvsConfig::new();
+        converge(&table(nat), &mut m, &BTreeSet::new());
+        let fnat = nat.replace("\"NAT\"", "\"FNAT\"\nclient_addr = \"toa\"");
+        let cmds = converge(&table(&fnat), &mut m, &BTreeSet::new());
+        assert!(
+            matches!(&cmds[..], [Command::EditDest(..), Command::EditService(_)]),
+            "{cmds:?}"
+        );
+        // And back: the service edit goes first.
+        let cmds = converge(&table(nat), &mut m, &BTreeSet::new());
+        assert!(
+            matches!(&cmds[..], [Command::EditService(_), Command::EditDest(..)]),
+            "{cmds:?}"
+        );
+        // The same rule for a SYN proxy (NAT real servers only), from DR.
+        let dr = nat.replace("\"NAT\"", "\"DR\"");
+        converge(&table(&dr), &mut m, &BTreeSet::new());
+        let proxied = nat.replace("port = 80\n", "port = 80\nsyn_proxy = true\n");
+        let cmds = converge(&table(&proxied), &mut m, &BTreeSet::new());
+        assert!(
+            matches!(&cmds[..], [Command::EditDest(..), Command::EditService(s)] if s.syn_proxy),
+            "{cmds:?}"
+        );
     }
 }

@@ -65,6 +65,10 @@ pub fn save_text(table: &Table) -> Result<String, String> {
             ipvs.apply(&Command::AddDest(key, d.clone()))
                 .map_err(|e| format!("{key}: {}:{}: {e}", d.rip, d.port))?;
         }
+        for l in &rules.laddrs {
+            ipvs.apply(&Command::AddLaddr(key, l.clone()))
+                .map_err(|e| format!("{key}: local address {}: {e}", l.addr))?;
+        }
     }
     Ok(format::save(&ipvs.list()))
 }

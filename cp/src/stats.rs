@@ -1,8 +1,10 @@
 //! Reads rvs-dp's counters every `stats_interval`: the `List` reply (per
 //! service and real server counters, and whether each VIP is owned), each
 //! worker's stats block (packets, drops by reason, redirects, latency) and
-//! the exception path's block (per kernel interface), computes rates, and
-//! hands a `Snapshot` to the metrics endpoint and the latency log.
+//! the exception path's block (per kernel interface), the use of each
+//! FULLNAT local address (`GetLaddr`, for the services that have any),
+//! computes rates, and hands a `Snapshot` to the metrics endpoint and the
+//! latency log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,12 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use rvs_proto::command::ServiceInfo;
+use rvs_proto::command::{Command, LaddrInfo, Reply, ServiceInfo};
 use rvs_proto::latency::LatencyHist;
 use rvs_proto::statsarea::{KernelPortStats, WorkerStatsBlock};
-use rvs_proto::types::DropReason;
+use rvs_proto::types::{DropReason, ServiceKey};
 
-use crate::adm::exchange::list_services;
+use crate::adm::exchange::{ask, list_services};
 use crate::config::ControlSettings;
 use crate::hlog::{self, HlogWriter};
 use crate::transport::ShmTransport;
@@ -51,6 +53,8 @@ pub struct Snapshot {
     /// Each port with a kernel interface: frames up, down, dropped by reason
     /// (empty without kernel interfaces, or if the block could not be read).
     pub kernel: Vec<KernelPortStats>,
+    /// Each service with local addresses, and their use (`GetLaddr`).
+    pub laddrs: Vec<(ServiceKey, Vec<LaddrInfo>)>,
     /// All workers' latency since they started.
     pub latency: LatencyHist,
     /// The same as an HdrHistogram (bucket midpoints).
@@ -78,6 +82,14 @@ impl Collector {
     pub fn collect(&mut self, t: &mut ShmTransport) -> Result<Snapshot, String> {
         // Paged: one reply of a big table would not fit the ring.
         let services = list_services(t).map_err(|e| e.to_string())?;
+        // One request per FULLNAT service; a service removed meanwhile is skipped.
+        let mut laddrs = Vec::new();
+        for s in services.iter().filter(|s| !s.laddrs.is_empty()) {
+            let key = s.spec.key();
+            if let Ok(Reply::Laddrs(l)) = ask(t, &Command::GetLaddr(key)) {
+                laddrs.push((key, l));
+            }
+        }
         let reader = t.stats().map_err(|e| e.to_string())?;
         let n = reader.workers();
         self.prev.resize(n, None);
@@ -130,6 +142,7 @@ impl Collector {
             services,
             workers,
             kernel,
+            laddrs,
             latency,
             latency_hdr,
             interval,

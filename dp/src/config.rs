@@ -341,7 +341,8 @@ pub struct VirtualServerConfig {
     pub protocol: String,
     #[serde(default = "default_algo")]
     pub lb_algo: String,
-    /// Default forward method of the real servers: NAT, DR or TUN.
+    /// Default forward method of the real servers: NAT, DR, TUN or FNAT
+    /// (FULLNAT, also "FULLNAT").
     #[serde(default = "default_kind")]
     pub lb_kind: String,
     /// Scheduler flags as ipvsadm -b: "sh-port,sh-fallback".
@@ -352,6 +353,16 @@ pub struct VirtualServerConfig {
     /// SYN proxy (ipvsadm -j enable): SYNs answered with cookies; NAT only.
     #[serde(default)]
     pub syn_proxy: bool,
+    /// FULLNAT: what tells the real servers the client's address: "none"
+    /// (the default), "toa", "proxy-v1" or "proxy-v2" (TCP services, FNAT
+    /// real servers only).
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// FULLNAT local addresses (DPVS's `--add-laddr`), in this order:
+    /// `laddrs = [{ address = "10.2.0.201", port = "inside" }]`, `port`
+    /// naming the `[[port]]` whose subnet holds the address.
+    #[serde(default)]
+    pub laddrs: Vec<LaddrConfig>,
     /// Minimum total weight of healthy real servers for the service to be up.
     #[serde(default = "default_quorum")]
     pub quorum: u32,
@@ -385,6 +396,29 @@ fn default_delay() -> f64 {
 }
 fn default_weight() -> u32 {
     1
+}
+
+/// One FULLNAT local address of a virtual server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrConfig {
+    pub address: Ipv4Addr,
+    /// The `[[port]]` (its `name`) the address lives on.
+    pub port: String,
+}
+
+/// `client_addr`'s words.
+pub fn parse_client_addr(s: &str) -> Result<rvs_proto::command::ClientAddr, String> {
+    use rvs_proto::command::ClientAddr;
+    match s.to_ascii_lowercase().as_str() {
+        "none" => Ok(ClientAddr::None),
+        "toa" => Ok(ClientAddr::Toa),
+        "proxy-v1" => Ok(ClientAddr::ProxyV1),
+        "proxy-v2" => Ok(ClientAddr::ProxyV2),
+        _ => Err(format!(
+            "unknown client_addr '{s}' (none, toa, proxy-v1 or proxy-v2)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -423,7 +457,20 @@ impl VirtualServerConfig {
             s.netmask = m;
         }
         s.syn_proxy = self.syn_proxy;
+        if let Some(c) = &self.client_addr {
+            s.client_addr = parse_client_addr(c)?;
+        }
         Ok(s)
+    }
+
+    /// The local addresses as the control ABI has them.
+    pub fn laddr_specs(&self) -> Vec<rvs_proto::command::LaddrSpec> {
+        (self.laddrs.iter())
+            .map(|l| rvs_proto::command::LaddrSpec {
+                addr: l.address,
+                port_name: l.port.clone(),
+            })
+            .collect()
     }
 
     /// The ipvsadm real server for `rs`, with this block's defaults.
@@ -597,6 +644,24 @@ impl Config {
             if let Some(s) = &vs.sorry_server {
                 parse_endpoint(s).map_err(|p| bad(k("sorry_server"), p))?;
             }
+            if let Some(c) = &vs.client_addr {
+                parse_client_addr(c).map_err(|p| bad(k("client_addr"), p))?;
+            }
+            for (j, l) in vs.laddrs.iter().enumerate() {
+                let lk = |f: &str| k(&format!("laddrs[{j}] ({}).{f}", l.address));
+                let Some(p) = ports.iter().find(|p| p.name == l.port) else {
+                    return Err(bad(lk("port"), format!("no [[port]] is named '{}'", l.port)));
+                };
+                if !same_subnet(p.addr, l.address, p.prefix_len) {
+                    return Err(bad(
+                        lk("address"),
+                        format!(
+                            "is not on port '{}''s subnet {}/{}: replies to it would not reach the director",
+                            p.name, p.addr, p.prefix_len
+                        ),
+                    ));
+                }
+            }
             let mut rs_seen = Vec::new();
             for (j, rs) in vs.real_server.iter().enumerate() {
                 let rk = |f: &str| format!("virtual_server[{i}].real_server[{j}] ({}).{f}", rs.address);
@@ -684,6 +749,13 @@ impl Config {
                 let rk = format!("virtual_server[{i}].real_server[{j}] ({})", rs.address);
                 let d = vs.dest_spec(rs).map_err(|e| (rk.clone(), e))?;
                 cmds.push((rk, Command::AddDest(key, d)));
+            }
+            for (j, l) in vs.laddr_specs().into_iter().enumerate() {
+                let lk = format!(
+                    "virtual_server[{i}] ({}:{}).laddrs[{j}] ({})",
+                    vs.address, vs.port, l.addr
+                );
+                cmds.push((lk, Command::AddLaddr(key, l)));
             }
         }
         Ok(cmds)

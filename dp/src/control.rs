@@ -19,14 +19,16 @@ use rvs_proto::ring::CtlServer;
 
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
+use crate::fnat::stats::LaddrStats;
 use crate::sched::{self, SchedOptions};
 use crate::service::{
-    DestStats, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals, VirtualService,
-    WorkerTraffic,
+    DestStats, LocalAddress, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals,
+    VirtualService, WorkerTraffic,
 };
 use crate::sync::{SyncDaemons, SyncParams};
 use rvs_proto::command::{
-    Command, ConnInfo, DestInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+    Command, ConnInfo, DestInfo, IpvsError, LaddrInfo, LaddrSpec, OwnedAddrs, Rates, Reply, ServiceInfo,
+    WorkerLatency,
 };
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
@@ -92,6 +94,8 @@ pub struct ControlPlane {
     pub sync: SyncDaemons,
     /// Full resync's listings and installs (`rvs_proto::resync`).
     pub bulk: crate::sync::bulk::Bulk,
+    /// Every local address's port and counters, while configured or in use.
+    laddr_stats: HashMap<Ipv4Addr, (u16, Arc<LaddrStats>)>,
 }
 
 impl ControlPlane {
@@ -110,6 +114,7 @@ impl ControlPlane {
             sessions: Sessions::default(),
             sync: SyncDaemons::new(shared, SyncParams::default()),
             bulk: Default::default(),
+            laddr_stats: HashMap::new(),
         }
     }
 
@@ -154,17 +159,11 @@ impl ControlPlane {
         let mut services = Vec::with_capacity(cfg.services().len());
         for vs in cfg.services() {
             let key = vs.spec.key();
-            // Until the FULLNAT path is in the forwarding core (see `fnat`).
-            if let Some(d) = vs
-                .dests
+            let laddrs = vs
+                .laddrs
                 .iter()
-                .find(|d| d.method == crate::service::ForwardMethod::FullNat)
-            {
-                return Err(IpvsError::Unsupported(format!(
-                    "FULLNAT (-b) real server {}:{}: not forwarded by this build yet",
-                    d.rip, d.port
-                )));
-            }
+                .map(|l| self.local_address(l))
+                .collect::<Result<Vec<_>, _>>()?;
             let dests: Vec<RealServer> = vs
                 .dests
                 .iter()
@@ -208,12 +207,66 @@ impl ControlPlane {
                 }),
                 syn_proxy: vs.spec.syn_proxy,
                 dests,
+                laddrs,
+                client_addr: vs.spec.client_addr,
                 stats,
                 sched,
             });
         }
+        // LIPs no service has any more: kept (owned, not allocated from)
+        // while connections use them; forgotten at the first build after.
+        let configured: std::collections::HashSet<Ipv4Addr> = cfg
+            .services()
+            .iter()
+            .flat_map(|s| s.laddrs.iter().map(|l| l.addr))
+            .collect();
+        self.laddr_stats
+            .retain(|a, (_, st)| configured.contains(a) || st.conns() > 0);
+        let retired = (self.laddr_stats.iter())
+            .filter(|(a, _)| !configured.contains(a))
+            .map(|(&addr, (port, stats))| LocalAddress {
+                addr,
+                port: *port,
+                stats: stats.clone(),
+            })
+            .collect();
         self.generation += 1;
-        Ok(ServiceTable::new(self.generation, services))
+        Ok(ServiceTable::new(self.generation, services).with_retired_lips(retired))
+    }
+
+    /// A service's local address, resolved to its port: the port named must
+    /// exist and the LIP be on its subnet (and not be the port's own address).
+    fn local_address(&mut self, l: &LaddrSpec) -> Result<LocalAddress, IpvsError> {
+        let bad = || IpvsError::LaddrNotOnPort {
+            addr: l.addr,
+            port_name: l.port_name.clone(),
+        };
+        let port = self.shared.port_named(&l.port_name).ok_or_else(bad)?;
+        let info = self.shared.ports.get(port as usize).ok_or_else(bad)?;
+        if !info.on_link(l.addr) || info.addr == l.addr {
+            return Err(bad());
+        }
+        let workers = self.shared.workers as usize;
+        let (p, stats) = self
+            .laddr_stats
+            .entry(l.addr)
+            .or_insert_with(|| (port, Arc::new(LaddrStats::new(workers))));
+        *p = port;
+        Ok(LocalAddress {
+            addr: l.addr,
+            port,
+            stats: stats.clone(),
+        })
+    }
+
+    /// `-G`: each local address's connections and exhaustion count.
+    fn fill_laddrs(&self, laddrs: &mut [LaddrInfo]) {
+        for l in laddrs.iter_mut() {
+            if let Some((_, st)) = self.laddr_stats.get(&l.spec.addr) {
+                l.conns = st.conns();
+                l.exhausted = st.exhaustions();
+            }
+        }
     }
 
     /// Real servers that left the configuration: flag them (expire_nodest_conn
@@ -383,6 +436,9 @@ where
     }
     fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
         self.cp.commit(next, cmds)
+    }
+    fn fill_laddrs(&self, _key: &ServiceKey, laddrs: &mut [LaddrInfo]) {
+        self.cp.fill_laddrs(laddrs)
     }
 }
 

@@ -204,7 +204,9 @@ impl Director {
         };
         let kernel_mask: Vec<bool> = port_specs.iter().map(|s| s.kernel_iface.is_some()).collect();
         let shared = Arc::new(
-            Shared::new(infos.clone(), routes, nworkers as u16, opts).with_kernel_ports(&kernel_mask),
+            Shared::new(infos.clone(), routes, nworkers as u16, opts)
+                .with_kernel_ports(&kernel_mask)
+                .with_port_names(port_specs.iter().map(|s| s.name.clone()).collect()),
         );
         for (i, n) in cfg.neighbor.iter().enumerate() {
             let mac = parse_mac(&n.mac).map_err(|e| format!("{file}: neighbor[{i}].mac: {e}"))?;

@@ -12,6 +12,16 @@
 //! that floats between directors) is answered for in ARP like a VIP, and its
 //! own traffic goes up to the kernel.
 //!
+//! FULLNAT local addresses (LIPs) are not subject to this: they are always
+//! owned, kernel interfaces or not, on the port each is configured on. The
+//! director answers ARP for them there and takes every packet to them as a
+//! FULLNAT reply (never `ToKernel`), whether or not the kernel interface
+//! also holds the address. A LIP is one director's own source address, not
+//! a floating one: two directors of an active/backup pair need LIPs of their
+//! own (FULLNAT connections are not synced, see `sync`). No gratuitous ARP
+//! announces a LIP when it is added; neighbours learn it from the first
+//! request they send.
+//!
 //! The address watcher (DPDK build: `kernel::watch`) publishes a new
 //! `Owned` whole through `Shared::owned`; workers pick it up between bursts,
 //! like a service snapshot, so the per-packet check is one flag test when

@@ -10,7 +10,20 @@ pub use crate::dest::{
     DestStats, ForwardMethod, RealServer, SchedFlags, TrafficCounters, TrafficTotals, WorkerTraffic,
 };
 pub use crate::flow::Proto;
+use crate::fnat::stats::LaddrStats;
+pub use rvs_proto::command::ClientAddr;
 pub use rvs_proto::types::ServiceKey;
+
+/// A local address (LIP) of a FULLNAT service (`--add-laddr`), resolved to
+/// the port it lives on; its counters live as long as the LIP is configured
+/// or, removed, still used (`ServiceTable::with_retired_lips`).
+#[derive(Clone, Debug)]
+pub struct LocalAddress {
+    pub addr: Ipv4Addr,
+    /// Our port index.
+    pub port: u16,
+    pub stats: Arc<LaddrStats>,
+}
 
 /// Persistence (ipvsadm `-p timeout`, `-M netmask`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +41,10 @@ pub struct VirtualService {
     /// `-j enable`: SYNs answered with cookies (see `core::synproxy`).
     pub syn_proxy: bool,
     pub dests: Vec<RealServer>,
+    /// FULLNAT: the local addresses its connections leave with, and what
+    /// they tell the real server about the client.
+    pub laddrs: Vec<LocalAddress>,
+    pub client_addr: ClientAddr,
     /// Service-level traffic counters, shared across snapshots like `DestStats`.
     pub stats: Arc<WorkerTraffic>,
     /// The scheduler built for `dests`; each worker takes its own `clone_box`.
@@ -70,6 +87,12 @@ pub struct ServiceTable {
     /// Some service has the SYN proxy: only then does a packet without a
     /// connection look for it (see `core::synproxy`).
     any_syn_proxy: bool,
+    /// Every local address, sorted: those of the services, and retired ones
+    /// that connections still use (`with_retired_lips`). The director owns
+    /// them all: it answers ARP for them and takes their packets as replies.
+    lips: Vec<LocalAddress>,
+    /// Some service has a FULLNAT real server.
+    any_fnat: bool,
 }
 
 #[inline]
@@ -106,6 +129,12 @@ impl ServiceTable {
             .filter_map(|s| s.persistence)
             .fold(Ipv4Addr::BROADCAST, |m, p| m & p.netmask);
         let any_syn_proxy = services.iter().any(|s| s.syn_proxy);
+        let mut lips: Vec<LocalAddress> = services.iter().flat_map(|s| s.laddrs.iter().cloned()).collect();
+        lips.sort_by_key(|l| l.addr);
+        lips.dedup_by_key(|l| l.addr);
+        let any_fnat = services
+            .iter()
+            .any(|s| s.dests.iter().any(|d| d.method == ForwardMethod::FullNat));
         ServiceTable {
             generation,
             services,
@@ -113,7 +142,41 @@ impl ServiceTable {
             vips,
             owner_mask,
             any_syn_proxy,
+            lips,
+            any_fnat,
         }
+    }
+
+    /// Adds local addresses no service has any more but connections still
+    /// use: still owned (ARP, replies), never allocated from.
+    pub fn with_retired_lips(mut self, retired: Vec<LocalAddress>) -> Self {
+        for r in retired {
+            if let Err(at) = self.lips.binary_search_by_key(&r.addr, |l| l.addr) {
+                self.lips.insert(at, r);
+            }
+        }
+        self
+    }
+
+    /// Whether some service has a FULLNAT real server.
+    #[inline]
+    pub fn any_fnat(&self) -> bool {
+        self.any_fnat
+    }
+
+    /// The local address `ip`, if it is one (retired ones included).
+    #[inline(always)]
+    pub fn lip(&self, ip: Ipv4Addr) -> Option<&LocalAddress> {
+        if self.lips.is_empty() {
+            return None;
+        }
+        let i = self.lips.binary_search_by_key(&ip, |l| l.addr).ok()?;
+        self.lips.get(i)
+    }
+
+    /// Every local address (retired ones included), sorted.
+    pub fn lips(&self) -> &[LocalAddress] {
+        &self.lips
     }
 
     /// Whether any service has the SYN proxy.

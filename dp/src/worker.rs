@@ -641,6 +641,18 @@ impl Worker {
         if self.kernel_out.is_some() {
             line.push_str(&format!(" to_kernel {}", io.to_kernel));
         }
+        if c.fnat_in + c.fnat_out > 0 {
+            line.push_str(&format!(
+                " fnat_in {} fnat_out {} fnat_replies direct {} redirected {} toa {} (skipped {}) proxy_headers {}",
+                c.fnat_in,
+                c.fnat_out,
+                c.fnat_replies_direct,
+                c.fnat_replies_redirected,
+                c.toa_inserted,
+                c.toa_skipped,
+                c.proxy_inserted
+            ));
+        }
         if c.synproxy_syn_acks > 0 {
             line.push_str(&format!(
                 " synproxy_syn_acks {} synproxy_accepted {} synproxy_established {} synproxy_held {}",

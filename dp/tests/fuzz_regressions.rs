@@ -34,11 +34,29 @@ fn seeds_exercise_their_paths() {
         ("icmp_error", seed("icmp_error"), 3),
         ("fragments", seed("fragments"), 2),
         ("vlan", seed("vlan"), 1),
+        ("fnat_proxy", seed("fnat_proxy"), 8),
+        ("fnat_toa", seed("fnat_toa"), 5),
+        ("fnat_udp", seed("fnat_udp"), 3),
     ] {
         let mut l = FuzzLab::new();
         l.run(&input);
         assert!(l.tally.forwarded >= min_forwarded, "{name}: {:?}", l.tally);
     }
+    // The FULLNAT seeds went the FULLNAT way, client hints included.
+    let mut l = FuzzLab::new();
+    for name in ["fnat_proxy", "fnat_toa", "fnat_udp"] {
+        l.run(&seed(name));
+    }
+    let sum =
+        |f: fn(&rvs_dp::core::WorkerCounters) -> u64| l.workers.iter().map(|w| f(&w.counters)).sum::<u64>();
+    assert_eq!(sum(|c| c.fnat_in), 5 + 3 + 2, "client -> RS");
+    assert_eq!(sum(|c| c.fnat_out), 3 + 2 + 1, "RS -> client");
+    assert_eq!(
+        sum(|c| c.proxy_inserted),
+        2,
+        "on the handshake ACK and the first data"
+    );
+    assert_eq!(sum(|c| c.toa_inserted), 3, "SYN, handshake ACK, first data");
     // The flood fills both workers' tables with embryonic connections: later
     // SYNs take the oldest ones' slots, none is refused.
     let mut l = FuzzLab::new();
@@ -314,6 +332,8 @@ fn fast_path_takes_the_seeds_established_traffic() {
             ("udp_nat", seed("udp_nat")),
             ("dr", seed("dr")),
             ("tun", tun),
+            ("fnat_udp", seed("fnat_udp")),
+            ("fnat_proxy", seed("fnat_proxy")),
         ] {
             let h = fast_and_general_paths_agree(opts, &[input]);
             assert!(h > 0, "{name}: no frame took the fast path");
@@ -421,8 +441,87 @@ fn established_frames() -> Vec<(u8, Vec<u8>)> {
         v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "FA", b"")));
         v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "S", b"")));
         v.push((0, tcp(C, P0, cip, VIP, 41005, 80, "A", b"again")));
+        v.extend(fnat_frames(cip));
     }
     v
+}
+
+/// FULLNAT without a client hint, TCP and UDP, for client `cip`; replies to
+/// the first local ports of both workers (those not leased: no connection).
+fn fnat_frames(cip: std::net::Ipv4Addr) -> Vec<(u8, Vec<u8>)> {
+    use lab::{rs_ip, rs_mac, tcp, udp, CLIENT_MAC as C, P0_MAC as P0, P1_MAC as P1, VIP};
+    let mut v = Vec::new();
+    let (fp, up) = (lab::FNAT_PLAIN_PORT, lab::FNAT_UDP_PORT);
+    v.push((0, tcp(C, P0, cip, VIP, 41006, fp, "S", b"")));
+    v.push((0, udp(C, P0, cip, VIP, 41007, up, b"query")));
+    for lport in lab::LPORT_FIRST..lab::LPORT_FIRST + 4 {
+        let rs = (rs_mac(1), P1, rs_ip(1));
+        v.push((
+            1,
+            tcp(
+                rs.0,
+                rs.1,
+                rs.2,
+                lab::LIP_PLAIN,
+                lab::FNAT_RS_PORT,
+                lport,
+                "SA",
+                b"",
+            ),
+        ));
+        v.push((
+            1,
+            tcp(
+                rs.0,
+                rs.1,
+                rs.2,
+                lab::LIP_PLAIN,
+                lab::FNAT_RS_PORT,
+                lport,
+                "A",
+                b"data",
+            ),
+        ));
+        v.push((
+            1,
+            udp(
+                rs.0,
+                rs.1,
+                rs.2,
+                lab::LIP_UDP,
+                lab::FNAT_RS_PORT,
+                lport,
+                b"answer",
+            ),
+        ));
+        v.push((
+            1,
+            tcp(
+                rs.0,
+                rs.1,
+                rs.2,
+                lab::LIP_PLAIN,
+                lab::FNAT_RS_PORT,
+                lport,
+                "A",
+                &[0x55; 1500],
+            ),
+        ));
+    }
+    v.push((0, tcp(C, P0, cip, VIP, 41006, fp, "A", b"GET /")));
+    v.push((0, tcp(C, P0, cip, VIP, 41006, fp, "A", &[0x55; 600])));
+    v.push((0, udp(C, P0, cip, VIP, 41007, up, b"again")));
+    v
+}
+
+/// The fast path takes FULLNAT's established traffic both ways, as the
+/// general path would.
+#[test]
+fn fast_path_takes_fullnat_established_frames() {
+    for opts in BOTH_OPTIONS {
+        let hits = fast_and_general_paths_agree(opts, &[records(&fnat_frames(lab::CIP))]);
+        assert!(hits >= 4, "fast path took only {hits} FULLNAT frames");
+    }
 }
 
 /// The established frames in order, whole: the fast path takes part of

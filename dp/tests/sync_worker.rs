@@ -671,3 +671,50 @@ proptest::proptest! {
         }
     }
 }
+
+/// Sync v1 has no field for a FULLNAT entry's local address: a master sends
+/// none of its FULLNAT connections, and a backup refuses (and counts) entries
+/// for a real server it forwards by FULLNAT.
+#[test]
+fn fullnat_connections_are_neither_sent_nor_installed() {
+    let with_lip = |d: &mut LabDirector| {
+        let key = rvs_dp::service::ServiceKey {
+            proto: Proto::Tcp,
+            vip: VIP,
+            port: 80,
+        };
+        d.apply(rvs_proto::command::Command::AddLaddr(
+            key,
+            rvs_proto::command::LaddrSpec {
+                addr: Ipv4Addr::new(10, 2, 0, 200),
+                port_name: "port1".into(),
+            },
+        ));
+    };
+    let (mut d, mut fwd) = master(ForwardMethod::FullNat, false);
+    with_lip(&mut d);
+    fwd.refresh();
+    assert!(matches!(
+        send(&mut fwd, &tcp(41000, "S")).0,
+        Verdict::Forward { port: 1 }
+    ));
+    for _ in 0..60 {
+        assert!(matches!(
+            send(&mut fwd, &tcp(41000, "A")).0,
+            Verdict::Forward { port: 1 }
+        ));
+    }
+    send(&mut fwd, &tcp(41000, "AF"));
+    assert!(drain(&d).is_empty(), "no FULLNAT entry sent");
+
+    let mut b = director(ForwardMethod::FullNat, false);
+    with_lip(&mut b);
+    let mut bf = b.forwarder(0, 1024, 100);
+    let e = entry(rs_ip(1), 80, SyncState::Tcp(TcpState::Established));
+    assert_eq!(install(&mut bf, &e), Err(Refused::FullNat));
+    assert!(bf.conns.is_empty());
+    b.shared.sync.inbound[0].push(e).unwrap();
+    worker_tick(&mut bf);
+    assert_eq!(b.shared.sync.stats[0].snapshot().fullnat, 1);
+    assert!(bf.conns.is_empty());
+}

@@ -1,7 +1,9 @@
 //! A director to fuzz: two workers, two ports, NAT, DR and TUN services (one
-//! with persistence, port-0 services, one with no usable real server), small
-//! connection tables so that "table full" is reached, and both options that
-//! add paths (expire_nodest_conn, tcp_rst_no_dest).
+//! with persistence, port-0 services, one with no usable real server),
+//! FULLNAT services (PROXY v2, TOA, UDP) over a small local port range so
+//! that "laddr exhausted" is reached, small connection tables so that
+//! "table full" is reached, and both options that add paths
+//! (expire_nodest_conn, tcp_rst_no_dest).
 //!
 //! Input format: a sequence of records `[ctl, len_hi, len_lo, frame...]`; a
 //! record whose length runs past the end takes what is left. `ctl` bits:
@@ -30,7 +32,7 @@ use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto, RealServer, ServiceTable};
 use rvs_dp::synproxy::cookie::{self, CookieKey, CookieOptions, Handshake};
 use rvs_dp::wire::ethernet::MacAddr;
-use rvs_proto::command::Command;
+use rvs_proto::command::{ClientAddr, Command, LaddrSpec};
 
 #[path = "../../dp/tests/common/lab.rs"]
 mod common_lab;
@@ -68,6 +70,31 @@ pub fn fuzz_cookie_key() -> CookieKey {
 /// The proxied service (`-j enable`, NAT) and its real server port.
 pub const PROXIED_PORT: u16 = 84;
 pub const PROXIED_RS_PORT: u16 = 8084;
+
+/// FULLNAT services: VIP:85 with PROXY v2, VIP:86 with TOA (TCP), VIP:54
+/// (UDP), each with its own local address on port 1.
+pub const FNAT_PROXY_PORT: u16 = 85;
+pub const FNAT_TOA_PORT: u16 = 86;
+pub const FNAT_UDP_PORT: u16 = 54;
+/// And VIP:87, FULLNAT TCP with no client hint (the fast path's).
+pub const FNAT_PLAIN_PORT: u16 = 87;
+pub const LIP_PLAIN: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 203);
+pub const FNAT_RS_PORT: u16 = 8085;
+pub const LIP_PROXY: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 200);
+pub const LIP_TOA: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 201);
+pub const LIP_UDP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 202);
+/// Local ports 1024..=1151: 64 per worker and LIP.
+pub const LPORT_FIRST: u16 = 1024;
+pub const LPORT_LAST: u16 = 1151;
+
+/// The first local port a new FULLNAT connection of client `cip` gets
+/// (its owner's first port; the lab's owner mask is /24).
+pub fn first_lport(cip: Ipv4Addr) -> u16 {
+    let owner = rvs_dp::core::owner_of(cip, Ipv4Addr::new(255, 255, 255, 0), WORKERS);
+    (LPORT_FIRST..=LPORT_LAST)
+        .find(|&p| rvs_dp::fnat::laddr::owner_of_port(p, WORKERS) == owner)
+        .unwrap_or(LPORT_FIRST)
+}
 
 /// A real server whose MAC nobody has told us: its packets wait for ARP.
 pub const RS_UNRESOLVED: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 99);
@@ -140,9 +167,15 @@ impl FuzzLab {
             &neighbours,
             WORKERS,
             opts,
-            |s| s.with_cookie_key(fuzz_cookie_key()),
+            |s| {
+                s.with_cookie_key(fuzz_cookie_key())
+                    .with_laddr_config(rvs_dp::fnat::laddr::LaddrConfig {
+                        ports: LPORT_FIRST..=LPORT_LAST,
+                        hold: 10,
+                    })
+            },
         );
-        use ForwardMethod::{Dr, Nat, Tun};
+        use ForwardMethod::{Dr, FullNat, Nat, Tun};
         // One `-R` batch: a table build per command would rebuild mh's
         // 65537-entry table each time, and every fuzz run builds two labs.
         let mut cmds = Vec::new();
@@ -222,6 +255,28 @@ impl FuzzLab {
         cmds.push(Command::AddService(sp));
         for i in 1..=2 {
             cmds.push(Command::AddDest(spk, dest(rs_ip(i), PROXIED_RS_PORT, 1, Nat)));
+        }
+        // FULLNAT.
+        for (proto, vport, client_addr, lip, rs) in [
+            (Proto::Tcp, FNAT_PROXY_PORT, ClientAddr::ProxyV2, LIP_PROXY, 2),
+            (Proto::Tcp, FNAT_TOA_PORT, ClientAddr::Toa, LIP_TOA, 1),
+            (Proto::Udp, FNAT_UDP_PORT, ClientAddr::None, LIP_UDP, 2),
+            (Proto::Tcp, FNAT_PLAIN_PORT, ClientAddr::None, LIP_PLAIN, 1),
+        ] {
+            let mut spec = service(proto, VIP, vport, "rr", None);
+            spec.client_addr = client_addr;
+            let key = spec.key();
+            cmds.push(Command::AddService(spec));
+            for i in 1..=rs {
+                cmds.push(Command::AddDest(key, dest(rs_ip(i), FNAT_RS_PORT, 1, FullNat)));
+            }
+            cmds.push(Command::AddLaddr(
+                key,
+                LaddrSpec {
+                    addr: lip,
+                    port_name: "port1".into(),
+                },
+            ));
         }
         dir.apply(Command::Restore(cmds));
         // The second table is the first without real server 3 of VIP:80, as
@@ -658,7 +713,78 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (1, seg(false, 5001, 1019, false, b"HTTP/1.0 200 OK\r\n\r\n")),
         (0, seg(true, 1019, k.wrapping_add(20), false, b"")),
     ]);
+    // FULLNAT: a PROXY v2 conversation (the header goes in front of the
+    // first data; the server's acks count it), TOA, UDP.
+    let lport = first_lport(CIP);
+    let fseg =
+        |from_client: bool, vport: u16, lip: Ipv4Addr, seq: u32, ack: u32, flags: &str, payload: &[u8]| {
+            let (smac, dmac, src, dst, sp, dp) = if from_client {
+                (c, p0, CIP, VIP, 40_020, vport)
+            } else {
+                (rs_mac(1), p1, rs_ip(1), lip, FNAT_RS_PORT, lport)
+            };
+            let mut t = PacketBuilder::ethernet2(smac, dmac)
+                .ipv4(src.octets(), dst.octets(), 64)
+                .tcp(sp, dp, seq, 502);
+            for f in flags.chars() {
+                t = match f {
+                    'S' => t.syn(),
+                    'A' => t.ack(ack),
+                    'F' => t.fin(),
+                    'P' => t.psh(),
+                    _ => t,
+                };
+            }
+            let mut out = Vec::new();
+            let _ = t.write(&mut out, payload);
+            out
+        };
+    let (pp, lp) = (FNAT_PROXY_PORT, LIP_PROXY);
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    let fnat_proxy = records(&[
+        (0, fseg(true, pp, lp, 1000, 0, "S", b"")),
+        (1, fseg(false, pp, lp, 5000, 1001, "SA", b"")),
+        (0, fseg(true, pp, lp, 1001, 5001, "A", b"")),
+        (0, fseg(true, pp, lp, 1001, 5001, "AP", get)),
+        (
+            1,
+            fseg(
+                false,
+                pp,
+                lp,
+                5001,
+                1001 + 28 + get.len() as u32,
+                "AP",
+                b"HTTP/1.0 200 OK\r\n\r\n",
+            ),
+        ),
+        (0, fseg(true, pp, lp, 1001 + get.len() as u32, 5020, "AF", b"")),
+        (
+            1,
+            fseg(false, pp, lp, 5020, 1002 + 28 + get.len() as u32, "AF", b""),
+        ),
+        (0, fseg(true, pp, lp, 1002 + get.len() as u32, 5021, "A", b"")),
+    ]);
+    let (tp, lt) = (FNAT_TOA_PORT, LIP_TOA);
+    let fnat_toa = records(&[
+        (0, fseg(true, tp, lt, 1000, 0, "S", b"")),
+        (1, fseg(false, tp, lt, 7000, 1001, "SA", b"")),
+        (0, fseg(true, tp, lt, 1001, 7001, "A", b"")),
+        (0, fseg(true, tp, lt, 1001, 7001, "AP", b"hello")),
+        (1, fseg(false, tp, lt, 7001, 1006, "A", b"world")),
+    ]);
+    let fnat_udp = records(&[
+        (0, udp(c, p0, CIP, VIP, 7100, FNAT_UDP_PORT, b"query")),
+        (
+            1,
+            udp(rs_mac(1), p1, rs_ip(1), LIP_UDP, FNAT_RS_PORT, lport, b"answer"),
+        ),
+        (0, udp(c, p0, CIP, VIP, 7100, FNAT_UDP_PORT, b"again")),
+    ]);
     vec![
+        ("fnat_proxy", fnat_proxy),
+        ("fnat_toa", fnat_toa),
+        ("fnat_udp", fnat_udp),
         ("synproxy", synproxy),
         ("nat_tcp", nat_tcp),
         ("far_client", far),

@@ -433,6 +433,10 @@ pub struct ServiceInfo {
     /// say; left out of the JSON then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned: Option<bool>,
+    /// FULLNAT local addresses, in the order added (so `-S` can save them);
+    /// left out of the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laddrs: Vec<LaddrSpec>,
 }
 
 /// The addresses a director owns now. With kernel interfaces, exactly the
@@ -491,7 +495,7 @@ pub struct SyncCountersInfo {
     pub installed: u64,
     pub updated: u64,
     /// Received entries (or datagrams) refused, by reason (`sync_refused`):
-    /// `unknown_service`, `unknown_dest`, `table_full`, `inbound_full`,
+    /// `unknown_service`, `unknown_dest`, `table_full`, `fullnat`, `inbound_full`,
     /// `foreign_peer`, and the decoder's reasons (`wrong_sync_id`, ...).
     pub refused: std::collections::BTreeMap<String, u64>,
     /// The master daemon's datagrams sent and failed sends.

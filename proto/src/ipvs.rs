@@ -125,12 +125,14 @@ impl IpvsConfig {
                 rates: Rates::default(),
                 dests: s.dests.iter().map(dest_info).collect(),
                 owned: None,
+                laddrs: s.laddrs.clone(),
             })
             .collect()
     }
 
-    /// One page of `list`: at most `rows` rows (a service heading and each
-    /// real server count one each), starting at `from`, and where the next
+    /// One page of `list`: at most `rows` rows (a service heading, each of
+    /// its local addresses, which go with the heading, and each real server
+    /// count one each), starting at `from`, and where the next
     /// page starts (`None` after the last). A page that starts inside a
     /// service (`from.dest > 0`) repeats that service's spec with the rest
     /// of its real servers; the reader appends them to what it has. A row
@@ -148,7 +150,10 @@ impl IpvsConfig {
             }
             used += 1;
             let start = (at.dest as usize).min(s.dests.len());
-            let take = (s.dests.len() - start).min(rows - used);
+            // The local addresses go with the heading's first page, a row each.
+            let laddrs = if start == 0 { s.laddrs.clone() } else { Vec::new() };
+            used += laddrs.len();
+            let take = (s.dests.len() - start).min(rows.saturating_sub(used).max(1));
             used += take;
             out.push(ServiceInfo {
                 spec: s.spec.clone(),
@@ -156,6 +161,7 @@ impl IpvsConfig {
                 rates: Rates::default(),
                 dests: s.dests[start..start + take].iter().map(dest_info).collect(),
                 owned: None,
+                laddrs,
             });
             if start + take < s.dests.len() {
                 return (

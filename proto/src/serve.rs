@@ -503,6 +503,32 @@ mod tests {
         assert!(biggest < 512 << 10, "a page of {biggest} bytes");
     }
 
+    /// Local addresses ride with their service's heading: a service with
+    /// more local addresses than a page has rows still lists whole, and the
+    /// pages put together are `list()`.
+    #[test]
+    fn listing_pages_carry_the_local_addresses() {
+        let mut dp = Bare::default();
+        let laddr = |i: u32| crate::command::LaddrSpec {
+            addr: Ipv4Addr::from(0x0c00_0000 + i),
+            port_name: "inside".into(),
+        };
+        let mut cmds = vec![add_svc(0)];
+        cmds.extend((0..LIST_PAGE + 5).map(|i| Command::AddLaddr(key(0), laddr(i))));
+        cmds.extend((0..LIST_PAGE + 5).map(|i| add_dest(0, i)));
+        cmds.push(add_svc(1));
+        cmds.push(Command::AddLaddr(key(1), laddr(100_000)));
+        cmds.extend((1..3).map(|i| add_dest(1, i)));
+        ok(&mut dp, &Command::Restore(cmds));
+        let (listed, _) = paged(&mut dp);
+        let mut whole = dp.model.list();
+        mark_owned(&dp.owned(), &mut whole);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].laddrs.len(), LIST_PAGE as usize + 5);
+        assert_eq!(listed[1].laddrs, vec![laddr(100_000)]);
+        assert!(listed == whole, "pages put together are the whole listing");
+    }
+
     #[test]
     fn a_listing_the_table_changed_under_is_refused() {
         let mut dp = Bare::default();

@@ -21,9 +21,9 @@ client() { ip netns exec $RVS_LAB-c "$@"; }
 
 # rs_addr N: the address of real server N in this lab mode.
 rs_addr() {
-  if [ "$MODE" = nat ]; then echo "10.2.0.1$1"; else echo "10.1.0.1$1"; fi
+  case $MODE in nat|fnat) echo "10.2.0.1$1" ;; *) echo "10.1.0.1$1" ;; esac
 }
-fwd_flag() { case $MODE in nat) echo -m ;; dr) echo -g ;; tun) echo -i ;; esac; }
+fwd_flag() { case $MODE in nat) echo -m ;; dr) echo -g ;; tun) echo -i ;; fnat|fnat1) echo -b ;; esac; }
 
 # http_spread N: N requests to the VIP, one connection each; prints
 # "s1=A s2=B s3=C failed=F".

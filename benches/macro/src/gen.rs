@@ -64,6 +64,23 @@ pub struct Spec {
     pub flood_syns: u32,
     pub flood_vport: u16,
     pub flood_base: Ipv4Addr,
+    /// FULLNAT with a PROXY header (kind `Tcp`): see `FnatStream`.
+    pub fnat_stream: Option<FnatStream>,
+}
+
+/// A FULLNAT TCP stream with a PROXY header of `hdr_len` bytes, as a lone
+/// director sees it once established: each flow's SYN (sequence S), then the
+/// real server's ack covering the header (RIP:rport → LIP:lport_first + i,
+/// in the flows' order, as a lone worker leases the ports), then the flows'
+/// data at S + 1, which the director shifts by the header's length.
+#[derive(Clone, Copy, Debug)]
+pub struct FnatStream {
+    pub rip: Ipv4Addr,
+    pub rport: u16,
+    pub lip: Ipv4Addr,
+    pub lport_first: u16,
+    pub hdr_len: u32,
+    pub rs_mac: [u8; 6],
 }
 
 impl Default for Spec {
@@ -82,6 +99,7 @@ impl Default for Spec {
             flood_syns: 0,
             flood_vport: 80,
             flood_base: Ipv4Addr::new(12, 0, 0, 1),
+            fnat_stream: None,
         }
     }
 }
@@ -120,6 +138,8 @@ pub struct Frame {
     pub dport: u16,
     pub ident: u16,
     pub seq: u32,
+    /// The acknowledgment number of an ACK (1 in the generated flows).
+    pub ack: u32,
     /// Bytes on the wire with FCS (the buffer gets 4 less).
     pub wire_len: usize,
 }
@@ -156,7 +176,7 @@ pub fn build_frame(buf: &mut Vec<u8>, f: &Frame, dst_mac: [u8; 6], src_mac: [u8;
     buf.extend_from_slice(&f.dport.to_be_bytes());
     if f.proto == PROTO_TCP {
         buf.extend_from_slice(&f.seq.to_be_bytes());
-        let ack = if f.tcp_flags & TCP_ACK != 0 { 1u32 } else { 0 };
+        let ack = if f.tcp_flags & TCP_ACK != 0 { f.ack } else { 0 };
         buf.extend_from_slice(&ack.to_be_bytes());
         buf.extend_from_slice(&[0x50, f.tcp_flags]);
         buf.extend_from_slice(&0xffffu16.to_be_bytes());
@@ -282,6 +302,7 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
                 dport: spec.flood_vport,
                 ident: j as u16,
                 seq: j as u32,
+                ack: 1,
                 wire_len: 64,
             }
         } else {
@@ -302,6 +323,9 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
                 Kind::Tcp | Kind::Handshake if first => (PROTO_TCP, TCP_SYN),
                 Kind::Tcp | Kind::Handshake => (PROTO_TCP, TCP_ACK),
             };
+            let isn = (i as u32).wrapping_mul(2_654_435_761);
+            // A FULLNAT stream's data starts after the SYN's sequence number.
+            let stream = spec.fnat_stream.is_some() && spec.kind == Kind::Tcp && !first;
             Frame {
                 proto,
                 tcp_flags: flags,
@@ -310,13 +334,38 @@ pub fn generate<W: Write>(spec: &Spec, out: W) -> io::Result<Summary> {
                 sport: 1024 + (i % 60000) as u16,
                 dport: spec.vport,
                 ident: k as u16,
-                seq: (i as u32).wrapping_mul(2_654_435_761),
+                seq: if stream { isn.wrapping_add(1) } else { isn },
+                ack: 1,
                 wire_len: size_at(spec.size, k as usize),
             }
         };
         build_frame(&mut buf, &f, spec.dst_mac, spec.src_mac);
         wire_total += (buf.len() + FCS) as u64;
         w.write(&buf)?;
+        // After the last SYN of a FULLNAT stream: the real server's acks.
+        if let (Some(fs), true) = (
+            spec.fnat_stream,
+            est_k == spec.flows.max(1) && f.tcp_flags == TCP_SYN,
+        ) {
+            for i in 0..spec.flows {
+                let isn = i.wrapping_mul(2_654_435_761);
+                let r = Frame {
+                    proto: PROTO_TCP,
+                    tcp_flags: TCP_ACK,
+                    src: fs.rip,
+                    dst: fs.lip,
+                    sport: fs.rport,
+                    dport: fs.lport_first.wrapping_add(i as u16),
+                    ident: i as u16,
+                    seq: 77,
+                    ack: isn.wrapping_add(1).wrapping_add(fs.hdr_len),
+                    wire_len: 64,
+                };
+                build_frame(&mut buf, &r, spec.dst_mac, fs.rs_mac);
+                wire_total += (buf.len() + FCS) as u64;
+                w.write(&buf)?;
+            }
+        }
     }
     let n = w.finish()?;
     Ok(Summary {
@@ -346,6 +395,7 @@ mod tests {
             dport: 80,
             ident: 9,
             seq: 77,
+            ack: 1,
             wire_len,
         };
         build_frame(&mut b, &f, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0xaa]);

@@ -12,10 +12,11 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{
-    ConnInfo, DestInfo, IpvsTimeouts, OwnedAddrs, ServiceInfo, ServiceSpec, VipOwned, WorkerLatency,
+    ClientAddr, ConnInfo, DestInfo, IpvsTimeouts, LaddrInfo, OwnedAddrs, ServiceInfo, ServiceSpec, VipOwned,
+    WorkerLatency,
 };
 use rvs_proto::kernelblock::{KernelPortStats, KERNEL_DROP_REASONS};
-use rvs_proto::types::{DropReason, ForwardMethod, Proto};
+use rvs_proto::types::{DropReason, ForwardMethod, Proto, ServiceKey};
 
 use super::parse::ListOpts;
 
@@ -157,6 +158,14 @@ pub fn service_entry(s: &ServiceInfo, o: &ListOpts) -> String {
             // As DPVS's ipvsadm lists it.
             out.push_str(" synproxy");
         }
+        match s.spec.client_addr {
+            ClientAddr::None => {}
+            // DPVS's ipvsadm: " ppv1", " ppv2"; TOA is rvs's word.
+            ClientAddr::ProxyV1 | ClientAddr::ProxyV2 => {
+                let _ = write!(out, " pp{}", s.spec.client_addr.as_str());
+            }
+            ClientAddr::Toa => out.push_str(" toa"),
+        }
     }
     out.push('\n');
 
@@ -260,6 +269,10 @@ fn method_switch(m: ForwardMethod) -> &'static str {
 /// ipvsadm sorts them. As ipvsadm 1.31, tunnel real servers carry
 /// `--tun-type ipip`. Unlike ipvsadm, non-zero thresholds are written
 /// (`-x`, `-y` at the end of the line) so that save then restore loses nothing.
+/// FULLNAT as DPVS's ipvsadm takes it: `-b` on the real servers, the
+/// client address option on the service (`--proxy-protocol v1|v2`, rvs's
+/// `--toa`), and the local addresses as `--add-laddr` lines after the real
+/// servers, in the order added (DPVS's ipvsadm saves neither of the last two).
 pub fn save(services: &[ServiceInfo]) -> String {
     let mut out = String::new();
     for s in ordered(services, false) {
@@ -277,6 +290,13 @@ pub fn save(services: &[ServiceInfo]) -> String {
         }
         if spec.syn_proxy {
             out.push_str(" -j enable");
+        }
+        match spec.client_addr {
+            ClientAddr::None => {}
+            ClientAddr::ProxyV1 | ClientAddr::ProxyV2 => {
+                let _ = write!(out, " --proxy-protocol {}", spec.client_addr.as_str());
+            }
+            ClientAddr::Toa => out.push_str(" --toa"),
         }
         out.push('\n');
         let mut dests: Vec<&DestInfo> = s.dests.iter().collect();
@@ -299,6 +319,35 @@ pub fn save(services: &[ServiceInfo]) -> String {
                 let _ = write!(out, " -y {}", d.spec.l_threshold);
             }
             out.push('\n');
+        }
+        for l in &s.laddrs {
+            let _ = writeln!(out, "--add-laddr -z {} {svc} -F {}", l.addr, l.port_name);
+        }
+    }
+    out
+}
+
+/// `-G` (`--get-laddr`), DPVS's ipvsadm's table: a title, then per service
+/// its `VIP:VPORT` and number of local addresses, and a line per address
+/// with `CONFLICTS` (rvs: new connections refused for lack of a free port
+/// on it, `laddr_exhausted`) and `CONNS` (connections holding a port of it).
+pub fn laddrs(each: &[(ServiceKey, Vec<LaddrInfo>)]) -> String {
+    let mut out = String::new();
+    for (i, (k, laddrs)) in each.iter().enumerate() {
+        if i == 0 {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"
+            );
+        }
+        let _ = writeln!(out, "{:<20} {:<8} ", addr_port(k.vip, k.port), laddrs.len());
+        for l in laddrs {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "", "", l.spec.addr, l.exhausted, l.conns
+            );
         }
     }
     out

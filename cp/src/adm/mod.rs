@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{
-    Command, ConnInfo, IpvsError, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
+    Command, ConnInfo, IpvsError, LaddrInfo, OwnedAddrs, Rates, Reply, ServiceInfo, WorkerLatency,
 };
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::kernelblock::KernelStatsBlock;
@@ -68,6 +68,8 @@ pub struct LocalTransport {
     pub config: IpvsConfig,
     pub service_counters: HashMap<ServiceKey, (TrafficTotals, Rates)>,
     pub dest_counters: HashMap<(ServiceKey, Ipv4Addr, u16), DestCounters>,
+    /// (connections, refused for lack of a port) per local address.
+    pub laddr_counters: HashMap<(ServiceKey, Ipv4Addr), (u64, u64)>,
     pub conns: Vec<ConnInfo>,
     pub latency: Vec<WorkerLatency>,
     pub drops: [u64; DropReason::COUNT],
@@ -85,6 +87,7 @@ impl Default for LocalTransport {
             config: IpvsConfig::new(),
             service_counters: HashMap::new(),
             dest_counters: HashMap::new(),
+            laddr_counters: HashMap::new(),
             conns: Vec::new(),
             latency: Vec::new(),
             drops: [0; DropReason::COUNT],
@@ -157,6 +160,14 @@ impl DataPlane for LocalTransport {
     fn conns(&mut self) -> Vec<ConnInfo> {
         self.conns.clone()
     }
+    fn fill_laddrs(&self, key: &ServiceKey, laddrs: &mut [LaddrInfo]) {
+        for l in laddrs.iter_mut() {
+            if let Some(&(conns, exhausted)) = self.laddr_counters.get(&(*key, l.spec.addr)) {
+                l.conns = conns;
+                l.exhausted = exhausted;
+            }
+        }
+    }
     fn latency(&mut self) -> Vec<WorkerLatency> {
         self.latency.clone()
     }
@@ -191,6 +202,7 @@ impl CtlTransport for LocalTransport {
 const USAGE: &str = "\
 Usage:
   rvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+          [-j enable|disable] [--proxy-protocol disable|v1|v2 | --toa]
   rvsadm -D virtual-service
   rvsadm -C
   rvsadm -R
@@ -198,6 +210,9 @@ Usage:
   rvsadm -a|e virtual-service -r server-address [options]
   rvsadm -d virtual-service -r server-address
   rvsadm -L|l [virtual-service] [options]
+  rvsadm --add-laddr -z local-address virtual-service -F port-name
+  rvsadm --del-laddr -z local-address virtual-service
+  rvsadm --get-laddr [virtual-service] [--json]
   rvsadm -Z [virtual-service]
   rvsadm --set tcp tcpfin udp
   rvsadm --latency [--json]
@@ -219,6 +234,9 @@ Commands (long or short):
   --delete-server   -d        delete a real server
   --list            -L|-l     list the table
   --zero            -Z        zero the counters of one service or all
+  --add-laddr       -P        add a FULLNAT local address to a service
+  --del-laddr       -Q        delete one
+  --get-laddr       -G        list a service's local addresses (all services')
   --set tcp tcpfin udp        set connection timeouts in seconds (0 keeps one)
   --start-daemon master|backup  start a connection sync daemon (IPVS sync v1)
   --stop-daemon master|backup   stop it
@@ -238,9 +256,15 @@ Options:
   --gatewaying   -g           direct routing (default)
   --ipip         -i           IP-in-IP tunnel
   --masquerading -m           NAT
+  --fullnat      -b           FULLNAT (on -a/-e; on -A/-E, -b is --sched-flags)
   --weight       -w weight    0..65535 (default 1)
   --u-threshold  -x number    upper connection threshold
   --l-threshold  -y number    lower connection threshold
+  --syn-proxy    -j enable|disable  SYN proxy (NAT real servers)
+  --laddr        -z address   a FULLNAT local address
+  --ifname       -F name      the rvs-dp port (rvs.toml [[port]] name) it lives on
+  --proxy-protocol disable|v1|v2  FULLNAT: a PROXY protocol header to the real servers
+  --toa                       FULLNAT: the client address in TCP option 254 (TOA)
   --numeric      -n           accepted; rvsadm never resolves names
   --connection   -c           list connections
   --timeout                   list timeouts
@@ -418,6 +442,37 @@ pub fn run(
             }
             0
         }
+        Action::List(ListWhat::Laddrs(only), opts) => {
+            // As DPVS's ipvsadm: one service, or each service in turn.
+            let keys = match only {
+                Some(k) => vec![k],
+                None => match exchange::list_services(transport) {
+                    Ok(mut s) => {
+                        format::sort_services(&mut s);
+                        s.iter().map(|s| s.spec.key()).collect()
+                    }
+                    Err(e) => return failed(stderr, e, 1),
+                },
+            };
+            let mut each = Vec::with_capacity(keys.len());
+            for k in keys {
+                match exchange::ask(transport, &Command::GetLaddr(k)) {
+                    Ok(Reply::Laddrs(l)) => each.push((k, l)),
+                    Ok(r) => return unexpected(stderr, &r),
+                    Err(e) => return failed(stderr, e, 1),
+                }
+            }
+            if opts.json {
+                let v: Vec<serde_json::Value> = (each.iter())
+                    .map(|(k, l)| serde_json::json!({ "service": k, "laddrs": l }))
+                    .collect();
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                out(stdout, &(text + "\n"));
+            } else {
+                out(stdout, &format::laddrs(&each));
+            }
+            0
+        }
         Action::Save { .. } => match exchange::list_services(transport) {
             Ok(s) => {
                 out(stdout, &format::save(&s));
@@ -434,8 +489,8 @@ pub fn run(
                 ListWhat::Timeouts => exchange::ask(transport, &Command::GetTimeouts),
                 ListWhat::Latency => exchange::ask(transport, &Command::Latency),
                 ListWhat::Daemons => exchange::ask(transport, &Command::ListDaemons),
-                // Answered by the arms above, from the stats area.
-                ListWhat::Drops | ListWhat::Kernel => return 1,
+                // Answered by the arms above.
+                ListWhat::Drops | ListWhat::Kernel | ListWhat::Laddrs(_) => return 1,
             };
             let reply = match listed {
                 Ok(r) => r,

@@ -18,12 +18,22 @@
 //! - fwmark, SCTP, IPv6, one-packet scheduling, persistence engines and GUE
 //!   are refused with an explicit "not supported";
 //! - the sync daemon's options come last in the legality table, after rvs's own.
+//!
+//! DPVS's ipvsadm additions are read as DPVS reads them: `-j enable|disable`
+//! (SYN proxy), `-b`/`--fullnat` on `-a`/`-e` (FULLNAT real servers; on
+//! `-A`/`-E`, `-b` stays the scheduler flags), `--add-laddr`/`-P`,
+//! `--del-laddr`/`-Q`, `--get-laddr`/`-G` with `-z LIP` and `-F NAME` (here
+//! the name of an rvs-dp port, rvs.toml's `[[port]] name`), and
+//! `--proxy-protocol disable|v1|v2` on `-A`/`-E`. rvs's own: `--toa` on
+//! `-A`/`-E` (DPVS always writes TOA on FULLNAT; rvs only when asked), and
+//! `--del-laddr` without `-F`. DPVS's `v1-insecure`/`v2-insecure` are refused.
 
 use std::net::Ipv4Addr;
 
 use rvs_proto::command::{
-    Command, DaemonRole, DestSpec, IpvsError, ServiceSpec, SyncDaemonSpec, DEFAULT_PERSISTENT_TIMEOUT_S,
-    DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT, SYNC_MAX_MAXLEN,
+    ClientAddr, Command, DaemonRole, DestSpec, IpvsError, LaddrSpec, ServiceSpec, SyncDaemonSpec,
+    DEFAULT_PERSISTENT_TIMEOUT_S, DEFAULT_SCHEDULER, MAX_THRESHOLD, MAX_TIMEOUT_S, MAX_WEIGHT,
+    SYNC_MAX_MAXLEN,
 };
 use rvs_proto::types::{ForwardMethod, Proto, SchedFlags, ServiceKey};
 
@@ -72,6 +82,9 @@ pub enum ListWhat {
     Daemons,
     /// `--kernel` (rvs only): the exception path's counters, VIP ownership
     Kernel,
+    /// `--get-laddr`/`-G [-t VIP:port]` (DPVS's): local addresses of one
+    /// service, or of every service.
+    Laddrs(Option<ServiceKey>),
 }
 
 /// `-L`'s output options.
@@ -121,6 +134,9 @@ enum Cmd {
     Zero,
     StartDaemon,
     StopDaemon,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
 }
 
 impl Cmd {
@@ -141,13 +157,18 @@ impl Cmd {
             Cmd::Zero => "zero",
             Cmd::StartDaemon => "start-daemon",
             Cmd::StopDaemon => "stop-daemon",
+            Cmd::AddLaddr => "add-laddr",
+            Cmd::DelLaddr => "del-laddr",
+            Cmd::GetLaddr => "get-laddr",
         }
     }
 }
 
 /// Options as ipvsadm counts them for its legality table, in its order (the
 /// order decides which of two conflicting options a message names first).
-/// `json`, `latency`, `drops` and `kernel` are rvs's own and come last.
+/// `json`, `latency`, `drops` and `kernel` are rvs's own and come after
+/// ipvsadm's; DPVS's (`syn-proxy`, `local-address`, `ifname`,
+/// `proxy-protocol`) and rvs's `toa` after the sync daemon's.
 mod opt {
     pub const NUMERIC: usize = 0;
     pub const CONNECTION: usize = 1;
@@ -182,7 +203,11 @@ mod opt {
     pub const MCAST_PORT: usize = 30;
     pub const MCAST_TTL: usize = 31;
     pub const SYN_PROXY: usize = 32;
-    pub const COUNT: usize = 33;
+    pub const LADDR: usize = 33;
+    pub const IFNAME: usize = 34;
+    pub const PROXY_PROTOCOL: usize = 35;
+    pub const TOA: usize = 36;
+    pub const COUNT: usize = 37;
 
     pub const NAMES: [&str; COUNT] = [
         "numeric",
@@ -218,25 +243,34 @@ mod opt {
         "mcast-port",
         "mcast-ttl",
         "syn-proxy",
+        "local-address",
+        "ifname",
+        "proxy-protocol",
+        "toa",
     ];
 }
 
 /// Which options each command takes: '+' required, 'x' illegal, '1' at most
 /// one of the '1's, ' ' optional. Rows follow `Cmd`, columns follow `opt`.
 fn legality(cmd: Cmd) -> &'static [u8; opt::COUNT] {
-    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j
-    //                               c             o t a h c o x   n y s a a r c y y g p t
+    //                         n c s s p M r f w x y t s r t p n e b i t j l d k d m s s m m m j z F p t
+    //                               c             o t a h c o x   n y s a a r c y y g p t     p o
     match cmd {
-        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx ",
-        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxx",
-        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxx",
-        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     x",
-        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxx xxxxxxxxxxxxx xx  ",
+        Cmd::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Flush | Cmd::Set | Cmd::Restore => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::List => b" 11xxxxxxxx1      x x 1111xxxxxxxxxxx",
+        Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx xxxxxxxxxxxxxxxx",
+        Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        Cmd::StartDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxx+     xxxxx",
+        Cmd::StopDaemon => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        // DPVS's table, except that `--del-laddr` does not need `-F` (a
+        // local address belongs to one service, so the address says which).
+        Cmd::AddLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx++xx",
+        Cmd::DelLaddr => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+ xx",
+        Cmd::GetLaddr => b"xx xxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx",
     }
 }
 
@@ -277,6 +311,10 @@ enum Id {
     Drops,
     Kernel,
     SynProxy,
+    Laddr,
+    Ifname,
+    ProxyProtocol,
+    Toa,
     StartDaemon,
     StopDaemon,
     Daemon,
@@ -356,6 +394,16 @@ static OPTIONS: &[OptSpec] = &[
     o("drops", None, Arg::None, Id::Drops),
     o("kernel", None, Arg::None, Id::Kernel),
     o("syn-proxy", Some('j'), Arg::Required, Id::SynProxy),
+    // DPVS's FULLNAT commands and options. `-b` is FULLNAT only on a real
+    // server command (see `FULLNAT_B`); `--fullnat` is always.
+    o("add-laddr", Some('P'), Arg::None, Id::Cmd(Cmd::AddLaddr)),
+    o("del-laddr", Some('Q'), Arg::None, Id::Cmd(Cmd::DelLaddr)),
+    o("get-laddr", Some('G'), Arg::None, Id::Cmd(Cmd::GetLaddr)),
+    o("laddr", Some('z'), Arg::Required, Id::Laddr),
+    o("ifname", Some('F'), Arg::Required, Id::Ifname),
+    o("fullnat", None, Arg::None, Id::Forward(ForwardMethod::FullNat)),
+    o("proxy-protocol", None, Arg::Required, Id::ProxyProtocol),
+    o("toa", None, Arg::None, Id::Toa),
     o(
         "fwmark-service",
         Some('f'),
@@ -416,11 +464,21 @@ static OPTIONS: &[OptSpec] = &[
     ),
 ];
 
+/// DPVS's `-b` on `-a`/`-e`: FULLNAT, where ipvsadm's `-b` (on `-A`/`-E`)
+/// is `--sched-flags` and takes a value.
+static FULLNAT_B: OptSpec = o(
+    "fullnat",
+    Some('b'),
+    Arg::None,
+    Id::Forward(ForwardMethod::FullNat),
+);
+
 /// One option as written: what it is, its value, and how it was spelled.
 type Event = (Id, Option<String>, String);
 
-/// Splits the words into option events and positional words.
-fn scan(args: &[String]) -> Result<(Vec<Event>, Vec<String>), ParseError> {
+/// Splits the words into option events and positional words; `-b` is
+/// FULLNAT when `b_fullnat`, else the scheduler flags.
+fn scan(args: &[String], b_fullnat: bool) -> Result<(Vec<Event>, Vec<String>), ParseError> {
     let mut events = Vec::new();
     let mut positional = Vec::new();
     let mut i = 0;
@@ -475,7 +533,11 @@ fn scan(args: &[String]) -> Result<(Vec<Event>, Vec<String>), ParseError> {
         while j < cluster.len() {
             let c = cluster[j];
             j += 1;
-            let Some(spec) = OPTIONS.iter().find(|s| s.short == Some(c)) else {
+            let found = match c {
+                'b' if b_fullnat => Some(&FULLNAT_B),
+                _ => OPTIONS.iter().find(|s| s.short == Some(c)),
+            };
+            let Some(spec) = found else {
                 return popt_fail(format!("-{c}: unknown option"));
             };
             let rest: String = cluster[j..].iter().collect();
@@ -632,6 +694,9 @@ struct State {
     persistence: Option<u32>,
     netmask: Option<Ipv4Addr>,
     syn_proxy: bool,
+    client_addr: ClientAddr,
+    laddr: Option<Ipv4Addr>,
+    ifname: Option<String>,
     rip: Option<Ipv4Addr>,
     rport: Option<u16>,
     method: Option<ForwardMethod>,
@@ -672,9 +737,26 @@ impl State {
     }
 }
 
+/// True if the events name a real server command (`-a`, `-e`, `-d`).
+fn names_server_command(events: &[Event]) -> bool {
+    (events.iter()).any(|e| matches!(e.0, Id::Cmd(Cmd::AddDest | Cmd::EditDest | Cmd::DelDest)))
+}
+
 /// Parses one command line (without the program name).
+///
+/// `-b` means two things, as in DPVS's ipvsadm: the scheduler flags (with a
+/// value) on a service command, FULLNAT (without) on a real server command.
+/// The words are read as ipvsadm's first; if they do not read, or name a
+/// real server command, they are read again with `-b` as FULLNAT, and that
+/// reading wins when it names a real server command.
 pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
-    let (events, positional) = scan(args)?;
+    let (events, positional) = match scan(args, false) {
+        Ok(sc) if !names_server_command(&sc.0) => sc,
+        first => match scan(args, true) {
+            Ok(sc) if names_server_command(&sc.0) => sc,
+            _ => first?,
+        },
+    };
     let mut st = State::default();
     for (id, value, spelled) in events {
         let v = value.unwrap_or_default();
@@ -809,6 +891,39 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                     _ => return fail("illegal syn-proxy value specified: enable or disable"),
                 };
             }
+            Id::Laddr => {
+                st.set_option(opt::LADDR)?;
+                match v.parse() {
+                    Ok(a) => st.laddr = Some(a),
+                    Err(_) => return fail("illegal local address"),
+                }
+            }
+            Id::Ifname => {
+                st.set_option(opt::IFNAME)?;
+                if v.is_empty() {
+                    return fail("illegal ifname specified");
+                }
+                st.ifname = Some(v);
+            }
+            Id::ProxyProtocol => {
+                st.set_option(opt::PROXY_PROTOCOL)?;
+                st.client_addr = match v.to_ascii_lowercase().as_str() {
+                    "disable" => ClientAddr::None,
+                    "v1" => ClientAddr::ProxyV1,
+                    "v2" => ClientAddr::ProxyV2,
+                    "v1-insecure" | "v2-insecure" => {
+                        return fail(format!(
+                            "option `--proxy-protocol {v}' is not supported: rvs writes the header itself \
+                             and passes none from clients"
+                        ))
+                    }
+                    _ => return fail("illegal proxy-protocol specified: disable, v1 or v2"),
+                };
+            }
+            Id::Toa => {
+                st.set_option(opt::TOA)?;
+                st.client_addr = ClientAddr::Toa;
+            }
             Id::StartDaemon | Id::StopDaemon => {
                 let start = id == Id::StartDaemon;
                 st.set_command(if start { Cmd::StartDaemon } else { Cmd::StopDaemon })?;
@@ -935,6 +1050,13 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         }
     }
 
+    if st.set[opt::TOA] && st.set[opt::PROXY_PROTOCOL] {
+        return fail(format!(
+            "The option 'toa' conflicts with the 'proxy-protocol' option in the '{}' command",
+            cmd.name()
+        ));
+    }
+
     let key = st.key();
     // The table made the service compulsory where these run.
     let need_key = || {
@@ -958,7 +1080,7 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 persistence: st.persistence,
                 netmask: st.netmask.unwrap_or(Ipv4Addr::BROADCAST),
                 syn_proxy: st.syn_proxy,
-                client_addr: rvs_proto::command::ClientAddr::None,
+                client_addr: st.client_addr,
             };
             Action::Apply(if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -985,7 +1107,8 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
                 return fail("Tunnel options conflict with forward method");
             }
             let rport = match (method, st.rport) {
-                (ForwardMethod::Nat, p) => p.unwrap_or(k.port),
+                // NAT and FULLNAT may change the port.
+                (ForwardMethod::Nat | ForwardMethod::FullNat, p) => p.unwrap_or(k.port),
                 (_, Some(p)) if p != k.port && cmd != Cmd::DelDest => {
                     return fail(
                         IpvsError::PortMismatch {
@@ -1054,6 +1177,25 @@ pub fn parse_args(args: &[String]) -> Result<Action, ParseError> {
         Cmd::Restore => Action::Restore,
         Cmd::StartDaemon => Action::Apply(Command::StartDaemon(st.daemon)),
         Cmd::StopDaemon => Action::Apply(Command::StopDaemon(st.daemon.role)),
+        // The table made -z (and for add-laddr -F) compulsory.
+        Cmd::AddLaddr | Cmd::DelLaddr => {
+            let k = need_key()?;
+            let (Some(addr), ifname) = (st.laddr, st.ifname) else {
+                return popt_fail(TRY_HELP);
+            };
+            if cmd == Cmd::DelLaddr {
+                Action::Apply(Command::DelLaddr(k, addr))
+            } else {
+                Action::Apply(Command::AddLaddr(
+                    k,
+                    LaddrSpec {
+                        addr,
+                        port_name: ifname.unwrap_or_default(),
+                    },
+                ))
+            }
+        }
+        Cmd::GetLaddr => Action::List(ListWhat::Laddrs(key), st.list),
     })
 }
 
@@ -1115,6 +1257,204 @@ mod tests {
         assert!(err("-A -t 10.0.0.1:80 -j on").0.contains("syn-proxy"));
         assert_eq!(err("-a -t 10.0.0.1:80 -r 10.0.1.1 -j enable").1, 2);
         assert_eq!(err("-L -j enable").1, 2);
+    }
+
+    fn fnat(rip: &str, port: u16, weight: u32) -> DestSpec {
+        let mut d = DestSpec::new(ip(rip), port, ForwardMethod::FullNat);
+        d.weight = weight;
+        d
+    }
+
+    /// DPVS's ipvsadm: `-b` is FULLNAT on `-a`/`-e` (where it takes no
+    /// value) and the scheduler flags on `-A`/`-E`, whatever the order.
+    #[test]
+    fn b_is_fullnat_on_real_servers_and_sched_flags_on_services() {
+        let k = tcp("10.0.0.1", 80);
+        for line in [
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -b -w 3",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -w 3 -b",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -bw3",
+            "-r 10.0.1.1:8080 -b -w 3 -t 10.0.0.1:80 -a",
+            "--add-server -t 10.0.0.1:80 -r 10.0.1.1:8080 --fullnat --weight 3",
+        ] {
+            assert_eq!(
+                ok(line),
+                Action::Apply(Command::AddDest(k, fnat("10.0.1.1", 8080, 3))),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            ok("-e -t 10.0.0.1:80 -r 10.0.1.1 -b"),
+            Action::Apply(Command::EditDest(k, fnat("10.0.1.1", 80, 1))),
+            "FULLNAT keeps the service's port when none is given, as NAT"
+        );
+        // On -A, -b is still ipvsadm's scheduler flags.
+        let mut sh = spec(Proto::Tcp, "10.0.0.1", 80, "sh");
+        sh.flags.port = true;
+        assert_eq!(
+            ok("-A -t 10.0.0.1:80 -s sh -b sh-port"),
+            Action::Apply(Command::AddService(sh))
+        );
+        assert_eq!(
+            err("-A -t 10.0.0.1:80 -s sh -b"),
+            ("-b: missing argument".into(), 255)
+        );
+        assert_eq!(
+            err("-A -t 10.0.0.1:80 --fullnat"),
+            (
+                "Illegal 'forwarding-method' option with the 'add-service' command".into(),
+                2
+            )
+        );
+        assert_eq!(
+            err("-a -t 10.0.0.1:80 -r 10.0.1.1 -b -m"),
+            ("multiple 'forwarding-method' options specified".into(), 2)
+        );
+        assert_eq!(
+            err("-a -t 10.0.0.1:80 -r 10.0.1.1 -b sh-port"),
+            ("unexpected argument sh-port".into(), 2)
+        );
+        assert_eq!(
+            err("-d -t 10.0.0.1:80 -r 10.0.1.1 -b"),
+            (
+                "Illegal 'forwarding-method' option with the 'delete-server' command".into(),
+                2
+            )
+        );
+    }
+
+    #[test]
+    fn local_address_commands() {
+        let k = tcp("10.0.0.1", 80);
+        let spec = LaddrSpec {
+            addr: ip("10.0.2.1"),
+            port_name: "inside".into(),
+        };
+        for line in [
+            "--add-laddr -z 10.0.2.1 -t 10.0.0.1:80 -F inside",
+            "-P -z 10.0.2.1 -t 10.0.0.1:80 -F inside",
+            "-P -t 10.0.0.1:80 -z10.0.2.1 -Finside",
+            "--add-laddr --laddr=10.0.2.1 --tcp-service 10.0.0.1:80 --ifname inside",
+        ] {
+            assert_eq!(
+                ok(line),
+                Action::Apply(Command::AddLaddr(k, spec.clone())),
+                "{line}"
+            );
+        }
+        for line in [
+            "--del-laddr -z 10.0.2.1 -t 10.0.0.1:80",
+            "-Q -z 10.0.2.1 -t 10.0.0.1:80 -F inside",
+        ] {
+            assert_eq!(
+                ok(line),
+                Action::Apply(Command::DelLaddr(k, ip("10.0.2.1"))),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            ok("--get-laddr -t 10.0.0.1:80"),
+            Action::List(ListWhat::Laddrs(Some(k)), ListOpts::default())
+        );
+        assert_eq!(
+            ok("-G"),
+            Action::List(ListWhat::Laddrs(None), ListOpts::default())
+        );
+        let json = ListOpts {
+            json: true,
+            ..ListOpts::default()
+        };
+        assert_eq!(ok("-G --json"), Action::List(ListWhat::Laddrs(None), json));
+
+        // ipvsadm's checks and messages (DPVS's names for the options).
+        let bad = |line: &str, msg: &str| assert_eq!(err(line), (msg.to_string(), 2), "{line}");
+        bad(
+            "--add-laddr -t 10.0.0.1:80 -F inside",
+            "You need to supply the 'local-address' option for the 'add-laddr' command",
+        );
+        bad(
+            "--add-laddr -z 10.0.2.1 -t 10.0.0.1:80",
+            "You need to supply the 'ifname' option for the 'add-laddr' command",
+        );
+        bad(
+            "--add-laddr -z 10.0.2.1 -F inside",
+            "You need to supply the 'service-address' option for the 'add-laddr' command",
+        );
+        bad(
+            "--del-laddr -t 10.0.0.1:80",
+            "You need to supply the 'local-address' option for the 'del-laddr' command",
+        );
+        bad(
+            "--add-laddr -z 10.0.2.300 -t 10.0.0.1:80 -F inside",
+            "illegal local address",
+        );
+        bad(
+            "--add-laddr -z lip -t 10.0.0.1:80 -F inside",
+            "illegal local address",
+        );
+        bad(
+            "--add-laddr -z 10.0.2.1 -t 10.0.0.1:80 --ifname=",
+            "illegal ifname specified",
+        );
+        bad(
+            "--add-laddr -z 10.0.2.1 -t 10.0.0.1:80 -F inside -w 2",
+            "Illegal 'weight' option with the 'add-laddr' command",
+        );
+        bad(
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -b -z 10.0.2.1",
+            "Illegal 'local-address' option with the 'add-server' command",
+        );
+        bad(
+            "-A -t 10.0.0.1:80 -F inside",
+            "Illegal 'ifname' option with the 'add-service' command",
+        );
+        bad(
+            "-G -z 10.0.2.1",
+            "Illegal 'local-address' option with the 'get-laddr' command",
+        );
+        bad(
+            "-P -Q -z 10.0.2.1 -t 10.0.0.1:80 -F inside",
+            "multiple commands specified",
+        );
+    }
+
+    #[test]
+    fn client_address_option_on_services_only() {
+        let get = |line: &str| match ok(line) {
+            Action::Apply(Command::AddService(s)) | Action::Apply(Command::EditService(s)) => s.client_addr,
+            a => panic!("{a:?}"),
+        };
+        assert_eq!(get("-A -t 10.0.0.1:80"), ClientAddr::None);
+        assert_eq!(get("-A -t 10.0.0.1:80 --proxy-protocol v1"), ClientAddr::ProxyV1);
+        assert_eq!(get("-A -t 10.0.0.1:80 --proxy-protocol=V2"), ClientAddr::ProxyV2);
+        assert_eq!(
+            get("-E -t 10.0.0.1:80 --proxy-protocol disable"),
+            ClientAddr::None
+        );
+        assert_eq!(get("-E -t 10.0.0.1:80 -s rr --toa"), ClientAddr::Toa);
+        let bad = |line: &str, msg: &str| assert_eq!(err(line), (msg.to_string(), 2), "{line}");
+        bad(
+            "-A -t 10.0.0.1:80 --proxy-protocol v3",
+            "illegal proxy-protocol specified: disable, v1 or v2",
+        );
+        assert!(err("-A -t 10.0.0.1:80 --proxy-protocol v2-insecure")
+            .0
+            .contains("is not supported"));
+        bad(
+            "-A -t 10.0.0.1:80 --toa --proxy-protocol v2",
+            "The option 'toa' conflicts with the 'proxy-protocol' option in the 'add-service' command",
+        );
+        bad(
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -b --toa",
+            "Illegal 'toa' option with the 'add-server' command",
+        );
+        bad(
+            "-L --proxy-protocol v1",
+            "Illegal 'proxy-protocol' option with the 'list' command",
+        );
+        // UDP or non-FULLNAT real servers are the data plane's to refuse
+        // (the model's ClientAddrNeedsTcp / ClientAddrNeedsFullNat).
+        assert_eq!(get("-A -u 10.0.0.1:53 --toa"), ClientAddr::Toa);
     }
 
     #[test]

@@ -19,11 +19,21 @@
 //! are refused rather than ignored: fwmark and IPv6 services, SCTP, `ops`,
 //! the checkers other than TCP_CHECK, HTTP_GET and MISC_CHECK, more than one
 //! checker or url, `misc_dynamic`, `regex_no_match`.
+//!
+//! FULLNAT as DPVS's keepalived writes it: `lb_kind FNAT`, top-level
+//! `local_address_group NAME { ADDRESS PORT-NAME ... }` (ADDRESS may be a
+//! range `A.B.C.D-E`; PORT-NAME, DPVS's interface, is here an rvs-dp
+//! `[[port]]` name) referenced by `laddr_group_name NAME` in a virtual
+//! server, and `proxy_protocol v1|v2|disable`. As in DPVS, a FULLNAT TCP
+//! service without `proxy_protocol v1|v2` carries the client address in TOA
+//! (DPVS always writes it), when all its real servers are FNAT. A local
+//! address belongs to one service in rvs: a group used by two services (or
+//! by a `virtual_server group` of several addresses) is refused.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use rvs_dp::config::{Config, ConfigError, RealServerConfig, VirtualServerConfig};
+use rvs_dp::config::{Config, ConfigError, LaddrConfig, RealServerConfig, VirtualServerConfig};
 use rvs_proto::command::{Command, MAX_TIMEOUT_S, MAX_WEIGHT};
 use rvs_proto::ipvs::{IpvsConfig, SCHEDULER_NAMES};
 use rvs_proto::types::{ForwardMethod, ServiceKey};
@@ -91,6 +101,7 @@ const NO_EFFECT: &[(&str, &str)] = &[
 /// Every service of the file, in file order, with where its block starts.
 pub fn services(top: &[Stmt], warnings: &mut Vec<Warning>) -> Result<Vec<ServiceDef>, KeepalivedError> {
     let mut groups: BTreeMap<&str, Vec<(Ipv4Addr, u16)>> = BTreeMap::new();
+    let mut laddr_groups: LaddrGroups = BTreeMap::new();
     for s in top {
         if s.name() == "virtual_server_group" {
             let name = one_arg(s)?;
@@ -99,19 +110,40 @@ pub fn services(top: &[Stmt], warnings: &mut Vec<Warning>) -> Result<Vec<Service
                 return Err(err(s, format!("virtual_server_group {name} is defined twice")));
             }
         }
+        if s.name() == "local_address_group" {
+            let name = one_arg(s)?;
+            let laddrs = laddr_group(s)?;
+            if laddr_groups.insert(name, laddrs).is_some() {
+                return Err(err(s, format!("local_address_group {name} is defined twice")));
+            }
+        }
     }
     let mut out = Vec::new();
     let mut seen: BTreeMap<ServiceKey, Loc> = BTreeMap::new();
+    let mut lip_owner: BTreeMap<Ipv4Addr, (ServiceKey, Loc)> = BTreeMap::new();
     for s in top {
         match s.name() {
-            "virtual_server_group" => {}
+            "virtual_server_group" | "local_address_group" => {}
             "virtual_server" => {
-                for def in virtual_server(s, &groups, warnings)? {
+                for def in virtual_server(s, &groups, &laddr_groups, warnings)? {
                     if let Some(first) = seen.insert(def.key(), s.loc().clone()) {
                         return Err(err(
                             s,
                             format!("virtual server {} is already defined at {first}", def.key()),
                         ));
+                    }
+                    for l in &def.laddrs {
+                        if let Some((k, at)) = lip_owner.insert(l.addr, (def.key(), s.loc().clone())) {
+                            return Err(err(
+                                s,
+                                format!(
+                                    "local address {} of virtual server {} is already used by virtual server {k} \
+                                     (at {at}): rvs gives a local address to one service only",
+                                    l.addr,
+                                    def.key()
+                                ),
+                            ));
+                        }
                     }
                     out.push(def);
                 }
@@ -215,12 +247,14 @@ fn flag(s: &Stmt) -> Result<bool, KeepalivedError> {
     }
 }
 
-/// `lb_kind` / `lvs_method`: NAT, DR, or TUN with keepalived's `type ipip`.
+/// `lb_kind` / `lvs_method`: NAT, DR, TUN with keepalived's `type ipip`, or
+/// DPVS's FNAT.
 fn method(s: &Stmt) -> Result<ForwardMethod, KeepalivedError> {
     let words: Vec<&str> = s.args.iter().map(|w| w.text.as_str()).collect();
     let m = match words.as_slice() {
         ["NAT"] => ForwardMethod::Nat,
         ["DR"] => ForwardMethod::Dr,
+        ["FNAT"] => ForwardMethod::FullNat,
         ["TUN"] | ["TUN", "type", "ipip"] => ForwardMethod::Tun,
         ["TUN", "type", t, ..] => {
             return Err(err(
@@ -231,7 +265,7 @@ fn method(s: &Stmt) -> Result<ForwardMethod, KeepalivedError> {
                 ),
             ))
         }
-        _ => return Err(err(s, format!("{}: expects NAT, DR or TUN", s.name()))),
+        _ => return Err(err(s, format!("{}: expects NAT, DR, TUN or FNAT", s.name()))),
     };
     Ok(m)
 }
@@ -269,6 +303,42 @@ fn group(s: &Stmt) -> Result<Vec<(Ipv4Addr, u16)>, KeepalivedError> {
         let (first, last) = range(e)?;
         for a in u32::from(first)..=u32::from(last) {
             out.push((Ipv4Addr::from(a), p));
+        }
+    }
+    Ok(out)
+}
+
+/// The local addresses of each `local_address_group`, by name.
+type LaddrGroups<'a> = BTreeMap<&'a str, Vec<LaddrConfig>>;
+
+/// DPVS's `local_address_group NAME { ADDRESS IFNAME ... }`: ADDRESS a
+/// single address or a range (as `virtual_server_group`'s), IFNAME the
+/// rvs-dp port (rvs.toml's `[[port]] name`) it lives on.
+fn laddr_group(s: &Stmt) -> Result<Vec<LaddrConfig>, KeepalivedError> {
+    let mut out: Vec<LaddrConfig> = Vec::new();
+    for e in block(s)? {
+        if e.block.is_some() {
+            return Err(err(
+                e,
+                "local_address_group: an entry is ADDRESS PORT-NAME, not a block",
+            ));
+        }
+        let [port] = e.args.as_slice() else {
+            return Err(err(
+                e,
+                "local_address_group: an entry is ADDRESS PORT-NAME (the rvs-dp port it lives on)",
+            ));
+        };
+        let (first, last) = range(e)?;
+        for a in u32::from(first)..=u32::from(last) {
+            let address = Ipv4Addr::from(a);
+            if out.iter().any(|l| l.address == address) {
+                return Err(err(e, format!("local_address_group: {address} is listed twice")));
+            }
+            out.push(LaddrConfig {
+                address,
+                port: port.text.clone(),
+            });
         }
     }
     Ok(out)
@@ -381,6 +451,7 @@ struct Real {
 fn virtual_server(
     s: &Stmt,
     groups: &BTreeMap<&str, Vec<(Ipv4Addr, u16)>>,
+    laddr_groups: &LaddrGroups,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<ServiceDef>, KeepalivedError> {
     let args: Vec<&str> = s.args.iter().map(|w| w.text.as_str()).collect();
@@ -414,6 +485,8 @@ fn virtual_server(
         persistence_timeout: None,
         persistence_granularity: None,
         syn_proxy: false,
+        client_addr: None,
+        laddrs: Vec::new(),
         quorum: 1,
         hysteresis: 0,
         sorry_server: None,
@@ -424,6 +497,7 @@ fn virtual_server(
     let mut inherited = Inherited::default();
     let mut flags: Vec<&str> = Vec::new();
     let mut sorry_method: Option<(ForwardMethod, &Stmt)> = None;
+    let mut proxy_protocol: Option<&str> = None;
     let mut real_stmts = Vec::new();
     for k in block(s)? {
         if inherited.read(k)? {
@@ -451,6 +525,35 @@ fn virtual_server(
                     return Err(err(k, "syn_proxy takes no value"));
                 }
                 vs.syn_proxy = true;
+            }
+            // DPVS's keepalived: the FULLNAT local addresses.
+            "laddr_group_name" => {
+                let name = one_arg(k)?;
+                let Some(l) = laddr_groups.get(name) else {
+                    return Err(err(
+                        k,
+                        format!("laddr_group_name {name}: no local_address_group {name}"),
+                    ));
+                };
+                vs.laddrs = l.clone();
+            }
+            // DPVS's keepalived (proxy_protocol_type): v1, v2, disable.
+            "proxy_protocol" => {
+                let v = one_arg(k)?;
+                proxy_protocol = Some(match v.to_ascii_lowercase().as_str() {
+                    "v1" => "proxy-v1",
+                    "v2" => "proxy-v2",
+                    "disable" => "none",
+                    "v1-insecure" | "v2-insecure" => {
+                        return Err(err(
+                            k,
+                            format!(
+                                "proxy_protocol {v} is not supported: rvs writes the header itself and passes none from clients"
+                            ),
+                        ))
+                    }
+                    _ => return Err(err(k, format!("proxy_protocol: '{v}' is not v1, v2 or disable"))),
+                });
             }
             "persistence_timeout" => {
                 vs.persistence_timeout = Some(match k.args.as_slice() {
@@ -544,6 +647,13 @@ fn virtual_server(
         reals.push(real);
     }
     vs.real_server = reals.iter().map(|r| r.config.clone()).collect();
+    vs.client_addr = match proxy_protocol {
+        Some("proxy-v1") | Some("proxy-v2") => proxy_protocol.map(String::from),
+        // DPVS writes TOA on every FULLNAT TCP connection; rvs can when the
+        // whole service is FULLNAT (the model's rule).
+        _ if vs.protocol == "TCP" && all_fullnat(&vs) => Some("toa".into()),
+        _ => None,
+    };
 
     let mut out = Vec::new();
     for (address, vport) in vips {
@@ -572,6 +682,16 @@ fn virtual_server(
         out.push(def);
     }
     Ok(out)
+}
+
+/// True if the service's real servers (and its sorry server, which takes
+/// the service's lb_kind) are all FULLNAT, and there is at least one.
+fn all_fullnat(vs: &VirtualServerConfig) -> bool {
+    let fnat = |k: &str| k.parse::<ForwardMethod>() == Ok(ForwardMethod::FullNat);
+    let kind = fnat(&vs.lb_kind);
+    !vs.real_server.is_empty()
+        && (vs.sorry_server.is_none() || kind)
+        && (vs.real_server.iter()).all(|r| r.lb_kind.as_deref().map_or(kind, fnat))
 }
 
 /// `CpConfig::from_config` on one virtual server, its errors placed at the
@@ -610,6 +730,7 @@ fn ipvs_accepts(def: &ServiceDef, s: &Stmt) -> Result<(), KeepalivedError> {
     let mut cmds = vec![Command::AddService(def.spec.clone())];
     cmds.extend(def.reals.iter().map(|r| Command::AddDest(key, r.dest.clone())));
     cmds.extend(def.sorry.iter().map(|d| Command::AddDest(key, d.clone())));
+    cmds.extend(def.laddrs.iter().map(|l| Command::AddLaddr(key, l.clone())));
     for c in &cmds {
         ipvs.apply(c)
             .map_err(|e| err(s, format!("virtual server {key}: ipvsadm would refuse it: {e}")))?;

@@ -338,7 +338,7 @@ fn errors_name_file_and_line() {
     }
     let in_vs: &[(&str, &str)] = &[
         (" lb_algo xx", "keepalived.conf:4: lb_algo: unknown scheduler 'xx'"),
-        (" lb_kind FOO", "keepalived.conf:4: lb_kind: expects NAT, DR or TUN"),
+        (" lb_kind FOO", "keepalived.conf:4: lb_kind: expects NAT, DR, TUN or FNAT"),
         (" lvs_method TUN type gue port 1", "keepalived.conf:4: lvs_method: tunnel type gue is not supported"),
         (" protocol SCTP", "keepalived.conf:4: protocol SCTP is not supported"),
         (" delay_loop soon", "keepalived.conf:4: delay_loop: 'soon' is not a number of seconds"),
@@ -499,6 +499,132 @@ fn syn_proxy_as_dpvs_keepalived_writes_it() {
     let e =
         error("virtual_server 10.1.0.1 80 {\n lb_kind DR\n syn_proxy\n real_server 10.2.0.1 80 {\n }\n}\n");
     assert!(e.contains("SYN proxy") && e.contains("10.2.0.1:80"), "{e}");
+}
+
+/// DPVS's keepalived.conf for FULLNAT (its tutorial's shape): `lb_kind
+/// FNAT`, a `local_address_group` with a range, `laddr_group_name`,
+/// `proxy_protocol`; `--config-test` prints the rules rvsadm -R reads.
+#[test]
+fn fullnat_as_dpvs_keepalived_writes_it() {
+    let k = ok(r#"
+local_address_group laddr_g1 {
+    10.2.0.200 inside    # use DPDK interface
+    10.2.0.210-212 inside
+}
+local_address_group laddr_g2 {
+    10.2.0.220 inside
+}
+virtual_server 10.1.0.100 80 {
+    lb_algo wrr
+    lb_kind FNAT
+    protocol TCP
+    laddr_group_name laddr_g1
+    proxy_protocol v2
+    real_server 10.2.0.11 8080 {
+        weight 3
+    }
+}
+virtual_server 10.1.0.100 443 {
+    lb_algo rr
+    lb_kind FNAT
+    laddr_group_name laddr_g2
+    real_server 10.2.0.11 443 {
+    }
+}
+virtual_server 10.1.0.100 53 {
+    protocol UDP
+    lb_kind FNAT
+    real_server 10.2.0.11 53 {
+    }
+}
+"#);
+    use rvs_proto::command::ClientAddr;
+    let s = &k.config.services;
+    assert_eq!(s[0].reals[0].dest.method, ForwardMethod::FullNat);
+    assert_eq!(s[0].spec.client_addr, ClientAddr::ProxyV2);
+    let lips: Vec<String> = s[0].laddrs.iter().map(|l| l.addr.to_string()).collect();
+    assert_eq!(lips, ["10.2.0.200", "10.2.0.210", "10.2.0.211", "10.2.0.212"]);
+    assert!(s[0].laddrs.iter().all(|l| l.port_name == "inside"));
+    assert_eq!(
+        s[1].spec.client_addr,
+        ClientAddr::Toa,
+        "DPVS writes TOA on FULLNAT TCP"
+    );
+    assert_eq!(s[2].spec.client_addr, ClientAddr::None, "UDP: no TOA");
+    assert!(s[2].laddrs.is_empty());
+    assert_eq!(
+        rules(&k),
+        "\
+-A -t 10.1.0.100:80 -s wrr --proxy-protocol v2
+-a -t 10.1.0.100:80 -r 10.2.0.11:8080 -b -w 3
+--add-laddr -z 10.2.0.200 -t 10.1.0.100:80 -F inside
+--add-laddr -z 10.2.0.210 -t 10.1.0.100:80 -F inside
+--add-laddr -z 10.2.0.211 -t 10.1.0.100:80 -F inside
+--add-laddr -z 10.2.0.212 -t 10.1.0.100:80 -F inside
+-A -t 10.1.0.100:443 -s rr --toa
+-a -t 10.1.0.100:443 -r 10.2.0.11:443 -b -w 1
+--add-laddr -z 10.2.0.220 -t 10.1.0.100:443 -F inside
+-A -u 10.1.0.100:53 -s wlc
+-a -u 10.1.0.100:53 -r 10.2.0.11:53 -b -w 1
+"
+    );
+    // proxy_protocol disable keeps DPVS's TOA; a NAT real server in the
+    // service turns it off (TOA needs FULLNAT throughout).
+    let k = ok("virtual_server 10.1.0.1 80 {\n lb_kind FNAT\n proxy_protocol disable\n real_server 10.2.0.1 80 {\n }\n}\n");
+    assert_eq!(k.config.services[0].spec.client_addr, ClientAddr::Toa);
+    let k = ok("virtual_server 10.1.0.1 80 {\n lb_kind FNAT\n real_server 10.2.0.1 80 {\n }\n real_server 10.2.0.2 80 {\n  lvs_method NAT\n }\n}\n");
+    assert_eq!(k.config.services[0].spec.client_addr, ClientAddr::None);
+}
+
+#[test]
+fn fullnat_errors_name_their_line() {
+    let e = error("virtual_server 10.1.0.1 80 {\n lb_kind FNAT\n laddr_group_name g9\n}\n");
+    assert_eq!(
+        e,
+        "keepalived.conf:3: laddr_group_name g9: no local_address_group g9"
+    );
+    let e = error("local_address_group g {\n 10.2.0.1\n}\n");
+    assert!(
+        e.starts_with("keepalived.conf:2: local_address_group: an entry is ADDRESS PORT-NAME"),
+        "{e}"
+    );
+    let e = error("local_address_group g {\n 10.2.0.1 inside\n 10.2.0.1 inside\n}\n");
+    assert_eq!(
+        e,
+        "keepalived.conf:3: local_address_group: 10.2.0.1 is listed twice"
+    );
+    let e = error("local_address_group g {\n 10.2.0.300 inside\n}\n");
+    assert!(
+        e.starts_with("keepalived.conf:2: ") && e.contains("not an IPv4 address"),
+        "{e}"
+    );
+    let e =
+        error("local_address_group g {\n 10.2.0.1 inside\n}\nlocal_address_group g {\n 10.2.0.2 inside\n}\n");
+    assert_eq!(e, "keepalived.conf:4: local_address_group g is defined twice");
+    let e = error("virtual_server 10.1.0.1 80 {\n lb_kind FNAT\n proxy_protocol v3\n}\n");
+    assert_eq!(
+        e,
+        "keepalived.conf:3: proxy_protocol: 'v3' is not v1, v2 or disable"
+    );
+    let e = error("virtual_server 10.1.0.1 80 {\n proxy_protocol v2-insecure\n}\n");
+    assert!(
+        e.starts_with("keepalived.conf:2: proxy_protocol v2-insecure is not supported"),
+        "{e}"
+    );
+    let e = error("virtual_server 10.1.0.1 80 {\n lb_kind FULLNAT\n}\n");
+    assert_eq!(e, "keepalived.conf:2: lb_kind: expects NAT, DR, TUN or FNAT");
+    let e = error("virtual_server 10.1.0.1 53 {\n protocol UDP\n lb_kind FNAT\n proxy_protocol v1\n}\n");
+    assert!(
+        e.starts_with("keepalived.conf:1: ") && e.contains("TCP only"),
+        "{e}"
+    );
+    // One service per local address: a group shared by two services.
+    let shared = "local_address_group g {\n 10.2.0.1 inside\n}\nvirtual_server 10.1.0.1 80 {\n lb_kind FNAT\n laddr_group_name g\n}\nvirtual_server 10.1.0.1 81 {\n lb_kind FNAT\n laddr_group_name g\n}\n";
+    let e = error(shared);
+    assert!(
+        e.starts_with("keepalived.conf:8: local address 10.2.0.1 of virtual server TCP 10.1.0.1:81 is already used by virtual server TCP 10.1.0.1:80"),
+        "{e}"
+    );
 }
 
 const VI_1: &str = "

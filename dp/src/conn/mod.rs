@@ -7,7 +7,10 @@
 //! - IN, keyed by (proto, CIP, cport, VIP, vport): client → VIP packets, and
 //!   the persistence templates (keyed by the client's masked network, port 0);
 //! - OUT, keyed by (proto, RIP, rport, CIP, cport): real-server replies. Only
-//!   LVS-NAT connections are in it; with DR and TUN the replies bypass us.
+//!   LVS-NAT and FULLNAT connections are in it; with DR and TUN the replies
+//!   bypass us. A FULLNAT entry is keyed by (proto, RIP, rport, LIP, lport),
+//!   what its replies carry; its LIP:lport lives in a side array indexed by
+//!   the same slot (`fnat::side`), touched by FULLNAT packets only.
 //!
 //! After `ConnTable::new` nothing allocates: insert pops the free list, expiry
 //! pushes onto it. Expiry is lazy (a lookup ignores an entry whose time is
@@ -78,6 +81,9 @@ pub enum ConnError {
     /// Every slot is taken by a live entry. Nothing in the table changed.
     #[error("connection table full")]
     TableFull,
+    /// A FULLNAT connection without its local address (see `insert_fnat`).
+    #[error("FULLNAT connection without a local address")]
+    NoLocalAddress,
 }
 
 /// Everything a new connection is made of.

@@ -9,6 +9,8 @@ use super::mem::{boxed_table, prefetch};
 use super::tcp::{next_state, StateTable, TcpState};
 use super::timeout::Timeouts;
 use super::{ConnError, ConnId, Direction, FlowKey, NewConn, NewTemplate};
+use crate::fnat::laddr::LocalAddr;
+use crate::fnat::side::FnatSide;
 use crate::service::{DestStats, ForwardMethod, Proto, WorkerTraffic};
 use crate::wire::tcp::TcpFlags;
 
@@ -346,7 +348,20 @@ pub struct ConnTable {
     /// Live embryonic connections freed to make room (`evict_embryonic`).
     evicted: u64,
     seed: [u64; 3],
+    /// FULLNAT entries' local address and client hint, by slot: empty until
+    /// `enable_fnat` (a director without FULLNAT services never pays for it).
+    fnat: Box<[FnatSide]>,
+    /// Local addresses of FULLNAT entries freed since the owner last took
+    /// them (`take_fnat_freed`), for its port pools. Bounded (`FREED_MAX`):
+    /// past it a port is lost to its pool (counted in `fnat_freed_lost`)
+    /// rather than allocate.
+    fnat_freed: Vec<LocalAddr>,
+    fnat_freed_lost: u64,
 }
+
+/// Room in `ConnTable::fnat_freed`: more than one `expire` call of the
+/// worker's housekeeping budget plus a full-table reclaim frees.
+pub const FREED_MAX: usize = 8192;
 
 /// A hash bucket picked by `prefetch_in`/`prefetch_out`.
 #[derive(Clone, Copy, Debug)]
@@ -402,7 +417,59 @@ impl ConnTable {
             emb_tail: NIL,
             evicted: 0,
             seed: [splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s) | 1],
+            fnat: Box::new([]),
+            fnat_freed: Vec::new(),
+            fnat_freed_lost: 0,
         }
+    }
+
+    /// Makes room for FULLNAT entries (their side array and the freed
+    /// queue); call off the packet path, before the first `insert_fnat`.
+    /// Idempotent.
+    pub fn enable_fnat(&mut self) {
+        if self.fnat.len() != self.slab.len() {
+            self.fnat = boxed_table(self.slab.len(), |_| FnatSide::EMPTY);
+            self.fnat_freed = Vec::with_capacity(FREED_MAX);
+        }
+    }
+
+    /// Whether `enable_fnat` was called.
+    #[inline]
+    pub fn fnat_enabled(&self) -> bool {
+        !self.fnat.is_empty()
+    }
+
+    /// The FULLNAT side of a live FULLNAT connection.
+    #[inline]
+    pub fn fnat(&self, id: ConnId) -> Option<&FnatSide> {
+        self.get(id).filter(|c| c.method == ForwardMethod::FullNat)?;
+        self.fnat.get(id.0 as usize)
+    }
+
+    /// As `fnat`, to update its client hint. The local address must not
+    /// change (the OUT index is keyed by it): callers write `hint` only.
+    #[inline]
+    pub fn fnat_mut(&mut self, id: ConnId) -> Option<&mut FnatSide> {
+        self.get(id).filter(|c| c.method == ForwardMethod::FullNat)?;
+        self.fnat.get_mut(id.0 as usize)
+    }
+
+    /// The local addresses of FULLNAT entries freed since the last call,
+    /// for the owner's port pools.
+    #[inline]
+    pub fn take_fnat_freed(&mut self) -> std::vec::Drain<'_, LocalAddr> {
+        self.fnat_freed.drain(..)
+    }
+
+    /// Whether FULLNAT entries were freed since `take_fnat_freed`.
+    #[inline(always)]
+    pub fn has_fnat_freed(&self) -> bool {
+        !self.fnat_freed.is_empty()
+    }
+
+    /// Local ports lost to their pools because the freed queue was full.
+    pub fn fnat_freed_lost(&self) -> u64 {
+        self.fnat_freed_lost
     }
 
     /// Live entries: connections and templates, expired ones not yet collected included.
@@ -492,9 +559,26 @@ impl ConnTable {
         self.bucket(c.flow(), c.flags & F_TEMPLATE != 0)
     }
 
+    /// OUT keys what a reply carries: RIP:rport → CIP:cport for NAT,
+    /// RIP:rport → LIP:lport for FULLNAT.
     #[inline]
-    fn out_bucket_of(&self, c: &Conn) -> usize {
-        self.bucket(FlowKey::new(c.proto, c.rip, c.rport, c.cip, c.cport), false)
+    fn out_bucket_of(&self, idx: u32) -> usize {
+        let c = &self.slab[idx as usize];
+        let (dst, dport) = self.out_dst(idx, c);
+        self.bucket(FlowKey::new(c.proto, c.rip, c.rport, dst, dport), false)
+    }
+
+    /// The destination a reply of entry `idx` carries.
+    #[inline(always)]
+    fn out_dst(&self, idx: u32, c: &Conn) -> (Ipv4Addr, u16) {
+        if c.method == ForwardMethod::FullNat {
+            match self.fnat.get(idx as usize) {
+                Some(s) => (s.laddr.lip, s.laddr.lport),
+                None => (Ipv4Addr::UNSPECIFIED, 0),
+            }
+        } else {
+            (c.cip, c.cport)
+        }
     }
 
     /// The connection of a client → VIP packet (`flow`: CIP:cport → VIP:vport).
@@ -533,18 +617,54 @@ impl ConnTable {
     fn lookup_out_entry(&self, flow: FlowKey, now: u32) -> Option<(ConnId, &Conn)> {
         let mut i = self.out_heads[self.bucket(flow, false)];
         while let Some(c) = self.slab.get(i as usize) {
-            if c.cport == flow.dport
-                && c.cip == flow.dst
-                && c.rport == flow.sport
-                && c.rip == flow.src
-                && c.proto == flow.proto
-                && c.alive(now)
-            {
-                return Some((ConnId(i), c));
+            if c.rport == flow.sport && c.rip == flow.src && c.proto == flow.proto && c.alive(now) {
+                // NAT compares the entry's own CIP:cport; FULLNAT its LIP:lport.
+                let (dst, dport) = if c.method != ForwardMethod::FullNat {
+                    (c.cip, c.cport)
+                } else {
+                    self.out_dst(i, c)
+                };
+                if dport == flow.dport && dst == flow.dst {
+                    return Some((ConnId(i), c));
+                }
             }
             i = c.out_next;
         }
         None
+    }
+
+    /// As `lookup_in_mut`, with a FULLNAT entry's side (the fast path's
+    /// one access to both).
+    #[inline(always)]
+    pub fn lookup_in_mut_side(
+        &mut self,
+        flow: FlowKey,
+        now: u32,
+    ) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let (id, _) = self.find_in(flow, false, now)?;
+        self.entry_and_side(id)
+    }
+
+    /// As `lookup_out_mut`, with a FULLNAT entry's side.
+    #[inline(always)]
+    pub fn lookup_out_mut_side(
+        &mut self,
+        flow: FlowKey,
+        now: u32,
+    ) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let (id, _) = self.lookup_out_entry(flow, now)?;
+        self.entry_and_side(id)
+    }
+
+    #[inline(always)]
+    fn entry_and_side(&mut self, id: ConnId) -> Option<(ConnId, &mut Conn, Option<&FnatSide>)> {
+        let c = self.slab.get_mut(id.0 as usize)?;
+        let side = if c.method == ForwardMethod::FullNat {
+            self.fnat.get(id.0 as usize)
+        } else {
+            None
+        };
+        Some((id, c, side))
     }
 
     /// The persistence template for a client network on a virtual service
@@ -694,7 +814,7 @@ impl ConnTable {
     }
 
     fn link_out(&mut self, idx: u32) {
-        let b = self.out_bucket_of(&self.slab[idx as usize]);
+        let b = self.out_bucket_of(idx);
         self.slab[idx as usize].out_next = self.out_heads[b];
         self.out_heads[b] = idx;
     }
@@ -718,7 +838,7 @@ impl ConnTable {
     }
 
     fn unlink_out(&mut self, idx: u32) {
-        let b = self.out_bucket_of(&self.slab[idx as usize]);
+        let b = self.out_bucket_of(idx);
         let next = self.slab[idx as usize].out_next;
         if self.out_heads[b] == idx {
             self.out_heads[b] = next;
@@ -762,10 +882,35 @@ impl ConnTable {
     /// oldest embryonic TCP connection, as does `insert_template`; a TCP
     /// connection is embryonic, and queued as such, until it first reaches
     /// ESTABLISHED. `ConnError::TableFull` only when there is none.
+    ///
+    /// A FULLNAT connection goes in with `insert_fnat`, which knows its local
+    /// address: here it is refused (`ConnError::NoLocalAddress`).
     pub fn insert(&mut self, p: NewConn, now: u32) -> Result<ConnId, ConnError> {
+        if p.method == ForwardMethod::FullNat {
+            return Err(ConnError::NoLocalAddress);
+        }
+        self.insert_entry(p, None, now)
+    }
+
+    /// As `insert`, for a FULLNAT connection (`p.method` FullNat) leaving
+    /// with `side.laddr`: its replies are found in OUT by RIP:rport →
+    /// LIP:lport. When the entry is freed the local address goes to the
+    /// freed queue (`take_fnat_freed`). Refused (`ConnError::NoLocalAddress`)
+    /// before `enable_fnat` or for another method.
+    pub fn insert_fnat(&mut self, p: NewConn, side: FnatSide, now: u32) -> Result<ConnId, ConnError> {
+        if p.method != ForwardMethod::FullNat || !self.fnat_enabled() {
+            return Err(ConnError::NoLocalAddress);
+        }
+        self.insert_entry(p, Some(side), now)
+    }
+
+    fn insert_entry(&mut self, p: NewConn, side: Option<FnatSide>, now: u32) -> Result<ConnId, ConnError> {
         let idx = self.alloc(now)?;
+        if let (Some(side), Some(slot)) = (side, self.fnat.get_mut(idx as usize)) {
+            *slot = side;
+        }
         let tmpl = self.valid_template(p.template);
-        let nat = p.method == ForwardMethod::Nat;
+        let nat = matches!(p.method, ForwardMethod::Nat | ForwardMethod::FullNat);
         let tcp = p.flow.proto == Proto::Tcp;
         if let Some(d) = &p.dest {
             d.bind_conn();
@@ -824,7 +969,7 @@ impl ConnTable {
         if let Some(d) = &t.dest {
             d.persistent_delta(true);
         }
-        let nat = t.method == ForwardMethod::Nat;
+        let nat = matches!(t.method, ForwardMethod::Nat | ForwardMethod::FullNat);
         self.slab[idx as usize] = Conn {
             in_next: NIL,
             out_next: NIL,
@@ -1007,6 +1152,15 @@ impl ConnTable {
         }
         if flags & F_OUT_HASHED != 0 {
             self.unlink_out(idx);
+        }
+        if self.slab[idx as usize].method == ForwardMethod::FullNat && flags & F_TEMPLATE == 0 {
+            if let Some(side) = self.fnat.get(idx as usize) {
+                if self.fnat_freed.len() < self.fnat_freed.capacity() {
+                    self.fnat_freed.push(side.laddr);
+                } else {
+                    self.fnat_freed_lost += 1;
+                }
+            }
         }
         let c = &mut self.slab[idx as usize];
         let dest = c.dest.take();

@@ -1037,6 +1037,7 @@ proptest! {
                             reconcile(&t, &mut model, now);
                             prop_assert!(model.values().all(|m| !m.embryonic), "refused with an embryonic conn in the table");
                         }
+                        Err(ConnError::NoLocalAddress) => prop_assert!(false, "NAT/DR refused for a local address"),
                     }
                 }
                 Op::Packet { c, port, vip, udp, out, flags } => {
@@ -1108,4 +1109,146 @@ fn a_flood_on_a_persistent_service_does_not_fill_the_table_with_templates() {
     t.on_packet(id, Direction::Output, SYN | ACK, 2, &to);
     t.on_packet(id, Direction::Input, ACK, 2, &to);
     assert_eq!(t.get(id).unwrap().state(), TcpState::Established);
+}
+
+mod fullnat {
+    use super::*;
+    use crate::fnat::laddr::LocalAddr;
+    use crate::fnat::side::{ClientHint, FnatSide};
+
+    const LIP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 200);
+
+    fn side(lport: u16) -> FnatSide {
+        FnatSide {
+            laddr: LocalAddr { lip: LIP, lport },
+            hint: ClientHint::None,
+        }
+    }
+
+    fn fnat(cip: Ipv4Addr, cport: u16, d: &Arc<DestStats>) -> NewConn {
+        new_conn(Proto::Tcp, cip, cport, ForwardMethod::FullNat, d)
+    }
+
+    #[test]
+    fn needs_its_local_address_and_the_side_array() {
+        let d = dest();
+        let mut t = ConnTable::with_seed(16, 1);
+        assert_eq!(
+            t.insert(fnat(client(1), 1, &d), 100),
+            Err(ConnError::NoLocalAddress)
+        );
+        assert_eq!(
+            t.insert_fnat(fnat(client(1), 1, &d), side(5000), 100),
+            Err(ConnError::NoLocalAddress),
+            "before enable_fnat"
+        );
+        t.enable_fnat();
+        assert_eq!(
+            t.insert_fnat(tcp_nat(client(1), 1, &d), side(5000), 100),
+            Err(ConnError::NoLocalAddress),
+            "a NAT conn has no side"
+        );
+        assert!(t.is_empty());
+        assert!(t.insert_fnat(fnat(client(1), 1, &d), side(5000), 100).is_ok());
+    }
+
+    #[test]
+    fn out_index_keyed_by_local_address() {
+        let d = dest();
+        let mut t = ConnTable::with_seed(64, 7);
+        t.enable_fnat();
+        let f = t
+            .insert_fnat(fnat(client(1), 40000, &d), side(5000), 100)
+            .unwrap();
+        // A NAT conn of the same client port and real server beside it.
+        let n = t.insert(tcp_nat(client(2), 40000, &d), 100).unwrap();
+        let out = |cip, cport| FlowKey::new(Proto::Tcp, RIP, 8080, cip, cport);
+        assert_eq!(t.lookup_out(out(LIP, 5000), 100), Some(f));
+        assert_eq!(
+            t.lookup_out(out(client(1), 40000), 100),
+            None,
+            "not by the client"
+        );
+        assert_eq!(t.lookup_out(out(LIP, 5001), 100), None);
+        assert_eq!(t.lookup_out(out(client(2), 40000), 100), Some(n));
+        assert_eq!(
+            t.lookup_in(FlowKey::new(Proto::Tcp, client(1), 40000, VIP, 80), 100),
+            Some(f)
+        );
+        assert_eq!(t.fnat(f).map(|s| s.laddr.lport), Some(5000));
+        assert_eq!(t.fnat(n), None, "NAT has no side");
+        // Freed: out of OUT, its local address queued for its pool.
+        assert!(!t.has_fnat_freed());
+        assert!(t.remove(f));
+        assert_eq!(t.lookup_out(out(LIP, 5000), 100), None);
+        assert_eq!(
+            t.take_fnat_freed().collect::<Vec<_>>(),
+            vec![LocalAddr {
+                lip: LIP,
+                lport: 5000
+            }]
+        );
+        assert!(!t.has_fnat_freed());
+        assert!(t.remove(n));
+        assert!(!t.has_fnat_freed(), "NAT frees no local address");
+    }
+
+    #[test]
+    fn expiry_and_eviction_queue_local_addresses() {
+        let d = dest();
+        let mut t = ConnTable::with_seed(8, 3);
+        t.enable_fnat();
+        for i in 0..8u16 {
+            t.insert_fnat(fnat(client(1), 1000 + i, &d), side(6000 + i), 100)
+                .unwrap();
+        }
+        // Full of embryonic conns: the next one evicts the oldest.
+        t.insert_fnat(fnat(client(1), 2000, &d), side(7000), 100).unwrap();
+        assert_eq!(
+            t.take_fnat_freed().map(|a| a.lport).collect::<Vec<_>>(),
+            vec![6000]
+        );
+        // Everything expires.
+        assert_eq!(t.expire(1000, 64), 8);
+        let mut ports: Vec<u16> = t.take_fnat_freed().map(|a| a.lport).collect();
+        ports.sort();
+        assert_eq!(ports, (6001..6008).chain([7000]).collect::<Vec<_>>());
+        assert_eq!(t.fnat_freed_lost(), 0);
+    }
+
+    proptest! {
+        /// NAT and FULLNAT entries of one real server, inserted and removed in
+        /// any order: every live one is found by its own OUT key only, and
+        /// every FULLNAT one removed gives back exactly its local address.
+        #[test]
+        fn out_lookups_match_a_model(ops in proptest::collection::vec((any::<bool>(), 0u16..24, any::<bool>()), 1..200)) {
+            let d = dest();
+            let mut t = ConnTable::with_seed(32, 11);
+            t.enable_fnat();
+            let mut live: HashMap<u16, (ConnId, bool)> = HashMap::new();
+            for (add, k, is_fnat) in ops {
+                if add && !live.contains_key(&k) {
+                    let id = if is_fnat {
+                        t.insert_fnat(fnat(client(1), k, &d), side(5000 + k), 100).unwrap()
+                    } else {
+                        t.insert(tcp_nat(client(1), k, &d), 100).unwrap()
+                    };
+                    live.insert(k, (id, is_fnat));
+                } else if let Some((id, f)) = live.remove(&k) {
+                    prop_assert!(t.remove(id));
+                    let freed: Vec<u16> = t.take_fnat_freed().map(|a| a.lport).collect();
+                    prop_assert_eq!(freed, if f { vec![5000 + k] } else { vec![] });
+                }
+                for k in 0..24u16 {
+                    let by_lip = t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, LIP, 5000 + k), 100);
+                    let by_cip = t.lookup_out(FlowKey::new(Proto::Tcp, RIP, 8080, client(1), k), 100);
+                    match live.get(&k) {
+                        Some(&(id, true)) => prop_assert_eq!((by_lip, by_cip), (Some(id), None)),
+                        Some(&(id, false)) => prop_assert_eq!((by_lip, by_cip), (None, Some(id))),
+                        None => prop_assert_eq!((by_lip, by_cip), (None, None)),
+                    }
+                }
+            }
+        }
+    }
 }

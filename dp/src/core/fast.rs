@@ -2,8 +2,10 @@
 //!
 //! An untagged IPv4 frame to our MAC, a 20-byte header, no fragment, TTL
 //! above 1, TCP or UDP, of a connection this worker owns and already has,
-//! forwarded by NAT (either way), DR, or TUN within the egress MTU, to a resolved
-//! next hop. Such a frame
+//! forwarded by NAT (either way), FULLNAT (either way; with PROXY only once
+//! the header is acked and a segment needs no more than its seq or ack
+//! shifted; TOA connections take the general path), DR, or TUN within the
+//! egress MTU, to a resolved next hop. Such a frame
 //! is checked and rewritten here in one pass over fixed-size header arrays,
 //! so the offsets are known at compile time and cost no bounds checks.
 //!
@@ -27,6 +29,8 @@ use std::sync::atomic::Ordering;
 use super::egress::Egress;
 use super::{Forwarder, Verdict};
 use crate::conn::{Direction, FlowKey};
+use crate::fnat::laddr::owner_of_port;
+use crate::fnat::side::ClientHint;
 use crate::neigh::Neigh;
 use crate::packet::PacketBuf;
 use crate::service::{ForwardMethod, Proto};
@@ -117,18 +121,47 @@ impl Forwarder {
             return None;
         }
         let cip = if to_vip { src } else { dst };
-        if !redirected
-            && self.shared.workers > 1
-            && super::owner_of(cip, self.snap.owner_mask(), self.shared.workers) != self.worker
-        {
-            return None;
+        // A FULLNAT reply: its destination port names the owner.
+        let to_lip = !to_vip && self.snap.lip(dst).is_some();
+        if !redirected && self.shared.workers > 1 {
+            let n = self.shared.workers;
+            let owner = if to_lip {
+                owner_of_port(dport, n)
+            } else {
+                super::owner_of(cip, self.snap.owner_mask(), n)
+            };
+            if owner != self.worker {
+                return None;
+            }
         }
         let flow = FlowKey::new(proto, src, sport, dst, dport);
         let now = self.now;
-        let ((id, c), dir) = if to_vip {
-            (self.conns.lookup_in_mut(flow, now)?, Direction::Input)
+        let ((id, c, side), dir) = if to_vip {
+            (self.conns.lookup_in_mut_side(flow, now)?, Direction::Input)
         } else {
-            (self.conns.lookup_out_mut(flow, now)?, Direction::Output)
+            (self.conns.lookup_out_mut_side(flow, now)?, Direction::Output)
+        };
+        // FULLNAT: the other end's rewrite; a PROXY connection past its
+        // header here too when all a segment needs is its seq (client → RS)
+        // or ack (RS → client) shifted (`SeqShift::steady`); TOA, and PROXY
+        // otherwise, the general path's job.
+        let mut seq_fix = None;
+        let other = match side {
+            Some(s) => {
+                match s.hint {
+                    ClientHint::None => {}
+                    ClientHint::Proxy { shift, .. } if proto == Proto::Tcp => {
+                        let tcp_seg = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
+                        seq_fix = Some(shift.steady(dir == Direction::Input, tcp_seg)?);
+                    }
+                    _ => return None,
+                }
+                Some(match dir {
+                    Direction::Input => (s.laddr.lip, s.laddr.lport),
+                    Direction::Output => (c.cip(), c.cport()),
+                })
+            }
+            None => None,
         };
         // A proxied connection's sequence numbers are translated: the general path's job.
         if self
@@ -149,6 +182,12 @@ impl Forwarder {
                 (m, c.rip(), c.rip(), c.rport())
             }
             (Direction::Output, ForwardMethod::Nat) => (ForwardMethod::Nat, c.cip(), c.vip(), c.vport()),
+            (Direction::Input, ForwardMethod::FullNat) if other.is_some() => {
+                (ForwardMethod::FullNat, c.rip(), c.rip(), c.rport())
+            }
+            (Direction::Output, ForwardMethod::FullNat) if other.is_some() => {
+                (ForwardMethod::FullNat, c.cip(), c.vip(), c.vport())
+            }
             _ => return None,
         };
         let slot = c.egress(dir);
@@ -184,6 +223,13 @@ impl Forwarder {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += len as u64;
         }
+        if to_lip {
+            if redirected {
+                self.counters.fnat_replies_redirected += 1;
+            } else {
+                self.counters.fnat_replies_direct += 1;
+            }
+        }
         super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
         // The sync daemon's count of the connection's packets (`Forwarder::track`).
         if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
@@ -207,8 +253,11 @@ impl Forwarder {
             },
             _ => {
                 let frame = pkt.data_mut();
-                let r = rewrite(frame, proto, method, dir, addr, l4port);
+                let r = rewrite(frame, proto, method, dir, (addr, l4port), other);
                 if r.is_ok() {
+                    if let Some(f) = seq_fix {
+                        shift_number(frame, f);
+                    }
                     set_macs(frame);
                 }
                 r
@@ -219,6 +268,8 @@ impl Forwarder {
                 let c = match (method, dir) {
                     (ForwardMethod::Nat, Direction::Input) => &mut self.counters.nat_in,
                     (ForwardMethod::Nat, Direction::Output) => &mut self.counters.nat_out,
+                    (ForwardMethod::FullNat, Direction::Input) => &mut self.counters.fnat_in,
+                    (ForwardMethod::FullNat, Direction::Output) => &mut self.counters.fnat_out,
                     (ForwardMethod::Tun, _) => &mut self.counters.tun_out,
                     _ => &mut self.counters.dr_out,
                 };
@@ -263,17 +314,18 @@ fn resolve(
     Some((cache.insert(e), e))
 }
 
-/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is).
+/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is);
+/// FULLNAT's (`other`: the opposite end's new address and port) too.
 #[inline(always)]
 fn rewrite(
     frame: &mut [u8],
     proto: Proto,
     method: ForwardMethod,
     dir: Direction,
-    addr: Ipv4Addr,
-    l4port: u16,
+    (addr, l4port): (Ipv4Addr, u16),
+    other: Option<(Ipv4Addr, u16)>,
 ) -> Result<(), DropReason> {
-    if method != ForwardMethod::Nat {
+    if !matches!(method, ForwardMethod::Nat | ForwardMethod::FullNat) {
         return Ok(());
     }
     // `fast` checked the frame holds the whole L4 header: 20 bytes of TCP
@@ -285,16 +337,97 @@ fn rewrite(
                 .get_mut(..L4 + tcp::HEADER_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)
+            match other {
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + tcp::field::CHECKSUM, false),
+                None => nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false),
+            }
         }
         Proto::Udp => {
             let h: &mut [u8; HEAD_LEN] = frame
                 .get_mut(..HEAD_LEN)
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
-            nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)
+            match other {
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + udp::field::CHECKSUM, true),
+                None => nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true),
+            }
         }
     }
+}
+
+/// A PROXY connection's seq or ack (`SeqShift::steady`: its offset in the
+/// TCP header, old and new value) rewritten, the TCP checksum with it.
+#[inline(always)]
+fn shift_number(frame: &mut [u8], (at, old, new): (usize, u32, u32)) {
+    const TCP: usize = ETH_LEN + IP_LEN;
+    if let Some(b) = frame.get_mut(TCP + at..TCP + at + 4) {
+        b.copy_from_slice(&new.to_be_bytes());
+    }
+    if let Some(b) = frame.get_mut(TCP + tcp::field::CHECKSUM..TCP + tcp::field::CHECKSUM + 2) {
+        let c = u16::from_be_bytes([b[0], b[1]]);
+        b.copy_from_slice(&checksum::update32(c, old, new).to_be_bytes());
+    }
+}
+
+/// FULLNAT at the same fixed offsets as `nat_fixed`: the TTL and both
+/// ends, the end `nat_fixed` rewrites (`addr:port`) and the other one
+/// (`other`: the source client → real server, the destination of replies),
+/// each checksum updated once for all of it.
+#[inline(always)]
+fn fnat_fixed<const N: usize>(
+    h: &mut [u8; N],
+    dir: Direction,
+    (addr, port): (Ipv4Addr, u16),
+    (addr2, port2): (Ipv4Addr, u16),
+    l4_csum_at: usize,
+    udp: bool,
+) -> Result<(), DropReason> {
+    const TTL: usize = ETH_LEN + ip::TTL;
+    const IP_CSUM: usize = ETH_LEN + ip::CHECKSUM;
+    const L4: usize = ETH_LEN + IP_LEN;
+    let (src, dst) = (
+        (ETH_LEN + ip::SRC, L4 + udp::field::SRC_PORT),
+        (ETH_LEN + ip::DST, L4 + udp::field::DST_PORT),
+    );
+    let ((a1, p1), (a2, p2)) = match dir {
+        Direction::Input => (dst, src),
+        Direction::Output => (src, dst),
+    };
+    let get16 = |h: &[u8; N], at: usize| u16::from_ne_bytes([h[at], h[at + 1]]);
+    let get32 = |h: &[u8; N], at: usize| u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let ttl = h[TTL];
+    if ttl <= 1 {
+        return Err(DropReason::TtlExpired);
+    }
+    h[TTL] = ttl - 1;
+    let (old1, old2) = (get32(h, a1), get32(h, a2));
+    let (new1, new2) = (
+        u32::from_ne_bytes(addr.octets()),
+        u32::from_ne_bytes(addr2.octets()),
+    );
+    h[a1..a1 + 4].copy_from_slice(&new1.to_ne_bytes());
+    h[a2..a2 + 4].copy_from_slice(&new2.to_ne_bytes());
+    let addr_delta = checksum::delta32(old1, new1) + checksum::delta32(old2, new2);
+    let c = checksum::apply(get16(h, IP_CSUM), checksum::TTL_DECREMENT_NE + addr_delta);
+    h[IP_CSUM..IP_CSUM + 2].copy_from_slice(&c.to_ne_bytes());
+    let (np1, np2) = (
+        u16::from_ne_bytes(port.to_be_bytes()),
+        u16::from_ne_bytes(port2.to_be_bytes()),
+    );
+    let (op1, op2) = (get16(h, p1), get16(h, p2));
+    h[p1..p1 + 2].copy_from_slice(&np1.to_ne_bytes());
+    h[p2..p2 + 2].copy_from_slice(&np2.to_ne_bytes());
+    let old_csum = get16(h, l4_csum_at);
+    if udp && old_csum == 0 {
+        return Ok(()); // UDP without checksum stays without
+    }
+    let delta = addr_delta + checksum::delta16(op1, np1) + checksum::delta16(op2, np2);
+    let mut c = checksum::apply(old_csum, delta);
+    if udp && c == 0 {
+        c = 0xFFFF;
+    }
+    h[l4_csum_at..l4_csum_at + 2].copy_from_slice(&c.to_ne_bytes());
+    Ok(())
 }
 
 /// NAT at the fixed offsets of an untagged frame with a 20-byte IPv4 header:

@@ -31,6 +31,7 @@
 
 mod egress;
 mod fast;
+mod fnat;
 mod synproxy;
 pub use synproxy::{synced_shift, ProxySlot};
 #[cfg(test)]
@@ -115,6 +116,11 @@ pub struct Shared {
     kernel_ports: Vec<bool>,
     pub neigh: NeighTable,
     pub ports: Vec<PortInfo>,
+    /// How FULLNAT local addresses share their ports out (range, TIME_WAIT hold).
+    pub laddr: crate::fnat::laddr::LaddrConfig,
+    /// The ports' names (rvs.toml's `[[port]] name`; `port0`, `port1`...
+    /// unless given): what a local address names its port by.
+    pub port_names: Vec<String>,
     /// The ports' addresses, for the per-packet martian and local checks.
     port_addrs: Vec<u32>,
     /// The ports' MACs as `mac_word` reads a frame's destination, for the
@@ -145,6 +151,8 @@ impl Shared {
             owned: ArcSwap::from_pointee(Owned::ALL),
             kernel_ports: vec![false; ports.len()],
             neigh: NeighTable::new(4096),
+            laddr: crate::fnat::laddr::LaddrConfig::default(),
+            port_names: (0..ports.len()).map(|i| format!("port{i}")).collect(),
             ports,
             routes,
             workers,
@@ -162,6 +170,26 @@ impl Shared {
     pub fn with_cookie_key(mut self, key: crate::synproxy::cookie::CookieKey) -> Self {
         self.cookie_key = key;
         self
+    }
+
+    /// Names the ports (index: our port index), as rvs.toml does.
+    pub fn with_port_names(mut self, names: Vec<String>) -> Self {
+        for (n, name) in self.port_names.iter_mut().zip(names) {
+            *n = name;
+        }
+        self
+    }
+
+    /// Local ports and hold of FULLNAT local addresses, instead of
+    /// 1024..=65535 and 60 s.
+    pub fn with_laddr_config(mut self, cfg: crate::fnat::laddr::LaddrConfig) -> Self {
+        self.laddr = cfg;
+        self
+    }
+
+    /// The index of the port named `name`.
+    pub fn port_named(&self, name: &str) -> Option<u16> {
+        self.port_names.iter().position(|n| n == name).map(|i| i as u16)
     }
 
     /// Gives the ports flagged in `kernel` (index: our port index) a kernel
@@ -274,6 +302,18 @@ pub struct WorkerCounters {
     pub synproxy_established: u64,
     /// Client packets held until their real server answered (`Verdict::Hold`).
     pub synproxy_held: u64,
+    /// FULLNAT packets forwarded client → real server and back.
+    pub fnat_in: u64,
+    pub fnat_out: u64,
+    /// FULLNAT replies this worker owned, by the way they came: straight
+    /// from the NIC, or through another worker's redirect (`core::fnat`).
+    pub fnat_replies_direct: u64,
+    pub fnat_replies_redirected: u64,
+    /// TOA options inserted, and left out for want of room.
+    pub toa_inserted: u64,
+    pub toa_skipped: u64,
+    /// PROXY headers put in a segment (first sends and resends).
+    pub proxy_inserted: u64,
 }
 
 /// Below this many connections the table stays in cache and warming a burst
@@ -465,6 +505,8 @@ pub struct Forwarder {
     /// looked: their held packets can go (`Verdict::Hold`). Bounded; see
     /// `synproxy::RELEASED_MAX`.
     pub synproxy_released: Vec<ConnId>,
+    /// FULLNAT: this worker's local-address pools, one per service.
+    pools: crate::fnat::pools::WorkerPools,
 }
 
 impl Forwarder {
@@ -474,7 +516,9 @@ impl Forwarder {
         let owned = shared.owned.load_full();
         let scheds = snap.services().iter().map(|s| s.sched.clone_box()).collect();
         let seed = 0x5eed_0000_0000_0000 ^ ((worker as u64) << 32) ^ std::process::id() as u64;
-        Forwarder {
+        let shared_workers = shared.workers;
+        let laddr_cfg = shared.laddr.clone();
+        let mut f = Forwarder {
             worker,
             shared,
             snap,
@@ -494,6 +538,29 @@ impl Forwarder {
             sync: None,
             synproxy: None,
             synproxy_released: Vec::with_capacity(synproxy::RELEASED_MAX),
+            pools: crate::fnat::pools::WorkerPools::new(worker, shared_workers, laddr_cfg),
+        };
+        f.fnat_refresh();
+        f
+    }
+
+    /// After a snapshot switch: the FULLNAT pools for it (between bursts;
+    /// allocates), and the connection table's FULLNAT side once needed.
+    fn fnat_refresh(&mut self) {
+        if !self.snap.any_fnat() && self.snap.lips().is_empty() && !self.conns.fnat_enabled() {
+            return;
+        }
+        if !self.conns.fnat_enabled() && self.worker == 0 && self.shared.workers > 1 {
+            // Said once, when the first FULLNAT service appears.
+            eprintln!(
+                "rvs-dp: FULLNAT replies reach the worker owning their local port through the \
+                 software redirect rings (no NIC flow rules in this build); the workers count \
+                 fnat_replies direct/redirected"
+            );
+        }
+        self.conns.enable_fnat();
+        if let Err(e) = self.pools.rebuild(&self.snap) {
+            eprintln!("rvs-dp: worker {}: FULLNAT local address pools: {e}", self.worker);
         }
     }
 
@@ -525,6 +592,7 @@ impl Forwarder {
             if cur.generation != self.snap.generation || !Arc::ptr_eq(&cur, &self.snap) {
                 self.snap = arc_swap::Guard::into_inner(cur);
                 self.scheds = self.snap.services().iter().map(|s| s.sched.clone_box()).collect();
+                self.fnat_refresh();
                 switched = true;
             }
         }
@@ -557,7 +625,11 @@ impl Forwarder {
         for s in self.scheds.iter_mut() {
             s.tick(self.now as u64);
         }
-        self.conns.expire(self.now, budget)
+        let n = self.conns.expire(self.now, budget);
+        if self.conns.has_fnat_freed() {
+            self.return_fnat_ports();
+        }
+        n
     }
 
     /// Processes one frame received on `in_port`. `redirected` is true when
@@ -579,6 +651,9 @@ impl Forwarder {
         if let Verdict::Drop(r) = v {
             self.drops.count(r);
         }
+        if self.conns.has_fnat_freed() {
+            self.return_fnat_ports();
+        }
         v
     }
 
@@ -589,6 +664,9 @@ impl Forwarder {
         let v = self.classify(in_port, pkt, true);
         if let Verdict::Drop(r) = v {
             self.drops.count(r);
+        }
+        if self.conns.has_fnat_freed() {
+            self.return_fnat_ports();
         }
         v
     }
@@ -679,12 +757,14 @@ impl Forwarder {
         let (snap, owned) = (&self.snap, &self.owned);
         // Without kernel interfaces every VIP is ours; with them, whatever
         // the kernel interfaces hold (owned VIPs and floating addresses).
+        // Local addresses are always ours (see `ownership`), on their port.
         let ours = |ip| {
-            if owned.is_all() {
-                snap.is_vip(ip)
-            } else {
-                owned.listed(ip)
-            }
+            snap.lip(ip).is_some_and(|l| l.port == in_port)
+                || if owned.is_all() {
+                    snap.is_vip(ip)
+                } else {
+                    owned.listed(ip)
+                }
         };
         let kernel = self.shared.has_kernel(in_port);
         // A reply may answer the kernel's own request: it gets the frame,
@@ -819,9 +899,14 @@ impl Forwarder {
         if to_vip && !self.owns(ip.dst) {
             return Verdict::Drop(DropReason::VipNotOwned);
         }
+        // A reply to a local address: its destination port names the owner,
+        // checked once the ports are read.
+        let to_lip = !to_vip && self.snap.lip(ip.dst).is_some();
         let cip = if to_vip { ip.src } else { ip.dst };
-        if let Some(worker) = self.foreign_owner(cip, redirected) {
-            return Verdict::Redirect { worker };
+        if !to_lip {
+            if let Some(worker) = self.foreign_owner(cip, redirected) {
+                return Verdict::Redirect { worker };
+            }
         }
         if ip.frag && !ip.first_frag {
             return self.follow_fragment(in_port, pkt, ip);
@@ -897,8 +982,17 @@ impl Forwarder {
             }
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
+            if to_lip {
+                if let Some(worker) = self.fnat_reply_owner(dport, redirected) {
+                    return Verdict::Redirect { worker };
+                }
+            }
             let Some(id) = self.conns.lookup_out(flow, self.now) else {
-                return Verdict::Drop(DropReason::NotForUs);
+                return Verdict::Drop(if to_lip {
+                    DropReason::OutNoConn
+                } else {
+                    DropReason::NotForUs
+                });
             };
             if ip.frag {
                 self.frags.remember(ip, true, id, self.now);
@@ -980,7 +1074,10 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc.dests.iter().any(|d| d.method == ForwardMethod::Nat)
+        if svc
+            .dests
+            .iter()
+            .any(|d| matches!(d.method, ForwardMethod::Nat | ForwardMethod::FullNat))
             && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum)
         {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
@@ -1057,21 +1154,48 @@ impl Forwarder {
         };
         // Port-0 (all ports) services keep the client's port.
         let rport = if d.port == 0 { flow.dport } else { d.port };
-        let id = self
-            .conns
-            .insert(
-                NewConn {
-                    flow,
-                    rip: d.rip,
-                    rport,
-                    method: d.method,
-                    dest: Some(d.stats.clone()),
-                    svc: Some(svc.stats.clone()),
-                    template,
-                },
-                now,
-            )
-            .map_err(|_| Verdict::Drop(DropReason::ConnTableFull))?;
+        let new = NewConn {
+            flow,
+            rip: d.rip,
+            rport,
+            method: d.method,
+            dest: Some(d.stats.clone()),
+            svc: Some(svc.stats.clone()),
+            template,
+        };
+        let id = if d.method == ForwardMethod::FullNat {
+            let syn_seq = (proto == Proto::Tcp)
+                .then(|| {
+                    let seg = pkt.data().get(ip.l2 + ip.hl..).unwrap_or(&[]);
+                    crate::wire::bytes::get_u32(seg, tcp::field::SEQ)
+                })
+                .filter(|_| !ip.frag);
+            let ends = (
+                std::net::SocketAddrV4::new(flow.src, flow.sport),
+                std::net::SocketAddrV4::new(flow.dst, flow.dport),
+            );
+            let client_addr = svc.client_addr;
+            let side = self
+                .fnat_lease(si, client_addr, ends, syn_seq)
+                .map_err(Verdict::Drop)?;
+            match self.conns.insert_fnat(new, side, now) {
+                Ok(id) => id,
+                Err(_) => {
+                    self.pools.free(side.laddr, now);
+                    return Err(Verdict::Drop(DropReason::ConnTableFull));
+                }
+            }
+        } else {
+            self.conns
+                .insert(new, now)
+                .map_err(|_| Verdict::Drop(DropReason::ConnTableFull))?
+        };
+        let Some(svc) = self.snap.get(si) else {
+            return Err(Verdict::Drop(DropReason::NoService));
+        };
+        let Some(d) = svc.dests.get(di) else {
+            return Err(Verdict::Drop(DropReason::NoRealServer));
+        };
         let w = self.worker as usize;
         d.stats.traffic.worker(w).add_conn();
         svc.stats.worker(w).add_conn();
@@ -1163,10 +1287,11 @@ impl Forwarder {
         flags: u8,
         l4: bool,
     ) -> Verdict {
-        let (method, rip, rport) = match self.track(id, Direction::Input, flags, l4, pkt.len()) {
-            Ok(e) => (e.method, e.rip, e.rport),
+        let e = match self.track(id, Direction::Input, flags, l4, pkt.len()) {
+            Ok(e) => e,
             Err(r) => return Verdict::Drop(r),
         };
+        let (method, rip, rport) = (e.method, e.rip, e.rport);
         let Some(hop) = self.shared.routes.lookup(rip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
@@ -1199,9 +1324,12 @@ impl Forwarder {
                 Ok(tun::TunOutcome::FragNeeded { mtu }) => self.frag_needed(in_port, pkt, ip.l2, mtu),
                 Err(r) => Verdict::Drop(r),
             },
-            // The control plane refuses FULLNAT real servers until its
-            // forwarding is in (see `fnat`): no entry can name it yet.
-            ForwardMethod::FullNat => Verdict::Drop(DropReason::NoRealServer),
+            ForwardMethod::FullNat => {
+                if let Some(mtu) = self.too_big_for(hop, ip.total) {
+                    return self.too_big(in_port, pkt, ip.l2, mtu);
+                }
+                self.fnat_in(pkt, ip, id, &e, l4, hop)
+            }
         }
     }
 
@@ -1274,15 +1402,19 @@ impl Forwarder {
         flags: u8,
         l4: bool,
     ) -> Verdict {
-        let (vip, vport, cip) = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
-            Ok(e) => (e.flow.dst, e.flow.dport, e.flow.src),
+        let e = match self.track(id, Direction::Output, flags, l4, pkt.len()) {
+            Ok(e) => e,
             Err(r) => return Verdict::Drop(r),
         };
+        let (vip, vport, cip) = (e.flow.dst, e.flow.dport, e.flow.src);
         let Some(hop) = self.shared.routes.lookup(cip) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         if let Some(mtu) = self.too_big_for(hop, ip.total) {
             return self.too_big(in_port, pkt, ip.l2, mtu);
+        }
+        if e.method == ForwardMethod::FullNat {
+            return self.fnat_out(pkt, ip, id, &e, l4, hop);
         }
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
@@ -1311,7 +1443,8 @@ impl Forwarder {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
             let t = msg.msg_type();
-            if t == IcmpType::ECHO_REQUEST && to_vip {
+            // Pings to a VIP or a local address are answered.
+            if t == IcmpType::ECHO_REQUEST && (to_vip || self.snap.lip(ip.dst).is_some()) {
                 return self.echo(in_port, pkt, ip);
             }
             // Redirects are not relayed: they are about routes, not connections.
@@ -1347,7 +1480,19 @@ impl Forwarder {
         // The client is the quoted datagram's destination when the error is
         // about our reply to it (headed for the VIP), else the outer destination.
         let cip = if to_vip { inner_dst } else { ip.dst };
-        if let Some(worker) = self.foreign_owner(cip, redirected) {
+        // An error to a local address quotes LIP:lport as its source: the
+        // port names the owner, as for replies.
+        let to_lip = !to_vip && self.snap.lip(ip.dst).is_some();
+        if to_lip {
+            let n = self.shared.workers;
+            if n > 1 && !redirected {
+                let o = crate::fnat::laddr::owner_of_port(inner_sport, n);
+                if o != self.worker {
+                    self.counters.redirected_out += 1;
+                    return Verdict::Redirect { worker: o };
+                }
+            }
+        } else if let Some(worker) = self.foreign_owner(cip, redirected) {
             return Verdict::Redirect { worker };
         }
         // The quoted datagram travelled the other way: as the table keys it,
@@ -1386,7 +1531,21 @@ impl Forwarder {
                     Ok(tun::TunOutcome::FragNeeded { .. }) => Verdict::Drop(DropReason::TooBig),
                     Err(r) => Verdict::Drop(r),
                 },
-                ForwardMethod::FullNat => Verdict::Drop(DropReason::IcmpNoConn),
+                ForwardMethod::FullNat => {
+                    let Some(laddr) = self.fnat_laddr(id) else {
+                        return Verdict::Drop(DropReason::IcmpNoConn);
+                    };
+                    let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
+                        return Verdict::Drop(DropReason::MalformedIcmp);
+                    };
+                    // About our reply VIP:vport → CIP:cport: the server sent
+                    // it as RIP:rport → LIP:lport.
+                    let outer = (laddr.0, rip);
+                    if let Err(r) = icmp::translate_error_fnat(ipb, ip.hl, outer, (rip, rport), laddr) {
+                        return Verdict::Drop(r);
+                    }
+                    self.send_via(pkt, hop)
+                }
             }
         } else {
             let Some(id) = self.conns.lookup_out(flow, self.now) else {
@@ -1395,7 +1554,7 @@ impl Forwarder {
             let Some(c) = self.conns.get(id) else {
                 return Verdict::Drop(DropReason::IcmpNoConn);
             };
-            let (vip, vport, cip) = (c.vip(), c.vport(), c.cip());
+            let (vip, vport, cip, cport, method) = (c.vip(), c.vport(), c.cip(), c.cport(), c.method());
             let Some(hop) = self.shared.routes.lookup(cip) else {
                 return Verdict::Drop(DropReason::NoRoute);
             };
@@ -1405,7 +1564,14 @@ impl Forwarder {
             let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
                 return Verdict::Drop(DropReason::MalformedIcmp);
             };
-            if let Err(r) = icmp::translate_error_out(ipb, ip.hl, vip, vport) {
+            let r = if method == ForwardMethod::FullNat {
+                // About LIP:lport → RIP:rport: the client sent it as
+                // CIP:cport → VIP:vport.
+                icmp::translate_error_fnat(ipb, ip.hl, (vip, cip), (cip, cport), (vip, vport))
+            } else {
+                icmp::translate_error_out(ipb, ip.hl, vip, vport)
+            };
+            if let Err(r) = r {
                 return Verdict::Drop(r);
             }
             self.counters.icmp_translated += 1;

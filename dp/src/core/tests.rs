@@ -38,6 +38,8 @@ fn service(port: u16, netmask: Option<Ipv4Addr>) -> VirtualService {
         }),
         syn_proxy: false,
         dests: Vec::new(),
+        laddrs: Vec::new(),
+        client_addr: Default::default(),
         stats: Arc::new(WorkerTraffic::new(1)),
     }
 }

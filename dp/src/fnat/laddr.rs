@@ -177,7 +177,11 @@ impl LipPorts {
             return None;
         }
         let p = *self.ports.get(self.head)?;
-        self.head = (self.head + 1) % self.ports.len();
+        // No division on the per-SYN path: the ring wraps by comparison.
+        self.head += 1;
+        if self.head >= self.ports.len() {
+            self.head = 0;
+        }
         self.len -= 1;
         self.set_leased(p, true);
         Some(p)
@@ -189,7 +193,10 @@ impl LipPorts {
         if self.len >= cap {
             return false;
         }
-        let tail = (self.head + self.len) % cap;
+        let mut tail = self.head + self.len;
+        if tail >= cap {
+            tail -= cap;
+        }
         match (self.ports.get_mut(tail), self.ready.get_mut(tail)) {
             (Some(slot), Some(r)) => {
                 *slot = p;
@@ -248,6 +255,44 @@ impl LaddrPool {
         })
     }
 
+    /// Pools over new sets of LIPs (`sets[i]` for the i-th result), for a new
+    /// configuration: a LIP that some pool of `old` has keeps its state
+    /// (leases of live connections, holds), whichever pool it moves to; a new
+    /// LIP starts with every port free; a LIP in no set is dropped (ports
+    /// freed to it later are refused with `NotLeased`). Allocates; call from
+    /// the control path. `cfg`, `worker` and `workers` as for `new`.
+    pub fn regroup(
+        old: Vec<LaddrPool>,
+        sets: &[Vec<Ipv4Addr>],
+        cfg: &LaddrConfig,
+        worker: u16,
+        workers: u16,
+    ) -> Result<Vec<LaddrPool>, LaddrError> {
+        let mut kept: Vec<LipPorts> = old
+            .into_iter()
+            .filter(|p| p.workers == workers && p.worker == worker)
+            .flat_map(|p| p.lips.into_vec())
+            .collect();
+        let mut out = Vec::with_capacity(sets.len());
+        for set in sets {
+            let mut pool = LaddrPool::new(&[], cfg, worker, workers)?;
+            pool.lips = set
+                .iter()
+                .map(|&lip| match kept.iter().position(|l| l.lip == lip) {
+                    Some(i) => kept.swap_remove(i),
+                    None => LipPorts::new(lip, &cfg.ports, worker, workers),
+                })
+                .collect();
+            out.push(pool);
+        }
+        Ok(out)
+    }
+
+    /// The LIPs of this pool, in allocation order.
+    pub fn lips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.lips.iter().map(|l| l.lip)
+    }
+
     /// This pool's worker index.
     pub fn worker(&self) -> u16 {
         self.worker
@@ -261,13 +306,19 @@ impl LaddrPool {
         if n == 0 {
             return Err(LaddrError::NoLocalAddress);
         }
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
+        // Round-robin from the cursor, wrapping by comparison (no division
+        // on the per-SYN path).
+        let mut i = self.cursor;
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
             let Some(l) = self.lips.get_mut(i) else { break };
             if let Some(lport) = l.pop(now) {
-                self.cursor = (i + 1) % n;
+                self.cursor = i + 1;
                 return Ok(LocalAddr { lip: l.lip, lport });
             }
+            i += 1;
         }
         Err(LaddrError::Exhausted)
     }

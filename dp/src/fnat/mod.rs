@@ -1,5 +1,6 @@
-//! FULLNAT (DPVS's FNAT): the pure building blocks, tested on their own; the
-//! forwarding path does not use them yet.
+//! FULLNAT (DPVS's FNAT): the pure building blocks, tested on their own, and
+//! the per-worker state the forwarding path keeps with them
+//! (`core::fnat` is the per-packet side).
 //!
 //! # What FULLNAT is
 //!
@@ -33,43 +34,57 @@
 //! None of the per-packet functions allocates or can panic on any input; each
 //! refuses with a named error and leaves the packet as it was.
 //!
-//! # How the forwarding path will use them (plan)
+//! - [`side`]: a connection's FULLNAT state (LIP:lport, the client hint),
+//!   in a side array of the connection table.
+//! - [`pools`]: a worker's pools, one per FULLNAT service, kept across
+//!   service snapshots, and the per-LIP counters `ipvsadm -G` reads.
 //!
-//! - Configuration: a FULLNAT service carries its LIPs, a `LaddrConfig` and a
-//!   choice of none / TOA / PROXY v1 / PROXY v2. Each worker builds its own
-//!   `LaddrPool` per service (control path, between bursts). The LIPs must be
-//!   addresses the director answers ARP for.
-//! - New connection (client SYN on the owning worker, as for NAT today): after
-//!   scheduling, `allocate(now)` a `LocalAddr` (on `Exhausted`, drop the SYN and
-//!   count `laddr_exhausted`). The entry records LIP:lport and, with a PROXY
-//!   header, `SeqShift::new(syn.seq, proxy::header_len(..))`. The `Conn` is a
-//!   full cache line already, so these 14 bytes go in a side array indexed by
-//!   the same slot (`ConnId`), touched only by FULLNAT packets: NAT and DR pay
-//!   nothing for it. The OUT index keys a FULLNAT entry by (proto, RIP, rport,
-//!   LIP, lport), what the reply carries.
-//! - Client → RS: rewrite source to LIP:lport and destination to RIP:rport (the
-//!   existing NAT rewrites, once per address and port); with TOA, `insert_toa`
-//!   on the SYN (or first ACK); with PROXY, emit the header into a stack buffer
-//!   from (CIP:cport, VIP:vport) and `client_to_rs`, on every client segment.
-//!   The room given is min(mbuf tailroom, room under the path MTU).
+//! # How the forwarding path uses them
+//!
+//! - Configuration: a FULLNAT service carries its LIPs (each resolved to a
+//!   port by name and checked to be on its subnet by the control thread,
+//!   `LaddrNotOnPort` otherwise) and its client address mode (none / TOA /
+//!   PROXY v1 / PROXY v2). Each worker rebuilds its `LaddrPool`s when it
+//!   switches snapshots (between bursts), LIPs keeping their leases
+//!   wherever they move (`LaddrPool::regroup`). A LIP removed while
+//!   connections use it stays owned, never allocated from, until a later
+//!   configuration change finds it unused.
+//! - New connection (client SYN on the owning worker, as for NAT): after
+//!   scheduling, `allocate(now)` a `LocalAddr` (on `Exhausted`, drop the SYN
+//!   and count `laddr_exhausted`). The entry records LIP:lport and, with a
+//!   PROXY header, `SeqShift::new(syn.seq, proxy::header_len(..))`, in the
+//!   connection table's side array (`side`): the `Conn` is a full cache
+//!   line, NAT and DR pay nothing for it. The OUT index keys a FULLNAT entry
+//!   by (proto, RIP, rport, LIP, lport), what the reply carries.
+//! - Client → RS: source LIP:lport, destination RIP:rport; with TOA,
+//!   `insert_toa` on the SYN and the segments acknowledging the RS's first
+//!   byte; with PROXY, the header emitted into a stack buffer from
+//!   (CIP:cport, VIP:vport) and `client_to_rs`, on every client segment. The
+//!   room given is min(buffer tailroom, room under the egress MTU).
 //! - RS → client: the reply's destination port names its worker
-//!   (`owner_of_port(lport, workers)`): a NIC flow rule per port class sends it
-//!   to that worker's queue, or the receiving worker passes it on through the
-//!   redirect ring to the owner. Then `rs_to_client`, and the address/port
+//!   (`owner_of_port(lport, workers)`); the receiving worker passes it on
+//!   through the redirect ring to the owner (NIC flow rules per port class
+//!   are not installed yet). Then `rs_to_client`, and the address/port
 //!   rewrite back to VIP:vport → CIP:cport.
-//! - Expiry: when the entry expires, `free(LocalAddr, now)` returns the port,
-//!   usable again after the hold.
+//! - Expiry: when the entry is freed, the table queues its `LocalAddr`; the
+//!   worker `free`s it to its pool, usable again after the hold.
+//! - Sync: the IPVS sync v1 format has no LIP, so FULLNAT connections are
+//!   not sent (`sync::threshold`); a received FULLNAT entry is refused by
+//!   the decoder (`UnsupportedForward`).
 //!
 //! # Not here yet
 //!
-//! The integration above (service config and ABI, the conn side array and
-//! OUT key, the core's FULLNAT branch, flow rules, ICMP errors quoting
-//! LIP:lport); IPv6 (TOA, PROXY TCP6); UDP FULLNAT (UOA); PROXY v2 TLVs;
-//! adding and removing LIPs on a live pool; SYN proxy and sequence
-//! randomisation, which would shift RS → client seq as well.
+//! NIC flow rules steering replies by port class (the software redirect
+//! does it on any NIC); IPv6 (TOA, PROXY TCP6); UDP client address (UOA);
+//! PROXY v2 TLVs; SYN proxy with FULLNAT (refused by the model) and
+//! sequence randomisation, which would shift RS → client seq as well; MSS
+//! clamping for TOA (a TOA that does not fit is left out).
 
 pub mod laddr;
+pub mod pools;
 pub mod proxy;
 pub mod segment;
 pub mod seq;
+pub mod side;
+pub mod stats;
 pub mod toa;

@@ -255,6 +255,44 @@ impl SeqShift {
         Ok(())
     }
 
+    /// The one number a segment needs changed once the header is acked, when
+    /// that is all it needs: the fast path's shortcut of `client_to_rs`
+    /// (`to_rs`) and `rs_to_client`, which give the same bytes for such a
+    /// segment (a property test holds them to it). `tcp` is the TCP header
+    /// and what follows (its length and data offset already checked by the
+    /// caller). Returns (offset in `tcp`, old, new): client → RS the seq,
+    /// RS → client the ack. None when the segment needs the full
+    /// translation: the header not acked yet, a SYN or RST, a client segment
+    /// before `C0`, an RS segment without ACK or with a SACK option, a
+    /// header cut short.
+    #[inline]
+    pub fn steady(&self, to_rs: bool, tcp: &[u8]) -> Option<(usize, u32, u32)> {
+        if self.state != HdrState::Acked {
+            return None;
+        }
+        let flags = *tcp.get(TCP_FLAGS)?;
+        if flags & (TcpFlags::SYN | TcpFlags::RST) != 0 {
+            return None;
+        }
+        let word = |at: usize| -> Option<u32> {
+            let b = tcp.get(at..at + 4)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        if to_rs {
+            let seq = word(TCP_SEQ)?;
+            return (dist(seq, self.c0) >= 0).then(|| (TCP_SEQ, seq, seq.wrapping_add(u32::from(self.n))));
+        }
+        if flags & TcpFlags::ACK == 0 {
+            return None;
+        }
+        let doff = usize::from(*tcp.get(TCP_DATA_OFF)? >> 4) * 4;
+        if has_sack(tcp.get(20..doff)?) {
+            return None;
+        }
+        let ack = word(TCP_ACK)?;
+        Some((TCP_ACK, ack, self.ack_to_client(ack)))
+    }
+
     /// Rewrite the edges of every SACK option; returns the checksum delta. The
     /// option list is summed before and after as a whole (at most 40 bytes,
     /// starting at an even offset), since an option may sit at an odd offset.
@@ -298,6 +336,30 @@ impl SeqShift {
             0
         }
     }
+}
+
+/// Whether a TCP option list holds a SACK option (`steady`'s check; the same
+/// walk as `translate_sack`).
+#[inline]
+fn has_sack(opts: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            TCP_OPT_EOL => return false,
+            TCP_OPT_NOP => i += 1,
+            _ => {
+                let len = usize::from(get_u8(opts, i + 1));
+                if len < 2 || i + len > opts.len() {
+                    return false;
+                }
+                if kind == TCP_OPT_SACK {
+                    return true;
+                }
+                i += len;
+            }
+        }
+    }
+    false
 }
 
 /// Fold `delta` into the TCP checksum.

@@ -205,6 +205,7 @@ impl SyncDaemons {
         refused("unknown_service", w.unknown_service);
         refused("unknown_dest", w.unknown_dest);
         refused("table_full", w.table_full);
+        refused("fullnat", w.fullnat);
         refused("inbound_full", w.inbound_dropped);
         if let Some(b) = self.counters(DaemonRole::Backup) {
             refused("foreign_peer", b.foreign_peer.load(Ordering::Relaxed));

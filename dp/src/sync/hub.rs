@@ -81,6 +81,9 @@ pub struct WorkerSyncStats {
     pub unknown_dest: AtomicU64,
     /// Received entries refused by a full connection table.
     pub table_full: AtomicU64,
+    /// Received entries for a FULLNAT real server: sync carries no local
+    /// address, so none can be installed (`sync::install`).
+    pub fullnat: AtomicU64,
     /// Received entries lost to a full `inbound` ring.
     pub inbound_dropped: AtomicU64,
 }
@@ -95,6 +98,7 @@ pub struct SyncStatsSnapshot {
     pub unknown_service: u64,
     pub unknown_dest: u64,
     pub table_full: u64,
+    pub fullnat: u64,
     pub inbound_dropped: u64,
 }
 
@@ -109,6 +113,7 @@ impl WorkerSyncStats {
             unknown_service: g(&self.unknown_service),
             unknown_dest: g(&self.unknown_dest),
             table_full: g(&self.table_full),
+            fullnat: g(&self.fullnat),
             inbound_dropped: g(&self.inbound_dropped),
         }
     }
@@ -125,6 +130,7 @@ impl std::ops::Add for SyncStatsSnapshot {
             unknown_service: self.unknown_service + o.unknown_service,
             unknown_dest: self.unknown_dest + o.unknown_dest,
             table_full: self.table_full + o.table_full,
+            fullnat: self.fullnat + o.fullnat,
             inbound_dropped: self.inbound_dropped + o.inbound_dropped,
         }
     }

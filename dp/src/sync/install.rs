@@ -6,9 +6,12 @@
 //! An entry is installed bound to the real server this director has configured for
 //! it, with that server's forwarding method (as a kernel backup does), or refused and
 //! counted: no virtual service for its VIP:port, no such real server in it, a
-//! template for a service without persistence, or a full table. Installing is one
-//! table operation: an entry is either wholly there or not at all. A SYN-proxied
-//! connection's shift is set with it, before any packet of it is forwarded here.
+//! template for a service without persistence, a real server this director
+//! forwards by FULLNAT (sync v1 carries no local address, so the entry could
+//! not be rebuilt: the sending side does not send FULLNAT entries either), or
+//! a full table. Installing is one table operation: an entry is either wholly
+//! there or not at all. A SYN-proxied connection's shift is set with it, before
+//! any packet of it is forwarded here.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +32,8 @@ pub const INSTALL_BUDGET: usize = 1024;
 pub enum Refused {
     UnknownService,
     UnknownDest,
+    /// The real server is FULLNAT here: no local address to install it with.
+    FullNat,
     TableFull,
 }
 
@@ -63,6 +68,9 @@ fn install_with(
         .iter()
         .find(|d| d.rip == e.rip && (d.port == e.rport || d.port == 0))
         .ok_or(Refused::UnknownDest)?;
+    if d.method == crate::service::ForwardMethod::FullNat {
+        return Err(Refused::FullNat);
+    }
     let now = fwd.now();
     let r = if e.is_template() {
         let p = svc.persistence.ok_or(Refused::UnknownService)?;
@@ -151,13 +159,14 @@ pub fn worker_tick(fwd: &mut Forwarder) {
             Err(Refused::UnknownService) => &stats.unknown_service,
             Err(Refused::UnknownDest) => &stats.unknown_dest,
             Err(Refused::TableFull) => &stats.table_full,
+            Err(Refused::FullNat) => &stats.fullnat,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// A full resync's listing asked for (`hub::SyncDump`): every live entry of this
-/// worker's table, as the event a master sends, with the seconds it has left
+/// worker's table but FULLNAT ones, as the event a master sends, with the seconds it has left
 /// (at least 1: 0 would ask the receiver for its default) and a proxied
 /// connection's shift.
 fn answer_dump(fwd: &Forwarder, hub: &SyncHub, w: usize) {
@@ -170,8 +179,10 @@ fn answer_dump(fwd: &Forwarder, hub: &SyncHub, w: usize) {
     }
     let now = fwd.now();
     let proxied = fwd.proxy_slots();
+    // FULLNAT connections stay out, as the master's tap leaves them out: sync
+    // v1 has no field for their local address.
     let list: Vec<SyncEvent> = (fwd.conns.iter())
-        .filter(|(_, c)| !c.is_expired(now))
+        .filter(|(_, c)| !c.is_expired(now) && c.method() != crate::service::ForwardMethod::FullNat)
         .map(|(id, c)| SyncEvent {
             proxy: synced_shift(proxied, id, c),
             ..SyncEvent::from_conn(c, c.remaining(now).max(1))

@@ -218,6 +218,12 @@ impl SyncTap {
     #[inline]
     pub fn on_input(&mut self, conns: &ConnTable, id: ConnId, now: u32, proxied: Option<&[ProxySlot]>) {
         let Some(c) = conns.get(id) else { return };
+        // The sync v1 format has no field for a FULLNAT entry's local
+        // address: FULLNAT connections are not synced (a backup taking over
+        // has none of them; their clients reconnect).
+        if c.method() == crate::service::ForwardMethod::FullNat {
+            return;
+        }
         let params = self.params;
         let timeout = c.expires().saturating_sub(now);
         let Some(m) = self.meta(id, c) else { return };

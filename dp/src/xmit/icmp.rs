@@ -31,6 +31,37 @@ pub fn translate_error_out(ip: &mut [u8], hl: usize, vip: Ipv4Addr, vport: u16) 
     translate_error(ip, hl, Side::Src, vip, vport)
 }
 
+/// FULLNAT: an ICMP error about a connection, both ends of the quoted
+/// datagram rewritten. The outer header goes from `outer_src` to
+/// `outer_dst` (TTL - 1); the quoted datagram becomes `inner_src` →
+/// `inner_dst` (address, port). From the client side (quoting VIP:vport →
+/// CIP:cport): LIP → RIP outside, RIP:rport → LIP:lport inside; from the
+/// real-server side (quoting LIP:lport → RIP:rport): VIP → CIP outside,
+/// CIP:cport → VIP:vport inside.
+pub fn translate_error_fnat(
+    ip: &mut [u8],
+    hl: usize,
+    (outer_src, outer_dst): (Ipv4Addr, Ipv4Addr),
+    inner_src: (Ipv4Addr, u16),
+    inner_dst: (Ipv4Addr, u16),
+) -> Result<(), DropReason> {
+    if !forward_rewrite(ip, hl, Side::Dst, outer_dst, 0, false) {
+        return Err(DropReason::TtlExpired);
+    }
+    rewrite_endpoint(ip, hl, Side::Src, outer_src, 0, false);
+    let Some(icmp) = ip.get_mut(hl..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
+    let Some(inner) = icmp.get_mut(ICMP_HEADER_LEN..) else {
+        return Err(DropReason::MalformedIcmp);
+    };
+    let ihl = Ipv4Packet::new_unchecked(&*inner).header_len();
+    rewrite_endpoint(inner, ihl, Side::Src, inner_src.0, inner_src.1, true);
+    rewrite_endpoint(inner, ihl, Side::Dst, inner_dst.0, inner_dst.1, true);
+    IcmpPacket::new_unchecked(icmp).fill_checksum();
+    Ok(())
+}
+
 /// Both directions: the outer header's `outer` address becomes `addr`, and
 /// the quoted datagram's opposite endpoint becomes `addr:port` (it travelled
 /// the other way); then the ICMP checksum is recomputed over the message.

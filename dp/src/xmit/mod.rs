@@ -11,6 +11,7 @@
 //! validated, through the total accessors of `wire::bytes`, so no input panics.
 
 pub mod dr;
+pub mod fnat;
 pub mod icmp;
 pub mod nat;
 pub mod tun;
@@ -67,6 +68,60 @@ pub(crate) fn forward_rewrite(
     }
     set_u8(ip, IP_TTL, ttl - 1);
     rewrite(ip, hl, side, addr, port, l4, checksum::TTL_DECREMENT_NE);
+    true
+}
+
+/// FULLNAT's forward rewrite: the TTL decremented and both endpoints
+/// rewritten (`src`, `dst`: address and port; ports when `l4`), each
+/// checksum updated once for all of it. Returns false (and changes nothing)
+/// when the TTL would reach 0.
+#[inline]
+pub(crate) fn forward_rewrite_both(
+    ip: &mut [u8],
+    hl: usize,
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    l4: bool,
+) -> bool {
+    let ttl = get_u8(ip, IP_TTL);
+    if ttl <= 1 {
+        return false;
+    }
+    set_u8(ip, IP_TTL, ttl - 1);
+    let (old_src, old_dst) = (get_ne32(ip, IP_SRC), get_ne32(ip, IP_DST));
+    let (new_src, new_dst) = (u32::from_ne_bytes(src.octets()), u32::from_ne_bytes(dst.octets()));
+    set_ne32(ip, IP_SRC, new_src);
+    set_ne32(ip, IP_DST, new_dst);
+    let addr_delta = checksum::delta32(old_src, new_src) + checksum::delta32(old_dst, new_dst);
+    let c = checksum::apply(get_ne16(ip, IP_CSUM), checksum::TTL_DECREMENT_NE + addr_delta);
+    set_ne16(ip, IP_CSUM, c);
+    if !l4 {
+        return true;
+    }
+    let proto = get_u8(ip, PROTOCOL);
+    let Some(csum_off) = l4_csum_offset(proto) else {
+        return true;
+    };
+    let Some(seg) = ip.get_mut(hl..) else { return true };
+    let (new_sport, new_dport) = (
+        u16::from_ne_bytes(sport.to_be_bytes()),
+        u16::from_ne_bytes(dport.to_be_bytes()),
+    );
+    let old_sport = get_ne16(seg, udp::field::SRC_PORT);
+    let old_dport = get_ne16(seg, udp::field::DST_PORT);
+    set_ne16(seg, udp::field::SRC_PORT, new_sport);
+    set_ne16(seg, udp::field::DST_PORT, new_dport);
+    let old_csum = get_ne16(seg, csum_off);
+    if proto == IpProtocol::UDP && old_csum == 0 {
+        return true; // UDP without checksum stays without
+    }
+    let delta =
+        addr_delta + checksum::delta16(old_sport, new_sport) + checksum::delta16(old_dport, new_dport);
+    let mut c = checksum::apply(old_csum, delta);
+    if proto == IpProtocol::UDP && c == 0 {
+        c = 0xFFFF;
+    }
+    set_ne16(seg, csum_off, c);
     true
 }
 

@@ -436,6 +436,50 @@ proptest! {
         prop_assert_eq!(una, data.len());
     }
 
+    /// `steady` (the fast path's shortcut) gives, when it answers, exactly the
+    /// bytes the full translation gives, both ways, SACK or not.
+    #[test]
+    fn steady_agrees_with_the_full_translation(
+        isn in any::<u32>(), off in -3i32..300, ack_off in -3i32..300,
+        fin in any::<bool>(), syn in any::<bool>(), rst in any::<bool>(), with_ack in any::<bool>(),
+        sack in any::<bool>(), ts in any::<bool>(), state in 0u8..3,
+        payload in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let mut s = shift(isn);
+        s.state = [HdrState::Pending, HdrState::Sent, HdrState::Acked][usize::from(state)];
+        let seqv = s.c0().wrapping_add(off as u32);
+        let ackv = s.c0().wrapping_add(ack_off as u32);
+        let mut opts = Vec::new();
+        if ts {
+            opts.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        }
+        if sack {
+            opts.extend_from_slice(&[1, 1, 5, 10]);
+            opts.extend_from_slice(&ackv.wrapping_add(10).to_be_bytes());
+            opts.extend_from_slice(&ackv.wrapping_add(20).to_be_bytes());
+        }
+        let sg = Seg { syn, fin, rst, opts: &opts, ack: with_ack.then_some(ackv), room: 80, ..seg(seqv, &payload) };
+        let pkt = build(sg);
+        for to_rs in [true, false] {
+            let Some((at, old, new)) = s.steady(to_rs, &pkt[20..]) else { continue };
+            let mut fast = pkt.clone();
+            prop_assert_eq!(get_u32(&fast, 20 + at), old);
+            set_u32(&mut fast, 20 + at, new);
+            let c = get_u16(&fast, 20 + TCP_CHECKSUM);
+            set_u16(&mut fast, 20 + TCP_CHECKSUM, checksum::apply(c, checksum::delta32(old, new)));
+            let mut full = pkt.clone();
+            let mut t = s;
+            if to_rs {
+                let total = t.client_to_rs(&mut full, HDR).unwrap();
+                prop_assert_eq!(total, pkt.len() - 80, "no growth");
+            } else {
+                t.rs_to_client(&mut full).unwrap();
+            }
+            prop_assert_eq!(t, s, "no state change");
+            prop_assert_eq!(fast, full);
+        }
+    }
+
     /// Arbitrary bytes never make either direction panic, and what comes out
     /// of a success still validates.
     #[test]

@@ -1,0 +1,324 @@
+//! rvsadm's FULLNAT commands (DPVS's ipvsadm syntax) end to end over the
+//! in-process transport: `-b` real servers, `--add-laddr`/`--del-laddr`/
+//! `--get-laddr`, `--proxy-protocol`/`--toa`, their listings, `-S | -R`,
+//! and their errors. The golden files were written from ipvsadm.c's (and
+//! for `-G`, DPVS ipvsadm.c's) printf formats, not from rvsadm's output.
+
+use std::net::Ipv4Addr;
+
+use rvs_cp::adm::{run, CtlTransport, LocalTransport};
+use rvs_proto::command::{ClientAddr, Command, LaddrSpec, Reply};
+use rvs_proto::types::{ForwardMethod, Proto, ServiceKey};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn rvsadm_in(t: &mut dyn CtlTransport, line: &str, stdin: &str) -> Out {
+    let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+    let (mut o, mut e) = (Vec::new(), Vec::new());
+    let code = run(&args, t, &mut stdin.as_bytes(), &mut o, &mut e);
+    Out {
+        code,
+        stdout: String::from_utf8(o).unwrap(),
+        stderr: String::from_utf8(e).unwrap(),
+    }
+}
+
+fn rvsadm(t: &mut dyn CtlTransport, line: &str) -> Out {
+    rvsadm_in(t, line, "")
+}
+
+fn ok(t: &mut dyn CtlTransport, line: &str) -> String {
+    let o = rvsadm(t, line);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "rvsadm {line}");
+    o.stdout
+}
+
+fn golden(name: &str) -> String {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn key(proto: Proto, vip: &str, port: u16) -> ServiceKey {
+    ServiceKey {
+        proto,
+        vip: ip(vip),
+        port,
+    }
+}
+
+/// What `rvsadm -S -n` writes for `fixture()`: services sorted, each
+/// followed by its real servers and then its local addresses in the order
+/// they were added.
+const SAVED: &str = "\
+-A -t 192.168.1.100:80 -s wrr --proxy-protocol v2
+-a -t 192.168.1.100:80 -r 10.0.1.1:8080 -b -w 3
+-a -t 192.168.1.100:80 -r 10.0.1.2:8080 -b -w 2
+--add-laddr -z 10.0.9.2 -t 192.168.1.100:80 -F inside
+--add-laddr -z 10.0.9.1 -t 192.168.1.100:80 -F inside
+-A -t 192.168.1.100:443 -s rr --toa
+-a -t 192.168.1.100:443 -r 10.0.1.1:443 -b -w 1
+--add-laddr -z 10.0.9.3 -t 192.168.1.100:443 -F inside
+-A -u 192.168.1.53:53 -s rr
+-a -u 192.168.1.53:53 -r 10.0.2.1:53 -b -w 1
+--add-laddr -z 10.0.9.4 -u 192.168.1.53:53 -F outside
+";
+
+/// Built with DPVS-style command lines, services out of sort order.
+fn fixture() -> LocalTransport {
+    let mut t = LocalTransport::default();
+    for line in [
+        "-A -u 192.168.1.53:53 -s rr",
+        "-a -u 192.168.1.53:53 -r 10.0.2.1:53 -b",
+        "--add-laddr -z 10.0.9.4 -u 192.168.1.53:53 -F outside",
+        "-A -t 192.168.1.100:443 -s rr --toa",
+        "-a -t 192.168.1.100:443 -r 10.0.1.1 -b",
+        "-P -z 10.0.9.3 -t 192.168.1.100:443 -F inside",
+        "-A -t 192.168.1.100:80 -s wrr --proxy-protocol v2",
+        "-a -t 192.168.1.100:80 -r 10.0.1.2:8080 -b -w 2",
+        "-a -t 192.168.1.100:80 -r 10.0.1.1:8080 -w 3 -b",
+        "--add-laddr -z 10.0.9.2 -t 192.168.1.100:80 -F inside",
+        "--add-laddr -z 10.0.9.1 -t 192.168.1.100:80 -F inside",
+    ] {
+        ok(&mut t, line);
+    }
+    let web = key(Proto::Tcp, "192.168.1.100", 80);
+    t.laddr_counters.insert((web, ip("10.0.9.2")), (1200, 7));
+    t.laddr_counters.insert((web, ip("10.0.9.1")), (34, 0));
+    t.laddr_counters
+        .insert((key(Proto::Udp, "192.168.1.53", 53), ip("10.0.9.4")), (5, 0));
+    t
+}
+
+#[test]
+fn the_model_holds_what_the_commands_said() {
+    let t = fixture();
+    let web = t.config.service(&key(Proto::Tcp, "192.168.1.100", 80)).unwrap();
+    assert_eq!(web.spec.client_addr, ClientAddr::ProxyV2);
+    assert!(web.dests.iter().all(|d| d.method == ForwardMethod::FullNat));
+    assert_eq!(
+        web.laddrs,
+        vec![
+            LaddrSpec {
+                addr: ip("10.0.9.2"),
+                port_name: "inside".into()
+            },
+            LaddrSpec {
+                addr: ip("10.0.9.1"),
+                port_name: "inside".into()
+            },
+        ]
+    );
+    let tls = t.config.service(&key(Proto::Tcp, "192.168.1.100", 443)).unwrap();
+    assert_eq!(tls.spec.client_addr, ClientAddr::Toa);
+    assert_eq!(
+        tls.dests[0].port, 443,
+        "FULLNAT without a port takes the service's"
+    );
+}
+
+#[test]
+fn list_shows_fullnat_and_the_client_address_option() {
+    let mut t = fixture();
+    assert_eq!(ok(&mut t, "-Ln"), golden("fullnat_list.txt"));
+}
+
+#[test]
+fn get_laddr_prints_dpvs_ipvsadms_table() {
+    let mut t = fixture();
+    assert_eq!(ok(&mut t, "-G"), golden("laddr_all.txt"));
+    assert_eq!(ok(&mut t, "--get-laddr"), golden("laddr_all.txt"));
+    assert_eq!(
+        ok(&mut t, "--get-laddr -t 192.168.1.100:80"),
+        golden("laddr_service.txt")
+    );
+    // No service, no table (as DPVS: the title comes with the first service).
+    assert_eq!(ok(&mut LocalTransport::default(), "-G"), "");
+    let o = rvsadm(&mut t, "-G -t 192.168.1.100:81");
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (1, "", "No such service\n")
+    );
+}
+
+#[test]
+fn get_laddr_json_is_the_reply() {
+    let mut t = fixture();
+    let v: serde_json::Value = serde_json::from_str(&ok(&mut t, "-G --json -t 192.168.1.100:80")).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let laddrs = &v[0]["laddrs"];
+    assert_eq!(laddrs[0]["spec"]["addr"], "10.0.9.2");
+    assert_eq!(laddrs[0]["spec"]["port_name"], "inside");
+    assert_eq!(laddrs[0]["conns"], 1200);
+    assert_eq!(laddrs[0]["exhausted"], 7);
+    assert_eq!(v[0]["service"]["port"], 80);
+    let all: serde_json::Value = serde_json::from_str(&ok(&mut t, "-G --json")).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    // -Ln --json carries the local addresses and the client address mode.
+    let l: serde_json::Value = serde_json::from_str(&ok(&mut t, "-Ln --json")).unwrap();
+    let web = &l["Services"][0];
+    assert_eq!(web["spec"]["client_addr"], "ProxyV2");
+    assert_eq!(web["laddrs"][1]["addr"], "10.0.9.1");
+}
+
+#[test]
+fn save_then_restore_round_trips() {
+    let mut t = fixture();
+    assert_eq!(ok(&mut t, "-S -n"), SAVED);
+    let mut u = LocalTransport::default();
+    let o = rvsadm_in(&mut u, "-R", SAVED);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    assert_eq!(ok(&mut u, "-S"), SAVED);
+    // The restored table is the fixture's (in save order); local addresses
+    // keep the order they were added in.
+    for s in t.config.services() {
+        let r = u.config.service(&s.spec.key()).unwrap();
+        assert_eq!((&r.spec, &r.laddrs), (&s.spec, &s.laddrs));
+        let sorted = |d: &[rvs_proto::command::DestSpec]| {
+            let mut d = d.to_vec();
+            d.sort_by_key(|d| (d.rip, d.port));
+            d
+        };
+        assert_eq!(sorted(&r.dests), sorted(&s.dests));
+    }
+    assert_eq!(u.config.services().len(), t.config.services().len());
+}
+
+#[test]
+fn del_laddr_removes_one_address_and_frees_it() {
+    let mut t = fixture();
+    ok(&mut t, "--del-laddr -z 10.0.9.2 -t 192.168.1.100:80");
+    ok(&mut t, "-Q -z 10.0.9.3 -t 192.168.1.100:443 -F inside");
+    let saved = ok(&mut t, "-S");
+    assert!(!saved.contains("10.0.9.2") && !saved.contains("10.0.9.3"));
+    assert!(saved.contains("--add-laddr -z 10.0.9.1 -t 192.168.1.100:80 -F inside"));
+    // The freed address can go to another service now.
+    ok(&mut t, "--add-laddr -z 10.0.9.2 -t 192.168.1.100:443 -F inside");
+}
+
+#[test]
+fn data_plane_refusals_exit_255_and_change_nothing() {
+    let mut t = fixture();
+    let before = t.config.clone();
+    for (line, msg) in [
+        (
+            "--add-laddr -z 10.0.9.1 -t 192.168.1.100:80 -F inside",
+            "Local address 10.0.9.1 already exists for this service",
+        ),
+        (
+            "--add-laddr -z 10.0.9.1 -t 192.168.1.100:443 -F inside",
+            "Local address 10.0.9.1 is already used by service TCP 192.168.1.100:80",
+        ),
+        (
+            "--add-laddr -z 10.0.9.9 -t 192.168.1.100:81 -F inside",
+            "No such service",
+        ),
+        (
+            "--add-laddr -z 255.255.255.255 -t 192.168.1.100:80 -F inside",
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+        ),
+        (
+            "--del-laddr -z 10.0.9.9 -t 192.168.1.100:80",
+            "No such local address: 10.0.9.9",
+        ),
+        (
+            "-A -u 192.168.1.54:53 --proxy-protocol v1",
+            "PROXY protocol and TOA carry the client address in TCP only, not UDP",
+        ),
+        (
+            "-a -t 192.168.1.100:80 -r 10.0.1.3 -m",
+            "PROXY protocol and TOA need FULLNAT (-b) real servers: 10.0.1.3:80 is not",
+        ),
+        (
+            "-e -t 192.168.1.100:443 -r 10.0.1.1 -m",
+            "PROXY protocol and TOA need FULLNAT (-b) real servers: 10.0.1.1:443 is not",
+        ),
+    ] {
+        let o = rvsadm(&mut t, line);
+        assert_eq!(
+            (o.code, o.stderr.trim_end(), o.stdout.as_str()),
+            (255, msg, ""),
+            "{line}"
+        );
+    }
+    assert_eq!(t.config, before, "no refused command changed the table");
+}
+
+#[test]
+fn command_line_errors_exit_2_before_any_request() {
+    struct Refuse;
+    impl CtlTransport for Refuse {
+        fn request(&mut self, c: &Command) -> anyhow::Result<Reply> {
+            panic!("a bad command line reached the data plane: {c:?}")
+        }
+    }
+    for (line, msg) in [
+        (
+            "--add-laddr -t 192.168.1.100:80 -F inside",
+            "You need to supply the 'local-address' option for the 'add-laddr' command",
+        ),
+        (
+            "--add-laddr -z 10.0.9.5 -t 192.168.1.100:80",
+            "You need to supply the 'ifname' option for the 'add-laddr' command",
+        ),
+        (
+            "--add-laddr -z 10.0.9 -t 192.168.1.100:80 -F inside",
+            "illegal local address",
+        ),
+        (
+            "--add-laddr -z 10.0.9.5 -t 192.168.1.100:80 -F inside -s rr",
+            "Illegal 'scheduler' option with the 'add-laddr' command",
+        ),
+        (
+            "-a -t 192.168.1.100:80 -r 10.0.1.3 -b --proxy-protocol v2",
+            "Illegal 'proxy-protocol' option with the 'add-server' command",
+        ),
+        (
+            "-A -t 192.168.1.100:80 --proxy-protocol v9",
+            "illegal proxy-protocol specified: disable, v1 or v2",
+        ),
+    ] {
+        let o = rvsadm(&mut Refuse, line);
+        assert_eq!((o.code, o.stderr.trim_end()), (2, msg), "{line}");
+    }
+}
+
+#[test]
+fn a_restore_with_a_bad_laddr_line_applies_nothing() {
+    let mut t = LocalTransport::default();
+    let text = "\
+-A -t 10.1.0.100:80 -s rr
+-a -t 10.1.0.100:80 -r 10.2.0.11 -b
+--add-laddr -z 10.2.0.201 -t 10.1.0.100:80 -F inside
+--add-laddr -z 10.2.0.201 -t 10.1.0.100:80 -F inside
+";
+    let o = rvsadm_in(&mut t, "-R", text);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            255,
+            "line 4: Local address 10.2.0.201 already exists for this service\n"
+        )
+    );
+    assert!(t.config.services().is_empty());
+    let o = rvsadm_in(
+        &mut t,
+        "-R",
+        "-A -t 10.1.0.100:80\n--add-laddr -t 10.1.0.100:80 -F inside\n",
+    );
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            2,
+            "line 2: You need to supply the 'local-address' option for the 'add-laddr' command\n"
+        )
+    );
+    assert!(t.config.services().is_empty());
+}
