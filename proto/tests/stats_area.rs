@@ -52,7 +52,7 @@ fn readers_never_see_a_torn_block() {
                     // Real workers publish about every millisecond; back to
                     // back, on a loaded 2-core machine, two writers can keep
                     // every read of the reader's short window retrying.
-                    if n % 16 == 0 {
+                    if n.is_multiple_of(16) {
                         thread::sleep(Duration::from_micros(20));
                     }
                 }
