@@ -286,7 +286,7 @@ impl Forwarder {
         super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
         // The sync daemon's count of the connection's packets (`Forwarder::track`).
         if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
-            t.on_input(&self.conns, id, now);
+            t.on_input(&self.conns, id, now, self.synproxy.as_deref());
         }
         // The new Ethernet addresses go on with the rewrite, through one
         // borrow of the frame (after the outer header, for TUN).

@@ -33,6 +33,7 @@ mod egress;
 mod fast;
 mod fnat;
 mod synproxy;
+pub use synproxy::{synced_shift, ProxySlot};
 #[cfg(test)]
 mod tests;
 
@@ -1276,7 +1277,7 @@ impl Forwarder {
             rport: c.rport(),
         };
         if let (Some(t), Direction::Input, true) = (self.sync.as_deref_mut(), dir, l4) {
-            t.on_input(&self.conns, id, self.now);
+            t.on_input(&self.conns, id, self.now, self.synproxy.as_deref());
         }
         Ok(e)
     }
