@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, CONNS_PAGE, RESTORE_CHUNK};
+use rvs_proto::command::{Command, IpvsError, Reply, SyncDaemonSpec, RESTORE_CHUNK};
 use rvs_proto::types::ServiceKey;
 use tracing::{error, info, warn};
 
@@ -651,19 +651,9 @@ impl Daemon {
             return;
         }
         let t0 = Instant::now();
-        let r = resync::fetch(peer).and_then(|got| match got {
-            None => Ok(None),
-            Some(conns) => {
-                for page in conns.chunks(CONNS_PAGE as usize) {
-                    match self.transport.send(&Command::SyncInstall(page.to_vec())) {
-                        Ok(Reply::Ok) => {}
-                        Ok(other) => return Err(format!("rvs-dp: {other:?}")),
-                        Err(e) => return Err(format!("rvs-dp: {e}")),
-                    }
-                }
-                Ok(Some(conns.len()))
-            }
-        });
+        // Each page goes to rvs-dp as it arrives (`resync::fetch`).
+        let t = &mut self.transport;
+        let r = resync::fetch(peer, |count, entries| resync::install_page(t, count, entries));
         match r {
             Ok(None) => info!("full resync: no peer at {peer}, nothing to resync"),
             Ok(Some(n)) => info!(
@@ -673,7 +663,10 @@ impl Daemon {
             Err(e) => {
                 self.resync_failures += 1;
                 if self.resync_failures < RESYNC_TRIES {
-                    warn!("full resync from {peer}: {e}; retrying");
+                    warn!(
+                        "full resync from {peer}: {e}; retrying (failed fetch {} of {RESYNC_TRIES})",
+                        self.resync_failures
+                    );
                     self.resync_at = Some(Instant::now() + RESYNC_RETRY);
                     return;
                 }

@@ -113,6 +113,12 @@ impl ShmTransport {
     /// cannot apply a command twice).
     pub fn request_bytes(&mut self, msg: &[u8]) -> Result<Vec<u8>, RingError> {
         let timeout = self.timeout;
+        self.request_bytes_within(msg, timeout)
+    }
+
+    /// `request_bytes`, waiting up to `timeout` for the reply (a full
+    /// resync's pages may wait for the workers longer than a command).
+    pub fn request_bytes_within(&mut self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>, RingError> {
         let first = self.client()?.request(msg, timeout);
         let result = match first {
             Err(RingError::Restarted { sent: false, .. }) => self.client()?.request(msg, timeout),

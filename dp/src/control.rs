@@ -75,9 +75,6 @@ fn minus(a: TrafficTotals, b: TrafficTotals) -> TrafficTotals {
     }
 }
 
-/// How long a `SyncInstall` waits for room in the workers' inbound rings.
-const BULK_WAIT: Duration = Duration::from_secs(2);
-
 pub struct ControlPlane {
     config: IpvsConfig,
     shared: Arc<Shared>,
@@ -95,6 +92,8 @@ pub struct ControlPlane {
     sessions: Sessions,
     /// The connection sync daemons (`--start-daemon`), off until started.
     pub sync: SyncDaemons,
+    /// Full resync's listings and installs (`rvs_proto::resync`).
+    pub bulk: crate::sync::bulk::Bulk,
     /// Every local address's port and counters, while configured or in use.
     laddr_stats: HashMap<Ipv4Addr, (u16, Arc<LaddrStats>)>,
 }
@@ -114,6 +113,7 @@ impl ControlPlane {
             conn_capacity_total,
             sessions: Sessions::default(),
             sync: SyncDaemons::new(shared, SyncParams::default()),
+            bulk: Default::default(),
             laddr_stats: HashMap::new(),
         }
     }
@@ -381,8 +381,11 @@ impl ControlPlane {
         match cmd {
             Command::StartDaemon(spec) => done(self.sync.start(spec)),
             Command::StopDaemon(role) => done(self.sync.stop(*role)),
-            Command::SyncCounters => Reply::SyncCounters(self.sync.totals()),
-            Command::SyncInstall(conns) => done(crate::sync::bulk::install(&self.shared, conns, BULK_WAIT)),
+            Command::SyncCounters => {
+                let mut t = self.sync.totals();
+                self.bulk.add_to(&mut t);
+                Reply::SyncCounters(t)
+            }
             _ => Reply::Daemons(self.sync.list()),
         }
     }
@@ -390,6 +393,7 @@ impl ControlPlane {
     /// Drops staged restores whose tool went quiet (see `Sessions::expire`).
     pub fn expire_sessions(&mut self) {
         self.sessions.expire(Instant::now());
+        self.bulk.expire(Instant::now());
     }
 }
 
@@ -489,6 +493,10 @@ impl ControlPlane {
         conns: impl FnOnce() -> Vec<ConnInfo>,
         latency: impl FnOnce() -> Vec<WorkerLatency>,
     ) -> Vec<u8> {
+        // A full resync's binary request (`rvs_proto::resync`) is no JSON text.
+        if let Some(req) = rvs_proto::resync::BulkRequest::parse(request) {
+            return self.bulk.serve(&self.shared, req);
+        }
         let reply = match serde_json::from_slice::<Command>(request) {
             Ok(cmd) => {
                 let (reply, wait) = self.handle(&cmd, conns, latency);

@@ -91,8 +91,24 @@ pub struct ServiceTable {
     /// that connections still use (`with_retired_lips`). The director owns
     /// them all: it answers ARP for them and takes their packets as replies.
     lips: Vec<LocalAddress>,
+    /// One bit per local address (`lip_bit`): an address whose bit is clear
+    /// is none, without the search. Every reply a NAT director forwards
+    /// asks (`lip`), and is answered here.
+    lip_filter: u64,
     /// Some service has a FULLNAT real server.
     any_fnat: bool,
+}
+
+/// The bit of `ip` in `ServiceTable::lip_filter`: the top 6 bits of a
+/// multiplicative hash, which spreads neighbouring addresses (a pool of
+/// LIPs is usually a run of them) over different bits.
+#[inline(always)]
+fn lip_bit(ip: Ipv4Addr) -> u64 {
+    1 << (u32::from(ip).wrapping_mul(0x9E37_79B1) >> 26)
+}
+
+fn lip_filter(lips: &[LocalAddress]) -> u64 {
+    lips.iter().fold(0, |f, l| f | lip_bit(l.addr))
 }
 
 #[inline]
@@ -142,6 +158,7 @@ impl ServiceTable {
             vips,
             owner_mask,
             any_syn_proxy,
+            lip_filter: lip_filter(&lips),
             lips,
             any_fnat,
         }
@@ -155,6 +172,7 @@ impl ServiceTable {
                 self.lips.insert(at, r);
             }
         }
+        self.lip_filter = lip_filter(&self.lips);
         self
     }
 
@@ -167,7 +185,7 @@ impl ServiceTable {
     /// The local address `ip`, if it is one (retired ones included).
     #[inline(always)]
     pub fn lip(&self, ip: Ipv4Addr) -> Option<&LocalAddress> {
-        if self.lips.is_empty() {
+        if self.lip_filter & lip_bit(ip) == 0 {
             return None;
         }
         let i = self.lips.binary_search_by_key(&ip, |l| l.addr).ok()?;
@@ -254,5 +272,32 @@ impl ServiceTable {
 
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod lip_filter_tests {
+    use super::*;
+
+    /// The filter only ever spares the search for addresses that are not
+    /// local: every LIP of a run is still found, retired ones too.
+    #[test]
+    fn every_lip_is_found_and_nothing_else() {
+        let lips: Vec<LocalAddress> = (0..40u32)
+            .map(|i| LocalAddress {
+                addr: Ipv4Addr::from(0x0A00_0100 + i),
+                port: 0,
+                stats: Arc::new(LaddrStats::new(1)),
+            })
+            .collect();
+        let t = ServiceTable::new(0, Vec::new());
+        let t = t.with_retired_lips(lips.clone());
+        for l in &lips {
+            assert!(t.lip(l.addr).is_some());
+        }
+        for i in 0..4096u32 {
+            let ip = Ipv4Addr::from(0x0A00_1000 + i);
+            assert!(t.lip(ip).is_none());
+        }
     }
 }

@@ -535,6 +535,50 @@ fn fast_path_matches_general_path_on_established_frames() {
     }
 }
 
+/// A VIP whose address moved to the peer director (kernel interfaces, the
+/// address gone from ours) after its connections opened: their packets drop
+/// as `VipNotOwned` on both paths alike, and the replies still go.
+#[test]
+fn fast_path_matches_general_path_on_vips_no_longer_owned() {
+    use rvs_dp::ownership::Owned;
+    use rvs_dp::stats::DropReason;
+    let input = records(&established_frames());
+    for opts in BOTH_OPTIONS {
+        let mut fast = FuzzLab::with_options(opts);
+        let mut general = FuzzLab::with_options(opts);
+        for w in general.workers.iter_mut() {
+            w.fast_path = false;
+        }
+        fast.run(&input);
+        general.run(&input);
+        for l in [&mut fast, &mut general] {
+            l.shared.owned.store(std::sync::Arc::new(Owned::only(1, [])));
+            for w in l.workers.iter_mut() {
+                w.refresh();
+            }
+            l.log = Some(Vec::new());
+            l.run(&input);
+        }
+        let (a, b) = (fast.log.take().unwrap(), general.log.take().unwrap());
+        assert_eq!(a, b, "fast path vs general path");
+        assert_eq!(fast.tally, general.tally);
+        let not_owned: u64 = general
+            .workers
+            .iter()
+            .map(|w| w.drops.get(DropReason::VipNotOwned))
+            .sum();
+        assert!(not_owned > 0, "no packet to the VIP was dropped");
+        for (x, y) in fast.workers.iter().zip(&general.workers) {
+            assert_eq!(x.drops.by_reason, y.drops.by_reason, "worker {} drops", x.worker);
+            let mut cx = x.counters.clone();
+            cx.fast_path = 0;
+            let mut cy = y.counters.clone();
+            cy.fast_path = 0;
+            assert_eq!(cx, cy, "worker {} counters", x.worker);
+        }
+    }
+}
+
 /// Connections no packet of ours would have opened, as a sync from another
 /// director can bring them: a client, or a real server, at one of the
 /// director's own addresses (a martian source). Their packets are dropped,

@@ -261,6 +261,7 @@ fn master_to_backup_over_multicast() {
         fwd: ForwardMethod::Nat,
         state: SyncState::Tcp(TcpState::Established),
         inactive: false,
+        proxy: None,
     };
     SyncEncoder::new(SYNCID, 1472)
         .encode_all(&[intruder.to_sync()], |m| foreign.push(m.to_vec()))

@@ -11,9 +11,12 @@ use rvs_dp::conn::TcpState;
 use rvs_dp::core::{CoreOptions, Forwarder, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto};
+use rvs_dp::sync::bulk::Bulk;
 use rvs_dp::sync::install::{install, Installed, Refused};
-use rvs_dp::sync::{worker_tick, SyncEvent, SyncParams, SyncState};
+use rvs_dp::sync::{worker_tick, SyncDecoder, SyncEncoder, SyncEvent, SyncParams, SyncState};
 use rvs_dp::wire::ethernet::MacAddr;
+use rvs_proto::command::{IpvsError, Reply};
+use rvs_proto::resync::{BulkRequest, ListPage};
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -221,6 +224,7 @@ fn entry(rip: Ipv4Addr, rport: u16, state: SyncState) -> SyncEvent {
         fwd: ForwardMethod::Nat,
         state,
         inactive: false,
+        proxy: None,
     }
 }
 
@@ -371,6 +375,301 @@ fn worker_tick_installs_from_the_inbound_ring_and_counts() {
     );
     assert!(ring.is_empty());
     assert_eq!(fwd.conns.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------
+// Sync and full resync end to end, at the workers: what a master's tap sends (or
+// what its listing pages out) is encoded, decoded on the backup and installed there.
+
+/// The master's events through the sync v1 codec, as a backup thread reads them.
+fn over_the_wire(events: &[SyncEvent]) -> Vec<SyncEvent> {
+    let conns: Vec<_> = events.iter().map(|e| e.to_sync()).collect();
+    let mut msgs = Vec::new();
+    SyncEncoder::new(9, 1472)
+        .encode_all(&conns, |m| msgs.push(m.to_vec()))
+        .unwrap();
+    let mut dec = SyncDecoder::new(9);
+    let mut out = Vec::new();
+    for m in &msgs {
+        for c in dec.decode(m).unwrap() {
+            out.push(SyncEvent::from_sync(&c.unwrap()));
+        }
+    }
+    out
+}
+
+/// A full resync from `master` to `backup` through both ends' `Bulk`, as the
+/// two rvs-cp carry it (the TCP stream between them only frames the pages):
+/// the master's worker answers the listing on a thread of its own, pages of
+/// at most `max_bytes` go to the backup, whose worker installs them. Returns
+/// the entries listed.
+fn resync(
+    master: &LabDirector,
+    mfwd: &mut Forwarder,
+    backup: &LabDirector,
+    bfwd: &mut Forwarder,
+    max_bytes: u32,
+) -> u32 {
+    let (mut src, mut dst) = (Bulk::default(), Bulk::default());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pages = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                worker_tick(mfwd);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        });
+        let (mut listing, mut offset, mut pages) = (0, 0, Vec::new());
+        loop {
+            let req = BulkRequest::List {
+                listing,
+                offset,
+                max_bytes,
+            }
+            .to_bytes();
+            let reply = src.serve(&master.shared, BulkRequest::parse(&req).unwrap());
+            let p = ListPage::parse(&reply).expect("a page").unwrap();
+            assert_eq!(p.offset, offset);
+            pages.push((p.count, p.entries.to_vec()));
+            (listing, offset) = (p.listing, offset + p.count);
+            if offset >= p.total {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        pages
+    });
+    let ok = serde_json::to_vec(&Reply::Ok).unwrap();
+    for (count, entries) in &pages {
+        let req = BulkRequest::Install {
+            count: *count,
+            entries,
+        }
+        .to_bytes();
+        assert_eq!(dst.serve(&backup.shared, BulkRequest::parse(&req).unwrap()), ok);
+        worker_tick(bfwd);
+    }
+    assert!(dst.refused().is_empty(), "{:?}", dst.refused());
+    offset_of(&pages)
+}
+
+fn offset_of(pages: &[(u32, Vec<u8>)]) -> u32 {
+    pages.iter().map(|(n, _)| n).sum()
+}
+
+/// The IPv4 header of a frame: (source, destination, protocol).
+fn ip_of(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u8) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header();
+    (h.source_addr(), h.destination_addr(), h.protocol().0)
+}
+
+/// On a backup that received them: a persistent TUN service's connection and
+/// its template are in the table, bound to the backup's own real server (its
+/// counters, its method), the connection's next packet goes out IPIP to that
+/// real server at once, and a new connection of the client follows the
+/// template.
+fn check_tun_backup(bfwd: &mut Forwarder, rip: Ipv4Addr) {
+    let t = (bfwd.conns.iter())
+        .map(|(_, c)| c)
+        .find(|c| c.is_template() && c.cip() == CIP)
+        .expect("the template");
+    assert_eq!((t.rip(), t.method()), (rip, ForwardMethod::Tun));
+    let c = (bfwd.conns.iter())
+        .map(|(_, c)| c)
+        .find(|c| !c.is_template() && c.cip() == CIP)
+        .expect("the connection");
+    assert_eq!((c.cip(), c.cport(), c.rip()), (CIP, 43000, rip));
+    assert_eq!(c.method(), ForwardMethod::Tun);
+    assert_eq!(c.state(), TcpState::Established);
+    let snap = bfwd.services().clone();
+    let svc = snap.get(snap.lookup(Proto::Tcp, VIP, 80).unwrap()).unwrap();
+    let d = svc.dests.iter().find(|d| d.rip == rip).unwrap();
+    assert_eq!(
+        d.stats.active.load(Ordering::Relaxed),
+        1,
+        "the backup's real server counts it"
+    );
+    let (v, out) = send(bfwd, &tcp(43000, "A"));
+    assert!(matches!(v, Verdict::Forward { port: 1 }), "{v:?}");
+    assert_eq!(
+        ip_of(&out),
+        (Ipv4Addr::new(10, 2, 0, 1), rip, 4),
+        "IPIP to the real server"
+    );
+    for p in 0..3 {
+        let (v, out) = send(bfwd, &tcp(44000 + p, "S"));
+        assert!(matches!(v, Verdict::Forward { port: 1 }), "{v:?}");
+        assert_eq!(ip_of(&out).1, rip, "a new connection follows the template");
+    }
+}
+
+/// A persistent TUN service: a connection and its template on the master.
+fn tun_master() -> (LabDirector, Forwarder, Vec<SyncEvent>, Ipv4Addr) {
+    let (d, mut fwd) = master(ForwardMethod::Tun, true);
+    for f in ["S", "A", "A"] {
+        send(&mut fwd, &tcp(43000, f));
+    }
+    let ev = drain(&d);
+    assert_eq!(ev.len(), 2, "the connection and its template: {ev:?}");
+    assert!(ev[1].is_template());
+    assert_eq!(ev[0].fwd, ForwardMethod::Tun);
+    let rip = ev[0].rip;
+    (d, fwd, ev, rip)
+}
+
+#[test]
+fn templates_and_tun_connections_survive_sync() {
+    let (_m, _mfwd, ev, rip) = tun_master();
+    let got = over_the_wire(&ev);
+    assert_eq!(got, ev, "through the codec unchanged");
+    let b = director(ForwardMethod::Tun, true);
+    let mut bfwd = b.forwarder(0, 1024, 100);
+    for e in &got {
+        b.shared.sync.inbound[0].push(*e).unwrap();
+    }
+    worker_tick(&mut bfwd);
+    assert_eq!(b.shared.sync.stats[0].snapshot().installed, 2);
+    assert_eq!(bfwd.conns.templates(), 1);
+    check_tun_backup(&mut bfwd, rip);
+}
+
+#[test]
+fn templates_and_tun_connections_survive_a_full_resync() {
+    let (m, mut mfwd, _, rip) = tun_master();
+    // More than one page: 40 more connections of other clients.
+    for i in 0..40u8 {
+        let f = PacketBuilder::ethernet2(CLIENT_MAC, P0_MAC.0)
+            .ipv4([10, 1, 1, i], VIP.octets(), 64)
+            .tcp(50000, 80, 1, 64240)
+            .syn();
+        let mut out = Vec::new();
+        f.write(&mut out, b"x").unwrap();
+        send(&mut mfwd, &out);
+    }
+    let b = director(ForwardMethod::Tun, true);
+    let mut bfwd = b.forwarder(0, 1024, 100);
+    let n = resync(&m, &mut mfwd, &b, &mut bfwd, 1);
+    assert_eq!(n as usize, mfwd.conns.len(), "every entry listed");
+    let s = b.shared.sync.stats[0].snapshot();
+    assert_eq!(s.installed, u64::from(n));
+    assert_eq!(bfwd.conns.len(), mfwd.conns.len());
+    // The entries keep the seconds they had left on the master.
+    let left = |f: &Forwarder| {
+        let mut v: Vec<_> = f
+            .conns
+            .iter()
+            .map(|(_, c)| (c.cip(), c.cport(), c.remaining(100)))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(left(&bfwd), left(&mfwd));
+    check_tun_backup(&mut bfwd, rip);
+}
+
+#[test]
+fn a_malformed_resync_page_is_refused_whole_and_counted() {
+    let (m, mut mfwd) = master(ForwardMethod::Nat, false);
+    for p in 0..3 {
+        for f in ["S", "A"] {
+            send(&mut mfwd, &tcp(45000 + p, f));
+        }
+    }
+    let events: Vec<SyncEvent> = (mfwd.conns.iter())
+        .map(|(_, c)| SyncEvent::from_conn(c, 900))
+        .collect();
+    assert_eq!(events.len(), 3);
+    let (n, page) = rvs_dp::sync::bulk::encode_page(&events, 1 << 20);
+    assert_eq!(n, 3);
+    let _ = m;
+    let b = director(ForwardMethod::Nat, false);
+    let mut bulk = Bulk::default();
+    let try_page = |bulk: &mut Bulk, count: u32, entries: &[u8]| -> Result<(), IpvsError> {
+        let req = BulkRequest::Install { count, entries }.to_bytes();
+        let reply = bulk.serve(&b.shared, BulkRequest::parse(&req).unwrap());
+        match serde_json::from_slice::<Reply>(&reply).unwrap() {
+            Reply::Ok => Ok(()),
+            Reply::Error(e) => Err(e),
+            r => panic!("{r:?}"),
+        }
+    };
+    let refused = |r: Result<(), IpvsError>| matches!(r, Err(IpvsError::SyncPageRefused(_)));
+    // A count the messages do not hold, either way (4 cannot even be in its bytes).
+    assert!(refused(try_page(&mut bulk, 2, &page)));
+    assert!(refused(try_page(&mut bulk, 3 + 1, &page)));
+    assert!(refused(try_page(&mut bulk, 0, &page)));
+    // A truncated page: its message's size field runs past the end.
+    assert!(refused(try_page(&mut bulk, 3, &page[..page.len() - 1])));
+    // A page of two messages, the second corrupt (an entry size past its end):
+    // the first is not installed either.
+    let mut two = page.clone();
+    let mut bad = page.clone();
+    bad[8 + 2] = 0x0f; // the first entry's ver_size: a size of 0xf24 bytes
+    two.extend_from_slice(&bad);
+    assert!(refused(try_page(&mut bulk, 6, &two)));
+    // Bytes that are no sync message at all.
+    assert!(refused(try_page(&mut bulk, 1, &[0xff; 40])));
+    for n in 0..page.len() {
+        // Every cut of a good page: refused, never a panic.
+        assert!(try_page(&mut bulk, 3, &page[..n]).is_err());
+    }
+    assert!(b.shared.sync.inbound[0].is_empty(), "nothing of a refused page");
+    let counted = bulk.refused();
+    assert_eq!(counted.get("resync_count_mismatch"), Some(&1));
+    assert!(counted["resync_malformed"] >= 2, "{counted:?}");
+    assert!(counted["resync_pages_refused"] >= 5, "{counted:?}");
+    assert!(counted.contains_key("resync_bad_size"), "{counted:?}");
+    assert!(counted.contains_key("resync_entry_too_large"), "{counted:?}");
+    // The good page, whole: installed.
+    assert_eq!(try_page(&mut bulk, 3, &page), Ok(()));
+    let mut bfwd = b.forwarder(0, 1024, 100);
+    worker_tick(&mut bfwd);
+    assert_eq!(bfwd.conns.len(), 3);
+    assert_eq!(bulk.handed(), 3);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// A resync page damaged anywhere (a byte changed, bytes cut off, a count
+    /// off by some): refused whole with nothing handed to the workers, or
+    /// accepted whole with exactly the entries it states. Never a panic,
+    /// never part of a page.
+    #[test]
+    fn a_damaged_page_is_refused_whole_or_installed_whole(
+        at in 0usize..400, byte: u8, cut in 0usize..8, skew in -2i64..=2,
+    ) {
+        let events: Vec<SyncEvent> = (0..8u16)
+            .map(|p| SyncEvent { cport: 46000 + p, ..entry(rs_ip(1), 8080, SyncState::Tcp(TcpState::Established)) })
+            .collect();
+        let (n, mut page) = rvs_dp::sync::bulk::encode_page(&events, 1 << 20);
+        let i = at % page.len();
+        page[i] = byte;
+        page.truncate(page.len() - cut);
+        let count = (i64::from(n) + skew).max(0) as u32;
+        let b = director(ForwardMethod::Nat, false);
+        let mut bulk = Bulk::default();
+        let req = BulkRequest::Install { count, entries: &page }.to_bytes();
+        let reply = bulk.serve(&b.shared, BulkRequest::parse(&req).unwrap());
+        let ring = &b.shared.sync.inbound[0];
+        match serde_json::from_slice::<Reply>(&reply).unwrap() {
+            Reply::Ok => {
+                // Entries the decoder skipped one by one (a damaged protocol or
+                // state) are counted; the rest are whole.
+                let skipped: u64 = bulk.refused().iter()
+                    .filter(|(k, _)| !k.ends_with("pages_refused")).map(|(_, v)| *v).sum();
+                proptest::prop_assert_eq!(ring.len() as u64 + skipped, u64::from(count));
+            }
+            Reply::Error(IpvsError::SyncPageRefused(_)) => {
+                proptest::prop_assert!(ring.is_empty());
+                proptest::prop_assert!(bulk.refused()["resync_pages_refused"] == 1);
+            }
+            r => proptest::prop_assert!(false, "{r:?}"),
+        }
+    }
 }
 
 /// Sync v1 has no field for a FULLNAT entry's local address: a master sends

@@ -8,8 +8,13 @@ use rvs_dp::core::{CoreOptions, Forwarder, Verdict};
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto};
 use rvs_dp::stats::DropReason;
+use rvs_dp::sync::bulk::{encode_page, Bulk};
+use rvs_dp::sync::install::{install, Installed};
+use rvs_dp::sync::{worker_tick, SyncDecoder, SyncEncoder, SyncEvent, SyncParams};
 use rvs_dp::wire::ethernet::MacAddr;
-use rvs_proto::command::Command;
+use rvs_proto::command::{Command, Reply};
+use rvs_proto::resync::BulkRequest;
+use std::sync::atomic::Ordering;
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -429,4 +434,202 @@ fn a_syn_flood_leaves_the_table_empty() {
         send(&mut fwd, 0, &from_client(41_000, ack)).0,
         Verdict::Forward { port: 1 }
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Connection sync of proxied connections: the sequence offset (and the window
+// shifts) go with the entry, so a backup translates each packet as the master did.
+
+/// A proxied connection through both handshakes (no early data); returns the
+/// cookie. The real server scales by 9, the client by 7.
+fn proxied_connection(fwd: &mut Forwarder, cport: u16) -> u32 {
+    let cookie = handshake_with_director(fwd, cport);
+    let ack = Seg {
+        seq: CLIENT_ISN + 1,
+        ack: Some(cookie.wrapping_add(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        send(fwd, 0, &from_client(cport, ack)).0,
+        Verdict::Forward { port: 1 }
+    );
+    let rs_opts = [
+        TcpOptionElement::MaximumSegmentSize(1400),
+        TcpOptionElement::Noop,
+        TcpOptionElement::WindowScale(9),
+    ];
+    let sa = Seg {
+        seq: RS_ISN,
+        ack: Some(CLIENT_ISN + 1),
+        syn: true,
+        win: 65_535,
+        opts: &rs_opts,
+        ..Default::default()
+    };
+    assert_eq!(send(fwd, 1, &from_rs(cport, sa)).0, Verdict::Forward { port: 1 });
+    fwd.synproxy_released.clear();
+    cookie
+}
+
+/// Frames of the connection after the handshakes, both ways: data with a SACK
+/// block from the client, the real server's reply, a pure ACK, a FIN.
+fn later_frames(cport: u16, cookie: u32) -> Vec<(u16, Vec<u8>)> {
+    let sack = [
+        TcpOptionElement::Noop,
+        TcpOptionElement::Noop,
+        TcpOptionElement::SelectiveAcknowledgement(
+            (cookie.wrapping_add(100), cookie.wrapping_add(200)),
+            [None; 3],
+        ),
+    ];
+    vec![
+        (
+            0,
+            from_client(
+                cport,
+                Seg {
+                    seq: CLIENT_ISN + 19,
+                    ack: Some(cookie.wrapping_add(1)),
+                    win: 300,
+                    opts: &sack,
+                    payload: b"more",
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            1,
+            from_rs(
+                cport,
+                Seg {
+                    seq: RS_ISN + 1,
+                    ack: Some(CLIENT_ISN + 23),
+                    win: 100,
+                    payload: b"HTTP/1.0 200 OK\r\n\r\n",
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            0,
+            from_client(
+                cport,
+                Seg {
+                    seq: CLIENT_ISN + 23,
+                    ack: Some(cookie.wrapping_add(20)),
+                    win: 501,
+                    ..Default::default()
+                },
+            ),
+        ),
+    ]
+}
+
+/// The master: a proxied connection, its client's request (its third packet
+/// toward the VIP, so due for sync), and the event its tap sent.
+fn synced_master(cport: u16) -> (LabDirector, Forwarder, u32, SyncEvent) {
+    let (m, mut fwd) = lab(true);
+    m.shared.sync.set_master(true, SyncParams::default());
+    worker_tick(&mut fwd);
+    let cookie = proxied_connection(&mut fwd, cport);
+    let get = Seg {
+        seq: CLIENT_ISN + 1,
+        ack: Some(cookie.wrapping_add(1)),
+        win: 500,
+        payload: b"GET / HTTP/1.0\r\n\r\n",
+        ..Default::default()
+    };
+    assert_eq!(
+        send(&mut fwd, 0, &from_client(cport, get)).0,
+        Verdict::Forward { port: 1 }
+    );
+    let mut ev = Vec::new();
+    while let Some(e) = m.shared.sync.out[0].pop() {
+        ev.push(e);
+    }
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    (m, fwd, cookie, ev[0])
+}
+
+/// Every later frame translated identically by the master and the backup.
+fn same_on_both(mfwd: &mut Forwarder, bfwd: &mut Forwarder, frames: &[(u16, Vec<u8>)]) {
+    for (port, f) in frames {
+        let (mv, mo) = send(mfwd, *port, f);
+        let (bv, bo) = send(bfwd, *port, f);
+        assert!(matches!(mv, Verdict::Forward { .. }), "{mv:?}");
+        assert_eq!(bv, mv);
+        assert_eq!(bo, mo, "frame from port {port} translated alike");
+        assert!(out(&bo).sums_ok);
+    }
+}
+
+#[test]
+fn a_proxied_connection_goes_on_through_a_synced_backup() {
+    let (_m, mut mfwd, cookie, ev) = synced_master(40_100);
+    let shift = ev.proxy.expect("the proxied connection's shift goes with it");
+    assert_eq!(shift.delta, RS_ISN.wrapping_sub(cookie));
+    assert_eq!((shift.rs_win, shift.client_win), ((9, 7), (7, 7)));
+
+    // On the wire: IPVS's sequence option, in the kernel's meaning (OUT_SEQ:
+    // RS → client sequence numbers move by out_seq.delta, client → RS
+    // acknowledgments by minus it, whatever init_seq), and rvs's window shifts.
+    let mut msgs = Vec::new();
+    SyncEncoder::new(1, 1472)
+        .encode_all(&[ev.to_sync()], |m| msgs.push(m.to_vec()))
+        .unwrap();
+    let mut dec = SyncDecoder::new(1);
+    let conns: Vec<_> = dec.decode(&msgs[0]).unwrap().map(|c| c.unwrap()).collect();
+    let seq = conns[0].seq.expect("the sequence option");
+    assert!(seq.adjust_out && !seq.adjust_in);
+    assert_eq!(seq.out_seq.delta, cookie.wrapping_sub(RS_ISN));
+    assert_eq!(seq.out_seq.previous_delta, seq.out_seq.delta);
+    assert_eq!(seq.windows, Some([9, 7, 7, 7]));
+    let got = SyncEvent::from_sync(&conns[0]);
+    assert_eq!(got, ev);
+
+    // The backup (a cookie key of its own) installs it and translates alike.
+    let (_b, mut bfwd) = lab(true);
+    assert_eq!(install(&mut bfwd, &got), Ok(Installed::New));
+    let frames = later_frames(40_100, cookie);
+    same_on_both(&mut mfwd, &mut bfwd, &frames);
+    let (_, f) = send(&mut bfwd, 1, &frames[1].1);
+    let o = out(&f);
+    assert_eq!(
+        o.seq,
+        cookie.wrapping_add(1),
+        "the RS's numbers in the client's space"
+    );
+    assert_eq!(o.win, 400, "100 at the RS's shift 9 is 400 at the announced 7");
+
+    // Without the shift (before sync carried it), the backup would hand the
+    // client the RS's own numbers: the connection breaks.
+    let (_c, mut plain) = lab(true);
+    let bare = SyncEvent { proxy: None, ..got };
+    assert_eq!(install(&mut plain, &bare), Ok(Installed::New));
+    let (_, f) = send(&mut plain, 1, &frames[1].1);
+    assert_eq!(out(&f).seq, RS_ISN + 1);
+}
+
+#[test]
+fn a_proxied_connection_goes_on_after_a_full_resync() {
+    let (m, mut mfwd, cookie, _) = synced_master(40_200);
+    // The master's listing (`SyncDump`), as its worker answers it.
+    m.shared.sync.dump.request.fetch_add(1, Ordering::AcqRel);
+    worker_tick(&mut mfwd);
+    let events = std::mem::take(&mut *m.shared.sync.dump.slots[0].1.lock().unwrap());
+    assert_eq!(events.len(), 1);
+    assert!(events[0].proxy.is_some());
+    let (n, page) = encode_page(&events, 1 << 20);
+    assert_eq!(n, 1);
+    let (b, mut bfwd) = lab(true);
+    let req = BulkRequest::Install {
+        count: n,
+        entries: &page,
+    }
+    .to_bytes();
+    let reply = Bulk::default().serve(&b.shared, BulkRequest::parse(&req).unwrap());
+    assert_eq!(reply, serde_json::to_vec(&Reply::Ok).unwrap());
+    worker_tick(&mut bfwd);
+    assert_eq!(bfwd.conns.len(), 1);
+    same_on_both(&mut mfwd, &mut bfwd, &later_frames(40_200, cookie));
 }

@@ -352,11 +352,6 @@ pub enum Command {
     StopDaemon(DaemonRole),
     /// `-L --daemon`
     ListDaemons,
-    /// Full resync (rvs-cp, beyond IPVS): a page of a peer director's
-    /// connection listing, to install as the backup daemon installs what it
-    /// receives (each entry in its owner worker's table, bound to this
-    /// director's configured real server, `expires_s` as its timeout).
-    SyncInstall(Vec<ConnInfo>),
     /// The sync counters (`rvsadm -L --daemon --json`).
     SyncCounters,
     /// `--add-laddr -z LIP -t VIP:port -F PORT` (DPVS's syntax): a local
@@ -391,11 +386,7 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            Command::StartDaemon(_)
-                | Command::StopDaemon(_)
-                | Command::ListDaemons
-                | Command::SyncInstall(_)
-                | Command::SyncCounters
+            Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons | Command::SyncCounters
         )
     }
 }
@@ -665,9 +656,14 @@ pub enum IpvsError {
     /// A sync daemon could not open its socket: the system's error text (as
     /// ipvsadm prints `strerror` for errors it has no text of its own for).
     DaemonSocket(String),
-    /// `SyncInstall`: the workers' inbound sync rings stayed full (entries
-    /// handed over before that stay handed over).
+    /// A full resync's install page (`resync::BulkRequest::Install`): the
+    /// workers' inbound sync rings stayed full (entries handed over before
+    /// that stay handed over).
     SyncBusy,
+    /// A full resync's page or listing request refused whole (malformed
+    /// messages, a count its messages do not hold, a listing that is gone):
+    /// nothing of it was installed or listed.
+    SyncPageRefused(String),
 }
 
 impl fmt::Display for IpvsError {
@@ -725,6 +721,7 @@ impl fmt::Display for IpvsError {
             IpvsError::NoDaemon => f.write_str("No daemon is running"),
             IpvsError::DaemonSocket(e) => f.write_str(e),
             IpvsError::SyncBusy => f.write_str("Sync rings stay full: the workers do not install"),
+            IpvsError::SyncPageRefused(why) => write!(f, "resync page refused: {why}"),
             IpvsError::NoSuchRestore(id) => write!(
                 f,
                 "restore {id} is not in progress (it failed, was committed, or was idle {RESTORE_IDLE_S} s); \

@@ -400,7 +400,6 @@ impl IpvsConfig {
             Command::StartDaemon(_)
             | Command::StopDaemon(_)
             | Command::ListDaemons
-            | Command::SyncInstall(_)
             | Command::SyncCounters => Err(IpvsError::Unsupported(
                 "a sync daemon command is not a configuration change".into(),
             )),

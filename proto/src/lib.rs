@@ -21,6 +21,7 @@ pub mod ipvs;
 pub mod kernelblock;
 pub mod latency;
 pub mod region;
+pub mod resync;
 pub mod ring;
 pub mod serve;
 pub mod statsarea;

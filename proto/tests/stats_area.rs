@@ -49,6 +49,12 @@ fn readers_never_see_a_torn_block() {
                     fill(&mut b, v);
                     w.publish(&b);
                     n += 1;
+                    // Real workers publish about every millisecond; back to
+                    // back, on a loaded 2-core machine, two writers can keep
+                    // every read of the reader's short window retrying.
+                    if n.is_multiple_of(16) {
+                        thread::sleep(Duration::from_micros(20));
+                    }
                 }
                 n
             })

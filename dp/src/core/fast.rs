@@ -42,6 +42,21 @@ use crate::wire::tcp::{self, TcpFlags};
 use crate::wire::{checksum, udp};
 use crate::xmit::tun;
 
+/// What `fast` read of a frame's headers, for `fast_conn`.
+#[derive(Clone, Copy)]
+struct Parsed {
+    len: usize,
+    /// The IPv4 total length.
+    total: usize,
+    proto: Proto,
+    /// TCP's flags; 0 for UDP.
+    flags: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+}
+
 /// Ethernet, IPv4 and the first 8 bytes of L4: ports, and UDP's length.
 const HEAD_LEN: usize = ETH_LEN + IP_LEN + udp::HEADER_LEN;
 /// Version 4, a 20-byte header: no options.
@@ -116,7 +131,45 @@ impl Forwarder {
         let sport = l4_16(udp::field::SRC_PORT);
         let dport = l4_16(udp::field::DST_PORT);
 
-        let to_vip = self.snap.is_vip(dst);
+        let p = Parsed {
+            len,
+            total,
+            proto,
+            flags,
+            src,
+            dst,
+            sport,
+            dport,
+        };
+        // Each direction its own copy of the rest, with the direction a
+        // constant: fewer values live at once, fewer branches on it.
+        if self.snap.is_vip(dst) {
+            self.fast_conn::<true, B>(p, pkt, redirected)
+        } else {
+            self.fast_conn::<false, B>(p, pkt, redirected)
+        }
+    }
+
+    /// `fast` past the parse: the connection's lookup, checks and rewrite;
+    /// `TO_VIP` for client → VIP packets (the IN direction).
+    #[inline(always)]
+    fn fast_conn<const TO_VIP: bool, B: PacketBuf>(
+        &mut self,
+        p: Parsed,
+        pkt: &mut B,
+        redirected: bool,
+    ) -> Option<Verdict> {
+        let Parsed {
+            len,
+            total,
+            proto,
+            flags,
+            src,
+            dst,
+            sport,
+            dport,
+        } = p;
+        let to_vip = TO_VIP;
         if to_vip && !self.owns(dst) {
             return None;
         }
@@ -151,7 +204,7 @@ impl Forwarder {
                 match s.hint {
                     ClientHint::None => {}
                     ClientHint::Proxy { shift, .. } if proto == Proto::Tcp => {
-                        let tcp_seg = d.get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
+                        let tcp_seg = pkt.data().get(ETH_LEN + IP_LEN..ETH_LEN + total)?;
                         seq_fix = Some(shift.steady(dir == Direction::Input, tcp_seg)?);
                     }
                     _ => return None,
@@ -233,7 +286,7 @@ impl Forwarder {
         super::conn_packet(c, dir, flags, true, now, &self.timeouts, self.worker, len);
         // The sync daemon's count of the connection's packets (`Forwarder::track`).
         if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
-            t.on_input(&self.conns, id, now);
+            t.on_input(&self.conns, id, now, self.synproxy.as_deref());
         }
         // The new Ethernet addresses go on with the rewrite, through one
         // borrow of the frame (after the outer header, for TUN).

@@ -33,6 +33,7 @@ mod egress;
 mod fast;
 mod fnat;
 mod synproxy;
+pub use synproxy::{synced_shift, ProxySlot};
 #[cfg(test)]
 mod tests;
 
@@ -640,6 +641,13 @@ impl Forwarder {
                 return v;
             }
         }
+        self.slow(in_port, pkt, redirected)
+    }
+
+    /// `process` past the fast path, out of line: the fast path's frame then
+    /// holds only what it uses (fewer registers saved and restored per packet).
+    #[inline(never)]
+    fn slow<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
         if !redirected {
             self.counters.rx_pkts += 1;
             self.counters.rx_bytes += pkt.len() as u64;
@@ -1269,7 +1277,7 @@ impl Forwarder {
             rport: c.rport(),
         };
         if let (Some(t), Direction::Input, true) = (self.sync.as_deref_mut(), dir, l4) {
-            t.on_input(&self.conns, id, self.now);
+            t.on_input(&self.conns, id, self.now, self.synproxy.as_deref());
         }
         Ok(e)
     }

@@ -59,6 +59,15 @@ fn tcp_range(ip: &Ip) -> std::ops::Range<usize> {
     ip.l2 + ip.hl..ip.l2 + ip.total
 }
 
+/// Connection `id`'s (entry `c`) sequence shift, if it is a proxied
+/// connection whose real server's handshake fixed it: what connection sync
+/// carries (`sync::SyncEvent::proxy`), so a backup translates as we do.
+#[inline]
+pub fn synced_shift(table: Option<&[ProxySlot]>, id: ConnId, c: &Conn) -> Option<SeqShift> {
+    let s = table?.get(id.0 as usize)?;
+    (s.flow == Some(c.flow()) && !s.waiting).then_some(s.shift)
+}
+
 /// Whether connection `id`, whose entry is `c`, is a proxied one (in the
 /// slots `table`): `Forwarder::proxy_slot` for a caller holding the entry.
 #[inline]
@@ -74,6 +83,34 @@ impl Forwarder {
         let s = *t.get(id.0 as usize)?;
         let flow = self.conns.get(id)?.flow();
         (s.flow == Some(flow)).then_some(s)
+    }
+
+    /// The slots of the proxied connections, for `synced_shift`.
+    pub fn proxy_slots(&self) -> Option<&[ProxySlot]> {
+        self.synproxy.as_deref()
+    }
+
+    /// Makes connection `id` a proxied one past its handshake, translated by
+    /// `shift`: what a sync backup installs for a connection its master
+    /// proxied. Its packets are then translated as on the master.
+    pub fn set_synced_shift(&mut self, id: ConnId, shift: SeqShift) {
+        let Some(flow) = self.conns.get(id).map(|c| c.flow()) else {
+            return;
+        };
+        let n = self.conns.capacity();
+        let table = self
+            .synproxy
+            .get_or_insert_with(|| vec![ProxySlot::default(); n].into_boxed_slice());
+        if let Some(s) = table.get_mut(id.0 as usize) {
+            *s = ProxySlot {
+                flow: Some(flow),
+                cookie: 0,
+                waiting: false,
+                client_wscale: None,
+                client_window: 0,
+                shift,
+            };
+        }
     }
 
     fn proxy_slot_mut(&mut self, id: ConnId) -> Option<&mut ProxySlot> {
@@ -299,15 +336,17 @@ impl Forwarder {
         if !handshake::write(pkt, ip.l2, &ack) {
             return Some(Verdict::Drop(DropReason::NoHeadroom));
         }
+        // The shift first: the ACK may make the connection due for sync
+        // (`track`), and what is sent must carry it.
+        if let Some(slot) = self.proxy_slot_mut(id) {
+            slot.waiting = false;
+            slot.shift = shift;
+        }
         if self
             .track(id, Direction::Input, TcpFlags::ACK, true, pkt.len())
             .is_err()
         {
             return Some(Verdict::Drop(DropReason::NoConnNotSyn));
-        }
-        if let Some(slot) = self.proxy_slot_mut(id) {
-            slot.waiting = false;
-            slot.shift = shift;
         }
         if self.synproxy_released.len() < RELEASED_MAX {
             self.synproxy_released.push(id);

@@ -87,6 +87,10 @@ impl SyncDecoder {
         &self.counters
     }
 
+    pub fn counters_mut(&mut self) -> &mut SyncCounters {
+        &mut self.counters
+    }
+
     /// Validates the datagram whole, then iterates over its entries. A refused datagram
     /// is counted under its reason and yields nothing.
     pub fn decode<'a, 'd>(&'d mut self, datagram: &'a [u8]) -> Result<SyncEntries<'a, 'd>, SyncError> {

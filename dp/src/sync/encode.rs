@@ -2,13 +2,13 @@
 //! buffers: entries appended back to back on 4-byte boundaries until the next one would
 //! pass `sync_maxlen`, then the message goes out and a new one starts.
 
-use super::msg::{conn, header, SyncMessage, PE_DATA_MAXLEN, PE_NAME_MAXLEN, SEQ_DATA_LEN};
+use super::msg::{conn, header, SyncMessage, PE_DATA_MAXLEN, PE_NAME_MAXLEN, SEQ_DATA_LEN, SYNPROXY_WIN_LEN};
 use super::repr::{EmitError, SyncConn};
 
-/// The largest entry we can emit: fixed part, sequence option, 255 bytes of PE data
-/// and a 16-byte PE name, each option with its 2-byte TLV header.
+/// The largest entry we can emit: fixed part, sequence option, window shifts, 255
+/// bytes of PE data and a 16-byte PE name, each option with its 2-byte TLV header.
 pub const MAX_ENTRY_LEN: usize =
-    conn::V4_LEN + (2 + SEQ_DATA_LEN) + (2 + PE_DATA_MAXLEN) + (2 + PE_NAME_MAXLEN);
+    conn::V4_LEN + (2 + SEQ_DATA_LEN) + (2 + SYNPROXY_WIN_LEN) + (2 + PE_DATA_MAXLEN) + (2 + PE_NAME_MAXLEN);
 /// The smallest message limit the encoder accepts: room for one largest entry, so the
 /// limit holds for every message (the kernel instead sends an oversized message).
 pub const MIN_SYNC_MAXLEN: usize = header::LEN + MAX_ENTRY_LEN;
@@ -49,6 +49,16 @@ impl SyncEncoder {
     /// Entries in the message being built.
     pub fn pending(&self) -> u8 {
         self.nr_conns
+    }
+
+    /// Bytes of the message being built (its header included).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the message being built holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.nr_conns == 0
     }
 
     fn reset(&mut self) {

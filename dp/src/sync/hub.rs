@@ -6,13 +6,61 @@
 //!   connections to send) and `inbound` (backup thread → worker, the connections to
 //!   install). Neither side ever waits: a full ring drops and counts.
 //! - Per worker, counters of what became of the events, for listings and tests.
+//! - `dump`: a full resync's listing of every worker's table as events (`bulk`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_utils::CachePadded;
 
+use super::event::SyncEvent;
 use super::threshold::{SyncParams, SyncRing, SYNC_RING_SIZE};
+
+/// A full resync's listing (`bulk::Listing`): the control thread bumps
+/// `request`, each worker answers in its slot between bursts (`install::worker_tick`)
+/// with every live entry of its table as the event a master would send, its
+/// timeout being the seconds it has left.
+#[derive(Debug)]
+pub struct SyncDump {
+    pub request: AtomicU64,
+    pub slots: Vec<(AtomicU64, Mutex<Vec<SyncEvent>>)>,
+}
+
+impl SyncDump {
+    fn new(workers: usize) -> Self {
+        SyncDump {
+            request: AtomicU64::new(0),
+            slots: (0..workers)
+                .map(|_| (AtomicU64::new(0), Mutex::new(Vec::new())))
+                .collect(),
+        }
+    }
+
+    /// Asks every worker for its table and gathers what they hand over
+    /// within `wait` (a stopped worker's part is missing: None then).
+    pub fn collect(&self, wait: std::time::Duration) -> Option<Vec<SyncEvent>> {
+        let req = self.request.fetch_add(1, Ordering::AcqRel) + 1;
+        let t0 = std::time::Instant::now();
+        let answered = |s: &(AtomicU64, Mutex<Vec<SyncEvent>>)| s.0.load(Ordering::Acquire) >= req;
+        while !self.slots.iter().all(answered) {
+            if t0.elapsed() >= wait {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let mut out = Vec::new();
+        for (_, slot) in &self.slots {
+            if let Ok(mut g) = slot.lock() {
+                if out.is_empty() {
+                    out = std::mem::take(&mut *g);
+                } else {
+                    out.append(&mut g);
+                }
+            }
+        }
+        Some(out)
+    }
+}
 
 /// What one worker did with sync events. Written by that worker (or, for
 /// `inbound_dropped`, the backup thread), read by anyone.
@@ -96,6 +144,7 @@ pub struct SyncHub {
     /// Index: worker. Backup thread → worker.
     pub inbound: Vec<Arc<SyncRing>>,
     pub stats: Vec<CachePadded<WorkerSyncStats>>,
+    pub dump: SyncDump,
 }
 
 impl SyncHub {
@@ -113,6 +162,7 @@ impl SyncHub {
             stats: (0..workers)
                 .map(|_| CachePadded::new(WorkerSyncStats::default()))
                 .collect(),
+            dump: SyncDump::new(workers),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The worker's side of sync, run between bursts (`worker_tick`): switch the master
-//! tap on or off as the hub says, publish its counters, and install the entries the
-//! backup thread routed to this worker.
+//! tap on or off as the hub says, publish its counters, install the entries the
+//! backup thread (or a full resync, `bulk`) routed to this worker, and answer a full
+//! resync's listing (`hub::SyncDump`).
 //!
 //! An entry is installed bound to the real server this director has configured for
 //! it, with that server's forwarding method (as a kernel backup does), or refused and
@@ -9,7 +10,8 @@
 //! forwards by FULLNAT (sync v1 carries no local address, so the entry could
 //! not be rebuilt: the sending side does not send FULLNAT entries either), or
 //! a full table. Installing is one table operation: an entry is either wholly
-//! there or not at all.
+//! there or not at all. A SYN-proxied connection's shift is set with it, before
+//! any packet of it is forwarded here.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,9 +19,9 @@ use std::sync::Arc;
 use super::event::SyncEvent;
 use super::hub::SyncHub;
 use super::threshold::SyncTap;
-use crate::conn::{FlowKey, NewConn, NewTemplate, TcpState};
-use crate::core::Forwarder;
-use crate::service::Proto;
+use crate::conn::{FlowKey, NewConn, NewTemplate, TcpState, Timeouts};
+use crate::core::{synced_shift, Forwarder};
+use crate::service::{Proto, ServiceTable};
 
 /// Entries installed per tick at most, so a burst of sync traffic cannot hold a
 /// worker off its queues for long (the rest wait in the ring for the next tick).
@@ -45,6 +47,17 @@ pub enum Installed {
 /// Installs one received entry in `fwd`'s table.
 pub fn install(fwd: &mut Forwarder, e: &SyncEvent) -> Result<Installed, Refused> {
     let snap = fwd.services().clone();
+    let timeouts = fwd.shared().timeouts.load_full();
+    install_with(fwd, &snap, &timeouts, e)
+}
+
+/// `install` with the service table and timeouts already loaded (once per batch).
+fn install_with(
+    fwd: &mut Forwarder,
+    snap: &ServiceTable,
+    timeouts: &Timeouts,
+    e: &SyncEvent,
+) -> Result<Installed, Refused> {
     let svc = snap
         .lookup(e.proto, e.vip, e.vport)
         .and_then(|i| snap.get(i))
@@ -59,7 +72,6 @@ pub fn install(fwd: &mut Forwarder, e: &SyncEvent) -> Result<Installed, Refused>
         return Err(Refused::FullNat);
     }
     let now = fwd.now();
-    let timeouts = fwd.shared().timeouts.load_full();
     let r = if e.is_template() {
         let p = svc.persistence.ok_or(Refused::UnknownService)?;
         let timeout = if e.timeout == 0 { p.timeout_s } else { e.timeout };
@@ -100,6 +112,9 @@ pub fn install(fwd: &mut Forwarder, e: &SyncEvent) -> Result<Installed, Refused>
             now,
         )
     };
+    if let (Ok((id, _)), Some(shift)) = (&r, e.proxy) {
+        fwd.set_synced_shift(*id, shift);
+    }
     match r {
         Ok((_, true)) => Ok(Installed::New),
         Ok((_, false)) => Ok(Installed::Updated),
@@ -129,10 +144,16 @@ pub fn worker_tick(fwd: &mut Forwarder) {
             fwd.sync = Some(Box::new(tap));
         }
     }
+    answer_dump(fwd, hub, w);
     let Some(ring) = hub.inbound.get(w) else { return };
+    if ring.is_empty() {
+        return;
+    }
+    let snap = fwd.services().clone();
+    let timeouts = fwd.shared().timeouts.load_full();
     for _ in 0..INSTALL_BUDGET {
         let Some(e) = ring.pop() else { break };
-        let c = match install(fwd, &e) {
+        let c = match install_with(fwd, &snap, &timeouts, &e) {
             Ok(Installed::New) => &stats.installed,
             Ok(Installed::Updated) => &stats.updated,
             Err(Refused::UnknownService) => &stats.unknown_service,
@@ -142,4 +163,33 @@ pub fn worker_tick(fwd: &mut Forwarder) {
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A full resync's listing asked for (`hub::SyncDump`): every live entry of this
+/// worker's table but FULLNAT ones, as the event a master sends, with the seconds it has left
+/// (at least 1: 0 would ask the receiver for its default) and a proxied
+/// connection's shift.
+fn answer_dump(fwd: &Forwarder, hub: &SyncHub, w: usize) {
+    let Some((seen, slot)) = hub.dump.slots.get(w) else {
+        return;
+    };
+    let req = hub.dump.request.load(Ordering::Acquire);
+    if seen.load(Ordering::Relaxed) == req {
+        return;
+    }
+    let now = fwd.now();
+    let proxied = fwd.proxy_slots();
+    // FULLNAT connections stay out, as the master's tap leaves them out: sync
+    // v1 has no field for their local address.
+    let list: Vec<SyncEvent> = (fwd.conns.iter())
+        .filter(|(_, c)| !c.is_expired(now) && c.method() != crate::service::ForwardMethod::FullNat)
+        .map(|(id, c)| SyncEvent {
+            proxy: synced_shift(proxied, id, c),
+            ..SyncEvent::from_conn(c, c.remaining(now).max(1))
+        })
+        .collect();
+    if let Ok(mut g) = slot.lock() {
+        *g = list;
+    }
+    seen.store(req, Ordering::Release);
 }

@@ -10,8 +10,10 @@
 //! - `hub`: the per-worker rings between the workers and the sync threads, in
 //!   `core::Shared`; `event`: the fixed-size `SyncEvent` they carry.
 //! - `daemon`: the master and backup threads and their kernel UDP sockets.
-//! - `bulk`: full resync's receiving end (`Command::SyncInstall`): a peer's listing,
-//!   read by rvs-cp (`cp/src/resync.rs`), into the same inbound rings.
+//! - `bulk`: full resync in rvs-dp (`rvs_proto::resync`'s binary requests): the
+//!   serving end lists every worker's table as sync messages, a page at a time;
+//!   the fetching end checks each page whole and hands its entries to the same
+//!   inbound rings. rvs-cp carries the pages between directors (`cp/src/resync.rs`).
 //! - `install`: the worker's side, between bursts: its tap on or off, and the
 //!   received entries installed in its table, or refused and counted.
 //!
@@ -20,7 +22,9 @@
 //! and real server addresses and ports, forwarding method (NAT, DR, TUN), the template
 //! and inactive flags, the state (IPVS's TCP state numbers, UDP's single state, or a
 //! template's assured bit), the timeout in seconds, the packet mark, TCP sequence
-//! adjustments (`IPVS_OPT_SEQ_DATA`), and persistence engine name and data bytes.
+//! adjustments (`IPVS_OPT_SEQ_DATA`: a SYN-proxied connection's offset, see
+//! `repr::SeqAdjust`, with its window shifts in rvs's optional `RVS_OPT_SYNPROXY_WIN`),
+//! and persistence engine name and data bytes.
 //!
 //! # What is not
 //! - IPv6 entries: recognised by their type bit, skipped by their size, counted.
@@ -50,7 +54,8 @@
 //! Options follow the fixed part inside the entry's size, as `[type][length][data]`
 //! with no padding between them: sequence data (type 1, 24 bytes: in then out, each
 //! init_seq, delta, previous_delta), PE data (type 2, up to 255 bytes), PE name (type 3,
-//! up to 16 bytes). Type bit 6 marks an option a receiver may ignore if unknown. Zero
+//! up to 16 bytes). Type bit 6 marks an option a receiver may ignore if unknown:
+//! rvs's own `RVS_OPT_SYNPROXY_WIN` (type 0x60, 4 bytes, after the sequence data) is one. Zero
 //! bytes pad the entry to the next 4-byte boundary only when another entry follows:
 //! the datagram's last entry is not padded.
 //!

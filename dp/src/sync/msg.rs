@@ -63,6 +63,12 @@ pub const IPVS_OPT_SEQ_DATA: u8 = 1;
 pub const IPVS_OPT_PE_DATA: u8 = 2;
 pub const IPVS_OPT_PE_NAME: u8 = 3;
 pub const IPVS_OPT_F_PARAM: u8 = 1 << (7 - 1);
+/// rvs's own option, optional (`IPVS_OPT_F_PARAM` set: a kernel skips it): the
+/// window shifts of a SYN-proxied connection, 4 bytes, beside its sequence data
+/// (`repr::SeqAdjust::windows`). 32 is far from the kernel's numbers (1 to 3).
+pub const RVS_OPT_SYNPROXY_WIN: u8 = IPVS_OPT_F_PARAM | 32;
+/// Length of `RVS_OPT_SYNPROXY_WIN`'s data.
+pub const SYNPROXY_WIN_LEN: usize = 4;
 
 /// Length of the sequence option's data: `in_seq` then `out_seq`, each
 /// `{init_seq, delta, previous_delta}` as three big-endian u32.

@@ -9,7 +9,7 @@ use crate::conn::TcpState;
 
 use super::msg::{
     self, conn, emit_option, SyncConnEntry, IPVS_OPT_PE_DATA, IPVS_OPT_PE_NAME, IPVS_OPT_SEQ_DATA,
-    PE_DATA_MAXLEN, PE_NAME_MAXLEN, SEQ_DATA_LEN,
+    PE_DATA_MAXLEN, PE_NAME_MAXLEN, RVS_OPT_SYNPROXY_WIN, SEQ_DATA_LEN, SYNPROXY_WIN_LEN,
 };
 use super::SyncError;
 
@@ -81,12 +81,23 @@ pub struct SeqDelta {
 
 /// The `IPVS_OPT_SEQ_DATA` option, with the flag bits that say which direction the
 /// master actually adjusts (`IP_VS_CONN_F_IN_SEQ` / `_OUT_SEQ`).
+///
+/// rvs's SYN proxy rides on it (`event::SyncEvent::proxy`): its offset `D`
+/// (real server's ISN minus the cookie) is `OUT_SEQ` with `out_seq.delta` and
+/// `previous_delta` both `-D`, which in the kernel's semantics shifts every RS
+/// → client sequence number by `-D` and every client → RS acknowledgment by `+D`
+/// whatever `init_seq`; the window shifts go in `windows`, an option of rvs's
+/// own that a kernel skips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SeqAdjust {
     pub adjust_in: bool,
     pub adjust_out: bool,
     pub in_seq: SeqDelta,
     pub out_seq: SeqDelta,
+    /// `RVS_OPT_SYNPROXY_WIN`: a SYN-proxied connection's window shifts (RS's
+    /// own, client's reading, client's own, RS's reading). Read only beside
+    /// sequence data; sent only with it.
+    pub windows: Option<[u8; SYNPROXY_WIN_LEN]>,
 }
 
 impl SeqAdjust {
@@ -166,6 +177,7 @@ pub(crate) struct ScannedOptions<'a> {
     pub seq: Option<&'a [u8]>,
     pub pe_data: Option<&'a [u8]>,
     pub pe_name: Option<&'a [u8]>,
+    pub windows: Option<&'a [u8]>,
     /// An option the kernel does not know and that is not marked optional: the kernel
     /// skips the entry there and reads no further options of it.
     pub unknown_mandatory: bool,
@@ -187,6 +199,8 @@ pub(crate) fn scan_options<'a>(e: &SyncConnEntry<&'a [u8]>) -> Result<ScannedOpt
             IPVS_OPT_PE_DATA => &mut s.pe_data,
             IPVS_OPT_PE_NAME if o.data.len() <= PE_NAME_MAXLEN => &mut s.pe_name,
             IPVS_OPT_PE_NAME => return Err(SyncError::BadOption),
+            _ if o.kind == RVS_OPT_SYNPROXY_WIN && o.data.len() == SYNPROXY_WIN_LEN => &mut s.windows,
+            _ if o.kind == RVS_OPT_SYNPROXY_WIN => return Err(SyncError::BadOption),
             _ if o.is_optional() => continue,
             _ => {
                 s.unknown_mandatory = true;
@@ -250,6 +264,7 @@ impl<'a> SyncConn<'a> {
                 adjust_out: f & flags::OUT_SEQ != 0,
                 in_seq,
                 out_seq,
+                windows: opts.windows.and_then(|w| w.try_into().ok()),
             }
         });
         Ok(SyncConn {
@@ -299,8 +314,11 @@ impl<'a> SyncConn<'a> {
     /// Bytes this entry takes, options included, padding excluded (its `ver_size` size).
     pub fn buffer_len(&self) -> usize {
         let mut n = conn::V4_LEN;
-        if self.seq.is_some() {
+        if let Some(s) = self.seq {
             n += 2 + SEQ_DATA_LEN;
+            if s.windows.is_some() {
+                n += 2 + SYNPROXY_WIN_LEN;
+            }
         }
         if let Some(pe) = self.pe {
             n += 2 + pe.data.len() + 2 + pe.name.len();
@@ -331,7 +349,7 @@ impl<'a> SyncConn<'a> {
         let mut e = SyncConnEntry::new_unchecked(&mut *out);
         e.set_entry_type(0);
         e.set_protocol(self.proto as u8);
-        // Entry version 0 in the top bits; len < 4096 always (at most 36+26+257+18).
+        // Entry version 0 in the top bits; len < 4096 always (at most 36+26+6+257+18).
         e.set_ver_size(len as u16 & msg::SVER_MASK);
         e.set_flags(self.flags());
         e.set_state(self.state.number());
@@ -343,7 +361,8 @@ impl<'a> SyncConn<'a> {
         e.set_caddr(self.cip);
         e.set_vaddr(self.vip);
         e.set_daddr(self.rip);
-        // Options in the kernel's order: sequence data, then PE data, then PE name.
+        // Options in the kernel's order: sequence data (then rvs's window shifts),
+        // then PE data, then PE name.
         let mut at = conn::V4_LEN;
         if let Some(s) = self.seq {
             at += emit_option(
@@ -351,6 +370,9 @@ impl<'a> SyncConn<'a> {
                 IPVS_OPT_SEQ_DATA,
                 &s.to_bytes(),
             );
+            if let Some(w) = s.windows {
+                at += emit_option(out.get_mut(at..).unwrap_or(&mut []), RVS_OPT_SYNPROXY_WIN, &w);
+            }
         }
         if let Some(pe) = self.pe {
             at += emit_option(out.get_mut(at..).unwrap_or(&mut []), IPVS_OPT_PE_DATA, pe.data);

@@ -126,6 +126,7 @@ fn tcp_nat_est_seq() -> SyncConn<'static> {
                 delta: 5,
                 previous_delta: 3,
             },
+            windows: None,
         }),
         ..tcp_nat_est()
     }
@@ -598,7 +599,7 @@ fn encoder_packs_like_a_kernel_master() {
     big.encode_all(&many, |m| counts.push(m[4])).unwrap();
     assert_eq!(counts, [255, 255, 90]);
     // A limit below one entry is raised so that every entry fits.
-    assert_eq!(MAX_ENTRY_LEN, 337);
+    assert_eq!(MAX_ENTRY_LEN, 343);
     assert_eq!(SyncEncoder::new(5, 1).maxlen(), MIN_SYNC_MAXLEN);
 }
 
@@ -664,12 +665,20 @@ fn arb_conn() -> impl Strategy<Value = Arb> {
         Just(ForwardMethod::Tun)
     ];
     let seq = proptest::option::of(
-        (any::<bool>(), any::<bool>(), arb_seq_delta(), arb_seq_delta()).prop_map(|(i, o, a, b)| SeqAdjust {
-            adjust_in: i,
-            adjust_out: o,
-            in_seq: a,
-            out_seq: b,
-        }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            arb_seq_delta(),
+            arb_seq_delta(),
+            proptest::option::of(any::<[u8; 4]>()),
+        )
+            .prop_map(|(i, o, a, b, w)| SeqAdjust {
+                adjust_in: i,
+                adjust_out: o,
+                in_seq: a,
+                out_seq: b,
+                windows: w,
+            }),
     );
     let pe = proptest::option::of((
         proptest::collection::vec(any::<u8>(), 1..=16),

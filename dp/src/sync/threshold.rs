@@ -30,6 +30,7 @@ use rvs_proto::types::Proto;
 
 use super::event::SyncEvent;
 use crate::conn::{Conn, ConnId, ConnTable, TcpState};
+use crate::core::{synced_shift, ProxySlot};
 
 /// Worker → master thread, or backup thread → worker: bounded, lock-free, never waits.
 pub type SyncRing = ArrayQueue<SyncEvent>;
@@ -212,9 +213,10 @@ impl SyncTap {
     }
 
     /// One client → VIP packet of connection `id`, its state and timeout already
-    /// updated for it (`core::conn_packet`).
+    /// updated for it (`core::conn_packet`). `proxied`: the worker's SYN proxy
+    /// slots, whose shift goes with a proxied connection.
     #[inline]
-    pub fn on_input(&mut self, conns: &ConnTable, id: ConnId, now: u32) {
+    pub fn on_input(&mut self, conns: &ConnTable, id: ConnId, now: u32, proxied: Option<&[ProxySlot]>) {
         let Some(c) = conns.get(id) else { return };
         // The sync v1 format has no field for a FULLNAT entry's local
         // address: FULLNAT connections are not synced (a backup taking over
@@ -229,7 +231,10 @@ impl SyncTap {
         if !needed(&params, m, Kind::of(c), timeout, now) {
             return;
         }
-        self.push(SyncEvent::from_conn(c, timeout));
+        self.push(SyncEvent {
+            proxy: synced_shift(proxied, id, c),
+            ..SyncEvent::from_conn(c, timeout)
+        });
         let Some(t) = c.template() else { return };
         let Some(tc) = conns.get(t) else { return };
         let timeout = tc.persistence_timeout();

@@ -21,7 +21,7 @@ use crate::wire::tcpopt;
 use crate::wire::TcpFlags;
 
 /// What a proxied connection needs per packet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct SeqShift {
     /// RS ISN minus cookie.
     pub delta: u32,
