@@ -146,7 +146,7 @@ impl Forwarder {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
         let lip = (side.laddr.lip, side.laddr.lport);
-        if let Err(r) = fnat::fnat_in(ipb, ip.hl, lip, (rip, rport), l4) {
+        if let Err(r) = fnat::fnat_rewrite(ipb, ip.hl, lip, (rip, rport), l4) {
             return Verdict::Drop(r);
         }
         let tcp = ip.proto == crate::wire::ipv4::IpProtocol::TCP && l4;
@@ -278,7 +278,7 @@ impl Forwarder {
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
-        if let Err(r) = fnat::fnat_out(ipb, ip.hl, (vip, vport), (cip, cport), l4) {
+        if let Err(r) = fnat::fnat_rewrite(ipb, ip.hl, (vip, vport), (cip, cport), l4) {
             return Verdict::Drop(r);
         }
         self.counters.fnat_out += 1;

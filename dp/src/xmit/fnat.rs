@@ -9,32 +9,19 @@ use std::net::Ipv4Addr;
 use super::forward_rewrite_both;
 use crate::stats::DropReason;
 
-/// Client → real server: source to `lip:lport`, destination to `rip:rport`.
-/// `l4`: the packet carries the L4 header (not a non-first fragment).
+/// Both endpoints to `src` and `dst`, the TTL down by one. Client → real
+/// server passes (LIP, lport) and (RIP, rport); real server → client passes
+/// (VIP, vport) and (CIP, cport). `l4`: the packet carries the L4 header (not
+/// a non-first fragment).
 #[inline]
-pub fn fnat_in(
+pub fn fnat_rewrite(
     ip: &mut [u8],
     hl: usize,
-    (lip, lport): (Ipv4Addr, u16),
-    (rip, rport): (Ipv4Addr, u16),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
     l4: bool,
 ) -> Result<(), DropReason> {
-    if !forward_rewrite_both(ip, hl, (lip, lport), (rip, rport), l4) {
-        return Err(DropReason::TtlExpired);
-    }
-    Ok(())
-}
-
-/// Real server → client: source to `vip:vport`, destination to `cip:cport`.
-#[inline]
-pub fn fnat_out(
-    ip: &mut [u8],
-    hl: usize,
-    (vip, vport): (Ipv4Addr, u16),
-    (cip, cport): (Ipv4Addr, u16),
-    l4: bool,
-) -> Result<(), DropReason> {
-    if !forward_rewrite_both(ip, hl, (vip, vport), (cip, cport), l4) {
+    if !forward_rewrite_both(ip, hl, src, dst, l4) {
         return Err(DropReason::TtlExpired);
     }
     Ok(())
@@ -78,14 +65,14 @@ mod tests {
             } else {
                 tcp_frame(CIP, VIP, 40000, 80, false, b"GET /")
             };
-            fnat_in(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true).unwrap();
+            fnat_rewrite(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true).unwrap();
             assert_eq!(ends(&f), (LIP, 5001, RIP, 8080, 63));
             let mut r = if udp {
                 udp_frame(RIP, LIP, 8080, 5001, b"answer")
             } else {
                 tcp_frame(RIP, LIP, 8080, 5001, false, b"200")
             };
-            fnat_out(
+            fnat_rewrite(
                 &mut r[14..],
                 20,
                 (VIP.into(), if udp { 53 } else { 80 }),
@@ -102,13 +89,13 @@ mod tests {
         let mut f = udp_frame(CIP, VIP, 40000, 53, b"query");
         f[14 + 20 + 6] = 0;
         f[14 + 20 + 7] = 0;
-        fnat_in(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true).unwrap();
+        fnat_rewrite(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true).unwrap();
         assert_eq!(&f[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
         assert_eq!(&f[14 + 12..14 + 20], &[LIP, RIP].concat()[..]);
         // A non-first fragment: addresses only (its bytes are payload).
         let mut g = udp_frame(CIP, VIP, 40000, 53, b"query");
         let ports = g[34..38].to_vec();
-        fnat_in(&mut g[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), false).unwrap();
+        fnat_rewrite(&mut g[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), false).unwrap();
         assert_eq!(&g[34..38], &ports[..]);
         let ip = etherparse::Ipv4HeaderSlice::from_slice(&g[14..]).unwrap();
         assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
@@ -120,7 +107,7 @@ mod tests {
         f[14 + 8] = 1;
         let orig = f.clone();
         assert_eq!(
-            fnat_in(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true),
+            fnat_rewrite(&mut f[14..], 20, (LIP.into(), 5001), (RIP.into(), 8080), true),
             Err(DropReason::TtlExpired)
         );
         assert_eq!(f, orig);
