@@ -118,9 +118,13 @@ impl SynOptions {
 }
 
 /// Adds `delta` (wrapping) to both edges of every SACK block in an options
-/// area; returns the checksum change as a `checksum::delta32` sum.
+/// area; returns the checksum change as a `checksum::delta32` sum. `opts`
+/// must start at an even offset of the checksummed bytes (a TCP header's
+/// options do, at 20). An edge at an odd offset (after a lone NOP) straddles
+/// three checksum words, and its change counts byte-swapped.
 pub fn shift_sack_blocks(opts: &mut [u8], delta: u32) -> u32 {
-    let mut sum = 0u32;
+    // [even offsets, odd offsets]
+    let mut sum = [0u32; 2];
     let mut i = 0usize;
     while i < opts.len() {
         match opts[i] {
@@ -139,7 +143,7 @@ pub fn shift_sack_blocks(opts: &mut [u8], delta: u32) -> u32 {
                         let new = old.wrapping_add(delta);
                         set_u32(opts, e, new);
                         // At most 8 edges of under 2^18 each: no overflow.
-                        sum += super::checksum::delta32(old, new);
+                        sum[e % 2] += super::checksum::delta32(old, new);
                         e += 4;
                     }
                 }
@@ -147,7 +151,9 @@ pub fn shift_sack_blocks(opts: &mut [u8], delta: u32) -> u32 {
             }
         }
     }
-    super::checksum::fold(sum).into()
+    let even = super::checksum::fold(sum[0]);
+    let odd = super::checksum::fold(sum[1]).swap_bytes();
+    u32::from(even) + u32::from(odd)
 }
 
 #[cfg(test)]
@@ -241,6 +247,21 @@ mod tests {
         assert_eq!(edges, vec![1100, 1200, 994, 1010]);
         assert_eq!(&opts[20..], &before[20..], "the timestamp is not a SACK block");
         assert_eq!(checksum::apply(c0, d), checksum::finish(checksum::sum(&opts)));
+        // A lone NOP puts the edges at odd offsets: each one straddles three
+        // checksum words, and the delta must still match.
+        let mut odd = vec![1, 5, 10];
+        for e in [0x0102_0304u32, 0xfffe_fdfc] {
+            odd.extend_from_slice(&e.to_be_bytes());
+        }
+        odd.push(0);
+        let c0 = checksum::finish(checksum::sum(&odd));
+        let d = shift_sack_blocks(&mut odd[..11], 0x0101_0101);
+        assert_eq!(get_u32(&odd, 3), 0x0203_0405);
+        assert_eq!(
+            checksum::apply(c0, d),
+            checksum::finish(checksum::sum(&odd)),
+            "odd offsets"
+        );
         // A truncated SACK option shifts only whole edges inside it.
         let mut short = vec![5, 6, 0, 0, 0, 1];
         shift_sack_blocks(&mut short, 1);
