@@ -111,6 +111,7 @@ struct Seg<'a> {
     ack: u32,
     payload: &'a [u8],
     sack: Option<(u32, u32)>,
+    mss: Option<u16>,
 }
 
 fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), s: Seg, mac: (MacAddr, MacAddr)) -> Vec<u8> {
@@ -126,14 +127,19 @@ fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), s: Seg, mac: (MacAddr, MacAdd
             _ => t,
         };
     }
+    let mut opts = Vec::new();
+    if let Some(m) = s.mss {
+        opts.push(TcpOptionElement::MaximumSegmentSize(m));
+    }
     if let Some((l, r)) = s.sack {
-        t = t
-            .options(&[
-                TcpOptionElement::Noop,
-                TcpOptionElement::Noop,
-                TcpOptionElement::SelectiveAcknowledgement((l, r), [None, None, None]),
-            ])
-            .unwrap();
+        opts.extend([
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgement((l, r), [None, None, None]),
+        ]);
+    }
+    if !opts.is_empty() {
+        t = t.options(&opts).unwrap();
     }
     let mut out = Vec::new();
     t.write(&mut out, s.payload).unwrap();
@@ -167,6 +173,7 @@ struct Out {
     payload: Vec<u8>,
     toa: Option<SocketAddrV4>,
     sack: Vec<(u32, u32)>,
+    mss: Option<u16>,
     dst_mac: [u8; 6],
 }
 
@@ -191,12 +198,17 @@ fn parse(frame: &[u8]) -> Out {
                 "TCP checksum"
             );
             let mut sack = Vec::new();
+            let mut mss = None;
             let mut toa = None;
             // etherparse stops at options it does not know (TOA's 254).
             for o in t.options_iterator().map_while(Result::ok) {
-                if let TcpOptionElement::SelectiveAcknowledgement(a, rest) = o {
-                    sack.push(a);
-                    sack.extend(rest.iter().flatten());
+                match o {
+                    TcpOptionElement::SelectiveAcknowledgement(a, rest) => {
+                        sack.push(a);
+                        sack.extend(rest.iter().flatten());
+                    }
+                    TcpOptionElement::MaximumSegmentSize(m) => mss = Some(m),
+                    _ => {}
                 }
             }
             if let Some(found) = toa::find_toa(t.options()) {
@@ -210,6 +222,7 @@ fn parse(frame: &[u8]) -> Out {
                 payload: t.payload().to_vec(),
                 toa,
                 sack,
+                mss,
                 dst_mac: eth.destination(),
             }
         }
@@ -227,6 +240,7 @@ fn parse(frame: &[u8]) -> Out {
                 payload: u.payload().to_vec(),
                 toa: None,
                 sack: Vec::new(),
+                mss: None,
                 dst_mac: eth.destination(),
             }
         }
@@ -584,7 +598,8 @@ fn toa_rides_on_the_syn_and_the_handshake_ack() {
     let o = parse(&out);
     assert_eq!(o.toa, Some(SocketAddrV4::new(CIP, 40000)));
     let lport = o.src.1;
-    lab.send(
+    // The server's MSS reaches the client 8 bytes smaller, room for TOA.
+    let (_, out) = lab.send(
         1,
         &server(
             lport,
@@ -592,21 +607,31 @@ fn toa_rides_on_the_syn_and_the_handshake_ack() {
                 flags: "SA",
                 seq: RS_ISN,
                 ack: ISN + 1,
+                mss: Some(1460),
                 ..Seg::default()
             },
         ),
     );
+    assert_eq!(parse(&out).mss, Some(1452));
+    // A full-sized request segment at that MSS still takes TOA, under the MTU.
+    let full = vec![b'r'; 1452];
     let (v, out) = lab.send(
         0,
         &client(Seg {
             flags: "A",
             seq: ISN + 1,
             ack: RS_ISN + 1,
+            payload: &full,
             ..Seg::default()
         }),
     );
     assert_eq!(v, Verdict::Forward { port: 1 });
-    assert_eq!(parse(&out).toa, Some(SocketAddrV4::new(CIP, 40000)));
+    let o = parse(&out);
+    assert_eq!(
+        (o.toa, o.payload.len()),
+        (Some(SocketAddrV4::new(CIP, 40000)), 1452)
+    );
+    assert!(out.len() - 14 <= 1500, "{} bytes", out.len() - 14);
     // Once the server's data is acked, no more.
     let (_, out) = lab.send(
         0,
@@ -621,6 +646,7 @@ fn toa_rides_on_the_syn_and_the_handshake_ack() {
     let o = parse(&out);
     assert_eq!((o.toa, o.payload.as_slice()), (None, &b"x"[..]));
     assert_eq!(lab.fwds[0].counters.toa_inserted, 2);
+    assert_eq!(lab.fwds[0].counters.toa_skipped, 0);
 }
 
 #[test]

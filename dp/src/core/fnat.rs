@@ -21,8 +21,8 @@
 //!   does not fit is left out (`toa_skipped`), a PROXY header that does not
 //!   fit drops the segment (`TooBig`; the client resends it), client bytes
 //!   past the room are cut (resent when the server's ack stops short).
-//! - RS → client: the ack and SACK shift back (PROXY), then VIP:vport →
-//!   CIP:cport.
+//! - RS → client: the ack and SACK shift back (PROXY), or with TOA the
+//!   SYN-ACK's MSS 8 bytes down; then VIP:vport → CIP:cport.
 //! - The fast path (`core::fast`) takes established FULLNAT packets without
 //!   a client hint, and PROXY ones past the header that need only their seq
 //!   or ack shifted (`SeqShift::steady`); everything above is the general
@@ -264,10 +264,14 @@ impl Forwarder {
                 }
             }
             Some(ClientHint::Toa { rs_data: None }) if tcp => {
-                let seg = pkt.data().get(ip.l2 + ip.hl..).unwrap_or(&[]);
+                let seg = pkt
+                    .data_mut()
+                    .get_mut(ip.l2 + ip.hl..ip.l2 + ip.total)
+                    .unwrap_or(&mut []);
                 let flags = seg.get(tcp_field::FLAGS).copied().unwrap_or(0);
                 if flags & (TcpFlags::SYN | TcpFlags::ACK) == TcpFlags::SYN | TcpFlags::ACK {
                     let data = get_u32(seg, tcp_field::SEQ).wrapping_add(1);
+                    clamp_mss_for_toa(seg);
                     if let Some(s) = self.conns.fnat_mut(id) {
                         s.hint = ClientHint::Toa { rs_data: Some(data) };
                     }
@@ -288,6 +292,30 @@ impl Forwarder {
     /// The local address of FULLNAT connection `id` (ICMP errors).
     pub(super) fn fnat_laddr(&self, id: ConnId) -> Option<(Ipv4Addr, u16)> {
         self.conns.fnat(id).map(|s| (s.laddr.lip, s.laddr.lport))
+    }
+}
+
+/// The smallest MSS the clamp leaves (IPv4's minimum datagram less the
+/// headers): a server announcing less is left alone.
+const TOA_MSS_FLOOR: u16 = 536;
+
+/// The client's segments that ack the server's first byte carry TOA, 8
+/// bytes more than the client sized them for: the server's SYN-ACK
+/// announces an MSS 8 bytes smaller, so that a full-sized request segment
+/// still has room for TOA under the MTU (else it would go without,
+/// `toa_skipped`). `seg` is the TCP segment; a malformed one is left as it is.
+fn clamp_mss_for_toa(seg: &mut [u8]) {
+    let doff = usize::from(seg.get(tcp_field::DATA_OFF).copied().unwrap_or(0) >> 4) * 4;
+    let Some(opts) = seg.get_mut(20..doff) else {
+        return;
+    };
+    let Some(mss) = crate::wire::tcpopt::SynOptions::parse(opts).mss else {
+        return;
+    };
+    let max = mss.saturating_sub(toa::TOA_LEN as u16).max(TOA_MSS_FLOOR);
+    if let Some((_, d)) = crate::wire::tcpopt::clamp_mss(opts, max) {
+        let c = crate::wire::bytes::get_u16(seg, tcp_field::CHECKSUM);
+        crate::wire::bytes::set_u16(seg, tcp_field::CHECKSUM, crate::wire::checksum::apply(c, d));
     }
 }
 

@@ -61,6 +61,9 @@
 //!   byte; with PROXY, the header emitted into a stack buffer from
 //!   (CIP:cport, VIP:vport) and `client_to_rs`, on every client segment. The
 //!   room given is min(buffer tailroom, room under the egress MTU).
+//! - RS → client, with TOA: the server's SYN-ACK announces an MSS 8 bytes
+//!   smaller (`wire::tcpopt::clamp_mss`), so that full-sized client segments
+//!   still have room for TOA under the MTU.
 //! - RS → client: the reply's destination port names its worker
 //!   (`owner_of_port(lport, workers)`); the receiving worker passes it on
 //!   through the redirect ring to the owner (NIC flow rules per port class
@@ -77,8 +80,7 @@
 //! NIC flow rules steering replies by port class (the software redirect
 //! does it on any NIC); IPv6 (TOA, PROXY TCP6); UDP client address (UOA);
 //! PROXY v2 TLVs; SYN proxy with FULLNAT (refused by the model) and
-//! sequence randomisation, which would shift RS → client seq as well; MSS
-//! clamping for TOA (a TOA that does not fit is left out).
+//! sequence randomisation, which would shift RS → client seq as well.
 
 pub mod laddr;
 pub mod pools;

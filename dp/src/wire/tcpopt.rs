@@ -156,6 +156,37 @@ pub fn shift_sack_blocks(opts: &mut [u8], delta: u32) -> u32 {
     u32::from(even) + u32::from(odd)
 }
 
+/// Lowers the MSS option of a SYN's options area to `max` if it announces
+/// more; returns the value it had and the checksum change (as
+/// `shift_sack_blocks`: `opts` starts at an even offset, an MSS at an odd
+/// one counts byte-swapped). None: no MSS option, or not above `max`.
+pub fn clamp_mss(opts: &mut [u8], max: u16) -> Option<(u16, u32)> {
+    let mut i = 0usize;
+    loop {
+        match *opts.get(i)? {
+            kind::EOL => return None,
+            kind::NOP => i += 1,
+            k => {
+                let len = usize::from(*opts.get(i + 1)?);
+                if len < 2 || i + len > opts.len() {
+                    return None;
+                }
+                if k == kind::MSS && len == 4 {
+                    let old = get_u16(opts, i + 2);
+                    if old <= max {
+                        return None;
+                    }
+                    opts[i + 2..i + 4].copy_from_slice(&max.to_be_bytes());
+                    let d = super::checksum::fold(super::checksum::delta16(old, max));
+                    let d = if i.is_multiple_of(2) { d } else { d.swap_bytes() };
+                    return Some((old, u32::from(d)));
+                }
+                i += len;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +261,32 @@ mod tests {
             timestamp: Some((0, 0)),
         };
         assert_eq!(big.write(&mut [0u8; 4]), None);
+    }
+
+    #[test]
+    fn mss_clamps_with_a_matching_checksum_delta() {
+        // Aligned (Linux's order), and after a lone NOP (odd offset).
+        for mut opts in [
+            vec![2, 4, 5, 0xb4, 4, 2, 1, 3, 3, 7, 0, 0],
+            vec![1, 2, 4, 5, 0xb4, 1, 1, 1],
+            vec![1, 1, 1, 2, 4, 0x12, 0x34, 0],
+        ] {
+            let c0 = checksum::finish(checksum::sum(&opts));
+            let old = SynOptions::parse(&opts).mss.unwrap();
+            let (was, d) = clamp_mss(&mut opts, old - 8).expect("clamped");
+            assert_eq!(was, old);
+            assert_eq!(SynOptions::parse(&opts).mss, Some(old - 8));
+            assert_eq!(
+                checksum::apply(c0, d),
+                checksum::finish(checksum::sum(&opts)),
+                "{opts:?}"
+            );
+            assert_eq!(clamp_mss(&mut opts, old), None, "already below");
+        }
+        assert_eq!(clamp_mss(&mut [4, 2, 1, 1], 100), None, "no MSS");
+        assert_eq!(clamp_mss(&mut [2, 4, 5], 100), None, "runs past the end");
+        assert_eq!(clamp_mss(&mut [0, 2, 4, 5, 0xb4], 100), None, "behind EOL");
+        assert_eq!(clamp_mss(&mut [2, 3, 5, 1], 100), None, "wrong length");
     }
 
     #[test]
