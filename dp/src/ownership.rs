@@ -18,9 +18,8 @@
 //! FULLNAT reply (never `ToKernel`), whether or not the kernel interface
 //! also holds the address. A LIP is one director's own source address, not
 //! a floating one: two directors of an active/backup pair need LIPs of their
-//! own (FULLNAT connections are not synced, see `sync`). No gratuitous ARP
-//! announces a LIP when it is added; neighbours learn it from the first
-//! request they send.
+//! own (FULLNAT connections are not synced, see `sync`). A LIP is announced
+//! with gratuitous ARP when it is added (`neigh::resolve`).
 //!
 //! The address watcher (DPDK build: `kernel::watch`) publishes a new
 //! `Owned` whole through `Shared::owned`; workers pick it up between bursts,

@@ -13,6 +13,8 @@
 #    - (two arms) a PROXY protocol v2 service: tests/e2e/pp_server.py on the
 #      servers reports each client's own address and port (and the VIP), and a
 #      1 MB upload and a 1 MB download across the inserted header are intact;
+#    - (two arms) a LIP added with --add-laddr is announced with gratuitous
+#      ARP on the servers' side;
 #    - rvsadm -S | rvsadm -R round-trips the live table (-b, --add-laddr,
 #      --proxy-protocol);
 #    - (two arms) rvs-cp reads DPVS's keepalived.conf (lb_kind FNAT,
@@ -145,7 +147,15 @@ done
 probes=$(cat "$work"/pp-s*.log 2>/dev/null | grep -c 'PROXY header' || true)
 adm -A -t $VIP:8080 -s rr --proxy-protocol v2 || die "rvsadm -A --proxy-protocol v2"
 for i in 1 2 3; do adm -a -t $VIP:8080 -r "$(rs_addr $i):8080" -b || die "rvsadm -a 8080"; done
+# 10.2.0.204 is 0x0a0200cc: a request for itself from itself is gratuitous.
+"$LAB" exec s1 timeout 5 tcpdump -l -n -c 1 -i eth0 'arp and arp[6:2] == 1 and arp[14:4] == 0x0a0200cc and arp[24:4] == 0x0a0200cc' \
+  >"$work/lip-garp.txt" 2>/dev/null &
+tcpd=$!
+sleep 1
 adm --add-laddr -z 10.2.0.204 -t $VIP:8080 -F servers || die "rvsadm --add-laddr 8080"
+wait $tcpd || true
+grep -q 'Request who-has 10.2.0.204 tell 10.2.0.204' "$work/lip-garp.txt" \
+  && ok "a new LIP is announced with gratuitous ARP" || fail "no gratuitous ARP for the new LIP 10.2.0.204: $(cat "$work/lip-garp.txt")"
 expect_eq "$(adm -Ln -t $VIP:8080 | awk 'NR==3 {print $NF}')" "ppv2" "-Ln shows ppv2"
 wrong=0
 for i in $(seq 12); do

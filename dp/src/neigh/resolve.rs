@@ -88,24 +88,30 @@ impl<P> Resolver<P> {
     /// generation nor the ownership generation changed): what gratuitous ARP
     /// should go out for. Without kernel interfaces, those are `snap`'s VIPs;
     /// with them, what `owned` lists (owned VIPs and floating addresses), so
-    /// a backup director never announces a VIP its peer serves.
+    /// a backup director never announces a VIP its peer serves. FULLNAT
+    /// local addresses are always owned (`ownership`): each is announced
+    /// when it first appears, so neighbours that cached another MAC for it
+    /// learn ours before the first reply is due.
     pub fn to_announce(&mut self, snap: &ServiceTable, owned: &Owned) -> Vec<Ipv4Addr> {
         let gen = (snap.generation, owned.generation);
         if self.announced_gen == Some(gen) {
             return Vec::new();
         }
         self.announced_gen = Some(gen);
-        let now = if owned.is_all() {
-            snap.vips()
+        let mut now = if owned.is_all() {
+            snap.vips().to_vec()
         } else {
-            owned.addrs()
+            owned.addrs().to_vec()
         };
+        now.extend(snap.lips().iter().map(|l| l.addr));
+        now.sort();
+        now.dedup();
         let new = now
             .iter()
             .filter(|v| !self.announced.contains(v))
             .copied()
             .collect();
-        self.announced = now.to_vec();
+        self.announced = now;
         new
     }
 }
@@ -156,6 +162,36 @@ impl<P> PendingQueue<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announces_vips_and_local_addresses_once_each() {
+        use crate::fnat::stats::LaddrStats;
+        use crate::service::LocalAddress;
+        use std::sync::Arc;
+        let lip = |a: [u8; 4]| LocalAddress {
+            addr: Ipv4Addr::from(a),
+            port: 1,
+            stats: Arc::new(LaddrStats::new(1)),
+        };
+        let mut r: Resolver<()> = Resolver::new(4);
+        let snap = ServiceTable::new(1, Vec::new()).with_retired_lips(vec![lip([10, 2, 0, 200])]);
+        let owned = Owned::only(1, [Ipv4Addr::new(192, 168, 0, 10)]);
+        assert_eq!(
+            r.to_announce(&snap, &owned),
+            vec![Ipv4Addr::new(10, 2, 0, 200), Ipv4Addr::new(192, 168, 0, 10)]
+        );
+        assert!(r.to_announce(&snap, &owned).is_empty(), "same generations");
+        // A LIP added: only it; it goes whether or not the kernel owns anything.
+        let snap = ServiceTable::new(2, Vec::new())
+            .with_retired_lips(vec![lip([10, 2, 0, 200]), lip([10, 2, 0, 201])]);
+        let owned = Owned::only(2, []);
+        assert_eq!(r.to_announce(&snap, &owned), vec![Ipv4Addr::new(10, 2, 0, 201)]);
+        // Gone and back: announced again.
+        let snap = ServiceTable::new(3, Vec::new());
+        assert!(r.to_announce(&snap, &owned).is_empty());
+        let snap = ServiceTable::new(4, Vec::new()).with_retired_lips(vec![lip([10, 2, 0, 201])]);
+        assert_eq!(r.to_announce(&snap, &owned), vec![Ipv4Addr::new(10, 2, 0, 201)]);
+    }
 
     #[test]
     fn pending_queue_bounded() {
