@@ -481,6 +481,70 @@ fn replies_reach_the_owner_of_their_port() {
     assert_eq!((direct, via), (16, redirected));
 }
 
+/// `frame` (Ethernet + IPv4 without options) cut in two fragments at
+/// `at` bytes of IP payload (a multiple of 8), with IP id `ident`.
+fn fragments(frame: &[u8], at: usize, ident: u16) -> [Vec<u8>; 2] {
+    let (head, payload) = (&frame[..34], &frame[34..]);
+    let piece = |data: &[u8], offset: usize, more: bool| {
+        let mut f = head.to_vec();
+        f.extend_from_slice(data);
+        let total = (20 + data.len()) as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f[18..20].copy_from_slice(&ident.to_be_bytes());
+        let off = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&off.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = !rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(&f[14..34]));
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    [piece(&payload[..at], 0, true), piece(&payload[at..], at, false)]
+}
+
+#[test]
+fn reply_fragments_follow_the_first_to_the_owner() {
+    let mut lab = Lab::new(Proto::Udp, ClientAddr::None, 2, (1024, 65535), 60);
+    let owner = owner_of(CIP, Ipv4Addr::BROADCAST, 2) as usize;
+    let other = 1 - owner;
+    let q = udp((CIP, 5353), (VIP, 53), b"query", (MacAddr(CLIENT_MAC), P0_MAC));
+    let (v, out) = lab.send_on(owner, 0, &q, false);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let lport = parse(&out).src.1;
+    let answer = udp((RIP, 8080), (LIP, lport), &[7u8; 100], (MacAddr(RS_MAC), P1_MAC));
+    let [first, rest] = fragments(&answer, 32, 0x1234);
+    // Both reach the other worker first (RSS hashes fragments by address only).
+    let (v, _) = lab.send_on(other, 1, &first, false);
+    assert_eq!(v, Verdict::Redirect { worker: owner as u16 });
+    let (v, _) = lab.send_on(other, 1, &rest, false);
+    assert_eq!(
+        v,
+        Verdict::Redirect { worker: owner as u16 },
+        "the rest follows the first"
+    );
+    for (f, what) in [(&first, "first"), (&rest, "rest")] {
+        let (v, out) = lab.send_on(owner, 1, f, true);
+        assert_eq!(v, Verdict::Forward { port: 0 }, "{what}");
+        assert_eq!(
+            (&out[26..30], &out[30..34]),
+            (&VIP.octets()[..], &CIP.octets()[..]),
+            "{what}"
+        );
+        assert_eq!(
+            rvs_dp::wire::checksum::fold(rvs_dp::wire::checksum::sum(&out[14..34])),
+            0xffff,
+            "{what}: IP checksum"
+        );
+    }
+    assert_eq!(lab.fwds[owner].counters.fragments_followed, 1);
+    // The rest of another datagram, whose first fragment was not seen: dropped,
+    // not passed on.
+    let [_, stray] = fragments(&answer, 32, 0x4321);
+    assert_eq!(
+        lab.send_on(other, 1, &stray, false).0,
+        Verdict::Drop(DropReason::Fragment)
+    );
+}
+
 #[test]
 fn local_address_answers_arp_on_its_port_only() {
     let mut lab = Lab::tcp(ClientAddr::None);

@@ -33,8 +33,9 @@
 //!
 //! Fragments: a fragmented client segment of a PROXY connection cannot be
 //! shifted (its TCP checksum covers the whole datagram): dropped
-//! (`Fragment`). Non-first fragments follow their first fragment only on the
-//! worker that saw it.
+//! (`Fragment`). A reply's non-first fragments carry no port: the worker that
+//! redirects the first fragment remembers where it sent it, and passes the
+//! rest of the datagram on to the same owner (`FragCache`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

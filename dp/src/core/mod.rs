@@ -376,7 +376,9 @@ pub fn owner_of(cip: Ipv4Addr, mask: Ipv4Addr, workers: u16) -> u16 {
 }
 
 /// Non-first fragments carry no ports. The first fragment's verdict is kept
-/// here, keyed by (src, dst, protocol, ident), so later fragments follow it.
+/// here, keyed by (src, dst, protocol, ident), so later fragments follow it:
+/// to its connection, or, for a FULLNAT reply whose port named another
+/// worker, to that worker (which then follows its own entry).
 /// Fragments that arrive before their first one are dropped (counted).
 const FRAG_SLOTS: usize = 256;
 const FRAG_TTL_S: u32 = 5;
@@ -389,7 +391,22 @@ struct FragEntry {
     proto: u8,
     out: bool,
     conn: u32,
+    /// The worker the first fragment was redirected to, or `LOCAL`.
+    worker: u16,
     expires: u32,
+}
+
+/// Where a non-first fragment goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FragFollow {
+    /// To connection `conn` here, in direction `out`.
+    Conn { out: bool, conn: u32 },
+    /// To the worker its first fragment went to.
+    Worker(u16),
+}
+
+impl FragEntry {
+    const LOCAL: u16 = u16::MAX;
 }
 
 struct FragCache {
@@ -401,6 +418,12 @@ impl FragCache {
         (src ^ dst.rotate_left(7) ^ (ident as u32).wrapping_mul(0x9E37_79B1)) as usize % FRAG_SLOTS
     }
     fn remember(&mut self, ip: &Ip, out: bool, conn: ConnId, now: u32) {
+        self.put(ip, out, conn.index(), FragEntry::LOCAL, now);
+    }
+    fn remember_redirect(&mut self, ip: &Ip, worker: u16, now: u32) {
+        self.put(ip, true, 0, worker, now);
+    }
+    fn put(&mut self, ip: &Ip, out: bool, conn: u32, worker: u16, now: u32) {
         let (src, dst, ident, proto) = (u32::from(ip.src), u32::from(ip.dst), ip.ident, ip.proto);
         let s = &mut self.slots[Self::slot(src, dst, ident)];
         *s = FragEntry {
@@ -409,14 +432,24 @@ impl FragCache {
             ident,
             proto,
             out,
-            conn: conn.index(),
+            conn,
+            worker,
             expires: now.saturating_add(FRAG_TTL_S),
         };
     }
-    fn find(&self, src: u32, dst: u32, ident: u16, proto: u8, now: u32) -> Option<(bool, u32)> {
+    fn find(&self, src: u32, dst: u32, ident: u16, proto: u8, now: u32) -> Option<FragFollow> {
         let s = &self.slots[Self::slot(src, dst, ident)];
-        (s.expires > now && s.src == src && s.dst == dst && s.ident == ident && s.proto == proto)
-            .then_some((s.out, s.conn))
+        if !(s.expires > now && s.src == src && s.dst == dst && s.ident == ident && s.proto == proto) {
+            return None;
+        }
+        Some(if s.worker == FragEntry::LOCAL {
+            FragFollow::Conn {
+                out: s.out,
+                conn: s.conn,
+            }
+        } else {
+            FragFollow::Worker(s.worker)
+        })
     }
 }
 
@@ -916,7 +949,7 @@ impl Forwarder {
             }
         }
         if ip.frag && !ip.first_frag {
-            return self.follow_fragment(in_port, pkt, ip);
+            return self.follow_fragment(in_port, pkt, ip, redirected);
         }
         // Ports and TCP flags, checked against what the packet holds.
         let (sport, dport, flags) = {
@@ -991,6 +1024,10 @@ impl Forwarder {
         } else {
             if to_lip {
                 if let Some(worker) = self.fnat_reply_owner(dport, redirected) {
+                    if ip.frag {
+                        // The rest of the datagram has no port to name its owner.
+                        self.frags.remember_redirect(ip, worker, self.now);
+                    }
                     return Verdict::Redirect { worker };
                 }
             }
@@ -1032,12 +1069,24 @@ impl Forwarder {
         }
     }
 
-    fn follow_fragment<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, ip: &Ip) -> Verdict {
-        let Some((out, idx)) = self
+    fn follow_fragment<B: PacketBuf>(
+        &mut self,
+        in_port: u16,
+        pkt: &mut B,
+        ip: &Ip,
+        redirected: bool,
+    ) -> Verdict {
+        let (out, idx) = match self
             .frags
             .find(ip.src.into(), ip.dst.into(), ip.ident, ip.proto, self.now)
-        else {
-            return Verdict::Drop(DropReason::Fragment);
+        {
+            Some(FragFollow::Conn { out, conn }) => (out, conn),
+            // Never passed on twice: the owner follows its own entry or drops.
+            Some(FragFollow::Worker(worker)) if !redirected => {
+                self.counters.redirected_out += 1;
+                return Verdict::Redirect { worker };
+            }
+            _ => return Verdict::Drop(DropReason::Fragment),
         };
         let id = ConnId(idx);
         // The slot may have been reused since the first fragment; a template
