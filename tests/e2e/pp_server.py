@@ -11,25 +11,16 @@ A connection without a valid header is closed, and counted on stderr.
 
     pp_server.py NAME PORT
 """
-import hashlib
-import http.server
+import os
 import socket
-import socketserver
 import struct
 import sys
 import urllib.parse
 
-NAME = sys.argv[1]
-PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 8080
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from rs_server import LabHandler, Server, blob  # noqa: E402
+
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
-
-
-def blob(size):
-    block = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(2048))
-    out = bytearray()
-    while len(out) < size:
-        out += block
-    return bytes(out[:size])
 
 
 def read_exact(f, n):
@@ -65,18 +56,13 @@ def read_proxy_header(f):
     raise ValueError(f"no PROXY header: {head!r}")
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
+class Handler(LabHandler):
     def setup(self):
         super().setup()
         try:
             self.pp = read_proxy_header(self.rfile)
         except (ValueError, OSError) as e:
-            print(f"{NAME}: {e}", file=sys.stderr, flush=True)
+            print(f"{self.name}: {e}", file=sys.stderr, flush=True)
             self.pp = None
             self.close_connection = True
 
@@ -84,41 +70,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.pp is not None:
             super().handle()
 
-    def reply(self, code, body):
-        self.send_response(code)
-        self.send_header("X-Server", NAME)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self):
         u = urllib.parse.urlparse(self.path)
         q = urllib.parse.parse_qs(u.query)
         if u.path == "/":
             ver, (s, sp), (d, dp) = self.pp
             a, p = self.client_address[:2]
-            self.reply(200, f"{NAME} src={s}:{sp} dst={d}:{dp} peer={a}:{p} v{ver}\n".encode())
+            self.reply(200, f"{self.name} src={s}:{sp} dst={d}:{dp} peer={a}:{p} v{ver}\n".encode())
         elif u.path == "/blob":
             self.reply(200, blob(min(int(q.get("size", ["1024"])[0]), 64 << 20)))
         else:
             self.reply(404, b"not found\n")
 
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        h = hashlib.sha256()
-        while n > 0:
-            chunk = self.rfile.read(min(n, 1 << 16))
-            if not chunk:
-                break
-            h.update(chunk)
-            n -= len(chunk)
-        self.reply(200, (h.hexdigest() + "\n").encode())
 
-
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-
-Server(("0.0.0.0", PORT), Handler).serve_forever()
+if __name__ == "__main__":
+    Handler.name = sys.argv[1]
+    Server(("0.0.0.0", int(sys.argv[2]) if len(sys.argv) > 2 else 8080), Handler).serve_forever()
