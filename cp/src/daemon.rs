@@ -124,6 +124,8 @@ pub struct Daemon {
     /// When rvs-dp's sync counters were last fetched for /metrics.
     sync_counters_at: Option<Instant>,
     _resync_server: Option<std::thread::JoinHandle<()>>,
+    /// The serving thread's and the fetches' counters (/metrics).
+    resync_stats: Arc<resync::ResyncStats>,
 }
 
 fn rid((k, ip, port): &RealId) -> String {
@@ -188,6 +190,10 @@ impl Daemon {
         } else {
             opts.resync_allow.clone()
         };
+        let resync_stats = Arc::new(resync::ResyncStats::default());
+        if opts.resync_listen.is_some() || opts.resync_from.is_some() {
+            metrics_state.set_resync(resync_stats.clone());
+        }
         let (tx, rx) = channel();
         let mut d = Daemon {
             source: opts.config.clone(),
@@ -221,12 +227,12 @@ impl Daemon {
             sync_counters_at: None,
             _resync_server: match opts.resync_listen {
                 Some(a) => Some(
-                    resync::serve(a, path.clone(), resync_allow)
-                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?
-                        .0,
+                    resync::serve(a, path.clone(), resync_allow, resync_stats.clone())
+                        .map_err(|e| anyhow::anyhow!("--resync-listen {a}: {e}"))?,
                 ),
                 None => None,
             },
+            resync_stats,
         };
         let reals: Vec<(RealId, RealDef)> = d.cfg.reals().into_iter().map(|(k, v)| (k, v.clone())).collect();
         for (id, def) in reals {
@@ -654,6 +660,8 @@ impl Daemon {
         // Each page goes to rvs-dp as it arrives (`resync::fetch`).
         let t = &mut self.transport;
         let r = resync::fetch(peer, |count, entries| resync::install_page(t, count, entries));
+        self.resync_stats
+            .count_fetch(&r, r.is_err() && self.resync_failures + 1 >= RESYNC_TRIES);
         match r {
             Ok(None) => info!("full resync: no peer at {peer}, nothing to resync"),
             Ok(Some(n)) => info!(

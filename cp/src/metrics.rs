@@ -66,6 +66,7 @@ use rvs_proto::types::DropReason;
 use rvs_proto::types::TrafficTotals;
 
 use crate::config::RealId;
+use crate::resync::ResyncStats;
 use crate::stats::Snapshot;
 use rvs_proto::command::SyncCountersInfo;
 
@@ -82,6 +83,7 @@ pub struct MetricsState {
     snapshot: Mutex<Option<Arc<Snapshot>>>,
     health: Mutex<Vec<RealStatus>>,
     sync: Mutex<Option<SyncCountersInfo>>,
+    resync: Mutex<Option<Arc<ResyncStats>>>,
 }
 
 impl MetricsState {
@@ -108,6 +110,13 @@ impl MetricsState {
         }
     }
 
+    /// The full resync counters, for a director that serves or fetches.
+    pub fn set_resync(&self, s: Arc<ResyncStats>) {
+        if let Ok(mut g) = self.resync.lock() {
+            *g = Some(s);
+        }
+    }
+
     pub fn render(&self) -> String {
         let health = self.health.lock().map(|g| g.clone()).unwrap_or_default();
         let mut out = render(self.snapshot().as_deref(), &health);
@@ -115,8 +124,59 @@ impl MetricsState {
             let at = out.rfind("# EOF").unwrap_or(out.len());
             out.insert_str(at, &render_sync(&c));
         }
+        if let Some(r) = self.resync.lock().ok().and_then(|g| g.clone()) {
+            let at = out.rfind("# EOF").unwrap_or(out.len());
+            out.insert_str(at, &render_resync(&r));
+        }
         out
     }
+}
+
+/// The full resync counters in the text format, without `# EOF`:
+/// `rvs_resync_listings_total{result}` (served to peers),
+/// `rvs_resync_fetches_total{result}` and `rvs_resync_fetched_entries_total`
+/// (fetched from the peer).
+pub fn render_resync(r: &ResyncStats) -> String {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "# HELP rvs_resync_listings Full resync listings asked of this director, by result.\n# TYPE rvs_resync_listings counter\n"
+    );
+    for (result, c) in [
+        ("served", &r.served),
+        ("refused", &r.refused),
+        ("failed", &r.failed),
+    ] {
+        let _ = writeln!(
+            o,
+            "rvs_resync_listings_total{{result=\"{result}\"}} {}",
+            c.load(Relaxed)
+        );
+    }
+    let _ = write!(
+        o,
+        "# HELP rvs_resync_fetches Full resyncs this director fetched from its peer, by result (gave_up: the last retry failed too).\n# TYPE rvs_resync_fetches counter\n"
+    );
+    for (result, c) in [
+        ("ok", &r.fetched),
+        ("no_peer", &r.fetch_no_peer),
+        ("failed", &r.fetch_failed),
+        ("gave_up", &r.fetch_gave_up),
+    ] {
+        let _ = writeln!(
+            o,
+            "rvs_resync_fetches_total{{result=\"{result}\"}} {}",
+            c.load(Relaxed)
+        );
+    }
+    let _ = write!(
+        o,
+        "# HELP rvs_resync_fetched_entries Connections installed from the peer's full resyncs.\n# TYPE rvs_resync_fetched_entries counter\nrvs_resync_fetched_entries_total {}\n",
+        r.fetched_entries.load(Relaxed)
+    );
+    o
 }
 
 /// The sync counters in the text format, without `# EOF`: `rvs_sync_sent`,
@@ -970,6 +1030,29 @@ mod tests {
             "rvs_sync_installed_total 5\n",
             "rvs_sync_refused_total{reason=\"unknown_service\"} 3\n",
             "rvs_sync_messages_total{what=\"accepted\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn resync_counters_go_before_eof() {
+        let st = MetricsState::default();
+        assert!(!st.render().contains("rvs_resync_"), "none without --resync-*");
+        let r = Arc::new(ResyncStats::default());
+        st.set_resync(r.clone());
+        r.refused.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        r.count_fetch(&Ok(Some(905)), false);
+        r.count_fetch(&Err("broke off".into()), true);
+        let text = st.render();
+        for line in [
+            "rvs_resync_listings_total{result=\"served\"} 0\n",
+            "rvs_resync_listings_total{result=\"refused\"} 2\n",
+            "rvs_resync_fetches_total{result=\"ok\"} 1\n",
+            "rvs_resync_fetches_total{result=\"failed\"} 1\n",
+            "rvs_resync_fetches_total{result=\"gave_up\"} 1\n",
+            "rvs_resync_fetched_entries_total 905\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

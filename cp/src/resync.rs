@@ -62,7 +62,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// worker's table; an install page may wait for the workers' rings).
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the serving thread did.
+/// What the serving thread did, and what this director's own fetches did
+/// (`/metrics`: `rvs_resync_listings_total`, `rvs_resync_fetches_total`).
 #[derive(Debug, Default)]
 pub struct ResyncStats {
     /// Listings sent whole.
@@ -71,6 +72,40 @@ pub struct ResyncStats {
     pub refused: AtomicU64,
     /// Allowed connections whose listing failed (rvs-dp unreachable, peer gone).
     pub failed: AtomicU64,
+    /// Fetches that installed the peer's table.
+    pub fetched: AtomicU64,
+    /// Fetches that found no peer listening (nothing to resync from).
+    pub fetch_no_peer: AtomicU64,
+    /// Fetches that broke off or were refused (each retried).
+    pub fetch_failed: AtomicU64,
+    /// Resyncs given up after the last retry (the director went ready
+    /// without the peer's table).
+    pub fetch_gave_up: AtomicU64,
+    /// Entries installed by the fetches.
+    pub fetched_entries: AtomicU64,
+}
+
+impl ResyncStats {
+    /// Counts one fetch's outcome (`fetch`'s result); `last_try`: a failure
+    /// is not retried.
+    pub fn count_fetch(&self, r: &Result<Option<usize>, String>, last_try: bool) {
+        let bump = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match r {
+            Ok(Some(n)) => {
+                bump(&self.fetched, 1);
+                bump(&self.fetched_entries, *n as u64);
+            }
+            Ok(None) => bump(&self.fetch_no_peer, 1),
+            Err(_) => {
+                bump(&self.fetch_failed, 1);
+                if last_try {
+                    bump(&self.fetch_gave_up, 1);
+                }
+            }
+        }
+    }
 }
 
 /// Whether `peer` may fetch: it is in `allow`, or `allow` is empty (anyone).
@@ -83,12 +118,13 @@ pub fn allowed(allow: &[IpAddr], peer: IpAddr) -> bool {
 }
 
 /// Starts the serving thread on `listen`, listing rvs-dp at `ctl` to the
-/// addresses in `allow` (empty: to anyone).
+/// addresses in `allow` (empty: to anyone), counting into `stats`.
 pub fn serve(
     listen: SocketAddr,
     ctl: PathBuf,
     allow: Vec<IpAddr>,
-) -> io::Result<(JoinHandle<()>, Arc<ResyncStats>)> {
+    stats: Arc<ResyncStats>,
+) -> io::Result<JoinHandle<()>> {
     let l = TcpListener::bind(listen)?;
     if allow.is_empty() {
         warn!("serving full resync on tcp {listen} to any address (no --resync-allow, no sync_peer)");
@@ -96,8 +132,7 @@ pub fn serve(
         let list: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
         info!("serving full resync on tcp {listen} to {}", list.join(", "));
     }
-    let stats = Arc::new(ResyncStats::default());
-    let st = stats.clone();
+    let st = stats;
     let h = thread::Builder::new().name("resync".into()).spawn(move || {
         let mut t = ShmTransport::new(&ctl).with_timeout(PAGE_TIMEOUT);
         for s in l.incoming() {
@@ -124,7 +159,7 @@ pub fn serve(
             }
         }
     })?;
-    Ok((h, stats))
+    Ok(h)
 }
 
 fn write_error(w: &mut impl Write, why: &str) -> io::Result<()> {
@@ -407,7 +442,8 @@ mod tests {
     fn only_allowed_peers_are_answered_and_others_are_counted() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let ctl = std::env::temp_dir().join(format!("rvs-resync-test-{}.ctl", std::process::id()));
-        let (_h, stats) = serve(port, ctl, vec!["127.0.0.2".parse().unwrap()]).unwrap();
+        let stats = Arc::new(ResyncStats::default());
+        let _h = serve(port, ctl, vec!["127.0.0.2".parse().unwrap()], stats.clone()).unwrap();
         // From 127.0.0.1: refused before any listing is attempted.
         let e = fetch_from("127.0.0.1", port).unwrap_err();
         assert!(e.contains("refused this director"), "{e}");
@@ -425,6 +461,22 @@ mod tests {
         assert_eq!(stats.refused.load(Ordering::Relaxed), 2);
         assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
         assert_eq!(stats.served.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn fetch_outcomes_are_counted() {
+        let s = ResyncStats::default();
+        s.count_fetch(&Ok(Some(900)), false);
+        s.count_fetch(&Ok(Some(5)), true);
+        s.count_fetch(&Ok(None), false);
+        s.count_fetch(&Err("broke off".into()), false);
+        s.count_fetch(&Err("broke off".into()), true);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(
+            (get(&s.fetched), get(&s.fetched_entries), get(&s.fetch_no_peer)),
+            (2, 905, 1)
+        );
+        assert_eq!((get(&s.fetch_failed), get(&s.fetch_gave_up)), (2, 1));
     }
 
     #[test]

@@ -26,7 +26,8 @@
 # the streams; A takes the VIP back and still no stream breaks. 8 more
 # streams, opened through B while A is down and idle across the takeback,
 # are the ones only the full resync can save (an idle connection is not sent
-# again by B's sync master); they must go on through A.
+# again by B's sync master); they must go on through A. rvs-cp's /metrics
+# on both count it: A's fetch and its entries, B's listing served.
 # Printed: streams kept, entries synced to B, the resync (entries, time), the
 # request loop's outages and the streams' longest stalls.
 # Namespaces hs-c, hs-sw, hs-a, hs-b, hs-s1..3; /run/hs-{a,b}-lab; EAL file
@@ -36,7 +37,7 @@ MODE=${1:-nat}
 case $MODE in nat|dr) ;; *) die "mode must be nat or dr" ;; esac
 P=hs
 STREAMS="$E2E_ROOT/tests/e2e/ha_streams.py"
-NSTREAMS=32 NIDLE=8 SPORT=9000 RESYNC_PORT=8849
+NSTREAMS=32 NIDLE=8 SPORT=9000 RESYNC_PORT=8849 METRICS_PORT=19290
 # The lab's additions (see ha_lib.sh): a stream server beside each real
 # server, rvs-cp's resync with its peer, the sync daemons, the streams' service.
 ha_server_extra() {
@@ -44,8 +45,11 @@ ha_server_extra() {
 }
 ha_cp_args() {
   local peer=b; [ "$1" = b ] && peer=a
-  echo --config-id rvs --resync-listen 10.1.0.${n[$1]}:$RESYNC_PORT --resync-from 10.1.0.${n[$peer]}:$RESYNC_PORT
+  echo --config-id rvs --resync-listen 10.1.0.${n[$1]}:$RESYNC_PORT --resync-from 10.1.0.${n[$peer]}:$RESYNC_PORT \
+    --metrics-listen 127.0.0.1:$METRICS_PORT
 }
+# One value of director $1's /metrics: the line starting with "$2 ".
+metric() { nsx $P-$1 curl -s -m 3 "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v k="$2" '$1 == k {print $2}'; }
 HA_GLOBAL_DEFS='    ! rvs-cp (--config-id rvs) starts a master and a backup sync daemon on
     ! outside0, syncid VI_OUT'"'"'s virtual_router_id (51). Hidden from keepalived
     ! (-i a|b), which would start the kernel'"'"'s IPVS sync daemon on it (and,
@@ -145,6 +149,12 @@ resync_ms=$(sed -n 's/.*full resync from [^ ]*: \([0-9]*\) entries in \([0-9]*\)
 ok "A's rvs-cp: ${resync_line##*INFO }"
 if [ "${resync_n:-0}" -ge $((NSTREAMS + NIDLE)) ]; then ok "the resync carried at least the $((NSTREAMS + NIDLE)) streams ($resync_n entries)"
 else fail "the resync carried ${resync_n:-no} entries, fewer than the $((NSTREAMS + NIDLE)) streams"; fi
+fetched=$(metric a rvs_resync_fetched_entries_total)
+fetches=$(metric a 'rvs_resync_fetches_total{result="ok"}')
+served=$(metric b 'rvs_resync_listings_total{result="served"}')
+if [ "${fetched:-0}" -ge "${resync_n:-1}" ] && [ "${fetches:-0}" -ge 1 ] && [ "${served:-0}" -ge 1 ]; then
+  ok "/metrics: A fetched $fetches time(s), $fetched entries; B served $served listing(s)"
+else fail "/metrics: A fetched '${fetches:-}' time(s), '${fetched:-}' entries; B served '${served:-}'"; fi
 measure "rvs-dp A restarted -> A (preempt)" "$ev" -
 read -r stalled2 longest2 < <(python3 "$STREAMS" stalls "$work/streams.log" "$ev" 8)
 ok "$stalled2 of $NSTREAMS streams paused across the takeback, the longest for $longest2 s"
