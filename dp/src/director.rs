@@ -248,15 +248,22 @@ impl Director {
         let (mut producers, mut consumers) = redirect_rings(nworkers)?;
         let stop = Arc::new(AtomicBool::new(false));
         let dump = Arc::new(ConnDump::new(nworkers));
-        // One bounded ring from each worker to the exception path.
+        // Two bounded rings from each worker to the exception path: one for
+        // the control class (VRRP), one for everything else.
         let mut kernel_out = Vec::new();
         let mut from_workers = Vec::new();
+        let mut kernel_ctl_out = Vec::new();
+        let mut from_workers_ctl = Vec::new();
         if !kernel_ports.is_empty() {
             for w in 0..nworkers {
                 let (p, c) = spsc_ring(&format!("rvs_k{w}"), kernel::RING_SIZE)
                     .map_err(|e| format!("kernel ring: {e}"))?;
                 kernel_out.push(Some(p));
                 from_workers.push(c);
+                let (p, c) = spsc_ring(&format!("rvs_kc{w}"), kernel::CONTROL_RING_SIZE)
+                    .map_err(|e| format!("kernel control ring: {e}"))?;
+                kernel_ctl_out.push(Some(p));
+                from_workers_ctl.push(c);
             }
         }
         let mut workers = Vec::new();
@@ -282,6 +289,7 @@ impl Director {
                 tx_pkts: 0,
                 tx_bytes: 0,
                 kernel_out: kernel_out.get_mut(w).and_then(Option::take),
+                kernel_ctl_out: kernel_ctl_out.get_mut(w).and_then(Option::take),
                 kernel_in: if w == 0 {
                     std::mem::take(&mut kernel_to_worker0)
                 } else {
@@ -301,6 +309,7 @@ impl Director {
         let exception = (!kernel_ports.is_empty()).then(|| ExceptionPath {
             ports: kernel_ports,
             from_workers,
+            from_workers_ctl,
             rate_pps: cfg.dataplane.kernel_rate_pps,
             stop: stop.clone(),
             stats: Some(server.kernel_writer()),

@@ -47,6 +47,32 @@ impl TokenBucket {
     }
 }
 
+/// IP protocol (IPv4) and next header (IPv6) of VRRP.
+const IPPROTO_VRRP: u8 = 112;
+
+/// Frames a second the control class may take up to the kernel, apart
+/// from `kernel_rate_pps`, and how many it may save up: far above what
+/// keepalived sends (one advert per VRID per advert_int), far below what
+/// would let a forged flood of them swamp the kernel.
+pub const CONTROL_RATE_PPS: u64 = 10_000;
+pub const CONTROL_BURST: u64 = 1_000;
+
+/// Whether a frame going up to the kernel is one the director's failover
+/// depends on: VRRP (IPv4 protocol or IPv6 next header 112). These go up
+/// through a ring and a rate limit of their own, so that a flood to the
+/// port's address (which the shared path drops past `kernel_rate_pps`)
+/// cannot starve keepalived of its peer's adverts: a backup that misses
+/// them takes the VIPs while the master still holds them.
+pub fn is_control_frame(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) => {
+            frame.get(14).is_some_and(|v| v >> 4 == 4) && frame.get(23) == Some(&IPPROTO_VRRP)
+        }
+        Some([0x86, 0xdd]) => frame.get(20) == Some(&IPPROTO_VRRP),
+        _ => false,
+    }
+}
+
 /// Why a frame from the kernel interface was not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BadFrame {
@@ -85,6 +111,35 @@ pub fn check_from_kernel(frame: &[u8], segments: u16, mtu: u16) -> Result<(), Ba
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vrrp_is_the_control_class_and_nothing_else() {
+        let mut v4 = vec![0u8; 60];
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        v4[14] = 0x45;
+        v4[23] = 112;
+        assert!(is_control_frame(&v4), "VRRP over IPv4");
+        for proto in [6u8, 17, 1, 2, 0] {
+            v4[23] = proto;
+            assert!(!is_control_frame(&v4), "protocol {proto}");
+        }
+        v4[23] = 112;
+        v4[14] = 0x65;
+        assert!(!is_control_frame(&v4), "not version 4");
+        let mut v6 = vec![0u8; 80];
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[20] = 112;
+        assert!(is_control_frame(&v6), "VRRP over IPv6");
+        v6[20] = 58;
+        assert!(!is_control_frame(&v6), "ICMPv6");
+        let mut arp = vec![0u8; 60];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        arp[23] = 112;
+        assert!(!is_control_frame(&arp), "ARP");
+        for n in 0..24 {
+            assert!(!is_control_frame(&v4[..n]), "truncated to {n}");
+        }
+    }
 
     #[test]
     fn bucket_limits_rate_and_burst() {

@@ -22,6 +22,10 @@
 //!   drains those rings into the taps under a token bucket
 //!   (`[dataplane] kernel_rate_pps`), so a flood to the port's address
 //!   cannot take more than that, and drains the taps' RX;
+//! - VRRP (`exception::is_control_frame`) has a ring from each worker and a
+//!   token bucket of its own, drained first: a flood that fills the shared
+//!   ring and bucket cannot starve keepalived of its peer's adverts (a
+//!   backup that misses them takes the VIPs from a live master);
 //! - what the kernel sends is checked (`exception::check_from_kernel`) and
 //!   goes out of the port as it is, on a TX queue reserved for this path
 //!   (the port is configured with one TX queue more than there are
@@ -45,7 +49,7 @@ use std::time::{Duration, Instant};
 use rvs_proto::statsarea::{monotonic_ns, KernelPortStats, KernelStatsBlock, KernelStatsWriter};
 
 use crate::dpdk::{EthdevConf, MbufBurst, Mempool, Port, RingConsumer, RingProducer, RxQueue, TxQueue};
-use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket};
+use crate::exception::{check_from_kernel, ExceptionCounters, TokenBucket, CONTROL_BURST, CONTROL_RATE_PPS};
 use crate::wire::ethernet::MacAddr;
 
 /// Frames per burst on the exception path.
@@ -57,6 +61,8 @@ const CARRIER_POLL: Duration = Duration::from_millis(50);
 /// Depth of each worker's ring to the exception path, and of the ring to
 /// worker 0 for ports without a spare TX queue.
 pub const RING_SIZE: u32 = 1024;
+/// Depth of each worker's control-class ring (VRRP) to the exception path.
+pub const CONTROL_RING_SIZE: u32 = 256;
 /// How often the counters go to the control region.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
@@ -173,6 +179,9 @@ pub struct ExceptionPath {
     pub ports: Vec<KernelPort>,
     /// One ring from each worker (`Worker::kernel_out`).
     pub from_workers: Vec<RingConsumer>,
+    /// And one for the control class (`Worker::kernel_ctl_out`), drained
+    /// first, under a rate limit of its own.
+    pub from_workers_ctl: Vec<RingConsumer>,
     /// Frames a second up to the kernel, over all ports.
     pub rate_pps: u64,
     pub stop: Arc<AtomicBool>,
@@ -187,6 +196,7 @@ impl ExceptionPath {
         let t0 = Instant::now();
         let now = || t0.elapsed().as_nanos() as u64;
         let mut bucket = TokenBucket::new(self.rate_pps, (self.rate_pps / 10).max(64), now());
+        let mut ctl_bucket = TokenBucket::new(CONTROL_RATE_PPS, CONTROL_BURST, now());
         let mut burst: MbufBurst<BURST> = MbufBurst::new();
         let mut up: Vec<MbufBurst<BURST>> = self.ports.iter().map(|_| MbufBurst::new()).collect();
         let mut carrier_at = Instant::now();
@@ -207,29 +217,36 @@ impl ExceptionPath {
                 carrier_at = Instant::now();
                 self.ports.iter_mut().for_each(follow_carrier);
             }
-            // Up: workers → taps, rate limited.
-            for r in self.from_workers.iter_mut() {
-                if r.dequeue_burst(&mut burst) == 0 {
-                    continue;
-                }
-                moved += burst.len();
-                let t = now();
-                for m in burst.drain() {
-                    let Some(k) = self.ports.iter().position(|k| k.dpdk_id == m.port()) else {
-                        continue; // freed on drop
-                    };
-                    let c = &mut self.ports[k].counters;
-                    if !bucket.take(t) {
-                        c.up_ratelimited += 1;
+            // Up: workers → taps, rate limited; the control class first,
+            // under its own limit.
+            let classes = [
+                (&mut self.from_workers_ctl, &mut ctl_bucket),
+                (&mut self.from_workers, &mut bucket),
+            ];
+            for (rings, bucket) in classes {
+                for r in rings.iter_mut() {
+                    if r.dequeue_burst(&mut burst) == 0 {
                         continue;
                     }
-                    if let Err(m) = up[k].push(m) {
-                        drop(m);
-                        c.up_txfull += 1;
+                    moved += burst.len();
+                    let t = now();
+                    for m in burst.drain() {
+                        let Some(k) = self.ports.iter().position(|k| k.dpdk_id == m.port()) else {
+                            continue; // freed on drop
+                        };
+                        let c = &mut self.ports[k].counters;
+                        if !bucket.take(t) {
+                            c.up_ratelimited += 1;
+                            continue;
+                        }
+                        if let Err(m) = up[k].push(m) {
+                            drop(m);
+                            c.up_txfull += 1;
+                        }
                     }
-                }
-                for (k, b) in up.iter_mut().enumerate() {
-                    send_up(&mut self.ports[k], b);
+                    for (k, b) in up.iter_mut().enumerate() {
+                        send_up(&mut self.ports[k], b);
+                    }
                 }
             }
             // Down: taps → ports.

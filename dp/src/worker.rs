@@ -136,6 +136,10 @@ pub struct Worker {
     /// `Verdict::ToKernel` frames go to the exception path through this
     /// bounded ring (None: no port has a kernel interface).
     pub kernel_out: Option<RingProducer>,
+    /// The control class of `ToKernel` frames (VRRP,
+    /// `exception::is_control_frame`) goes up through this ring instead,
+    /// so that a flood on `kernel_out` cannot crowd it out.
+    pub kernel_ctl_out: Option<RingProducer>,
     /// (our port index, ring): frames the kernel sent, to transmit on that
     /// port, when the port has no spare TX queue for the exception path
     /// (worker 0 only; see `kernel`).
@@ -147,6 +151,8 @@ struct Io {
     redir_bufs: Vec<MbufBurst<TXB>>,
     /// `ToKernel` frames, handed to `kernel_out` at each flush.
     kernel_buf: MbufBurst<TXB>,
+    /// Control-class `ToKernel` frames, handed to `kernel_ctl_out`.
+    kernel_ctl_buf: MbufBurst<TXB>,
     to_kernel: u64,
     kernel_drops: u64,
     /// Dropped packets, freed together once per burst (a SYN flood drops
@@ -214,15 +220,21 @@ impl Worker {
                 _ => buf.free_all(),
             }
         }
-        if !io.kernel_buf.is_empty() {
-            let n = io.kernel_buf.len();
-            let sent = match &mut self.kernel_out {
-                Some(r) => r.enqueue_burst(&mut io.kernel_buf),
+        for (buf, ring) in [
+            (&mut io.kernel_ctl_buf, &mut self.kernel_ctl_out),
+            (&mut io.kernel_buf, &mut self.kernel_out),
+        ] {
+            if buf.is_empty() {
+                continue;
+            }
+            let n = buf.len();
+            let sent = match ring {
+                Some(r) => r.enqueue_burst(buf),
                 None => 0,
             };
             io.to_kernel += sent as u64;
             io.kernel_drops += (n - sent) as u64;
-            io.kernel_buf.free_all();
+            buf.free_all();
         }
         io.dropped.free_all();
     }
@@ -333,10 +345,21 @@ impl Worker {
             Verdict::Forward { port } => self.queue_tx(io, port, m),
             Verdict::Drop(_) => io.dropped.push_for_free(m),
             Verdict::ToKernel => {
-                if io.kernel_buf.is_full() {
+                let ctl = self.kernel_ctl_out.is_some() && crate::exception::is_control_frame(m.data());
+                let full = if ctl {
+                    io.kernel_ctl_buf.is_full()
+                } else {
+                    io.kernel_buf.is_full()
+                };
+                if full {
                     self.flush_tx(io);
                 }
-                if io.kernel_buf.push(m).is_err() {
+                let buf = if ctl {
+                    &mut io.kernel_ctl_buf
+                } else {
+                    &mut io.kernel_buf
+                };
+                if buf.push(m).is_err() {
                     io.kernel_drops += 1;
                 }
             }
@@ -478,6 +501,7 @@ impl Worker {
             tx_bufs: (0..nports).map(|_| MbufBurst::new()).collect(),
             redir_bufs: (0..nworkers).map(|_| MbufBurst::new()).collect(),
             kernel_buf: MbufBurst::new(),
+            kernel_ctl_buf: MbufBurst::new(),
             to_kernel: 0,
             kernel_drops: 0,
             dropped: MbufBurst::new(),

@@ -11,6 +11,8 @@
 # dr:  one bridge: client, A 10.1.0.2, B 10.1.0.3, s1..s3 10.1.0.11-13 (VIP on lo).
 # Scenarios, each with its outage (event to the first connection through the
 # new owner that succeeds) printed:
+#   0. an hping3 SYN flood to B's own address, past its exception path's rate
+#      limit: B stays backup (A's VRRP adverts still reach its keepalived);
 #   1. kill -9 of A's rvs-dp: B serves within 0.5 s; A restarts and, with
 #      preemption, takes the VIP back;
 #   2. keepalived on A stopped (priority 0): B serves within 0.2 s; back;
@@ -23,7 +25,15 @@ source "$(dirname "$0")/lib.sh"
 MODE=${1:-nat}
 case $MODE in nat|dr) ;; *) die "mode must be nat or dr" ;; esac
 P=ha
+FLOOD_S=${FLOOD_S:-3}
+command -v hping3 >/dev/null || die "hping3 not found: apt-get install -y hping3"
 source "$(dirname "$0")/ha_lib.sh"
+# Director $1's kernel-interface counter $2 (outside0), from rvsadm --kernel --json.
+kernel_of() {
+  adm_of "$1" --kernel --json 2>/dev/null | python3 -c "import json,sys
+p = [p for p in json.load(sys.stdin)['ports'] if p['iface'] == 'outside0']
+print(p[0]['$2'] if p else 0)" 2>/dev/null || echo 0
+}
 
 write_toml a; write_toml b
 write_keepalived "$work/keepalived.conf" preempt
@@ -64,6 +74,23 @@ takeback() {  # takeback EVENT: A returns and takes the VIP back (preemption)
   expect_eq "$(owned_of a),$(owned_of b)" True,False "rvsadm --kernel --json: A owns the VIP, B not"
   measure "$2" "$1" -
 }
+
+say "0. a flood to the backup's own address does not make it master"
+# 3 s of SYNs to B's outside address (its exception path's, rate limited to
+# kernel_rate_pps): A's VRRP adverts to B share that path, and must still
+# reach B's keepalived, else B would take the VIP while A holds it.
+mark_logs
+before=$(kernel_of b up_ratelimited)
+nsx $P-c timeout -s INT -k 2 "$FLOOD_S" hping3 -S -p 22 --flood 10.1.0.3 >"$work/hping.log" 2>&1 || true
+sleep 0.5
+limited=$(( $(kernel_of b up_ratelimited) - before ))
+if [ "$limited" -gt 0 ]; then ok "B's exception path rate-limited the flood ($limited frames)"
+else fail "the flood never hit B's rate limit ($limited frames limited): not a flood"; fi
+if since_mark "$work/dp-b.log" | grep -q "rvs-dp: owns VIP $VIP"; then
+  fail "B took the VIP during the flood: A's adverts were lost on B's exception path"
+else ok "B stayed backup through the flood"; fi
+expect_eq "$(owned_of a),$(owned_of b)" True,False "rvsadm --kernel --json after the flood: A owns the VIP, B not"
+expect_eq "$(owner_now)" $mac_a "A answers ARP for the VIP after the flood"
 
 say "1. kill -9 A's rvs-dp"
 mark_logs
