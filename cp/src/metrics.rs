@@ -132,49 +132,63 @@ impl MetricsState {
     }
 }
 
+/// One counter family in the text format: `# HELP`, `# TYPE`, then
+/// `NAME_total{LABEL="value"} n` per value, or `NAME_total n` without a label.
+fn counter_family<'a>(
+    o: &mut String,
+    name: &str,
+    help: &str,
+    label: Option<&str>,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    use std::fmt::Write;
+    let _ = write!(o, "# HELP {name} {help}.\n# TYPE {name} counter\n");
+    for (v, n) in values {
+        let _ = match label {
+            Some(l) => writeln!(o, "{name}_total{{{l}=\"{v}\"}} {n}"),
+            None => writeln!(o, "{name}_total {n}"),
+        };
+    }
+}
+
 /// The full resync counters in the text format, without `# EOF`:
 /// `rvs_resync_listings_total{result}` (served to peers),
 /// `rvs_resync_fetches_total{result}` and `rvs_resync_fetched_entries_total`
 /// (fetched from the peer).
 pub fn render_resync(r: &ResyncStats) -> String {
-    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let mut o = String::new();
-    let _ = write!(
-        o,
-        "# HELP rvs_resync_listings Full resync listings asked of this director, by result.\n# TYPE rvs_resync_listings counter\n"
+    counter_family(
+        &mut o,
+        "rvs_resync_listings",
+        "Full resync listings asked of this director, by result",
+        Some("result"),
+        [
+            ("served", &r.served),
+            ("refused", &r.refused),
+            ("failed", &r.failed),
+        ]
+        .map(|(k, c)| (k, c.load(Relaxed))),
     );
-    for (result, c) in [
-        ("served", &r.served),
-        ("refused", &r.refused),
-        ("failed", &r.failed),
-    ] {
-        let _ = writeln!(
-            o,
-            "rvs_resync_listings_total{{result=\"{result}\"}} {}",
-            c.load(Relaxed)
-        );
-    }
-    let _ = write!(
-        o,
-        "# HELP rvs_resync_fetches Full resyncs this director fetched from its peer, by result (gave_up: the last retry failed too).\n# TYPE rvs_resync_fetches counter\n"
+    counter_family(
+        &mut o,
+        "rvs_resync_fetches",
+        "Full resyncs this director fetched from its peer, by result (gave_up: the last retry failed too)",
+        Some("result"),
+        [
+            ("ok", &r.fetched),
+            ("no_peer", &r.fetch_no_peer),
+            ("failed", &r.fetch_failed),
+            ("gave_up", &r.fetch_gave_up),
+        ]
+        .map(|(k, c)| (k, c.load(Relaxed))),
     );
-    for (result, c) in [
-        ("ok", &r.fetched),
-        ("no_peer", &r.fetch_no_peer),
-        ("failed", &r.fetch_failed),
-        ("gave_up", &r.fetch_gave_up),
-    ] {
-        let _ = writeln!(
-            o,
-            "rvs_resync_fetches_total{{result=\"{result}\"}} {}",
-            c.load(Relaxed)
-        );
-    }
-    let _ = write!(
-        o,
-        "# HELP rvs_resync_fetched_entries Connections installed from the peer's full resyncs.\n# TYPE rvs_resync_fetched_entries counter\nrvs_resync_fetched_entries_total {}\n",
-        r.fetched_entries.load(Relaxed)
+    counter_family(
+        &mut o,
+        "rvs_resync_fetched_entries",
+        "Connections installed from the peer's full resyncs",
+        None,
+        [("", r.fetched_entries.load(Relaxed))],
     );
     o
 }
@@ -183,37 +197,34 @@ pub fn render_resync(r: &ResyncStats) -> String {
 /// `rvs_sync_dropped`, `rvs_sync_installed`, `rvs_sync_updated`,
 /// `rvs_sync_refused{reason=...}`, `rvs_sync_messages{daemon,what}`.
 pub fn render_sync(c: &SyncCountersInfo) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
-    let mut one = |name: &str, help: &str, n: u64| {
-        let _ = write!(
-            o,
-            "# HELP rvs_sync_{name} {help}.\n# TYPE rvs_sync_{name} counter\nrvs_sync_{name}_total {n}\n"
-        );
-    };
-    one("sent", "Entries the workers handed to the sync master", c.sent);
-    one("dropped", "Entries lost to a full worker sync ring", c.dropped);
-    one("installed", "Received entries installed new", c.installed);
-    one("updated", "Received entries that updated an entry", c.updated);
-    let _ = write!(
-        o,
-        "# HELP rvs_sync_refused Received sync entries or datagrams refused, by reason.\n# TYPE rvs_sync_refused counter\n"
-    );
-    for (reason, n) in &c.refused {
-        let _ = writeln!(o, "rvs_sync_refused_total{{reason=\"{reason}\"}} {n}");
-    }
-    let _ = write!(
-        o,
-        "# HELP rvs_sync_messages Sync datagrams of the running daemons.\n# TYPE rvs_sync_messages counter\n"
-    );
-    for (what, n) in [
-        ("sent", c.messages_sent),
-        ("send_errors", c.send_errors),
-        ("received", c.messages_received),
-        ("accepted", c.messages_accepted),
+    for (name, help, n) in [
+        ("sent", "Entries the workers handed to the sync master", c.sent),
+        ("dropped", "Entries lost to a full worker sync ring", c.dropped),
+        ("installed", "Received entries installed new", c.installed),
+        ("updated", "Received entries that updated an entry", c.updated),
     ] {
-        let _ = writeln!(o, "rvs_sync_messages_total{{what=\"{what}\"}} {n}");
+        counter_family(&mut o, &format!("rvs_sync_{name}"), help, None, [("", n)]);
     }
+    counter_family(
+        &mut o,
+        "rvs_sync_refused",
+        "Received sync entries or datagrams refused, by reason",
+        Some("reason"),
+        c.refused.iter().map(|(r, n)| (r.as_str(), *n)),
+    );
+    counter_family(
+        &mut o,
+        "rvs_sync_messages",
+        "Sync datagrams of the running daemons",
+        Some("what"),
+        [
+            ("sent", c.messages_sent),
+            ("send_errors", c.send_errors),
+            ("received", c.messages_received),
+            ("accepted", c.messages_accepted),
+        ],
+    );
     o
 }
 
