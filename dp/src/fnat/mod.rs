@@ -87,4 +87,5 @@ pub mod segment;
 pub mod seq;
 pub mod side;
 pub mod stats;
+pub mod steer;
 pub mod toa;
