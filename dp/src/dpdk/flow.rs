@@ -25,10 +25,13 @@ pub struct FlowError {
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let errno = std::io::Error::from_raw_os_error(self.errno);
-        if self.message.is_empty() {
-            write!(f, "{}: {errno}", self.op)
+        let text = errno.to_string();
+        // "Function not implemented (os error 38)": the message, if the PMD
+        // gave one that says more than the errno.
+        if self.message.is_empty() || text.starts_with(self.message.as_str()) {
+            write!(f, "{}: {text}", self.op)
         } else {
-            write!(f, "{}: {} ({errno})", self.op, self.message)
+            write!(f, "{}: {} ({text})", self.op, self.message)
         }
     }
 }
@@ -188,7 +191,8 @@ impl Flow {
                 port: port.id(),
                 flow,
             }),
-            None => Err(FlowError::from_c("rte_flow_create", -1, &err)),
+            // NULL, and rte_errno says why.
+            None => Err(FlowError::from_c("rte_flow_create", 0, &err)),
         }
     }
 
