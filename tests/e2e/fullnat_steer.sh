@@ -16,6 +16,10 @@
 #     `steered`, and the software redirect does the work.
 # Arm 2 (flow_steering = false): mode none (disabled) on every port, and
 # some replies redirected for the same traffic.
+# Arm 1 takes its services from rvs-cp (a keepalived.conf with DPVS's
+# local_address_group, then a SIGHUP that adds a LIP) and reads rvs-cp's
+# /metrics: rvs_flow_rules{port,name,mode} and the steered path. Arm 2 takes
+# them from rvsadm (--add-laddr).
 # Both arms: 40 requests from 8 client addresses and a 1 MB download
 # (sha256) all succeed.
 # Only addresses inside the namespaces made here; every loop is bounded; the
@@ -29,6 +33,7 @@ export RVS_CTL=$CTL
 work=$(mktemp -d "/tmp/rvs-e2e-steer.XXXXXX")
 dp_pid=""
 rs_pid=""
+cp_pid=""
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 quiet_if() {  # no IPv6 chatter, no offloads: the forwarder must see complete frames
@@ -44,6 +49,7 @@ stop_dp() {
   dp_pid=""
 }
 down() {
+  stop_cp
   stop_dp
   if [ -n "$rs_pid" ]; then kill "$rs_pid" 2>/dev/null || true; wait "$rs_pid" 2>/dev/null || true; rs_pid=""; fi
   for ns in "$NS_C" "$NS_D" "$NS_S"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -73,6 +79,9 @@ lab_up() {
   nsx "$NS_D" ip link add br0 type bridge
   nsx "$NS_D" ip link set br0 up
   nsx "$NS_D" ip link set b1 master br0
+  # The director's own kernel on the servers' link (rvs-cp's side), as a
+  # real director keeps a management interface beside its DPDK ports.
+  nsx "$NS_D" ip addr add 10.2.0.2/24 dev br0
   # The real server: no route to the clients, only its subnet (the LIPs').
   nsx "$NS_S" ip addr add 10.2.0.11/24 dev eth0
   # `ip netns exec` execs: $! is the server itself (a function would be a subshell).
@@ -160,10 +169,47 @@ paths() {
 
 mode_line() { grep -o "port $1 flow steering: .*" "$work/dp.log" | head -1; }
 
+# kconf LIP...: DPVS's keepalived.conf for the same two services.
+kconf() {
+  {
+    echo "local_address_group lg_tap {"
+    for l in "$@"; do echo "    $l servers"; done
+    echo "}"
+    echo "local_address_group lg_afp {"
+    echo "    10.1.0.200 client"
+    echo "}"
+    echo "virtual_server $VIP 80 {"
+    echo "    lb_algo rr"
+    echo "    lb_kind FNAT"
+    echo "    protocol TCP"
+    echo "    laddr_group_name lg_tap"
+    echo "    real_server 10.2.0.11 80 {"
+    echo "        weight 1"
+    echo "    }"
+    echo "}"
+    echo "virtual_server $VIP 8080 {"
+    echo "    lb_algo rr"
+    echo "    lb_kind FNAT"
+    echo "    protocol TCP"
+    echo "    laddr_group_name lg_afp"
+    echo "    real_server 10.1.0.50 8080 {"
+    echo "        weight 1"
+    echo "    }"
+    echo "}"
+  } >"$work/keepalived.conf"
+}
+metric() { sed -n "s/^$1 \([0-9]*\)\$/\1/p" "$work/metrics" | head -1; }
+
 say "arm 1: flow_steering on; the tap port tries rte_flow rules"
 lab_up
 start_dp true
-configure 10.2.0.200
+kconf 10.2.0.200
+ip netns exec "$NS_D" "$RVSCP" --keepalived-conf "$work/keepalived.conf" --ctl "$CTL" \
+  --metrics-listen 127.0.0.1:19290 >"$work/cp.log" 2>&1 &
+cp_pid=$!
+for _ in $(seq 100); do [ "$(adm -Ln | grep -c FullNat)" = 2 ] && break; sleep 0.1; done
+expect_eq "$(adm -Ln | grep -c FullNat)" 2 "rvs-cp applied the keepalived.conf's FNAT services"
+for _ in $(seq 50); do [ -n "$(mode_line 0)" ] && break; sleep 0.1; done
 tap=$(mode_line 1); afp=$(mode_line 0)
 echo "   $tap"; echo "   $afp"
 [ -n "$tap" ] && ok "the tap port's mode is logged" || fail "no 'port 1 flow steering:' line in rvs-dp's log"
@@ -176,12 +222,32 @@ esac
 # messages are its driver's; af_packet has no rte_flow at all).
 noise=$(grep -iE "af_packet.*(flow|error)|rte_flow.*port 0" "$work/dp.log" | grep -v "flow steering:" || true)
 expect_eq "$noise" "" "no error noise for the af_packet port"
-adm --workers >"$work/workers1" 2>&1 || true
 traffic "arm 1"
-adm --workers >"$work/workers1" 2>&1 || true
+say "arm 1: a SIGHUP adds a LIP on the tap port; /metrics"
+kconf 10.2.0.200 10.2.0.202
+kill -HUP "$cp_pid"
+for _ in $(seq 50); do
+  [ "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" = "10.2.0.200 10.2.0.202 " ] && break
+  sleep 0.1
+done
+expect_eq "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" "10.2.0.200 10.2.0.202 " "the reload's LIPs"
+expect_eq "$(grep -c "port 1 flow steering:" "$work/dp.log")" 1 "the tap port's mode, remembered, not logged again"
+sleep 1.5   # one stats interval: the snapshot /metrics renders is taken every second
+nsx "$NS_D" curl -s -m 3 -o "$work/metrics" http://127.0.0.1:19290/metrics || true
+grep -E '^rvs_flow_rules|^rvs_fnat_replies_total' "$work/metrics" | sed 's/^/   /' || true
+tapmode=$(sed -n 's/^port 1 flow steering: \([a-z]*\).*/\1/p' <<<"$tap")
+tapn=$(metric "rvs_flow_rules{port=\"1\",name=\"servers\",mode=\"$tapmode\"}")
+[ -n "$tapn" ] && ok "/metrics: rvs_flow_rules for the tap port, mode $tapmode, $tapn rules" \
+  || fail "/metrics lacks rvs_flow_rules{port=\"1\",name=\"servers\",mode=\"$tapmode\"}"
+expect_eq "$(metric 'rvs_flow_rules{port="0",name="client",mode="none"}')" 0 "/metrics: the af_packet port, mode none, 0 rules"
+live_s=0
+for w in 0 1; do live_s=$((live_s + $(metric "rvs_fnat_replies_total{worker=\"$w\",path=\"steered\"}" | grep . || echo 0))); done
+adm --workers | sed 's/^/   /'
+stop_cp
 stop_dp
 read -r d1 r1 s1 < <(paths)
 echo "   arm 1 replies: direct $d1 redirected $r1 steered $s1"
+expect_eq "$live_s" "$s1" "/metrics' steered replies (live) match the exit report"
 [ $((d1 + r1 + s1)) -gt 0 ] || fail "arm 1: no FULLNAT reply counted"
 case "$tap" in
   *"exact("*|*"classes("*)
