@@ -97,6 +97,12 @@ fn main() {
             "rte_eth_(dev_|rx_queue_setup|tx_queue_setup|macaddr_get|promiscuous_|stats_|link_get_nowait).*",
         )
         .allowlist_function("rte_(malloc|zmalloc|free)")
+        // Flow rules steering FULLNAT replies (dp::dpdk::flow): one pattern
+        // ETH / IPV4 / TCP|UDP and one QUEUE action, nothing more.
+        .allowlist_function("rte_flow_(validate|create|destroy|flush)")
+        .allowlist_type(
+            "rte_flow_(attr|item|action|error|item_type|action_type|error_type|item_eth|item_ipv4|item_tcp|item_udp|action_queue)",
+        )
         .allowlist_function("rvs_.*")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_eth_(conf|dev_info|stats|rxconf|txconf|link)")

@@ -33,8 +33,8 @@ state=${RVS_LAB_DIR:-/tmp/$L-lab}
 NS_C=$L-c NS_D=$L-d NS_SW=$L-sw
 SERVERS=(s1 s2 s3)
 VIP=10.1.0.100
-RVS_DP=${RVS_DP:-$root/target/release/rvs-dp}
-RVSADM=${RVSADM:-$root/target/release/rvsadm}
+RVS_DP=${RVS_DP:-${CARGO_TARGET_DIR:-$root/target}/release/rvs-dp}
+RVSADM=${RVSADM:-${CARGO_TARGET_DIR:-$root/target}/release/rvsadm}
 # In a root-owned directory of the lab's own, like the default /run/rvs (rvs-dp
 # creates it with mode 0700): not the world-writable /dev/shm, where any local
 # user could create the name first (rvs-dp would then refuse to start).

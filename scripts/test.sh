@@ -55,6 +55,7 @@ run "nat, connection sync: kill -9 of the master, resync and takeback keep every
 run "dr, connection sync: kill -9 of the master, resync and takeback keep every stream" tests/e2e/ha_sync.sh dr
 run "nat, SYN flood" tests/e2e/syn_flood.sh
 run "fullnat: two arms, one arm, PROXY v2, 2 workers, LIP exhaustion" tests/e2e/fullnat.sh
+run "fullnat: rte_flow reply steering on net_tap (2 queues), redirect fallback, steering off" tests/e2e/fullnat_steer.sh
 run "nat, port reuse under draining (wrk)" tests/e2e/port_reuse.sh nat
 run "dr, port reuse under draining (wrk)" tests/e2e/port_reuse.sh dr
 run "IPv4 fragments on net_pcap" tests/pcap/fragments.sh

@@ -23,7 +23,8 @@
 //! | `worker_rx_pps`, `worker_tx_pps`, `worker_conn_table_used` | gauge | worker |
 //! | `worker_embryonic_evicted` | counter | worker |
 //! | `fnat_packets` | counter | worker, direction (`in`: client → real server, `out`: back) |
-//! | `fnat_replies` | counter | worker, path (`direct`: the reply reached its owner from the NIC, `redirected`: through another worker's redirect ring) |
+//! | `fnat_replies` | counter | worker, path (`direct`: the reply reached its owner from the NIC by chance, `redirected`: through another worker's redirect ring, `steered`: put on its owner's queue by a NIC flow rule) |
+//! | `flow_rules` | gauge | port, name, mode (`classes`, `exact`, `none`): NIC flow rules steering FULLNAT replies, per port that has local addresses |
 //! | `fnat_toa` | counter | worker, result (`inserted`, `skipped`: no room in the segment) |
 //! | `fnat_proxy_headers` | counter | worker (PROXY headers put in a segment, resends included) |
 //! | `packet_latency_seconds` | histogram | (none): buckets at every power of two from 16 ns to 2^32 ns |
@@ -295,6 +296,13 @@ struct LaddrLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlowLabels {
+    port: String,
+    name: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VipLabels {
     vip: String,
 }
@@ -502,6 +510,12 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
         "FULLNAT: new connections refused because no port of the local address was free",
         laddr_exhausted.clone(),
     );
+    let flow_rules = Gauges::<FlowLabels>::default();
+    reg.register(
+        "flow_rules",
+        "NIC flow rules steering FULLNAT replies to their worker, per port (mode classes, exact or none)",
+        flow_rules.clone(),
+    );
     let quantiles = FGauges::<QuantileLabels>::default();
     reg.register(
         "packet_latency_quantile_seconds",
@@ -582,7 +596,12 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
                 };
                 counter(&fnat_pkts, &dl, v);
             }
-            for (path, v) in [("direct", f.replies_direct), ("redirected", f.replies_redirected)] {
+            let paths = [
+                ("direct", f.replies_direct),
+                ("redirected", f.replies_redirected),
+                ("steered", f.replies_steered),
+            ];
+            for (path, v) in paths {
                 let pl = WorkerPathLabels {
                     worker: l.worker.clone(),
                     path: path.into(),
@@ -638,6 +657,14 @@ pub fn render(snap: Option<&Snapshot>, health: &[RealStatus]) -> String {
                 laddr_conns.get_or_create(&l).set(li.conns as i64);
                 counter(&laddr_exhausted, &l, li.exhausted);
             }
+        }
+        for f in &s.flow {
+            let l = FlowLabels {
+                port: f.port.to_string(),
+                name: f.name.clone(),
+                mode: f.mode.clone(),
+            };
+            flow_rules.get_or_create(&l).set(i64::from(f.rules));
         }
         if !s.latency_hdr.is_empty() {
             for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
@@ -811,6 +838,7 @@ mod tests {
             workers: Vec::new(),
             kernel,
             laddrs: Vec::new(),
+            flow: Vec::new(),
             latency: LatencyHist::default(),
             latency_hdr: crate::hlog::new_histogram(),
             interval: crate::hlog::new_histogram(),
@@ -950,6 +978,7 @@ mod tests {
                     fnat_out: 9 * n,
                     replies_direct: 5 * n,
                     replies_redirected: 4 * n,
+                    replies_steered: 6 * n,
                     toa_inserted: n,
                     toa_skipped: 1,
                     proxy_inserted: 2,
@@ -958,7 +987,25 @@ mod tests {
             }
         };
         snap.workers = vec![worker(0, 3), worker(1, 4)];
+        let flow = |port: u16, name: &str, mode: &str, rules: u32| rvs_proto::command::PortFlowInfo {
+            port,
+            name: name.into(),
+            mode: mode.into(),
+            rules,
+            reason: String::new(),
+        };
+        snap.flow = vec![flow(0, "lan", "exact", 2000), flow(1, "wan", "none", 0)];
         let text = render(Some(&snap), &[]);
+        assert!(text.contains("# TYPE rvs_flow_rules gauge\n"), "{text}");
+        let mut rules = samples(&text, "rvs_flow_rules");
+        rules.sort();
+        assert_eq!(
+            rules,
+            [
+                r#"rvs_flow_rules{port="0",name="lan",mode="exact"} 2000"#,
+                r#"rvs_flow_rules{port="1",name="wan",mode="none"} 0"#,
+            ]
+        );
         assert!(text.contains("# TYPE rvs_laddr_connections gauge\n"), "{text}");
         assert!(text.contains("# TYPE rvs_laddr_exhausted counter\n"), "{text}");
         let mut conns = samples(&text, "rvs_laddr_connections");
@@ -983,8 +1030,10 @@ mod tests {
             [
                 r#"rvs_fnat_replies_total{worker="0",path="direct"} 15"#,
                 r#"rvs_fnat_replies_total{worker="0",path="redirected"} 12"#,
+                r#"rvs_fnat_replies_total{worker="0",path="steered"} 18"#,
                 r#"rvs_fnat_replies_total{worker="1",path="direct"} 20"#,
                 r#"rvs_fnat_replies_total{worker="1",path="redirected"} 16"#,
+                r#"rvs_fnat_replies_total{worker="1",path="steered"} 24"#,
             ]
         );
         assert!(samples(&text, "rvs_fnat_packets_total")

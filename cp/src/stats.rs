@@ -2,7 +2,8 @@
 //! service and real server counters, and whether each VIP is owned), each
 //! worker's stats block (packets, drops by reason, redirects, latency) and
 //! the exception path's block (per kernel interface), the use of each
-//! FULLNAT local address (`GetLaddr`, for the services that have any),
+//! FULLNAT local address (`GetLaddr`, for the services that have any), each
+//! port's flow steering of FULLNAT replies (`FlowSteering`),
 //! computes rates, and hands a `Snapshot` to the metrics endpoint and the
 //! latency log.
 
@@ -12,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
-use rvs_proto::command::{Command, LaddrInfo, Reply, ServiceInfo};
+use rvs_proto::command::{Command, LaddrInfo, PortFlowInfo, Reply, ServiceInfo};
 use rvs_proto::latency::LatencyHist;
 use rvs_proto::statsarea::{KernelPortStats, WorkerStatsBlock};
 use rvs_proto::types::{DropReason, ServiceKey};
@@ -52,9 +53,10 @@ pub struct FnatCounters {
     pub fnat_in: u64,
     pub fnat_out: u64,
     /// Replies that reached their owner straight from the NIC, or through
-    /// another worker's redirect ring.
+    /// another worker's redirect ring, or by a NIC flow rule (steered).
     pub replies_direct: u64,
     pub replies_redirected: u64,
+    pub replies_steered: u64,
     pub toa_inserted: u64,
     pub toa_skipped: u64,
     pub proxy_inserted: u64,
@@ -67,6 +69,7 @@ impl From<&WorkerStatsBlock> for FnatCounters {
             fnat_out: b.fnat_out,
             replies_direct: b.fnat_replies_direct,
             replies_redirected: b.fnat_replies_redirected,
+            replies_steered: b.fnat_replies_steered,
             toa_inserted: b.toa_inserted,
             toa_skipped: b.toa_skipped,
             proxy_inserted: b.proxy_inserted,
@@ -86,6 +89,9 @@ pub struct Snapshot {
     pub kernel: Vec<KernelPortStats>,
     /// Each service with local addresses, and their use (`GetLaddr`).
     pub laddrs: Vec<(ServiceKey, Vec<LaddrInfo>)>,
+    /// Each port's NIC flow steering of FULLNAT replies (`FlowSteering`;
+    /// empty from a data plane that does not answer it).
+    pub flow: Vec<PortFlowInfo>,
     /// All workers' latency since they started.
     pub latency: LatencyHist,
     /// The same as an HdrHistogram (bucket midpoints).
@@ -121,6 +127,10 @@ impl Collector {
                 laddrs.push((key, l));
             }
         }
+        let flow = match ask(t, &Command::FlowSteering) {
+            Ok(Reply::FlowSteering(f)) => f,
+            _ => Vec::new(),
+        };
         let reader = t.stats().map_err(|e| e.to_string())?;
         let n = reader.workers();
         self.prev.resize(n, None);
@@ -175,6 +185,7 @@ impl Collector {
             workers,
             kernel,
             laddrs,
+            flow,
             latency,
             latency_hdr,
             interval,

@@ -423,6 +423,7 @@ fn workers_show_fullnat_replies_by_path() {
         fnat_out: direct + redirected,
         fnat_replies_direct: direct,
         fnat_replies_redirected: redirected,
+        fnat_replies_steered: 3 * u64::from(worker),
         toa_inserted: 300,
         toa_skipped: 1,
         proxy_inserted: 0,
@@ -434,14 +435,15 @@ fn workers_show_fullnat_replies_by_path() {
 Worker         RxPkts         TxPkts     RedirOut      RedirIn     ConnsNew   ConnsNow
 0                1000            990            7            8          100         40
 1                1001            990            7            8          100         40
-FNAT               In            Out    RepDirect     RepRedir       ToaIns    ToaSkip   ProxyHdr
-0                 700            500          245          255          300          1          0
-1                 700            500          250          250          300          1          0
+FNAT               In            Out    RepDirect     RepRedir   RepSteered       ToaIns    ToaSkip   ProxyHdr
+0                 700            500          245          255            0          300          1          0
+1                 700            500          250          250            3          300          1          0
 "
     );
     let v: serde_json::Value = serde_json::from_str(&ok(&mut t, "--workers --json")).unwrap();
     assert_eq!(v[1]["fnat_replies_direct"], 250);
     assert_eq!(v[0]["fnat_replies_redirected"], 255);
+    assert_eq!(v[1]["fnat_replies_steered"], 3);
     // With another listing option, or on a command that is not a listing: refused.
     assert_eq!(rvsadm(&mut t, "--workers --drops").code, 2);
     assert_eq!(rvsadm(&mut t, "-A -t 10.0.0.1:80 --workers").code, 2);

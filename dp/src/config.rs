@@ -64,11 +64,20 @@ pub struct Config {
 /// lport_min = 1024   # default; at least 1024
 /// lport_max = 65535  # default
 /// hold_s = 60        # default: Linux's TIME_WAIT; 0..=3600
+/// flow_steering = true     # default: NIC flow rules steer replies (see below)
+/// flow_rules_max = 4096    # default: most exact-port rules on one port
 /// ```
 ///
 /// Worker `w` of `n` owns the ports `p` with `(p % 64) % n == w` (the reply's
 /// destination port names its worker), so the range must give each worker
 /// one: any range of 64 ports or more does.
+///
+/// With several workers, rvs-dp asks each port with local addresses for
+/// `rte_flow` rules that put a reply on its owner's RX queue
+/// (`fnat::steer`): port classes under a mask where the NIC takes masks,
+/// else one rule per local port (when range x LIPs x protocols stays within
+/// `flow_rules_max`), else none, and the software redirect does the work.
+/// `flow_steering = false` keeps every port on the redirect.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FullnatConfig {
@@ -78,6 +87,17 @@ pub struct FullnatConfig {
     pub lport_max: u32,
     #[serde(default = "default_hold_s")]
     pub hold_s: u32,
+    #[serde(default = "default_true")]
+    pub flow_steering: bool,
+    #[serde(default = "default_flow_rules_max")]
+    pub flow_rules_max: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_flow_rules_max() -> u32 {
+    crate::fnat::steer::DEFAULT_MAX_RULES as u32
 }
 
 fn default_lport_min() -> u32 {
@@ -90,6 +110,10 @@ fn default_hold_s() -> u32 {
     crate::fnat::laddr::DEFAULT_HOLD_SECS
 }
 
+/// The most `[fullnat] flow_rules_max` accepted (one rule per port of the
+/// whole range, for 16 LIP-protocol pairs).
+pub const MAX_FLOW_RULES: u32 = 1 << 20;
+
 /// The longest `[fullnat] hold_s` accepted: an hour.
 pub const MAX_HOLD_SECS: u32 = 3600;
 
@@ -99,6 +123,8 @@ impl Default for FullnatConfig {
             lport_min: default_lport_min(),
             lport_max: default_lport_max(),
             hold_s: default_hold_s(),
+            flow_steering: true,
+            flow_rules_max: default_flow_rules_max(),
         }
     }
 }
@@ -124,6 +150,12 @@ impl FullnatConfig {
             return Err((
                 "fullnat.hold_s".into(),
                 format!("{}: at most {MAX_HOLD_SECS} seconds", self.hold_s),
+            ));
+        }
+        if self.flow_rules_max > MAX_FLOW_RULES {
+            return Err((
+                "fullnat.flow_rules_max".into(),
+                format!("{}: at most {MAX_FLOW_RULES}", self.flow_rules_max),
             ));
         }
         let cfg = Pools {

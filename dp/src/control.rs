@@ -20,15 +20,16 @@ use rvs_proto::ring::CtlServer;
 use crate::conn::Timeouts as ConnTimeouts;
 use crate::core::Shared;
 use crate::fnat::stats::LaddrStats;
+use crate::fnat::steer::{Steer, Target, Want};
 use crate::sched::{self, SchedOptions};
 use crate::service::{
-    DestStats, LocalAddress, Persistence, RealServer, ServiceKey, ServiceTable, TrafficTotals,
-    VirtualService, WorkerTraffic,
+    steer_bit, DestStats, LocalAddress, Persistence, Proto, RealServer, ServiceKey, ServiceTable,
+    TrafficTotals, VirtualService, WorkerTraffic,
 };
 use crate::sync::{SyncDaemons, SyncParams};
 use rvs_proto::command::{
-    Command, ConnInfo, DestInfo, IpvsError, LaddrInfo, LaddrSpec, OwnedAddrs, Rates, Reply, ServiceInfo,
-    WorkerLatency,
+    Command, ConnInfo, DestInfo, IpvsError, LaddrInfo, LaddrSpec, OwnedAddrs, PortFlowInfo, Rates, Reply,
+    ServiceInfo, WorkerLatency,
 };
 use rvs_proto::ipvs::IpvsConfig;
 use rvs_proto::serve::{self, DataPlane, Sessions};
@@ -96,6 +97,9 @@ pub struct ControlPlane {
     pub bulk: crate::sync::bulk::Bulk,
     /// Every local address's port and counters, while configured or in use.
     laddr_stats: HashMap<Ipv4Addr, (u16, Arc<LaddrStats>)>,
+    /// NIC flow rules steering FULLNAT replies (`fnat::steer`); none: the
+    /// software redirect alone.
+    steering: Option<Box<dyn Steer>>,
 }
 
 impl ControlPlane {
@@ -115,7 +119,62 @@ impl ControlPlane {
             sync: SyncDaemons::new(shared, SyncParams::default()),
             bulk: Default::default(),
             laddr_stats: HashMap::new(),
+            steering: None,
         }
+    }
+
+    /// Steers FULLNAT replies with NIC flow rules from the next commit on.
+    pub fn set_steering(&mut self, s: Box<dyn Steer>) {
+        self.steering = Some(s);
+    }
+
+    /// Each port's flow steering, for the tools (`Command::FlowSteering`).
+    pub fn flow_steering(&self) -> Vec<PortFlowInfo> {
+        let names = &self.shared.port_names;
+        (self.steering.iter().flat_map(|s| s.report()))
+            .map(|p| PortFlowInfo {
+                port: p.port,
+                name: names.get(usize::from(p.port)).cloned().unwrap_or_default(),
+                mode: p.mode.name().to_string(),
+                rules: u32::try_from(p.rules).unwrap_or(u32::MAX),
+                reason: p.reason,
+            })
+            .collect()
+    }
+
+    /// Removes every flow rule (at exit).
+    pub fn clear_steering(&mut self) {
+        if let Some(s) = self.steering.as_mut() {
+            s.clear();
+        }
+    }
+
+    /// Brings the NIC rules in line with `table`'s local addresses (those
+    /// of its services; a retired LIP loses its rules, the redirect still
+    /// takes its replies) and marks which LIPs they steer.
+    fn steer(&mut self, table: &mut ServiceTable) {
+        let Some(s) = self.steering.as_mut() else {
+            return;
+        };
+        let mut want = Want::new();
+        for vs in table.services() {
+            for l in &vs.laddrs {
+                (want.entry(l.port).or_default()).insert(Target {
+                    lip: l.addr,
+                    proto: vs.key.proto,
+                });
+            }
+        }
+        for p in s.apply(&want) {
+            eprintln!("rvs-dp: {p}");
+        }
+        let s = &*s;
+        table.mark_steered(|lip, port| {
+            [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .filter(|&proto| s.steers(port, &Target { lip, proto }))
+                .fold(0, |b, proto| b | steer_bit(proto))
+        });
     }
 
     pub fn config(&self) -> &IpvsConfig {
@@ -137,8 +196,10 @@ impl ControlPlane {
     /// Puts `next`, a model `cmds` turned the current one into, in force:
     /// one new snapshot, whatever the number of commands.
     pub fn commit(&mut self, next: IpvsConfig, cmds: &[Command]) -> Result<u64, IpvsError> {
-        let table = self.build(&next)?;
-        // Nothing can fail from here on.
+        let mut table = self.build(&next)?;
+        // Nothing can fail from here on (a flow rule refused only means the
+        // redirect does that port's work).
+        self.steer(&mut table);
         for cmd in cmds {
             self.note_zero(cmd);
         }
@@ -228,6 +289,7 @@ impl ControlPlane {
                 addr,
                 port: *port,
                 stats: stats.clone(),
+                steered: 0,
             })
             .collect();
         self.generation += 1;
@@ -256,6 +318,7 @@ impl ControlPlane {
             addr: l.addr,
             port,
             stats: stats.clone(),
+            steered: 0,
         })
     }
 
@@ -439,6 +502,9 @@ where
     }
     fn fill_laddrs(&self, _key: &ServiceKey, laddrs: &mut [LaddrInfo]) {
         self.cp.fill_laddrs(laddrs)
+    }
+    fn flow_steering(&self) -> Vec<PortFlowInfo> {
+        self.cp.flow_steering()
     }
 }
 

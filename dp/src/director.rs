@@ -17,7 +17,9 @@ use crate::addrwatch::Watched;
 use crate::config::{parse_cidr, parse_mac, Config, PortSpec};
 use crate::control::ControlPlane;
 use crate::core::{CoreOptions, Forwarder, PortInfo, Shared};
+use crate::dpdk::flow::FlowPorts;
 use crate::dpdk::{spsc_ring, Eal, EthdevConf, Mempool, Port, RingConsumer, RingProducer};
+use crate::fnat::steer::{SteerConfig, Steering};
 use crate::kernel::{self, ExceptionPath, KernelPort, KernelTx};
 use crate::route::RouteTable;
 use crate::wire::ethernet::MacAddr;
@@ -218,6 +220,16 @@ impl Director {
         }
         let capacity = cfg.dataplane.conn_capacity;
         let mut control = ControlPlane::new(shared.clone(), capacity.saturating_mul(nworkers as u32));
+        // Before the first commit, so the services of rvs.toml are steered too.
+        control.set_steering(Box::new(Steering::new(
+            FlowPorts::new(ports.clone()),
+            SteerConfig {
+                enabled: cfg.fullnat.flow_steering,
+                workers: nworkers as u16,
+                ports: shared.laddr.ports.clone(),
+                max_rules: cfg.fullnat.flow_rules_max as usize,
+            },
+        )));
         control
             .apply(&Command::Restore(
                 cfg.ipvs_commands()

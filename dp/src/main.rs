@@ -128,6 +128,8 @@ fn main() {
                 || dump.collect(),
                 || Director::latency(&reader, nworkers),
             );
+            // Before the ports stop: rules go with their port anyway.
+            control.clear_steering();
         })
         .unwrap_or_else(|e| fail(format!("cannot start the control thread: {e}")));
 

@@ -23,6 +23,27 @@ pub struct LocalAddress {
     /// Our port index.
     pub port: u16,
     pub stats: Arc<LaddrStats>,
+    /// Protocols (`steer_bit`) whose replies NIC flow rules on `port`
+    /// deliver to their owner (`fnat::steer`); set by the control plane.
+    pub steered: u8,
+}
+
+/// The bit of `proto` in `LocalAddress::steered`.
+#[inline(always)]
+pub fn steer_bit(proto: Proto) -> u8 {
+    match proto {
+        Proto::Tcp => 1,
+        Proto::Udp => 2,
+    }
+}
+
+impl LocalAddress {
+    /// Whether a reply of `proto` received on `in_port` was put on its
+    /// queue by a flow rule (it reached its owner by the rule, not by luck).
+    #[inline(always)]
+    pub fn steers(&self, in_port: u16, proto: Proto) -> bool {
+        self.port == in_port && self.steered & steer_bit(proto) != 0
+    }
 }
 
 /// Persistence (ipvsadm `-p timeout`, `-M netmask`).
@@ -197,6 +218,13 @@ impl ServiceTable {
         &self.lips
     }
 
+    /// Sets each local address's `steered` bits to `bits(addr, port)`.
+    pub fn mark_steered(&mut self, bits: impl Fn(Ipv4Addr, u16) -> u8) {
+        for l in &mut self.lips {
+            l.steered = bits(l.addr, l.port);
+        }
+    }
+
     /// Whether any service has the SYN proxy.
     #[inline]
     pub fn any_syn_proxy(&self) -> bool {
@@ -288,6 +316,7 @@ mod lip_filter_tests {
                 addr: Ipv4Addr::from(0x0A00_0100 + i),
                 port: 0,
                 stats: Arc::new(LaddrStats::new(1)),
+                steered: 0,
             })
             .collect();
         let t = ServiceTable::new(0, Vec::new());

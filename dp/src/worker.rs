@@ -454,6 +454,7 @@ impl Worker {
         block.fnat_out = c.fnat_out;
         block.fnat_replies_direct = c.fnat_replies_direct;
         block.fnat_replies_redirected = c.fnat_replies_redirected;
+        block.fnat_replies_steered = c.fnat_replies_steered;
         block.toa_inserted = c.toa_inserted;
         block.toa_skipped = c.toa_skipped;
         block.proxy_inserted = c.proxy_inserted;
@@ -658,11 +659,12 @@ impl Worker {
         }
         if c.fnat_in + c.fnat_out > 0 {
             line.push_str(&format!(
-                " fnat_in {} fnat_out {} fnat_replies direct {} redirected {} toa {} (skipped {}) proxy_headers {}",
+                " fnat_in {} fnat_out {} fnat_replies direct {} redirected {} steered {} toa {} (skipped {}) proxy_headers {}",
                 c.fnat_in,
                 c.fnat_out,
                 c.fnat_replies_direct,
                 c.fnat_replies_redirected,
+                c.fnat_replies_steered,
                 c.toa_inserted,
                 c.toa_skipped,
                 c.proxy_inserted

@@ -295,6 +295,22 @@ fn check_probe_errors_and_rss(pool: &Mempool) {
         Err(DpdkError::InvalidArgument(_))
     ));
     null.set_promiscuous(true).unwrap();
+
+    // A PMD without rte_flow (net_null, as af_packet, pcap...): validate and
+    // create refuse with ENOSYS, worded, and nothing is left installed.
+    use rvs_dp::dpdk::flow::{self, Flow};
+    use rvs_dp::fnat::steer::{class_rules, Target};
+    use rvs_dp::service::Proto;
+    let t = Target {
+        lip: std::net::Ipv4Addr::new(10, 2, 0, 200),
+        proto: Proto::Tcp,
+    };
+    let rule = class_rules(t, 2)[1];
+    let e = flow::validate(&null, &rule).unwrap_err();
+    assert_eq!((e.op, e.errno), ("rte_flow_validate", libc::ENOSYS), "{e}");
+    assert!(e.to_string().contains("Function not implemented"), "{e}");
+    let e = Flow::create(&null, &rule).unwrap_err();
+    assert_eq!((e.op, e.errno), ("rte_flow_create", libc::ENOSYS), "{e}");
 }
 
 fn check_ring_between_lcores(eal: &Eal, pool: &Mempool) {

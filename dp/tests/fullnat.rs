@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use rvs_dp::core::{owner_of, CoreOptions, Forwarder, Verdict};
 use rvs_dp::fnat::laddr::{owner_of_port, LaddrConfig};
+use rvs_dp::fnat::steer::{FlowDevice, FlowRule, SteerConfig, Steering};
 use rvs_dp::fnat::toa;
 use rvs_dp::packet::{PacketBuf, VecBuf};
 use rvs_dp::service::{ForwardMethod, Proto, ServiceKey};
@@ -1098,4 +1099,130 @@ fn local_addresses_stay_owned_with_kernel_interfaces() {
         ),
     );
     assert_eq!(v, Verdict::Drop(DropReason::OutNoConn), "not the kernel's");
+}
+
+/// A NIC that takes every rule (masks too).
+struct AnyRule(u64);
+
+impl FlowDevice for AnyRule {
+    type Handle = u64;
+    fn validate(&mut self, _port: u16, _rule: &FlowRule) -> Result<(), String> {
+        Ok(())
+    }
+    fn create(&mut self, _port: u16, _rule: &FlowRule) -> Result<u64, String> {
+        self.0 += 1;
+        Ok(self.0)
+    }
+    fn destroy(&mut self, _port: u16, _h: u64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn replies_steered_by_rules_are_counted_apart() {
+    let mut lab = Lab::new(Proto::Tcp, ClientAddr::None, 2, (1024, 65535), 60);
+    lab.dir.control.set_steering(Box::new(Steering::new(
+        AnyRule(0),
+        SteerConfig {
+            enabled: true,
+            workers: 2,
+            ports: 1024..=65535,
+            max_rules: 4096,
+        },
+    )));
+    // The next change steers: port 1 ("inside") gets classes for the LIP.
+    let lip2 = Ipv4Addr::new(10, 2, 0, 201);
+    lab.dir.apply(Command::AddLaddr(lab.key, laddr(lip2, "inside")));
+    lab.refresh();
+    let (r, _) = lab.dir.control.handle(&Command::FlowSteering, Vec::new, Vec::new);
+    let Reply::FlowSteering(ports) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(ports.len(), 1);
+    let p = &ports[0];
+    assert_eq!(
+        (p.port, p.name.as_str(), p.mode.as_str(), p.rules),
+        (1, "inside", "classes", 4)
+    );
+
+    let owner = owner_of(CIP, Ipv4Addr::BROADCAST, 2) as usize;
+    let syn = client(Seg {
+        flags: "S",
+        seq: ISN,
+        ..Seg::default()
+    });
+    let (v, out) = lab.send_on(owner, 0, &syn, false);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let lport = parse(&out).src.1;
+    let synack = server(
+        lport,
+        Seg {
+            flags: "SA",
+            seq: RS_ISN,
+            ack: ISN + 1,
+            ..Seg::default()
+        },
+    );
+    // On its owner, from the LIP's port: the rule put it there.
+    assert_eq!(
+        lab.send_on(owner, 1, &synack, false).0,
+        Verdict::Forward { port: 0 }
+    );
+    // Established: the fast path counts alike.
+    let ack = client(Seg {
+        flags: "A",
+        seq: ISN + 1,
+        ack: RS_ISN + 1,
+        ..Seg::default()
+    });
+    assert_eq!(lab.send_on(owner, 0, &ack, false).0, Verdict::Forward { port: 1 });
+    let data = server(
+        lport,
+        Seg {
+            flags: "PA",
+            seq: RS_ISN + 1,
+            ack: ISN + 1,
+            payload: b"hello",
+            ..Seg::default()
+        },
+    );
+    assert_eq!(
+        lab.send_on(owner, 1, &data, false).0,
+        Verdict::Forward { port: 0 }
+    );
+    // Through the redirect, or on another port than the LIP's: not steered.
+    assert_eq!(lab.send_on(owner, 1, &data, true).0, Verdict::Forward { port: 0 });
+    let on_port0 = tcp(
+        (RIP, 8080),
+        (LIP, lport),
+        Seg {
+            flags: "PA",
+            seq: RS_ISN + 1,
+            ack: ISN + 1,
+            payload: b"hello",
+            ..Seg::default()
+        },
+        (MacAddr(RS_MAC), P0_MAC),
+    );
+    assert_eq!(
+        lab.send_on(owner, 0, &on_port0, false).0,
+        Verdict::Forward { port: 0 }
+    );
+    let c = &lab.fwds[owner].counters;
+    assert_eq!(
+        (
+            c.fnat_replies_steered,
+            c.fnat_replies_redirected,
+            c.fnat_replies_direct
+        ),
+        (2, 1, 1)
+    );
+
+    // The second LIP gone: its rules go, the first one's stay.
+    lab.dir.apply(Command::DelLaddr(lab.key, lip2));
+    let (r, _) = lab.dir.control.handle(&Command::FlowSteering, Vec::new, Vec::new);
+    let Reply::FlowSteering(ports) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(ports[0].rules, 2, "only LIP's two class rules are left");
 }

@@ -88,6 +88,19 @@ pub struct LaddrSpec {
     pub port_name: String,
 }
 
+/// How one port steers FULLNAT replies to their worker (rvs-dp's
+/// `fnat::steer`): mode `classes`, `exact` or `none`, the rules installed,
+/// and why it fell back, if it did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortFlowInfo {
+    /// rvs-dp's port index, and its name in rvs.toml.
+    pub port: u16,
+    pub name: String,
+    pub mode: String,
+    pub rules: u32,
+    pub reason: String,
+}
+
 /// `-G` (`--get-laddr`): one local address of a service and its use now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaddrInfo {
@@ -361,6 +374,9 @@ pub enum Command {
     DelLaddr(ServiceKey, Ipv4Addr),
     /// `--get-laddr` / `-G -t VIP:port`: the service's local addresses.
     GetLaddr(ServiceKey),
+    /// Each port's NIC flow steering of FULLNAT replies (rvs-cp's
+    /// `rvs_flow_rules`).
+    FlowSteering,
 }
 
 impl Command {
@@ -378,6 +394,7 @@ impl Command {
                 | Command::ListDaemons
                 | Command::Ownership
                 | Command::GetLaddr(_)
+                | Command::FlowSteering
         )
     }
 
@@ -587,6 +604,8 @@ pub enum Reply {
     SyncCounters(SyncCountersInfo),
     /// `GetLaddr`: the service's local addresses, in the order added.
     Laddrs(Vec<LaddrInfo>),
+    /// `FlowSteering`: the ports that had local addresses to steer.
+    FlowSteering(Vec<PortFlowInfo>),
 }
 
 /// Why a command was refused. The `Display` texts are ipvsadm's.

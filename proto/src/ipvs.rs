@@ -388,6 +388,7 @@ impl IpvsConfig {
             }
             Command::List
             | Command::GetLaddr(_)
+            | Command::FlowSteering
             | Command::ListPage { .. }
             | Command::ListConns
             | Command::ListConnsPage { .. }

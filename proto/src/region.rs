@@ -45,7 +45,7 @@ use crate::types::DropReason;
 
 pub const MAGIC: [u8; 8] = *b"RVSCTL\0\0";
 /// Bump on any change of the header, ring or stats block layout.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 /// Where rvs-dp serves the region unless `--ctl`, `RVS_CTL` or the config's
 /// `dataplane.ctl` say otherwise; every tool's default. Its directory is
 /// root's (rvs-dp creates it with mode 0700), not the world-writable

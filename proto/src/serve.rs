@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::command::{
-    Command, ConnInfo, IpvsError, LaddrInfo, OwnedAddrs, Reply, ServiceInfo, VipOwned, WorkerLatency,
-    CONNS_PAGE, LIST_PAGE, RESTORE_IDLE_S,
+    Command, ConnInfo, IpvsError, LaddrInfo, OwnedAddrs, PortFlowInfo, Reply, ServiceInfo, VipOwned,
+    WorkerLatency, CONNS_PAGE, LIST_PAGE, RESTORE_IDLE_S,
 };
 use crate::ipvs::IpvsConfig;
 use crate::types::ServiceKey;
@@ -41,6 +41,10 @@ pub trait DataPlane {
     /// Fills the live use of a service's local addresses (`-G`); a data
     /// plane without FULLNAT leaves the zeros.
     fn fill_laddrs(&self, _key: &ServiceKey, _laddrs: &mut [LaddrInfo]) {}
+    /// Each port's flow steering; none without NIC rules.
+    fn flow_steering(&self) -> Vec<PortFlowInfo> {
+        Vec::new()
+    }
 }
 
 /// A restore being staged.
@@ -152,6 +156,7 @@ pub fn handle(dp: &mut impl DataPlane, cmd: &Command) -> (Reply, Option<u64>) {
             },
             None,
         ),
+        Command::FlowSteering => (Reply::FlowSteering(dp.flow_steering()), None),
         Command::GetLaddr(key) => {
             let Some(svc) = dp.model().service(key) else {
                 return (Reply::Error(IpvsError::NoSuchService), None);

@@ -72,9 +72,11 @@ pub struct WorkerStatsBlock {
     pub fnat_in: u64,
     pub fnat_out: u64,
     /// FULLNAT replies this worker owned, by the way they reached it: straight
-    /// from the NIC, or through another worker's redirect ring.
+    /// from the NIC by chance (RSS), or through another worker's redirect
+    /// ring, or put on its queue by a NIC flow rule (`steered`).
     pub fnat_replies_direct: u64,
     pub fnat_replies_redirected: u64,
+    pub fnat_replies_steered: u64,
     /// TOA options inserted, and left out for want of room in the segment.
     pub toa_inserted: u64,
     pub toa_skipped: u64,
@@ -93,7 +95,7 @@ const _: () = assert!(std::mem::size_of::<TrafficBlock>() == 5 * 8);
 // No padding anywhere: the field sizes add up to the block size.
 const _: () = assert!(
     std::mem::size_of::<WorkerStatsBlock>()
-        == 8 * (18 + DropReason::COUNT)
+        == 8 * (19 + DropReason::COUNT)
             + 40 * (STATS_SERVICES + STATS_REALS)
             + std::mem::size_of::<LatencyHist>()
 );

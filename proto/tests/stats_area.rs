@@ -123,6 +123,7 @@ fn a_published_block_reads_back_field_by_field() {
     b.conn_table_used = 5;
     b.fnat_replies_direct = 8;
     b.fnat_replies_redirected = 9;
+    b.fnat_replies_steered = 10;
     b.proxy_inserted = 11;
     b.services[STATS_SERVICES - 1].inpkts = 6;
     b.reals[STATS_REALS - 1].outbytes = 7;
@@ -135,8 +136,13 @@ fn a_published_block_reads_back_field_by_field() {
     assert_eq!(r, *b);
     assert_eq!(r.drop_count(DropReason::NoService), 3);
     assert_eq!(
-        (r.fnat_replies_direct, r.fnat_replies_redirected, r.proxy_inserted),
-        (8, 9, 11)
+        (
+            r.fnat_replies_direct,
+            r.fnat_replies_redirected,
+            r.fnat_replies_steered,
+            r.proxy_inserted
+        ),
+        (8, 9, 10, 11)
     );
     assert_eq!(r.service(STATS_SERVICES - 1).unwrap().inpkts, 6);
     assert_eq!(r.real(STATS_REALS - 1).unwrap().outbytes, 7);

@@ -9,7 +9,7 @@
 # stop, the keepalived.conf writer and the outage measure.
 NSS="$P-c $P-sw $P-a $P-b $P-s1 $P-s2 $P-s3"
 KEEPALIVED=${KEEPALIVED:-keepalived}
-RVS_CP=${RVS_CP:-$E2E_ROOT/target/release/rvs-cp}
+RVS_CP=${RVS_CP:-${CARGO_TARGET_DIR:-$E2E_ROOT/target}/release/rvs-cp}
 PROBE="$E2E_ROOT/tests/e2e/ha_probe.py"
 work=""
 declare -A dp_pid=() cp_pid=() ka_pid=() lcore=([a]=0 [b]=1) n=([a]=2 [b]=3)

@@ -2,8 +2,9 @@
 set -euo pipefail
 E2E_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LAB="$E2E_ROOT/scripts/lab.sh"
-export RVS_DP=${RVS_DP:-$E2E_ROOT/target/release/rvs-dp}
-export RVSADM=${RVSADM:-$E2E_ROOT/target/release/rvsadm}
+# Binaries: RVS_DP / RVSADM / RVSCP, else $CARGO_TARGET_DIR/release (default target/).
+export RVS_DP=${RVS_DP:-${CARGO_TARGET_DIR:-$E2E_ROOT/target}/release/rvs-dp}
+export RVSADM=${RVSADM:-${CARGO_TARGET_DIR:-$E2E_ROOT/target}/release/rvsadm}
 export RVS_LAB=${RVS_LAB:-rvs}  # scripts/lab.sh: the lab's name
 export RVS_CTL=/run/$RVS_LAB-lab/rvs.ctl  # scripts/lab.sh CTL
 VIP=10.1.0.100
@@ -62,7 +63,7 @@ lab_up() { "$LAB" up "$@" >/dev/null || die "lab up $*"; }
 lab_down() { "$LAB" down >/dev/null 2>&1 || true; }
 
 # For the scenarios that run rvs-cp beside the lab's rvs-dp.
-RVSCP=${RVSCP:-$E2E_ROOT/target/release/rvs-cp}
+RVSCP=${RVSCP:-${CARGO_TARGET_DIR:-$E2E_ROOT/target}/release/rvs-cp}
 cp_pid=""
 stop_cp() {
   if [ -n "$cp_pid" ]; then kill "$cp_pid" 2>/dev/null || true; wait "$cp_pid" 2>/dev/null || true; fi

@@ -439,18 +439,19 @@ pub fn workers(ws: &[super::WorkerCounters]) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "FNAT", "In", "Out", "RepDirect", "RepRedir", "ToaIns", "ToaSkip", "ProxyHdr"
+        "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "FNAT", "In", "Out", "RepDirect", "RepRedir", "RepSteered", "ToaIns", "ToaSkip", "ProxyHdr"
     );
     for w in ws {
         let _ = writeln!(
             out,
-            "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
             w.worker,
             w.fnat_in,
             w.fnat_out,
             w.fnat_replies_direct,
             w.fnat_replies_redirected,
+            w.fnat_replies_steered,
             w.toa_inserted,
             w.toa_skipped,
             w.proxy_inserted

@@ -144,9 +144,9 @@ impl Forwarder {
         // Each direction its own copy of the rest, with the direction a
         // constant: fewer values live at once, fewer branches on it.
         if self.snap.is_vip(dst) {
-            self.fast_conn::<true, B>(p, pkt, redirected)
+            self.fast_conn::<true, B>(in_port, p, pkt, redirected)
         } else {
-            self.fast_conn::<false, B>(p, pkt, redirected)
+            self.fast_conn::<false, B>(in_port, p, pkt, redirected)
         }
     }
 
@@ -155,6 +155,7 @@ impl Forwarder {
     #[inline(always)]
     fn fast_conn<const TO_VIP: bool, B: PacketBuf>(
         &mut self,
+        in_port: u16,
         p: Parsed,
         pkt: &mut B,
         redirected: bool,
@@ -175,7 +176,8 @@ impl Forwarder {
         }
         let cip = if to_vip { src } else { dst };
         // A FULLNAT reply: its destination port names the owner.
-        let to_lip = !to_vip && self.snap.lip(dst).is_some();
+        let lip = if to_vip { None } else { self.snap.lip(dst) };
+        let (to_lip, steered) = (lip.is_some(), lip.is_some_and(|l| l.steers(in_port, proto)));
         if !redirected && self.shared.workers > 1 {
             let n = self.shared.workers;
             let owner = if to_lip {
@@ -279,6 +281,8 @@ impl Forwarder {
         if to_lip {
             if redirected {
                 self.counters.fnat_replies_redirected += 1;
+            } else if steered {
+                self.counters.fnat_replies_steered += 1;
             } else {
                 self.counters.fnat_replies_direct += 1;
             }

@@ -10,9 +10,10 @@
 //!   worker only ports of its own share, and a connection is made on its
 //!   client's owner, so the owner of the port is the owner of the connection.
 //!   A reply received elsewhere goes to it through the redirect rings; the
-//!   owner counts which way each reply came (`fnat_replies_direct`,
-//!   `fnat_replies_redirected`). NIC flow rules that would deliver them
-//!   direct are not installed by this build.
+//!   owner counts which way each reply came (`fnat_replies_direct`: RSS
+//!   happened to pick the owner's queue; `fnat_replies_redirected`;
+//!   `fnat_replies_steered`: a NIC flow rule for its LIP on the port it came
+//!   in on put it there, see `fnat::steer`).
 //! - Client → RS: source LIP:lport, destination RIP:rport; then the client
 //!   hint: TOA on the SYN and on the segments acknowledging the server's
 //!   first byte (as DPVS), or the PROXY header at the start of the stream and
@@ -61,9 +62,10 @@ const HDR_MAX: usize = proxy::V1_TCP4_MAX_LEN;
 impl Forwarder {
     /// The worker that owns a reply to a local address with destination
     /// port `lport`, if not this one (to redirect it there). Counts the
-    /// replies the owner handles by the way they came.
+    /// replies the owner handles by the way they came; `steered`: a NIC
+    /// flow rule for its LIP on the port it came in on put it on our queue.
     #[inline]
-    pub(super) fn fnat_reply_owner(&mut self, lport: u16, redirected: bool) -> Option<u16> {
+    pub(super) fn fnat_reply_owner(&mut self, lport: u16, redirected: bool, steered: bool) -> Option<u16> {
         let n = self.shared.workers;
         if n > 1 && !redirected {
             let o = owner_of_port(lport, n);
@@ -74,6 +76,8 @@ impl Forwarder {
         }
         if redirected {
             self.counters.fnat_replies_redirected += 1;
+        } else if steered {
+            self.counters.fnat_replies_steered += 1;
         } else {
             self.counters.fnat_replies_direct += 1;
         }

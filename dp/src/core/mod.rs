@@ -306,9 +306,11 @@ pub struct WorkerCounters {
     pub fnat_in: u64,
     pub fnat_out: u64,
     /// FULLNAT replies this worker owned, by the way they came: straight
-    /// from the NIC, or through another worker's redirect (`core::fnat`).
+    /// from the NIC, or through another worker's redirect, or put on this
+    /// worker's queue by a NIC flow rule (`core::fnat`, `fnat::steer`).
     pub fnat_replies_direct: u64,
     pub fnat_replies_redirected: u64,
+    pub fnat_replies_steered: u64,
     /// TOA options inserted, and left out for want of room.
     pub toa_inserted: u64,
     pub toa_skipped: u64,
@@ -586,9 +588,10 @@ impl Forwarder {
         if !self.conns.fnat_enabled() && self.worker == 0 && self.shared.workers > 1 {
             // Said once, when the first FULLNAT service appears.
             eprintln!(
-                "rvs-dp: FULLNAT replies reach the worker owning their local port through the \
-                 software redirect rings (no NIC flow rules in this build); the workers count \
-                 fnat_replies direct/redirected"
+                "rvs-dp: FULLNAT replies reach the worker owning their local port by NIC flow \
+                 rules where a port has them (see 'flow steering' above), else through the \
+                 software redirect rings; the workers count fnat_replies \
+                 direct/redirected/steered"
             );
         }
         self.conns.enable_fnat();
@@ -941,7 +944,8 @@ impl Forwarder {
         }
         // A reply to a local address: its destination port names the owner,
         // checked once the ports are read.
-        let to_lip = !to_vip && self.snap.lip(ip.dst).is_some();
+        let lip = if to_vip { None } else { self.snap.lip(ip.dst) };
+        let (to_lip, steered) = (lip.is_some(), lip.is_some_and(|l| l.steers(in_port, proto)));
         let cip = if to_vip { ip.src } else { ip.dst };
         if !to_lip {
             if let Some(worker) = self.foreign_owner(cip, redirected) {
@@ -1023,7 +1027,7 @@ impl Forwarder {
             self.xmit_in(in_port, pkt, ip, id, flags, true)
         } else {
             if to_lip {
-                if let Some(worker) = self.fnat_reply_owner(dport, redirected) {
+                if let Some(worker) = self.fnat_reply_owner(dport, redirected, steered) {
                     if ip.frag {
                         // The rest of the datagram has no port to name its owner.
                         self.frags.remember_redirect(ip, worker, self.now);

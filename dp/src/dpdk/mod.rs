@@ -10,6 +10,7 @@
 
 mod eal;
 mod error;
+pub mod flow;
 mod mbuf;
 mod port;
 mod ring;

@@ -38,6 +38,9 @@
 //!   in a side array of the connection table.
 //! - [`pools`]: a worker's pools, one per FULLNAT service, kept across
 //!   service snapshots, and the per-LIP counters `ipvsadm -G` reads.
+//! - [`steer`]: NIC flow rules delivering replies to their owner, per port
+//!   (classes, exact, none), planned and diffed in pure code against a
+//!   `FlowDevice` (`dpdk::flow` binds it to rte_flow).
 //!
 //! # How the forwarding path uses them
 //!
@@ -65,9 +68,12 @@
 //!   smaller (`wire::tcpopt::clamp_mss`), so that full-sized client segments
 //!   still have room for TOA under the MTU.
 //! - RS → client: the reply's destination port names its worker
-//!   (`owner_of_port(lport, workers)`); the receiving worker passes it on
-//!   through the redirect ring to the owner (NIC flow rules per port class
-//!   are not installed yet). Then `rs_to_client`, and the address/port
+//!   (`owner_of_port(lport, workers)`). Where the NIC takes them, rte_flow
+//!   rules put it on the owner's queue ([`steer`]: port classes under a
+//!   mask, or exact ports, installed by the control thread when a port's
+//!   LIPs change); a reply that still lands elsewhere is passed on through
+//!   the redirect ring to the owner. The owner counts it `steered`,
+//!   `direct` or `redirected`. Then `rs_to_client`, and the address/port
 //!   rewrite back to VIP:vport → CIP:cport.
 //! - Expiry: when the entry is freed, the table queues its `LocalAddr`; the
 //!   worker `free`s it to its pool, usable again after the hold.
@@ -77,8 +83,9 @@
 //!
 //! # Not here yet
 //!
-//! NIC flow rules steering replies by port class (the software redirect
-//! does it on any NIC); IPv6 (TOA, PROXY TCP6); UDP client address (UOA);
+//! Flow steering proven on a NIC that takes the rules (this lab's net_tap
+//! cannot: its kernel lacks TC flower, skbedit and multiq, so every port
+//! ends in `steer::Mode::None`); IPv6 (TOA, PROXY TCP6); UDP client address (UOA);
 //! PROXY v2 TLVs; SYN proxy with FULLNAT (refused by the model) and
 //! sequence randomisation, which would shift RS → client seq as well.
 
@@ -89,4 +96,5 @@ pub mod segment;
 pub mod seq;
 pub mod side;
 pub mod stats;
+pub mod steer;
 pub mod toa;

@@ -169,6 +169,7 @@ mod tests {
             addr,
             port: 1,
             stats: stats.clone(),
+            steered: 0,
         }
     }
 

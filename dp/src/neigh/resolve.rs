@@ -172,6 +172,7 @@ mod tests {
             addr: Ipv4Addr::from(a),
             port: 1,
             stats: Arc::new(LaddrStats::new(1)),
+            steered: 0,
         };
         let mut r: Resolver<()> = Resolver::new(4);
         let snap = ServiceTable::new(1, Vec::new()).with_retired_lips(vec![lip([10, 2, 0, 200])]);
