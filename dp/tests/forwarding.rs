@@ -15,19 +15,8 @@ use rvs_proto::command::Command;
 
 #[path = "common/lab.rs"]
 mod lab;
-use lab::{port, LabDirector};
+use lab::{port, rs_ip, LabDirector, CIP, CLIENT_MAC, DIP0, DIP1, P0_MAC, P1_MAC, VIP};
 
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
-const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
-const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
-const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
-const DIP0: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
-const DIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
-
-fn rs_ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 2, 0, 10 + i)
-}
 fn rs_mac(i: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 2, i])
 }

@@ -23,17 +23,10 @@ use rvs_proto::command::{DaemonRole, IpvsError, SyncDaemonSpec};
 
 #[path = "common/lab.rs"]
 mod lab;
-use lab::{port, LabDirector};
+use lab::{port, rs_ip, LabDirector, P0_MAC, P1_MAC, VIP};
 
-const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
-const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
 const MASTER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const SYNCID: u8 = 7;
-
-fn rs_ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 2, 0, 10 + i)
-}
 
 fn cip(i: u16) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, 1 + (i / 200) as u8, 10 + (i % 200) as u8)

@@ -20,17 +20,7 @@ use rvs_proto::resync::{BulkRequest, ListPage};
 
 #[path = "common/lab.rs"]
 mod lab;
-use lab::{port, LabDirector};
-
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
-const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
-const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
-const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
-
-fn rs_ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 2, 0, 10 + i)
-}
+use lab::{port, rs_ip, LabDirector, CIP, CLIENT_MAC, P0_MAC, P1_MAC, VIP};
 
 /// A director with TCP VIP:80 (NAT to :8080, or DR keeping :80) on real servers 1
 /// and 2, and UDP VIP:53 on real server 1; `persistent` makes :80 `-p 300`.

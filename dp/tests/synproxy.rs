@@ -18,15 +18,8 @@ use std::sync::atomic::Ordering;
 
 #[path = "common/lab.rs"]
 mod lab;
-use lab::{port, LabDirector};
+use lab::{port, LabDirector, CIP, CLIENT_MAC, P0_MAC, P1_MAC, RIP, RS_MAC, VIP};
 
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
-const RS_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
-const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
-const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
-const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
-const RIP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
 const CLIENT_ISN: u32 = 1000;
 const RS_ISN: u32 = 5_000_000;
 

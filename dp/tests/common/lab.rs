@@ -17,6 +17,24 @@ use rvs_dp::service::{ForwardMethod, Proto, ServiceKey};
 use rvs_dp::wire::ethernet::MacAddr;
 use rvs_proto::command::{Command, DestSpec, ServiceSpec};
 
+/// The lab's addresses, the same in every test: clients and VIPs on port 0
+/// (10.1.0.0/24), real servers and local addresses on port 1 (10.2.0.0/24).
+pub const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
+pub const RS_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+pub const P0_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 0]);
+pub const P1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xd0, 1]);
+pub const DIP0: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub const DIP1: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+pub const CIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 100);
+pub const RIP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 11);
+pub const LIP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 200);
+
+/// Real server `i`'s address (`RIP` is the first).
+pub fn rs_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 2, 0, 10 + i)
+}
+
 pub struct LabDirector {
     pub shared: Arc<Shared>,
     pub control: ControlPlane,
