@@ -17,7 +17,9 @@
 //! Classes first, then exact, then none. A mode that fails on any rule of a
 //! port (validate or create) is given up for that port as a whole: every
 //! rule made there is destroyed and the next mode is tried, so a LIP is never
-//! left half steered. A rule only steers: whatever it misses, the redirect
+//! left half steered. A device's refusal is for good on that port; a port
+//! that fell to none only because exact rules would pass the cap gets them
+//! back once its local addresses fit under it again. A rule only steers: whatever it misses, the redirect
 //! still catches, so removing rules is never unsafe.
 //!
 //! The device is a trait ([`FlowDevice`]); `dpdk::flow` binds it to
@@ -189,6 +191,9 @@ struct PortState<H> {
     mode: Option<Mode>,
     reason: String,
     installed: BTreeMap<Target, Vec<H>>,
+    /// In `Mode::None` only for `max_rules`: the NIC took exact rules, so
+    /// they are tried again once the port's targets fit under the cap.
+    capped: bool,
 }
 
 impl<H> Default for PortState<H> {
@@ -197,6 +202,7 @@ impl<H> Default for PortState<H> {
             mode: None,
             reason: String::new(),
             installed: BTreeMap::new(),
+            capped: false,
         }
     }
 }
@@ -204,6 +210,22 @@ impl<H> Default for PortState<H> {
 impl<H> PortState<H> {
     fn rules(&self) -> usize {
         self.installed.values().map(Vec::len).sum()
+    }
+}
+
+/// Why a mode could not steer a port's targets.
+enum FillError {
+    /// The device refused a rule.
+    Device(String),
+    /// Exact rules would pass `max_rules`.
+    OverCap(String),
+}
+
+impl fmt::Display for FillError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FillError::Device(s) | FillError::OverCap(s) => f.write_str(s),
+        }
     }
 }
 
@@ -253,6 +275,15 @@ impl<D: FlowDevice> Steering<D> {
             }
         }
         let before = st.mode;
+        if st.capped
+            && !want.is_empty()
+            && rules_per_target(Mode::Exact, &self.cfg.ports, self.cfg.workers) * want.len()
+                <= self.cfg.max_rules
+        {
+            st.mode = Some(Mode::Exact);
+            st.capped = false;
+            st.reason = "exact rules fit under the cap again".into();
+        }
         if !want.is_empty() {
             let mut mode = st.mode.unwrap_or(Mode::Classes);
             if st.mode.is_none() {
@@ -272,9 +303,10 @@ impl<D: FlowDevice> Steering<D> {
                         for (_, hs) in std::mem::take(&mut st.installed) {
                             self.destroy_all(port, hs);
                         }
-                        st.reason = match mode {
-                            Mode::Classes => format!("classes refused: {why}"),
-                            _ => why,
+                        st.capped = matches!(why, FillError::OverCap(_));
+                        st.reason = match (mode, why) {
+                            (Mode::Classes, why) => format!("classes refused: {why}"),
+                            (_, why) => why.to_string(),
                         };
                         mode = mode.next();
                     }
@@ -296,7 +328,7 @@ impl<D: FlowDevice> Steering<D> {
         mode: Mode,
         st: &mut PortState<D::Handle>,
         want: &BTreeSet<Target>,
-    ) -> Result<(), String> {
+    ) -> Result<(), FillError> {
         if mode == Mode::None {
             return Ok(());
         }
@@ -311,17 +343,17 @@ impl<D: FlowDevice> Steering<D> {
         let per = rules_per_target(mode, &self.cfg.ports, self.cfg.workers);
         let total = st.rules() + per * missing.len();
         if mode == Mode::Exact && total > self.cfg.max_rules {
-            return Err(format!(
+            return Err(FillError::OverCap(format!(
                 "exact port rules would be {total}, over the cap of {} per port",
                 self.cfg.max_rules
-            ));
+            )));
         }
         let first_time = st.mode != Some(mode);
         for t in missing {
             let rs = rules(mode, t, &self.cfg.ports, self.cfg.workers);
             if first_time {
                 if let Some(r) = rs.first() {
-                    self.dev.validate(port, r)?;
+                    self.dev.validate(port, r).map_err(FillError::Device)?;
                 }
             }
             let mut made = Vec::with_capacity(rs.len());
@@ -330,7 +362,7 @@ impl<D: FlowDevice> Steering<D> {
                     Ok(h) => made.push(h),
                     Err(e) => {
                         self.destroy_all(port, made);
-                        return Err(e);
+                        return Err(FillError::Device(e));
                     }
                 }
             }

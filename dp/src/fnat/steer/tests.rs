@@ -214,9 +214,26 @@ fn an_exact_only_nic_gets_exact_rules_within_the_cap() {
     );
     assert!(s.dev.live.is_empty());
     assert!(!s.steers(1, &tcp(1)));
-    // None is for good on that port.
-    assert!(s.apply(&want(1, &[tcp(1)])).is_empty());
-    assert!(s.dev.live.is_empty());
+    // Back under the cap: exact rules again (the NIC took them before).
+    let r = s.apply(&want(1, &[tcp(1), udp(1)]));
+    assert_eq!((r[0].mode, r[0].rules), (Mode::Exact, 2000), "{}", r[0]);
+    assert!(s.steers(1, &tcp(1)) && s.steers(1, &udp(1)));
+    assert_eq!(s.dev.live.len(), 2000);
+}
+
+#[test]
+fn a_device_refusal_is_for_good_on_that_port() {
+    // Validate passes, create fails: none, and never tried again.
+    let mut s = Steering::new(
+        Fake {
+            refuse_create: true,
+            ..Fake::nic(false)
+        },
+        cfg(2, 20000..=20063),
+    );
+    assert_eq!(s.apply(&want(0, &[tcp(1), tcp(2)]))[0].mode, Mode::None);
+    assert!(s.apply(&want(0, &[tcp(1)])).is_empty());
+    assert!(s.dev.live.is_empty() && !s.steers(0, &tcp(1)));
 }
 
 #[test]
