@@ -1081,12 +1081,7 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc
-            .dests
-            .iter()
-            .any(|d| matches!(d.method, ForwardMethod::Nat | ForwardMethod::FullNat))
-            && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum)
-        {
+        if snap.rewrites(si) && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum) {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }
         let now = self.now;
