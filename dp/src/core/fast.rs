@@ -75,7 +75,7 @@ impl Forwarder {
         let len = pkt.len();
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
-        let port_mac = *self.shared.port_macs.get(in_port as usize)?;
+        let port_mac = *self.hot.port_macs.get(in_port as usize)?;
         let dst_mac = u64::from_le_bytes(head[..8].try_into().ok()?) & 0xFFFF_FFFF_FFFF;
         let ethertype = eth::ETHERTYPE..ETH_LEN;
         if dst_mac != port_mac || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
@@ -176,8 +176,8 @@ impl Forwarder {
         let cip = if to_vip { src } else { dst };
         // A FULLNAT reply: its destination port names the owner.
         let to_lip = !to_vip && self.snap.lip(dst).is_some();
-        if !redirected && self.shared.workers > 1 {
-            let n = self.shared.workers;
+        if !redirected && self.hot.workers > 1 {
+            let n = self.hot.workers;
             let owner = if to_lip {
                 owner_of_port(dport, n)
             } else {
@@ -225,8 +225,7 @@ impl Forwarder {
             return None;
         }
         // expire_nodest_conn ends the connection: the general path's job.
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
-        {
+        if self.hot.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
             return None;
         }
         // Where the packet goes and what it becomes.
