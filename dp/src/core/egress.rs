@@ -84,8 +84,8 @@ pub struct EgressCache {
     slots: Vec<Egress>,
     /// Slot + 1 by hash of the next hop; 0 = empty.
     index: Box<[u8; INDEX]>,
-    /// The egress `get_or_resolve` resolved for one packet when every slot
-    /// was taken: lent for that packet only, never named by an entry.
+    /// The egress `keep` was given when every slot was taken: lent for that
+    /// packet only, never named by an entry.
     spare: Option<Egress>,
 }
 
@@ -113,36 +113,19 @@ impl EgressCache {
         Some(e)
     }
 
-    /// The egress of slot number `slot` as `get`; for slot 0 (none recorded
-    /// yet), `resolve`'s answer kept in a slot (`insert`). Returns the slot
-    /// number for the entry to record (`slot`, or the new one; 0 when every
-    /// slot was taken, the egress then lent for this packet only) and the
-    /// egress, borrowed: the per-packet path copies nothing of it.
-    #[inline(always)]
-    pub fn get_or_resolve(
-        &mut self,
-        slot: u8,
-        generation: u64,
-        now: u32,
-        neigh: &NeighTable,
-        resolve: impl FnOnce() -> Option<Egress>,
-    ) -> Option<(u8, &Egress)> {
-        if slot != 0 {
-            return Some((slot, self.get(slot, generation, now, neigh)?));
-        }
-        self.resolve_into(resolve()?)
-    }
-
-    /// `get_or_resolve`'s first resolution of a next hop, out of line.
+    /// Keeps `e`, the first resolution of a next hop, as `insert` does, and
+    /// lends it: returns the slot number for the entry to record (0 when
+    /// every slot was taken, the egress then lent for this packet only,
+    /// named by no entry) and the egress. The per-packet path thus copies
+    /// nothing of it, first packet or later ones (`get`).
     #[cold]
     #[inline(never)]
-    fn resolve_into(&mut self, e: Egress) -> Option<(u8, &Egress)> {
+    pub fn keep(&mut self, e: Egress) -> (u8, &Egress) {
         let n = self.insert(e);
-        let e = match usize::from(n).checked_sub(1) {
-            Some(i) => self.slots.get(i)?,
-            None => self.spare.insert(e),
-        };
-        Some((n, e))
+        match usize::from(n).checked_sub(1).and_then(|i| self.slots.get(i)) {
+            Some(kept) => (n, kept),
+            None => (0, self.spare.insert(e)),
+        }
     }
 
     /// Keeps `e` (resolved under its generation) in the slot of its next
@@ -261,20 +244,14 @@ mod tests {
         };
         assert_eq!(c.insert(Egress::new(hop, &port(), f, g, 0)), 0);
         assert_eq!(c.len(), SLOTS);
-        // Resolved for a packet all the same, lent, and named by no entry.
-        let (n, e) = c
-            .get_or_resolve(0, g, 0, &t, || Some(Egress::new(hop, &port(), f, g, 0)))
-            .unwrap();
+        // Lent for the packet all the same, and named by no entry.
+        let (n, e) = c.keep(Egress::new(hop, &port(), f, g, 0));
         assert_eq!((n, e.hop), (0, hop));
         assert_eq!(c.len(), SLOTS);
-        assert!(
-            c.get_or_resolve(0, g, 0, &t, || None).is_none(),
-            "nothing resolved"
-        );
     }
 
     #[test]
-    fn get_or_resolve_keeps_the_first_answer_in_a_slot() {
+    fn keep_lends_the_slot_it_filled() {
         let t = NeighTable::new(16);
         let via = Ipv4Addr::new(10, 0, 0, 9);
         let hop = NextHop { port: 0, via };
@@ -283,13 +260,10 @@ mod tests {
         t.learn(via, m, 100);
         let g = t.generation();
         let mut c = EgressCache::default();
-        let (n, e) = c
-            .get_or_resolve(0, g, 100, &t, || Some(Egress::new(hop, &port(), m, g, 100)))
-            .unwrap();
+        let (n, e) = c.keep(Egress::new(hop, &port(), m, g, 100));
         assert_eq!((n, e.next_mac()), (1, m));
-        // Named by its slot from now on: `resolve` is not asked again.
-        let (n, e) = c.get_or_resolve(1, g, 100, &t, || unreachable!()).unwrap();
-        assert_eq!((n, e.next_mac()), (1, m));
+        // Named by its slot from now on.
+        assert_eq!(c.get(1, g, 100, &t).map(|e| e.next_mac()), Some(m));
         assert_eq!(c.len(), 1);
     }
 }

@@ -247,11 +247,12 @@ impl Forwarder {
         // Read before any neighbour lookup whose answer is kept.
         let generation = shared.neigh.generation();
         // A slot that no longer resolves: the general path asks ARP.
-        let (recorded, eg) = self
-            .egress
-            .get_or_resolve(slot, generation, now, &shared.neigh, || {
-                resolve(shared, src, dst, toward, generation, now)
-            })?;
+        let (recorded, eg) = if slot != 0 {
+            (slot, self.egress.get(slot, generation, now, &shared.neigh)?)
+        } else {
+            self.egress
+                .keep(resolve(shared, src, dst, toward, generation, now)?)
+        };
         if slot == 0 {
             c.set_egress(dir, recorded);
         }
@@ -341,7 +342,7 @@ impl Forwarder {
 /// for. Martian and local addresses (this packet's, which are the entry's
 /// keys: a slot is only ever recorded for addresses that pass), the route
 /// toward `toward`, the port, the neighbour: the egress for a slot
-/// (`EgressCache::get_or_resolve`); None for the general path.
+/// (`EgressCache::keep`); None for the general path.
 #[cold]
 #[inline(never)]
 fn resolve(
