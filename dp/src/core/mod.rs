@@ -656,6 +656,14 @@ impl Forwarder {
     /// another worker handed it over (so it is not redirected again).
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
+        self.process_inline(in_port, pkt, redirected)
+    }
+
+    /// `process`, always inlined: `process_burst`'s loop, which runs it
+    /// for every packet of a burst without a call (and the call's saving
+    /// and restoring of registers) each time.
+    #[inline(always)]
+    fn process_inline<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
         if self.fast_path {
             if let Some(v) = self.fast(in_port, pkt, redirected) {
                 return v;
@@ -702,6 +710,7 @@ impl Forwarder {
     /// With a large table it first walks the burst to request each packet's
     /// bucket head, then each chain's first entry, so the cache misses of the
     /// whole burst overlap instead of stalling packet after packet.
+    #[inline(never)]
     pub fn process_burst<B: PacketBuf>(&mut self, in_port: u16, pkts: &mut [B], verdicts: &mut [Verdict]) {
         let n = pkts.len().min(verdicts.len());
         if self.conns.len() >= WARM_MIN_CONNS {
@@ -717,7 +726,7 @@ impl Forwarder {
             }
         }
         for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n) {
-            *v = self.process(in_port, p, false);
+            *v = self.process_inline(in_port, p, false);
         }
     }
 
