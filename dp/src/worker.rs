@@ -47,6 +47,10 @@ impl PacketBuf for Mbuf {
     fn rx_l4_csum(&self) -> Option<bool> {
         Mbuf::rx_l4_csum(self)
     }
+    #[inline(always)]
+    fn ip_csum_ok(&self, software: impl FnOnce() -> bool) -> bool {
+        Mbuf::ip_csum_ok(self, software)
+    }
     fn prepend(&mut self, n: usize) -> bool {
         Mbuf::prepend(self, n).is_some()
     }

@@ -124,7 +124,7 @@ impl Forwarder {
             _ => return None,
         };
         // After the SYN's way out above: it need not pay the sum twice.
-        if !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph)) {
+        if !pkt.ip_csum_ok(|| ipv4::header_checksum_ok(iph)) {
             return None;
         }
         // TCP and UDP put their ports at the same offsets.
