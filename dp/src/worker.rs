@@ -524,7 +524,7 @@ impl Worker {
                 let t_rx = rdtsc();
                 let mut verdicts = [Verdict::Consumed { learned: None }; 32];
                 self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
-                for (m, v) in rx.drain().zip(verdicts) {
+                for (m, &v) in rx.drain().zip(verdicts.iter()) {
                     // Nearly every verdict: straight to TX, past the rest of dispatch.
                     match v {
                         Verdict::Forward { port } => self.queue_tx(&mut io, port, m),
