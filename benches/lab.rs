@@ -32,6 +32,8 @@ pub const NAT_PORT: u16 = 80;
 pub const DR_PORT: u16 = 81;
 pub const TUN_PORT: u16 = 82;
 pub const FNAT_PORT: u16 = 83;
+/// A UDP NAT service, as `scripts/bench.sh` forwards (its traffic is UDP).
+pub const UDP_PORT: u16 = 53;
 /// The FULLNAT service's local address, on port 1.
 pub const LIP: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 200);
 pub const RS_NAT_PORT: u16 = 8080;
@@ -97,6 +99,10 @@ pub fn shared() -> Arc<Shared> {
             ));
         }
     }
+    let key = dir.service(Proto::Udp, VIP, UDP_PORT, "rr", None);
+    for i in 1..=3 {
+        dir.real_server(key, rs_ip(i), UDP_PORT, 1, ForwardMethod::Nat);
+    }
     dir.shared
 }
 
@@ -158,6 +164,56 @@ pub fn tcp_frame(
     let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + 6 + 20;
     let c = fold(pseudo + sum16(tcp));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Ethernet + IPv4 + UDP with 18 bytes of payload: 60 bytes, the 64-byte
+/// frames of `scripts/bench.sh` without their FCS; the UDP checksum set.
+pub fn udp_frame(dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, out: &mut [u8]) {
+    const PAYLOAD: usize = FRAME_LEN - 42;
+    let f = &mut out[..FRAME_LEN];
+    f.fill(0);
+    f[..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x77, 0x77]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 8 + PAYLOAD) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = fold(sum16(ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let udp = &mut f[34..];
+    udp[0..2].copy_from_slice(&sport.to_be_bytes());
+    udp[2..4].copy_from_slice(&dport.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + PAYLOAD) as u16).to_be_bytes());
+    for (i, b) in udp[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let len = (8 + PAYLOAD) as u32;
+    let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + 17 + len;
+    let c = fold(pseudo + sum16(udp));
+    udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+}
+
+/// Opens `n` UDP NAT flows (one datagram each) and returns their frames,
+/// client → VIP, in a shuffled order.
+pub fn open_udp_flows(f: &mut Forwarder, n: u32) -> Frames {
+    let mut buf = VecBuf::new(&[0u8; FRAME_LEN]);
+    let mut fr = [0u8; 64];
+    for i in 0..n {
+        let (cip, cport) = client(i, false);
+        udp_frame(P0_MAC, cip, VIP, cport, UDP_PORT, &mut fr);
+        assert_eq!(send(f, 0, &fr, &mut buf), Verdict::Forward { port: 1 });
+    }
+    assert_eq!(f.conns.len(), n as usize);
+    let mut ins = Frames::with_capacity(n as usize);
+    for &i in &shuffled(n) {
+        let (cip, cport) = client(i, false);
+        ins.push(|b| udp_frame(P0_MAC, cip, VIP, cport, UDP_PORT, b));
+    }
+    ins
 }
 
 /// Frames at a fixed stride in one allocation, walked round-robin.

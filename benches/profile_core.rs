@@ -3,7 +3,7 @@
 //!
 //! cargo bench -p rvs-dp --bench profile_core --no-run, then run the binary
 //! with: <nat_in|nat_out|nat_new|dr_in|tun_in|nat_in_burst|dr_in_burst|nat_in_hwcsum|nat_new_hwcsum
-//! |fnat_in|fnat_out|fnat_new>
+//! |fnat_in|fnat_out|fnat_new|nat_in_udp>
 //! <connections> <packets>
 //!
 //! The `_burst` cases go through `Forwarder::process_burst` in bursts of 32,
@@ -11,6 +11,8 @@
 //! `nat_in_hwcsum` is `nat_in` with the IPv4 header checksum reported good
 //! by the "NIC" (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`), so not summed again;
 //! `nat_new_hwcsum` is `nat_new` with the IPv4 and TCP checksums so.
+//! `nat_in_udp` is `nat_in` on UDP datagrams (60-byte frames, a UDP NAT
+//! service), the traffic of `scripts/bench.sh`.
 
 mod lab;
 
@@ -31,6 +33,18 @@ fn main() {
         "fnat_in" | "fnat_out" | "fnat_new" => FNAT_PORT,
         _ => NAT_PORT,
     };
+    if case == "nat_in_udp" {
+        // UDP, as `scripts/bench.sh` forwards: one datagram opens a flow.
+        let ins = open_udp_flows(&mut f, n);
+        let mut cur = 0;
+        let t = run(&mut f, 0, &ins, &mut cur, packets);
+        println!(
+            "{case} n={n}: {packets} packets, {:.1} ns/packet, drops {}",
+            t.as_nanos() as f64 / packets as f64,
+            f.drops.total()
+        );
+        return;
+    }
     let rs = open_flows(&mut f, n, vport);
     let (ins, outs) = flow_frames(n, vport, (vport == NAT_PORT).then_some(&rs[..]));
     let mut cur = 0;

@@ -7,8 +7,8 @@
 #   scripts/profile.sh [--tree DIR] [--keep DIR] [CASE...]
 #
 # CASE defaults to nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst
-# nat_in_hwcsum nat_new_hwcsum fnat_in fnat_out fnat_new (the last ones where the
-# checkout has them).
+# nat_in_hwcsum nat_new_hwcsum fnat_in fnat_out fnat_new nat_in_udp (the last
+# ones where the checkout has them).
 # --tree DIR profiles another checkout (e.g. a worktree of an older commit) with
 # this script. --keep DIR leaves each case's callgrind.out.CASE there, for
 # `callgrind_annotate --inclusive=yes DIR/callgrind.out.nat_in`.
@@ -29,6 +29,7 @@ if [ ${#cases[@]} -eq 0 ]; then
   cases=(nat_in nat_out dr_in tun_in nat_new nat_in_burst dr_in_burst)
   if grep -q nat_new_hwcsum "$root/benches/profile_core.rs"; then cases+=(nat_in_hwcsum nat_new_hwcsum); fi
   if grep -q fnat_new "$root/benches/profile_core.rs"; then cases+=(fnat_in fnat_out fnat_new); fi
+  if grep -q nat_in_udp "$root/benches/profile_core.rs"; then cases+=(nat_in_udp); fi
 fi
 conns=${RVS_PROFILE_CONNS:-1024}
 packets=${RVS_PROFILE_PACKETS:-200000}

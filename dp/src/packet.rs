@@ -29,6 +29,14 @@ pub trait PacketBuf {
     fn rx_l4_csum(&self) -> Option<bool> {
         None
     }
+    /// Whether the IPv4 header checksum holds: the NIC's verdict
+    /// (`rx_ip_csum`) where it gave one, else `software`'s. An mbuf answers
+    /// from its flags without an `Option` in between (the fast path asks
+    /// for every packet).
+    #[inline(always)]
+    fn ip_csum_ok(&self, software: impl FnOnce() -> bool) -> bool {
+        self.rx_ip_csum().unwrap_or_else(software)
+    }
     fn len(&self) -> usize {
         self.data().len()
     }

@@ -118,6 +118,10 @@ pub struct ServiceTable {
     lip_filter: u64,
     /// Some service has a FULLNAT real server.
     any_fnat: bool,
+    /// By service index: some real server of it rewrites packets (NAT or
+    /// FULLNAT), so a new connection's L4 checksum is checked
+    /// (`rewrites`). Worked out once here, not per new connection.
+    rewrites: Vec<bool>,
 }
 
 /// The bit of `ip` in `ServiceTable::lip_filter`: the top 6 bits of a
@@ -172,6 +176,14 @@ impl ServiceTable {
         let any_fnat = services
             .iter()
             .any(|s| s.dests.iter().any(|d| d.method == ForwardMethod::FullNat));
+        let rewrites = services
+            .iter()
+            .map(|s| {
+                s.dests
+                    .iter()
+                    .any(|d| matches!(d.method, ForwardMethod::Nat | ForwardMethod::FullNat))
+            })
+            .collect();
         ServiceTable {
             generation,
             services,
@@ -182,6 +194,7 @@ impl ServiceTable {
             lip_filter: lip_filter(&lips),
             lips,
             any_fnat,
+            rewrites,
         }
     }
 
@@ -288,6 +301,13 @@ impl ServiceTable {
     #[inline]
     pub fn get(&self, i: usize) -> Option<&VirtualService> {
         self.services.get(i)
+    }
+
+    /// Whether service `i` has a real server that rewrites packets (NAT or
+    /// FULLNAT): then a corrupt packet must not open a connection to it.
+    #[inline]
+    pub fn rewrites(&self, i: usize) -> bool {
+        self.rewrites.get(i).copied().unwrap_or(false)
     }
 
     pub fn services(&self) -> &[VirtualService] {

@@ -47,6 +47,10 @@ impl PacketBuf for Mbuf {
     fn rx_l4_csum(&self) -> Option<bool> {
         Mbuf::rx_l4_csum(self)
     }
+    #[inline(always)]
+    fn ip_csum_ok(&self, software: impl FnOnce() -> bool) -> bool {
+        Mbuf::ip_csum_ok(self, software)
+    }
     fn prepend(&mut self, n: usize) -> bool {
         Mbuf::prepend(self, n).is_some()
     }
@@ -517,6 +521,9 @@ impl Worker {
         };
         let mut block = WorkerStatsBlock::new_boxed();
         let mut rx: MbufBurst<32> = MbufBurst::new();
+        // A burst's verdicts, `process_burst`'s output: made once, each
+        // burst overwrites (and the drain below reads) its first n.
+        let mut verdicts = [Verdict::Consumed { learned: None }; 32];
         let mut loops: u32 = 0;
         let mut last_publish = 0u64;
         let mut idle_loops = 0u32;
@@ -543,9 +550,8 @@ impl Worker {
                     s.on_burst(n, rx.as_slice().iter().map(|m| m.data()));
                 }
                 let t_rx = rdtsc();
-                let mut verdicts = [Verdict::Consumed { learned: None }; 32];
                 self.fwd.process_burst(p as u16, rx.as_mut_slice(), &mut verdicts);
-                for (m, v) in rx.drain().zip(verdicts) {
+                for (m, &v) in rx.drain().zip(verdicts.iter()) {
                     // Nearly every verdict: straight to TX, past the rest of dispatch.
                     match v {
                         Verdict::Forward { port } => self.queue_tx(&mut io, port, m),

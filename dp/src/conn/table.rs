@@ -55,11 +55,12 @@ pub struct Conn {
     /// Next in the IN chain; for a free slot, next in the free list.
     in_next: u32,
     out_next: u32,
-    cip: Ipv4Addr,
-    vip: Ipv4Addr,
+    /// The IN key's addresses, CIP then VIP (`in_ips`), and ports, cport
+    /// then vport: each pair side by side, so that a lookup compares an
+    /// entry's pair with one load (see `find_in`).
+    ips: [u8; 8],
     rip: Ipv4Addr,
-    cport: u16,
-    vport: u16,
+    ports: [u16; 2],
     rport: u16,
     proto: Proto,
     method: ForwardMethod,
@@ -90,11 +91,9 @@ impl Conn {
     const EMPTY: Conn = Conn {
         in_next: NIL,
         out_next: NIL,
-        cip: Ipv4Addr::UNSPECIFIED,
-        vip: Ipv4Addr::UNSPECIFIED,
+        ips: [0; 8],
         rip: Ipv4Addr::UNSPECIFIED,
-        cport: 0,
-        vport: 0,
+        ports: [0; 2],
         rport: 0,
         proto: Proto::Tcp,
         method: ForwardMethod::Dr,
@@ -113,24 +112,30 @@ impl Conn {
     /// a template, client network:0 → VIP:vport).
     #[inline]
     pub fn flow(&self) -> FlowKey {
-        FlowKey::new(self.proto, self.cip, self.cport, self.vip, self.vport)
+        FlowKey::new(self.proto, self.cip(), self.cport(), self.vip(), self.vport())
     }
 
     #[inline]
     pub fn cip(&self) -> Ipv4Addr {
-        self.cip
+        Ipv4Addr::from(self.cip_octets())
+    }
+    #[inline(always)]
+    fn cip_octets(&self) -> [u8; 4] {
+        let i = &self.ips;
+        [i[0], i[1], i[2], i[3]]
     }
     #[inline]
     pub fn cport(&self) -> u16 {
-        self.cport
+        self.ports[0]
     }
     #[inline]
     pub fn vip(&self) -> Ipv4Addr {
-        self.vip
+        let i = &self.ips;
+        Ipv4Addr::new(i[4], i[5], i[6], i[7])
     }
     #[inline]
     pub fn vport(&self) -> u16 {
-        self.vport
+        self.ports[1]
     }
     #[inline]
     pub fn rip(&self) -> Ipv4Addr {
@@ -370,6 +375,13 @@ pub struct Bucket {
     out: bool,
 }
 
+/// `Conn::ips` of an IN key: CIP then VIP, in network byte order.
+#[inline(always)]
+fn in_ips(cip: Ipv4Addr, vip: Ipv4Addr) -> [u8; 8] {
+    let (c, v) = (cip.octets(), vip.octets());
+    [c[0], c[1], c[2], c[3], v[0], v[1], v[2], v[3]]
+}
+
 #[inline]
 fn mum(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
@@ -577,7 +589,7 @@ impl ConnTable {
                 None => (Ipv4Addr::UNSPECIFIED, 0),
             }
         } else {
-            (c.cip, c.cport)
+            (c.cip(), c.cport())
         }
     }
 
@@ -619,12 +631,12 @@ impl ConnTable {
         while let Some(c) = self.slab.get(i as usize) {
             if c.rport == flow.sport && c.rip == flow.src && c.proto == flow.proto && c.alive(now) {
                 // NAT compares the entry's own CIP:cport; FULLNAT its LIP:lport.
-                let (dst, dport) = if c.method != ForwardMethod::FullNat {
-                    (c.cip, c.cport)
+                let found = if c.method != ForwardMethod::FullNat {
+                    c.ports[0] == flow.dport && c.cip_octets() == flow.dst.octets()
                 } else {
-                    self.out_dst(i, c)
+                    self.out_dst(i, c) == (flow.dst, flow.dport)
                 };
-                if dport == flow.dport && dst == flow.dst {
+                if found {
                     return Some((ConnId(i), c));
                 }
             }
@@ -677,12 +689,11 @@ impl ConnTable {
     /// The IN index holds connections and templates (cport 0) apart.
     #[inline(always)]
     fn find_in(&self, flow: FlowKey, template: bool, now: u32) -> Option<(ConnId, &Conn)> {
+        let (ips, ports) = (in_ips(flow.src, flow.dst), [flow.sport, flow.dport]);
         let mut i = self.in_heads[self.bucket(flow, template)];
         while let Some(c) = self.slab.get(i as usize) {
-            if c.cport == flow.sport
-                && c.cip == flow.src
-                && c.vport == flow.dport
-                && c.vip == flow.dst
+            if c.ports == ports
+                && c.ips == ips
                 && c.proto == flow.proto
                 && (c.flags & F_TEMPLATE != 0) == template
                 && c.alive(now)
@@ -919,11 +930,9 @@ impl ConnTable {
         *c = Conn {
             in_next: NIL,
             out_next: NIL,
-            cip: p.flow.src,
-            vip: p.flow.dst,
+            ips: in_ips(p.flow.src, p.flow.dst),
             rip: p.rip,
-            cport: p.flow.sport,
-            vport: p.flow.dport,
+            ports: [p.flow.sport, p.flow.dport],
             rport: p.rport,
             proto: p.flow.proto,
             method: p.method,
@@ -973,11 +982,9 @@ impl ConnTable {
         self.slab[idx as usize] = Conn {
             in_next: NIL,
             out_next: NIL,
-            cip: t.flow.src,
-            vip: t.flow.dst,
+            ips: in_ips(t.flow.src, t.flow.dst),
             rip: t.rip,
-            cport: t.flow.sport,
-            vport: t.flow.dport,
+            ports: [t.flow.sport, t.flow.dport],
             rport: t.rport,
             proto: t.flow.proto,
             method: t.method,

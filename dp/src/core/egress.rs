@@ -84,6 +84,9 @@ pub struct EgressCache {
     slots: Vec<Egress>,
     /// Slot + 1 by hash of the next hop; 0 = empty.
     index: Box<[u8; INDEX]>,
+    /// The egress `keep` was given when every slot was taken: lent for that
+    /// packet only, never named by an entry.
+    spare: Option<Egress>,
 }
 
 impl Default for EgressCache {
@@ -91,6 +94,7 @@ impl Default for EgressCache {
         EgressCache {
             slots: Vec::with_capacity(SLOTS),
             index: Box::new([0; INDEX]),
+            spare: None,
         }
     }
 }
@@ -107,6 +111,21 @@ impl EgressCache {
             refresh(e, generation, now, neigh)?;
         }
         Some(e)
+    }
+
+    /// Keeps `e`, the first resolution of a next hop, as `insert` does, and
+    /// lends it: returns the slot number for the entry to record (0 when
+    /// every slot was taken, the egress then lent for this packet only,
+    /// named by no entry) and the egress. The per-packet path thus copies
+    /// nothing of it, first packet or later ones (`get`).
+    #[cold]
+    #[inline(never)]
+    pub fn keep(&mut self, e: Egress) -> (u8, &Egress) {
+        let n = self.insert(e);
+        match usize::from(n).checked_sub(1).and_then(|i| self.slots.get(i)) {
+            Some(kept) => (n, kept),
+            None => (0, self.spare.insert(e)),
+        }
     }
 
     /// Keeps `e` (resolved under its generation) in the slot of its next
@@ -225,5 +244,26 @@ mod tests {
         };
         assert_eq!(c.insert(Egress::new(hop, &port(), f, g, 0)), 0);
         assert_eq!(c.len(), SLOTS);
+        // Lent for the packet all the same, and named by no entry.
+        let (n, e) = c.keep(Egress::new(hop, &port(), f, g, 0));
+        assert_eq!((n, e.hop), (0, hop));
+        assert_eq!(c.len(), SLOTS);
+    }
+
+    #[test]
+    fn keep_lends_the_slot_it_filled() {
+        let t = NeighTable::new(16);
+        let via = Ipv4Addr::new(10, 0, 0, 9);
+        let hop = NextHop { port: 0, via };
+        let m = MacAddr([2, 0, 0, 0, 0, 1]);
+        t.want(via);
+        t.learn(via, m, 100);
+        let g = t.generation();
+        let mut c = EgressCache::default();
+        let (n, e) = c.keep(Egress::new(hop, &port(), m, g, 100));
+        assert_eq!((n, e.next_mac()), (1, m));
+        // Named by its slot from now on.
+        assert_eq!(c.get(1, g, 100, &t).map(|e| e.next_mac()), Some(m));
+        assert_eq!(c.len(), 1);
     }
 }

@@ -75,7 +75,7 @@ impl Forwarder {
         let len = pkt.len();
         let d = pkt.data();
         let head: &[u8; HEAD_LEN] = d.get(..HEAD_LEN)?.try_into().ok()?;
-        let port_mac = *self.shared.port_macs.get(in_port as usize)?;
+        let port_mac = *self.hot.port_macs.get(in_port as usize)?;
         let dst_mac = u64::from_le_bytes(head[..8].try_into().ok()?) & 0xFFFF_FFFF_FFFF;
         let ethertype = eth::ETHERTYPE..ETH_LEN;
         if dst_mac != port_mac || head[ethertype] != EtherType::IPV4.0.to_be_bytes() {
@@ -124,7 +124,7 @@ impl Forwarder {
             _ => return None,
         };
         // After the SYN's way out above: it need not pay the sum twice.
-        if !pkt.rx_ip_csum().unwrap_or_else(|| ipv4::header_checksum_ok(iph)) {
+        if !pkt.ip_csum_ok(|| ipv4::header_checksum_ok(iph)) {
             return None;
         }
         // TCP and UDP put their ports at the same offsets.
@@ -178,8 +178,8 @@ impl Forwarder {
         // A FULLNAT reply: its destination port names the owner.
         let lip = if to_vip { None } else { self.snap.lip(dst) };
         let (to_lip, steered) = (lip.is_some(), lip.is_some_and(|l| l.steers(in_port, proto)));
-        if !redirected && self.shared.workers > 1 {
-            let n = self.shared.workers;
+        if !redirected && self.hot.workers > 1 {
+            let n = self.hot.workers;
             let owner = if to_lip {
                 owner_of_port(dport, n)
             } else {
@@ -227,8 +227,7 @@ impl Forwarder {
             return None;
         }
         // expire_nodest_conn ends the connection: the general path's job.
-        if self.shared.opts.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed))
-        {
+        if self.hot.expire_nodest_conn && c.dest().is_some_and(|d| d.removed.load(Ordering::Relaxed)) {
             return None;
         }
         // Where the packet goes and what it becomes.
@@ -249,16 +248,16 @@ impl Forwarder {
         let shared = &*self.shared;
         // Read before any neighbour lookup whose answer is kept.
         let generation = shared.neigh.generation();
-        let eg = match self.egress.get(slot, generation, now, &shared.neigh) {
-            Some(e) => *e,
-            // A slot that no longer resolves: the general path asks ARP.
-            None if slot != 0 => return None,
-            None => {
-                let e = resolve(shared, &mut self.egress, src, dst, toward, generation, now)?;
-                c.set_egress(dir, e.0);
-                e.1
-            }
+        // A slot that no longer resolves: the general path asks ARP.
+        let (recorded, eg) = if slot != 0 {
+            (slot, self.egress.get(slot, generation, now, &shared.neigh)?)
+        } else {
+            self.egress
+                .keep(resolve(shared, src, dst, toward, generation, now)?)
         };
+        if slot == 0 {
+            c.set_egress(dir, recorded);
+        }
         // A packet (with TUN, its outer header too) past the egress MTU gets
         // an ICMP "fragmentation needed" or a drop: the general path's business.
         let outer = if method == ForwardMethod::Tun {
@@ -292,47 +291,48 @@ impl Forwarder {
         if let (Some(t), Direction::Input) = (self.sync.as_deref_mut(), dir) {
             t.on_input(&self.conns, id, now, self.synproxy.as_deref());
         }
-        // The new Ethernet addresses go on with the rewrite, through one
-        // borrow of the frame (after the outer header, for TUN).
-        let set_macs = |frame: &mut [u8]| {
-            if let Some(h) = frame.get_mut(..eg.macs.len()) {
-                h.copy_from_slice(&eg.macs);
-            }
-        };
-        let done = match method {
-            ForwardMethod::Tun => match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
+        // The rewrite and the new Ethernet addresses, through one borrow of
+        // the frame (after the outer header, for TUN); each method counts
+        // its own packet in its own branch (no second dispatch on it).
+        let counters = &mut self.counters;
+        let done = if method == ForwardMethod::Tun {
+            match tun::encapsulate(pkt, ETH_LEN, eg.addr, addr, eg.mtu) {
                 Ok(tun::TunOutcome::Encapsulated) => {
-                    set_macs(pkt.data_mut());
+                    if let Some(h) = pkt.data_mut().get_mut(..eg.macs.len()) {
+                        h.copy_from_slice(&eg.macs);
+                    }
+                    counters.tun_out += 1;
                     Ok(())
                 }
                 Ok(tun::TunOutcome::FragNeeded { .. }) => Err(DropReason::TooBig),
                 Err(r) => Err(r),
-            },
-            _ => {
-                let frame = pkt.data_mut();
-                let r = rewrite(frame, proto, method, dir, (addr, l4port), other);
+            }
+        } else {
+            let frame = pkt.data_mut();
+            if method == ForwardMethod::Dr {
+                if let Some(h) = frame.get_mut(..eg.macs.len()) {
+                    h.copy_from_slice(&eg.macs);
+                }
+                counters.dr_out += 1;
+                Ok(())
+            } else {
+                let r = rewrite(frame, proto, dir, (addr, l4port), other, seq_fix, &eg.macs);
                 if r.is_ok() {
-                    if let Some(f) = seq_fix {
-                        shift_number(frame, f);
-                    }
-                    set_macs(frame);
+                    *match (other.is_some(), dir) {
+                        (false, Direction::Input) => &mut counters.nat_in,
+                        (false, Direction::Output) => &mut counters.nat_out,
+                        (true, Direction::Input) => &mut counters.fnat_in,
+                        (true, Direction::Output) => &mut counters.fnat_out,
+                    } += 1;
                 }
                 r
             }
         };
+        let port = eg.hop.port;
         Some(match done {
             Ok(()) => {
-                let c = match (method, dir) {
-                    (ForwardMethod::Nat, Direction::Input) => &mut self.counters.nat_in,
-                    (ForwardMethod::Nat, Direction::Output) => &mut self.counters.nat_out,
-                    (ForwardMethod::FullNat, Direction::Input) => &mut self.counters.fnat_in,
-                    (ForwardMethod::FullNat, Direction::Output) => &mut self.counters.fnat_out,
-                    (ForwardMethod::Tun, _) => &mut self.counters.tun_out,
-                    _ => &mut self.counters.dr_out,
-                };
-                *c += 1;
                 self.counters.fast_path += 1;
-                Verdict::Forward { port: eg.hop.port }
+                Verdict::Forward { port }
             }
             Err(r) => {
                 self.drops.count(r);
@@ -345,19 +345,18 @@ impl Forwarder {
 /// The first packet one way on a connection: what its egress slot will stand
 /// for. Martian and local addresses (this packet's, which are the entry's
 /// keys: a slot is only ever recorded for addresses that pass), the route
-/// toward `toward`, the port, the neighbour. Returns the slot number (+1, 0
-/// when the slots are all taken) and the egress; None for the general path.
+/// toward `toward`, the port, the neighbour: the egress for a slot
+/// (`EgressCache::keep`); None for the general path.
 #[cold]
 #[inline(never)]
 fn resolve(
     shared: &super::Shared,
-    cache: &mut super::egress::EgressCache,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     toward: Ipv4Addr,
     generation: u64,
     now: u32,
-) -> Option<(u8, Egress)> {
+) -> Option<Egress> {
     let (martian, local) = shared.martian_or_local(src, dst);
     if martian || local {
         return None;
@@ -367,24 +366,23 @@ fn resolve(
     let Neigh::Resolved(mac) = shared.neigh.lookup(hop.via, now) else {
         return None;
     };
-    let e = Egress::new(hop, out, mac, generation, now);
-    Some((cache.insert(e), e))
+    Some(Egress::new(hop, out, mac, generation, now))
 }
 
-/// The L3/L4 rewrite of a NAT packet (DR keeps the IP packet as it is);
-/// FULLNAT's (`other`: the opposite end's new address and port) too.
+/// The L3/L4 rewrite of a NAT packet, FULLNAT's (`other`: the opposite
+/// end's new address and port) too, a PROXY connection's sequence shift
+/// (`seq_fix`), and the new Ethernet addresses `macs`: all at fixed offsets
+/// of one bounds-checked header array.
 #[inline(always)]
 fn rewrite(
     frame: &mut [u8],
     proto: Proto,
-    method: ForwardMethod,
     dir: Direction,
     (addr, l4port): (Ipv4Addr, u16),
     other: Option<(Ipv4Addr, u16)>,
+    seq_fix: Option<(usize, u32, u32)>,
+    macs: &[u8; 12],
 ) -> Result<(), DropReason> {
-    if !matches!(method, ForwardMethod::Nat | ForwardMethod::FullNat) {
-        return Ok(());
-    }
     // `fast` checked the frame holds the whole L4 header: 20 bytes of TCP
     // (total length >= 40), or UDP's 8 (HEAD_LEN).
     const L4: usize = ETH_LEN + IP_LEN;
@@ -395,9 +393,13 @@ fn rewrite(
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
             match other {
-                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + tcp::field::CHECKSUM, false),
-                None => nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false),
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + tcp::field::CHECKSUM, false)?,
+                None => nat_fixed(h, dir, addr, l4port, L4 + tcp::field::CHECKSUM, false)?,
             }
+            if let Some(f) = seq_fix {
+                shift_number(h, f);
+            }
+            h[..12].copy_from_slice(macs);
         }
         Proto::Udp => {
             let h: &mut [u8; HEAD_LEN] = frame
@@ -405,22 +407,24 @@ fn rewrite(
                 .and_then(|h| h.try_into().ok())
                 .ok_or(DropReason::MalformedL4)?;
             match other {
-                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + udp::field::CHECKSUM, true),
-                None => nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true),
+                Some(o) => fnat_fixed(h, dir, (addr, l4port), o, L4 + udp::field::CHECKSUM, true)?,
+                None => nat_fixed(h, dir, addr, l4port, L4 + udp::field::CHECKSUM, true)?,
             }
+            h[..12].copy_from_slice(macs);
         }
     }
+    Ok(())
 }
 
 /// A PROXY connection's seq or ack (`SeqShift::steady`: its offset in the
 /// TCP header, old and new value) rewritten, the TCP checksum with it.
 #[inline(always)]
-fn shift_number(frame: &mut [u8], (at, old, new): (usize, u32, u32)) {
+fn shift_number<const N: usize>(h: &mut [u8; N], (at, old, new): (usize, u32, u32)) {
     const TCP: usize = ETH_LEN + IP_LEN;
-    if let Some(b) = frame.get_mut(TCP + at..TCP + at + 4) {
+    if let Some(b) = h.get_mut(TCP + at..TCP + at + 4) {
         b.copy_from_slice(&new.to_be_bytes());
     }
-    if let Some(b) = frame.get_mut(TCP + tcp::field::CHECKSUM..TCP + tcp::field::CHECKSUM + 2) {
+    if let Some(b) = h.get_mut(TCP + tcp::field::CHECKSUM..TCP + tcp::field::CHECKSUM + 2) {
         let c = u16::from_be_bytes([b[0], b[1]]);
         b.copy_from_slice(&checksum::update32(c, old, new).to_be_bytes());
     }

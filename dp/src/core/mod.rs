@@ -508,8 +508,22 @@ struct Endpoints {
     rport: u16,
 }
 
+/// What the fast path reads of `Shared` on every packet, copied into the
+/// worker once (none of it changes while the director runs), side by side:
+/// one load each instead of a load through `shared` first.
+#[repr(C, align(64))]
+struct Hot {
+    /// `Shared::port_macs`.
+    port_macs: Box<[u64]>,
+    /// `Shared::workers`.
+    workers: u16,
+    /// `CoreOptions::expire_nodest_conn`.
+    expire_nodest_conn: bool,
+}
+
 /// The per-worker packet processor.
 pub struct Forwarder {
+    hot: Hot,
     pub worker: u16,
     shared: Arc<Shared>,
     snap: Arc<ServiceTable>,
@@ -553,7 +567,13 @@ impl Forwarder {
         let seed = 0x5eed_0000_0000_0000 ^ ((worker as u64) << 32) ^ std::process::id() as u64;
         let shared_workers = shared.workers;
         let laddr_cfg = shared.laddr.clone();
+        let hot = Hot {
+            port_macs: shared.port_macs.clone().into_boxed_slice(),
+            workers: shared.workers,
+            expire_nodest_conn: shared.opts.expire_nodest_conn,
+        };
         let mut f = Forwarder {
+            hot,
             worker,
             shared,
             snap,
@@ -672,6 +692,14 @@ impl Forwarder {
     /// another worker handed it over (so it is not redirected again).
     #[inline]
     pub fn process<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
+        self.process_inline(in_port, pkt, redirected)
+    }
+
+    /// `process`, always inlined: `process_burst`'s loop, which runs it
+    /// for every packet of a burst without a call (and the call's saving
+    /// and restoring of registers) each time.
+    #[inline(always)]
+    fn process_inline<B: PacketBuf>(&mut self, in_port: u16, pkt: &mut B, redirected: bool) -> Verdict {
         if self.fast_path {
             if let Some(v) = self.fast(in_port, pkt, redirected) {
                 return v;
@@ -718,6 +746,7 @@ impl Forwarder {
     /// With a large table it first walks the burst to request each packet's
     /// bucket head, then each chain's first entry, so the cache misses of the
     /// whole burst overlap instead of stalling packet after packet.
+    #[inline(never)]
     pub fn process_burst<B: PacketBuf>(&mut self, in_port: u16, pkts: &mut [B], verdicts: &mut [Verdict]) {
         let n = pkts.len().min(verdicts.len());
         if self.conns.len() >= WARM_MIN_CONNS {
@@ -733,7 +762,7 @@ impl Forwarder {
             }
         }
         for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n) {
-            *v = self.process(in_port, p, false);
+            *v = self.process_inline(in_port, p, false);
         }
     }
 
@@ -1134,12 +1163,7 @@ impl Forwarder {
         // LVS-NAT rewrites the packet: a corrupt one must not open a
         // connection (nor reach the scheduler). Checked here only, once per
         // connection; see `l4_checksum_ok`.
-        if svc
-            .dests
-            .iter()
-            .any(|d| matches!(d.method, ForwardMethod::Nat | ForwardMethod::FullNat))
-            && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum)
-        {
+        if snap.rewrites(si) && !l4_checksum_ok(pkt.data(), ip, proto, nic_l4_csum) {
             return Err(Verdict::Drop(DropReason::BadL4Checksum));
         }
         let now = self.now;

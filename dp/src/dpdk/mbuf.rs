@@ -206,6 +206,20 @@ impl Mbuf {
         }
     }
 
+    /// `rx_ip_csum`'s verdict where the PMD gives one (GOOD or BAD), else
+    /// `software`'s: two compares of the flags, no `Option` in between.
+    #[inline(always)]
+    pub fn ip_csum_ok(&self, software: impl FnOnce() -> bool) -> bool {
+        let f = self.m().ol_flags & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK;
+        if f == sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD {
+            true
+        } else if f == sys::RTE_MBUF_F_RX_IP_CKSUM_BAD {
+            false
+        } else {
+            software()
+        }
+    }
+
     /// As `rx_ip_csum`, for the TCP or UDP checksum (RX_L4_CKSUM_*).
     #[inline(always)]
     pub fn rx_l4_csum(&self) -> Option<bool> {
