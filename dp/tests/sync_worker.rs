@@ -185,17 +185,22 @@ fn templates_follow_their_connections() {
 #[test]
 fn a_full_ring_drops_and_counts() {
     let (d, mut fwd) = master_with(ForwardMethod::Nat, false, 16384);
-    let cap = d.shared.sync.out[0].capacity();
+    let ring = &d.shared.sync.out[0];
+    let cap = ring.capacity();
+    // A master that stopped draining left room for 10 more.
+    let filler = entry(rs_ip(1), 8080, SyncState::Tcp(TcpState::Established));
+    while ring.len() < cap - 10 {
+        assert!(ring.push(filler).is_ok());
+    }
     // Each new client port: its 3rd packet pushes one event.
-    let flows = cap + 10;
-    for p in 0..flows {
+    for p in 0..20u16 {
         for _ in 0..3 {
-            send(&mut fwd, &udp(1024 + p as u16));
+            send(&mut fwd, &udp(1024 + p));
         }
     }
     worker_tick(&mut fwd);
     let s = d.shared.sync.stats[0].snapshot();
-    assert_eq!(s.pushed, cap as u64);
+    assert_eq!(s.pushed, 10);
     assert_eq!(s.dropped, 10);
     assert_eq!(drain(&d).len(), cap);
 }

@@ -35,9 +35,13 @@ use crate::core::{synced_shift, ProxySlot};
 /// Worker → master thread, or backup thread → worker: bounded, lock-free, never waits.
 pub type SyncRing = ArrayQueue<SyncEvent>;
 
-/// Events each ring holds. A master thread drains every millisecond or so: 8192 is
-/// 8 M connection events a second per worker before anything is dropped.
-pub const SYNC_RING_SIZE: usize = 8192;
+/// Events each ring holds. A master thread drains every millisecond or so,
+/// but on a busy box it may not run for several: a worker opening 2 M
+/// connections a second hands it about 4 M events a second, and 65,536 of
+/// them are 16 ms of that before anything is dropped (8,192 dropped a few
+/// thousand a run in `scripts/bench.sh --only syncnew`). About 4 MB per
+/// worker and direction.
+pub const SYNC_RING_SIZE: usize = 65536;
 
 /// The master's sysctls (`sync_threshold`, `sync_refresh_period`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
