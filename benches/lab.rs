@@ -129,6 +129,36 @@ pub fn sum16(b: &[u8]) -> u32 {
         .sum()
 }
 
+/// Zeroes `f` and writes Ethernet (to `dst_mac`) and an IPv4 header
+/// (`src` -> `dst`, protocol `proto`, total length `total`, TTL 64, DF if
+/// `df`) with its checksum; the transport header and payload are the
+/// caller's, from byte 34.
+fn eth_ipv4(
+    f: &mut [u8],
+    dst_mac: MacAddr,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    proto: u8,
+    total: u16,
+    df: bool,
+) {
+    f.fill(0);
+    f[..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x77, 0x77]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    if df {
+        ip[6] = 0x40;
+    }
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let c = fold(sum16(ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 pub fn tcp_frame(
     dst_mac: MacAddr,
     src: Ipv4Addr,
@@ -139,20 +169,7 @@ pub fn tcp_frame(
     out: &mut [u8],
 ) {
     let f = &mut out[..FRAME_LEN];
-    f.fill(0);
-    f[..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x77, 0x77]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = fold(sum16(ip));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    eth_ipv4(f, dst_mac, (src, dst), 6, 40, true);
     let tcp = &mut f[34..54];
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -171,19 +188,7 @@ pub fn tcp_frame(
 pub fn udp_frame(dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, out: &mut [u8]) {
     const PAYLOAD: usize = FRAME_LEN - 42;
     let f = &mut out[..FRAME_LEN];
-    f.fill(0);
-    f[..6].copy_from_slice(&dst_mac.0);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0x77, 0x77]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 8 + PAYLOAD) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let c = fold(sum16(ip));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    eth_ipv4(f, dst_mac, (src, dst), 17, (20 + 8 + PAYLOAD) as u16, false);
     let udp = &mut f[34..];
     udp[0..2].copy_from_slice(&sport.to_be_bytes());
     udp[2..4].copy_from_slice(&dport.to_be_bytes());
