@@ -111,8 +111,12 @@ if [ "$MODE" = nat ]; then open=0; else open=$OPEN; fi
 # row (wrk reuses the port again and again); each of those sent s2 or s3 at
 # least one packet, so their InPkts bound how many requests s1 did not count.
 # The same holds for stale entries of s1 in states IPVS also follows (SYN_RECV,
-# CLOSE_WAIT, LAST_ACK): counted once, used again; WRK_CONNS bounds those.
-if [ "$MODE" = nat ]; then stale=0; else stale=$((P2 + P3 + WRK_CONNS)); fi
+# CLOSE_WAIT, LAST_ACK): counted once, used again. Nothing the director sees
+# counts those; in 10 runs (with the builds of 8792062 and of this commit)
+# they were 5-40 over the s2+s3 packets, with 20 wrk connections; 3 x
+# WRK_CONNS bounds them. A reuse that is not rescheduled at all would leave
+# thousands uncounted.
+if [ "$MODE" = nat ]; then stale=0; else stale=$((P2 + P3 + 3 * WRK_CONNS)); fi
 if [ "${REQ2:-0}" -gt 0 ] && [ "$C1" -ge $((REQ2 - stale)) ] && [ "$C1" -le $((REQ2 + 2 * WRK_CONNS)) ]; then
   ok "Conns of s1 counts every connection it got ($C1 for $REQ2 requests)"
 else
