@@ -6,53 +6,13 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_cp::adm::{run, CtlTransport, DestCounters, LocalTransport};
+use rvs_cp::adm::{CtlTransport, DestCounters, LocalTransport};
 use rvs_proto::command::{Command, ConnInfo, Rates, Reply, ServiceInfo, WorkerLatency};
 use rvs_proto::types::{Proto, ServiceKey, TrafficTotals};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn rvsadm_in(t: &mut dyn CtlTransport, line: &str, stdin: &str) -> Out {
-    let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    let code = run(&args, t, &mut stdin.as_bytes(), &mut o, &mut e);
-    Out {
-        code,
-        stdout: String::from_utf8(o).unwrap(),
-        stderr: String::from_utf8(e).unwrap(),
-    }
-}
-
-fn rvsadm(t: &mut dyn CtlTransport, line: &str) -> Out {
-    rvsadm_in(t, line, "")
-}
-
-fn ok(t: &mut dyn CtlTransport, line: &str) -> String {
-    let o = rvsadm(t, line);
-    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "rvsadm {line}");
-    o.stdout
-}
-
-fn golden(name: &str) -> String {
-    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
-fn key(proto: Proto, vip: &str, port: u16) -> ServiceKey {
-    ServiceKey {
-        proto,
-        vip: ip(vip),
-        port,
-    }
-}
+#[path = "common/adm.rs"]
+mod adm;
+use adm::{golden, ip, key, ok, rvsadm, rvsadm_in};
 
 fn tt(v: [u64; 5]) -> TrafficTotals {
     TrafficTotals {
