@@ -226,11 +226,8 @@ traffic "arm 1"
 say "arm 1: a SIGHUP adds a LIP on the tap port; /metrics"
 kconf 10.2.0.200 10.2.0.202
 kill -HUP "$cp_pid"
-for _ in $(seq 50); do
-  [ "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" = "10.2.0.200 10.2.0.202 " ] && break
-  sleep 0.1
-done
-expect_eq "$(adm -G -t $VIP:80 | awk '$1 ~ /^10\.2\.0\./ {print $1}' | tr '\n' ' ')" "10.2.0.200 10.2.0.202 " "the reload's LIPs"
+wait_laddrs $VIP:80 "10.2.0.200 10.2.0.202 " || true
+expect_eq "$(laddrs_of $VIP:80)" "10.2.0.200 10.2.0.202 " "the reload's LIPs"
 expect_eq "$(grep -c "port 1 flow steering:" "$work/dp.log")" 1 "the tap port's mode, remembered, not logged again"
 sleep 1.5   # one stats interval: the snapshot /metrics renders is taken every second
 nsx "$NS_D" curl -s -m 3 -o "$work/metrics" http://127.0.0.1:19290/metrics || true

@@ -26,25 +26,38 @@ rs_addr() {
 }
 fwd_flag() { case $MODE in nat) echo -m ;; dr) echo -g ;; tun) echo -i ;; fnat|fnat1) echo -b ;; esac; }
 
+# tally OUT: OUT is `sort | uniq -c` of the real servers' names (and FAILED);
+# prints "s1=A s2=B s3=C failed=F".
+tally() {
+  local out=$1 s1 s2 s3 f
+  s1=$(awk '$2=="s1"{print $1}' <<<"$out"); s2=$(awk '$2=="s2"{print $1}' <<<"$out")
+  s3=$(awk '$2=="s3"{print $1}' <<<"$out"); f=$(awk '$2=="FAILED"{print $1}' <<<"$out")
+  echo "s1=${s1:-0} s2=${s2:-0} s3=${s3:-0} failed=${f:-0}"
+}
+
+# laddrs_of VIP:PORT: the TCP service's local addresses as rvsadm -G lists
+# them, each followed by a space.
+laddrs_of() { adm -G -t "$1" | awk '$1 ~ /^[0-9.]+$/ {printf "%s ", $1}'; }
+
+# wait_laddrs VIP:PORT WANT: up to 5 s for laddrs_of to print WANT (a reload).
+wait_laddrs() {
+  for _ in $(seq 50); do [ "$(laddrs_of "$1")" = "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+
 # http_spread N: N requests to the VIP, one connection each; prints
 # "s1=A s2=B s3=C failed=F".
 http_spread() {
   local n=$1 out
   out=$(client bash -c "for i in \$(seq $n); do curl -s -m 3 http://$VIP/ || echo FAILED; done" | sort | uniq -c)
-  local s1 s2 s3 f
-  s1=$(awk '$2=="s1"{print $1}' <<<"$out"); s2=$(awk '$2=="s2"{print $1}' <<<"$out")
-  s3=$(awk '$2=="s3"{print $1}' <<<"$out"); f=$(awk '$2=="FAILED"{print $1}' <<<"$out")
-  echo "s1=${s1:-0} s2=${s2:-0} s3=${s3:-0} failed=${f:-0}"
+  tally "$out"
 }
 
 udp_spread() {
   local n=$1 out
   out=$(client bash -c "for i in \$(seq $n); do echo ping\$i | socat -t 1 -T 2 - UDP4:$VIP:53 || echo FAILED; done" \
     | awk '{print $1}' | sort | uniq -c)
-  local s1 s2 s3 f
-  s1=$(awk '$2=="s1"{print $1}' <<<"$out"); s2=$(awk '$2=="s2"{print $1}' <<<"$out")
-  s3=$(awk '$2=="s3"{print $1}' <<<"$out"); f=$(awk '$2=="FAILED"{print $1}' <<<"$out")
-  echo "s1=${s1:-0} s2=${s2:-0} s3=${s3:-0} failed=${f:-0}"
+  tally "$out"
 }
 
 blob_sha() {  # the sha256 rs_server.py's /blob?size=N serves
