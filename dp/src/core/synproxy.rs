@@ -90,6 +90,17 @@ impl Forwarder {
         self.synproxy.as_deref()
     }
 
+    /// Connection `id`'s SYN proxy slot, to fill for a connection that
+    /// becomes proxied; the table is made on first use (a director that
+    /// never proxies never allocates it).
+    fn new_proxy_slot(&mut self, id: ConnId) -> Option<&mut ProxySlot> {
+        let n = self.conns.capacity();
+        let table = self
+            .synproxy
+            .get_or_insert_with(|| vec![ProxySlot::default(); n].into_boxed_slice());
+        table.get_mut(id.0 as usize)
+    }
+
     /// Makes connection `id` a proxied one past its handshake, translated by
     /// `shift`: what a sync backup installs for a connection its master
     /// proxied. Its packets are then translated as on the master.
@@ -97,11 +108,7 @@ impl Forwarder {
         let Some(flow) = self.conns.get(id).map(|c| c.flow()) else {
             return;
         };
-        let n = self.conns.capacity();
-        let table = self
-            .synproxy
-            .get_or_insert_with(|| vec![ProxySlot::default(); n].into_boxed_slice());
-        if let Some(s) = table.get_mut(id.0 as usize) {
+        if let Some(s) = self.new_proxy_slot(id) {
             *s = ProxySlot {
                 flow: Some(flow),
                 cookie: 0,
@@ -228,11 +235,7 @@ impl Forwarder {
             Ok(id) => id,
             Err(v) => return v,
         };
-        let n = self.conns.capacity();
-        let table = self
-            .synproxy
-            .get_or_insert_with(|| vec![ProxySlot::default(); n].into_boxed_slice());
-        if let Some(s) = table.get_mut(id.0 as usize) {
+        if let Some(s) = self.new_proxy_slot(id) {
             *s = ProxySlot {
                 flow: Some(flow),
                 cookie,
