@@ -660,8 +660,11 @@ impl Daemon {
         // Each page goes to rvs-dp as it arrives (`resync::fetch`).
         let t = &mut self.transport;
         let r = resync::fetch(peer, |count, entries| resync::install_page(t, count, entries));
+        if r.is_err() {
+            self.resync_failures += 1;
+        }
         self.resync_stats
-            .count_fetch(&r, r.is_err() && self.resync_failures + 1 >= RESYNC_TRIES);
+            .count_fetch(&r, self.resync_failures >= RESYNC_TRIES);
         match r {
             Ok(None) => info!("full resync: no peer at {peer}, nothing to resync"),
             Ok(Some(n)) => info!(
@@ -669,7 +672,6 @@ impl Daemon {
                 t0.elapsed().as_millis()
             ),
             Err(e) => {
-                self.resync_failures += 1;
                 if self.resync_failures < RESYNC_TRIES {
                     warn!(
                         "full resync from {peer}: {e}; retrying (failed fetch {} of {RESYNC_TRIES})",

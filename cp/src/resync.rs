@@ -87,7 +87,7 @@ pub struct ResyncStats {
 
 impl ResyncStats {
     /// Counts one fetch's outcome (`fetch`'s result); `last_try`: a failure
-    /// is not retried.
+    /// is not retried (ignored for a success).
     pub fn count_fetch(&self, r: &Result<Option<usize>, String>, last_try: bool) {
         let bump = |c: &AtomicU64, n: u64| {
             c.fetch_add(n, Ordering::Relaxed);
