@@ -314,11 +314,8 @@ fn clamp_mss_for_toa(seg: &mut [u8]) {
     let Some(opts) = seg.get_mut(20..doff) else {
         return;
     };
-    let Some(mss) = crate::wire::tcpopt::SynOptions::parse(opts).mss else {
-        return;
-    };
-    let max = mss.saturating_sub(toa::TOA_LEN as u16).max(TOA_MSS_FLOOR);
-    if let Some((_, d)) = crate::wire::tcpopt::clamp_mss(opts, max) {
+    let room = |mss: u16| mss.saturating_sub(toa::TOA_LEN as u16).max(TOA_MSS_FLOOR);
+    if let Some((_, d)) = crate::wire::tcpopt::lower_mss(opts, room) {
         let c = crate::wire::bytes::get_u16(seg, tcp_field::CHECKSUM);
         crate::wire::bytes::set_u16(seg, tcp_field::CHECKSUM, crate::wire::checksum::apply(c, d));
     }

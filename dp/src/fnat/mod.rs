@@ -65,7 +65,7 @@
 //!   (CIP:cport, VIP:vport) and `client_to_rs`, on every client segment. The
 //!   room given is min(buffer tailroom, room under the egress MTU).
 //! - RS → client, with TOA: the server's SYN-ACK announces an MSS 8 bytes
-//!   smaller (`wire::tcpopt::clamp_mss`), so that full-sized client segments
+//!   smaller (`wire::tcpopt::lower_mss`), so that full-sized client segments
 //!   still have room for TOA under the MTU.
 //! - RS → client: the reply's destination port names its worker
 //!   (`owner_of_port(lport, workers)`). Where the NIC takes them, rte_flow

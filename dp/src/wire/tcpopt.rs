@@ -156,11 +156,11 @@ pub fn shift_sack_blocks(opts: &mut [u8], delta: u32) -> u32 {
     u32::from(even) + u32::from(odd)
 }
 
-/// Lowers the MSS option of a SYN's options area to `max` if it announces
-/// more; returns the value it had and the checksum change (as
+/// Lowers the MSS option of a SYN's options area to `to(mss)` if that is
+/// less; returns the value it had and the checksum change (as
 /// `shift_sack_blocks`: `opts` starts at an even offset, an MSS at an odd
-/// one counts byte-swapped). None: no MSS option, or not above `max`.
-pub fn clamp_mss(opts: &mut [u8], max: u16) -> Option<(u16, u32)> {
+/// one counts byte-swapped). None: no MSS option, or `to` did not lower it.
+pub fn lower_mss(opts: &mut [u8], to: impl FnOnce(u16) -> u16) -> Option<(u16, u32)> {
     let mut i = 0usize;
     loop {
         match *opts.get(i)? {
@@ -173,6 +173,7 @@ pub fn clamp_mss(opts: &mut [u8], max: u16) -> Option<(u16, u32)> {
                 }
                 if k == kind::MSS && len == 4 {
                     let old = get_u16(opts, i + 2);
+                    let max = to(old);
                     if old <= max {
                         return None;
                     }
@@ -273,7 +274,7 @@ mod tests {
         ] {
             let c0 = checksum::finish(checksum::sum(&opts));
             let old = SynOptions::parse(&opts).mss.unwrap();
-            let (was, d) = clamp_mss(&mut opts, old - 8).expect("clamped");
+            let (was, d) = lower_mss(&mut opts, |m| m - 8).expect("clamped");
             assert_eq!(was, old);
             assert_eq!(SynOptions::parse(&opts).mss, Some(old - 8));
             assert_eq!(
@@ -281,12 +282,12 @@ mod tests {
                 checksum::finish(checksum::sum(&opts)),
                 "{opts:?}"
             );
-            assert_eq!(clamp_mss(&mut opts, old), None, "already below");
+            assert_eq!(lower_mss(&mut opts, |_| old), None, "already below");
         }
-        assert_eq!(clamp_mss(&mut [4, 2, 1, 1], 100), None, "no MSS");
-        assert_eq!(clamp_mss(&mut [2, 4, 5], 100), None, "runs past the end");
-        assert_eq!(clamp_mss(&mut [0, 2, 4, 5, 0xb4], 100), None, "behind EOL");
-        assert_eq!(clamp_mss(&mut [2, 3, 5, 1], 100), None, "wrong length");
+        assert_eq!(lower_mss(&mut [4, 2, 1, 1], |_| 100), None, "no MSS");
+        assert_eq!(lower_mss(&mut [2, 4, 5], |_| 100), None, "runs past the end");
+        assert_eq!(lower_mss(&mut [0, 2, 4, 5, 0xb4], |_| 100), None, "behind EOL");
+        assert_eq!(lower_mss(&mut [2, 3, 5, 1], |_| 100), None, "wrong length");
     }
 
     #[test]
