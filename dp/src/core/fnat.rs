@@ -142,11 +142,7 @@ impl Forwarder {
         let Some(side) = self.conns.fnat(id).copied() else {
             return Verdict::Drop(DropReason::NoConnNotSyn);
         };
-        let mtu = self
-            .shared
-            .ports
-            .get(hop.port as usize)
-            .map_or(0, |p| usize::from(p.mtu));
+        let mtu = self.egress_mtu(hop).map_or(0, usize::from);
         let Some(ipb) = pkt.data_mut().get_mut(ip.l2..ip.l2 + ip.total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };

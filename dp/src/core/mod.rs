@@ -1417,11 +1417,17 @@ impl Forwarder {
         }
     }
 
+    /// The MTU of `hop`'s port.
+    #[inline(always)]
+    fn egress_mtu(&self, hop: NextHop) -> Option<u16> {
+        self.shared.ports.get(hop.port as usize).map(|p| p.mtu)
+    }
+
     /// The egress MTU of `hop`'s port when an IP packet of `total` bytes
     /// does not fit it.
     #[inline(always)]
     fn too_big_for(&self, hop: NextHop, total: usize) -> Option<u16> {
-        let mtu = self.shared.ports.get(hop.port as usize)?.mtu;
+        let mtu = self.egress_mtu(hop)?;
         (total > usize::from(mtu)).then_some(mtu)
     }
 
