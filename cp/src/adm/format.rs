@@ -416,9 +416,9 @@ pub fn latency(workers: &[WorkerLatency]) -> String {
 
 /// `rvsadm --workers` (rvs only): one line per worker for its packets,
 /// redirects and connections, then one per worker for FULLNAT: packets each
-/// way, the replies it owned by the way they came (from its own queue,
-/// through another worker's redirect ring), TOA options inserted and
-/// skipped, PROXY headers sent.
+/// way, the replies it owned by the way they came (from its own queue by
+/// chance, through another worker's redirect ring, or put there by a NIC
+/// flow rule), TOA options inserted and skipped, PROXY headers sent.
 pub fn workers(ws: &[super::WorkerCounters]) -> String {
     let mut out = format!(
         "{:<6} {:>14} {:>14} {:>12} {:>12} {:>12} {:>10}\n",
